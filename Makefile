@@ -1,0 +1,49 @@
+# pyrostruct developer commands. Every target creates .venv from python3 when it
+# is missing and installs the package once (a stamp file keyed on pyproject.toml
+# and constraints.txt; re-running a target reinstalls nothing when they did not
+# change). torch is pinned to the CPU build through constraints.txt.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST := $(BIN)/python -m pytest
+# pytest exits 5 when it collected no test: a run with nothing to fail is not a failure.
+define run_pytest
+	$(PYTEST) $(1); rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; exit $$rc
+endef
+
+.PHONY: venv demo test test-all bench bench-quick lint format clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,bench]'
+	@touch $@
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m pyrostruct.demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: lint
+	$(call run_pytest,-m "not slow" -n 2)
+
+test-all: lint
+	$(call run_pytest,-n 2)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+bench-quick: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py --quick
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,88 @@
+"""The ``pyrostruct`` command line (also ``python -m pyrostruct``).
+
+Each subcommand lives in its own module, which exposes
+``add_subparser(subparsers)``; the subparser sets ``func`` to a function taking
+the parsed namespace and returning an exit code. Modules are listed in
+:data:`COMMAND_MODULES` and imported when the parser is built.
+
+Errors a user can cause (bad arguments, unreadable or malformed input files)
+print one line ``pyrostruct: error: ...`` to stderr and exit with code 2, with
+no traceback. Ctrl-C exits with code 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from pyrostruct import __version__
+
+__all__ = ["main", "build_parser", "COMMAND_MODULES", "UsageError"]
+
+#: Modules that provide subcommands, in the order ``--help`` lists them.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """Raised by the parser instead of printing usage and exiting."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (no usage dump)."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every registered subcommand."""
+    parser = _Parser(
+        prog="pyrostruct",
+        description=(
+            "Differentiable structural latents for Pyro: Gumbel-softmax latents, "
+            "DAG distributions, sparse subspace VI and ELBO-based model selection."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"pyrostruct {__version__}")
+    if COMMAND_MODULES:
+        subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+        for name in COMMAND_MODULES:
+            importlib.import_module(name).add_subparser(subparsers)
+    return parser
+
+
+def _fail(message: str) -> int:
+    first_line = str(message).strip().splitlines()[0] if str(message).strip() else "failed"
+    print(f"pyrostruct: error: {first_line}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as e:
+        return _fail(f"{e} (see 'pyrostruct --help')")
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(func(args) or 0)
+    except (ValueError, OSError) as e:
+        # ValueError covers pyrostruct.errors.InputError; OSError covers missing,
+        # unreadable or unwritable files.
+        return _fail(str(e) or type(e).__name__)
+    except KeyboardInterrupt:
+        print("pyrostruct: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

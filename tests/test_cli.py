@@ -1,0 +1,104 @@
+"""The command line: help, version, and one-line errors with exit code 2."""
+
+import subprocess
+import sys
+
+import pytest
+
+import pyrostruct
+from pyrostruct import cli
+
+
+def test_version_flag(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == f"pyrostruct {pyrostruct.__version__}"
+
+
+def test_help_lists_only_registered_commands(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: pyrostruct")
+    for module in cli.COMMAND_MODULES:
+        name = module.rsplit(".", 1)[-1].replace("_", "-")
+        assert name in out
+
+
+def test_no_arguments_prints_help(capsys):
+    assert cli.main([]) == 0
+    assert "usage: pyrostruct" in capsys.readouterr().out
+
+
+def test_unknown_option_is_one_line_exit_2(capsys):
+    assert cli.main(["--no-such-flag"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("pyrostruct: error: unrecognized arguments: --no-such-flag")
+    assert "Traceback" not in err
+
+
+def test_input_errors_from_a_command_are_one_line(capsys, monkeypatch):
+    """A ValueError or OSError raised by a command becomes one line and exit 2."""
+    import argparse
+
+    def failing(args):
+        raise FileNotFoundError(2, "No such file or directory", "missing.csv")
+
+    def fake_build_parser():
+        parser = cli._Parser(prog="pyrostruct")
+        sub = parser.add_subparsers(dest="command", parser_class=cli._Parser)
+        sub.add_parser("fail").set_defaults(func=failing)
+        return parser
+
+    monkeypatch.setattr(cli, "build_parser", fake_build_parser)
+    assert cli.main(["fail"]) == 2
+    err = capsys.readouterr().err
+    assert err == "pyrostruct: error: [Errno 2] No such file or directory: 'missing.csv'\n"
+    del argparse
+
+
+def test_multiline_error_message_is_cut_to_its_first_line(capsys, monkeypatch):
+    def failing(args):
+        raise ValueError("column 'x' is constant\nmore detail")
+
+    def fake_build_parser():
+        parser = cli._Parser(prog="pyrostruct")
+        sub = parser.add_subparsers(dest="command", parser_class=cli._Parser)
+        sub.add_parser("fail").set_defaults(func=failing)
+        return parser
+
+    monkeypatch.setattr(cli, "build_parser", fake_build_parser)
+    assert cli.main(["fail"]) == 2
+    assert capsys.readouterr().err == "pyrostruct: error: column 'x' is constant\n"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [sys.executable, "-m", "pyrostruct", "--version"],
+        ["pyrostruct", "--version"],
+    ],
+    ids=["python-m", "console-script"],
+)
+def test_entry_points_run(argv):
+    if argv[0] == "pyrostruct":
+        import shutil
+
+        exe = shutil.which("pyrostruct") or str(
+            __import__("pathlib").Path(sys.executable).with_name("pyrostruct")
+        )
+        argv = [exe, *argv[1:]]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"pyrostruct {pyrostruct.__version__}"
+
+
+def test_bad_option_through_python_m_exits_2_without_traceback():
+    out = subprocess.run(
+        [sys.executable, "-m", "pyrostruct", "--bogus"], capture_output=True, text=True
+    )
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
