@@ -1,0 +1,3 @@
+"""Causal discovery by variational inference over DAGs."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Inference helpers: temperature schedules, evidence estimators, autoguides."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""ELBO-based Bayesian model selection."""
+
+__all__: list[str] = []
