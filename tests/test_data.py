@@ -1,0 +1,85 @@
+"""Data tables: every kind of bad input gets a clear InputError naming the column."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pyrostruct.data import check_table, read_csv
+from pyrostruct.errors import InputError
+
+
+def test_dataframe_names_and_values_pass_through():
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [0, 1, 5]})
+    array, names = check_table(frame)
+    assert names == ["a", "b"]
+    assert array.dtype == np.float64
+    np.testing.assert_array_equal(array, [[1, 0], [2, 1], [3, 5]])
+
+
+@pytest.mark.parametrize("make", [np.asarray, torch.tensor], ids=["numpy", "torch"])
+def test_arrays_get_default_names(make):
+    array, names = check_table(make([[1.0, 2.0], [3.0, 5.0]]))
+    assert names == ["X0", "X1"] and array.shape == (2, 2)
+
+
+@pytest.mark.parametrize(
+    "data, kwargs, match",
+    [
+        (pd.DataFrame({"a": [1.0, 2.0], "s": ["x", "y"]}), {}, r"column 's' is not numeric \(found 'x'\)"),
+        (pd.DataFrame({"a": [1.0, np.nan, 2.0]}), {}, r"column 'a' contains NaN \(row 1\)"),
+        (np.array([[1.0, np.inf], [2.0, 3.0]]), {}, r"column 'X1' contains an infinite value"),
+        (pd.DataFrame({"a": [1.0, 2.0], "c": [4.0, 4.0]}), {}, r"column 'c' is constant"),
+        (np.ones((5, 1)) * np.arange(5)[:, None], {"min_cols": 2}, r"found 1 column\(s\).*at least 2"),
+        (np.arange(6.0).reshape(1, 6), {}, r"found 1 row\(s\).*at least 2"),
+        (np.arange(6.0), {}, r"expected a 2-D table.*reshape"),
+        (np.array([["a", "b"], ["c", "d"]]), {}, r"expected a numeric array"),
+        (pd.DataFrame([[1.0, 2.0], [3.0, 4.0]], columns=["a", "a"]), {}, r"duplicate column name 'a'"),
+    ],
+    ids=["non-numeric", "nan", "inf", "constant", "too-few-columns", "too-few-rows", "1d", "strings", "duplicate"],
+)
+def test_bad_tables_raise_input_error(data, kwargs, match):
+    with pytest.raises(InputError, match=match):
+        check_table(data, **kwargs)
+
+
+def test_constant_column_allowed_when_asked():
+    array, _ = check_table(np.array([[1.0, 2.0], [1.0, 3.0]]), allow_constant=True)
+    assert array.shape == (2, 2)
+
+
+def test_input_error_is_a_value_error():
+    assert issubclass(InputError, ValueError)
+
+
+def test_read_csv_good_file(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("x,y\n1,2\n3,4\n")
+    frame = read_csv(path)
+    assert list(frame.columns) == ["x", "y"] and len(frame) == 2
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        ("", "the file is empty"),
+        ("\n\n", "has no columns"),
+        ("x,x\n1,2\n", "duplicate column name 'x'"),
+        ('x,y\n1,2\n3,"4\n', "not a readable CSV"),
+    ],
+    ids=["empty", "blank-lines", "duplicate-header", "unterminated-quote"],
+)
+def test_read_csv_bad_files(tmp_path, content, match):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(InputError, match=match):
+        read_csv(path)
+
+
+def test_read_csv_missing_file_and_missing_column(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        read_csv(tmp_path / "nope.csv")
+    path = tmp_path / "d.csv"
+    path.write_text("x,y\n1,2\n")
+    with pytest.raises(InputError, match="no column named 'regime'"):
+        read_csv(path, exclude=["regime"])
