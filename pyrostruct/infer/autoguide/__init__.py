@@ -1,3 +1,10 @@
 """Autoguides for structural latents (discrete, permutation, DAG, sparse subspace)."""
 
+from pyrostruct.infer.autoguide.gumbel import (
+    AutoGumbelSoftmax,
+    auto_discrete_continuous_guide,
+    is_discrete_site,
+)
+
 __all__: list[str] = []
+__all__ += ["AutoGumbelSoftmax", "auto_discrete_continuous_guide", "is_discrete_site"]

@@ -1,0 +1,470 @@
+"""Gumbel-softmax (Concrete) relaxations of Bernoulli and categorical variables.
+
+Pyro already ships :class:`pyro.distributions.RelaxedOneHotCategorical` and
+:class:`pyro.distributions.RelaxedBernoulli` (and their ``StraightThrough``
+variants). They compute ``log_prob`` by inverting the ``exp``/``sigmoid`` map
+from the *rounded* sample, so at low temperature a float32 sample that has
+saturated to exactly ``0`` or ``1`` gets a non-finite density (about 12% of its
+own samples at temperature 0.05 and 96% at 0.01 for three categories), and
+their samples can fail their own simplex support check.
+
+The classes here subclass Pyro's and add:
+
+- **log-space samples**: :meth:`rsample` also computes the sample in log space
+  (the ExpConcrete / logit-Concrete variable of Maddison et al.) and carries it
+  on the returned tensor; :meth:`log_prob` scores that log-space value, so the
+  density stays finite and accurate down to temperature 0.01 in float32;
+- **``hard=True``** straight-through samples whose forward value is *exactly*
+  one-hot / ``{0, 1}`` (the argmax of ``logits + Gumbel noise``, hence an exact
+  categorical / Bernoulli draw) and whose gradient is the relaxed one;
+- **validation** of ``temperature`` (``> 0``, finite, broadcastable to the
+  batch shape) and a float ``temperature`` accepted as well as a tensor;
+- :class:`ConcreteCategorical`: an *index*-valued relaxed categorical, the
+  relaxation that :func:`pyrostruct.relax` uses for ``Categorical`` sites.
+
+References:
+
+[1] Chris J. Maddison, Andriy Mnih, Yee Whye Teh, "The Concrete Distribution: A
+    Continuous Relaxation of Discrete Random Variables", ICLR 2017.
+[2] Eric Jang, Shixiang Gu, Ben Poole, "Categorical Reparameterization with
+    Gumbel-Softmax", ICLR 2017.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Number
+
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+from pyro.distributions import TorchDistribution, constraints
+from pyro.distributions.torch_distribution import ExpandedDistribution, MaskedDistribution
+from torch.distributions.utils import clamp_probs
+
+__all__ = [
+    "ConcreteOneHotCategorical",
+    "ConcreteBernoulli",
+    "ConcreteCategorical",
+    "relax_distribution",
+]
+
+_EMPTY = torch.Size()
+
+# Attributes under which rsample() leaves the log-space sample on its output.
+_LOG_VALUE = "_concrete_log_value"  # log of a point on the simplex (ExpConcrete)
+_LOGIT_VALUE = "_concrete_logit_value"  # logit of a point in (0, 1) (logit-Concrete)
+
+
+def _param_tensor(probs, logits, name: str) -> torch.Tensor:
+    if (probs is None) == (logits is None):
+        raise ValueError(f"{name}: pass exactly one of `probs` or `logits`, not both or neither.")
+    param = probs if probs is not None else logits
+    return param if isinstance(param, torch.Tensor) else torch.as_tensor(param)
+
+
+def _as_temperature(temperature, like: torch.Tensor, name: str) -> torch.Tensor:
+    """Temperature as a tensor of ``like``'s dtype; raises ValueError on bad values."""
+    if isinstance(temperature, bool) or not isinstance(temperature, (Number, torch.Tensor)):
+        raise ValueError(
+            f"{name}: temperature must be a positive float or tensor, got "
+            f"{type(temperature).__name__}. Pass e.g. temperature=0.5 "
+            "(or schedule.temperature for a schedule object)."
+        )
+    dtype = like.dtype if like.is_floating_point() else torch.get_default_dtype()
+    tau = torch.as_tensor(temperature, dtype=dtype, device=like.device)
+    if not torch.jit.is_tracing() and not bool(((tau > 0) & torch.isfinite(tau)).all()):
+        raise ValueError(
+            f"{name}: temperature must be > 0 and finite, got {temperature!r}. "
+            "The relaxation only approaches the discrete distribution as temperature -> 0+; "
+            "use e.g. 0.5, or an ExponentialSchedule with a positive floor."
+        )
+    return tau
+
+
+def _check_temperature_shape(tau: torch.Tensor, batch_shape: torch.Size, name: str) -> None:
+    try:
+        ok = torch.broadcast_shapes(tau.shape, batch_shape) == batch_shape
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"{name}: temperature of shape {tuple(tau.shape)} does not broadcast to the batch "
+            f"shape {tuple(batch_shape)}. Pass a scalar temperature, or one of shape "
+            f"{tuple(batch_shape)}."
+        )
+
+
+class _StraightThroughOneHot(torch.autograd.Function):
+    """Forward: exact one-hot of ``argmax(log_soft)``; backward: identity to ``soft``."""
+
+    @staticmethod
+    def forward(ctx, soft, log_soft):
+        index = log_soft.argmax(-1, keepdim=True)
+        return torch.zeros_like(soft).scatter_(-1, index, 1.0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
+
+
+class _StraightThroughBinary(torch.autograd.Function):
+    """Forward: ``1[logit > 0]`` exactly; backward: identity to ``soft``."""
+
+    @staticmethod
+    def forward(ctx, soft, logit):
+        return (logit > 0).to(soft.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
+
+
+class ConcreteOneHotCategorical(dist.RelaxedOneHotCategorical):
+    r"""Gumbel-softmax (Concrete) relaxation of a one-hot categorical, scored in log space.
+
+    A sample is :math:`y = \mathrm{softmax}((\ell + g)/\tau)` with
+    :math:`g_k \sim \mathrm{Gumbel}(0, 1)`; its density on the simplex is
+
+    .. math::
+
+        \log p(y) = \log\Gamma(K) + (K-1)\log\tau
+            + \sum_k (\ell_k - \tau x_k) - K \operatorname{logsumexp}_k(\ell_k - \tau x_k)
+            - \sum_k x_k, \qquad x = \log y,
+
+    evaluated at the log-space sample :math:`x = \mathrm{log\_softmax}((\ell + g)/\tau)`
+    that :meth:`rsample` carries on its output, never at ``log(y)`` of a rounded
+    ``y``.
+
+    What this adds to :class:`pyro.distributions.RelaxedOneHotCategorical` (which it
+    subclasses): finite, accurate ``log_prob`` of its own samples down to
+    temperature 0.01 in float32; samples that pass the simplex support check;
+    ``hard=True`` straight-through samples (forward: the exact one-hot of
+    :math:`\arg\max_k(\ell_k + g_k)`, a draw from ``OneHotCategorical(logits)``;
+    backward: the gradient of the relaxed sample, like
+    :class:`pyro.distributions.RelaxedOneHotCategoricalStraightThrough`); a
+    validated float-or-tensor ``temperature`` of scalar or batch shape.
+
+    ``log_prob`` of a hard sample scores the relaxed sample behind it (as Pyro's
+    straight-through class does). A value that does not come from ``rsample`` is
+    scored at ``x = log(value)`` and must lie inside the simplex.
+
+    :param temperature: relaxation temperature :math:`\tau > 0` (float or tensor
+        broadcastable to the batch shape).
+    :param probs: event probabilities (``(..., K)``), or
+    :param logits: unnormalized log probabilities (``(..., K)``).
+    :param bool hard: return exact one-hot samples with straight-through gradients.
+
+    References:
+
+    [1] C. J. Maddison, A. Mnih, Y. W. Teh, "The Concrete Distribution: A Continuous
+        Relaxation of Discrete Random Variables", ICLR 2017.
+    [2] E. Jang, S. Gu, B. Poole, "Categorical Reparameterization with Gumbel-Softmax",
+        ICLR 2017.
+    """
+
+    arg_constraints = {
+        "temperature": constraints.positive,
+        "probs": constraints.simplex,
+        "logits": constraints.real_vector,
+    }
+    support = constraints.simplex
+    has_rsample = True
+
+    def __init__(self, temperature, probs=None, logits=None, *, hard=False, validate_args=None):
+        name = type(self).__name__
+        param = _param_tensor(probs, logits, name)
+        if param.dim() < 1 or param.size(-1) < 1:
+            raise ValueError(
+                f"{name}: expected {'probs' if probs is not None else 'logits'} of shape "
+                f"(..., K) with K >= 1 categories, got shape {tuple(param.shape)}."
+            )
+        tau = _as_temperature(temperature, param, name)
+        _check_temperature_shape(tau, param.shape[:-1], name)
+        self.hard = bool(hard)
+        if probs is not None:
+            super().__init__(tau, probs=param, validate_args=validate_args)
+        else:
+            super().__init__(tau, logits=param, validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(ConcreteOneHotCategorical, _instance)
+        new = super().expand(batch_shape, _instance=new)
+        new.hard = self.hard
+        return new
+
+    def _tau(self) -> torch.Tensor:
+        tau = self.temperature
+        return tau.unsqueeze(-1) if tau.dim() else tau
+
+    def rsample(self, sample_shape=_EMPTY) -> torch.Tensor:
+        shape = self._extended_shape(sample_shape)
+        logits = self.logits
+        u = clamp_probs(torch.rand(shape, dtype=logits.dtype, device=logits.device))
+        scores = (logits - (-u.log()).log()) / self._tau()
+        log_y = scores.log_softmax(-1)
+        y = scores.softmax(-1)
+        if self.hard:
+            y = _StraightThroughOneHot.apply(y, log_y.detach())
+        setattr(y, _LOG_VALUE, log_y)
+        return y
+
+    def sample(self, sample_shape=_EMPTY) -> torch.Tensor:
+        with torch.no_grad():
+            return self.rsample(sample_shape)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        log_y = getattr(value, _LOG_VALUE, None)
+        if log_y is None:
+            if self._validate_args:
+                self._validate_sample(value)
+            log_y = value.log()
+        return _concrete_log_density(self.logits, self._tau(), log_y)
+
+
+def _concrete_log_density(logits, tau, log_y):
+    """Concrete log density at the log-space point ``log_y`` (see the class docstring)."""
+    num_events = logits.size(-1)
+    score = logits - tau * log_y
+    tau_batch = tau.squeeze(-1) if tau.dim() else tau
+    log_norm = math.lgamma(num_events) + (num_events - 1) * tau_batch.log()
+    return log_norm + (score - score.logsumexp(-1, keepdim=True)).sum(-1) - log_y.sum(-1)
+
+
+class ConcreteBernoulli(dist.RelaxedBernoulli):
+    r"""Binary Concrete (Gumbel-sigmoid) relaxation of a Bernoulli, scored in logit space.
+
+    A sample is :math:`y = \sigma(l)` with :math:`l = (\ell + \log u - \log(1-u))/\tau`,
+    :math:`u \sim U(0, 1)`; its density is
+
+    .. math::
+
+        \log p(y) = \log\tau + d - 2\,\mathrm{softplus}(d)
+            + \mathrm{softplus}(l) + \mathrm{softplus}(-l), \qquad d = \ell - \tau l,
+
+    evaluated at the logit :math:`l` that :meth:`rsample` carries on its output.
+
+    What this adds to :class:`pyro.distributions.RelaxedBernoulli` (which it
+    subclasses): finite ``log_prob`` of its own samples at any temperature
+    (Pyro's inverts ``sigmoid`` of a float32 sample that has saturated to
+    exactly 0 or 1, and its ``log1p(exp(.))`` overflows); noise built from
+    ``logits`` rather than clamped ``probs``; ``hard=True`` straight-through
+    samples (forward: exactly ``1[l > 0]``, a draw from ``Bernoulli(logits)``;
+    backward: the gradient of the relaxed sample, like
+    :class:`pyro.distributions.RelaxedBernoulliStraightThrough`); a validated
+    float-or-tensor ``temperature``.
+
+    :param temperature: relaxation temperature :math:`\tau > 0` (float or tensor
+        broadcastable to the batch shape).
+    :param probs: probability of 1, or
+    :param logits: log-odds of 1.
+    :param bool hard: return exact ``{0, 1}`` samples with straight-through gradients.
+
+    References:
+
+    [1] C. J. Maddison, A. Mnih, Y. W. Teh, "The Concrete Distribution: A Continuous
+        Relaxation of Discrete Random Variables", ICLR 2017 (Binary Concrete).
+    [2] E. Jang, S. Gu, B. Poole, "Categorical Reparameterization with Gumbel-Softmax",
+        ICLR 2017.
+    """
+
+    arg_constraints = {
+        "temperature": constraints.positive,
+        "probs": constraints.unit_interval,
+        "logits": constraints.real,
+    }
+    support = constraints.unit_interval
+    has_rsample = True
+
+    def __init__(self, temperature, probs=None, logits=None, *, hard=False, validate_args=None):
+        name = type(self).__name__
+        param = _param_tensor(probs, logits, name)
+        tau = _as_temperature(temperature, param, name)
+        _check_temperature_shape(tau, param.shape, name)
+        self.hard = bool(hard)
+        if probs is not None:
+            super().__init__(tau, probs=param, validate_args=validate_args)
+        else:
+            super().__init__(tau, logits=param, validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(ConcreteBernoulli, _instance)
+        new = super().expand(batch_shape, _instance=new)
+        new.hard = self.hard
+        return new
+
+    def rsample(self, sample_shape=_EMPTY) -> torch.Tensor:
+        shape = self._extended_shape(sample_shape)
+        logits = self.logits
+        u = clamp_probs(torch.rand(shape, dtype=logits.dtype, device=logits.device))
+        logit = (logits + (u.log() - (-u).log1p())) / self.temperature
+        y = logit.sigmoid()
+        if self.hard:
+            y = _StraightThroughBinary.apply(y, logit.detach())
+        setattr(y, _LOGIT_VALUE, logit)
+        return y
+
+    def sample(self, sample_shape=_EMPTY) -> torch.Tensor:
+        with torch.no_grad():
+            return self.rsample(sample_shape)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        logit = getattr(value, _LOGIT_VALUE, None)
+        if logit is None:
+            if self._validate_args:
+                self._validate_sample(value)
+            logit = value.log() - (-value).log1p()
+        tau = self.temperature
+        diff = self.logits - tau * logit
+        return tau.log() + diff - 2 * F.softplus(diff) + F.softplus(logit) + F.softplus(-logit)
+
+
+class ConcreteCategorical(TorchDistribution):
+    r"""Straight-through relaxed categorical whose values are *indices*, as ``Categorical``'s.
+
+    The value is :math:`z = \sum_k k\,\hat y_k` where :math:`\hat y` is a hard
+    (``hard=True``) :class:`ConcreteOneHotCategorical` sample: in the forward pass
+    :math:`z = \arg\max_k(\ell_k + g_k)` exactly (a draw from ``Categorical(logits)``,
+    stored as a float tensor), in the backward pass
+    :math:`\partial z/\partial y_k = k` through the relaxed one-hot :math:`y`.
+    ``log_prob`` is the Concrete density of the relaxed one-hot behind the index.
+
+    This is what :func:`pyrostruct.relax` turns a latent ``Categorical`` site
+    into, so that the model still receives an index of the shape it expects.
+    The gradient treats categories as the numbers ``0..K-1``: it is meaningful
+    when the model uses the index arithmetically. A model that *looks up* a
+    table with the index (``locs[z]``) should use ``OneHotCategorical`` and
+    ``one_hot @ locs`` instead, which ``relax`` turns into a differentiable
+    :class:`ConcreteOneHotCategorical`. What this class adds to Pyro: Pyro has no
+    index-valued relaxed categorical.
+
+    ``log_prob`` can only score values produced by :meth:`rsample` (it needs the
+    relaxed sample behind the index) and raises ``ValueError`` otherwise.
+
+    :param temperature: relaxation temperature :math:`\tau > 0`.
+    :param probs: event probabilities (``(..., K)``), or
+    :param logits: unnormalized log probabilities (``(..., K)``).
+
+    References:
+
+    [1] E. Jang, S. Gu, B. Poole, "Categorical Reparameterization with Gumbel-Softmax",
+        ICLR 2017 (straight-through Gumbel-softmax).
+    [2] C. J. Maddison, A. Mnih, Y. W. Teh, "The Concrete Distribution", ICLR 2017.
+    """
+
+    arg_constraints = {
+        "temperature": constraints.positive,
+        "probs": constraints.simplex,
+        "logits": constraints.real_vector,
+    }
+    has_rsample = True
+
+    def __init__(self, temperature, probs=None, logits=None, *, validate_args=None):
+        self._one_hot = ConcreteOneHotCategorical(
+            temperature, probs=probs, logits=logits, hard=True, validate_args=validate_args
+        )
+        super().__init__(self._one_hot.batch_shape, torch.Size(), validate_args=False)
+        self._validate_args = self._one_hot._validate_args
+
+    @property
+    def temperature(self) -> torch.Tensor:
+        return self._one_hot.temperature
+
+    @property
+    def logits(self) -> torch.Tensor:
+        return self._one_hot.logits
+
+    @property
+    def probs(self) -> torch.Tensor:
+        return self._one_hot.probs
+
+    @property
+    def num_categories(self) -> int:
+        return self._one_hot.event_shape[-1]
+
+    @constraints.dependent_property(is_discrete=True, event_dim=0)
+    def support(self):
+        return constraints.integer_interval(0, self.num_categories - 1)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(ConcreteCategorical, _instance)
+        batch_shape = torch.Size(batch_shape)
+        new._one_hot = self._one_hot.expand(batch_shape)
+        super(ConcreteCategorical, new).__init__(batch_shape, torch.Size(), validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    def rsample(self, sample_shape=_EMPTY) -> torch.Tensor:
+        one_hot = self._one_hot.rsample(sample_shape)
+        ks = torch.arange(self.num_categories, dtype=one_hot.dtype, device=one_hot.device)
+        index = (one_hot * ks).sum(-1)
+        setattr(index, _LOG_VALUE, getattr(one_hot, _LOG_VALUE))
+        return index
+
+    def sample(self, sample_shape=_EMPTY) -> torch.Tensor:
+        with torch.no_grad():
+            return self.rsample(sample_shape)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        log_y = getattr(value, _LOG_VALUE, None)
+        if log_y is None:
+            raise ValueError(
+                "ConcreteCategorical.log_prob can only score indices drawn by its own rsample() "
+                "(it scores the relaxed one-hot sample behind the index), got a plain tensor. "
+                "To score given categories use Categorical, or ConcreteOneHotCategorical on "
+                "relaxed one-hot values."
+            )
+        return _concrete_log_density(self.logits, self._one_hot._tau(), log_y)
+
+
+#: Distributions that :func:`relax` produces (a site holding one is already relaxed).
+RELAXED_TYPES = (ConcreteBernoulli, ConcreteOneHotCategorical, ConcreteCategorical)
+
+
+def relax_distribution(fn, temperature, hard: bool = False, *, site: str | None = None):
+    """The Concrete relaxation of a discrete distribution ``fn``.
+
+    ``Bernoulli -> ConcreteBernoulli``, ``OneHotCategorical ->
+    ConcreteOneHotCategorical``, ``Categorical -> ConcreteCategorical`` (an
+    index-valued straight-through relaxation: the value is the exact index in the
+    forward pass, see :class:`~pyrostruct.distributions.ConcreteCategorical`);
+    ``Independent`` (``.to_event``), masked and expanded wrappers are kept around
+    the relaxed base. Continuous distributions and already relaxed ones are
+    returned unchanged.
+
+    :raises NotImplementedError: for a discrete distribution without a
+        relaxation (``Poisson``, ``Binomial``, ...); the message names ``site``.
+    """
+    if isinstance(fn, RELAXED_TYPES):
+        return fn
+    if isinstance(fn, dist.Independent):
+        base = relax_distribution(fn.base_dist, temperature, hard, site=site)
+        return base if base is fn.base_dist else base.to_event(fn.reinterpreted_batch_ndims)
+    if isinstance(fn, MaskedDistribution):
+        base = relax_distribution(fn.base_dist, temperature, hard, site=site)
+        return base if base is fn.base_dist else base.mask(fn._mask)
+    if isinstance(fn, ExpandedDistribution):
+        base = relax_distribution(fn.base_dist, temperature, hard, site=site)
+        return base if base is fn.base_dist else base.expand(fn.batch_shape)
+    if isinstance(fn, torch.distributions.Bernoulli):
+        return ConcreteBernoulli(temperature, logits=fn.logits, hard=hard)
+    if isinstance(fn, torch.distributions.OneHotCategorical):
+        return ConcreteOneHotCategorical(temperature, logits=fn.logits, hard=hard)
+    if isinstance(fn, torch.distributions.Categorical):
+        return ConcreteCategorical(temperature, logits=fn.logits)
+    if not _is_discrete(fn):
+        return fn
+    where = f"sample site '{site}'" if site is not None else "this distribution"
+    raise NotImplementedError(
+        f"relax: {where} has distribution {type(fn).__name__}, which has no Gumbel-softmax "
+        "relaxation (supported: Bernoulli, Categorical, OneHotCategorical). Exclude the site "
+        f"with relax(..., exclude=['{site}']) or infer={{'relax': False}}, and enumerate it "
+        "or give it a guide that handles it."
+    )
+
+
+def _is_discrete(fn) -> bool:
+    try:
+        return bool(fn.support.is_discrete)
+    except (NotImplementedError, AttributeError):  # dependent supports, non-distributions
+        return False
