@@ -8,3 +8,11 @@ from pyrostruct.infer.autoguide.gumbel import (
 
 __all__: list[str] = []
 __all__ += ["AutoGumbelSoftmax", "auto_discrete_continuous_guide", "is_discrete_site"]
+
+from pyrostruct.infer.autoguide.sparse_subspace import (  # noqa: E402
+    AutoSparseSubspace,
+    SubspaceScheduler,
+    SubspaceUpdate,
+)
+
+__all__ += ["AutoSparseSubspace", "SubspaceScheduler", "SubspaceUpdate"]
