@@ -14,3 +14,17 @@ __all__ += [
     "ConcreteOneHotCategorical",
     "relax_distribution",
 ]
+
+from pyrostruct.distributions.dag import OrderedDAG, SmoothOrientationDAG, get_order  # noqa: E402
+from pyrostruct.distributions.dag_priors import ErdosRenyiDAG, SparsityPenalty  # noqa: E402
+from pyrostruct.distributions.permutation import PlackettLuce, permutation_matrix  # noqa: E402
+
+__all__ += [
+    "PlackettLuce",
+    "permutation_matrix",
+    "OrderedDAG",
+    "SmoothOrientationDAG",
+    "get_order",
+    "ErdosRenyiDAG",
+    "SparsityPenalty",
+]
