@@ -165,6 +165,13 @@ class AutoSparseSubspace(AutoGuide):
         latent sites) or ``"error"``.
     :param callable init_loc_fn: per-site initialization of the means, as in
         ``AutoNormal`` (the active coordinates take their values from it).
+    :param bool init_rescale: multiply the initial active means by
+        :math:`1/\\sqrt{\\text{density}}` (default ``True``), so that with a
+        fan-in-scaled initialization (or a prior sample) each pre-activation of
+        the sparse network has the variance it has in the dense one; without it
+        the signal shrinks by :math:`\\sqrt{\\text{density}}` per layer and the KL
+        term can collapse a deep sparse network at the start. No effect at
+        density 1 or with ``init_to_feasible`` (zeros).
     :param float init_scale: initial standard deviation, as in ``AutoNormal``.
     :param callable create_plates: as in ``AutoNormal``.
     :param int seed: seed of the random initial active sets (default: torch's
@@ -188,6 +195,7 @@ class AutoSparseSubspace(AutoGuide):
         fallback: str = "normal",
         init_loc_fn: Callable = init_to_feasible,
         init_scale: float = 0.1,
+        init_rescale: bool = True,
         create_plates: Callable | None = None,
         seed: int | None = None,
     ) -> None:
@@ -206,6 +214,7 @@ class AutoSparseSubspace(AutoGuide):
         if not isinstance(init_scale, float) or not init_scale > 0:
             raise ValueError(f"Expected init_scale > 0. but got {init_scale}")
         self._init_scale = init_scale
+        self._init_rescale = bool(init_rescale)
         self._seed = seed
         self.init_loc_fn = init_loc_fn
         self._original_model = (model,)
@@ -280,6 +289,8 @@ class AutoSparseSubspace(AutoGuide):
                 else:
                     index = torch.randperm(numel, generator=generator)[:k].sort().values
                 init_loc = value.reshape(-1)[index].clone()
+                if self._init_rescale and k < numel:
+                    init_loc = init_loc * math.sqrt(numel / k)
                 buffer = f"_active_index_{i}"
                 self.register_buffer(buffer, index.to(_index_dtype(numel)))
                 self._weight_sites[name] = _WeightSite(

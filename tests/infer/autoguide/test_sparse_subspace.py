@@ -559,3 +559,18 @@ def test_bad_guide_arguments():
         SubspaceScheduler(AutoSparseSubspace(BNN()), "adam", num_steps=10)
     with pytest.raises(RuntimeError, match="not set up"):
         AutoSparseSubspace(BNN()).density  # noqa: B018
+
+
+@pytest.mark.parametrize("rescale", [True, False])
+def test_initial_means_are_rescaled_by_inverse_sqrt_density(rescale):
+    pyro.clear_param_store()
+    x, y = data()
+    ones = lambda site: torch.ones(site["fn"].shape())  # noqa: E731
+    guide = AutoSparseSubspace(BNN(), density=0.25, init_loc_fn=ones, init_rescale=rescale)
+    guide(x, y)
+    for name, k in guide.active_counts().items():
+        numel = guide._weight_sites[name].numel
+        loc, scale = guide._get_loc_and_scale(name)
+        expected = math.sqrt(numel / k) if rescale else 1.0
+        assert torch.allclose(loc, torch.full((k,), expected))
+        assert torch.allclose(scale, torch.full((k,), 0.1))
