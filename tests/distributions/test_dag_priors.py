@@ -1,0 +1,140 @@
+"""Tests for the DAG priors: ErdosRenyiDAG (normalized, exact edge count) and SparsityPenalty."""
+
+import math
+
+import pyro
+import pytest
+import torch
+from pyro.distributions.testing.gof import auto_goodness_of_fit
+
+from pyrostruct.distributions import ErdosRenyiDAG, OrderedDAG, SparsityPenalty, get_order
+from pyrostruct.graph import is_acyclic
+
+TEST_FAILURE_RATE = 1e-3
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 4])
+@pytest.mark.parametrize("m", [0.0, 0.5, 1.0])
+def test_erdos_renyi_is_normalized_with_exact_expected_edge_count(d, m):
+    n_pairs = d * (d - 1) // 2
+    m = m * n_pairs  # as a fraction of the maximum
+    prior = ErdosRenyiDAG(d, expected_edges=m)
+    values = prior.enumerate_support()
+    probs = prior.log_prob(values).exp()
+    assert probs.sum().item() == pytest.approx(1.0, abs=1e-5)
+    expected = (probs * values.sum((-1, -2))).sum().item()
+    assert expected == pytest.approx(m, abs=1e-4)
+
+
+def test_erdos_renyi_marginal_counts_linear_extensions():
+    d, p = 4, 0.3
+    prior = ErdosRenyiDAG(d, edge_prob=p)
+    chain = torch.diag(torch.ones(3), 1)  # 0->1->2->3: one linear extension
+    empty = torch.zeros(4, 4)  # 24 linear extensions
+    star = torch.zeros(4, 4)
+    star[0, 1:] = 1.0  # 0 -> {1,2,3}: 6 linear extensions
+    for adj, n_ext in ((chain, 1), (empty, 24), (star, 6)):
+        k = int(adj.sum())
+        expected = math.log(n_ext / 24) + k * math.log(p) + (6 - k) * math.log(1 - p)
+        assert prior.log_prob(adj).item() == pytest.approx(expected, abs=1e-5)
+
+
+def test_erdos_renyi_joint_log_prob_and_samples():
+    pyro.set_rng_seed(0)
+    d, m = 8, 7.0
+    prior = ErdosRenyiDAG(d, expected_edges=m)
+    value = prior.sample((4000,))
+    assert is_acyclic(value).all()
+    assert value.sum((-1, -2)).mean().item() == pytest.approx(m, abs=0.15)
+    p = m / 28
+    k = value.sum((-1, -2))
+    expected = -math.lgamma(d + 1) + k * math.log(p) + (28 - k) * math.log(1 - p)
+    assert torch.allclose(prior.log_prob(value), expected, atol=1e-4)
+    assert get_order(value) is not None
+
+
+def test_erdos_renyi_extremes():
+    empty = ErdosRenyiDAG(4, expected_edges=0.0)
+    assert empty.sample((10,)).sum() == 0
+    assert empty.log_prob(torch.zeros(4, 4)).item() == pytest.approx(0.0, abs=1e-6)
+    full = ErdosRenyiDAG(4, edge_prob=1.0)
+    value = full.sample((10,))
+    assert (value.sum((-1, -2)) == 6).all()
+    # a complete DAG has one linear extension: probability 1 / 4!
+    assert full.log_prob(value[0].clone()).item() == pytest.approx(-math.log(24), abs=1e-5)
+
+
+def test_erdos_renyi_is_an_ordered_dag_with_batch_shape():
+    prior = ErdosRenyiDAG(5, expected_edges=torch.tensor([1.0, 4.0]))
+    assert isinstance(prior, OrderedDAG)
+    assert prior.batch_shape == (2,) and prior.event_shape == (5, 5)
+    value = prior.sample((3,))
+    assert value.shape == (3, 2, 5, 5)
+    assert prior.log_prob(value).shape == (3, 2)
+    assert torch.allclose(prior.expected_edges, torch.tensor([1.0, 4.0]))
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(num_nodes=0, expected_edges=1.0), "num_nodes"),
+        (dict(num_nodes=3.5, expected_edges=1.0), "num_nodes"),
+        (dict(num_nodes=3), "exactly one"),
+        (dict(num_nodes=3, expected_edges=1.0, edge_prob=0.5), "exactly one"),
+        (dict(num_nodes=3, expected_edges=4.0), r"\[0, 3\]"),
+        (dict(num_nodes=3, expected_edges=-1.0), r"\[0, 3\]"),
+        (dict(num_nodes=3, expected_edges=float("nan")), r"\[0, 3\]"),
+        (dict(num_nodes=3, edge_prob=1.5), r"\[0, 1\]"),
+    ],
+)
+def test_erdos_renyi_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ErdosRenyiDAG(**kwargs)
+
+
+def test_sparsity_penalty_normalized_is_a_laplace_density():
+    d, lam = 3, 2.5
+    penalty = SparsityPenalty(d, lam)
+    w = torch.randn(7, d, d)
+    off = ~torch.eye(d, dtype=torch.bool)
+    laplace = torch.distributions.Laplace(0.0, 1 / lam)
+    expected = laplace.log_prob(w[:, off]).sum(-1)
+    assert torch.allclose(penalty.log_prob(w), expected, atol=1e-5)
+    # the diagonal does not enter
+    w2 = w.clone()
+    w2[:, 0, 0] = 100.0
+    assert torch.allclose(penalty.log_prob(w2), penalty.log_prob(w))
+
+
+def test_sparsity_penalty_samples_agree_with_log_prob():
+    pyro.set_rng_seed(0)
+    d = 2
+    penalty = SparsityPenalty(d, 1.5)
+    samples = penalty.sample((4000,))
+    assert (torch.diagonal(samples, dim1=-2, dim2=-1) == 0).all()
+    off = ~torch.eye(d, dtype=torch.bool)
+    probs = penalty.log_prob(samples).exp()
+    assert auto_goodness_of_fit(samples[:, off], probs) > TEST_FAILURE_RATE
+    assert samples[:, off].var().item() == pytest.approx(2 / 1.5**2, rel=0.1)
+
+
+def test_sparsity_penalty_unnormalized_factor_on_dag_samples():
+    value = OrderedDAG(torch.zeros(6), torch.zeros(6, 6)).sample((5,))
+    penalty = SparsityPenalty(6, 0.7, normalized=False)
+    assert torch.allclose(penalty.log_prob(value), -0.7 * value.sum((-1, -2)))
+    with pytest.raises(NotImplementedError, match="unnormalised"):
+        penalty.sample()
+
+
+def test_sparsity_penalty_errors_and_shapes():
+    with pytest.raises(ValueError, match="strength"):
+        SparsityPenalty(3, 0.0)
+    with pytest.raises(ValueError, match="strength"):
+        SparsityPenalty(3, float("inf"))
+    with pytest.raises(ValueError, match="num_nodes"):
+        SparsityPenalty(0, 1.0)
+    penalty = SparsityPenalty(3, torch.tensor([1.0, 2.0]))
+    assert penalty.batch_shape == (2,) and penalty.event_shape == (3, 3)
+    assert penalty.expand((4, 2)).rsample().shape == (4, 2, 3, 3)
+    with pytest.raises(ValueError, match=r"shape \(\.\.\., 3, 3\)"):
+        penalty.log_prob(torch.zeros(2, 2))
