@@ -16,3 +16,21 @@ __all__ += [
     "TemperatureSchedule",
     "current_temperature",
 ]
+
+from pyrostruct.infer.evidence import (  # noqa: E402
+    EvidenceEstimate,
+    LowESSWarning,
+    effective_sample_size,
+    elbo_estimate,
+    iwae_estimate,
+    log_importance_weights,
+)
+
+__all__ += [
+    "EvidenceEstimate",
+    "LowESSWarning",
+    "effective_sample_size",
+    "elbo_estimate",
+    "iwae_estimate",
+    "log_importance_weights",
+]

@@ -1,0 +1,365 @@
+"""Estimators of the log evidence ``log p(x)`` of a Pyro model, for any (model, guide).
+
+Both estimators start from per-particle log importance weights
+
+.. math::
+
+    \\log w_s = \\log p(x, z_s) - \\log q(z_s), \\qquad z_s \\sim q,
+
+where discrete model sites marked for enumeration (``infer={"enumerate":
+"parallel"}``, :func:`pyro.infer.config_enumerate`) are summed out exactly, so
+that ``p(x, z_s)`` is the joint of the data and the guide's (continuous) sites.
+
+* :func:`elbo_estimate`: the evidence lower bound ``E_q[log w]``, estimated by the
+  mean of ``S`` weights, with Monte Carlo standard error ``sd(log w) / sqrt(S)``.
+* :func:`iwae_estimate`: the importance-weighted bound
+  ``L_K = E[log (1/K) sum_k w_k]`` (Burda, Grosse & Salakhutdinov, "Importance
+  Weighted Autoencoders", 2016), which satisfies ``ELBO = L_1 <= L_K <= L_{K+1}
+  <= log p(x)`` and tends to ``log p(x)`` as ``K -> inf``. It is estimated from
+  ``num_repeats`` independent groups of ``K`` particles; its standard error is
+  that of the group means. The effective sample size ``(sum w)^2 / sum w^2``
+  (Kong 1992; Owen, "Monte Carlo theory, methods and examples", 2013, ch. 9) is
+  reported, and a :class:`LowESSWarning` is raised when it is a small fraction of
+  ``K``: the bound is then far from tight and close to the single best weight.
+
+Particles are vectorized with an outer :class:`pyro.plate` (as
+``vectorize_particles=True`` does in Pyro's ELBOs) in chunks of
+``max_batch``; models whose shapes do not broadcast over an extra batch
+dimension fall back to a Python loop over particles (``vectorize=False`` forces
+it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.infer.enum import get_importance_trace
+from pyro.infer.traceenum_elbo import _compute_model_factors
+from pyro.ops.contract import contract_to_tensor
+
+__all__ = [
+    "EvidenceEstimate",
+    "LowESSWarning",
+    "log_importance_weights",
+    "elbo_estimate",
+    "iwae_estimate",
+    "effective_sample_size",
+]
+
+_PARTICLES = "_pyrostruct_particles"
+
+
+class LowESSWarning(UserWarning):
+    """The importance weights are dominated by a few particles (small ESS)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EvidenceEstimate:
+    """A Monte Carlo estimate of a bound on ``log p(x)``.
+
+    Attributes
+    ----------
+    value : float
+        The estimate (nats).
+    se : float
+        Its Monte Carlo standard error.
+    num_particles : int
+        Particles per estimate (``K`` for the IWAE bound, ``S`` for the ELBO).
+    method : str
+        ``"elbo"`` or ``"iwae"``.
+    ess : float
+        Effective sample size of the ``K`` importance weights (mean over
+        groups); ``nan`` for the ELBO.
+    num_repeats : int
+        Independent groups averaged (1 for the ELBO).
+    """
+
+    value: float
+    se: float
+    num_particles: int
+    method: str
+    ess: float = float("nan")
+    num_repeats: int = 1
+
+    def __float__(self) -> float:
+        return self.value
+
+
+def effective_sample_size(log_weights: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Kish's effective sample size ``(sum w)^2 / sum w^2`` of log weights along ``dim``."""
+    return torch.exp(2 * torch.logsumexp(log_weights, dim) - torch.logsumexp(2 * log_weights, dim))
+
+
+def _check_positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _guess_max_plate_nesting(model, guide, args, kwargs) -> int:
+    """The number of plate dims the model and guide use (one unbatched run of each)."""
+    with poutine.block(), torch.no_grad():
+        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
+            *args, **kwargs
+        )
+    dims = [
+        -frame.dim
+        for tr in (guide_trace, model_trace)
+        for site in tr.nodes.values()
+        if site["type"] == "sample"
+        for frame in site["cond_indep_stack"]
+        if frame.vectorized and frame.dim is not None
+    ]
+    return max(dims, default=0)
+
+
+def _sum_to(packed_tensor: torch.Tensor, keep: str | None) -> torch.Tensor:
+    """Sum a packed log-prob tensor over all its dims except ``keep`` (a plate symbol)."""
+    if not torch.is_tensor(packed_tensor):
+        return torch.as_tensor(packed_tensor)
+    dims = getattr(packed_tensor, "_pyro_dims", "")
+    if keep is not None and keep in dims:
+        pos = dims.index(keep)
+        other = [i for i in range(packed_tensor.dim()) if i != pos]
+        return packed_tensor.sum(other) if other else packed_tensor
+    return packed_tensor.sum()
+
+
+def _log_weights_once(model, guide, args, kwargs, max_plate_nesting, num_particles, trace=None):
+    """One run of guide and model; returns log weights of shape (num_particles,) or ()."""
+    vectorized = num_particles is not None
+    nesting = max_plate_nesting + (1 if vectorized else 0)
+    if vectorized:
+
+        def wrap(fn):
+            def wrapped(*a, **k):
+                with pyro.plate(_PARTICLES, num_particles, dim=-nesting):
+                    return fn(*a, **k)
+
+            return wrapped
+
+        model, guide = wrap(model), wrap(guide)
+    guide = poutine.enum(guide, first_available_dim=-1 - nesting)
+    model = poutine.enum(model)  # continues the enumeration dims after the guide's
+    model_trace, guide_trace = get_importance_trace("flat", nesting, model, guide, args, kwargs)
+    if trace is not None:
+        trace.append(guide_trace)
+    guide_trace.pack_tensors()
+    model_trace.pack_tensors(guide_trace.plate_to_symbol)
+    keep = guide_trace.plate_to_symbol.get(_PARTICLES) if vectorized else None
+    marginal_costs, log_factors, _, sum_dims, scale = _compute_model_factors(
+        model_trace, guide_trace
+    )
+    total = torch.zeros(num_particles if vectorized else ())
+    for terms in marginal_costs.values():
+        for term in terms:
+            total = total + _sum_to(term, keep)
+    if log_factors:
+        target = frozenset({keep}) if keep is not None else frozenset()
+        # contract_to_tensor needs every factor's ordinal to contain the target ordinal
+        tree = OrderedDict((t | target, terms) for t, terms in log_factors.items())
+        contracted = contract_to_tensor(tree, sum_dims, target_ordinal=target)
+        total = total + scale * _sum_to(contracted, keep)
+    for site in guide_trace.nodes.values():
+        if site["type"] == "sample":
+            total = total - _sum_to(site["packed"]["log_prob"], keep)
+    return total.detach()
+
+
+def _vectorization_ok(model, guide, args, kwargs, max_plate_nesting) -> bool:
+    """Whether a model gives the same log weight with and without the particle plate.
+
+    A model that indexes a latent tensor with plain ``[...]`` instead of
+    :class:`~pyro.ops.indexing.Vindex` may run with an extra batch dimension and
+    silently compute the wrong thing; this check replays particle 0 of a
+    vectorized run without the plate and compares.
+    """
+    traces = []
+    try:
+        with poutine.block():
+            lw = _log_weights_once(model, guide, args, kwargs, max_plate_nesting, 2, traces)
+    except (ValueError, RuntimeError, IndexError, NotImplementedError, TypeError):
+        return False
+    if lw.shape != (2,):
+        return False
+    nesting = max_plate_nesting + 1
+    first = poutine.Trace()
+    for name, site in traces[0].nodes.items():
+        if site["type"] != "sample" or site["is_observed"]:
+            continue
+        value = site["value"]
+        pos = value.dim() - site["fn"].event_dim - nesting
+        if pos < 0 or value.shape[pos] != 2:
+            return False
+        value = value.select(pos, 0)
+        while value.dim() > site["fn"].event_dim and value.shape[0] == 1:
+            value = value[0]  # drop the size-1 dims of plates the site is not in
+        first.add_node(name, **dict(site, value=value))
+    try:
+        with poutine.block():
+            single = _log_weights_once(
+                model, poutine.replay(guide, trace=first), args, kwargs, max_plate_nesting, None
+            )
+    except (ValueError, RuntimeError, IndexError, NotImplementedError, TypeError):
+        return False
+    if not (torch.isfinite(lw[0]) and torch.isfinite(single)):
+        return bool(torch.isfinite(lw[0]) == torch.isfinite(single))
+    return bool(torch.isclose(lw[0], single, rtol=1e-4, atol=1e-3 * (1 + abs(float(single)))))
+
+
+@torch.no_grad()
+def log_importance_weights(
+    model: Callable,
+    guide: Callable,
+    *args,
+    num_particles: int = 1000,
+    max_plate_nesting: int | None = None,
+    vectorize: bool = True,
+    max_batch: int = 500,
+    **kwargs,
+) -> torch.Tensor:
+    """Per-particle ``log p(x, z_s) - log q(z_s)`` with ``z_s ~ guide``, shape ``(num_particles,)``.
+
+    Enumerated discrete model sites are summed out exactly (tensor variable
+    elimination, as in :class:`~pyro.infer.TraceEnum_ELBO`). Vectorized over
+    particles with an outer plate in chunks of ``max_batch`` when the model
+    allows, otherwise (or with ``vectorize=False``) a loop over particles.
+    """
+    _check_positive_int(num_particles, "num_particles")
+    _check_positive_int(max_batch, "max_batch")
+    if max_plate_nesting is None:
+        max_plate_nesting = _guess_max_plate_nesting(model, guide, args, kwargs)
+    chunks = []
+    if vectorize and _vectorization_ok(model, guide, args, kwargs, max_plate_nesting):
+        try:
+            done = 0
+            while done < num_particles:
+                size = min(max_batch, num_particles - done)
+                lw = _log_weights_once(model, guide, args, kwargs, max_plate_nesting, size)
+                if lw.shape != (size,):
+                    raise ValueError(f"vectorized log weights have shape {tuple(lw.shape)}")
+                chunks.append(lw)
+                done += size
+            return torch.cat(chunks)
+        except (ValueError, RuntimeError, IndexError, NotImplementedError):
+            chunks = []  # the model does not broadcast over particles: loop instead
+    for _ in range(num_particles):
+        lw = _log_weights_once(model, guide, args, kwargs, max_plate_nesting, None)
+        chunks.append(lw.reshape(1))
+    return torch.cat(chunks)
+
+
+def elbo_estimate(
+    model: Callable,
+    guide: Callable,
+    *args,
+    num_particles: int = 1000,
+    max_plate_nesting: int | None = None,
+    vectorize: bool = True,
+    max_batch: int = 500,
+    **kwargs,
+) -> EvidenceEstimate:
+    """The ELBO ``E_q[log p(x, z) - log q(z)]`` with its Monte Carlo standard error.
+
+    .. math::
+
+        \\widehat{\\mathrm{ELBO}} = \\frac{1}{S} \\sum_s \\log w_s, \\qquad
+        \\mathrm{se} = \\mathrm{sd}(\\log w) / \\sqrt{S}.
+
+    The ELBO is a lower bound on ``log p(x)``; the gap is ``KL(q || p(z | x))``
+    (Jordan et al., "An introduction to variational methods for graphical
+    models", 1999).
+
+    Examples
+    --------
+    >>> import pyro, pyro.distributions as dist, torch
+    >>> def model():
+    ...     pyro.sample("x", dist.Normal(0.0, 1.0), obs=torch.tensor(0.0))
+    >>> est = elbo_estimate(model, lambda: None, num_particles=10)
+    >>> round(est.value, 4), est.se
+    (-0.9189, 0.0)
+    """
+    lw = log_importance_weights(
+        model,
+        guide,
+        *args,
+        num_particles=num_particles,
+        max_plate_nesting=max_plate_nesting,
+        vectorize=vectorize,
+        max_batch=max_batch,
+        **kwargs,
+    )
+    _check_finite(lw, "elbo")
+    se = float(lw.std() / math.sqrt(num_particles)) if num_particles > 1 else float("nan")
+    return EvidenceEstimate(float(lw.mean()), se, num_particles, "elbo")
+
+
+def iwae_estimate(
+    model: Callable,
+    guide: Callable,
+    *args,
+    num_particles: int = 100,
+    num_repeats: int = 10,
+    max_plate_nesting: int | None = None,
+    vectorize: bool = True,
+    max_batch: int = 500,
+    ess_warning: float = 0.05,
+    **kwargs,
+) -> EvidenceEstimate:
+    """The importance-weighted bound ``L_K`` with ``K = num_particles``.
+
+    .. math::
+
+        L_K = \\mathbb{E}\\Big[\\log \\frac{1}{K} \\sum_{k=1}^K w_k\\Big],
+        \\qquad \\mathrm{ELBO} = L_1 \\le L_K \\le L_{K+1} \\le \\log p(x),
+
+    estimated from ``num_repeats`` independent groups of ``K`` particles (mean and
+    standard error of the group values). Burda, Grosse & Salakhutdinov,
+    "Importance Weighted Autoencoders" (ICLR 2016).
+
+    ``ess`` is the mean over groups of ``(sum w)^2 / sum w^2``; when it is below
+    ``ess_warning * K`` a :class:`LowESSWarning` says the bound is loose (the guide
+    is too narrow for the posterior, typical of over-parameterized candidates).
+    """
+    _check_positive_int(num_repeats, "num_repeats")
+    _check_positive_int(num_particles, "num_particles")
+    lw = log_importance_weights(
+        model,
+        guide,
+        *args,
+        num_particles=num_particles * num_repeats,
+        max_plate_nesting=max_plate_nesting,
+        vectorize=vectorize,
+        max_batch=max_batch,
+        **kwargs,
+    )
+    _check_finite(lw, "iwae")
+    lw = lw.reshape(num_repeats, num_particles)
+    bounds = torch.logsumexp(lw, -1) - math.log(num_particles)
+    ess = float(effective_sample_size(lw).mean())
+    se = float(bounds.std() / math.sqrt(num_repeats)) if num_repeats > 1 else float("nan")
+    if num_particles > 1 and ess < ess_warning * num_particles:
+        warnings.warn(
+            f"importance-weighted bound: effective sample size {ess:.1f} of {num_particles} "
+            "particles; the bound is loose. Use a richer guide or more particles.",
+            LowESSWarning,
+            stacklevel=2,
+        )
+    return EvidenceEstimate(float(bounds.mean()), se, num_particles, "iwae", ess, num_repeats)
+
+
+def _check_finite(lw: torch.Tensor, what: str) -> None:
+    if not torch.isfinite(lw).all():
+        bad = int((~torch.isfinite(lw)).sum())
+        raise ValueError(
+            f"{what}: {bad} of {lw.numel()} log importance weights are not finite; the guide "
+            "puts mass where the model has none (check supports and constraints)"
+        )

@@ -1,0 +1,245 @@
+"""The outcome of :func:`~pyrostruct.selection.select`: a table, the best model, plots."""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["SelectionResult", "AmbiguousSelectionWarning"]
+
+
+class AmbiguousSelectionWarning(UserWarning):
+    """The best candidates' log evidence differ by less than their Monte Carlo error."""
+
+
+class SelectionResult:
+    """Evidence of each candidate, posterior model probabilities and fitted posteriors.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per candidate, sorted as given: ``candidate``, ``elbo``,
+        ``elbo_se``, ``iwae``, ``iwae_se``, ``ess`` (of the IWAE weights),
+        ``log_evidence`` (the bound used: IWAE when computed, else ELBO),
+        ``log_evidence_se``, ``log_prior``, ``log_posterior_prob``,
+        ``posterior_prob``, ``fit_seconds``, ``steps`` (SVI steps run, all
+        restarts), ``best_restart`` and ``status`` (``"fitted"`` or ``"dropped
+        at step N"`` by successive halving; a dropped candidate's evidence is its
+        ELBO at that step, a lower bound).
+    fits : dict
+        Candidate name -> :class:`~pyrostruct.selection.FittedCandidate` (the
+        best restart), for candidates fitted to the end.
+    savings : dict
+        ``steps_full``, ``steps_run`` and ``fraction_saved`` by successive halving.
+    """
+
+    def __init__(self, table: pd.DataFrame, fits: dict, savings: dict, evidence: tuple):
+        self.table = table
+        self.fits = fits
+        self.savings = savings
+        self.evidence = evidence
+
+    @classmethod
+    def _from_fits(cls, cands, ctx, state, alive, dropped_at, log_prior, evidence, savings):
+        from pyrostruct.selection.select import FittedCandidate, _posterior_probs
+
+        rows, fits = [], {}
+        use = "iwae" if "iwae" in evidence else "elbo"
+        for i, (name, cand) in enumerate(cands):
+            keys = [k for k in state if k[0] == i]
+            live = [k for k in keys if k in alive]
+            pool = live or keys
+            best = max(pool, key=lambda k: state[k]["elbo"])
+            st = state[best]
+            row = {
+                "candidate": name,
+                "elbo": st["elbo"],
+                "elbo_se": st["elbo_se"],
+                "iwae": st.get("iwae", math.nan) if live else math.nan,
+                "iwae_se": st.get("iwae_se", math.nan) if live else math.nan,
+                "ess": st.get("ess", math.nan) if live else math.nan,
+            }
+            if live and use == "iwae":
+                row["log_evidence"], row["log_evidence_se"] = row["iwae"], row["iwae_se"]
+            else:
+                row["log_evidence"], row["log_evidence_se"] = row["elbo"], row["elbo_se"]
+            row["fit_seconds"] = sum(state[k]["seconds"] for k in keys)
+            row["steps"] = sum(len(state[k]["losses"]) for k in keys)
+            row["best_restart"] = best[1]
+            row["status"] = "fitted" if live else f"dropped at step {dropped_at.get(i, '?')}"
+            rows.append(row)
+            if live:
+                fits[name] = FittedCandidate(
+                    name=name,
+                    model=None,
+                    guide=None,
+                    params=st["state"]["params"],
+                    args=ctx.args,
+                    kwargs=ctx.kwargs,
+                    losses=st["losses"],
+                    restart=best[1],
+                    enumerated=st["enumerated"],
+                    max_plate_nesting=st["max_plate_nesting"],
+                )
+                _attach_model_and_guide(fits[name], cand, ctx)
+        table = pd.DataFrame(rows)
+        table["log_prior"] = log_prior
+        logpost = _posterior_probs(table["log_evidence"].to_numpy(dtype=float), log_prior)
+        table["log_posterior_prob"] = logpost
+        table["posterior_prob"] = np.exp(logpost)
+        order = [
+            "candidate",
+            "elbo",
+            "elbo_se",
+            "iwae",
+            "iwae_se",
+            "ess",
+            "log_evidence",
+            "log_evidence_se",
+            "log_prior",
+            "log_posterior_prob",
+            "posterior_prob",
+            "fit_seconds",
+            "steps",
+            "best_restart",
+            "status",
+        ]
+        return cls(table[order], fits, savings, tuple(evidence))
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def best(self) -> Any:
+        """Name of the candidate with the highest posterior probability."""
+        return self.table["candidate"].iloc[int(np.argmax(self.table["log_posterior_prob"]))]
+
+    @property
+    def posterior_probs(self) -> pd.Series:
+        """Posterior model probabilities, ``softmax(log evidence + log prior)``.
+
+        Warns (:class:`AmbiguousSelectionWarning`) when the two most probable
+        candidates' log evidence differ by less than twice their combined
+        Monte Carlo standard error: the ranking is then not resolved.
+        """
+        t = self.table.sort_values("log_posterior_prob", ascending=False)
+        if len(t) > 1:
+            a, b = t.iloc[0], t.iloc[1]
+            gap = (a["log_evidence"] + a["log_prior"]) - (b["log_evidence"] + b["log_prior"])
+            se = math.hypot(_nz(a["log_evidence_se"]), _nz(b["log_evidence_se"]))
+            if gap < 2 * se:
+                warnings.warn(
+                    f"candidates {a['candidate']!r} and {b['candidate']!r} differ by "
+                    f"{gap:.2f} nats in log evidence, within the Monte Carlo error "
+                    f"(2 se = {2 * se:.2f}); increase the particles or treat them as tied",
+                    AmbiguousSelectionWarning,
+                    stacklevel=2,
+                )
+        return pd.Series(
+            self.table["posterior_prob"].to_numpy(),
+            index=pd.Index(self.table["candidate"], name="candidate"),
+            name="posterior_prob",
+        )
+
+    def posterior(self, name) -> Any:
+        """The :class:`~pyrostruct.selection.FittedCandidate` of candidate ``name``."""
+        if name not in self.fits:
+            raise KeyError(
+                f"no fitted posterior for {name!r} (dropped early or unknown); "
+                f"fitted: {list(self.fits)}"
+            )
+        return self.fits[name]
+
+    def __repr__(self) -> str:
+        cols = ["candidate", "elbo", "elbo_se", "iwae", "iwae_se", "ess", "posterior_prob"]
+        return (
+            f"SelectionResult(best={self.best!r}, "
+            f"saved {100 * self.savings['fraction_saved']:.0f}% of SVI steps)\n"
+            + self.table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}")
+        )
+
+    # ------------------------------------------------------------------ output
+    def to_csv(self, path: str | os.PathLike) -> None:
+        """Write :attr:`table` to ``path`` atomically."""
+        from pyrostruct._io import atomic_open
+
+        with atomic_open(path, "w") as f:
+            self.table.to_csv(f, index=False)
+
+    def plot(self, path: str | os.PathLike | None = None, *, ax=None, title: str | None = None):
+        """Evidence per candidate with 2-standard-error bars (ELBO and IWAE).
+
+        Returns the matplotlib Figure; with ``path``, also saves it as a PNG
+        (written atomically).
+        """
+        import matplotlib
+
+        if path is not None and ax is None:
+            matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        fig = None
+        if ax is None:
+            fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(self.table) + 2), 3.2))
+        else:
+            fig = ax.figure
+        x = np.arange(len(self.table))
+        labels = [str(c) for c in self.table["candidate"]]
+        for col, offset, marker in [("elbo", -0.1, "o"), ("iwae", 0.1, "s")]:
+            if col in self.evidence and self.table[col].notna().any():
+                ax.errorbar(
+                    x + offset,
+                    self.table[col],
+                    yerr=2 * self.table[f"{col}_se"].fillna(0),
+                    fmt=marker,
+                    capsize=3,
+                    label=col.upper(),
+                )
+        best = int(np.argmax(self.table["log_posterior_prob"]))
+        ax.axvline(best, color="0.8", zorder=0, lw=6)
+        ax.set_xticks(x, labels, rotation=45 if max(map(len, labels)) > 4 else 0)
+        ax.set_xlabel("candidate")
+        ax.set_ylabel("log evidence bound (nats)")
+        ax.set_title(title or f"best: {self.best} (error bars: 2 se)")
+        ax.legend()
+        fig.tight_layout()
+        if path is not None:
+            from pyrostruct._io import atomic_open
+
+            with atomic_open(path, "wb") as f:
+                fig.savefig(f, format="png", dpi=120)
+        return fig
+
+    def to_arviz(self, num_samples: int = 200, seed: int = 0) -> dict:
+        """``{name: arviz.InferenceData}`` with posterior samples and per-datum log-likelihoods.
+
+        Ready for ``arviz.loo`` and ``arviz.compare`` (see
+        :func:`pyrostruct.selection.arviz.to_inference_data`).
+        """
+        from pyrostruct.selection.arviz import to_inference_data
+
+        return {
+            name: to_inference_data(fit, num_samples=num_samples, seed=seed)
+            for name, fit in self.fits.items()
+        }
+
+
+def _nz(value) -> float:
+    return 0.0 if value is None or not np.isfinite(value) else float(value)
+
+
+def _attach_model_and_guide(fit, cand, ctx) -> None:
+    """Rebuild the fitted candidate's model and guide (cheap; params come from ``fit.params``)."""
+    import pyro
+
+    from pyrostruct.selection.select import _build
+
+    with pyro.get_param_store().scope(fit.params):
+        model, guide, _, _, _ = _build(cand, ctx.args, ctx.kwargs, None, fit.restart)
+        # set the guide up against the fitted parameters
+        with pyro.poutine.block(), pyro.poutine.trace():
+            guide(*ctx.args, **ctx.kwargs)
+    fit.model, fit.guide = model, guide
