@@ -1,0 +1,183 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Bayesian variable selection with Gumbel-softmax latents
+#
+# Which of `p` candidate predictors actually matter? The spike-and-slab prior gives
+# each coefficient a binary *inclusion indicator*:
+#
+# $$
+# \gamma_j \sim \mathrm{Bernoulli}(\pi), \quad \beta_j \sim \mathcal N(0, s^2), \quad
+# y_i \sim \mathcal N\big(x_i^\top (\gamma \odot \beta), \sigma^2\big).
+# $$
+#
+# The posterior inclusion probabilities $P(\gamma_j = 1 \mid y)$ answer the question.
+# With hundreds of indicators that all enter one likelihood, Pyro's usual tools
+# struggle: enumeration would sum over $2^p$ joint states, and `TraceGraph_ELBO`'s
+# score-function gradient for the indicators is very noisy.
+#
+# pyrostruct makes the indicators *reparameterizable* with the Gumbel-softmax /
+# Concrete relaxation (Jang, Gu, Poole, ICLR 2017; Maddison, Mnih, Teh, ICLR 2017):
+#
+# * `relax(model, temperature=...)` turns every latent `Bernoulli` / `Categorical` /
+#   `OneHotCategorical` site into its relaxed counterpart, leaving observed sites alone;
+# * `auto_discrete_continuous_guide(model)` builds a mean-field guide: a relaxed
+#   Bernoulli with learnable logits per indicator (`AutoGumbelSoftmax`), `AutoNormal`
+#   for everything else;
+# * `Trace_ELBO` then differentiates straight through the samples.
+#
+# The model itself is ordinary Pyro code and stays unchanged.
+
+# %%
+import os
+import time
+
+import matplotlib.pyplot as plt
+import pyro
+import pyro.distributions as dist
+import pyro.poutine as poutine
+import torch
+from pyro.infer import SVI, Trace_ELBO
+from pyro.optim import ClippedAdam
+
+from pyrostruct.handlers import relax
+from pyrostruct.infer import ExponentialSchedule
+from pyrostruct.infer.autoguide import auto_discrete_continuous_guide
+
+SMOKE = os.environ.get("PYROSTRUCT_SMOKE") == "1"
+P, N, K = (30, 80, 3) if SMOKE else (200, 300, 5)  # predictors, observations, true predictors
+STEPS = 300 if SMOKE else 2000
+torch.set_num_threads(1)
+pyro.set_rng_seed(0)
+
+# %% [markdown]
+# ## Synthetic data
+#
+# A standard-normal design with `K` non-zero coefficients of size 1 to 2 and unit noise.
+
+# %%
+generator = torch.Generator().manual_seed(0)
+X = torch.randn(N, P, generator=generator)
+true_set = torch.randperm(P, generator=generator)[:K]
+beta_true = torch.zeros(P)
+beta_true[true_set] = torch.where(torch.rand(K, generator=generator) < 0.5, -1.0, 1.0) * (
+    1.0 + torch.rand(K, generator=generator)
+)
+y = X @ beta_true + torch.randn(N, generator=generator)
+print(f"p = {P} candidate predictors, n = {N} observations, true set: {sorted(true_set.tolist())}")
+
+# %% [markdown]
+# ## The model: plain Pyro
+
+
+# %%
+def model(X, y=None):
+    with pyro.plate("features", X.shape[1]):
+        include = pyro.sample("include", dist.Bernoulli(0.05))  # spike-and-slab indicator
+        beta = pyro.sample("beta", dist.Normal(0.0, 2.0))
+    sigma = pyro.sample("sigma", dist.HalfNormal(2.0))
+    with pyro.plate("data", X.shape[0]):
+        pyro.sample("y", dist.Normal(X @ (include * beta), sigma), obs=y)
+
+
+# %% [markdown]
+# ## What `relax` does to it
+#
+# Tracing the relaxed model shows the latent indicator site replaced by a
+# `ConcreteBernoulli` (values in (0, 1), a reparameterized sample), while the
+# observed `y` keeps its `Normal` and its data.
+
+# %%
+temperature = ExponentialSchedule(initial=1.0, rate=3.0 / STEPS, minimum=0.5)
+trace = poutine.trace(relax(model, temperature=temperature)).get_trace(X, y)
+for name in ["include", "beta", "sigma", "y"]:
+    site = trace.nodes[name]
+    print(f"{name:8s} {type(site['fn']).__name__:18s} observed={site['is_observed']}")
+
+# %% [markdown]
+# ## Fitting
+#
+# The temperature is annealed from 1.0 to 0.5 with an `ExponentialSchedule`
+# ($\tau_t = \max(\tau_{\min}, \tau_0 e^{-rt})$, as in Jang et al.): the same
+# schedule object drives the model (`relax`) and the guide, and the loop steps it.
+
+# %%
+pyro.clear_param_store()
+guide = auto_discrete_continuous_guide(model, temperature=temperature)
+optim = ClippedAdam({"lr": 0.05, "lrd": 0.1 ** (1 / STEPS)})
+svi = SVI(relax(model, temperature=temperature), guide, optim, Trace_ELBO())
+start = time.perf_counter()
+for step in range(STEPS):
+    loss = svi.step(X, y)
+    temperature.step()
+    if step % max(1, STEPS // 5) == 0:
+        print(f"step {step:5d}  loss {loss:9.1f}  temperature {temperature.temperature:.2f}")
+print(f"{STEPS} steps in {time.perf_counter() - start:.1f} s")
+
+# %% [markdown]
+# ## Posterior inclusion probabilities
+#
+# `guide[0]` is the `AutoGumbelSoftmax` part; `probs()` reads the mean-field
+# posterior $q(\gamma_j = 1)$ and `median()` the most probable hard values.
+
+# %%
+probs = guide[0].probs()["include"]
+selected = set((probs > 0.5).nonzero().flatten().tolist())
+truth = set(true_set.tolist())
+tp = len(selected & truth)
+f1 = 2 * tp / (len(selected) + len(truth)) if tp else 0.0
+print(f"selected: {sorted(selected)}")
+print(f"truth:    {sorted(truth)}")
+print(f"F1 = {f1:.2f}")
+print("hard indicators from median():", int(guide.median(X, y)["include"].sum().item()), "on")
+
+fig, ax = plt.subplots(figsize=(8, 3))
+is_true = beta_true != 0
+ax.vlines(torch.arange(P), 0, probs, color="tab:gray", lw=1)
+ax.scatter(torch.arange(P)[~is_true], probs[~is_true], s=8, color="tab:gray", label="null predictor")
+ax.scatter(torch.arange(P)[is_true], probs[is_true], s=30, color="tab:red", label="true predictor")
+ax.axhline(0.5, ls="--", color="k", lw=0.8)
+ax.set_xlabel("predictor j")
+ax.set_ylabel("q(include_j = 1)")
+ax.set_ylim(0, 1.02)
+ax.set_title("Posterior inclusion probabilities (relax + AutoGumbelSoftmax)")
+ax.legend(loc="center right", fontsize=8)
+fig.tight_layout()
+fig.savefig("inclusion_probabilities.png", dpi=120)
+print("saved inclusion_probabilities.png")
+
+# %% [markdown]
+# ## Coefficients of the selected predictors
+
+# %%
+median = guide.median(X, y)
+for j in sorted(selected | truth):
+    print(f"beta[{j:3d}]  true {beta_true[j]:+.2f}  posterior median {median['beta'][j]:+.2f}  q(include) {probs[j]:.2f}")
+print(f"noise scale: posterior median {median['sigma']:.2f} (true 1.00)")
+
+# %% [markdown]
+# ## Caveats
+#
+# * The guide is mean-field: $q(\gamma_j)\,q(\beta_j)$ cannot say "if $\gamma_j = 1$
+#   then $\beta_j \approx 0$", and relaxed indicators of null predictors are small but
+#   never exactly zero. Both leak a little slab noise into the fit, so the noise scale
+#   $\sigma$ is over-estimated (typically 1.5 to 2.5 here for a true 1.0). The
+#   selection itself is robust to this.
+# * The relaxed ELBO is not the discrete one: temperatures far above 1 blur the
+#   indicators, temperatures far below 0.1 give high-variance gradients. Anneal
+#   towards 0.3 to 0.5.
+# * `relax(model, hard=True)` and `auto_discrete_continuous_guide(model, hard=True)`
+#   use straight-through samples (exact 0/1 in the forward pass, relaxed gradients).
+# * `benchmarks/gumbel.py` compares this against the score-function estimator
+#   (`TraceGraph_ELBO`) and exact enumeration (`TraceEnum_ELBO`, small `p` only).
