@@ -159,7 +159,8 @@ class StructuralEquationModel(PyroModule):
         return None
 
     def log_prob_from_statistics(self, stats, adjacency: torch.Tensor) -> torch.Tensor:
-        """Total log-likelihood over all rows from :meth:`sufficient_statistics`: ``(*B,)``."""
+        """Total log-likelihood over all rows from :meth:`sufficient_statistics`: ``(*B,)``
+        (for SEMs with latent parameters integrated analytically: their ELBO term)."""
         raise NotImplementedError
 
     def distribution(
@@ -218,7 +219,16 @@ class LinearGaussianSEM(StructuralEquationModel):
     scale (the equal-variance case is identifiable from observational data:
     Peters & Bühlmann, "Identifiability of Gaussian structural equation models
     with equal error variances", Biometrika 2014). Weights ``W``, intercepts
-    ``b`` and log noise scales are Pyro params (point estimates).
+    ``b`` and log noise scales are Pyro params.
+
+    **Weights.** With ``weight_prior_scale=None`` the weights are point
+    estimates. By default (``weight_prior_scale=1.0``) they are latent: the
+    weight of a present edge has the prior ``N(0, weight_prior_scale^2)`` and a
+    Gaussian variational posterior ``N(weight_ij, exp(log_weight_sd_ij)^2)``
+    that :meth:`log_prob_from_statistics` integrates analytically, returning the
+    data-and-weights part of the ELBO, ``E_q[log p(X | A, W)] - KL(q(W) || p(W |
+    A))``. That KL is the Occam factor that makes the posterior over graphs
+    sparse. The row-wise :meth:`log_prob` uses the posterior mean weights.
 
     The full-data log-likelihood depends on the data only through the Gram
     matrix of ``[x, 1]`` (per node, over the rows where it is not intervened), so
@@ -226,17 +236,30 @@ class LinearGaussianSEM(StructuralEquationModel):
     number of rows.
     """
 
-    def __init__(self, num_nodes: int, *, noise: str = "nonequal", init_scale: float = 1.0):
+    def __init__(
+        self,
+        num_nodes: int,
+        *,
+        noise: str = "nonequal",
+        init_scale: float = 1.0,
+        weight_prior_scale: float | None = 1.0,
+    ):
         super().__init__(num_nodes)
         if noise not in ("equal", "nonequal"):
             raise InputError(f"noise must be 'equal' or 'nonequal', got {noise!r}")
+        if weight_prior_scale is not None and not weight_prior_scale > 0:
+            raise InputError(f"weight_prior_scale must be > 0 or None, got {weight_prior_scale}")
         d = self.num_nodes
         self.noise = noise
+        self.weight_prior_scale = weight_prior_scale
         self.weight = nn.Parameter(torch.zeros(d, d))
         self.bias = nn.Parameter(torch.zeros(d))
         self.log_scale = nn.Parameter(
             torch.full((d,) if noise == "nonequal" else (1,), math.log(init_scale))
         )
+        if weight_prior_scale is not None:
+            # log standard deviations of the Gaussian posterior of the weights
+            self.log_weight_sd = nn.Parameter(torch.full((d, d), math.log(0.05)))
 
     def _scales(self):
         return self.log_scale.expand(self.num_nodes)
@@ -279,9 +302,37 @@ class LinearGaussianSEM(StructuralEquationModel):
         else:
             gc = torch.einsum("jab,...bj->...aj", gram, coef)
             rss = (coef * gc).sum(-2)
+        if self.weight_prior_scale is not None:
+            # E_q[(x_j - w^T x)^2] adds sum_i A_ij s_ij^2 x_i^2 for Gaussian q(w).
+            x2 = torch.diagonal(gram, dim1=-2, dim2=-1)[..., :d]  # (d,) or (d_node, d)
+            x2 = x2.unsqueeze(-1) if gram.dim() == 2 else x2.T
+            var = torch.exp(2 * self.log_weight_sd) * (1.0 - torch.eye(d, dtype=w.dtype))
+            rss = rss + (adjacency * var * x2).sum(-2)
         log_s = self._scales()
         lp = -0.5 * rss * torch.exp(-2 * log_s) - count * (log_s + 0.5 * _LOG_2PI)
-        return lp.sum(-1)
+        lp = lp.sum(-1)
+        if self.weight_prior_scale is not None:
+            lp = lp - self.weight_kl(adjacency)
+        return lp
+
+    @_pyro_params
+    def weight_kl(self, adjacency: torch.Tensor) -> torch.Tensor:
+        """``sum_{i->j in A} KL(N(W_ij, s_ij^2) || N(0, sigma_w^2))``: ``(*B,)``.
+
+        The weights of absent edges keep their prior (spike and slab), so they
+        cost nothing; each present edge pays its Occam factor, about
+        ``0.5 log(n)`` nats, which is what keeps spurious edges out.
+        """
+        if self.weight_prior_scale is None:
+            return adjacency.new_zeros(adjacency.shape[:-2])
+        d = self.num_nodes
+        log_sw = math.log(self.weight_prior_scale)
+        var_ratio = torch.exp(2 * (self.log_weight_sd - log_sw))
+        kl = 0.5 * (var_ratio + (self.weight / self.weight_prior_scale) ** 2 - 1.0) - (
+            self.log_weight_sd - log_sw
+        )
+        kl = kl * (1.0 - torch.eye(d, dtype=kl.dtype))
+        return (adjacency * kl).sum((-1, -2))
 
     @torch.no_grad()
     def fit(self, data, adjacency, intervention_mask=None) -> LinearGaussianSEM:

@@ -50,7 +50,7 @@ def test_linear_log_prob_is_the_gaussian_density():
 @pytest.mark.parametrize("noise", ["equal", "nonequal"])
 def test_sufficient_statistics_path_equals_row_path(interventions, noise):
     ds, x, a, m = _data(interventions=interventions)
-    sem = LinearGaussianSEM(5, noise=noise).double()
+    sem = LinearGaussianSEM(5, noise=noise, weight_prior_scale=None).double()
     with torch.no_grad():
         sem.weight.normal_()
         sem.bias.normal_()
@@ -62,6 +62,37 @@ def test_sufficient_statistics_path_equals_row_path(interventions, noise):
     total = sem.log_prob_from_statistics(stats, batch)
     assert total.shape == (3, 1)
     assert torch.allclose(rows.sum(-1), total.squeeze(-1), rtol=1e-10)
+
+
+@pytest.mark.parametrize("interventions", [None, [[1]]])
+def test_bayesian_weights_term_is_expected_log_lik_minus_kl(interventions):
+    """The analytic E_q(W)[log p(X | A, W)] - KL matches Monte Carlo over q(W)."""
+    ds, x, a, m = _data(n=200, interventions=interventions)
+    mask = m if interventions else None
+    sem = LinearGaussianSEM(5, weight_prior_scale=0.7).double()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        sem.weight.normal_()
+        sem.log_weight_sd.uniform_(-2.0, -0.5)
+        sem.log_scale.uniform_(-0.3, 0.3)
+    analytic = sem.log_prob_from_statistics(sem.sufficient_statistics(x, mask), a)
+    point = LinearGaussianSEM(5, weight_prior_scale=None).double()
+    point.load_state_dict(
+        {k: v for k, v in sem.state_dict().items() if k != "log_weight_sd"}
+    )
+    draws = []
+    for _ in range(1500):
+        with torch.no_grad():
+            eps = torch.randn(5, 5, dtype=torch.float64)
+            point.weight.copy_(sem.weight + torch.exp(sem.log_weight_sd) * eps)
+            draws.append(point.log_prob(x, a, mask).sum())
+    mc = torch.stack(draws)
+    q = torch.distributions.Normal(sem.weight, torch.exp(sem.log_weight_sd))
+    p = torch.distributions.Normal(0.0, 0.7)
+    kl = (torch.distributions.kl_divergence(q, p) * a).sum()
+    expected = mc.mean() - kl
+    assert analytic.item() == pytest.approx(expected.item(), abs=4 * mc.std().item() / len(draws) ** 0.5 + 1e-6)
+    assert sem.weight_kl(torch.zeros_like(a)).item() == 0.0
 
 
 def test_fit_recovers_weights_and_maximizes_likelihood():

@@ -16,3 +16,7 @@ from pyrostruct.infer.autoguide.sparse_subspace import (  # noqa: E402
 )
 
 __all__ += ["AutoSparseSubspace", "SubspaceScheduler", "SubspaceUpdate"]
+
+from pyrostruct.infer.autoguide.dag import AutoDAG, EdgeProbs, is_dag_site  # noqa: E402
+
+__all__ += ["AutoDAG", "EdgeProbs", "is_dag_site"]

@@ -1,0 +1,275 @@
+"""``AutoDAG``: a variational DAG distribution for every DAG sample site of a model.
+
+For each latent site whose distribution is one of pyrostruct's DAG
+distributions (:class:`~pyrostruct.distributions.OrderedDAG`,
+:class:`~pyrostruct.distributions.SmoothOrientationDAG`,
+:class:`~pyrostruct.distributions.ErdosRenyiDAG`), the guide is a distribution
+of the same family with learnable node scores ``s`` (``d``) and edge logits
+``l`` (``d x d``):
+
+.. math::
+
+    q(\\pi, A) = \\mathrm{PL}(\\pi; s)\\ \\prod_{\\mathrm{rank}_i < \\mathrm{rank}_j}
+        \\mathrm{Bernoulli}(A_{ij}; \\sigma(l_{ij})) .
+
+Samples are drawn with straight-through gradients (``rsample``) and carry
+their order, so the model's prior and the guide both score the *joint*
+``(order, edges)`` with their exact ``log_prob``: ``Trace_ELBO`` then
+estimates the true ELBO ``E_q[log p(X, pi, A) - log q(pi, A)]`` with no extra
+code (the order term is the Plackett-Luce log-probability; the edge term is the
+Bernoulli log-ratio of the forward pairs). This is the variational family of
+VI-DP-DAG (Charpentier, Kibler, Günnemann, "Differentiable DAG Sampling",
+ICLR 2022), with the exact joint density in place of its ad-hoc regularizer.
+
+What this adds to Pyro's autoguides: support for DAG-valued sites (Pyro's
+``AutoNormal`` & co. need a bijection to real space, which DAGs lack).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from contextlib import ExitStack
+from operator import attrgetter
+from typing import NamedTuple
+
+import pyro
+import torch
+from pyro.distributions.torch_distribution import ExpandedDistribution, MaskedDistribution
+from pyro.infer.autoguide import AutoGuide
+from pyro.infer.autoguide.utils import deep_setattr
+from pyro.nn.module import PyroModule, PyroParam
+from torch.distributions import constraints
+
+from pyrostruct.distributions.dag import OrderedDAG, SmoothOrientationDAG, get_order
+from pyrostruct.infer.schedules import current_temperature
+
+__all__ = ["AutoDAG", "EdgeProbs", "is_dag_site"]
+
+
+class EdgeProbs(NamedTuple):
+    """Monte Carlo edge marginals ``P(i -> j)`` and their standard errors (``d x d`` each)."""
+
+    mean: torch.Tensor
+    stderr: torch.Tensor
+
+
+def _base_distribution(fn):
+    while isinstance(
+        fn, (torch.distributions.Independent, MaskedDistribution, ExpandedDistribution)
+    ):
+        fn = fn.base_dist
+    return fn
+
+
+def is_dag_site(site) -> bool:
+    """Whether a trace site is a latent sample site with a pyrostruct DAG distribution."""
+    return (
+        site["type"] == "sample"
+        and not site["is_observed"]
+        and not site["infer"].get("is_auxiliary", False)
+        and isinstance(_base_distribution(site["fn"]), OrderedDAG)
+    )
+
+
+class AutoDAG(AutoGuide):
+    """Autoguide for the DAG sample sites of a model (order-then-edges family).
+
+    Parameters
+    ----------
+    model : callable
+        A Pyro model; its latent sites must all be DAG sites (combine with other
+        guides in an ``AutoGuideList`` and ``poutine.block`` otherwise).
+    temperature : float or TemperatureSchedule, default 1.0
+        Relaxation temperature of the straight-through gradients, read at every
+        call (anneal it by stepping the schedule).
+    init_scores : dict name -> Tensor ``(d,)`` or ``"random"``, optional
+        Initial node scores (higher = more upstream). Default: small random
+        scores ``N(0, init_scale^2)``, i.e. a near-uniform order.
+    init_orders : dict name -> sequence of node indices, optional
+        Initial order (upstream first): scores decreasing by ``order_spacing``
+        along it. Overrides ``init_scores``.
+    init_edge_prob : float or dict name -> float, optional
+        Initial ``P(i -> j | i before j)``. Default: the prior's edge
+        probabilities (its ``edge_logits``).
+    init_scale : float, default 0.01
+        Spread of the random initial scores.
+    order_spacing : float, default 1.0
+        Score gap between consecutive nodes of an ``init_orders`` order.
+    create_plates : callable, optional
+        As in Pyro's autoguides.
+
+    Examples
+    --------
+    >>> import pyro, torch
+    >>> from pyrostruct.distributions import ErdosRenyiDAG
+    >>> def model():
+    ...     return pyro.sample("G", ErdosRenyiDAG(4, expected_edges=3.0))
+    >>> guide = AutoDAG(model)
+    >>> guide()["G"].shape
+    torch.Size([4, 4])
+    """
+
+    def __init__(
+        self,
+        model,
+        *,
+        temperature=1.0,
+        init_scores: Mapping | None = None,
+        init_orders: Mapping | None = None,
+        init_edge_prob=None,
+        init_scale: float = 0.01,
+        order_spacing: float = 1.0,
+        create_plates=None,
+    ):
+        current_temperature(temperature)  # validates
+        if not (isinstance(init_scale, (int, float)) and init_scale >= 0):
+            raise ValueError(f"Expected init_scale >= 0 but got {init_scale!r}")
+        self.temperature = temperature
+        self._init_scores = dict(init_scores or {})
+        self._init_orders = dict(init_orders or {})
+        self._init_edge_prob = init_edge_prob
+        self._init_scale = float(init_scale)
+        self._order_spacing = float(order_spacing)
+        super().__init__(model, create_plates=create_plates)
+
+    # -- set-up ---------------------------------------------------------------
+    def _setup_prototype(self, *args, **kwargs):
+        super()._setup_prototype(*args, **kwargs)
+        self.scores = PyroModule()
+        self.edge_logits = PyroModule()
+        self._families = {}
+        found = False
+        for name, site in self.prototype_trace.iter_stochastic_nodes():
+            fn = _base_distribution(site["fn"])
+            if not isinstance(fn, OrderedDAG):
+                raise ValueError(
+                    f"AutoDAG cannot guide site {name!r} with distribution "
+                    f"{type(fn).__name__}: it handles DAG distributions only. Hide the site "
+                    f"with poutine.block(model, hide=[{name!r}]) and guide it with another "
+                    "autoguide in an AutoGuideList."
+                )
+            found = True
+            d = fn.num_nodes
+            prior_logits = fn.edge_logits.detach()
+            while prior_logits.dim() > 2:
+                prior_logits = prior_logits[0]
+            init_logits = self._initial_edge_logits(name, prior_logits)
+            init_scores = self._initial_scores(name, d, prior_logits.dtype)
+            smooth = isinstance(fn, SmoothOrientationDAG)
+            self._families[name] = ("smooth", fn.shift) if smooth else ("ordered", 0.0)
+            deep_setattr(self.scores, name, PyroParam(init_scores, constraints.real, 1))
+            deep_setattr(self.edge_logits, name, PyroParam(init_logits, constraints.real, 2))
+        if not found:
+            raise ValueError("AutoDAG found no DAG sample site in the model.")
+
+    def _initial_edge_logits(self, name, prior_logits):
+        p = self._init_edge_prob
+        if isinstance(p, Mapping):
+            p = p.get(name)
+        if p is None:
+            logits = prior_logits.clamp(-10.0, 10.0).clone()
+        else:
+            if not 0.0 < float(p) < 1.0:
+                raise ValueError(f"init_edge_prob must lie in (0, 1), got {p}")
+            logits = torch.full_like(prior_logits, math.log(float(p) / (1.0 - float(p))))
+        return logits.contiguous()
+
+    def _initial_scores(self, name, d, dtype):
+        if name in self._init_orders:
+            order = [int(i) for i in self._init_orders[name]]
+            if sorted(order) != list(range(d)):
+                raise ValueError(
+                    f"init_orders[{name!r}] must be a permutation of 0..{d - 1}, got {order}"
+                )
+            scores = torch.empty(d, dtype=dtype)
+            scores[torch.tensor(order)] = self._order_spacing * torch.arange(
+                d, 0, -1, dtype=dtype
+            )
+            return scores - scores.mean()
+        init = self._init_scores.get(name)
+        if init is not None:
+            init = torch.as_tensor(init, dtype=dtype).detach().clone()
+            if init.shape != (d,) or not bool(torch.isfinite(init).all()):
+                raise ValueError(
+                    f"init_scores[{name!r}] must be {d} finite numbers, got shape "
+                    f"{tuple(init.shape)}"
+                )
+            return init
+        return torch.randn(d, dtype=dtype) * self._init_scale
+
+    # -- the guide ------------------------------------------------------------
+    def _params(self, name):
+        return attrgetter(name)(self.scores), attrgetter(name)(self.edge_logits)
+
+    def get_distribution(self, name: str, temperature=None):
+        """The variational distribution of site ``name`` (same family as its prior)."""
+        scores, logits = self._params(name)
+        tau = current_temperature(self.temperature if temperature is None else temperature)
+        family, shift = self._families[name]
+        if family == "smooth":
+            return SmoothOrientationDAG(-scores, logits, temperature=tau, shift=shift)
+        return OrderedDAG(scores, logits, temperature=tau)
+
+    def forward(self, *args, **kwargs):
+        """Sample every DAG site; returns ``{name: adjacency}`` (values carry their order)."""
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
+        plates = self._create_plates(*args, **kwargs)
+        result = {}
+        for name, site in self.prototype_trace.iter_stochastic_nodes():
+            with ExitStack() as stack:
+                for frame in site["cond_indep_stack"]:
+                    if frame.vectorized:
+                        stack.enter_context(plates[frame.name])
+                result[name] = pyro.sample(name, self.get_distribution(name))
+        return result
+
+    # -- posterior summaries -------------------------------------------------
+    def _site(self, name):
+        if self.prototype_trace is None:
+            raise RuntimeError("AutoDAG is not set up yet: call it (or train it) first.")
+        names = list(self._families)
+        if name is None:
+            if len(names) != 1:
+                raise ValueError(f"the model has several DAG sites {names}; pass name=")
+            return names[0]
+        if name not in self._families:
+            raise ValueError(f"no DAG site named {name!r}; DAG sites are {names}")
+        return name
+
+    @torch.no_grad()
+    def median(self, *args, **kwargs):
+        """Most probable DAG per site: the mode of the order (scores sorted), then every
+        edge more likely than not given it. Returns ``{name: adjacency}`` (acyclic)."""
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
+        return {name: self.get_distribution(name).mode.detach() for name in self._families}
+
+    @torch.no_grad()
+    def sample_dags(self, num_samples: int, name: str | None = None) -> torch.Tensor:
+        """``num_samples`` hard DAGs ``(num_samples, d, d)`` from the variational posterior."""
+        name = self._site(name)
+        if int(num_samples) < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        return self.get_distribution(name).sample((int(num_samples),)).detach()
+
+    @torch.no_grad()
+    def edge_probs(self, name: str | None = None, num_samples: int = 1000) -> EdgeProbs:
+        """Marginal edge probabilities ``P(i -> j)`` with their Monte Carlo standard error.
+
+        The edges are Rao-Blackwellized: for each sampled order the exact
+        conditional ``P(i -> j | order) = [rank_i < rank_j] sigmoid(l_ij)`` is
+        averaged, so the error comes from the order alone.
+        """
+        name = self._site(name)
+        if int(num_samples) < 2:
+            raise ValueError(f"num_samples must be >= 2, got {num_samples}")
+        _, logits = self._params(name)
+        samples = self.get_distribution(name).sample((int(num_samples),))
+        rank = torch.argsort(get_order(samples), dim=-1)
+        forward = (rank.unsqueeze(-1) < rank.unsqueeze(-2)).to(logits.dtype)
+        per_sample = forward * torch.sigmoid(logits)
+        mean = per_sample.mean(0)
+        stderr = per_sample.std(0) / math.sqrt(per_sample.shape[0])
+        return EdgeProbs(mean.detach(), stderr.detach())
