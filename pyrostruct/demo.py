@@ -127,6 +127,36 @@ def sparse_subspace_bnn(out: Path) -> None:
     print(f"  {len(scheduler.history)} layer updates moved the subspace during training")
 
 
+@section("Differentiable DAG sampling: OrderedDAG samples on 6 nodes, acyclic by construction")
+def dag_sampling(out: Path) -> None:
+    import networkx as nx
+    import pyro
+
+    from pyrostruct.distributions import OrderedDAG, get_order
+    from pyrostruct.graph import is_acyclic, to_networkx
+
+    pyro.set_rng_seed(0)
+    d = 6
+    scores = torch.linspace(1.0, -1.0, d, requires_grad=True)  # node 0 tends to come first
+    edge_logits = torch.full((d, d), -0.5, requires_grad=True)
+    dist = OrderedDAG(scores, edge_logits, temperature=0.5)
+    graphs = dist.rsample((1000,))
+    graphs.sum().backward()  # straight-through gradients reach both parameters
+    acyclic = is_acyclic(graphs).all().item()
+    nx_ok = all(nx.is_directed_acyclic_graph(to_networkx(a)) for a in graphs[:50].detach())
+    print(f"  1000 samples, all acyclic: {acyclic} (torch check), {nx_ok} (networkx, first 50)")
+    orders = get_order(graphs)
+    joint = dist.log_prob(graphs)
+    for k in range(3):
+        edges = [tuple(e) for e in graphs[k].detach().nonzero().tolist()]
+        marginal = dist.log_prob(graphs[k].detach().clone())  # no order: exact marginal
+        print(f"  order {orders[k].tolist()}  edges {edges}")
+        print(f"    log p(order, G) = {joint[k].item():.2f}, log p(G) = {marginal.item():.2f}")
+    mean_edges = graphs.detach().sum((-1, -2)).mean().item()
+    print(f"  mean edge count {mean_edges:.2f}; |grad scores| {scores.grad.norm():.2f}, "
+          f"|grad edge_logits| {edge_logits.grad.norm():.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pyrostruct.demo", description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder")
