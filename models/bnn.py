@@ -29,6 +29,7 @@ import torch
 from pyro import poutine
 from pyro.infer import SVI, Trace_ELBO
 from pyro.infer.autoguide import AutoNormal
+from pyro.infer.autoguide.initialization import init_to_median
 from pyro.nn import PyroModule, PyroSample
 from torch import nn
 
@@ -106,12 +107,17 @@ def load_data(task: str, seed: int = 0, test_fraction: float = 0.25):
 
 
 def init_to_fan_in(site):
-    """Initial means: ``N(0, 1/fan_in)`` draws for weight matrices, zeros for biases.
+    """Initial means: ``N(0, 1/fan_in)`` draws for weight matrices, zeros for biases,
+    the prior median for other (e.g. positive) sites.
 
     The usual fan-in scaling of a network's initialization; ``AutoSparseSubspace``
     rescales the active means by ``1/sqrt(density)`` on top (its ``init_rescale``).
     """
     shape = site["fn"].shape()
+    if site["fn"].support is not dist.constraints.real and not isinstance(
+        site["fn"].support, dist.constraints.independent
+    ):
+        return init_to_median(site)  # e.g. the regression noise scale
     if len(shape) == 2:
         return torch.randn(shape) / math.sqrt(shape[-1])
     return torch.zeros(shape)
