@@ -38,8 +38,9 @@ class SelectionResult:
         ``steps_full``, ``steps_run`` and ``fraction_saved`` by successive halving.
     """
 
-    def __init__(self, table: pd.DataFrame, fits: dict, savings: dict, evidence: tuple):
+    def __init__(self, table: pd.DataFrame, fits: dict, savings: dict, evidence: tuple, names=None):
         self.table = table
+        self.names = list(names) if names is not None else list(table["candidate"])
         self.fits = fits
         self.savings = savings
         self.evidence = evidence
@@ -109,13 +110,13 @@ class SelectionResult:
             "best_restart",
             "status",
         ]
-        return cls(table[order], fits, savings, tuple(evidence))
+        return cls(table[order], fits, savings, tuple(evidence), [n for n, _ in cands])
 
     # ------------------------------------------------------------------ queries
     @property
     def best(self) -> Any:
         """Name of the candidate with the highest posterior probability."""
-        return self.table["candidate"].iloc[int(np.argmax(self.table["log_posterior_prob"]))]
+        return self.names[int(np.argmax(self.table["log_posterior_prob"].to_numpy()))]
 
     @property
     def posterior_probs(self) -> pd.Series:
@@ -140,7 +141,7 @@ class SelectionResult:
                 )
         return pd.Series(
             self.table["posterior_prob"].to_numpy(),
-            index=pd.Index(self.table["candidate"], name="candidate"),
+            index=pd.Index(self.names, name="candidate"),
             name="posterior_prob",
         )
 

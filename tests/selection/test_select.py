@@ -1,0 +1,329 @@
+"""select(): evidence on a conjugate model, recovery of component counts, halving, results."""
+
+import math
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.infer import config_enumerate
+from pyro.ops.indexing import Vindex
+
+from pyrostruct.errors import InputError
+from pyrostruct.selection import (
+    AmbiguousSelectionWarning,
+    Candidate,
+    SelectionResult,
+    gaussian_mixture,
+    select,
+    select_components,
+)
+from pyrostruct.selection.datasets import make_gmm_data, make_ppca_data
+
+FAST = dict(elbo_particles=200, iwae_particles=50, iwae_repeats=4)
+
+
+@pytest.fixture(scope="module")
+def prior_scale_result(conjugate, normal_data):
+    make, _ = conjugate
+    return select(
+        {0.1: make(0.1), 1.0: make(1.0), 10.0: make(10.0), 100.0: make(100.0)},
+        normal_data,
+        steps=300,
+        num_restarts=1,
+        halving=None,
+        elbo_particles=1000,
+        iwae_particles=100,
+        iwae_repeats=10,
+    )
+
+
+def test_conjugate_evidence_within_error_of_exact(prior_scale_result, conjugate, normal_data):
+    _, exact_fn = conjugate
+    t = prior_scale_result.table.set_index("candidate")
+    for scale in [0.1, 1.0, 10.0, 100.0]:
+        exact = exact_fn(normal_data, scale)
+        row = t.loc[scale]
+        # ELBO is a lower bound; the Gaussian guide holds the posterior, so the gap is small
+        assert row.elbo < exact + 3 * row.elbo_se
+        assert exact - row.elbo < 0.05
+        assert abs(row.iwae - exact) < 3 * row.iwae_se + 5e-3
+        assert row.iwae >= row.elbo - 3 * math.hypot(row.elbo_se, row.iwae_se)
+    # the data (mean ~2) support scale 1-10; a tiny scale is strongly disfavoured
+    assert prior_scale_result.best in (1.0, 10.0)
+    probs = prior_scale_result.posterior_probs
+    assert probs.sum() == pytest.approx(1.0)
+    assert probs[0.1] < 1e-6
+    exact_post = np.array([exact_fn(normal_data, s) for s in [0.1, 1.0, 10.0, 100.0]])
+    exact_post = np.exp(exact_post - np.logaddexp.reduce(exact_post))
+    assert np.allclose(probs.to_numpy(), exact_post, atol=0.03)
+
+
+def test_table_columns_and_types(prior_scale_result):
+    r = prior_scale_result
+    assert isinstance(r, SelectionResult)
+    for col in ["candidate", "elbo", "elbo_se", "iwae", "iwae_se", "ess", "log_posterior_prob",
+                "fit_seconds"]:
+        assert col in r.table.columns
+    assert (r.table.fit_seconds > 0).all()
+    assert (r.table.steps == 300).all()
+    assert r.savings["fraction_saved"] == 0.0
+    assert set(r.fits) == {0.1, 1.0, 10.0, 100.0}
+    assert "best=" in repr(r)
+
+
+def test_fitted_posterior_matches_conjugate_posterior(prior_scale_result, normal_data):
+    fit = prior_scale_result.posterior(1.0)
+    n = len(normal_data)
+    post_mean = normal_data.sum().item() / (n + 1)
+    post_sd = 1 / math.sqrt(n + 1)
+    samples = fit.sample_posterior(500)["mu"]
+    assert samples.shape == (500,)
+    assert samples.mean().item() == pytest.approx(post_mean, abs=0.05)
+    assert samples.std().item() == pytest.approx(post_sd, rel=0.2)
+    assert fit.median()["mu"].item() == pytest.approx(post_mean, abs=0.05)
+    with pytest.raises(KeyError, match="no fitted posterior"):
+        prior_scale_result.posterior("nope")
+
+
+def test_plot_writes_png(prior_scale_result, tmp_path):
+    path = tmp_path / "evidence.png"
+    fig = prior_scale_result.plot(path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(fig.axes[0].get_xticklabels()) == 4
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_tied_candidates_warn(conjugate, normal_data):
+    make, _ = conjugate
+    r = select({"a": make(1.0), "b": make(1.0)}, normal_data, steps=100, num_restarts=1, **FAST)
+    with pytest.warns(AmbiguousSelectionWarning, match="within the Monte Carlo error"):
+        probs = r.posterior_probs
+    assert probs.sum() == pytest.approx(1.0)
+    assert abs(probs["a"] - 0.5) < 0.2
+
+
+def test_prior_shifts_posterior_probs(conjugate, normal_data):
+    make, _ = conjugate
+    kw = dict(steps=100, num_restarts=1, halving=None, **FAST)
+    flat = select({"a": make(1.0), "b": make(10.0)}, normal_data, **kw)
+    tilted = select({"a": make(1.0), "b": make(10.0)}, normal_data, prior={"a": 0.9, "b": 0.1}, **kw)
+    lp_flat = flat.table.set_index("candidate").log_posterior_prob
+    lp_tilt = tilted.table.set_index("candidate").log_posterior_prob
+    odds_change = (lp_tilt["a"] - lp_tilt["b"]) - (lp_flat["a"] - lp_flat["b"])
+    assert odds_change == pytest.approx(math.log(9.0), abs=0.2)
+
+
+def test_same_seed_same_result(conjugate, normal_data):
+    make, _ = conjugate
+    kw = dict(steps=60, num_restarts=2, **FAST)
+    a = select({"a": make(1.0), "b": make(3.0)}, normal_data, seed=5, **kw)
+    b = select({"a": make(1.0), "b": make(3.0)}, normal_data, seed=5, **kw)
+    c = select({"a": make(1.0), "b": make(3.0)}, normal_data, seed=6, **kw)
+    assert np.array_equal(a.table.elbo.to_numpy(), b.table.elbo.to_numpy())
+    assert not np.array_equal(a.table.elbo.to_numpy(), c.table.elbo.to_numpy())
+
+
+# --- component counts --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("k,d", [(1, 2), (3, 2), (5, 3)])
+def test_gmm_recovers_number_of_components(k, d):
+    x, _ = make_gmm_data(200, k, d, separation=8.0, seed=k)
+    result = select_components(x, "gmm", k + 2, min_components=max(1, k - 2), steps=200,
+                               num_restarts=1, seed=k, **FAST)
+    assert result.best == k, result.table
+    assert result.posterior_probs[k] > 0.9
+
+
+@pytest.mark.parametrize("rank", [1, 3])
+def test_ppca_recovers_rank(rank):
+    x = make_ppca_data(150, 8, rank, seed=rank)
+    result = select_components(x, "ppca", rank + 2, min_components=max(1, rank - 1), steps=200,
+                               num_restarts=1, seed=rank, **FAST)
+    assert result.best == rank, result.table
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 6])
+def test_gmm_full_sweep_recovers_k_in_5d(k):
+    x, _ = make_gmm_data(400, k, 5, separation=6.0, seed=10 + k)
+    result = select_components(x, "gmm", 8, steps=500, num_restarts=2, seed=k)
+    assert result.best == k, result.table
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rank", [1, 3, 5, 8])
+def test_ppca_full_sweep_recovers_rank(rank):
+    x = make_ppca_data(300, 20, rank, seed=20 + rank)
+    result = select_components(x, "ppca", 12, steps=500, num_restarts=1, seed=rank)
+    assert result.best == rank, result.table
+
+
+def test_successive_halving_keeps_the_true_best_and_saves_steps():
+    x, _ = make_gmm_data(200, 3, 2, separation=8.0, seed=3)
+    full = select_components(x, "gmm", 5, steps=160, num_restarts=2, halving=None, **FAST)
+    halved = select_components(x, "gmm", 5, steps=160, num_restarts=2, **FAST)
+    assert full.best == halved.best == 3
+    row = halved.table.set_index("candidate").loc[3]
+    assert row.status == "fitted" and row.steps > 0
+    assert halved.savings["fraction_saved"] > 0.2
+    assert halved.savings["steps_run"] < full.savings["steps_run"]
+    dropped = halved.table[halved.table.status.str.startswith("dropped")]
+    assert len(dropped) >= 2
+    # every dropped candidate really is worse than the winner in the full run
+    t = full.table.set_index("candidate")
+    for cand in dropped.candidate:
+        assert t.loc[cand].elbo < t.loc[3].elbo
+
+
+def test_kmeanspp_init_lands_on_clusters():
+    x, _ = make_gmm_data(300, 4, 2, separation=10.0, seed=1)
+    xs = torch.tensor((x - x.mean(0)) / x.std(0), dtype=torch.float32)
+    cand = gaussian_mixture(4)
+    a = cand.init((xs,), {}, np.random.default_rng(0))["locs"]
+    assert a.shape == (4, 2)
+    # after k-means, each true cluster mean is close to some initial location
+    for j in range(4):
+        center = xs[torch.tensor(_labels(x, 4, 1) == j)].mean(0)
+        assert torch.cdist(center[None], a).min() < 0.3
+
+
+def _labels(x, k, seed):
+    return make_gmm_data(300, k, 2, separation=10.0, seed=seed)[1]
+
+
+# --- generic candidates: (model, guide), enumeration ----------------------------------------
+
+
+@config_enumerate
+def enum_mixture(x, k=2):
+    w = pyro.sample("w", dist.Dirichlet(torch.ones(k)))
+    locs = pyro.sample("locs", dist.Normal(0.0, 5.0).expand([k]).to_event(1))
+    with pyro.plate("n", len(x)):
+        z = pyro.sample("z", dist.Categorical(w))
+        pyro.sample("x", dist.Normal(Vindex(locs)[..., z], 1.0), obs=x)
+
+
+def one_normal(x):
+    loc = pyro.sample("loc", dist.Normal(0.0, 5.0))
+    scale = pyro.sample("scale", dist.LogNormal(0.0, 1.0))
+    with pyro.plate("n", len(x)):
+        pyro.sample("x", dist.Normal(loc, scale), obs=x)
+
+
+def test_discrete_sites_are_enumerated_and_the_mixture_wins():
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(60, generator=g) - 3, torch.randn(60, generator=g) + 3])
+
+    def init(args, kwargs, rng):
+        return {"locs": torch.tensor([-2.0, 2.0])}
+
+    result = select(
+        {"mixture": Candidate(enum_mixture, init=init), "normal": one_normal},
+        x, steps=300, num_restarts=1, **FAST,
+    )
+    assert result.best == "mixture"
+    assert result.posterior("mixture").enumerated
+    locs = result.posterior("mixture").median()["locs"].sort().values
+    assert torch.allclose(locs, torch.tensor([-3.0, 3.0]), atol=0.5)
+
+
+def test_model_guide_pair(conjugate, normal_data):
+    make, exact_fn = conjugate
+    model = make(1.0)
+
+    def guide(y):
+        loc = pyro.param("q_loc", torch.tensor(0.0))
+        scale = pyro.param("q_scale", torch.tensor(1.0), constraint=dist.constraints.positive)
+        pyro.sample("mu", dist.Normal(loc, scale))
+
+    pyro.param("user_param", torch.tensor(7.0))  # the user's param store is left alone
+    result = select({"pair": (model, guide)}, normal_data, steps=300, num_restarts=1,
+                    evidence=("elbo",), **FAST)
+    assert pyro.param("user_param").item() == 7.0
+    assert "q_loc" not in pyro.get_param_store()
+    row = result.table.iloc[0]
+    assert math.isnan(row.iwae)
+    assert abs(row.elbo - exact_fn(normal_data, 1.0)) < 0.1
+    assert row.log_evidence == row.elbo
+
+
+def test_family_with_grid(conjugate, normal_data):
+    make, _ = conjugate
+    result = select(make, normal_data, grid=[0.01, 1.0], steps=100, num_restarts=1, **FAST)
+    assert list(result.table.candidate) == [0.01, 1.0]
+    assert result.best == 1.0
+
+
+# --- bad input -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(steps=0), "steps"),
+        (dict(steps=2.5), "steps"),
+        (dict(num_restarts=0), "num_restarts"),
+        (dict(evidence=("bic",)), "evidence"),
+        (dict(evidence=()), "evidence"),
+        (dict(executor="gpu"), "executor"),
+        (dict(prior={"zzz": 1.0}), "unknown candidate"),
+        (dict(prior={"a": -1.0}), "prior"),
+        (dict(halving=(1.5,)), "halving"),
+        (dict(lr=0), "lr"),
+    ],
+)
+def test_bad_options_raise_input_error(kwargs, match, conjugate, normal_data):
+    make, _ = conjugate
+    with pytest.raises(InputError, match=match):
+        select({"a": make(1.0)}, normal_data, **kwargs)
+
+
+def test_bad_candidates_raise_input_error(conjugate, normal_data):
+    make, _ = conjugate
+    with pytest.raises(InputError, match="no candidates"):
+        select({}, normal_data)
+    with pytest.raises(InputError, match="needs grid"):
+        select(make, normal_data)
+    with pytest.raises(InputError, match="expected a model"):
+        select({"a": 3}, normal_data)
+    with pytest.raises(InputError, match="grid is empty"):
+        select(make, normal_data, grid=[])
+
+
+def test_discrete_site_without_finite_support_is_explained(normal_data):
+    def poisson_model(y):
+        k = pyro.sample("k", dist.Poisson(3.0))
+        with pyro.plate("data", len(y)):
+            pyro.sample("y", dist.Normal(k, 1.0), obs=y)
+
+    with pytest.raises(InputError, match="cannot be enumerated"):
+        select({"p": poisson_model}, normal_data, steps=5, num_restarts=1)
+
+
+@pytest.mark.parametrize(
+    "data,match",
+    [
+        (np.array([[1.0, np.nan], [2.0, 3.0], [3.0, 1.0]]), "NaN"),
+        (np.ones((10, 2)), "constant"),
+        (np.zeros((2, 2)), "row"),
+        (np.arange(10.0), "2-D"),
+    ],
+)
+def test_select_components_rejects_bad_data(data, match):
+    with pytest.raises(InputError, match=match):
+        select_components(data, "gmm", 3)
+
+
+def test_select_components_rejects_bad_family_and_counts():
+    x = np.random.default_rng(0).normal(size=(30, 3))
+    with pytest.raises(InputError, match="family"):
+        select_components(x, "kmeans", 3)
+    with pytest.raises(InputError, match="below the number of columns"):
+        select_components(x, "ppca", 3)
+    with pytest.raises(InputError, match="max_components"):
+        select_components(x, "gmm", 0)
+    with pytest.raises(InputError, match="exceed"):
+        select_components(x, "gmm", 2, min_components=3)
