@@ -574,3 +574,27 @@ def test_initial_means_are_rescaled_by_inverse_sqrt_density(rescale):
         expected = math.sqrt(numel / k) if rescale else 1.0
         assert torch.allclose(loc, torch.full((k,), expected))
         assert torch.allclose(scale, torch.full((k,), 0.1))
+
+
+def test_adam_state_follows_coordinates_with_module_local_params():
+    """With pyro.settings module_local_params the guide's own tensors are optimized."""
+    with pyro.settings.context(module_local_params=True):
+        pyro.set_rng_seed(4)
+        x, y = data()
+        model = BNN()
+        guide = AutoSparseSubspace(model, density=0.3)
+        optim = pyro.optim.Adam({"lr": 0.02})
+        svi = SVI(model, guide, optim, Trace_ELBO())
+        for _ in range(3):
+            svi.step(x, y)
+        assert len(pyro.get_param_store()) == 0
+        scheduler = SubspaceScheduler(guide, optim, num_steps=10, update_every=1, update_until=1.0)
+        loc_u, _ = unconstrained(guide, "net.0.weight")
+        before = optim.optim_objs[loc_u].state[loc_u]["exp_avg"].clone()
+        old_index = guide.active_indices("net.0.weight")
+        scheduler.step(svi.step, x, y)
+        changed = guide.active_indices("net.0.weight") != old_index
+        after = optim.optim_objs[loc_u].state[loc_u]["exp_avg"]
+        assert changed.any() and (before[changed] != 0).all()
+        assert (after[changed] == 0).all()
+        assert (loc_u[changed] == 0).all()
