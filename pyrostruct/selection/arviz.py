@@ -47,7 +47,7 @@ def pointwise_log_likelihood(fit, samples: dict[str, torch.Tensor]) -> dict[str,
             ):
                 enum_terms.append(site["fn"].log_prob(site["value"]))
         for name, site in tr.nodes.items():
-            if site["type"] != "sample" or not site["is_observed"]:
+            if site["type"] != "sample" or not site["is_observed"] or name in samples:
                 continue
             lp = site["fn"].log_prob(site["value"])
             if enum_terms:
@@ -82,7 +82,7 @@ def to_inference_data(fit, num_samples: int = 200, seed: int = 0):
     observed = {
         name: site["value"].detach().cpu().numpy()
         for name, site in tr.nodes.items()
-        if site["type"] == "sample" and site["is_observed"]
+        if site["type"] == "sample" and site["is_observed"] and name not in samples
     }
     posterior = {k: v.cpu().numpy()[None] for k, v in samples.items()}
     return az.from_dict(
