@@ -22,7 +22,10 @@ from pyrostruct import __version__
 __all__ = ["main", "build_parser", "COMMAND_MODULES", "UsageError"]
 
 #: Modules that provide subcommands, in the order ``--help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("pyrostruct.commands.discover",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "pyrostruct.commands.discover",
+    "pyrostruct.commands.select_components",
+)
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130

@@ -24,7 +24,7 @@ import contextlib
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 from pyrostruct.errors import InputError
@@ -69,10 +69,22 @@ def _call_in_worker(func, payload):
 def executor_session(
     executor: str, context: Any, *, max_workers: int | None = None
 ) -> Iterator[Callable[[Callable, Sequence[Any]], list[Any]]]:
-    """Yield ``run(func, payloads) -> [func(context, p) for p in payloads]`` on ``executor``."""
+    """Yield ``run(func, payloads, callback=None) -> [func(context, p) for p in payloads]``.
+
+    ``callback(payload, result)`` is called as each task finishes (in completion order).
+    """
     check_executor(executor)
     if executor == "serial":
-        yield lambda func, payloads: [func(context, p) for p in payloads]
+
+        def run_serial(func, payloads, callback=None):
+            out = []
+            for p in payloads:
+                out.append(func(context, p))
+                if callback is not None:
+                    callback(p, out[-1])
+            return out
+
+        yield run_serial
         return
     if executor == "process":
         workers = max_workers or max(1, min(os.cpu_count() or 1, 8))
@@ -82,8 +94,12 @@ def executor_session(
             workers, mp_context=ctx, initializer=_worker_init, initargs=(context,)
         ) as pool:
 
-            def run(func, payloads):
+            def run(func, payloads, callback=None):
                 futures = [pool.submit(_call_in_worker, func, p) for p in payloads]
+                owner = {f: p for f, p in zip(futures, payloads)}
+                for f in as_completed(futures):
+                    if callback is not None:
+                        callback(owner[f], f.result())
                 return [f.result() for f in futures]
 
             yield run
@@ -104,8 +120,15 @@ def executor_session(
             torch.set_num_threads(1)
             return func(ctx, payload)
 
-        def run(func, payloads):
-            return ray.get([remote_call.remote(func, context_ref, p) for p in payloads])
+        def run(func, payloads, callback=None):
+            refs = [remote_call.remote(func, context_ref, p) for p in payloads]
+            owner = dict(zip(refs, payloads))
+            pending = list(refs)
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                if callback is not None:
+                    callback(owner[done[0]], ray.get(done[0]))
+            return ray.get(refs)
 
         yield run
     finally:

@@ -454,7 +454,19 @@ def select(
                 }
                 for i, r in keys
             ]
-            for (i, r), out in zip(keys, run(_run_task, payloads)):
+            remaining = {}
+            for i, _ in keys:
+                remaining[i] = remaining.get(i, 0) + 1
+
+            def tick(payload, out, final=final, remaining=remaining):
+                if bar is None or not final:
+                    return
+                remaining[payload["index"]] -= 1
+                if remaining[payload["index"]] == 0:
+                    bar.set_postfix_str(f"{cands[payload['index']][0]}: ELBO {out['elbo']:.4g}")
+                    bar.update(1)
+
+            for (i, r), out in zip(keys, run(_run_task, payloads, tick)):
                 st = state[(i, r)]
                 st["losses"] += out.pop("losses")
                 st["seconds"] += out.pop("seconds")
@@ -465,7 +477,6 @@ def select(
                 if bar is not None and newly:
                     bar.update(newly)
         if bar is not None:
-            bar.update(len(cands) - bar.n)
             bar.close()
 
     total_steps = steps * num_restarts * len(cands)
