@@ -192,3 +192,22 @@ def test_guide_built_on_relaxed_model_trains_the_same_way():
         svi.step(X, y)
     selected = set((guide[0].probs()["include"] > 0.5).nonzero().flatten().tolist())
     assert selected == truth
+
+
+def test_subsampled_plate_gets_full_size_logits():
+    # local indicators under a subsampled plate: the guide keeps one logit per data point
+    pyro.set_rng_seed(0)
+    data = torch.cat([torch.randn(50) + 3, torch.randn(50) - 3])
+
+    def model(data):
+        with pyro.plate("data", 100, subsample_size=20) as idx:
+            z = pyro.sample("z", dist.Bernoulli(0.5))
+            pyro.sample("x", dist.Normal(6 * z - 3, 1.0), obs=data[idx])
+
+    guide = AutoGumbelSoftmax(model, temperature=0.5)
+    svi = SVI(relax(model, temperature=0.5), guide, Adam({"lr": 0.1}), Trace_ELBO())
+    for _ in range(500):
+        svi.step(data)
+    probs = guide.probs()["z"]
+    assert probs.shape == (100,)
+    assert probs[:50].mean() > 0.8 and probs[50:].mean() < 0.2
