@@ -22,6 +22,7 @@ the temporaries stay in cache.
 from __future__ import annotations
 
 import math
+import threading
 from functools import cache
 
 import torch
@@ -42,7 +43,6 @@ __all__ = [
 #: linear extensions is computed (dynamic programming over 2**d subsets).
 MAX_EXACT_NODES = 12
 
-_CHUNK_BYTES = 1 << 22  # 4 MiB of float32 per temporary
 
 
 def gumbel_perturb(scores: torch.Tensor) -> torch.Tensor:
@@ -81,8 +81,37 @@ def plackett_luce_log_prob(scores: torch.Tensor, order: torch.Tensor) -> torch.T
     return (ordered - tail_lse).sum(-1)
 
 
-def _chunk_rows(n: int, d: int) -> int:
-    return max(1, min(n, _CHUNK_BYTES // (4 * d * d)))
+_CHUNK_ELEMS = 1 << 18  # elements per work block (1 MiB of float32): stays in L2 cache
+_WORKSPACE_MAX = 1 << 24  # largest buffer (elements) kept between calls
+_workspace = threading.local()
+
+
+def _buffer(name: str, shape, dtype, device) -> torch.Tensor:
+    """A reusable scratch buffer (thread-local): fresh large allocations cost page faults."""
+    numel = math.prod(shape)
+    if numel > _WORKSPACE_MAX:
+        return torch.empty(shape, dtype=dtype, device=device)
+    cache = getattr(_workspace, "buffers", None)
+    if cache is None:
+        cache = _workspace.buffers = {}
+    key = (name, dtype, device)
+    buf = cache.get(key)
+    if buf is None or buf.numel() < numel:
+        buf = cache[key] = torch.empty(numel, dtype=dtype, device=device)
+    return buf[:numel].view(shape)
+
+
+def _blocks(n: int, d: int):
+    """Work blocks ``(n0, n1, i0, i1)``: whole samples when small, row blocks when large."""
+    if d * d <= _CHUNK_ELEMS:
+        step = max(1, _CHUNK_ELEMS // (d * d))
+        for n0 in range(0, n, step):
+            yield n0, min(n, n0 + step), 0, d
+    else:
+        rows = max(1, _CHUNK_ELEMS // d)
+        for k in range(n):
+            for i0 in range(0, d, rows):
+                yield k, k + 1, i0, min(d, i0 + rows)
 
 
 class OrderEdgeStraightThrough(torch.autograd.Function):
@@ -92,6 +121,9 @@ class OrderEdgeStraightThrough(torch.autograd.Function):
     ``U`` uniform noise drawn here (equivalently ``l_ij + logit(U_ij) > 0``).
     Backward: the gradient of the relaxed sample given in the module docstring
     with respect to ``g`` and ``edge_logits`` (none to the temperature).
+    Both passes work block by block (a few samples, or a block of rows of one
+    sample) so that every temporary stays in cache; only the output and the
+    noise (kept for the backward pass) are ``(N, d, d)``.
     """
 
     @staticmethod
@@ -100,23 +132,28 @@ class OrderEdgeStraightThrough(torch.autograd.Function):
         be = edge_logits.shape[0]
         dtype, device = g.dtype, g.device
         need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        thr = torch.neg(edge_logits).sigmoid_()  # P(no edge)
+        thr = _buffer("thr", edge_logits.shape, dtype, device)
+        torch.neg(edge_logits, out=thr).sigmoid_()  # P(no edge)
         out = torch.empty(n, d, d, dtype=dtype, device=device)
         noise = torch.empty(n, d, d, dtype=dtype, device=device) if need_grad else None
-        step = _chunk_rows(n, d)
-        # chunk work buffers, reused (fresh large allocations cost page faults)
-        ubuf = None if need_grad else torch.empty(step, d, d, dtype=dtype, device=device)
-        ebuf = torch.empty(step, d, d, dtype=torch.bool, device=device)
-        mbuf = torch.empty(step, d, d, dtype=torch.bool, device=device)
-        for n0 in range(0, n, step):
-            n1 = min(n, n0 + step)
-            c = n1 - n0
-            u = noise[n0:n1] if need_grad else ubuf[:c]
+        # float arithmetic only (comparisons into bool tensors are slow on CPU):
+        # [U > thr] = max(sign(U - thr), 0) and [rank_i < rank_j] = clamp(rank_j - rank_i, 0, 1)
+        rank_f = rank.to(dtype)
+        for n0, n1, i0, i1 in _blocks(n, d):
+            shape = (n1 - n0, i1 - i0, d)
+            if need_grad:
+                u = noise[n0:n1, i0:i1]
+            else:
+                u = _buffer("u", shape, dtype, device)
             u.uniform_()
-            e = torch.gt(u, thr if be == 1 else thr[n0:n1], out=ebuf[:c])
-            r = rank[n0:n1]
-            m = torch.lt(r.unsqueeze(-1), r.unsqueeze(-2), out=mbuf[:c])
-            torch.logical_and(e, m, out=out[n0:n1])
+            t = thr[:, i0:i1] if be == 1 else thr[n0:n1, i0:i1]
+            a = torch.sub(u, t, out=out[n0:n1, i0:i1])
+            a.sign_().clamp_min_(0.0)
+            r = rank_f[n0:n1]
+            m = torch.sub(
+                r.unsqueeze(-2), r[:, i0:i1].unsqueeze(-1), out=_buffer("m", shape, dtype, device)
+            )
+            a.mul_(m.clamp_(0.0, 1.0))
         if need_grad:
             ctx.save_for_backward(g, edge_logits, noise)
         ctx.temperature = float(temperature)
@@ -131,40 +168,66 @@ class OrderEdgeStraightThrough(torch.autograd.Function):
         be = edge_logits.shape[0]
         dtype, device = g.dtype, g.device
         want_g, want_l = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        grad_g = torch.empty_like(g) if want_g else None
+        grad_g = torch.zeros_like(g) if want_g else None
         grad_l = torch.zeros_like(edge_logits) if want_l else None
         # everything divided by tau up front: O(d^2) once, O(d) per row
-        l_tau = edge_logits if inv_tau == 1.0 else edge_logits * inv_tau
+        if inv_tau == 1.0:
+            l_tau = edge_logits
+        else:
+            l_tau = torch.mul(
+                edge_logits, inv_tau, out=_buffer("l_tau", edge_logits.shape, dtype, device)
+            )
         g_tau = g if inv_tau == 1.0 else g * inv_tau
         g_tau_shift = (g + shift) * inv_tau if shift else g_tau
         eps = torch.finfo(dtype).eps
-        step = _chunk_rows(n, d)
-        ebuf = torch.empty(step, d, d, dtype=dtype, device=device)
-        mbuf = torch.empty(step, d, d, dtype=dtype, device=device)
-        gbuf = torch.empty(step, d, d, dtype=dtype, device=device)
-        for n0 in range(0, n, step):
-            n1 = min(n, n0 + step)
-            c = n1 - n0
-            # relaxed edges E = sigmoid((l + logit U) / tau); logit(0) = -inf gives E = 0
-            e = torch.logit(noise[n0:n1], eps=eps, out=ebuf[:c])
-            torch.add(l_tau if be == 1 else l_tau[n0:n1], e, alpha=inv_tau, out=e)
-            e.sigmoid_()
+        # with tau = 1 and moderate logits, E has a rational form in U (exp(-l) stays
+        # within (tiny, max), so U = 0 gives E = 0 without 0/0)
+        rational = inv_tau == 1.0
+        if rational:
+            lo, hi = torch.aminmax(edge_logits)
+            bound = 0.9 * math.log(torch.finfo(dtype).max)
+            rational = bool(lo > -bound) and bool(hi < bound)
+        if rational:
+            c = torch.neg(edge_logits, out=_buffer("c", edge_logits.shape, dtype, device)).exp_()
+            one_minus_c = torch.sub(
+                1.0, c, out=_buffer("omc", edge_logits.shape, dtype, device)
+            )
+        for n0, n1, i0, i1 in _blocks(n, d):
+            shape = (n1 - n0, i1 - i0, d)
+            # relaxed edges E = sigmoid((l + logit U) / tau)
+            e = _buffer("be", shape, dtype, device)
+            u = noise[n0:n1, i0:i1]
+            if rational:  # tau = 1: E = U / (c + U (1 - c)), c = exp(-l); no transcendental
+                cb = c[:, i0:i1] if be == 1 else c[n0:n1, i0:i1]
+                ob = one_minus_c[:, i0:i1] if be == 1 else one_minus_c[n0:n1, i0:i1]
+                torch.addcmul(cb, u, ob, out=e)
+                torch.div(u, e, out=e)
+            else:
+                torch.logit(u, eps=eps, out=e)
+                lt = l_tau[:, i0:i1] if be == 1 else l_tau[n0:n1, i0:i1]
+                torch.add(lt, e, alpha=inv_tau, out=e)
+                e.sigmoid_()
             # relaxed orientation M = sigmoid((g_i - g_j - shift) / tau)
             m = torch.sub(
-                g_tau[n0:n1].unsqueeze(-1), g_tau_shift[n0:n1].unsqueeze(-2), out=mbuf[:c]
+                g_tau[n0:n1, i0:i1].unsqueeze(-1),
+                g_tau_shift[n0:n1].unsqueeze(-2),
+                out=_buffer("bm", shape, dtype, device),
             )
             m.sigmoid_()
-            gem = torch.mul(grad_out[n0:n1], e, out=gbuf[:c])
+            gem = torch.mul(grad_out[n0:n1, i0:i1], e, out=_buffer("bg", shape, dtype, device))
             gem *= m  # G * E * M
             if want_g:
                 h = torch.addcmul(gem, gem, m, value=-1.0, out=m)  # G E M (1 - M)
-                grad_g[n0:n1] = (h.sum(-1) - h.sum(-2)) * inv_tau
+                grad_g[n0:n1, i0:i1] += h.sum(-1)
+                grad_g[n0:n1] -= h.sum(-2)
             if want_l:
                 gl = torch.addcmul(gem, gem, e, value=-1.0, out=e)  # G M E (1 - E)
                 if be == 1:
-                    grad_l[0] += gl.sum(0) if c > 1 else gl[0]
+                    grad_l[0, i0:i1] += gl.sum(0) if gl.shape[0] > 1 else gl[0]
                 else:
-                    grad_l[n0:n1] = gl
+                    grad_l[n0:n1, i0:i1] = gl
+        if want_g and inv_tau != 1.0:
+            grad_g *= inv_tau
         if want_l and inv_tau != 1.0:
             grad_l *= inv_tau
         return grad_g, grad_l, None, None, None

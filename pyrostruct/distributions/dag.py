@@ -172,7 +172,10 @@ class OrderedDAG(TorchDistribution):
         self.relaxation = relaxation
         d = self.num_nodes
         batch_shape = self._batch_shape_of(scores, edge_logits)
-        super().__init__(batch_shape, torch.Size((d, d)), validate_args=validate_args)
+        # the parameters were checked above (with clearer messages than the generic
+        # arg_constraints check, which would scan the d x d logits again)
+        super().__init__(batch_shape, torch.Size((d, d)), validate_args=False)
+        self._validate_args = _validating(validate_args)
 
     # parameters are stored broadcast to the batch shape (as views)
     @staticmethod
@@ -466,7 +469,9 @@ def _check_params(name, scores, edge_logits, validate):
     if validate:
         if not bool(torch.isfinite(scores).all()):
             raise ValueError(f"{name} got scores with NaN or infinite entries; use finite scores.")
-        if bool(torch.isnan(edge_logits).any()):
+        # one fast reduction; the exact elementwise test only when it is NaN
+        # (a NaN entry, or +inf and -inf together)
+        if bool(torch.isnan(edge_logits.sum())) and bool(torch.isnan(edge_logits).any()):
             raise ValueError(
                 f"{name} got edge_logits with NaN entries (+-inf are allowed: they force or "
                 f"forbid an edge)."

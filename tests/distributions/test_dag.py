@@ -79,6 +79,10 @@ def test_every_hard_sample_is_acyclic(
         assert all(_nx_acyclic(a) for a in value.detach())
         lp = dist.log_prob(value)
         assert not torch.isnan(lp).any() and (lp > -math.inf).all()
+    # straight-through gradients stay finite for extreme parameters
+    (samples[1] * torch.randn(d, d, generator=gen, dtype=dtype)).sum().backward()
+    assert torch.isfinite(scores.grad).all()
+    assert torch.isfinite(edge_logits.grad).all()
     if logit_scale == 0.0 and d > 1:  # complete DAG: every forward pair present
         assert (samples[0].sum((-1, -2)) == d * (d - 1) // 2).all()
 
