@@ -28,6 +28,7 @@ from functools import cache
 import torch
 
 __all__ = [
+    "broadcast_shape",
     "gumbel_perturb",
     "order_from_scores",
     "ranks_from_order",
@@ -43,6 +44,21 @@ __all__ = [
 #: linear extensions is computed (dynamic programming over 2**d subsets).
 MAX_EXACT_NODES = 12
 
+
+
+def broadcast_shape(*shapes) -> torch.Size:
+    """``torch.broadcast_shapes`` for small tuples, without its per-call overhead."""
+    ndim = max(len(s) for s in shapes)
+    out = [1] * ndim
+    for shape in shapes:
+        offset = ndim - len(shape)
+        for k, size in enumerate(shape):
+            cur = out[offset + k]
+            if cur == 1:
+                out[offset + k] = size
+            elif size != 1 and size != cur:
+                raise RuntimeError(f"shapes {[tuple(s) for s in shapes]} do not broadcast")
+    return torch.Size(out)
 
 
 def gumbel_perturb(scores: torch.Tensor) -> torch.Tensor:
@@ -326,7 +342,7 @@ def marginal_dag_log_prob(scores, edge_logits, value):
             f"d <= {MAX_EXACT_NODES} nodes, got d = {d}. Pass the sampled order (values from "
             f"rsample/sample carry it, or log_prob(value, order=...)) to get the joint log_prob."
         )
-    batch = torch.broadcast_shapes(scores.shape[:-1], edge_logits.shape[:-2], value.shape[:-2])
+    batch = broadcast_shape(scores.shape[:-1], edge_logits.shape[:-2], value.shape[:-2])
     dtype = torch.promote_types(scores.dtype, edge_logits.dtype)
     s = scores.to(dtype).expand(batch + (d,)).reshape(-1, d)
     a = edge_logits.to(dtype).expand(batch + (d, d)).reshape(-1, d, d)

@@ -35,6 +35,7 @@ from ._dag_ops import (
     MAX_EXACT_NODES,
     RELAXED_ATTR,
     attach_order,
+    broadcast_shape,
     edge_log_bernoulli,
     forward_mask,
     get_order,
@@ -180,7 +181,7 @@ class OrderedDAG(TorchDistribution):
     # parameters are stored broadcast to the batch shape (as views)
     @staticmethod
     def _batch_shape_of(scores, edge_logits):
-        return torch.broadcast_shapes(scores.shape[:-1], edge_logits.shape[:-2])
+        return broadcast_shape(scores.shape[:-1], edge_logits.shape[:-2])
 
     def _set_params(self, scores, edge_logits):
         d = scores.shape[-1]
@@ -313,8 +314,8 @@ class OrderedDAG(TorchDistribution):
         if order.shape[-1] != d:
             raise ValueError(f"Expected orders of shape (..., {d}), got {tuple(order.shape)}.")
         order_lp = plackett_luce_log_prob(
-            self.scores.expand(torch.broadcast_shapes(self.scores.shape, order.shape)),
-            order.expand(torch.broadcast_shapes(self.scores.shape, order.shape)),
+            self.scores.expand(broadcast_shape(self.scores.shape, order.shape)),
+            order.expand(broadcast_shape(self.scores.shape, order.shape)),
         )
         forward = forward_mask(ranks_from_order(order))
         lb = edge_log_bernoulli(self.edge_logits, value)
@@ -457,7 +458,7 @@ def _check_params(name, scores, edge_logits, validate):
             f"{tuple(edge_logits.shape)}; expected scores of shape batch_shape + ({d},)."
         )
     try:
-        torch.broadcast_shapes(scores.shape[:-1], edge_logits.shape[:-2])
+        broadcast_shape(scores.shape[:-1], edge_logits.shape[:-2])
     except RuntimeError:
         raise ValueError(
             f"{name}: batch shapes of scores {tuple(scores.shape[:-1])} and edge_logits "
