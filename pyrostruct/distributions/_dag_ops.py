@@ -244,8 +244,10 @@ class OrderEdgeStraightThrough(torch.autograd.Function):
                     grad_l[n0:n1, i0:i1] = gl
         if want_g and inv_tau != 1.0:
             grad_g *= inv_tau
-        if want_l and inv_tau != 1.0:
-            grad_l *= inv_tau
+        if want_l:
+            if inv_tau != 1.0:
+                grad_l *= inv_tau
+            grad_l.diagonal(dim1=-2, dim2=-1).zero_()  # the diagonal logits are unused
         return grad_g, grad_l, None, None, None
 
 

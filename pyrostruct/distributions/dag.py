@@ -47,7 +47,12 @@ from ._dag_ops import (
     ranks_from_order,
     relaxed_order_edges,
 )
-from .permutation import _check_temperature, _validating, relaxed_permutation_matrix
+from .permutation import (
+    _check_temperature,
+    _current_temperature,
+    _validating,
+    relaxed_permutation_matrix,
+)
 
 __all__ = ["OrderedDAG", "SmoothOrientationDAG", "get_order", "MAX_EXACT_NODES"]
 
@@ -129,7 +134,10 @@ class OrderedDAG(TorchDistribution):
     :param torch.Tensor edge_logits: shape ``batch + (d, d)``; ``edge_logits[i, j]``
         is the logit of the edge ``i -> j`` given that ``i`` precedes ``j``
         (the diagonal is ignored). Infinite logits force or forbid edges.
-    :param float temperature: relaxation temperature (> 0); gradients only.
+    :param temperature: relaxation temperature (> 0), gradients only: a float, a
+        one-element tensor, or a schedule with a ``.temperature`` attribute (e.g.
+        :class:`pyrostruct.infer.schedules.ExponentialSchedule`), read at every ``rsample``
+        so that stepping the schedule anneals an existing distribution.
     :param bool hard: straight-through hard samples (default) or relaxed ones.
     :param str relaxation: ``"pairwise"`` (default), ``"softsort"`` or ``"sinkhorn"``.
 
@@ -236,7 +244,7 @@ class OrderedDAG(TorchDistribution):
         """``(A, order)``: a sample and its order (``order[..., k]`` = node at position k)."""
         g = self._perturbed_scores(sample_shape)
         el = self._minimal_edge_logits()
-        tau = _as_float(self.temperature)
+        tau = _current_temperature(self.temperature)
         if not self.hard:
             order = order_from_scores(g.detach())
             adj = relaxed_order_edges(g, el, tau, self._shift)
@@ -344,8 +352,8 @@ class OrderedDAG(TorchDistribution):
 
     @lazy_property
     def mode(self):
-        """Most probable *joint* ``(order, A)``'s adjacency: order by descending scores,
-        then every forward edge with probability > 1/2 (the marginal mode may differ)."""
+        """A point estimate: the most probable order (descending scores), then every
+        forward edge with probability > 1/2. Not in general the joint or marginal mode."""
         order = order_from_scores(self.scores)
         forward = forward_mask(ranks_from_order(order))
         adj = ((self.edge_logits > 0) & forward).to(self.edge_logits.dtype)
@@ -380,7 +388,8 @@ class SmoothOrientationDAG(OrderedDAG):
 
     :param torch.Tensor priorities: shape ``batch + (d,)``; lower = more upstream.
     :param torch.Tensor edge_logits: shape ``batch + (d, d)``.
-    :param float temperature: ``tau > 0`` of the smooth orientation and the edges.
+    :param temperature: ``tau > 0`` of the smooth orientation and the edges (float,
+        tensor or temperature schedule, as for :class:`OrderedDAG`).
     :param float shift: ``delta >= 0`` of the smooth orientation.
     :param bool hard: straight-through hard samples (default) or relaxed ones.
 
@@ -431,10 +440,6 @@ class SmoothOrientationDAG(OrderedDAG):
     @property
     def priorities(self) -> torch.Tensor:
         return -self.scores
-
-
-def _as_float(x) -> float:
-    return float(x.item() if isinstance(x, torch.Tensor) else x)
 
 
 def _check_params(name, scores, edge_logits, validate):

@@ -111,7 +111,9 @@ class PlackettLuce(TorchDistribution):
     changes the gradient, never the forward value.
 
     :param torch.Tensor scores: real scores of shape ``batch_shape + (d,)``.
-    :param float temperature: temperature of the relaxation (> 0).
+    :param temperature: temperature of the relaxation (> 0): a float, a one-element
+        tensor (no gradient), or a schedule with a ``.temperature`` attribute (e.g.
+        :class:`pyrostruct.infer.schedules.ExponentialSchedule`), read at every ``rsample``.
     :param str relaxation: ``"softsort"`` or ``"sinkhorn"``.
     :param int sinkhorn_iters: Sinkhorn iterations (default 20).
 
@@ -194,7 +196,7 @@ class PlackettLuce(TorchDistribution):
         hard = permutation_matrix(order, dtype=g.dtype)
         if g.requires_grad:
             soft = relaxed_permutation_matrix(
-                g, self.temperature, self.relaxation, self.sinkhorn_iters
+                g, _current_temperature(self.temperature), self.relaxation, self.sinkhorn_iters
             )
             hard = hard + (soft - soft.detach())
         return attach_order(hard, order), order
@@ -250,8 +252,19 @@ def _validating(validate_args) -> bool:
     return Distribution._validate_args if validate_args is None else bool(validate_args)
 
 
+def _current_temperature(temperature) -> float:
+    """The temperature now: a number, a one-element tensor, or a schedule's ``.temperature``."""
+    if not isinstance(temperature, torch.Tensor) and hasattr(temperature, "temperature"):
+        temperature = temperature.temperature  # e.g. pyrostruct.infer.schedules objects
+    if isinstance(temperature, torch.Tensor):
+        return float(temperature.item())
+    return float(temperature)
+
+
 def _check_temperature(temperature) -> None:
     value = temperature
+    if not isinstance(value, torch.Tensor) and hasattr(value, "temperature"):
+        value = value.temperature
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise ValueError(
