@@ -70,6 +70,7 @@ def test_process_executor_runs_lambdas_defined_here(gmm_data):
     _assert_same(a, b)
 
 
+@pytest.mark.slow
 def test_ray_executor_matches_serial(gmm_data, serial_result):
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
