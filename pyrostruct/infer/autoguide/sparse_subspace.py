@@ -67,10 +67,12 @@ def active_count(numel: int, density: float) -> int:
     """Number of active coordinates of a site with ``numel`` weights.
 
     The rule is the same for every site (uniform density per layer):
-    ``k = clamp(floor(density * numel + 1/2), 1, numel)``, i.e. ``density * numel``
-    rounded half up, at least one coordinate and at most all of them.
+    ``k = max(1, floor(density * numel))``, i.e. ``density * numel`` rounded down
+    (so a guide never has more than ``density`` of a layer's coordinates, except
+    that every site keeps at least one).
     """
-    return int(min(numel, max(1, math.floor(density * numel + 0.5))))
+    # The epsilon keeps e.g. 0.29 * 100 = 28.999999999999996 at 29.
+    return int(min(numel, max(1, math.floor(density * numel + 1e-9))))
 
 
 def _index_dtype(numel: int) -> torch.dtype:
