@@ -58,7 +58,14 @@ from pyro.nn.module import PyroModule, PyroParam, _make_name, _PyroModuleMeta
 from pyro.ops.tensor_utils import periodic_repeat
 from torch.distributions import biject_to, transform_to
 
-__all__ = ["AutoSparseSubspace", "SubspaceScheduler", "SubspaceUpdate", "active_count"]
+__all__ = [
+    "AutoSparseSubspace",
+    "SubspaceScheduler",
+    "SubspaceUpdate",
+    "active_count",
+    "folded_normal_snr",
+    "reset_optimizer_slots",
+]
 
 CRITERIA = ("snr", "magnitude", "random")
 
