@@ -67,6 +67,13 @@ __all__ = ["discover", "CausalResult", "load_result", "parse_interventions", "MI
 MIN_ROWS = 10
 
 _FORMAT = "pyrostruct.causal.CausalResult/1"
+#: Fraction of the steps during which the order is held at its initial value
+#: while the mechanisms and edges adapt to it.
+_WARMUP = 0.2
+#: Learning-rate factor of the node scores.
+_SCORE_LR = 1.0
+#: Initial P(i -> j | i before j) of the guide (then pulled to the prior by the KL).
+_INIT_EDGE = 0.5
 
 
 # ---------------------------------------------------------------------------
@@ -454,7 +461,7 @@ def discover(
         Noise variances of the SEM: one per node, or one shared (identifiable
         from observational linear Gaussian data, Peters & Bühlmann 2014).
     expected_edges : float, optional
-        Prior expected number of edges (default ``d``); sets the prior edge
+        Prior expected number of edges (default ``min(d, d (d - 1) / 4)``); sets the prior edge
         probability ``m / (d (d - 1) / 2)`` of the Erdős–Rényi prior.
     lr : float, optional
         Adam learning rate (default 0.03 linear, 0.01 MLP).
@@ -573,7 +580,7 @@ def _check_settings(**kw) -> dict:
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise InputError(f"steps must be a positive integer, got {steps!r}")
     pairs = d * (d - 1) / 2
-    m = float(d) if kw["expected_edges"] is None else float(kw["expected_edges"])
+    m = min(float(d), pairs / 2) if kw["expected_edges"] is None else float(kw["expected_edges"])
     if not 0 < m < pairs:
         raise InputError(
             f"expected_edges must lie strictly between 0 and d(d-1)/2 = {pairs:g}, got {m}"
@@ -661,11 +668,25 @@ class _Run:
         else:
             init_orders = {"G": [int(i) for i in self._init_order]}
         self.guide = AutoDAG(
-            self.model, temperature=self.schedule, init_orders=init_orders, init_scale=0.01
+            self.model,
+            temperature=self.schedule,
+            init_orders=init_orders,
+            init_scale=0.01,
+            rao_blackwellize=True,
+            init_edge_prob=_INIT_EDGE,
         )
         self.guide._setup_prototype()
-        params = list(self.guide.parameters()) + list(self.sem.parameters())
-        self.optim = torch.optim.Adam(params, lr=self.settings["lr"])
+        scores = [p for name, p in self.guide.named_parameters() if name.startswith("scores")]
+        others = [p for name, p in self.guide.named_parameters() if not name.startswith("scores")]
+        lr = self.settings["lr"]
+        self.optim = torch.optim.Adam(
+            [
+                {"params": scores, "lr": lr * _SCORE_LR},
+                {"params": others + list(self.sem.parameters()), "lr": lr},
+            ]
+        )
+        self.warmup = int(_WARMUP * self.settings["steps"])
+        self.num_steps_taken = 0
         self.elbo = Trace_ELBO(
             num_particles=self.num_particles,
             vectorize_particles=self.num_particles > 1,
@@ -690,6 +711,8 @@ class _Run:
         if self.stats is not None:
             pyro.factor("X", self.sem.log_prob_from_statistics(self.stats, graph))
             return graph
+        if hasattr(self.sem, "weight_kl"):
+            pyro.factor("weights_kl", -self.sem.weight_kl(graph))
         with pyro.plate("rows", self.n, subsample_size=self.batch) as idx:
             obs = self.x[idx]
             mask = None if self.mask is None else self.mask[idx]
@@ -700,8 +723,13 @@ class _Run:
         self.optim.zero_grad()
         loss = self.elbo.differentiable_loss(self.model, self.guide)
         loss.backward()
+        if self.num_steps_taken < self.warmup:
+            # warm-up: fit the mechanisms and edges to the initial order first
+            for p in self.optim.param_groups[0]["params"]:
+                p.grad = None
         self.optim.step()
         self.schedule.step()
+        self.num_steps_taken += 1
         return -float(loss.detach()) / self.n
 
     # -- checkpoints ------------------------------------------------------------
@@ -736,6 +764,7 @@ class _Run:
         self.optim.load_state_dict(state["optim"])
         self.schedule.load_state_dict(state["schedule"])
         torch.set_rng_state(state["rng"])
+        self.num_steps_taken = int(state["step"])
         return int(state["step"]), state["elbo_trace"]
 
     # -- the result -------------------------------------------------------------
@@ -748,7 +777,7 @@ class _Run:
                 if config["standardize"]:
                     w = w * self.sd[None, :] / self.sd[:, None]
             elif isinstance(self.sem, MLPSEM):
-                w = self.sem.w_in.detach().double().norm(dim=-1).numpy()
+                w = self.sem.w_in.detach().double().norm(dim=-1).numpy().copy()
             else:
                 w = probs.mean.double().numpy().copy()
         np.fill_diagonal(w, 0.0)

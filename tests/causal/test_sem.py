@@ -110,7 +110,7 @@ def test_fit_recovers_weights_and_maximizes_likelihood():
 
 def test_mlp_masks_non_parents_and_batches_over_graphs():
     torch.manual_seed(0)
-    sem = MLPSEM(4, hidden=6)
+    sem = MLPSEM(4, hidden=6).eval()  # posterior-mean weights: deterministic
     x = torch.randn(20, 4)
     adj = torch.zeros(4, 4)
     adj[0, 3] = adj[1, 3] = 1.0

@@ -96,6 +96,13 @@ class AutoDAG(AutoGuide):
         Spread of the random initial scores.
     order_spacing : float, default 1.0
         Score gap between consecutive nodes of an ``init_orders`` order.
+    rao_blackwellize : bool, default False
+        Replace the Monte Carlo edge term ``log q(A | pi) - log p(A | pi)`` of
+        the ELBO by its exact conditional expectation, the Bernoulli KL
+        ``sum_{forward pairs} KL(q_ij || p_ij)`` (same ELBO in expectation, lower
+        variance). It adds a guide-side ``pyro.factor`` site ``"<name>_edge_kl"``
+        worth ``sum_fwd (q_ij - A_ij)(l_ij - l^prior_ij)`` and reads the prior's
+        edge logits once, at set-up: use it only when they are fixed.
     create_plates : callable, optional
         As in Pyro's autoguides.
 
@@ -120,6 +127,7 @@ class AutoDAG(AutoGuide):
         init_edge_prob=None,
         init_scale: float = 0.01,
         order_spacing: float = 1.0,
+        rao_blackwellize: bool = False,
         create_plates=None,
     ):
         current_temperature(temperature)  # validates
@@ -131,6 +139,7 @@ class AutoDAG(AutoGuide):
         self._init_edge_prob = init_edge_prob
         self._init_scale = float(init_scale)
         self._order_spacing = float(order_spacing)
+        self.rao_blackwellize = bool(rao_blackwellize)
         super().__init__(model, create_plates=create_plates)
 
     # -- set-up ---------------------------------------------------------------
@@ -139,6 +148,7 @@ class AutoDAG(AutoGuide):
         self.scores = PyroModule()
         self.edge_logits = PyroModule()
         self._families = {}
+        self._prior_logits = {}
         found = False
         for name, site in self.prototype_trace.iter_stochastic_nodes():
             fn = _base_distribution(site["fn"])
@@ -154,6 +164,7 @@ class AutoDAG(AutoGuide):
             prior_logits = fn.edge_logits.detach()
             while prior_logits.dim() > 2:
                 prior_logits = prior_logits[0]
+            self._prior_logits[name] = prior_logits.clamp(-30.0, 30.0)
             init_logits = self._initial_edge_logits(name, prior_logits)
             init_scores = self._initial_scores(name, d, prior_logits.dtype)
             smooth = isinstance(fn, SmoothOrientationDAG)
@@ -222,8 +233,26 @@ class AutoDAG(AutoGuide):
                 for frame in site["cond_indep_stack"]:
                     if frame.vectorized:
                         stack.enter_context(plates[frame.name])
-                result[name] = pyro.sample(name, self.get_distribution(name))
+                value = pyro.sample(name, self.get_distribution(name))
+                if self.rao_blackwellize:
+                    pyro.factor(
+                        name + "_edge_kl",
+                        self._edge_kl_correction(name, value),
+                        has_rsample=True,
+                    )
+                result[name] = value
         return result
+
+    def _edge_kl_correction(self, name, value):
+        """``KL(q(.|pi) || p(.|pi)) - [log q(A|pi) - log p(A|pi)]`` over the forward pairs."""
+        _, logits = self._params(name)
+        order = get_order(value)
+        if order is None:
+            raise ValueError(f"site {name!r}: the sampled value lost its order")
+        rank = torch.argsort(order, dim=-1)
+        forward = (rank.unsqueeze(-1) < rank.unsqueeze(-2)).to(logits.dtype)
+        prior = self._prior_logits[name].to(logits.dtype)
+        return (forward * (torch.sigmoid(logits) - value) * (logits - prior)).sum((-1, -2))
 
     # -- posterior summaries -------------------------------------------------
     def _site(self, name):
