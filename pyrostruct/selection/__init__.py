@@ -10,6 +10,7 @@ families, :mod:`~pyrostruct.selection.structures` candidate causal DAGs, and
 """
 
 from pyrostruct.selection.arviz import pointwise_log_likelihood, to_inference_data
+from pyrostruct.selection.datasets import make_gmm_data, make_ppca_data
 from pyrostruct.selection.executors import EXECUTORS
 from pyrostruct.selection.families import (
     gaussian_mixture,
@@ -18,8 +19,20 @@ from pyrostruct.selection.families import (
     select_components,
     standardize,
 )
+from pyrostruct.selection.hyper import (
+    Type2Result,
+    bayesian_regression,
+    regression_log_evidence,
+    type2_maximum_likelihood,
+)
 from pyrostruct.selection.result import AmbiguousSelectionWarning, SelectionResult
 from pyrostruct.selection.select import Candidate, FittedCandidate, select
+from pyrostruct.selection.structures import (
+    are_markov_equivalent,
+    dag_candidate,
+    dag_log_evidence,
+    select_structures,
+)
 
 __all__ = [
     "AmbiguousSelectionWarning",
@@ -27,12 +40,22 @@ __all__ = [
     "EXECUTORS",
     "FittedCandidate",
     "SelectionResult",
+    "Type2Result",
+    "are_markov_equivalent",
+    "bayesian_regression",
+    "dag_candidate",
+    "dag_log_evidence",
     "gaussian_mixture",
     "kmeans_plus_plus",
+    "make_gmm_data",
+    "make_ppca_data",
     "pointwise_log_likelihood",
     "ppca",
+    "regression_log_evidence",
     "select",
     "select_components",
+    "select_structures",
     "standardize",
     "to_inference_data",
+    "type2_maximum_likelihood",
 ]

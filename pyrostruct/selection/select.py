@@ -40,7 +40,11 @@ from pyro import poutine
 from pyro.distributions.util import is_validation_enabled
 from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO, config_enumerate
 from pyro.infer.autoguide import AutoNormal
-from pyro.infer.autoguide.initialization import init_to_median, init_to_sample, init_to_value
+from pyro.infer.autoguide.initialization import (
+    init_to_feasible,
+    init_to_uniform,
+    init_to_value,
+)
 from pyro.optim import ClippedAdam
 from pyro.poutine.util import site_is_subsample
 
@@ -182,11 +186,11 @@ def _build(cand: Candidate, args, kwargs, init_values, restart: int):
         if discrete:
             model = config_enumerate(model, "parallel")
         if init_values:
-            init_fn = init_to_value(values=init_values, fallback=init_to_median(num_samples=15))
+            init_fn = init_to_value(values=init_values, fallback=init_to_feasible)
         elif restart == 0:
-            init_fn = init_to_median(num_samples=15)
+            init_fn = init_to_feasible  # 0 in unconstrained space, as Pyro's autoguides
         else:
-            init_fn = init_to_sample
+            init_fn = init_to_uniform(radius=2.0)
         guide = AutoNormal(poutine.block(model, hide=discrete), init_loc_fn=init_fn)
     if enumerated:
         loss = TraceEnum_ELBO(max_plate_nesting=mpn, strict_enumeration_warning=False)
