@@ -55,7 +55,9 @@ class RelaxMessenger(Messenger):
         if infer.get("enumerate") or infer.get("is_auxiliary"):
             return
         fn = msg["fn"]
-        if isinstance(fn, RELAXED_TYPES) or not _is_discrete(fn):
+        # Discrete distributions with their own rsample (pyrostruct's DAG and
+        # permutation distributions) are already reparameterized: leave them.
+        if isinstance(fn, RELAXED_TYPES) or fn.has_rsample or not _is_discrete(fn):
             return
         tau = current_temperature(self.temperature, name="relax: temperature")
         hard = infer.get("relax_hard", self.hard)
@@ -84,7 +86,9 @@ def relax(
 
     Unchanged: observed sites, sites named in ``exclude`` or marked
     ``infer={"relax": False}``, sites marked for enumeration
-    (``infer={"enumerate": ...}``), continuous sites.
+    (``infer={"enumerate": ...}``), continuous sites, and discrete sites whose
+    distribution is already reparameterized (``has_rsample``: pyrostruct's DAG
+    and permutation distributions).
 
     Shapes: a relaxed site returns a value of the shape the model expects.
     ``Bernoulli`` gives a value in ``(0, 1)`` (``hard=True``: exactly 0 or 1);
@@ -107,8 +111,9 @@ def relax(
         stepping the schedule anneals the model).
     :param bool hard: straight-through samples (exact 0/1 or one-hot in the forward pass).
     :param exclude: names of sites to leave as they are.
-    :raises NotImplementedError: when a latent site is discrete but has no
-        relaxation (e.g. ``Poisson``); the message names the site.
+    :raises NoRelaxationError: (a ``NotImplementedError`` and a ``ValueError``) when a
+        latent site is discrete but has no relaxation (e.g. ``Poisson``); the
+        message names the site.
 
     Example::
 

@@ -106,6 +106,8 @@ def test_site_without_relaxation_raises_naming_the_site():
 
     with pytest.raises(NotImplementedError, match="site 'n_events'.*Poisson.*exclude"):
         relax(model)()
+    with pytest.raises(ValueError, match="site 'n_events'"):  # also a ValueError (bad input)
+        relax(model)()
     # excluded, the model runs and the Poisson site is untouched
     trace = poutine.trace(relax(model, exclude=["n_events"])).get_trace()
     assert type(trace.nodes["n_events"]["fn"]) is dist.Poisson

@@ -4,6 +4,7 @@ from pyrostruct.distributions.relaxed import (
     ConcreteBernoulli,
     ConcreteCategorical,
     ConcreteOneHotCategorical,
+    NoRelaxationError,
     relax_distribution,
 )
 
@@ -12,6 +13,7 @@ __all__ += [
     "ConcreteBernoulli",
     "ConcreteCategorical",
     "ConcreteOneHotCategorical",
+    "NoRelaxationError",
     "relax_distribution",
 ]
 

@@ -47,6 +47,7 @@ __all__ = [
     "ConcreteBernoulli",
     "ConcreteCategorical",
     "relax_distribution",
+    "NoRelaxationError",
 ]
 
 _EMPTY = torch.Size()
@@ -417,13 +418,25 @@ class ConcreteCategorical(TorchDistribution):
         return _concrete_log_density(self.logits, self._one_hot._tau(), log_y)
 
 
+class NoRelaxationError(NotImplementedError, ValueError):
+    """A latent discrete site whose distribution has no Gumbel-softmax relaxation.
+
+    Both a ``NotImplementedError`` (Pyro's convention for unsupported
+    distributions) and a ``ValueError`` (pyrostruct's convention for bad input).
+    """
+
+
 #: Distributions that :func:`relax` produces (a site holding one is already relaxed).
 RELAXED_TYPES = (ConcreteBernoulli, ConcreteOneHotCategorical, ConcreteCategorical)
 
 
 def relax_distribution(fn, temperature, hard: bool = False, *, site: str | None = None):
-    """The Concrete relaxation of a discrete distribution ``fn``.
+    r"""The Concrete relaxation of a discrete distribution ``fn``.
 
+    A discrete :math:`z \sim \mathrm{Cat}(\mathrm{softmax}(\ell))` becomes
+    :math:`\mathrm{softmax}((\ell + g)/\tau)`, :math:`g_k \sim \mathrm{Gumbel}(0, 1)`
+    (Maddison et al., "The Concrete Distribution", ICLR 2017; Jang et al.,
+    "Categorical Reparameterization with Gumbel-Softmax", ICLR 2017):
     ``Bernoulli -> ConcreteBernoulli``, ``OneHotCategorical ->
     ConcreteOneHotCategorical``, ``Categorical -> ConcreteCategorical`` (an
     index-valued straight-through relaxation: the value is the exact index in the
@@ -432,8 +445,9 @@ def relax_distribution(fn, temperature, hard: bool = False, *, site: str | None 
     the relaxed base. Continuous distributions and already relaxed ones are
     returned unchanged.
 
-    :raises NotImplementedError: for a discrete distribution without a
-        relaxation (``Poisson``, ``Binomial``, ...); the message names ``site``.
+    :raises NoRelaxationError: (a ``NotImplementedError`` and a ``ValueError``) for a
+        discrete distribution without a relaxation (``Poisson``, ``Binomial``, ...);
+        the message names ``site``.
     """
     if isinstance(fn, RELAXED_TYPES):
         return fn
@@ -455,7 +469,7 @@ def relax_distribution(fn, temperature, hard: bool = False, *, site: str | None 
     if not _is_discrete(fn):
         return fn
     where = f"sample site '{site}'" if site is not None else "this distribution"
-    raise NotImplementedError(
+    raise NoRelaxationError(
         f"relax: {where} has distribution {type(fn).__name__}, which has no Gumbel-softmax "
         "relaxation (supported: Bernoulli, Categorical, OneHotCategorical). Exclude the site "
         f"with relax(..., exclude=['{site}']) or infer={{'relax': False}}, and enumerate it "

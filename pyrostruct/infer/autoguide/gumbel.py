@@ -30,6 +30,7 @@ from pyrostruct.distributions.relaxed import (
     ConcreteBernoulli,
     ConcreteCategorical,
     ConcreteOneHotCategorical,
+    NoRelaxationError,
     _is_discrete,
 )
 from pyrostruct.infer.schedules import current_temperature
@@ -52,7 +53,8 @@ def is_discrete_site(site: dict[str, Any]) -> bool:
     """Whether a trace site (or message) is a latent discrete site for a discrete guide.
 
     True for a latent (not observed, not auxiliary, not marked for enumeration)
-    ``sample`` site whose distribution has a discrete support, or is a Concrete
+    ``sample`` site whose distribution has a discrete support and no ``rsample``
+    (so not a DAG or permutation distribution), or is a Concrete
     relaxation made by :func:`pyrostruct.relax` (possibly wrapped in
     ``.to_event()``, ``.mask()`` or ``.expand()``). This is the rule
     :func:`auto_discrete_continuous_guide` uses to split a model between
@@ -64,7 +66,10 @@ def is_discrete_site(site: dict[str, Any]) -> bool:
     if infer.get("is_auxiliary") or infer.get("enumerate"):
         return False
     fn = site["fn"]
-    return isinstance(_base_distribution(fn), RELAXED_TYPES) or _is_discrete(fn)
+    if isinstance(_base_distribution(fn), RELAXED_TYPES):
+        return True
+    # DAG and permutation distributions are discrete but reparameterized: not ours.
+    return _is_discrete(fn) and not fn.has_rsample
 
 
 def _site_kind(site: dict[str, Any]) -> tuple[str, int]:
@@ -77,7 +82,7 @@ def _site_kind(site: dict[str, Any]) -> tuple[str, int]:
     if isinstance(base, (ConcreteOneHotCategorical, torch.distributions.OneHotCategorical)):
         return _ONE_HOT, int(base.logits.size(-1))
     name = site["name"]
-    raise NotImplementedError(
+    raise NoRelaxationError(
         f"AutoGumbelSoftmax: sample site '{name}' has distribution {type(base).__name__}, "
         "which has no Gumbel-softmax relaxation (supported: Bernoulli, Categorical, "
         f"OneHotCategorical). Hide it, e.g. AutoGumbelSoftmax(poutine.block(model, "
