@@ -57,6 +57,8 @@ class TemperatureSchedule:
     Subclasses implement :meth:`__call__` (``t -> tau_t``) and list their
     hyper-parameters in ``_hparams``. The current value is :attr:`temperature`
     (also available as ``float(schedule)``); :meth:`step` advances ``t`` by one.
+    Annealing the Gumbel-softmax temperature follows Jang, Gu, Poole,
+    "Categorical Reparameterization with Gumbel-Softmax" (ICLR 2017).
     """
 
     _hparams: tuple[str, ...] = ()
@@ -112,7 +114,8 @@ class TemperatureSchedule:
 
 
 class ConstantSchedule(TemperatureSchedule):
-    """:math:`\\tau_t = \\tau` for every step."""
+    """:math:`\\tau_t = \\tau` for every step (a fixed relaxation temperature, as in
+    Maddison, Mnih, Teh, "The Concrete Distribution", ICLR 2017)."""
 
     _hparams = ("value",)
 
@@ -183,8 +186,10 @@ class LinearSchedule(TemperatureSchedule):
 def current_temperature(temperature: Any, *, name: str = "temperature"):
     """The temperature a float, tensor or :class:`TemperatureSchedule` stands for now.
 
-    Floats and schedules give a float, tensors are returned as they are; anything
-    not strictly positive and finite raises ``ValueError``.
+    Floats and schedules give a float (:math:`\\tau_t` at the schedule's current
+    step), tensors are returned as they are; anything not strictly positive and
+    finite raises ``ValueError`` (the Concrete relaxation of Maddison et al. and
+    Jang et al., ICLR 2017, needs :math:`\\tau > 0`).
     """
     if isinstance(temperature, TemperatureSchedule) or (
         hasattr(temperature, "temperature") and not isinstance(temperature, torch.Tensor)
