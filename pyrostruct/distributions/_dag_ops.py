@@ -185,7 +185,9 @@ class OrderEdgeStraightThrough(torch.autograd.Function):
         dtype, device = g.dtype, g.device
         want_g, want_l = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_g = torch.zeros_like(g) if want_g else None
-        grad_l = torch.zeros_like(edge_logits) if want_l else None
+        # every block assigns its part of grad_l once (shared logits: the first
+        # sample's blocks assign, later ones accumulate)
+        grad_l = torch.empty_like(edge_logits) if want_l else None
         # everything divided by tau up front: O(d^2) once, O(d) per row
         if inv_tau == 1.0:
             l_tau = edge_logits
@@ -239,7 +241,11 @@ class OrderEdgeStraightThrough(torch.autograd.Function):
             if want_l:
                 gl = torch.addcmul(gem, gem, e, value=-1.0, out=e)  # G M E (1 - E)
                 if be == 1:
-                    grad_l[0, i0:i1] += gl.sum(0) if gl.shape[0] > 1 else gl[0]
+                    part = gl.sum(0) if gl.shape[0] > 1 else gl[0]
+                    if n0 == 0:
+                        grad_l[0, i0:i1] = part
+                    else:
+                        grad_l[0, i0:i1] += part
                 else:
                     grad_l[n0:n1, i0:i1] = gl
         if want_g and inv_tau != 1.0:
