@@ -54,8 +54,8 @@ class SelectionResult:
         for i, (name, cand) in enumerate(cands):
             keys = [k for k in state if k[0] == i]
             live = [k for k in keys if k in alive]
-            pool = live or keys
-            best = max(pool, key=lambda k: state[k]["elbo"])
+            picked = [k for k in live if state[k].get("chosen")]
+            best = picked[0] if picked else max(keys, key=lambda k: state[k]["elbo"])
             st = state[best]
             row = {
                 "candidate": name,

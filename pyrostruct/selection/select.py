@@ -340,7 +340,7 @@ def select(
     halving: Sequence[float] | None = (0.25, 0.5),
     halving_z: float = 3.0,
     halving_margin: float | None = None,
-    elbo_particles: int = 1000,
+    elbo_particles: int = 500,
     iwae_particles: int = 100,
     iwae_repeats: int = 10,
     max_workers: int | None = None,
@@ -378,7 +378,8 @@ def select(
         (default ``max(10, 0.02 |best ELBO|)``: early ELBOs are not converged).
     elbo_particles, iwae_particles, iwae_repeats : int
         Particles of the final ELBO estimate, ``K`` of the IWAE bound and its
-        number of independent repeats.
+        number of independent repeats; computed for the best restart of each
+        candidate (restarts are ranked by a 100-particle ELBO).
     progress : bool
         Show a progress bar over candidates.
 
@@ -443,43 +444,44 @@ def select(
         bar = tqdm(total=len(cands), desc="candidates", unit="model")
     start = 0
     with executor_session(executor, ctx, max_workers=max_workers) as run:
+        # 1. fit every (candidate, restart) rung by rung, dropping clear losers
         for stop in rungs:
-            final = stop == steps
             keys = sorted(alive)
             payloads = [
-                {
-                    "index": i,
-                    "restart": r,
-                    "start": start,
-                    "stop": stop,
-                    "final": final,
-                    "iwae": "iwae" in evidence,
-                    "state": state[(i, r)]["state"],
-                }
+                _payload(i, r, start, stop, False, evidence, state[(i, r)]["state"])
                 for i, r in keys
             ]
-            remaining = {}
-            for i, _ in keys:
-                remaining[i] = remaining.get(i, 0) + 1
-
-            def tick(payload, out, final=final, remaining=remaining):
-                if bar is None or not final:
-                    return
-                remaining[payload["index"]] -= 1
-                if remaining[payload["index"]] == 0:
-                    bar.set_postfix_str(f"{cands[payload['index']][0]}: ELBO {out['elbo']:.4g}")
-                    bar.update(1)
-
-            for (i, r), out in zip(keys, run(_run_task, payloads, tick)):
+            for (i, r), out in zip(keys, run(_run_task, payloads)):
                 st = state[(i, r)]
                 st["losses"] += out.pop("losses")
                 st["seconds"] += out.pop("seconds")
                 st.update(out)
             start = stop
-            if not final:
+            if stop < steps:
                 newly = _halve(alive, state, halving_z, halving_margin, dropped_at, stop, steps)
                 if bar is not None and newly:
                     bar.update(newly)
+        # 2. the evidence of the best restart of each remaining candidate
+        chosen = {}
+        for key in sorted(alive):
+            if key[0] not in chosen or state[key]["elbo"] > state[chosen[key[0]]]["elbo"]:
+                chosen[key[0]] = key
+        keys = [chosen[i] for i in sorted(chosen)]
+        payloads = [
+            _payload(i, r, steps, steps, True, evidence, state[(i, r)]["state"]) for i, r in keys
+        ]
+
+        def tick(payload, out):
+            if bar is not None:
+                bar.set_postfix_str(f"{cands[payload['index']][0]}: ELBO {out['elbo']:.4g}")
+                bar.update(1)
+
+        for (i, r), out in zip(keys, run(_run_task, payloads, tick)):
+            st = state[(i, r)]
+            st["seconds"] += out.pop("seconds")
+            out.pop("losses")
+            st.update(out)
+            st["chosen"] = True
         if bar is not None:
             bar.close()
 
@@ -514,6 +516,18 @@ def _optimistic(st, remaining: int) -> float:
         return math.inf
     slope = (np.mean(losses[-w:]) - np.mean(losses[-2 * w : -w])) / w
     return st["elbo"] + max(0.0, float(slope)) * remaining
+
+
+def _payload(i, r, start, stop, final, evidence, state) -> dict:
+    return {
+        "index": i,
+        "restart": r,
+        "start": start,
+        "stop": stop,
+        "final": final,
+        "iwae": "iwae" in evidence,
+        "state": state,
+    }
 
 
 def _halve(alive, state, z, margin, dropped_at, step, steps) -> int:

@@ -47,7 +47,7 @@ def test_conjugate_evidence_within_error_of_exact(prior_scale_result, conjugate,
         row = t.loc[scale]
         # ELBO is a lower bound; the Gaussian guide holds the posterior, so the gap is small
         assert row.elbo < exact + 3 * row.elbo_se
-        assert exact - row.elbo < 0.05
+        assert exact - row.elbo < 0.1
         assert abs(row.iwae - exact) < 3 * row.iwae_se + 5e-3
         assert row.iwae >= row.elbo - 3 * math.hypot(row.elbo_se, row.iwae_se)
     # the data (mean ~2) support scale 1-10; a tiny scale is strongly disfavoured
