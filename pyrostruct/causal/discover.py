@@ -31,6 +31,7 @@ mini-batches: a step costs O(d^3) whatever ``n``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -531,7 +532,10 @@ def discover(
     }
     fingerprint = _fingerprint(x, mask, config)
 
-    with pyro.get_param_store().scope(), torch.random.fork_rng():
+    # The per-step tensors are small: extra threads only add synchronization.
+    small = d * d * settings["num_particles"] < 2_000_000
+    threads = 1 if small else torch.get_num_threads()
+    with pyro.get_param_store().scope(), torch.random.fork_rng(), _num_threads(threads):
         pyro.set_rng_seed(seed)
         run = _Run(xs, mask, names, sem, settings, init_order, hidden, noise, sd)
         start_step, elbo_trace = 0, []
@@ -565,6 +569,16 @@ def discover(
         seconds = time.perf_counter() - started
         result = run.result(elbo_trace, settings, config, seconds, fingerprint)
     return result
+
+
+@contextlib.contextmanager
+def _num_threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _check_settings(**kw) -> dict:
