@@ -98,7 +98,7 @@ def plackett_luce_log_prob(scores: torch.Tensor, order: torch.Tensor) -> torch.T
 
 
 _CHUNK_ELEMS = 1 << 18  # elements per work block (1 MiB of float32): stays in L2 cache
-_WORKSPACE_MAX = 1 << 24  # largest buffer (elements) kept between calls
+_WORKSPACE_MAX = 1 << 21  # largest buffer kept between calls (8 MiB of float32)
 _workspace = threading.local()
 
 
