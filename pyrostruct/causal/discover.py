@@ -535,7 +535,8 @@ def discover(
     # The per-step tensors are small: extra threads only add synchronization.
     small = d * d * settings["num_particles"] < 2_000_000
     threads = 1 if small else torch.get_num_threads()
-    with pyro.get_param_store().scope(), torch.random.fork_rng(), _num_threads(threads):
+    with pyro.get_param_store().scope(), torch.random.fork_rng(), _num_threads(threads), \
+            pyro.validation_enabled(False):  # inputs were validated above; samples are DAGs
         pyro.set_rng_seed(seed)
         run = _Run(xs, mask, names, sem, settings, init_order, hidden, noise, sd)
         start_step, elbo_trace = 0, []
