@@ -344,6 +344,7 @@ def select(
     iwae_particles: int = 100,
     iwae_repeats: int = 10,
     max_workers: int | None = None,
+    ess_warning: float = 0.05,
     progress: bool = False,
     **kwargs,
 ):
@@ -380,6 +381,10 @@ def select(
         Particles of the final ELBO estimate, ``K`` of the IWAE bound and its
         number of independent repeats; computed for the best restart of each
         candidate (restarts are ranked by a 100-particle ELBO).
+    ess_warning : float
+        Warn (:class:`~pyrostruct.infer.LowESSWarning`) naming the candidates whose
+        importance weights have an effective sample size below this fraction of
+        ``iwae_particles``.
     progress : bool
         Show a progress bar over candidates.
 
@@ -487,7 +492,7 @@ def select(
 
     total_steps = steps * num_restarts * len(cands)
     run_steps = sum(len(s["losses"]) for s in state.values())
-    return SelectionResult._from_fits(
+    result = SelectionResult._from_fits(
         cands,
         ctx,
         state,
@@ -501,6 +506,19 @@ def select(
             "fraction_saved": 1 - run_steps / total_steps,
         },
     )
+    if "iwae" in evidence and iwae_particles > 1:
+        t = result.table
+        low = t[(t.status == "fitted") & (t.ess < ess_warning * iwae_particles)]
+        if len(low):
+            warnings.warn(
+                f"importance-weighted bound: effective sample size below "
+                f"{ess_warning:.0%} of {iwae_particles} particles for candidates "
+                f"{list(low.candidate)} (ESS {[round(v, 1) for v in low.ess]}); their IWAE "
+                "bounds are loose (typical above the true model size)",
+                LowESSWarning,
+                stacklevel=2,
+            )
+    return result
 
 
 def _optimistic(st, remaining: int) -> float:

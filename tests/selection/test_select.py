@@ -327,3 +327,19 @@ def test_select_components_rejects_bad_family_and_counts():
         select_components(x, "gmm", 0)
     with pytest.raises(InputError, match="exceed"):
         select_components(x, "gmm", 2, min_components=3)
+
+
+def test_low_ess_warning_names_the_candidate_with_a_poor_guide(conjugate, normal_data):
+    make, _ = conjugate
+
+    def wide_guide(y):  # far wider than the posterior (sd ~0.16): weights degenerate
+        loc = pyro.param("loc", torch.tensor(0.0))
+        pyro.sample("mu", dist.Normal(loc, 20.0))
+
+    from pyrostruct.infer import LowESSWarning
+
+    with pytest.warns(LowESSWarning, match="'wide'"):
+        result = select({"wide": (make(1.0), wide_guide), "auto": make(1.0)}, normal_data,
+                        steps=100, num_restarts=1, halving=None, **FAST)
+    t = result.table.set_index("candidate")
+    assert t.loc["wide"].ess < 0.05 * 50 < t.loc["auto"].ess
