@@ -140,6 +140,12 @@ class OrderedDAG(TorchDistribution):
         so that stepping the schedule anneals an existing distribution.
     :param bool hard: straight-through hard samples (default) or relaxed ones.
     :param str relaxation: ``"pairwise"`` (default), ``"softsort"`` or ``"sinkhorn"``.
+    :param bool reparameterized: ``True`` (default): ``pyro.sample`` draws with
+        ``rsample`` and SVI uses the (biased, low-variance) straight-through
+        gradient. ``False``: ``has_rsample`` is off, ``pyro.sample`` draws hard
+        samples without gradient and ``Trace_ELBO`` uses the unbiased
+        score-function estimator with the exact joint ``log_prob`` (higher
+        variance; useful when the likelihood is far from linear in ``A``).
 
     References
 
@@ -167,6 +173,7 @@ class OrderedDAG(TorchDistribution):
         temperature: float = 1.0,
         hard: bool = True,
         relaxation: str = "pairwise",
+        reparameterized: bool = True,
         validate_args=None,
     ):
         if relaxation not in _RELAXATIONS:
@@ -179,6 +186,9 @@ class OrderedDAG(TorchDistribution):
         self.temperature = temperature
         self.hard = bool(hard)
         self.relaxation = relaxation
+        # Pyro reads has_rsample per instance: False makes pyro.sample call sample()
+        # and Trace_ELBO use the (unbiased) score-function estimator with log_prob
+        self.has_rsample = bool(reparameterized)
         d = self.num_nodes
         batch_shape = self._batch_shape_of(scores, edge_logits)
         # the parameters were checked above (with clearer messages than the generic
@@ -392,6 +402,7 @@ class SmoothOrientationDAG(OrderedDAG):
         tensor or temperature schedule, as for :class:`OrderedDAG`).
     :param float shift: ``delta >= 0`` of the smooth orientation.
     :param bool hard: straight-through hard samples (default) or relaxed ones.
+    :param bool reparameterized: as for :class:`OrderedDAG`.
 
     References
 
@@ -413,6 +424,7 @@ class SmoothOrientationDAG(OrderedDAG):
         temperature: float = 1.0,
         shift: float = 0.0,
         hard: bool = True,
+        reparameterized: bool = True,
         validate_args=None,
     ):
         shift_value = float(shift.item() if isinstance(shift, torch.Tensor) else shift)
@@ -430,6 +442,7 @@ class SmoothOrientationDAG(OrderedDAG):
             temperature=temperature,
             hard=hard,
             relaxation="pairwise",
+            reparameterized=reparameterized,
             validate_args=validate_args,
         )
 

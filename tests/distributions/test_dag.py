@@ -459,3 +459,29 @@ def test_temperature_schedule_is_read_at_every_rsample():
     assert not torch.allclose(grads[0], grads[1])
     with pytest.raises(ValueError, match="temperature > 0"):
         OrderedDAG(scores, torch.zeros(4, 4), temperature=torch.tensor(-1.0))
+
+
+def test_score_function_mode_with_exact_joint_log_prob():
+    """reparameterized=False: Pyro draws without gradient and uses the score function."""
+    d = 3
+    target = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]])  # collider
+    dist = OrderedDAG(torch.zeros(d), torch.zeros(d, d), reparameterized=False)
+    assert not dist.has_rsample and not dist.expand((2,)).has_rsample
+    assert OrderedDAG(torch.zeros(d), torch.zeros(d, d)).has_rsample
+
+    def model():
+        graph = pyro.sample("G", ErdosRenyiDAG(d, expected_edges=1.5))
+        pyro.factor("fit", -4.0 * (graph - target).abs().sum((-1, -2)))
+
+    def guide():
+        scores = pyro.param("scores", torch.zeros(d))
+        logits = pyro.param("logits", torch.zeros(d, d))
+        value = pyro.sample("G", OrderedDAG(scores, logits, reparameterized=False))
+        assert not value.requires_grad
+
+    svi = SVI(model, guide, Adam({"lr": 0.05}), Trace_ELBO(num_particles=16, vectorize_particles=True))
+    for _ in range(300):
+        svi.step()
+    fitted = OrderedDAG(pyro.param("scores").detach(), pyro.param("logits").detach())
+    assert torch.equal(fitted.mode, target)
+    assert fitted.log_prob(target).exp() > 0.3
