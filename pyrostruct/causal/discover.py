@@ -714,6 +714,8 @@ class _Run:
         log_sd = torch.log(self.x.std(0).clamp_min(1e-6))
         with torch.no_grad():
             if isinstance(self.sem, LinearGaussianSEM):
+                sd = self.x.std(0).clamp_min(1e-6)
+                self.sem.weight_unit.copy_(sd[None, :] / sd[:, None])
                 self.sem.bias.copy_(mean)
                 self.sem.log_scale.copy_(log_sd if self.sem.noise == "nonequal" else log_sd.mean())
             elif isinstance(self.sem, MLPSEM):
@@ -788,7 +790,7 @@ class _Run:
         scores, logits = self.guide._params("G")
         with torch.no_grad():
             if isinstance(self.sem, LinearGaussianSEM):
-                w = self.sem.weight.detach().double().numpy().copy()
+                w = self.sem.weights().detach().double().numpy().copy()
                 if config["standardize"]:
                     w = w * self.sd[None, :] / self.sd[:, None]
             elif isinstance(self.sem, MLPSEM):

@@ -260,14 +260,22 @@ class LinearGaussianSEM(StructuralEquationModel):
         if weight_prior_scale is not None:
             # log standard deviations of the Gaussian posterior of the weights
             self.log_weight_sd = nn.Parameter(torch.full((d, d), math.log(0.05)))
+        # Units of the weights: W = weight * weight_unit. Setting it to sd_j / sd_i
+        # makes the parameters scale-free (better conditioned for Adam on raw data)
+        # without changing the model.
+        self.register_buffer("weight_unit", torch.ones(d, d))
 
     def _scales(self):
         return self.log_scale.expand(self.num_nodes)
 
     def effective_weights(self, adjacency: torch.Tensor) -> torch.Tensor:
         """``A ∘ W`` with the diagonal zeroed: ``(*B, d, d)``."""
+        return adjacency * self.weights()
+
+    def weights(self) -> torch.Tensor:
+        """The (posterior mean) weights ``W`` in the data's units, diagonal zeroed."""
         off = 1.0 - torch.eye(self.num_nodes, dtype=self.weight.dtype)
-        return adjacency * (self.weight * off)
+        return self.weight * self.weight_unit * off
 
     def node_log_prob(self, data, adjacency):
         mean = data @ self.effective_weights(adjacency) + self.bias
@@ -306,7 +314,8 @@ class LinearGaussianSEM(StructuralEquationModel):
             # E_q[(x_j - w^T x)^2] adds sum_i A_ij s_ij^2 x_i^2 for Gaussian q(w).
             x2 = torch.diagonal(gram, dim1=-2, dim2=-1)[..., :d]  # (d,) or (d_node, d)
             x2 = x2.unsqueeze(-1) if gram.dim() == 2 else x2.T
-            var = torch.exp(2 * self.log_weight_sd) * (1.0 - torch.eye(d, dtype=w.dtype))
+            var = torch.exp(2 * self.log_weight_sd) * self.weight_unit**2
+            var = var * (1.0 - torch.eye(d, dtype=w.dtype))
             rss = rss + (adjacency * var * x2).sum(-2)
         log_s = self._scales()
         lp = -0.5 * rss * torch.exp(-2 * log_s) - count * (log_s + 0.5 * _LOG_2PI)
@@ -327,10 +336,10 @@ class LinearGaussianSEM(StructuralEquationModel):
             return adjacency.new_zeros(adjacency.shape[:-2])
         d = self.num_nodes
         log_sw = math.log(self.weight_prior_scale)
-        var_ratio = torch.exp(2 * (self.log_weight_sd - log_sw))
-        kl = 0.5 * (var_ratio + (self.weight / self.weight_prior_scale) ** 2 - 1.0) - (
-            self.log_weight_sd - log_sw
-        )
+        log_sd = self.log_weight_sd + torch.log(self.weight_unit)
+        var_ratio = torch.exp(2 * (log_sd - log_sw))
+        mean = self.weight * self.weight_unit
+        kl = 0.5 * (var_ratio + (mean / self.weight_prior_scale) ** 2 - 1.0) - (log_sd - log_sw)
         kl = kl * (1.0 - torch.eye(d, dtype=kl.dtype))
         return (adjacency * kl).sum((-1, -2))
 
@@ -356,7 +365,7 @@ class LinearGaussianSEM(StructuralEquationModel):
             beta = torch.linalg.lstsq(design, data[rows, j : j + 1]).solution.squeeze(-1)
             full = data.new_zeros(d + 1)
             full[cols] = beta
-            self.weight[:, j] = full[:d]
+            self.weight[:, j] = full[:d] / self.weight_unit[:, j]
             self.bias[j] = full[d]
             rss[j] = ((data[rows, j] - design @ beta) ** 2).sum()
         count = obs.sum(0).to(data.dtype).clamp(min=1)
