@@ -485,3 +485,30 @@ def test_score_function_mode_with_exact_joint_log_prob():
     fitted = OrderedDAG(pyro.param("scores").detach(), pyro.param("logits").detach())
     assert torch.equal(fitted.mode, target)
     assert fitted.log_prob(target).exp() > 0.3
+
+
+@pytest.mark.parametrize("shared_logits", [True, False])
+@pytest.mark.parametrize("n,d", [(2, 600), (60, 100)])
+def test_fused_backward_in_several_work_blocks(n, d, shared_logits):
+    """d = 600: each sample is split into row blocks; d = 100: 60 samples in 3 blocks."""
+    tau = 0.7
+    g = torch.randn(n, d, dtype=torch.float64, requires_grad=True)
+    logits = torch.randn((d, d) if shared_logits else (n, d, d), dtype=torch.float64)
+    logits.requires_grad_()
+    weight = torch.randn(n, d, d, dtype=torch.float64)
+    torch.manual_seed(5)
+    adj, order = order_edge_sample(g, logits, tau)
+    (adj * weight).sum().backward()
+    grad_g, grad_l = g.grad.clone(), logits.grad.clone()
+    torch.manual_seed(5)
+    u = torch.rand(n, d, d, dtype=torch.float64)
+    rank = torch.empty_like(order).scatter_(-1, order, torch.arange(d).expand(n, d))
+    hard = (u > torch.sigmoid(-logits)) & (rank.unsqueeze(-1) < rank.unsqueeze(-2))
+    assert torch.equal(adj.detach(), hard.double())
+    g.grad = logits.grad = None
+    soft = torch.sigmoid((logits + torch.logit(u)) / tau) * torch.sigmoid(
+        (g.unsqueeze(-1) - g.unsqueeze(-2)) / tau
+    )
+    (soft * weight * ~torch.eye(d, dtype=torch.bool)).sum().backward()
+    assert torch.allclose(grad_g, g.grad, atol=1e-9)
+    assert torch.allclose(grad_l, logits.grad, atol=1e-9)
