@@ -122,6 +122,10 @@ class FittedCandidate:
 
     def median(self) -> dict[str, torch.Tensor]:
         """Posterior median of each latent site (autoguides only)."""
+        if not hasattr(self.guide, "median"):
+            raise TypeError(
+                f"candidate {self.name!r}: its guide has no median(); use sample_posterior()"
+            )
         with pyro.get_param_store().scope(self.params), torch.no_grad():
             return {k: v.detach() for k, v in self.guide.median(*self.args, **self.kwargs).items()}
 
