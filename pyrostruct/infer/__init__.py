@@ -34,3 +34,8 @@ __all__ += [
     "iwae_estimate",
     "log_importance_weights",
 ]
+
+from pyrostruct.infer.fit import FitResult, fit  # noqa: E402
+from pyrostruct.infer.rloo import TraceRLOO_ELBO  # noqa: E402
+
+__all__ += ["FitResult", "fit", "TraceRLOO_ELBO"]

@@ -96,6 +96,15 @@ class AutoDAG(AutoGuide):
         Spread of the random initial scores.
     order_spacing : float, default 1.0
         Score gap between consecutive nodes of an ``init_orders`` order.
+    estimator : {"straight-through", "score"}, default "straight-through"
+        Gradient estimator of the DAG sites. ``"straight-through"`` (pathwise
+        through the relaxed order and edges): low variance, but biased; fine
+        when the likelihood is smooth in the adjacency (SEMs whose weights are
+        multiplied by ``A``), badly biased when ``A`` enters non-linearly (for
+        example a marginal likelihood with the weights integrated out).
+        ``"score"``: samples are not reparameterized, so Pyro uses the unbiased
+        score-function estimator; train with
+        :class:`~pyrostruct.infer.TraceRLOO_ELBO` (leave-one-out baselines).
     rao_blackwellize : bool, default False
         Replace the Monte Carlo edge term ``log q(A | pi) - log p(A | pi)`` of
         the ELBO by its exact conditional expectation, the Bernoulli KL
@@ -127,6 +136,7 @@ class AutoDAG(AutoGuide):
         init_edge_prob=None,
         init_scale: float = 0.01,
         order_spacing: float = 1.0,
+        estimator: str = "straight-through",
         rao_blackwellize: bool = False,
         create_plates=None,
     ):
@@ -139,6 +149,11 @@ class AutoDAG(AutoGuide):
         self._init_edge_prob = init_edge_prob
         self._init_scale = float(init_scale)
         self._order_spacing = float(order_spacing)
+        if estimator not in ("straight-through", "score"):
+            raise ValueError(
+                f"estimator must be 'straight-through' or 'score', got {estimator!r}"
+            )
+        self.estimator = estimator
         self.rao_blackwellize = bool(rao_blackwellize)
         super().__init__(model, create_plates=create_plates)
 
@@ -219,8 +234,10 @@ class AutoDAG(AutoGuide):
         tau = current_temperature(self.temperature if temperature is None else temperature)
         family, shift = self._families[name]
         if family == "smooth":
-            return SmoothOrientationDAG(-scores, logits, temperature=tau, shift=shift)
-        return OrderedDAG(scores, logits, temperature=tau)
+            fn = SmoothOrientationDAG(-scores, logits, temperature=tau, shift=shift)
+        else:
+            fn = OrderedDAG(scores, logits, temperature=tau)
+        return fn.has_rsample_(False) if self.estimator == "score" else fn
 
     def forward(self, *args, **kwargs):
         """Sample every DAG site; returns ``{name: adjacency}`` (values carry their order)."""
