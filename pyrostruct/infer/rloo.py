@@ -67,8 +67,12 @@ class TraceRLOO_ELBO(Trace_ELBO):
         for site in guide_trace.nodes.values():
             if site["type"] == "sample":
                 log_q = _per_particle(site["log_prob"], K, dim)
-                elbo = elbo - log_q
-                if not site["fn"].has_rsample:
+                if site["fn"].has_rsample:
+                    elbo = elbo - log_q
+                else:
+                    # As in Pyro: the direct gradient of -log q has expectation
+                    # zero and only adds variance; the score term carries it all.
+                    elbo = elbo - log_q.detach()
                     score = score + log_q
         return elbo, score
 
