@@ -12,7 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from pyro.poutine.messenger import Messenger
 
-from pyrostruct.distributions.relaxed import RELAXED_TYPES, _is_discrete, relax_distribution
+from pyrostruct.distributions.relaxed import (
+    RELAXED_TYPES,
+    _is_discrete,
+    relax_distribution,
+)
+from pyrostruct.distributions.util import is_structural
 from pyrostruct.infer.schedules import current_temperature
 
 if TYPE_CHECKING:
@@ -55,9 +60,9 @@ class RelaxMessenger(Messenger):
         if infer.get("enumerate") or infer.get("is_auxiliary"):
             return
         fn = msg["fn"]
-        # Discrete distributions with their own rsample (pyrostruct's DAG and
-        # permutation distributions) are already reparameterized: leave them.
-        if isinstance(fn, RELAXED_TYPES) or fn.has_rsample or not _is_discrete(fn):
+        # pyrostruct's DAG and permutation distributions are discrete but carry
+        # their own gradient estimators: leave them.
+        if isinstance(fn, RELAXED_TYPES) or is_structural(fn) or not _is_discrete(fn):
             return
         tau = current_temperature(self.temperature, name="relax: temperature")
         hard = infer.get("relax_hard", self.hard)
@@ -86,9 +91,8 @@ def relax(
 
     Unchanged: observed sites, sites named in ``exclude`` or marked
     ``infer={"relax": False}``, sites marked for enumeration
-    (``infer={"enumerate": ...}``), continuous sites, and discrete sites whose
-    distribution is already reparameterized (``has_rsample``: pyrostruct's DAG
-    and permutation distributions).
+    (``infer={"enumerate": ...}``), continuous sites, and pyrostruct's DAG and
+    permutation distributions (discrete, but with gradient estimators of their own).
 
     Shapes: a relaxed site returns a value of the shape the model expects.
     ``Bernoulli`` gives a value in ``(0, 1)`` (``hard=True``: exactly 0 or 1);

@@ -30,3 +30,7 @@ __all__ += [
     "ErdosRenyiDAG",
     "SparsityPenalty",
 ]
+
+from pyrostruct.distributions.util import base_distribution, is_structural  # noqa: E402
+
+__all__ += ["base_distribution", "is_structural"]

@@ -157,6 +157,7 @@ class OrderedDAG(TorchDistribution):
         Stochastic Neurons for Conditional Computation", 2013 (straight-through).
     """
 
+    is_structural = True  # see pyrostruct.distributions.util.is_structural
     arg_constraints = {
         "scores": constraints.real_vector,
         "edge_logits": constraints.independent(constraints.real, 2),

@@ -128,6 +128,7 @@ class PlackettLuce(TorchDistribution):
         Gumbel-Top-k Trick", ICML 2019.
     """
 
+    is_structural = True  # see pyrostruct.distributions.util.is_structural
     arg_constraints = {"scores": constraints.real_vector}
     has_rsample = True
     has_enumerate_support = True

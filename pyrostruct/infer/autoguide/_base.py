@@ -5,20 +5,11 @@ from __future__ import annotations
 from contextlib import ExitStack
 
 import pyro
-import torch
-from pyro.distributions.torch_distribution import ExpandedDistribution, MaskedDistribution
 from pyro.infer.autoguide import AutoGuide
 
+from pyrostruct.distributions.util import base_distribution
+
 __all__ = ["base_distribution", "SiteFamilyGuide"]
-
-
-def base_distribution(fn):
-    """Strip ``Independent``, masked and expanded wrappers off a site distribution."""
-    while isinstance(
-        fn, (torch.distributions.Independent, MaskedDistribution, ExpandedDistribution)
-    ):
-        fn = fn.base_dist
-    return fn
 
 
 class SiteFamilyGuide(AutoGuide):

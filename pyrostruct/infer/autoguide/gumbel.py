@@ -16,7 +16,6 @@ from typing import Any
 import pyro
 import pyro.poutine as poutine
 import torch
-from pyro.distributions.torch_distribution import ExpandedDistribution, MaskedDistribution
 from pyro.infer.autoguide import AutoGuide, AutoGuideList, AutoNormal
 from pyro.infer.autoguide.guides import prototype_hide_fn
 from pyro.infer.autoguide.utils import deep_setattr
@@ -33,6 +32,7 @@ from pyrostruct.distributions.relaxed import (
     NoRelaxationError,
     _is_discrete,
 )
+from pyrostruct.distributions.util import base_distribution, is_structural
 from pyrostruct.infer.schedules import current_temperature
 
 __all__ = ["AutoGumbelSoftmax", "auto_discrete_continuous_guide", "is_discrete_site"]
@@ -40,21 +40,12 @@ __all__ = ["AutoGumbelSoftmax", "auto_discrete_continuous_guide", "is_discrete_s
 _BERNOULLI, _CATEGORICAL, _ONE_HOT = "bernoulli", "categorical", "one_hot"
 
 
-def _base_distribution(fn):
-    """Strip ``Independent``, masked and expanded wrappers off a site distribution."""
-    while isinstance(
-        fn, (torch.distributions.Independent, MaskedDistribution, ExpandedDistribution)
-    ):
-        fn = fn.base_dist
-    return fn
-
-
 def is_discrete_site(site: dict[str, Any]) -> bool:
     """Whether a trace site (or message) is a latent discrete site for a discrete guide.
 
     True for a latent (not observed, not auxiliary, not marked for enumeration)
-    ``sample`` site whose distribution has a discrete support and no ``rsample``
-    (so not a DAG or permutation distribution), or is a Concrete
+    ``sample`` site whose distribution has a discrete support (and is not a DAG or
+    permutation distribution, see :func:`~pyrostruct.distributions.is_structural`), or is a Concrete
     relaxation made by :func:`pyrostruct.relax` (possibly wrapped in
     ``.to_event()``, ``.mask()`` or ``.expand()``). This is the rule
     :func:`auto_discrete_continuous_guide` uses to split a model between
@@ -66,15 +57,14 @@ def is_discrete_site(site: dict[str, Any]) -> bool:
     if infer.get("is_auxiliary") or infer.get("enumerate"):
         return False
     fn = site["fn"]
-    if isinstance(_base_distribution(fn), RELAXED_TYPES):
+    if isinstance(base_distribution(fn), RELAXED_TYPES):
         return True
-    # DAG and permutation distributions are discrete but reparameterized: not ours.
-    return _is_discrete(fn) and not fn.has_rsample
+    return _is_discrete(fn) and not is_structural(fn)
 
 
 def _site_kind(site: dict[str, Any]) -> tuple[str, int]:
     """(kind, number of categories) of a discrete site, or a helpful NotImplementedError."""
-    base = _base_distribution(site["fn"])
+    base = base_distribution(site["fn"])
     if isinstance(base, (ConcreteBernoulli, torch.distributions.Bernoulli)):
         return _BERNOULLI, 2
     if isinstance(base, (ConcreteCategorical, torch.distributions.Categorical)):
@@ -249,7 +239,7 @@ class AutoGumbelSoftmax(AutoGuide):
 def _float_dtype(value: torch.Tensor, site) -> torch.dtype:
     if value.is_floating_point():
         return value.dtype
-    logits = getattr(_base_distribution(site["fn"]), "logits", None)
+    logits = getattr(base_distribution(site["fn"]), "logits", None)
     return logits.dtype if logits is not None else torch.get_default_dtype()
 
 

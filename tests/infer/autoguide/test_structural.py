@@ -244,9 +244,12 @@ def test_auto_guide_bad_sites_name_the_site_and_the_fix():
     with pytest.raises(NotImplementedError, match=r"'k'.*exclude"):
         auto_guide(poisson_model)()
 
+    class Spiky(dist.constraints.Constraint):  # a continuous support with no bijection
+        def check(self, value):
+            return value == value
+
     class Odd(dist.Normal):
-        support = dist.constraints.integer_interval(0, 1)  # claims discrete...
-        has_rsample = True  # ...but reparameterized: no part handles it
+        support = Spiky()
 
     def odd_model():
         pyro.sample("odd", Odd(0.0, 1.0))
@@ -339,3 +342,18 @@ def test_fit_is_reproducible_and_steps_schedules():
         fit(model, y, steps=0)
     with pytest.raises(ValueError, match="lr"):
         fit(model, y, lr=-1.0)
+
+
+def test_structural_sites_are_never_relaxed_or_taken_for_discrete():
+    """Score-function DAG priors (has_rsample off) still go to AutoDAG, unrelaxed."""
+
+    def model():
+        pyro.sample("G", OrderedDAG(torch.zeros(3), torch.zeros(3, 3), reparameterized=False))
+        pyro.sample("P", PlackettLuce(torch.zeros(3)).has_rsample_(False))
+
+    guide = auto_guide(model)
+    guide()
+    assert guide.site_parts == {"G": "dag", "P": "permutation"}
+    trace = pyro.poutine.trace(guide.model).get_trace()
+    assert isinstance(trace.nodes["G"]["fn"], OrderedDAG)
+    assert isinstance(trace.nodes["P"]["fn"], PlackettLuce)
