@@ -26,6 +26,7 @@ batch of 64 graphs multiply by 64). Run: ``python benchmarks/dag_sampling.py
 from __future__ import annotations
 
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -154,6 +155,7 @@ def main(argv=None):
         except ImportError:
             pass
     report = Report("dag_sampling", quick=args.quick, command=args.command)
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     nan = float("nan")
     headline = {}
     for d in (10, 100, 1000):
@@ -216,6 +218,12 @@ def main(argv=None):
         "Gumbel-Sinkhorn at d = 1000 is run for batch 1 only (batch 64 would keep ~40 tensors "
         "of 256 MB for its backward); the quick size skips all slow peers at d = 1000."
     )
+    if hasattr(os, "getloadavg"):
+        report.add_note(
+            f"1-minute load average {load_before:.1f} at the start and "
+            f"{os.getloadavg()[0]:.1f} at the end of the run on {os.cpu_count()} cores "
+            "(other processes share the machine: compare ratios, not absolute times)."
+        )
     parts = []
     for batch, row in sorted(headline.items()):
         part = f"d=1000, batch {batch}: rsample+backward {row['pyrostruct/floor']:.1f}x the floor"
