@@ -40,39 +40,41 @@ def test_unknown_option_is_one_line_exit_2(capsys):
     assert "Traceback" not in err
 
 
-def test_input_errors_from_a_command_are_one_line(capsys, monkeypatch):
-    """A ValueError or OSError raised by a command becomes one line and exit 2."""
-    import argparse
+def _parser_with_failing_command(error):
+    """A parser with one subcommand, ``fail``, that raises ``error``."""
 
     def failing(args):
-        raise FileNotFoundError(2, "No such file or directory", "missing.csv")
+        raise error
 
-    def fake_build_parser():
+    def build():
         parser = cli._Parser(prog="pyrostruct")
         sub = parser.add_subparsers(dest="command", parser_class=cli._Parser)
         sub.add_parser("fail").set_defaults(func=failing)
         return parser
 
-    monkeypatch.setattr(cli, "build_parser", fake_build_parser)
+    return build
+
+
+def test_input_errors_from_a_command_are_one_line(capsys, monkeypatch):
+    """A ValueError or OSError raised by a command becomes one line and exit 2."""
+    error = FileNotFoundError(2, "No such file or directory", "missing.csv")
+    monkeypatch.setattr(cli, "build_parser", _parser_with_failing_command(error))
     assert cli.main(["fail"]) == 2
     err = capsys.readouterr().err
     assert err == "pyrostruct: error: [Errno 2] No such file or directory: 'missing.csv'\n"
-    del argparse
 
 
 def test_multiline_error_message_is_cut_to_its_first_line(capsys, monkeypatch):
-    def failing(args):
-        raise ValueError("column 'x' is constant\nmore detail")
-
-    def fake_build_parser():
-        parser = cli._Parser(prog="pyrostruct")
-        sub = parser.add_subparsers(dest="command", parser_class=cli._Parser)
-        sub.add_parser("fail").set_defaults(func=failing)
-        return parser
-
-    monkeypatch.setattr(cli, "build_parser", fake_build_parser)
+    error = ValueError("column 'x' is constant\nmore detail")
+    monkeypatch.setattr(cli, "build_parser", _parser_with_failing_command(error))
     assert cli.main(["fail"]) == 2
     assert capsys.readouterr().err == "pyrostruct: error: column 'x' is constant\n"
+
+
+def test_keyboard_interrupt_exits_130(capsys, monkeypatch):
+    monkeypatch.setattr(cli, "build_parser", _parser_with_failing_command(KeyboardInterrupt()))
+    assert cli.main(["fail"]) == 130
+    assert capsys.readouterr().err == "pyrostruct: interrupted\n"
 
 
 @pytest.mark.parametrize(
