@@ -9,14 +9,12 @@ Train with ``SVI(relax(model), guide, optim, Trace_ELBO())``.
 
 from __future__ import annotations
 
-from contextlib import ExitStack
 from operator import attrgetter
 from typing import Any
 
-import pyro
 import pyro.poutine as poutine
 import torch
-from pyro.infer.autoguide import AutoGuide, AutoGuideList, AutoNormal
+from pyro.infer.autoguide import AutoGuideList, AutoNormal
 from pyro.infer.autoguide.guides import prototype_hide_fn
 from pyro.infer.autoguide.utils import deep_setattr
 from pyro.nn.module import PyroModule, PyroParam
@@ -33,6 +31,7 @@ from pyrostruct.distributions.relaxed import (
     _is_discrete,
 )
 from pyrostruct.distributions.util import base_distribution, is_structural
+from pyrostruct.infer.autoguide._base import SiteFamilyGuide
 from pyrostruct.infer.schedules import current_temperature
 
 __all__ = ["AutoGumbelSoftmax", "auto_discrete_continuous_guide", "is_discrete_site"]
@@ -80,7 +79,7 @@ def _site_kind(site: dict[str, Any]) -> tuple[str, int]:
     )
 
 
-class AutoGumbelSoftmax(AutoGuide):
+class AutoGumbelSoftmax(SiteFamilyGuide):
     r"""Mean-field relaxed guide for every latent discrete site of a model.
 
     For each latent ``Bernoulli`` / ``Categorical`` / ``OneHotCategorical`` site
@@ -167,7 +166,10 @@ class AutoGumbelSoftmax(AutoGuide):
             deep_setattr(self.logits, name, PyroParam(init, constraints.real, param_event_dim))
             self._kinds[name] = (kind, num_categories, extra_event_dim)
 
-    def _site_distribution(self, name: str, logits: torch.Tensor, temperature):
+    def get_distribution(self, name: str):
+        """The relaxed guide distribution of site ``name`` at the current temperature."""
+        temperature = current_temperature(self.temperature, name="AutoGumbelSoftmax: temperature")
+        logits = attrgetter(name)(self.logits)
         kind, _, extra_event_dim = self._kinds[name]
         if kind == _BERNOULLI:
             fn = ConcreteBernoulli(temperature, logits=logits, hard=self.hard)
@@ -176,22 +178,6 @@ class AutoGumbelSoftmax(AutoGuide):
         else:
             fn = ConcreteOneHotCategorical(temperature, logits=logits, hard=self.hard)
         return fn.to_event(extra_event_dim) if extra_event_dim else fn
-
-    def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:
-        """Sample every discrete latent site from its relaxed guide; returns ``{name: value}``."""
-        if self.prototype_trace is None:
-            self._setup_prototype(*args, **kwargs)
-        plates = self._create_plates(*args, **kwargs)
-        temperature = current_temperature(self.temperature, name="AutoGumbelSoftmax: temperature")
-        result = {}
-        for name, site in self.prototype_trace.iter_stochastic_nodes():
-            with ExitStack() as stack:
-                for frame in site["cond_indep_stack"]:
-                    if frame.vectorized:
-                        stack.enter_context(plates[frame.name])
-                logits = attrgetter(name)(self.logits)
-                result[name] = pyro.sample(name, self._site_distribution(name, logits, temperature))
-        return result
 
     def _require_setup(self, *args, **kwargs) -> None:
         if self.prototype_trace is None:
