@@ -42,12 +42,26 @@ __all__ = [
 ]
 
 
-def kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator, lloyd_iters: int = 5):
-    """k-means++ seeding then ``lloyd_iters`` Lloyd steps; returns ``(centers, labels)``.
+def kmeans_plus_plus(
+    x: np.ndarray, k: int, rng: np.random.Generator, lloyd_iters: int = 10, n_init: int = 10
+):
+    """Best of ``n_init`` k-means++ seedings, each refined by ``lloyd_iters`` Lloyd steps.
 
     Each new center is drawn with probability proportional to the squared
-    distance to the nearest chosen center (Arthur & Vassilvitskii, 2007).
+    distance to the nearest chosen center (Arthur & Vassilvitskii, 2007); the
+    run with the smallest within-cluster sum of squares wins (as scikit-learn's
+    ``KMeans(n_init=...)``). Returns ``(centers, labels)``.
     """
+    best = None
+    for _ in range(n_init):
+        centers, labels = _kmeans_once(x, k, rng, lloyd_iters)
+        inertia = ((x - centers[labels]) ** 2).sum()
+        if best is None or inertia < best[0]:
+            best = (inertia, centers, labels)
+    return best[1], best[2]
+
+
+def _kmeans_once(x, k, rng, lloyd_iters):
     n = len(x)
     centers = [x[rng.integers(n)]]
     d2 = ((x - centers[0]) ** 2).sum(1)
