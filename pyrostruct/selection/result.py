@@ -173,6 +173,9 @@ class SelectionResult:
     def plot(self, path: str | os.PathLike | None = None, *, ax=None, title: str | None = None):
         """Evidence per candidate with 2-standard-error bars (ELBO and IWAE).
 
+        Candidates stopped early by successive halving are drawn hollow, at
+        their ELBO when stopped.
+
         Returns the matplotlib Figure; with ``path``, also saves it as a PNG
         (written atomically).
         """
@@ -189,16 +192,28 @@ class SelectionResult:
             fig = ax.figure
         x = np.arange(len(self.table))
         labels = [str(c) for c in self.table["candidate"]]
+        fitted = (self.table["status"] == "fitted").to_numpy()
         for col, offset, marker in [("elbo", -0.1, "o"), ("iwae", 0.1, "s")]:
             if col in self.evidence and self.table[col].notna().any():
                 ax.errorbar(
-                    x + offset,
-                    self.table[col],
-                    yerr=2 * self.table[f"{col}_se"].fillna(0),
+                    x[fitted] + offset,
+                    self.table[col][fitted],
+                    yerr=2 * self.table[f"{col}_se"][fitted].fillna(0),
                     fmt=marker,
                     capsize=3,
                     label=col.upper(),
                 )
+        if (~fitted).any():
+            ax.errorbar(
+                x[~fitted] - 0.1,
+                self.table["elbo"][~fitted],
+                yerr=2 * self.table["elbo_se"][~fitted].fillna(0),
+                fmt="o",
+                mfc="none",
+                color="0.4",
+                capsize=3,
+                label="ELBO when stopped early",
+            )
         best = int(np.argmax(self.table["log_posterior_prob"]))
         ax.axvline(best, color="0.8", zorder=0, lw=6)
         ax.set_xticks(x, labels, rotation=45 if max(map(len, labels)) > 4 else 0)
