@@ -22,6 +22,17 @@ def test_executor_session_maps_with_a_closure_context():
             assert run(_square, [1, 2, 3]) == [2, 5, 10]
 
 
+def _threads(ctx, payload):
+    import torch
+
+    return torch.get_num_threads()
+
+
+def test_process_workers_use_one_torch_thread():
+    with executor_session("process", None, max_workers=2) as run:
+        assert run(_threads, [0, 1]) == [1, 1]
+
+
 @pytest.fixture(scope="module")
 def gmm_data():
     return make_gmm_data(120, 2, 2, separation=8.0, seed=0)[0]
