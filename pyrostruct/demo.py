@@ -169,6 +169,25 @@ def dag_sampling(out: Path) -> None:
           f"|grad edge_logits| {edge_logits.grad.norm():.2f}")
 
 
+@section("Model selection: how many clusters? Evidence of K = 1..5 Gaussian mixtures")
+def model_selection(out: Path) -> None:
+    from pyrostruct.selection import make_gmm_data, select_components
+
+    x, _ = make_gmm_data(300, 3, 2, separation=7.0, seed=0)
+    result = select_components(
+        x, "gmm", 5, steps=250, num_restarts=1, seed=0,
+        elbo_particles=300, iwae_particles=50, iwae_repeats=6,
+    )  # fmt: skip
+    table = result.table[["candidate", "elbo", "elbo_se", "iwae", "iwae_se", "ess",
+                          "posterior_prob", "status"]]  # fmt: skip
+    for line in table.to_string(index=False, float_format=lambda v: f"{v:.3f}").splitlines():
+        print("  " + line)
+    saved = 100 * result.savings["fraction_saved"]
+    print(f"  true K = 3; chosen K = {result.best}; successive halving saved {saved:.0f}% of steps")
+    result.plot(out / "gmm_evidence.png")
+    print(f"  wrote {out / 'gmm_evidence.png'}")
+
+
 @section("Causal discovery: `pyrostruct discover` on synthetic linear data with 20 variables")
 def causal_discovery(out: Path) -> None:
     import networkx as nx
@@ -194,25 +213,6 @@ def causal_discovery(out: Path) -> None:
     print(f"  SHD {shd}, TPR {metrics.tpr(truth.adjacency, est):.2f}, "
           f"FDR {metrics.fdr(truth.adjacency, est):.2f}, AUPRC {auprc:.3f}")  # fmt: skip
     print(f"  wrote {graph_json} and {graph_png}")
-
-
-@section("Model selection: how many clusters? Evidence of K = 1..5 Gaussian mixtures")
-def model_selection(out: Path) -> None:
-    from pyrostruct.selection import make_gmm_data, select_components
-
-    x, _ = make_gmm_data(300, 3, 2, separation=7.0, seed=0)
-    result = select_components(
-        x, "gmm", 5, steps=250, num_restarts=1, seed=0,
-        elbo_particles=300, iwae_particles=50, iwae_repeats=6,
-    )  # fmt: skip
-    table = result.table[["candidate", "elbo", "elbo_se", "iwae", "iwae_se", "ess",
-                          "posterior_prob", "status"]]  # fmt: skip
-    for line in table.to_string(index=False, float_format=lambda v: f"{v:.3f}").splitlines():
-        print("  " + line)
-    saved = 100 * result.savings["fraction_saved"]
-    print(f"  true K = 3; chosen K = {result.best}; successive halving saved {saved:.0f}% of steps")
-    result.plot(out / "gmm_evidence.png")
-    print(f"  wrote {out / 'gmm_evidence.png'}")
 
 
 def main(argv: list[str] | None = None) -> int:
