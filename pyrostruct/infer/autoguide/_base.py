@@ -22,6 +22,7 @@ class SiteFamilyGuide(AutoGuide):
     """
 
     _site_names: list[str]
+    _site_kind = "guided"  # how error messages call the sites (e.g. "DAG")
 
     def get_distribution(self, name: str):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -38,7 +39,11 @@ class SiteFamilyGuide(AutoGuide):
                     if frame.vectorized:
                         stack.enter_context(plates[frame.name])
                 result[name] = pyro.sample(name, self.get_distribution(name))
+                self._after_sample(name, result[name])
         return result
+
+    def _after_sample(self, name: str, value) -> None:
+        """Hook run inside the site's plates right after it is sampled (default: nothing)."""
 
     def _site(self, name: str | None) -> str:
         """Resolve ``name`` (``None``: the only site) or raise a helpful error."""
@@ -51,5 +56,7 @@ class SiteFamilyGuide(AutoGuide):
                 raise ValueError(f"{kind} guides several sites {names}; pass name=")
             return names[0]
         if name not in names:
-            raise ValueError(f"{kind} has no site named {name!r}; its sites are {names}")
+            raise ValueError(
+                f"{kind}: no {self._site_kind} site named {name!r}; its sites are {names}"
+            )
         return name

@@ -29,19 +29,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from contextlib import ExitStack
 from operator import attrgetter
 from typing import NamedTuple
 
 import pyro
 import torch
-from pyro.distributions.torch_distribution import ExpandedDistribution, MaskedDistribution
-from pyro.infer.autoguide import AutoGuide
 from pyro.infer.autoguide.utils import deep_setattr
 from pyro.nn.module import PyroModule, PyroParam
 from torch.distributions import constraints
 
 from pyrostruct.distributions.dag import OrderedDAG, SmoothOrientationDAG, get_order
+from pyrostruct.distributions.util import base_distribution
+from pyrostruct.infer.autoguide._base import SiteFamilyGuide
 from pyrostruct.infer.schedules import current_temperature
 
 __all__ = ["AutoDAG", "EdgeProbs", "is_dag_site"]
@@ -54,25 +53,17 @@ class EdgeProbs(NamedTuple):
     stderr: torch.Tensor
 
 
-def _base_distribution(fn):
-    while isinstance(
-        fn, (torch.distributions.Independent, MaskedDistribution, ExpandedDistribution)
-    ):
-        fn = fn.base_dist
-    return fn
-
-
 def is_dag_site(site) -> bool:
     """Whether a trace site is a latent sample site with a pyrostruct DAG distribution."""
     return (
         site["type"] == "sample"
         and not site["is_observed"]
         and not site["infer"].get("is_auxiliary", False)
-        and isinstance(_base_distribution(site["fn"]), OrderedDAG)
+        and isinstance(base_distribution(site["fn"]), OrderedDAG)
     )
 
 
-class AutoDAG(AutoGuide):
+class AutoDAG(SiteFamilyGuide):
     """Autoguide for the DAG sample sites of a model (order-then-edges family).
 
     Parameters
@@ -126,6 +117,8 @@ class AutoDAG(AutoGuide):
     torch.Size([4, 4])
     """
 
+    _site_kind = "DAG"
+
     def __init__(
         self,
         model,
@@ -166,7 +159,7 @@ class AutoDAG(AutoGuide):
         self._prior_logits = {}
         found = False
         for name, site in self.prototype_trace.iter_stochastic_nodes():
-            fn = _base_distribution(site["fn"])
+            fn = base_distribution(site["fn"])
             if not isinstance(fn, OrderedDAG):
                 raise ValueError(
                     f"AutoDAG cannot guide site {name!r} with distribution "
@@ -188,6 +181,7 @@ class AutoDAG(AutoGuide):
             deep_setattr(self.edge_logits, name, PyroParam(init_logits, constraints.real, 2))
         if not found:
             raise ValueError("AutoDAG found no DAG sample site in the model.")
+        self._site_names = list(self._families)
 
     def _initial_edge_logits(self, name, prior_logits):
         p = self._init_edge_prob
@@ -239,26 +233,9 @@ class AutoDAG(AutoGuide):
             fn = OrderedDAG(scores, logits, temperature=tau)
         return fn.has_rsample_(False) if self.estimator == "score" else fn
 
-    def forward(self, *args, **kwargs):
-        """Sample every DAG site; returns ``{name: adjacency}`` (values carry their order)."""
-        if self.prototype_trace is None:
-            self._setup_prototype(*args, **kwargs)
-        plates = self._create_plates(*args, **kwargs)
-        result = {}
-        for name, site in self.prototype_trace.iter_stochastic_nodes():
-            with ExitStack() as stack:
-                for frame in site["cond_indep_stack"]:
-                    if frame.vectorized:
-                        stack.enter_context(plates[frame.name])
-                value = pyro.sample(name, self.get_distribution(name))
-                if self.rao_blackwellize:
-                    pyro.factor(
-                        name + "_edge_kl",
-                        self._edge_kl_correction(name, value),
-                        has_rsample=True,
-                    )
-                result[name] = value
-        return result
+    def _after_sample(self, name, value):
+        if self.rao_blackwellize:
+            pyro.factor(name + "_edge_kl", self._edge_kl_correction(name, value), has_rsample=True)
 
     def _edge_kl_correction(self, name, value):
         """``KL(q(.|pi) || p(.|pi)) - [log q(A|pi) - log p(A|pi)]`` over the forward pairs."""
@@ -272,18 +249,6 @@ class AutoDAG(AutoGuide):
         return (forward * (torch.sigmoid(logits) - value) * (logits - prior)).sum((-1, -2))
 
     # -- posterior summaries -------------------------------------------------
-    def _site(self, name):
-        if self.prototype_trace is None:
-            raise RuntimeError("AutoDAG is not set up yet: call it (or train it) first.")
-        names = list(self._families)
-        if name is None:
-            if len(names) != 1:
-                raise ValueError(f"the model has several DAG sites {names}; pass name=")
-            return names[0]
-        if name not in self._families:
-            raise ValueError(f"no DAG site named {name!r}; DAG sites are {names}")
-        return name
-
     @torch.no_grad()
     def median(self, *args, **kwargs):
         """Most probable DAG per site: the mode of the order (scores sorted), then every

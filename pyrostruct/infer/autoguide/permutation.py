@@ -83,6 +83,8 @@ class AutoPermutation(SiteFamilyGuide):
     torch.Size([4, 4])
     """
 
+    _site_kind = "permutation"
+
     def __init__(
         self,
         model,
