@@ -85,7 +85,9 @@ def _extra_args():
     parser.add_argument("--sizes", default=None, help="comma-separated d values")
     parser.add_argument("--num-seeds", type=int, default=None)
     parser.add_argument("--dagma-max-d", type=int, default=1000, help="skip DAGMA above this d")
-    parser.add_argument("--nonlinear", action="store_true")
+    parser.add_argument("--nonlinear", action="store_true", help="also MLP SEM vs DAGMA-MLP")
+    parser.add_argument("--only-nonlinear", action="store_true",
+                        help="only the MLP comparison")  # fmt: skip
     parser.add_argument("--graphs", default="ER,SF")
     extra, rest = parser.parse_known_args()
     return extra, rest
@@ -105,9 +107,12 @@ def main() -> int:
         sizes = [int(v) for v in extra.sizes.split(",")]
     num_seeds = extra.num_seeds or (1 if quick else 3)
     seeds = [args.seed + k for k in range(num_seeds)]
-    report = Report("causal_discovery", quick=quick, command=args.command)
+    name = "causal_discovery_nonlinear" if extra.only_nonlinear else "causal_discovery"
+    report = Report(name, quick=quick, command=args.command)
+    if extra.only_nonlinear:
+        extra.nonlinear, extra.graphs = True, ""
     rows = []
-    for graph in extra.graphs.split(","):
+    for graph in [g for g in extra.graphs.split(",") if g]:
         for d in sizes:
             for seed in seeds:
                 ds = datasets.make_dataset(d=d, n=1000, graph=graph, edges_per_node=2, seed=seed)
@@ -129,7 +134,7 @@ def main() -> int:
                     report.add_row({**row, **peer})
                     rows.append({**row, **peer})
     if extra.nonlinear:
-        for d in [10, 20]:
+        for d in [v for v in sizes if v <= 20] or [10]:
             for seed in seeds[:1]:
                 ds = datasets.make_dataset(d=d, n=1000, graph="ER", edges_per_node=1, sem="mlp",
                                            seed=seed)  # fmt: skip
