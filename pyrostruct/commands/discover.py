@@ -13,27 +13,9 @@ from __future__ import annotations
 
 import argparse
 
+from pyrostruct.commands._types import positive_float, positive_int
+
 __all__ = ["add_subparser", "run"]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
 
 
 def add_subparser(subparsers) -> argparse.ArgumentParser:
@@ -49,7 +31,7 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
                         help="structural equations (default: linear)")  # fmt: skip
     parser.add_argument("--dag", choices=["order", "smooth"], default="order",
                         help="DAG family: order-then-edges or smooth orientations")  # fmt: skip
-    parser.add_argument("--steps", type=_positive_int, default=2000, help="SVI steps (2000)")
+    parser.add_argument("--steps", type=positive_int, default=2000, help="SVI steps (2000)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
     parser.add_argument("--intervention-column", metavar="COL",
                         help="column listing the nodes intervened on in each row "
@@ -59,9 +41,9 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
                         help="noise variances: one per node (default) or shared")  # fmt: skip
     parser.add_argument("--no-standardize", action="store_true",
                         help="keep the columns' scales (default: standardize)")  # fmt: skip
-    parser.add_argument("--expected-edges", type=_positive_float, metavar="M",
+    parser.add_argument("--expected-edges", type=positive_float, metavar="M",
                         help="prior expected number of edges (default: columns)")  # fmt: skip
-    parser.add_argument("--threshold", type=_positive_float, default=0.5,
+    parser.add_argument("--threshold", type=positive_float, default=0.5,
                         help="edge probability for the consensus DAG (0.5)")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)

@@ -12,17 +12,9 @@ from __future__ import annotations
 
 import argparse
 
+from pyrostruct.commands._types import positive_int
+
 __all__ = ["add_subparser", "run"]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def add_subparser(subparsers) -> argparse.ArgumentParser:
@@ -34,17 +26,17 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("data", metavar="DATA.csv", help="CSV file with a header row")
     parser.add_argument("--family", choices=["gmm", "ppca"], required=True,
                         help="Gaussian mixture (components) or PPCA (rank)")  # fmt: skip
-    parser.add_argument("--max", type=_positive_int, required=True, metavar="K",
+    parser.add_argument("--max", type=positive_int, required=True, metavar="K",
                         help="largest count to try (from 1, or --min)")  # fmt: skip
-    parser.add_argument("--min", type=_positive_int, default=1, metavar="K",
+    parser.add_argument("--min", type=positive_int, default=1, metavar="K",
                         help="smallest count to try (1)")  # fmt: skip
     parser.add_argument("--out", required=True, metavar="table.csv", help="output CSV table")
     parser.add_argument("--plot", metavar="evidence.png", help="also plot the evidence (PNG)")
     parser.add_argument("--executor", choices=["serial", "process", "ray"], default="serial",
                         help="where the fits run (serial)")  # fmt: skip
-    parser.add_argument("--workers", type=_positive_int, help="workers for process/ray")
-    parser.add_argument("--steps", type=_positive_int, default=1000, help="SVI steps (1000)")
-    parser.add_argument("--restarts", type=_positive_int, default=2,
+    parser.add_argument("--workers", type=positive_int, help="workers for process/ray")
+    parser.add_argument("--steps", type=positive_int, default=1000, help="SVI steps (1000)")
+    parser.add_argument("--restarts", type=positive_int, default=2,
                         help="initializations per count (2)")  # fmt: skip
     parser.add_argument("--no-halving", action="store_true",
                         help="fit every count to the end (no successive halving)")  # fmt: skip
