@@ -109,7 +109,7 @@ def train(seed, steps, init_order=None):
     if init_order is not None:
         options["init_orders"] = {"G": init_order}
     guide = auto_guide(sem_model, dag_options=options)
-    result = fit(guide.model, X, guide=guide, steps=steps, lr=0.1, num_particles=4, seed=seed)
+    result = fit(sem_model, X, guide=guide, steps=steps, lr=0.1, num_particles=4, seed=seed)
     elbo = -sum(result.losses[-50:]) / 50  # average over the last steps: less noise
     return elbo, guide
 

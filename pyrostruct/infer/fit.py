@@ -52,8 +52,9 @@ def fit(
 
     :param model: a Pyro model.
     :param args, kwargs: the model's arguments (data).
-    :param guide: a guide; default ``auto_guide(model, temperature=temperature)``,
-        in which case training runs on ``guide.model`` (the relaxed model).
+    :param guide: a guide; default ``auto_guide(model, temperature=temperature)``.
+        With a guide from :func:`~pyrostruct.infer.autoguide.auto_guide`, training
+        runs on ``guide.model`` (the relaxed model), whatever ``model`` is passed.
     :param int steps: number of SVI steps (>= 1).
     :param float lr: Adam learning rate (> 0).
     :param int num_particles: ELBO particles per step.
@@ -79,11 +80,12 @@ def fit(
     if seed is not None:
         pyro.set_rng_seed(seed)
     pyro.clear_param_store()
-    if guide is None:
-        from pyrostruct.infer.autoguide.structural import auto_guide
+    from pyrostruct.infer.autoguide.structural import AutoStructural, auto_guide
 
+    if guide is None:
         guide = auto_guide(model, temperature=temperature)
-        model = guide.model
+    if isinstance(guide, AutoStructural):
+        model = guide.model  # the relaxed model the guide was built on
     elbo = elbo if elbo is not None else Trace_ELBO(num_particles=num_particles)
     svi = SVI(model, guide, ClippedAdam({"lr": lr}), elbo)
     svi.evaluate_loss(*args, **kwargs)  # sets the guide up, so its schedules can be found

@@ -299,6 +299,10 @@ def test_fit_is_reproducible_and_steps_schedules():
     c = fit(model, y, steps=50, temperature=0.5, seed=3)
     assert b.losses == c.losses
     assert a.guide.site_parts == {"p": "continuous", "z": "discrete"}
+    # A guide from auto_guide trains on its relaxed model even when given the plain one.
+    guide = auto_guide(model, temperature=0.5)
+    d = fit(model, y, guide=guide, steps=50, seed=3)
+    assert d.model is guide.model and d.losses == b.losses
     with pytest.raises(ValueError, match="steps"):
         fit(model, y, steps=0)
     with pytest.raises(ValueError, match="lr"):
