@@ -7,9 +7,7 @@ from contextlib import ExitStack
 import pyro
 from pyro.infer.autoguide import AutoGuide
 
-from pyrostruct.distributions.util import base_distribution
-
-__all__ = ["base_distribution", "SiteFamilyGuide"]
+__all__ = ["SiteFamilyGuide"]
 
 
 class SiteFamilyGuide(AutoGuide):

@@ -229,10 +229,6 @@ def _float_dtype(value: torch.Tensor, site) -> torch.dtype:
     return logits.dtype if logits is not None else torch.get_default_dtype()
 
 
-def _hide_discrete(msg) -> bool:
-    return is_discrete_site(msg)
-
-
 def auto_discrete_continuous_guide(
     model,
     *,
@@ -265,6 +261,6 @@ def auto_discrete_continuous_guide(
         AutoGumbelSoftmax(model, temperature=temperature, hard=hard, init_logits=init_logits)
     )
     guide.append(
-        continuous_guide(poutine.block(model, hide_fn=_hide_discrete), **continuous_kwargs)
+        continuous_guide(poutine.block(model, hide_fn=is_discrete_site), **continuous_kwargs)
     )
     return guide

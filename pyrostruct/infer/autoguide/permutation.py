@@ -32,7 +32,8 @@ from pyro.nn.module import PyroModule, PyroParam
 from torch.distributions import constraints
 
 from pyrostruct.distributions.permutation import PlackettLuce
-from pyrostruct.infer.autoguide._base import SiteFamilyGuide, base_distribution
+from pyrostruct.distributions.util import base_distribution
+from pyrostruct.infer.autoguide._base import SiteFamilyGuide
 from pyrostruct.infer.schedules import current_temperature
 
 __all__ = ["AutoPermutation", "PositionProbs", "is_permutation_site"]
