@@ -30,6 +30,7 @@ import dataclasses
 import math
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -45,11 +46,19 @@ from pyro.infer.autoguide.initialization import (
     init_to_uniform,
     init_to_value,
 )
+from pyro.infer.enum import get_importance_trace
+from pyro.infer.traceenum_elbo import _compute_model_factors
+from pyro.ops.contract import contract_to_tensor
 from pyro.optim import ClippedAdam
 from pyro.poutine.util import site_is_subsample
 
 from pyrostruct.errors import InputError
-from pyrostruct.infer.evidence import LowESSWarning, elbo_estimate, iwae_estimate
+from pyrostruct.infer.evidence import (
+    LowESSWarning,
+    _vectorization_ok,
+    elbo_estimate,
+    iwae_estimate,
+)
 from pyrostruct.selection.executors import check_executor, executor_session
 
 __all__ = ["Candidate", "FittedCandidate", "select"]
@@ -158,11 +167,8 @@ def _max_plate_nesting(trace) -> int:
     return max(dims, default=0)
 
 
-def _build(cand: Candidate, args, kwargs, init_values, restart: int):
-    """Model, guide, loss and metadata for one restart of one candidate."""
-    with poutine.block(), torch.no_grad():
-        trace = poutine.trace(cand.model).get_trace(*args, **kwargs)
-    discrete = [
+def _discrete_sites(trace) -> list:
+    return [
         name
         for name, site in trace.nodes.items()
         if site["type"] == "sample"
@@ -170,12 +176,23 @@ def _build(cand: Candidate, args, kwargs, init_values, restart: int):
         and not site_is_subsample(site)
         and site["fn"].support.is_discrete
     ]
-    mpn = _max_plate_nesting(trace)
-    model = cand.model
-    enumerated = bool(discrete) or any(
+
+
+def _is_enumerated(trace, discrete) -> bool:
+    return bool(discrete) or any(
         site["type"] == "sample" and site["infer"].get("enumerate") == "parallel"
         for site in trace.nodes.values()
     )
+
+
+def _build(cand: Candidate, args, kwargs, init_values, restart: int):
+    """Model, guide, loss and metadata for one restart of one candidate."""
+    with poutine.block(), torch.no_grad():
+        trace = poutine.trace(cand.model).get_trace(*args, **kwargs)
+    discrete = _discrete_sites(trace)
+    mpn = _max_plate_nesting(trace)
+    model = cand.model
+    enumerated = _is_enumerated(trace, discrete)
     if cand.guide is not None:
         guide = cand.guide
     elif cand.guide_factory is not None:
@@ -204,6 +221,7 @@ def _build(cand: Candidate, args, kwargs, init_values, restart: int):
 
 
 @dataclasses.dataclass
+@dataclasses.dataclass
 class _Context:
     candidates: list  # of (name, Candidate)
     args: tuple
@@ -215,13 +233,58 @@ class _Context:
     iwae_particles: int
     iwae_repeats: int
     rung_particles: int
+    num_restarts: int = 1
 
 
 def _run_task(ctx: _Context, payload: dict) -> dict:
+    """One task: a (candidate, restart), or a candidate with all its restarts vectorized."""
+    if payload.get("vectorized"):
+        return _run_vectorized(ctx, payload)
+    return _run_sequential(ctx, payload)
+
+
+def _optimizer(ctx: _Context, cand: Candidate) -> ClippedAdam:
+    lr = cand.lr if cand.lr is not None else ctx.lr
+    # learning rate decays tenfold over the full run
+    return ClippedAdam({"lr": lr, "lrd": 0.1 ** (1.0 / max(ctx.steps, 1)), "clip_norm": 10.0})
+
+
+def _evidence(ctx: _Context, payload: dict, model, guide, mpn: int) -> dict:
+    """ELBO (rung or final particles) and, at the end, the IWAE bound of a plain model/guide."""
+    out = {}
+    particles = ctx.elbo_particles if payload["final"] else ctx.rung_particles
+    with pyro.validation_enabled(False):
+        est = elbo_estimate(
+            model, guide, *ctx.args, num_particles=particles, max_plate_nesting=mpn, **ctx.kwargs
+        )
+        out["elbo"], out["elbo_se"] = est.value, est.se
+        if payload["final"] and payload["iwae"]:
+            iw = iwae_estimate(
+                model,
+                guide,
+                *ctx.args,
+                num_particles=ctx.iwae_particles,
+                num_repeats=ctx.iwae_repeats,
+                max_plate_nesting=mpn,
+                **ctx.kwargs,
+            )
+            out["iwae"], out["iwae_se"], out["ess"] = iw.value, iw.se, iw.ess
+    return out
+
+
+def _check_finite_loss(name, value) -> None:
+    if not math.isfinite(value):
+        raise ValueError(
+            f"candidate {name!r}: the ELBO became {value} during fitting; "
+            "lower lr or check the model's supports"
+        )
+
+
+def _run_sequential(ctx: _Context, payload: dict) -> dict:
     """Fit one (candidate, restart) from ``start`` to ``stop`` steps, then estimate evidence."""
     index, restart = payload["index"], payload["restart"]
     name, cand = ctx.candidates[index]
-    start, stop, final = payload["start"], payload["stop"], payload["final"]
+    start, stop = payload["start"], payload["stop"]
     init_values = None
     if cand.init is not None and payload["state"] is None:
         rng = np.random.default_rng(_derived_seed(ctx.seed, index, restart, 999))
@@ -233,9 +296,7 @@ def _run_task(ctx: _Context, payload: dict) -> dict:
         model, guide, loss, enumerated, mpn = _build(
             cand, ctx.args, ctx.kwargs, init_values, restart
         )
-        lr = cand.lr if cand.lr is not None else ctx.lr
-        # learning rate decays tenfold over the full run
-        optim = ClippedAdam({"lr": lr, "lrd": 0.1 ** (1.0 / max(ctx.steps, 1)), "clip_norm": 10.0})
+        optim = _optimizer(ctx, cand)
         if payload["state"] is not None:
             pyro.get_param_store().set_state(payload["state"]["params"])
             optim.set_state(payload["state"]["optim"])
@@ -246,11 +307,7 @@ def _run_task(ctx: _Context, payload: dict) -> dict:
             # validate the model's arguments on the first step only (validation costs ~4x)
             with pyro.validation_enabled(validate and step == 0):
                 value = svi.step(*ctx.args, **ctx.kwargs)
-            if not math.isfinite(value):
-                raise ValueError(
-                    f"candidate {name!r}: the ELBO became {value} during fitting; "
-                    "lower lr or check the model's supports"
-                )
+            _check_finite_loss(name, value)
             losses.append(-value)
         result = {
             "index": index,
@@ -260,27 +317,320 @@ def _run_task(ctx: _Context, payload: dict) -> dict:
             "enumerated": enumerated,
             "max_plate_nesting": mpn,
         }
-        particles = ctx.elbo_particles if final else ctx.rung_particles
-        validation = pyro.validation_enabled(False)
-        validation.__enter__()
-        est = elbo_estimate(
-            model, guide, *ctx.args, num_particles=particles, max_plate_nesting=mpn, **ctx.kwargs
-        )
-        result["elbo"], result["elbo_se"] = est.value, est.se
-        if final and payload["iwae"]:
-            iw = iwae_estimate(
-                model,
-                guide,
-                *ctx.args,
-                num_particles=ctx.iwae_particles,
-                num_repeats=ctx.iwae_repeats,
-                max_plate_nesting=mpn,
-                **ctx.kwargs,
-            )
-            result["iwae"], result["iwae_se"], result["ess"] = iw.value, iw.se, iw.ess
-        validation.__exit__(None, None, None)
+        result.update(_evidence(ctx, payload, model, guide, mpn))
     result["seconds"] = time.perf_counter() - tic
     return result
+
+
+def _run_vectorized(ctx: _Context, payload: dict) -> dict:
+    """Fit all restarts of one candidate in one SVI run, batched along a restart plate.
+
+    A fitting payload (``final`` false) runs steps ``start..stop`` and returns per
+    restart lists: ``losses`` (the single-sample ELBO of each step), ``elbo`` and
+    ``elbo_se`` (a ``rung_particles`` estimate). A final payload slices restart
+    ``restart`` out into a plain guide (:func:`_slice_restart`) and returns its
+    evidence estimates and parameters, as :func:`_run_sequential` does.
+    """
+    index, num_restarts = payload["index"], ctx.num_restarts
+    name, cand = ctx.candidates[index]
+    start, stop = payload["start"], payload["stop"]
+    tic = time.perf_counter()
+    if payload["final"]:
+        restart = payload["restart"]
+        with pyro.get_param_store().scope(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", LowESSWarning)
+            pyro.set_rng_seed(_derived_seed(ctx.seed, index, restart, start))
+            model, guide, enumerated, mpn = _slice_restart(
+                cand, ctx.args, ctx.kwargs, payload["state"]["params"], restart
+            )
+            result = {
+                "index": index,
+                "restart": restart,
+                "losses": [],
+                "state": {"params": pyro.get_param_store().get_state(), "optim": None},
+                "enumerated": enumerated,
+                "max_plate_nesting": mpn,
+            }
+            result.update(_evidence(ctx, payload, model, guide, mpn))
+        result["seconds"] = time.perf_counter() - tic
+        return result
+    inits = None
+    if cand.init is not None and payload["state"] is None:
+        inits = [
+            cand.init(
+                ctx.args, ctx.kwargs, np.random.default_rng(_derived_seed(ctx.seed, index, r, 999))
+            )
+            for r in range(num_restarts)
+        ]
+    with pyro.get_param_store().scope(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", LowESSWarning)
+        pyro.set_rng_seed(_derived_seed(ctx.seed, index, _VECTORIZED_STREAM, start))
+        model, guide, enumerated, mpn = _build_vectorized(
+            cand, ctx.args, ctx.kwargs, inits, num_restarts
+        )
+        optim = _optimizer(ctx, cand)
+        if payload["state"] is not None:
+            pyro.get_param_store().set_state(payload["state"]["params"])
+            optim.set_state(payload["state"]["optim"])
+        losses = []
+        validate = is_validation_enabled()
+        for step in range(start, stop):
+            with pyro.validation_enabled(validate and step == 0):
+                values = _vectorized_step(
+                    model, guide, optim, ctx.args, ctx.kwargs, mpn, num_restarts
+                )
+            if not bool(torch.isfinite(values).all()):
+                _check_finite_loss(name, float(values[~torch.isfinite(values)][0]))
+            losses.append(values)
+        losses = torch.stack(losses).T.tolist() if losses else [[]] * num_restarts
+        state = {"params": pyro.get_param_store().get_state(), "optim": optim.get_state()}
+        # each restart's ELBO, particles vectorized in chunks of ~500 particle-restarts
+        chunk = max(1, 500 // num_restarts)
+        lws, done = [], 0
+        with pyro.validation_enabled(False), torch.no_grad():
+            while done < ctx.rung_particles:
+                size = min(chunk, ctx.rung_particles - done)
+                lws.append(
+                    _restart_log_weights(
+                        model, guide, ctx.args, ctx.kwargs, mpn, num_restarts, size
+                    )
+                )
+                done += size
+        lw = torch.cat(lws)
+        if not bool(torch.isfinite(lw).all()):
+            raise ValueError(
+                f"candidate {name!r}: non-finite log importance weights in the ELBO estimate"
+            )
+        se = (
+            lw.std(0) / math.sqrt(len(lw)) if len(lw) > 1 else torch.full((num_restarts,), math.nan)
+        )
+    return {
+        "index": index,
+        "losses": losses,
+        "state": state,
+        "enumerated": enumerated,
+        "max_plate_nesting": mpn,
+        "elbo": lw.mean(0).tolist(),
+        "elbo_se": se.tolist(),
+        "seconds": time.perf_counter() - tic,
+    }
+
+
+# ------------------------------------------------------------------ vectorized restarts
+
+_RESTARTS = "_pyrostruct_restarts"
+_PARTICLES = "_pyrostruct_restart_particles"
+_VECTORIZED_STREAM = 1_000_003  # seeds of vectorized tasks, apart from per-restart ones
+_SHAPE_ERRORS = (
+    ValueError,
+    RuntimeError,
+    IndexError,
+    NotImplementedError,
+    TypeError,
+    AssertionError,
+)
+
+
+def _in_plate(fn, name, size, dim):
+    def wrapped(*args, **kwargs):
+        with pyro.plate(name, size, dim=dim):
+            return fn(*args, **kwargs)
+
+    return wrapped
+
+
+def _keep_dims(term, keep: tuple, shape: tuple) -> torch.Tensor:
+    """Sum a packed log-prob tensor over every dim but the plate symbols ``keep``, in that order."""
+    if not torch.is_tensor(term):
+        term = torch.as_tensor(term)
+    dims = getattr(term, "_pyro_dims", "")
+    present = [s for s in dims if s in keep]
+    other = [i for i, s in enumerate(dims) if s not in keep]
+    if other:
+        term = term.sum(other)
+    for s in keep:  # a term constant along a kept plate counts once for every index of it
+        if s not in present:
+            term = term.unsqueeze(-1)
+            present.append(s)
+    term = term.permute([present.index(s) for s in keep]) if len(keep) > 1 else term
+    return term.expand(shape)
+
+
+def _restart_log_weights(
+    model, guide, args, kwargs, max_plate_nesting, num_restarts, num_particles=None, detach=True
+) -> torch.Tensor:
+    """Per-restart ``log p(x, z) - log q(z)`` of a restart-vectorized model and guide.
+
+    ``model`` and ``guide`` run their sites inside the restart plate (at dim
+    ``-(max_plate_nesting + 1)``); discrete model sites marked for enumeration are
+    summed out exactly, as in :class:`~pyro.infer.TraceEnum_ELBO` (the restart plate
+    is a plate of the contraction, so the restarts stay independent). Shape
+    ``(num_restarts,)``, or ``(num_particles, num_restarts)`` with an outer plate of
+    particles. With a reparameterized guide, ``-sum`` of it is the ELBO loss whose
+    gradient SVI follows.
+    """
+    nesting = max_plate_nesting + 1
+    if num_particles is not None:
+        nesting += 1
+        model = _in_plate(model, _PARTICLES, num_particles, -nesting)
+        guide = _in_plate(guide, _PARTICLES, num_particles, -nesting)
+    guide = poutine.enum(guide, first_available_dim=-1 - nesting)
+    model = poutine.enum(model)
+    model_trace, guide_trace = get_importance_trace("flat", nesting, model, guide, args, kwargs)
+    guide_trace.pack_tensors()
+    model_trace.pack_tensors(guide_trace.plate_to_symbol)
+    symbols = model_trace.plate_to_symbol
+    keep = ((symbols[_PARTICLES],) if num_particles is not None else ()) + (symbols[_RESTARTS],)
+    shape = ((num_particles,) if num_particles is not None else ()) + (num_restarts,)
+    marginal_costs, log_factors, _, sum_dims, scale = _compute_model_factors(
+        model_trace, guide_trace
+    )
+    total = torch.zeros(shape)
+    for terms in marginal_costs.values():
+        for term in terms:
+            total = total + _keep_dims(term, keep, shape)
+    if log_factors:
+        target = frozenset(keep)
+        tree = OrderedDict((t | target, terms) for t, terms in log_factors.items())
+        contracted = contract_to_tensor(tree, sum_dims, target_ordinal=target)
+        total = total + scale * _keep_dims(contracted, keep, shape)
+    for site in guide_trace.nodes.values():
+        if site["type"] == "sample":
+            total = total - _keep_dims(site["packed"]["log_prob"], keep, shape)
+    return total.detach() if detach else total
+
+
+def _restart_init(inits, num_restarts):
+    """``init_loc_fn`` of the vectorized guide: restart ``r``'s value at index ``r`` of dim 0.
+
+    Values from ``inits`` (one ``{site: value}`` per restart) when given, else the
+    sequential path's choice: restart 0 at the feasible point (0 unconstrained),
+    the others uniform in ``(-2, 2)`` unconstrained; with ``inits`` the sites they
+    leave out start feasible.
+    """
+
+    def init_fn(site):
+        name, slot = site["name"], site["fn"].shape()[1:]  # the restart dim is the first
+        if inits is not None and name in inits[0]:
+            dtype = torch.get_default_dtype()
+            stacked = [torch.as_tensor(v[name], dtype=dtype).expand(slot) for v in inits]
+            return torch.stack(stacked)
+        feasible = init_to_feasible(site)
+        if inits is not None:
+            return feasible
+        uniform = init_to_uniform(site, radius=2.0).clone()
+        uniform[0] = feasible[0]
+        return uniform
+
+    return init_fn
+
+
+def _build_vectorized(cand: Candidate, args, kwargs, inits, num_restarts: int):
+    """Restart-vectorized model and AutoNormal guide of a candidate (no user guide)."""
+    with poutine.block(), torch.no_grad():
+        trace = poutine.trace(cand.model).get_trace(*args, **kwargs)
+    discrete = _discrete_sites(trace)
+    mpn = _max_plate_nesting(trace)
+    enumerated = _is_enumerated(trace, discrete)
+    model = config_enumerate(cand.model, "parallel") if discrete else cand.model
+    model_v = _in_plate(model, _RESTARTS, num_restarts, -(mpn + 1))
+    guide_v = AutoNormal(
+        poutine.block(model_v, hide=discrete), init_loc_fn=_restart_init(inits, num_restarts)
+    )
+    return model_v, guide_v, enumerated, mpn
+
+
+def _vectorized_step(model, guide, optim, args, kwargs, mpn, num_restarts) -> torch.Tensor:
+    """One SVI step on the summed loss of all restarts; returns each restart's ELBO sample.
+
+    Restarts share no parameter and Adam's update is elementwise, so each
+    restart follows the same path as if it were fitted alone (up to its random draws).
+    """
+    with poutine.trace(param_only=True) as capture:
+        lw = _restart_log_weights(model, guide, args, kwargs, mpn, num_restarts, detach=False)
+        (-lw.sum()).backward()
+    params = {site["value"].unconstrained() for site in capture.trace.nodes.values()}
+    optim(params)
+    pyro.infer.util.zero_grads(params)
+    return lw.detach()
+
+
+def _not_vectorizable(cand: Candidate, args, kwargs, num_restarts: int) -> str | None:
+    """Why the candidate's restarts cannot run as one vectorized SVI fit, or ``None``.
+
+    Checks a user guide, ``pyro.param`` sites in the model (they would be shared
+    by the restarts), latent sites with batch dims outside declared plates, and
+    that the model broadcasts correctly over an extra batch dim (the log weight
+    of a vectorized run equals that of a plain run on the same values, see
+    :func:`pyrostruct.infer.evidence._vectorization_ok`); then runs one
+    vectorized loss evaluation.
+    """
+    if cand.guide is not None or cand.guide_factory is not None:
+        return "it has its own guide"
+    rng_state = pyro.util.get_rng_state()
+    try:
+        with pyro.get_param_store().scope(), poutine.block(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with torch.no_grad():
+                trace = poutine.trace(cand.model).get_trace(*args, **kwargs)
+            if any(site["type"] == "param" for site in trace.nodes.values()):
+                return "its model has pyro.param sites, which the restarts would share"
+            discrete = _discrete_sites(trace)
+            if any(not trace.nodes[n]["fn"].has_enumerate_support for n in discrete):
+                return "it has discrete sites that cannot be enumerated"
+            latent = [
+                site
+                for name, site in trace.nodes.items()
+                if site["type"] == "sample"
+                and not site["is_observed"]
+                and name not in discrete
+                and not site_is_subsample(site)
+            ]
+            if not latent:
+                return "it has no continuous latent sites"
+            mpn = _max_plate_nesting(trace)
+            for site in latent:
+                if site["value"].dim() - site["fn"].event_dim > mpn:
+                    return f"site {site['name']!r} has batch dims outside its plates"
+            model, guide, _, _, _ = _build(cand, args, kwargs, None, 0)
+            if not _vectorization_ok(model, guide, args, kwargs, mpn):
+                return "its model does not broadcast over an extra batch dim"
+            model_v, guide_v, _, _ = _build_vectorized(cand, args, kwargs, None, num_restarts)
+            lw = _restart_log_weights(model_v, guide_v, args, kwargs, mpn, num_restarts)
+            lw2 = _restart_log_weights(model_v, guide_v, args, kwargs, mpn, num_restarts, 2)
+            if lw.shape != (num_restarts,) or lw2.shape != (2, num_restarts):
+                return "the vectorized log weights have the wrong shape"
+            if not bool(torch.isfinite(lw).all()):
+                return "the vectorized log weights are not finite"
+    except InputError:
+        raise
+    except _SHAPE_ERRORS as e:
+        return f"a vectorized run failed ({type(e).__name__}: {e})"
+    finally:
+        pyro.util.set_rng_state(rng_state)
+    return None
+
+
+def _slice_restart(cand: Candidate, args, kwargs, vec_params: dict, restart: int):
+    """An ordinary model and AutoNormal guide holding restart ``restart``'s parameters.
+
+    Runs in the current parameter store scope (which it fills). Each parameter of
+    the vectorized guide carries the restart dim first; index ``restart`` of it
+    is reshaped to the plain guide's parameter.
+    """
+    model, guide, loss, enumerated, mpn = _build(cand, args, kwargs, None, restart)
+    store = pyro.get_param_store()
+    with poutine.block(), torch.no_grad():
+        guide(*args, **kwargs)
+    state = store.get_state()
+    params = {}
+    for name, value in state["params"].items():
+        source = vec_params["params"].get(name)
+        if source is None or source.numel() != value.numel() * source.shape[0]:
+            raise RuntimeError(f"vectorized restarts: parameter {name!r} does not match")
+        params[name] = source[restart].detach().reshape(value.shape).clone().requires_grad_()
+    store.set_state({"params": params, "constraints": state["constraints"]})
+    return model, guide, enumerated, mpn
 
 
 def _check_int(value, name, minimum=1):
@@ -350,6 +700,7 @@ def select(
     max_workers: int | None = None,
     ess_warning: float = 0.05,
     progress: bool = False,
+    vectorize_restarts: bool | None = None,
     **kwargs,
 ):
     """Fit each candidate model by SVI and rank them by their log evidence.
@@ -429,6 +780,26 @@ def select(
     rungs = [r for r in rungs if 0 < r < steps] + [steps]
     log_prior = _log_prior(prior, names)
     check_executor(executor)
+    if vectorize_restarts is not None and not isinstance(vectorize_restarts, bool):
+        raise InputError(
+            f"vectorize_restarts must be None, True or False, got {vectorize_restarts!r}"
+        )
+
+    # which candidates fit their restarts as one vectorized SVI run
+    vectorized, not_vectorized = set(), {}
+    if num_restarts > 1 and vectorize_restarts is not False:
+        for i, (name, cand) in enumerate(cands):
+            reason = _not_vectorizable(cand, args, kwargs, num_restarts)
+            if reason is None:
+                vectorized.add(i)
+            else:
+                not_vectorized[name] = reason
+        if vectorize_restarts and not_vectorized:
+            name, reason = next(iter(not_vectorized.items()))
+            raise InputError(
+                f"vectorize_restarts=True, but the restarts of candidate {name!r} cannot be "
+                f"vectorized: {reason}; pass vectorize_restarts=None to fit them one by one"
+            )
 
     ctx = _Context(
         cands,
@@ -441,10 +812,12 @@ def select(
         iwae_particles,
         iwae_repeats,
         rung_particles=min(100, elbo_particles),
+        num_restarts=num_restarts,
     )
     tasks = {(i, r): None for i in range(len(cands)) for r in range(num_restarts)}
     state = {key: {"losses": [], "seconds": 0.0, "state": None} for key in tasks}
     alive = set(tasks)
+    group_state: dict[int, dict] = {}  # parameters of the vectorized candidates
     dropped_at: dict[int, int] = {}
     bar = None
     if progress:
@@ -453,21 +826,37 @@ def select(
         bar = tqdm(total=len(cands), desc="candidates", unit="model")
     start = 0
     with executor_session(executor, ctx, max_workers=max_workers) as run:
-        # 1. fit every (candidate, restart) rung by rung, dropping clear losers
+        # 1. fit every (candidate, restart) rung by rung, dropping clear losers; a task
+        # is one candidate with all its restarts (vectorized) or one (candidate, restart)
         for stop in rungs:
-            keys = sorted(alive)
+            keys = sorted({(i, None) for i, _ in alive if i in vectorized})
+            keys += sorted(key for key in alive if key[0] not in vectorized)
             payloads = [
-                _payload(i, r, start, stop, False, evidence, state[(i, r)]["state"])
+                _payload(i, r, start, stop, False, evidence, group_state.get(i))
+                if r is None
+                else _payload(i, r, start, stop, False, evidence, state[(i, r)]["state"])
                 for i, r in keys
             ]
             for (i, r), out in zip(keys, run(_run_task, payloads)):
+                if r is None:
+                    group_state[i] = out["state"]
+                    for j in range(num_restarts):
+                        st = state[(i, j)]
+                        st["losses"] += out["losses"][j]
+                        st["seconds"] += out["seconds"] / num_restarts
+                        st["elbo"], st["elbo_se"] = out["elbo"][j], out["elbo_se"][j]
+                        st["enumerated"] = out["enumerated"]
+                        st["max_plate_nesting"] = out["max_plate_nesting"]
+                    continue
                 st = state[(i, r)]
                 st["losses"] += out.pop("losses")
                 st["seconds"] += out.pop("seconds")
                 st.update(out)
             start = stop
             if stop < steps:
-                newly = _halve(alive, state, halving_z, halving_margin, dropped_at, stop, steps)
+                newly = _halve(
+                    alive, state, halving_z, halving_margin, dropped_at, stop, steps, vectorized
+                )
                 if bar is not None and newly:
                     bar.update(newly)
         # 2. the evidence of the best restart of each remaining candidate
@@ -477,7 +866,10 @@ def select(
                 chosen[key[0]] = key
         keys = [chosen[i] for i in sorted(chosen)]
         payloads = [
-            _payload(i, r, steps, steps, True, evidence, state[(i, r)]["state"]) for i, r in keys
+            _payload(i, r, steps, steps, True, evidence, group_state[i], vectorized=True)
+            if i in vectorized
+            else _payload(i, r, steps, steps, True, evidence, state[(i, r)]["state"])
+            for i, r in keys
         ]
 
         def tick(payload, out):
@@ -510,6 +902,8 @@ def select(
             "fraction_saved": 1 - run_steps / total_steps,
         },
     )
+    result.vectorized_restarts = {name: i in vectorized for i, (name, _) in enumerate(cands)}
+    result.not_vectorized = not_vectorized
     if "iwae" in evidence and iwae_particles > 1:
         t = result.table
         low = t[(t.status == "fitted") & (t.ess < ess_warning * iwae_particles)]
@@ -540,10 +934,11 @@ def _optimistic(st, remaining: int) -> float:
     return st["elbo"] + max(0.0, float(slope)) * remaining
 
 
-def _payload(i, r, start, stop, final, evidence, state) -> dict:
+def _payload(i, r, start, stop, final, evidence, state, vectorized=None) -> dict:
     return {
         "index": i,
         "restart": r,
+        "vectorized": r is None if vectorized is None else vectorized,
         "start": start,
         "stop": stop,
         "final": final,
@@ -552,8 +947,12 @@ def _payload(i, r, start, stop, final, evidence, state) -> dict:
     }
 
 
-def _halve(alive, state, z, margin, dropped_at, step, steps) -> int:
-    """Drop restarts and candidates clearly worse than the best; return #candidates dropped."""
+def _halve(alive, state, z, margin, dropped_at, step, steps, vectorized=()) -> int:
+    """Drop restarts and candidates clearly worse than the best; return #candidates dropped.
+
+    The restarts of a ``vectorized`` candidate run in one SVI fit, where a
+    restart left out would save next to nothing: they are all kept to the end.
+    """
 
     def worse(a, b):  # a clearly worse than b, even extrapolating a's recent progress
         gap = b["elbo"] - _optimistic(a, steps - step)
@@ -569,7 +968,7 @@ def _halve(alive, state, z, margin, dropped_at, step, steps) -> int:
         best = max(keys, key=lambda k: state[k]["elbo"])
         best_restart[i] = best
         for k in keys:
-            if k != best and worse(state[k], state[best]):
+            if i not in vectorized and k != best and worse(state[k], state[best]):
                 alive.discard(k)
     overall = max(best_restart.values(), key=lambda k: state[k]["elbo"])
     count = 0
@@ -590,4 +989,3 @@ def _posterior_probs(log_evidence: np.ndarray, log_prior: np.ndarray) -> np.ndar
         m = joint[finite].max()
         out[finite] = joint[finite] - (m + np.log(np.exp(joint[finite] - m).sum()))
     return out
-
