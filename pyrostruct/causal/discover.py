@@ -52,6 +52,11 @@ from pyro.infer import Trace_ELBO
 
 from pyrostruct import __version__
 from pyrostruct._io import atomic_open, atomic_save, atomic_write_json
+from pyrostruct.causal.collapsed import (
+    CollapsedOrderVI,
+    order_regression_init,
+    sparse_sinks_order,
+)
 from pyrostruct.causal.sem import (
     MLPSEM,
     LinearGaussianSEM,
@@ -77,6 +82,13 @@ _WARMUP = 0.2
 _SCORE_LR = 1.0
 #: Initial P(i -> j | i before j) of the guide (then pulled to the prior by the KL).
 _INIT_EDGE = 0.5
+#: Score gap between consecutive nodes of the initial order (analytic estimator): a
+#: swap of two neighbours starts with probability about exp(-gap). The equal-variance
+#: order is a consistent estimate under its model, so it starts more confident than a
+#: heuristic or user order, which must stay easy to leave.
+_ANALYTIC_SPACING = {"equal-variance": 5.0, "other": 2.0}
+#: Learning-rate factor of the node scores (analytic estimator).
+_ANALYTIC_SCORE_LR = 1.0
 
 
 # ---------------------------------------------------------------------------
@@ -418,7 +430,8 @@ def discover(
     *,
     sem: str | StructuralEquationModel = "linear",
     dag: str = "order",
-    steps: int = 2000,
+    steps: int | None = None,
+    estimator: str | None = None,
     seed: int = 0,
     interventions=None,
     standardize: bool = True,
@@ -447,8 +460,18 @@ def discover(
         The likelihood ``p(X | A)``.
     dag : ``"order"`` or ``"smooth"``
         DAG family: :class:`OrderedDAG` or :class:`SmoothOrientationDAG` (COSMO).
-    steps : int
-        SVI steps.
+    steps : int, optional
+        Optimization steps (default 500 with ``estimator="analytic"``, 2000
+        otherwise).
+    estimator : ``"analytic"`` or ``"straight-through"``, optional
+        ``"analytic"`` (default for the linear SEM with ``dag="order"`` and no
+        ``batch_size``): only the order is sampled; the edges and weights are
+        integrated exactly given it (:mod:`pyrostruct.causal.collapsed`), the
+        order's gradient is the leave-one-out score-function estimator, and
+        the weights and edges start from least squares in the initial order.
+        ``"straight-through"``: order and edges are sampled by
+        :class:`~pyrostruct.infer.autoguide.AutoDAG` and trained with
+        ``Trace_ELBO`` (any SEM, either DAG family).
     seed : int
         Seed of every random choice (same seed, same result).
     interventions : optional
@@ -467,7 +490,8 @@ def discover(
         Prior expected number of edges (default ``min(d, d (d - 1) / 4)``); sets the prior edge
         probability ``m / (d (d - 1) / 2)`` of the Erdős–Rényi prior.
     lr : float, optional
-        Adam learning rate (default 0.2 linear, 0.01 MLP).
+        Adam learning rate (default 0.1 analytic, 0.2 linear straight-through,
+        0.01 MLP).
     num_particles : int
         DAG samples per step (vectorized).
     batch_size : int, optional
@@ -477,9 +501,10 @@ def discover(
     temperature : (float, float)
         Initial and final relaxation temperature (exponential annealing over
         the first 60% of the steps).
-    init_order : ``"equal-variance"``, ``"random"`` or a sequence of node indices
+    init_order : ``"equal-variance"``, ``"sparse-sinks"``, ``"random"`` or node indices
         Initial order (default: ``"equal-variance"`` for ``noise="equal"``,
-        random otherwise).
+        :func:`~pyrostruct.causal.collapsed.sparse_sinks_order` for the linear
+        SEM with non-equal noise, random otherwise).
     threshold : float
         Edge probability needed in the consensus :attr:`CausalResult.graph`.
     checkpoint : path, optional
@@ -512,7 +537,7 @@ def discover(
     n, d = x.shape
     mask = parse_interventions(interventions, n, names, source=source)
     settings = _check_settings(
-        sem=sem, dag=dag, steps=steps, noise=noise, expected_edges=expected_edges, lr=lr,
+        sem=sem, dag=dag, steps=steps, estimator=estimator, noise=noise, expected_edges=expected_edges, lr=lr,
         num_particles=num_particles, batch_size=batch_size, temperature=temperature,
         threshold=threshold, num_samples=num_samples, checkpoint_every=checkpoint_every,
         d=d, n=n,
@@ -520,11 +545,13 @@ def discover(
     mean, sd = x.mean(0), x.std(0)
     xs = (x - mean) / sd if standardize else x
     if init_order is None:
-        init_order = "equal-variance" if noise == "equal" else "random"
+        linear = sem in ("linear", "linear-equal") or isinstance(sem, LinearGaussianSEM)
+        init_order = (
+            "equal-variance" if noise == "equal" else "sparse-sinks" if linear else "random"
+        )
     config = {
         "sem": sem if isinstance(sem, str) else type(sem).__name__,
         "dag": dag,
-        "steps": int(steps),
         "seed": int(seed),
         "standardize": bool(standardize),
         "noise": noise,
@@ -593,7 +620,28 @@ def _check_settings(**kw) -> dict:
         raise InputError(f"unknown dag {kw['dag']!r}; use 'order' or 'smooth'")
     if kw["noise"] not in ("equal", "nonequal"):
         raise InputError(f"noise must be 'equal' or 'nonequal', got {kw['noise']!r}")
+    is_linear = sem in ("linear", "linear-equal") or isinstance(sem, LinearGaussianSEM)
+    estimator = kw["estimator"]
+    if estimator is None:
+        analytic_ok = is_linear and kw["dag"] == "order" and kw["batch_size"] is None
+        estimator = "analytic" if analytic_ok else "straight-through"
+    elif estimator not in ("analytic", "straight-through"):
+        raise InputError(
+            f"unknown estimator {estimator!r}; use 'analytic' or 'straight-through'"
+        )
+    elif estimator == "analytic" and not (is_linear and kw["dag"] == "order"):
+        raise InputError(
+            "estimator='analytic' needs the linear SEM and dag='order' (the edges are "
+            "integrated in closed form); use estimator='straight-through'"
+        )
+    elif estimator == "analytic" and kw["batch_size"] is not None:
+        raise InputError(
+            "estimator='analytic' uses the full data through its Gram matrix; drop "
+            "batch_size or use estimator='straight-through'"
+        )
     steps = kw["steps"]
+    if steps is None:
+        steps = 500 if estimator == "analytic" else 2000
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise InputError(f"steps must be a positive integer, got {steps!r}")
     pairs = d * (d - 1) / 2
@@ -603,7 +651,8 @@ def _check_settings(**kw) -> dict:
             f"expected_edges must lie strictly between 0 and d(d-1)/2 = {pairs:g}, got {m}"
         )
     is_mlp = sem == "mlp" or isinstance(sem, MLPSEM)
-    lr = kw["lr"] if kw["lr"] is not None else (0.01 if is_mlp else 0.2)
+    default_lr = 0.1 if estimator == "analytic" else 0.01 if is_mlp else 0.2
+    lr = kw["lr"] if kw["lr"] is not None else default_lr
     if not lr > 0:
         raise InputError(f"lr must be > 0, got {lr}")
     if int(kw["num_particles"]) < 1:
@@ -622,6 +671,7 @@ def _check_settings(**kw) -> dict:
         raise InputError(f"checkpoint_every must be >= 1, got {kw['checkpoint_every']}")
     return {
         "dag": kw["dag"],
+        "estimator": estimator,
         "steps": int(steps),
         "expected_edges": m,
         "lr": float(lr),
@@ -673,17 +723,30 @@ class _Run:
             self.prior = SmoothOrientationDAG(torch.zeros(d), logits)
         else:
             self.prior = ErdosRenyiDAG(d, expected_edges=self.settings["expected_edges"])
-        init_orders = None
-        if isinstance(self._init_order, str):
-            if self._init_order == "equal-variance":
-                init_orders = {"G": equal_variance_order(self.x.numpy())}
-            elif self._init_order != "random":
-                raise InputError(
-                    f"init_order must be 'equal-variance', 'random' or a list of node indices, "
-                    f"got {self._init_order!r}"
-                )
-        else:
-            init_orders = {"G": [int(i) for i in self._init_order]}
+        order = self._initial_order()
+        self.warmup = int(_WARMUP * self.settings["steps"])
+        self.num_steps_taken = 0
+        lr = self.settings["lr"]
+        if self.settings["estimator"] == "analytic":
+            if order is None:
+                order = torch.randperm(d).tolist()
+            logits = order_regression_init(self.x, order, self.sem, self.prior_logit)
+            scores = torch.empty(d)
+            kind = self._init_order if isinstance(self._init_order, str) else "other"
+            spacing = _ANALYTIC_SPACING.get(kind, _ANALYTIC_SPACING["other"])
+            scores[torch.tensor(order)] = spacing * torch.arange(d, 0, -1.0)
+            self.guide = CollapsedOrderVI(
+                self.sem, self.stats, self.prior_logit, scores - scores.mean(), logits
+            )
+            others = [self.guide.edge_logits, *self.sem.parameters()]
+            self.optim = torch.optim.Adam(
+                [
+                    {"params": [self.guide.scores], "lr": lr * _ANALYTIC_SCORE_LR},
+                    {"params": others, "lr": lr},
+                ]
+            )
+            return
+        init_orders = None if order is None else {"G": order}
         self.guide = AutoDAG(
             self.model,
             temperature=self.schedule,
@@ -695,20 +758,31 @@ class _Run:
         self.guide._setup_prototype()
         scores = [p for name, p in self.guide.named_parameters() if name.startswith("scores")]
         others = [p for name, p in self.guide.named_parameters() if not name.startswith("scores")]
-        lr = self.settings["lr"]
         self.optim = torch.optim.Adam(
             [
                 {"params": scores, "lr": lr * _SCORE_LR},
                 {"params": others + list(self.sem.parameters()), "lr": lr},
             ]
         )
-        self.warmup = int(_WARMUP * self.settings["steps"])
-        self.num_steps_taken = 0
         self.elbo = Trace_ELBO(
             num_particles=self.num_particles,
             vectorize_particles=self.num_particles > 1,
             max_plate_nesting=1,
         )
+
+    def _initial_order(self) -> list[int] | None:
+        if not isinstance(self._init_order, str):
+            return [int(i) for i in self._init_order]
+        if self._init_order == "equal-variance":
+            return equal_variance_order(self.x.numpy())
+        if self._init_order == "sparse-sinks":
+            return sparse_sinks_order(self.x.numpy())
+        if self._init_order != "random":
+            raise InputError(
+                "init_order must be 'equal-variance', 'sparse-sinks', 'random' or a list of "
+                f"node indices, got {self._init_order!r}"
+            )
+        return None
 
     def _init_sem(self):
         """Start from the marginal fit: intercepts = column means, noise = column scales."""
@@ -740,7 +814,11 @@ class _Run:
 
     def step(self) -> float:
         self.optim.zero_grad()
-        loss = self.elbo.differentiable_loss(self.model, self.guide)
+        if self.settings["estimator"] == "analytic":
+            loss, elbo = self.guide.loss(self.num_particles)
+        else:
+            loss = self.elbo.differentiable_loss(self.model, self.guide)
+            elbo = -float(loss.detach())
         loss.backward()
         if self.num_steps_taken < self.warmup:
             # warm-up: fit the mechanisms and edges to the initial order first
@@ -749,7 +827,7 @@ class _Run:
         self.optim.step()
         self.schedule.step()
         self.num_steps_taken += 1
-        return -float(loss.detach()) / self.n
+        return elbo / self.n
 
     # -- checkpoints ------------------------------------------------------------
     def save(self, path, fingerprint, step, elbo_trace):
@@ -789,7 +867,10 @@ class _Run:
     # -- the result -------------------------------------------------------------
     def result(self, elbo_trace, settings, config, seconds, fingerprint) -> CausalResult:
         probs = self.guide.edge_probs(num_samples=settings["num_samples"])
-        scores, logits = self.guide._params("G")
+        if settings["estimator"] == "analytic":
+            scores, logits = self.guide.scores, self.guide.edge_logits
+        else:
+            scores, logits = self.guide._params("G")
         with torch.no_grad():
             if isinstance(self.sem, LinearGaussianSEM):
                 w = self.sem.weights().detach().double().numpy().copy()

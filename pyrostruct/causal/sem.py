@@ -298,6 +298,30 @@ class LinearGaussianSEM(StructuralEquationModel):
 
     @_pyro_params
     def log_prob_from_statistics(self, stats, adjacency):
+        return self._gram_log_prob(stats, adjacency, bernoulli=False)
+
+    @_pyro_params
+    def expected_log_prob_from_statistics(self, stats, edge_probs, *, profile_noise=False):
+        """:meth:`log_prob_from_statistics` averaged over independent Bernoulli edges.
+
+        With ``A_ij ~ Bernoulli(p_ij)`` independent of the weights, the
+        coefficient ``b_ij = A_ij W_ij`` has mean ``p_ij w_ij`` and variance
+        ``p_ij (w_ij^2 + s_ij^2) - p_ij^2 w_ij^2``. The data-and-weights term is
+        quadratic in the coefficients and the weight KL is linear in ``A``, so
+        the expectation is exact and costs one Gram-matrix evaluation at the mean
+        coefficients plus ``sum_i x_i^2 Var(b_ij)``. ``edge_probs``: ``(*B, d,
+        d)`` with zeros on pairs that may not be edges.
+
+        ``profile_noise=True`` replaces the noise scales by their optimum for
+        each adjacency batch element, ``s_j^2 = E[RSS_j] / n_j`` (pooled over
+        nodes for ``noise="equal"``), instead of the shared parameters: the
+        term becomes ``-n_j/2 (log(2 pi s_j^2) + 1)``. A node's noise depends on
+        its parents, so sharing one scale across sampled orders makes every
+        order but the current one look bad.
+        """
+        return self._gram_log_prob(stats, edge_probs, bernoulli=True, profile=profile_noise)
+
+    def _gram_log_prob(self, stats, adjacency, bernoulli: bool, profile: bool = False):
         d = self.num_nodes
         gram, count = stats["gram"], stats["count"]
         w = self.effective_weights(adjacency)  # (*B, d, d)
@@ -310,15 +334,27 @@ class LinearGaussianSEM(StructuralEquationModel):
         else:
             gc = torch.einsum("jab,...bj->...aj", gram, coef)
             rss = (coef * gc).sum(-2)
-        if self.weight_prior_scale is not None:
-            # E_q[(x_j - w^T x)^2] adds sum_i A_ij s_ij^2 x_i^2 for Gaussian q(w).
+        if self.weight_prior_scale is not None or bernoulli:
+            # E_q[(x_j - b^T x)^2] adds sum_i Var(b_ij) x_i^2 for independent coefficients:
+            # A_ij s_ij^2 for Gaussian q(w), plus p_ij (1 - p_ij) w_ij^2 for Bernoulli edges.
             x2 = torch.diagonal(gram, dim1=-2, dim2=-1)[..., :d]  # (d,) or (d_node, d)
             x2 = x2.unsqueeze(-1) if gram.dim() == 2 else x2.T
-            var = torch.exp(2 * self.log_weight_sd) * self.weight_unit**2
+            var = adjacency.new_zeros(())
+            if self.weight_prior_scale is not None:
+                var = adjacency * torch.exp(2 * self.log_weight_sd) * self.weight_unit**2
+            if bernoulli:
+                var = var + adjacency * (1.0 - adjacency) * self.weights() ** 2
             var = var * (1.0 - torch.eye(d, dtype=w.dtype))
-            rss = rss + (adjacency * var * x2).sum(-2)
-        log_s = self._scales()
-        lp = -0.5 * rss * torch.exp(-2 * log_s) - count * (log_s + 0.5 * _LOG_2PI)
+            rss = rss + (var * x2).sum(-2)
+        if profile:
+            if self.noise == "equal":
+                var = (rss.sum(-1, keepdim=True) / count.sum()).expand(rss.shape)
+            else:
+                var = rss / count.clamp_min(1.0)
+            lp = -0.5 * count * (torch.log(var.clamp_min(1e-30)) + 1.0 + _LOG_2PI)
+        else:
+            log_s = self._scales()
+            lp = -0.5 * rss * torch.exp(-2 * log_s) - count * (log_s + 0.5 * _LOG_2PI)
         lp = lp.sum(-1)
         if self.weight_prior_scale is not None:
             lp = lp - self.weight_kl(adjacency)
