@@ -59,8 +59,9 @@ def _forward_mask(order: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 def _bernoulli_kl(logits: torch.Tensor, prior_logit: float) -> torch.Tensor:
     """``KL(Bernoulli(sigmoid(l)) || Bernoulli(sigmoid(l0)))`` elementwise."""
     q = torch.sigmoid(logits)
-    log_p, log_1mp = F.logsigmoid(torch.tensor(prior_logit)), F.logsigmoid(
-        torch.tensor(-prior_logit)
+    log_p, log_1mp = (
+        F.logsigmoid(torch.tensor(prior_logit)),
+        F.logsigmoid(torch.tensor(-prior_logit)),
     )
     return q * (F.logsigmoid(logits) - log_p) + (1 - q) * (F.logsigmoid(-logits) - log_1mp)
 
@@ -81,10 +82,24 @@ class CollapsedOrderVI(nn.Module):
         Initial Plackett-Luce scores (higher = more upstream).
     init_edge_logits : Tensor ``(d, d)``
         Initial edge logits ``l``.
+    profile_noise : bool, default True
+        Set the noise scales to their optimum for each sampled order (see
+        :meth:`~pyrostruct.causal.sem.LinearGaussianSEM.expected_log_prob_from_statistics`)
+        rather than sharing the SEM's scale parameters across orders.
     """
 
-    def __init__(self, sem: LinearGaussianSEM, stats, prior_logit, init_scores, init_edge_logits):
+    def __init__(
+        self,
+        sem: LinearGaussianSEM,
+        stats,
+        prior_logit,
+        init_scores,
+        init_edge_logits,
+        *,
+        profile_noise: bool = True,
+    ):
         super().__init__()
+        self.profile_noise = bool(profile_noise)
         self.sem = sem
         self.stats = stats
         self.prior_logit = float(prior_logit)
@@ -103,7 +118,9 @@ class CollapsedOrderVI(nn.Module):
         forward = _forward_mask(orders, self.scores.dtype) * self.off_diagonal
         log_q = PlackettLuce(self.scores).log_prob_order(orders)
         probs = forward * torch.sigmoid(self.edge_logits)
-        data = self.sem.expected_log_prob_from_statistics(self.stats, probs, profile_noise=True)
+        data = self.sem.expected_log_prob_from_statistics(
+            self.stats, probs, profile_noise=self.profile_noise
+        )
         edge_kl = (forward * _bernoulli_kl(self.edge_logits, self.prior_logit)).sum((-1, -2))
         return data - edge_kl - self.log_num_orders - log_q, log_q
 
@@ -198,7 +215,7 @@ def order_regression_init(x: torch.Tensor, order, sem: LinearGaussianSEM, prior_
 
 
 def sparse_sinks_order(x: np.ndarray, z_threshold: float = 3.0) -> list[int]:
-    """Bottom-up order: repeatedly take as sink the node with the fewest strong partial correlations.
+    """Bottom-up order: the sink is the node with the fewest strong partial correlations.
 
     In a DAG the partial correlations of a sink given all other nodes vanish
     except with its parents, while any other node also keeps its children and

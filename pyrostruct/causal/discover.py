@@ -537,8 +537,9 @@ def discover(
     n, d = x.shape
     mask = parse_interventions(interventions, n, names, source=source)
     settings = _check_settings(
-        sem=sem, dag=dag, steps=steps, estimator=estimator, noise=noise, expected_edges=expected_edges, lr=lr,
-        num_particles=num_particles, batch_size=batch_size, temperature=temperature,
+        sem=sem, dag=dag, steps=steps, estimator=estimator, noise=noise,
+        expected_edges=expected_edges, lr=lr, num_particles=num_particles,
+        batch_size=batch_size, temperature=temperature,
         threshold=threshold, num_samples=num_samples, checkpoint_every=checkpoint_every,
         d=d, n=n,
     )  # fmt: skip
@@ -564,8 +565,12 @@ def discover(
     # The per-step tensors are small: extra threads only add synchronization.
     small = d * d * settings["num_particles"] < 2_000_000
     threads = 1 if small else torch.get_num_threads()
-    with pyro.get_param_store().scope(), torch.random.fork_rng(), _num_threads(threads), \
-            pyro.validation_enabled(False):  # inputs were validated above; samples are DAGs
+    with (
+        pyro.get_param_store().scope(),
+        torch.random.fork_rng(),
+        _num_threads(threads),
+        pyro.validation_enabled(False),
+    ):  # inputs were validated above; samples are DAGs
         pyro.set_rng_seed(seed)
         run = _Run(xs, mask, names, sem, settings, init_order, hidden, noise, sd)
         start_step, elbo_trace = 0, []
@@ -626,9 +631,7 @@ def _check_settings(**kw) -> dict:
         analytic_ok = is_linear and kw["dag"] == "order" and kw["batch_size"] is None
         estimator = "analytic" if analytic_ok else "straight-through"
     elif estimator not in ("analytic", "straight-through"):
-        raise InputError(
-            f"unknown estimator {estimator!r}; use 'analytic' or 'straight-through'"
-        )
+        raise InputError(f"unknown estimator {estimator!r}; use 'analytic' or 'straight-through'")
     elif estimator == "analytic" and not (is_linear and kw["dag"] == "order"):
         raise InputError(
             "estimator='analytic' needs the linear SEM and dag='order' (the edges are "
@@ -903,4 +906,3 @@ class _Run:
             metadata=metadata,
             threshold=settings["threshold"],
         )
-

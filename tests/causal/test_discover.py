@@ -197,8 +197,12 @@ def test_standardization_makes_units_irrelevant():
     # weights are reported in the data's units
     i, j = np.unravel_index(np.argmax(np.abs(a.weights)), a.weights.shape)
     ratio = b.weights[i, j] / a.weights[i, j]
-    assert ratio == pytest.approx(scaled.iloc[:, j].std() / scaled.iloc[:, i].std() /
-                                  (ds.data.iloc[:, j].std() / ds.data.iloc[:, i].std()), rel=1e-3)
+    assert ratio == pytest.approx(
+        scaled.iloc[:, j].std()
+        / scaled.iloc[:, i].std()
+        / (ds.data.iloc[:, j].std() / ds.data.iloc[:, i].std()),
+        rel=1e-3,
+    )
 
 
 def test_same_seed_same_result_and_numpy_input():
@@ -229,7 +233,9 @@ def test_resume_from_checkpoint_gives_the_uninterrupted_result(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        discover(ds.data, steps=60, seed=1, checkpoint=ckpt, checkpoint_every=20, callback=interrupt)
+        discover(
+            ds.data, steps=60, seed=1, checkpoint=ckpt, checkpoint_every=20, callback=interrupt
+        )
     assert ckpt.exists()
     assert torch.load(ckpt, weights_only=False)["step"] == 40
     resumed = discover(ds.data, steps=60, seed=1, checkpoint=ckpt, checkpoint_every=20)
@@ -264,7 +270,10 @@ def test_bad_settings(kwargs, match):
     [
         (pd.DataFrame({"a": [1.0, 2.0] * 10, "b": ["x", "y"] * 10}), "column 'b' is not numeric"),
         (pd.DataFrame({"a": [1.0, np.nan] * 10, "b": range(20)}), "column 'a' contains NaN"),
-        (pd.DataFrame({"a": [1.0, np.inf] * 10, "b": range(20)}), "column 'a' contains an infinite"),
+        (
+            pd.DataFrame({"a": [1.0, np.inf] * 10, "b": range(20)}),
+            "column 'a' contains an infinite",
+        ),
         (pd.DataFrame({"a": [1.0] * 20, "b": range(20)}), "column 'a' is constant"),
         (pd.DataFrame({"a": np.arange(20.0)}), "at least 2 needed"),
         (pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [3.0, 1.0, 2.0]}), "at least 10 needed"),

@@ -1,0 +1,213 @@
+"""The analytic estimator of discover: exact expectations, exact ELBO, unbiased gradients."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pyrostruct.causal import datasets, discover
+from pyrostruct.causal.collapsed import (
+    CollapsedOrderVI,
+    order_regression_init,
+    sparse_sinks_order,
+)
+from pyrostruct.causal.sem import LinearGaussianSEM
+from pyrostruct.distributions.permutation import PlackettLuce
+from pyrostruct.errors import InputError
+
+
+def _random_sem(d, noise="nonequal", seed=0):
+    torch.manual_seed(seed)
+    sem = LinearGaussianSEM(d, noise=noise)
+    with torch.no_grad():
+        sem.weight.normal_()
+        sem.log_weight_sd.uniform_(-2.0, -0.5)
+        sem.bias.normal_()
+        sem.log_scale.uniform_(-0.5, 0.5)
+        sem.weight_unit.uniform_(0.5, 2.0)
+    return sem
+
+
+def _data(d=3, n=60, seed=0):
+    return torch.tensor(np.random.default_rng(seed).normal(size=(n, d)), dtype=torch.float32)
+
+
+@pytest.mark.parametrize("interventions", [False, True])
+def test_expected_log_prob_is_the_average_over_all_adjacencies(interventions):
+    d = 3
+    x = _data(d)
+    mask = torch.zeros(x.shape, dtype=torch.bool)
+    if interventions:
+        mask[:20, 0] = True
+        mask[20:30, 2] = True
+    sem = _random_sem(d)
+    stats = sem.sufficient_statistics(x, mask if interventions else None)
+    probs = torch.rand(d, d) * (1 - torch.eye(d))
+    pairs = [(i, j) for i in range(d) for j in range(d) if i != j]
+    exact = 0.0
+    for bits in itertools.product([0.0, 1.0], repeat=len(pairs)):
+        adj = torch.zeros(d, d)
+        weight = 1.0
+        for (i, j), b in zip(pairs, bits):
+            adj[i, j] = b
+            weight *= float(probs[i, j]) if b else 1.0 - float(probs[i, j])
+        with torch.no_grad():
+            exact += weight * float(sem.log_prob_from_statistics(stats, adj))
+    analytic = float(sem.expected_log_prob_from_statistics(stats, probs))
+    assert analytic == pytest.approx(exact, rel=1e-4)
+
+
+@pytest.mark.parametrize("noise", ["equal", "nonequal"])
+def test_profiled_noise_is_the_optimal_noise(noise):
+    d = 3
+    x = _data(d)
+    sem = _random_sem(d, noise)
+    stats = sem.sufficient_statistics(x)
+    probs = torch.rand(d, d) * (1 - torch.eye(d))
+    profiled = float(sem.expected_log_prob_from_statistics(stats, probs, profile_noise=True))
+    assert profiled >= float(sem.expected_log_prob_from_statistics(stats, probs))
+    n = x.shape[0]
+    # optimizing the shared scale(s) numerically reaches the profiled value
+    log_scale = sem.log_scale.detach().clone().requires_grad_()
+    opt = torch.optim.LBFGS([log_scale], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        with torch.no_grad():
+            sem.log_scale.copy_(log_scale)
+        sem.log_scale.grad = None
+        value = -sem.expected_log_prob_from_statistics(stats, probs)
+        value.backward()
+        log_scale.grad = sem.log_scale.grad.clone()
+        return value
+
+    opt.step(closure)
+    with torch.no_grad():
+        sem.log_scale.copy_(log_scale)
+        best = float(sem.expected_log_prob_from_statistics(stats, probs))
+    assert best == pytest.approx(profiled, abs=1e-3 * n)
+
+
+def _exact_elbo_by_enumeration(vi: CollapsedOrderVI, d: int, prior_logit: float):
+    """sum_pi q(pi) [sum_A q(A|pi) (log p(X, A | pi) - log q(A|pi)) + log p(pi) - log q(pi)]."""
+    p0 = 1 / (1 + math.exp(-prior_logit))
+    q_edge = torch.sigmoid(vi.edge_logits)
+    total = 0.0
+    for order in itertools.permutations(range(d)):
+        lq = float(PlackettLuce(vi.scores).log_prob_order(torch.tensor(order)))
+        pairs = [(order[a], order[b]) for a in range(d) for b in range(a + 1, d)]
+        inner = 0.0
+        for bits in itertools.product([0.0, 1.0], repeat=len(pairs)):
+            adj = torch.zeros(d, d)
+            log_q = log_p = 0.0
+            for (i, j), b in zip(pairs, bits):
+                adj[i, j] = b
+                qi = float(q_edge[i, j])
+                log_q += math.log(qi if b else 1 - qi)
+                log_p += math.log(p0 if b else 1 - p0)
+            with torch.no_grad():
+                data = float(vi.sem.log_prob_from_statistics(vi.stats, adj))
+            inner += math.exp(log_q) * (data + log_p - log_q)
+        total += math.exp(lq) * (inner - math.lgamma(d + 1) - lq)
+    return total
+
+
+def _all_orders(d):
+    return torch.tensor(list(itertools.permutations(range(d))))
+
+
+def test_collapsed_elbo_equals_the_enumerated_elbo():
+    d, prior_logit = 3, -0.7
+    x = _data(d)
+    sem = _random_sem(d)
+    stats = sem.sufficient_statistics(x)
+    vi = CollapsedOrderVI(
+        sem, stats, prior_logit, torch.randn(d), torch.randn(d, d), profile_noise=False
+    )
+    orders = _all_orders(d)
+    f, log_q = vi.particle_elbos(orders)
+    collapsed = float((log_q.exp() * f).sum())
+    assert collapsed == pytest.approx(_exact_elbo_by_enumeration(vi, d, prior_logit), rel=1e-4)
+
+
+def test_rloo_gradient_is_unbiased():
+    d = 3
+    x = _data(d, seed=1)
+    sem = _random_sem(d, seed=1)
+    stats = sem.sufficient_statistics(x)
+    torch.manual_seed(0)
+    vi = CollapsedOrderVI(sem, stats, -0.5, torch.randn(d), torch.randn(d, d))
+    params = [vi.scores, vi.edge_logits, sem.weight]
+    f, log_q = vi.particle_elbos(_all_orders(d))
+    exact = torch.autograd.grad(-(log_q.exp() * f).sum(), params)
+    draws = [[] for _ in params]
+    for _ in range(1500):
+        loss, _ = vi.loss(8)
+        for k, g in enumerate(torch.autograd.grad(loss, params)):
+            draws[k].append(g)
+    for k, e in enumerate(exact):
+        g = torch.stack(draws[k])
+        mean, se = g.mean(0), g.std(0) / math.sqrt(len(g))
+        assert torch.all((mean - e).abs() <= 5 * se + 1e-3 * e.abs().max()), (k, mean, e, se)
+
+
+def test_order_regression_init_is_least_squares_in_the_order():
+    d, n = 5, 400
+    rng = np.random.default_rng(3)
+    w = np.triu(rng.normal(size=(d, d)), 1) * (rng.random((d, d)) < 0.6)
+    x_np, _ = datasets.simulate_linear_sem(w, n, seed=4)
+    x = torch.tensor(x_np, dtype=torch.float32)
+    sem = LinearGaussianSEM(d)
+    order = [2, 0, 4, 1, 3]
+    logits = order_regression_init(x, order, sem, prior_logit=-1.0)
+    weights = sem.weights().detach().double().numpy()
+    pos = {node: k for k, node in enumerate(order)}
+    for j in range(d):
+        for direction in (1, -1):
+            preds = [i for i in range(d) if direction * (pos[i] - pos[j]) < 0]
+            if not preds:
+                continue
+            design = np.column_stack([x_np[:, preds], np.ones(n)])
+            beta, *_ = np.linalg.lstsq(design, x_np[:, j], rcond=None)
+            np.testing.assert_allclose(weights[preds, j], beta[:-1], atol=2e-3)
+            if direction == 1:
+                rss = np.sum((x_np[:, j] - design @ beta) ** 2)
+                assert float(sem.log_scale[j]) == pytest.approx(0.5 * math.log(rss / n), abs=1e-3)
+    assert torch.all(torch.diagonal(logits) == 0)
+    # a strong coefficient starts as an edge, a null one below the prior
+    strong = np.abs(weights) > 0.5
+    assert (logits.numpy()[strong] > 0).all()
+
+
+def test_sparse_sinks_order_puts_sinks_last():
+    # A -> C <- B, C -> D, C -> E: D and E have one neighbour in the moral graph
+    w = np.zeros((5, 5))
+    w[0, 2], w[1, 2], w[2, 3], w[2, 4] = 1.0, -1.0, 0.8, 1.2
+    x, _ = datasets.simulate_linear_sem(w, 5000, seed=0)
+    order = sparse_sinks_order(x)
+    assert sorted(order) == list(range(5))
+    assert order.index(2) < min(order.index(3), order.index(4))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(estimator="magic"), "estimator"),
+        (dict(estimator="analytic", sem="mlp"), "linear SEM"),
+        (dict(estimator="analytic", dag="smooth"), "dag='order'"),
+        (dict(estimator="analytic", batch_size=50), "batch_size"),
+    ],
+)
+def test_analytic_estimator_bad_settings(kwargs, match):
+    ds = datasets.make_dataset(d=4, n=100, seed=0)
+    with pytest.raises(InputError, match=match):
+        discover(ds.data, steps=5, **kwargs)
+
+
+def test_default_estimator_per_sem():
+    ds = datasets.make_dataset(d=4, n=100, seed=0)
+    assert discover(ds.data, steps=5).metadata["estimator"] == "analytic"
+    assert discover(ds.data, steps=5, sem="mlp").metadata["estimator"] == "straight-through"
+    assert discover(ds.data, steps=5, dag="smooth").metadata["estimator"] == "straight-through"
