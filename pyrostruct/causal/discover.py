@@ -590,7 +590,7 @@ def discover(
                 if bar is not None:
                     bar.update(1)
                     if step % 10 == 0 or step == settings["steps"] - 1:
-                        bar.set_postfix(elbo=f"{elbo:.4g}", tau=f"{run.schedule.temperature:.2f}")
+                        bar.set_postfix(run.progress_info(elbo))
                 if callback is not None:
                     callback(step, elbo)
                 done = step + 1
@@ -831,6 +831,12 @@ class _Run:
         self.schedule.step()
         self.num_steps_taken += 1
         return elbo / self.n
+
+    def progress_info(self, elbo: float) -> dict:
+        info = {"elbo": f"{elbo:.4g}"}
+        if self.settings["estimator"] != "analytic":
+            info["tau"] = f"{self.schedule.temperature:.2f}"
+        return info
 
     # -- checkpoints ------------------------------------------------------------
     def save(self, path, fingerprint, step, elbo_trace):

@@ -31,7 +31,11 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
                         help="structural equations (default: linear)")  # fmt: skip
     parser.add_argument("--dag", choices=["order", "smooth"], default="order",
                         help="DAG family: order-then-edges or smooth orientations")  # fmt: skip
-    parser.add_argument("--steps", type=positive_int, default=2000, help="SVI steps (2000)")
+    parser.add_argument("--steps", type=positive_int, metavar="N",
+                        help="optimization steps (500 analytic, 2000 straight-through)")  # fmt: skip
+    parser.add_argument("--estimator", choices=["analytic", "straight-through"],
+                        help="gradient estimator (default: analytic for the linear SEM with "
+                        "--dag order: edges integrated exactly given the order)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
     parser.add_argument("--intervention-column", metavar="COL",
                         help="column listing the nodes intervened on in each row "
@@ -61,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         sem=args.sem,
         dag=args.dag,
         steps=args.steps,
+        estimator=args.estimator,
         seed=args.seed,
         interventions=args.intervention_column,
         standardize=not args.no_standardize,

@@ -40,11 +40,20 @@ def test_round_trip(csv, tmp_path, capsys):
         assert {"probability", "weight"} <= set(attrs)
     meta = graph.graph
     assert meta["steps"] == 40 and meta["seed"] == 3 and meta["interventional_rows"] == 60
+    assert meta["estimator"] == "analytic"
     assert meta["pyrostruct"]["metadata"]["source"] == str(csv)
     assert png.read_bytes()[:4] == b"\x89PNG"
     result = load_result(out)
     assert result.edge_probs.shape == (4, 4) and len(result.elbo_trace) == 40
     assert _outputs(tmp_path) == ["graph.json", "graph.png"]  # no temporary files left
+
+
+def test_estimator_flag(csv, tmp_path):
+    out = tmp_path / "g.json"
+    argv = ["discover", str(csv), "--out", str(out), "--steps", "8", "--quiet",
+            "--intervention-column", "regime"]  # fmt: skip
+    assert cli.main([*argv, "--estimator", "straight-through"]) == 0
+    assert load_result(out).metadata["estimator"] == "straight-through"
 
 
 def test_progress_bar_shows_the_elbo(csv, tmp_path, capsys):
