@@ -138,7 +138,11 @@ class AutoSparseSubspace(AutoGuide):
     of length :math:`k`, and their flat indices as an integer buffer of length
     :math:`k` (``int16``/``int32`` when the site is small enough); nothing of
     size :math:`N` is kept between steps. :math:`k` follows :func:`active_count`,
-    the same density for every site.
+    the same density for every site. With Adam, an active coordinate costs
+    2 values x (value + 2 moments) x 4 B = 24 B plus its index :math:`b` B, a
+    dense ``AutoNormal`` weight 24 B: memory shrinks by at most
+    :math:`24 / (\\text{density}\\,(24 + b)) < 1/\\text{density}` (8.6x at density
+    0.1 with ``int32`` indices; 10x needs density :math:`\\le 2.4/(24+b)`).
 
     **Sites.** By default every latent site with real support outside plates is
     a weight site (weights and biases alike). ``sites=[...]`` picks them by
@@ -317,9 +321,7 @@ class AutoSparseSubspace(AutoGuide):
             self._event_dims[name] = event_dim
             init_scale = torch.full_like(init_loc, self._init_scale)
             deep_setattr(self.locs, name, PyroParam(init_loc, constraints.real, event_dim))
-            deep_setattr(
-                self.scales, name, PyroParam(init_scale, self.scale_constraint, event_dim)
-            )
+            deep_setattr(self.scales, name, PyroParam(init_scale, self.scale_constraint, event_dim))
 
     def _require_setup(self) -> None:
         if self.prototype_trace is None:
@@ -363,9 +365,7 @@ class AutoSparseSubspace(AutoGuide):
                 sink = self._grad_sink
                 if sink is not None and value.requires_grad:
                     value.register_hook(self._make_grad_hook(sink, name))
-                result[name] = pyro.sample(
-                    name, dist.Delta(value, event_dim=site["fn"].event_dim)
-                )
+                result[name] = pyro.sample(name, dist.Delta(value, event_dim=site["fn"].event_dim))
                 continue
             # Dense AutoNormal-style fallback for the other latent sites.
             transform = biject_to(site["fn"].support)

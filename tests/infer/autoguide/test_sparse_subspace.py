@@ -130,6 +130,35 @@ def test_compact_storage_matches_density(density):
     assert index_bytes == 2 * sum(expected.values())  # int16 indices for these sizes
 
 
+def _guide_and_adam_bytes(guide, optim):
+    total = sum(t.numel() * t.element_size() for t in guide.parameters())
+    total += sum(t.numel() * t.element_size() for t in guide.buffers())
+    for obj in optim.optim_objs.values():
+        for state in obj.state.values():
+            total += sum(v.numel() * v.element_size() for v in state.values() if v.dim() > 0)
+    return total
+
+
+def test_guide_and_adam_bytes_per_coordinate_bound_the_memory_ratio():
+    """24 B per active coordinate plus its index, against 24 B per dense weight (docstring)."""
+    model = BNN(d=200, h=200, c=4)  # 40000 first-layer weights: int32 indices
+    x, y = torch.randn(5, 200), torch.randint(0, 4, (5,))
+    sizes = {"net.0.weight": 40000, "net.0.bias": 200, "net.2.weight": 800, "net.2.bias": 4}
+    measured = {}
+    for density in (None, 0.1):
+        pyro.clear_param_store()
+        guide = AutoNormal(model) if density is None else AutoSparseSubspace(model, density=0.1)
+        optim = pyro.optim.Adam({"lr": 0.01})
+        SVI(model, guide, optim, Trace_ELBO()).step(x, y)
+        measured[density] = _guide_and_adam_bytes(guide, optim)
+    assert measured[None] == 24 * sum(sizes.values())
+    index_bytes = {"net.0.weight": 4, "net.0.bias": 2, "net.2.weight": 2, "net.2.bias": 2}
+    expected = sum(active_count(n, 0.1) * (24 + index_bytes[k]) for k, n in sizes.items())
+    assert measured[0.1] == expected
+    ratio = measured[None] / measured[0.1]
+    assert ratio < 10 and ratio == pytest.approx(24 / (0.1 * 28), rel=0.01)
+
+
 def test_forward_scatters_active_samples_and_zeros_elsewhere():
     pyro.clear_param_store()
     model = BNN()
@@ -532,15 +561,18 @@ def test_model_without_weight_sites():
             AutoSparseSubspace(model)()
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"update_until": -0.1}, "update_until must be in \\[0, 1\\]"),
-    ({"update_until": 1.5}, "update_until must be in \\[0, 1\\]"),
-    ({"update_until": 750}, "fraction of num_steps"),
-    ({"removal_fraction": 1.2}, "removal_fraction"),
-    ({"criterion": "fisher"}, "criterion"),
-    ({"update_every": 0}, "update_every"),
-    ({"num_steps": 0}, "num_steps"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"update_until": -0.1}, "update_until must be in \\[0, 1\\]"),
+        ({"update_until": 1.5}, "update_until must be in \\[0, 1\\]"),
+        ({"update_until": 750}, "fraction of num_steps"),
+        ({"removal_fraction": 1.2}, "removal_fraction"),
+        ({"criterion": "fisher"}, "criterion"),
+        ({"update_every": 0}, "update_every"),
+        ({"num_steps": 0}, "num_steps"),
+    ],
+)
 def test_bad_scheduler_arguments(kwargs, match):
     guide = AutoSparseSubspace(BNN())
     kwargs = {"num_steps": 100, **kwargs}
