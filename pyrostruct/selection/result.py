@@ -36,6 +36,13 @@ class SelectionResult:
         best restart), for candidates fitted to the end.
     savings : dict
         ``steps_full``, ``steps_run`` and ``fraction_saved`` by successive halving.
+    vectorized_restarts : dict
+        Candidate name -> whether its restarts ran as one vectorized SVI fit.
+    not_vectorized : dict
+        Candidate name -> why its restarts were not vectorized (when tried).
+    restart_elbos : dict
+        Candidate name -> list of each restart's last ELBO estimate (100
+        particles), the ranking that picks ``best_restart``.
     """
 
     def __init__(self, table: pd.DataFrame, fits: dict, savings: dict, evidence: tuple, names=None):
@@ -44,6 +51,9 @@ class SelectionResult:
         self.fits = fits
         self.savings = savings
         self.evidence = evidence
+        self.vectorized_restarts: dict = {}
+        self.not_vectorized: dict = {}
+        self.restart_elbos: dict = {}
 
     @classmethod
     def _from_fits(cls, cands, ctx, state, alive, dropped_at, log_prior, evidence, savings):

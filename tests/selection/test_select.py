@@ -63,8 +63,16 @@ def test_conjugate_evidence_within_error_of_exact(prior_scale_result, conjugate,
 def test_table_columns_and_types(prior_scale_result):
     r = prior_scale_result
     assert isinstance(r, SelectionResult)
-    for col in ["candidate", "elbo", "elbo_se", "iwae", "iwae_se", "ess", "log_posterior_prob",
-                "fit_seconds"]:
+    for col in [
+        "candidate",
+        "elbo",
+        "elbo_se",
+        "iwae",
+        "iwae_se",
+        "ess",
+        "log_posterior_prob",
+        "fit_seconds",
+    ]:
         assert col in r.table.columns
     assert (r.table.fit_seconds > 0).all()
     assert (r.table.steps == 300).all()
@@ -108,7 +116,9 @@ def test_prior_shifts_posterior_probs(conjugate, normal_data):
     make, _ = conjugate
     kw = dict(steps=100, num_restarts=1, halving=None, **FAST)
     flat = select({"a": make(1.0), "b": make(10.0)}, normal_data, **kw)
-    tilted = select({"a": make(1.0), "b": make(10.0)}, normal_data, prior={"a": 0.9, "b": 0.1}, **kw)
+    tilted = select(
+        {"a": make(1.0), "b": make(10.0)}, normal_data, prior={"a": 0.9, "b": 0.1}, **kw
+    )
     lp_flat = flat.table.set_index("candidate").log_posterior_prob
     lp_tilt = tilted.table.set_index("candidate").log_posterior_prob
     odds_change = (lp_tilt["a"] - lp_tilt["b"]) - (lp_flat["a"] - lp_flat["b"])
@@ -131,8 +141,9 @@ def test_same_seed_same_result(conjugate, normal_data):
 @pytest.mark.parametrize("k,d", [(1, 2), (3, 2), (5, 3)])
 def test_gmm_recovers_number_of_components(k, d):
     x, _ = make_gmm_data(200, k, d, separation=8.0, seed=k)
-    result = select_components(x, "gmm", k + 2, min_components=max(1, k - 2), steps=200,
-                               num_restarts=1, seed=k, **FAST)
+    result = select_components(
+        x, "gmm", k + 2, min_components=max(1, k - 2), steps=200, num_restarts=1, seed=k, **FAST
+    )
     assert result.best == k, result.table
     assert result.posterior_probs[k] > 0.9
 
@@ -140,8 +151,16 @@ def test_gmm_recovers_number_of_components(k, d):
 @pytest.mark.parametrize("rank", [1, 3])
 def test_ppca_recovers_rank(rank):
     x = make_ppca_data(150, 8, rank, seed=rank)
-    result = select_components(x, "ppca", rank + 2, min_components=max(1, rank - 1), steps=200,
-                               num_restarts=1, seed=rank, **FAST)
+    result = select_components(
+        x,
+        "ppca",
+        rank + 2,
+        min_components=max(1, rank - 1),
+        steps=200,
+        num_restarts=1,
+        seed=rank,
+        **FAST,
+    )
     assert result.best == rank, result.table
 
 
@@ -222,7 +241,10 @@ def test_discrete_sites_are_enumerated_and_the_mixture_wins():
 
     result = select(
         {"mixture": Candidate(enum_mixture, init=init), "normal": one_normal},
-        x, steps=300, num_restarts=1, **FAST,
+        x,
+        steps=300,
+        num_restarts=1,
+        **FAST,
     )
     assert result.best == "mixture"
     assert result.posterior("mixture").enumerated
@@ -240,8 +262,9 @@ def test_model_guide_pair(conjugate, normal_data):
         pyro.sample("mu", dist.Normal(loc, scale))
 
     pyro.param("user_param", torch.tensor(7.0))  # the user's param store is left alone
-    result = select({"pair": (model, guide)}, normal_data, steps=300, num_restarts=1,
-                    evidence=("elbo",), **FAST)
+    result = select(
+        {"pair": (model, guide)}, normal_data, steps=300, num_restarts=1, evidence=("elbo",), **FAST
+    )
     assert pyro.param("user_param").item() == 7.0
     assert "q_loc" not in pyro.get_param_store()
     row = result.table.iloc[0]
@@ -339,7 +362,167 @@ def test_low_ess_warning_names_the_candidate_with_a_poor_guide(conjugate, normal
     from pyrostruct.infer import LowESSWarning
 
     with pytest.warns(LowESSWarning, match="'wide'"):
-        result = select({"wide": (make(1.0), wide_guide), "auto": make(1.0)}, normal_data,
-                        steps=100, num_restarts=1, halving=None, **FAST)
+        result = select(
+            {"wide": (make(1.0), wide_guide), "auto": make(1.0)},
+            normal_data,
+            steps=100,
+            num_restarts=1,
+            halving=None,
+            **FAST,
+        )
     t = result.table.set_index("candidate")
     assert t.loc["wide"].ess < 0.05 * 50 < t.loc["auto"].ess
+
+
+# --- vectorized restarts -------------------------------------------------------------------
+
+
+def test_vectorized_and_sequential_restarts_pick_the_same_k_gmm():
+    x, _ = make_gmm_data(200, 3, 2, separation=8.0, seed=3)
+    kw = dict(min_components=2, steps=150, num_restarts=2, halving=None, seed=1, **FAST)
+    vec = select_components(x, "gmm", 4, vectorize_restarts=True, **kw)
+    seq = select_components(x, "gmm", 4, vectorize_restarts=False, **kw)
+    assert all(vec.vectorized_restarts.values()) and not any(seq.vectorized_restarts.values())
+    assert vec.best == seq.best == 3
+    a, b = vec.table.set_index("candidate"), seq.table.set_index("candidate")
+    # same model, same inits, different random draws: evidence agrees within error
+    assert (
+        abs(a.loc[3].iwae - b.loc[3].iwae) < 4 * math.hypot(a.loc[3].iwae_se, b.loc[3].iwae_se) + 1
+    )
+    assert (a.steps == b.steps).all() and (a.steps == 2 * 150).all()
+    # the fitted posterior is a plain (non-vectorized) one
+    assert vec.posterior(3).median()["locs"].shape == (3, 2)
+    assert vec.posterior(3).sample_posterior(5)["locs"].shape == (5, 3, 2)
+
+
+def test_vectorized_and_sequential_restarts_pick_the_same_ppca_rank():
+    x = make_ppca_data(150, 8, 2, seed=2)
+    kw = dict(min_components=1, steps=200, num_restarts=2, seed=2, **FAST)
+    vec = select_components(x, "ppca", 3, **kw)  # auto: vectorized
+    seq = select_components(x, "ppca", 3, vectorize_restarts=False, **kw)
+    assert all(vec.vectorized_restarts.values())
+    assert vec.best == seq.best == 2, (vec.table, seq.table)
+    assert vec.posterior(2).median()["W"].shape == (8, 2)
+
+
+def test_vectorized_restarts_start_from_different_inits():
+    import importlib
+
+    sel = importlib.import_module("pyrostruct.selection.select")
+    x = torch.randn(30, generator=torch.Generator().manual_seed(0))
+    with pyro.get_param_store().scope():
+        pyro.set_rng_seed(0)
+        model, guide, _, mpn = sel._build_vectorized(Candidate(one_normal), (x,), {}, None, 3)
+        guide(x)
+        locs = guide.locs.loc.detach().reshape(3)
+        assert locs[0] == 0.0  # restart 0 starts at the feasible point, as sequentially
+        assert len(set(locs.tolist())) == 3
+        lw = sel._restart_log_weights(model, guide, (x,), {}, mpn, 3, 50)
+        assert lw.shape == (50, 3)
+    # a GMM family: one k-means++ init per restart, different per-restart ELBOs
+    data, _ = make_gmm_data(150, 3, 2, separation=3.0, seed=4)
+    r = select_components(
+        data, "gmm", 3, min_components=3, steps=20, num_restarts=3, halving=None, seed=0, **FAST
+    )
+    elbos = r.restart_elbos[3]
+    assert r.vectorized_restarts[3] and len(set(elbos)) == 3
+    assert r.table.best_restart.iloc[0] == int(np.argmax(elbos))
+
+
+def _bad_first_init():
+    """An init whose first restart puts both locations far from the data."""
+    calls = []
+
+    def init(args, kwargs, rng):
+        calls.append(None)
+        if len(calls) % 2 == 1:
+            return {"locs": torch.tensor([40.0, 41.0])}
+        return {"locs": torch.tensor([-2.0, 2.0])}
+
+    return init
+
+
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_best_restart_is_the_one_with_the_highest_elbo(vectorize):
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(60, generator=g) - 3, torch.randn(60, generator=g) + 3])
+    cand = Candidate(enum_mixture, init=_bad_first_init())
+    r = select(
+        {"mix": cand},
+        x,
+        steps=80,
+        num_restarts=2,
+        halving=None,
+        vectorize_restarts=vectorize,
+        **FAST,
+    )
+    assert r.vectorized_restarts["mix"] == vectorize
+    bad, good = r.restart_elbos["mix"]
+    assert good > bad + 100
+    row = r.table.iloc[0]
+    assert row.best_restart == 1
+    # the sliced fit is restart 1's: its evidence and locations, not restart 0's
+    assert abs(row.elbo - good) < 4 * math.hypot(row.elbo_se, 1.0) + 2
+    locs = r.posterior("mix").median()["locs"].sort().values
+    assert torch.allclose(locs, torch.tensor([-3.0, 3.0]), atol=0.7), locs  # not ~40
+
+
+def test_vectorized_restarts_same_seed_same_result():
+    x, _ = make_gmm_data(120, 2, 2, separation=8.0, seed=0)
+    kw = dict(steps=60, num_restarts=3, **FAST)
+    a = select_components(x, "gmm", 3, seed=5, **kw)
+    b = select_components(x, "gmm", 3, seed=5, **kw)
+    c = select_components(x, "gmm", 3, seed=6, **kw)
+    assert all(a.vectorized_restarts.values())
+    assert np.array_equal(a.table.elbo.to_numpy(), b.table.elbo.to_numpy())
+    assert np.array_equal(a.table.iwae.to_numpy(), b.table.iwae.to_numpy(), equal_nan=True)
+    assert a.restart_elbos == b.restart_elbos
+    assert not np.array_equal(a.table.elbo.to_numpy(), c.table.elbo.to_numpy())
+
+
+def test_user_guide_falls_back_to_sequential_restarts(conjugate, normal_data):
+    make, exact_fn = conjugate
+
+    def guide(y):
+        loc = pyro.param("q_loc", torch.tensor(0.0))
+        scale = pyro.param("q_scale", torch.tensor(1.0), constraint=dist.constraints.positive)
+        pyro.sample("mu", dist.Normal(loc, scale))
+
+    cands = {"pair": (make(1.0), guide), "auto": make(1.0)}
+    r = select(cands, normal_data, steps=300, num_restarts=2, halving=None, **FAST)
+    assert r.vectorized_restarts == {"pair": False, "auto": True}
+    assert "guide" in r.not_vectorized["pair"]
+    t = r.table.set_index("candidate")
+    exact = exact_fn(normal_data, 1.0)
+    assert abs(t.loc["pair"].elbo - exact) < 0.3 and abs(t.loc["auto"].elbo - exact) < 0.1
+    assert t.loc["pair"].steps == t.loc["auto"].steps == 600
+    with pytest.raises(InputError, match="cannot be vectorized.*own guide"):
+        select(cands, normal_data, steps=5, num_restarts=2, vectorize_restarts=True)
+    with pytest.raises(InputError, match="vectorize_restarts"):
+        select(cands, normal_data, steps=5, vectorize_restarts="yes")
+
+
+def test_models_that_do_not_broadcast_fall_back(normal_data):
+    def plain_indexing(y):  # mu[0] drops the restart dim: silently wrong when vectorized
+        mu = pyro.sample("mu", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+        with pyro.plate("data", len(y)):
+            pyro.sample("y", dist.Normal(mu[0], 1.0), obs=y)
+
+    def with_param(y):  # a pyro.param would be shared by the restarts
+        scale = pyro.param("prior_scale", torch.tensor(1.0), constraint=dist.constraints.positive)
+        mu = pyro.sample("mu", dist.Normal(0.0, scale))
+        with pyro.plate("data", len(y)):
+            pyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+    r = select(
+        {"idx": plain_indexing, "param": with_param},
+        normal_data,
+        steps=30,
+        num_restarts=2,
+        halving=None,
+        evidence=("elbo",),
+        **FAST,
+    )
+    assert r.vectorized_restarts == {"idx": False, "param": False}
+    assert "broadcast" in r.not_vectorized["idx"]
+    assert "pyro.param" in r.not_vectorized["param"]
