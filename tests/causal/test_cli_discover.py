@@ -113,7 +113,9 @@ def test_bad_arguments(csv, tmp_path, capsys, extra, message):
 
 
 def test_missing_file(tmp_path, capsys):
-    assert cli.main(["discover", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "g.json")]) == 2
+    assert (
+        cli.main(["discover", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "g.json")]) == 2
+    )
     assert "no such file" in capsys.readouterr().err
 
 

@@ -77,9 +77,7 @@ def test_bayesian_weights_term_is_expected_log_lik_minus_kl(interventions):
         sem.log_scale.uniform_(-0.3, 0.3)
     analytic = sem.log_prob_from_statistics(sem.sufficient_statistics(x, mask), a)
     point = LinearGaussianSEM(5, weight_prior_scale=None).double()
-    point.load_state_dict(
-        {k: v for k, v in sem.state_dict().items() if k != "log_weight_sd"}
-    )
+    point.load_state_dict({k: v for k, v in sem.state_dict().items() if k != "log_weight_sd"})
     draws = []
     for _ in range(1500):
         with torch.no_grad():
@@ -91,7 +89,9 @@ def test_bayesian_weights_term_is_expected_log_lik_minus_kl(interventions):
     p = torch.distributions.Normal(0.0, 0.7)
     kl = (torch.distributions.kl_divergence(q, p) * a).sum()
     expected = mc.mean() - kl
-    assert analytic.item() == pytest.approx(expected.item(), abs=4 * mc.std().item() / len(draws) ** 0.5 + 1e-6)
+    assert analytic.item() == pytest.approx(
+        expected.item(), abs=4 * mc.std().item() / len(draws) ** 0.5 + 1e-6
+    )
     assert sem.weight_kl(torch.zeros_like(a)).item() == 0.0
 
 
