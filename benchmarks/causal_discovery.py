@@ -89,6 +89,10 @@ def _extra_args():
     parser.add_argument("--only-nonlinear", action="store_true",
                         help="only the MLP comparison")  # fmt: skip
     parser.add_argument("--graphs", default="ER,SF")
+    parser.add_argument("--data", default="raw,standardized",
+                        help="which versions of the data to run")  # fmt: skip
+    parser.add_argument("--report-name", default=None,
+                        help="results file name (default: causal_discovery)")  # fmt: skip
     extra, rest = parser.parse_known_args()
     return extra, rest
 
@@ -108,6 +112,7 @@ def main() -> int:
     num_seeds = extra.num_seeds or (1 if quick else 3)
     seeds = [args.seed + k for k in range(num_seeds)]
     name = "causal_discovery_nonlinear" if extra.only_nonlinear else "causal_discovery"
+    name = extra.report_name or name
     report = Report(name, quick=quick, command=args.command)
     if extra.only_nonlinear:
         extra.nonlinear, extra.graphs = True, ""
@@ -118,7 +123,9 @@ def main() -> int:
                 ds = datasets.make_dataset(d=d, n=1000, graph=graph, edges_per_node=2, seed=seed)
                 x_raw = ds.data.to_numpy()
                 x_std = (x_raw - x_raw.mean(0)) / x_raw.std(0)
-                for data, x in (("raw", x_raw), ("standardized", x_std)):
+                versions = {"raw": x_raw, "standardized": x_std}
+                for data in extra.data.split(","):
+                    x = versions[data]
                     torch.manual_seed(seed)
                     (adj, probs), t = timed(
                         lambda x=x, raw=data == "raw", s=seed: run_pyrostruct(x, raw, s)
@@ -168,14 +175,14 @@ def main() -> int:
         peer = sub[sub.method == "DAGMA"]
         if not (len(ours) and len(peer)):
             continue
+        kinds = [k for k in ("raw", "standardized") if (ours.data == k).any()]
         mean_shd = {
             (who, kind): rows_[rows_.data == kind].SHD.mean()
             for who, rows_ in (("ours", ours), ("peer", peer))
-            for kind in ("raw", "standardized")
+            for kind in kinds
         }
         shd = "; ".join(
-            f"{kind} {mean_shd['ours', kind]:.1f} vs {mean_shd['peer', kind]:.1f}"
-            for kind in ("raw", "standardized")
+            f"{kind} {mean_shd['ours', kind]:.1f} vs {mean_shd['peer', kind]:.1f}" for kind in kinds
         )
         headline.append(
             f"d={d}: DAGMA/pyrostruct time {peer.seconds.mean() / ours.seconds.mean():.1f}x, "
