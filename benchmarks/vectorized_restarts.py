@@ -6,7 +6,8 @@ the same run with ``select(..., vectorize_restarts=False)`` (one SVI run per
 restart, the sequential path) and ``vectorize_restarts=True`` (the restarts of
 a candidate batched along an extra outermost plate, one SVI run per
 candidate). Serial executor, one torch thread, no successive halving (so that
-every restart runs every step), then once more with halving.
+every restart runs every step), then once more with halving; a short untimed
+warm-up sweep first.
 
 The headline is the cost of R restarts relative to one restart, in each mode.
 ``--quick`` uses 150 steps and n = 400.
@@ -43,6 +44,8 @@ def main() -> int:
     report = Report("vectorized_restarts", quick=args.quick, command=args.command)
     steps, n = (150, 400) if args.quick else (400, 1000)
     x, _ = make_gmm_data(n, 4, 5, separation=6.0, seed=args.seed)
+    for vectorize in [False, True]:  # warm-up: first calls (imports, allocator) not timed
+        sweep(x, 10, 2, vectorize, None, args.seed)
     base = {}
     for halving in [None, (0.25, 0.5)]:
         for restarts in [1, 2, 4]:
