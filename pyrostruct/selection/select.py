@@ -103,7 +103,11 @@ class Candidate:
     guide : callable, optional
         A guide, or ``None`` for an automatic one: :class:`~pyro.infer.autoguide.AutoNormal`
         over the continuous latent sites, with discrete latent sites summed out
-        by parallel enumeration (:class:`~pyro.infer.TraceEnum_ELBO`). A guide
+        by parallel enumeration (:class:`~pyro.infer.TraceEnum_ELBO`). Discrete
+        sites are never relaxed automatically: the ELBO of a Gumbel-softmax
+        relaxation (:func:`pyrostruct.relax`) bounds the evidence of a different,
+        continuous model, so it would not rank the candidates' evidence; a discrete
+        site without finite support (Poisson, ...) needs a user guide. A guide
         that is a :class:`~pyro.nn.PyroModule` must be built afresh for each
         restart: pass a zero-argument factory as ``guide_factory`` instead.
     guide_factory : callable, optional
