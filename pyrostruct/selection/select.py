@@ -253,7 +253,6 @@ def _build(cand: Candidate, args, kwargs, init_values, restart: int):
 
 
 @dataclasses.dataclass
-@dataclasses.dataclass
 class _Context:
     candidates: list  # of (name, Candidate)
     args: tuple
