@@ -30,7 +30,7 @@ Two estimators of the same ELBO:
   and the order's scores get the leave-one-out score-function gradient. The
   weights and edges start from least squares of every node on its
   predecessors in the initial order (edge logits = prior log-odds + Bayes
-  factor), the noise scales are profiled per sampled order. 300 steps, Adam
+  factor), the noise scales are profiled per sampled order. 500 steps, Adam
   with learning rate 0.1, 8 orders per step; a step costs ``O(d^3)`` whatever
   ``n``.
 - ``estimator="straight-through"`` (any SEM, either DAG family): order and
@@ -480,7 +480,7 @@ def discover(
     dag : ``"order"`` or ``"smooth"``
         DAG family: :class:`OrderedDAG` or :class:`SmoothOrientationDAG` (COSMO).
     steps : int, optional
-        Optimization steps (default 300 with ``estimator="analytic"``, 2000
+        Optimization steps (default 500 with ``estimator="analytic"``, 2000
         otherwise).
     estimator : ``"analytic"`` or ``"straight-through"``, optional
         ``"analytic"`` (default for the linear SEM with ``dag="order"`` and no
@@ -668,7 +668,7 @@ def _check_settings(**kw) -> dict:
         )
     steps = kw["steps"]
     if steps is None:
-        steps = 300 if estimator == "analytic" else 2000
+        steps = 500 if estimator == "analytic" else 2000
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise InputError(f"steps must be a positive integer, got {steps!r}")
     pairs = d * (d - 1) / 2

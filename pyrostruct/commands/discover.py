@@ -32,7 +32,7 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--dag", choices=["order", "smooth"], default="order",
                         help="DAG family: order-then-edges or smooth orientations")  # fmt: skip
     parser.add_argument("--steps", type=positive_int, metavar="N",
-                        help="steps (300 analytic, 2000 straight-through)")  # fmt: skip
+                        help="steps (500 analytic, 2000 straight-through)")  # fmt: skip
     parser.add_argument("--estimator", choices=["analytic", "straight-through"],
                         help="gradient estimator (default: analytic for the linear SEM with "
                         "--dag order: edges integrated exactly given the order)")  # fmt: skip
