@@ -146,31 +146,45 @@ class CollapsedOrderVI(nn.Module):
         return EdgeProbs(per.mean(0), per.std(0) / math.sqrt(num_samples))
 
 
-def _regressions_in_order(cov: torch.Tensor, order, n: int, equal_noise: bool):
-    """Least squares of every node on all its predecessors in ``order``, without a node loop.
+def _position_regressions(cov: torch.Tensor, orders: torch.Tensor):
+    """Least squares of every node on all its predecessors, for a batch of orders ``(S, d)``.
 
     Through the Cholesky factor of the permuted covariance ``Sigma_pi = L D L^T``:
-    the coefficients are ``I - L^{-1}`` (transposed), the residual variances ``D``,
-    and the diagonal of the inverse of every leading block is a cumulative sum
-    over the rows of ``L^{-1}``. Returns ``(coef, se2, noise_var)`` in node
-    indices: ``coef[i, j]`` is the coefficient of ``i`` for ``j`` (zero unless
-    ``i`` precedes ``j``) and ``se2`` its squared standard error.
+    the coefficients are ``I - L^{-1}`` (transposed), the residual variances
+    ``D``, and the diagonal of the inverse of every leading block is a
+    cumulative sum over the rows of ``L^{-1}``; no loop over nodes. Returns, in
+    positions, the permuted covariances ``(S, d, d)``, ``coef[s, a, b]`` (the
+    coefficient of position ``a`` for position ``b > a``), ``inv_prev[s, a, b]``
+    (``[Sigma_{<b}^{-1}]_{aa}``; the squared standard error is ``inv_prev D_b /
+    n``) and the residual variances ``D`` ``(S, d)``.
+    """
+    s, d = orders.shape
+    eye = torch.eye(d, dtype=cov.dtype)
+    c = cov[orders[:, :, None], orders[:, None, :]]
+    chol = torch.linalg.cholesky(c)
+    diag = torch.diagonal(chol, dim1=-2, dim2=-1)
+    l_inv = torch.linalg.solve_triangular(chol / diag[:, None, :], eye, upper=False)
+    resid = diag**2
+    forward = torch.triu(torch.ones(d, d, dtype=cov.dtype), diagonal=1)
+    coef = (eye - l_inv).transpose(-1, -2) * forward
+    inv_diag = torch.cumsum(l_inv**2 / resid[:, :, None], dim=1)  # [s, k, a]: block 0..k
+    inv_prev = torch.cat([torch.zeros(s, 1, d, dtype=cov.dtype), inv_diag[:, :-1]], 1)
+    return c, coef, inv_prev.transpose(-1, -2) * forward, resid
+
+
+def _regressions_in_order(cov: torch.Tensor, order, n: int, equal_noise: bool):
+    """:func:`_position_regressions` of one order, in node indices: ``(coef, se2, noise_var)``.
+
+    ``coef[i, j]`` is the coefficient of ``i`` for ``j`` (zero unless ``i``
+    precedes ``j``) and ``se2`` its squared standard error.
     """
     d = cov.shape[0]
-    eye = torch.eye(d, dtype=cov.dtype)
     perm = torch.as_tensor(list(order), dtype=torch.long)
-    chol = torch.linalg.cholesky(cov[perm][:, perm])
-    diag = torch.diagonal(chol)
-    l_inv = torch.linalg.solve_triangular(chol / diag, eye, upper=False)
-    resid_var = diag**2
-    coef = (eye - l_inv).T  # [a, b] for positions a < b
-    inv_diag = torch.cumsum(l_inv**2 / resid_var[:, None], dim=0)  # [k, a]: block 0..k
-    inv_diag_prev = torch.cat([torch.zeros(1, d, dtype=cov.dtype), inv_diag[:-1]]).T
-    forward = torch.triu(torch.ones(d, d, dtype=cov.dtype), diagonal=1)
+    _, coef, inv_diag_prev, resid_var = _position_regressions(cov, perm[None])
     back = torch.argsort(perm)
-    coef = (coef * forward)[back][:, back]
-    inv_diag_prev = (inv_diag_prev * forward)[back][:, back]
-    noise_var = resid_var[back]
+    coef = coef[0][back][:, back]
+    inv_diag_prev = inv_diag_prev[0][back][:, back]
+    noise_var = resid_var[0][back]
     if equal_noise:
         noise_var = noise_var.mean().expand(d)
     se2 = inv_diag_prev * noise_var[None, :] / n
@@ -269,16 +283,8 @@ def _order_terms(cov, n, orders, prior_logit, tau2, equal_noise=False):
     """Per position of each order ``(S, d)``: expected RSS/n and KL penalty of the node there."""
     s, d = orders.shape
     eye = torch.eye(d, dtype=cov.dtype)
-    c = cov[orders[:, :, None], orders[:, None, :]]  # (S, d, d) in positions
-    chol = torch.linalg.cholesky(c)
-    diag = torch.diagonal(chol, dim1=-2, dim2=-1)
-    l_inv = torch.linalg.solve_triangular(chol / diag[:, None, :], eye, upper=False)
-    resid = diag**2
-    coef = (eye - l_inv).transpose(-1, -2)  # (S, a, b): a before b
-    inv_diag = torch.cumsum(l_inv**2 / resid[:, :, None], dim=1)
-    inv_prev = torch.cat([torch.zeros(s, 1, d, dtype=cov.dtype), inv_diag[:, :-1]], 1)
     forward = torch.triu(torch.ones(d, d, dtype=cov.dtype), diagonal=1)
-    inv_prev = inv_prev.transpose(-1, -2) * forward
+    c, coef, inv_prev, resid = _position_regressions(cov, orders)
     noise = resid.mean(-1, keepdim=True).expand(s, d) if equal_noise else resid
     se2 = (inv_prev * noise[:, None, :] / n).clamp_min(1e-12)
     logit = _edge_logit(coef, se2, prior_logit, tau2)
