@@ -33,7 +33,7 @@ import bnn  # noqa: E402
 from pyrostruct.infer.autoguide.sparse_subspace import _index_dtype  # noqa: E402
 
 DENSITIES = (0.1, 0.05)
-NUM_SAMPLES = 1000  # posterior predictive draws; fewer inflate the ECE (noisy max-probs)
+NUM_SAMPLES = 1000  # posterior predictive draws; with fewer the ECE is noisy
 PRIOR_SCALE = "1.0"
 
 

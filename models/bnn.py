@@ -46,7 +46,7 @@ class BayesianMLP(PyroModule):
     priors (``"fan_in"``, 0.1) let the KL term win: mean-field guides collapse
     towards the prior (dense ``AutoNormal`` underfits, sparse guides predict
     chance); 1.0 gives dense ``AutoNormal`` its best validation accuracy and
-    calibration, 0.3-0.5 its best validation NLL (``benchmarks/results/ssvi.md``).
+    calibration, 0.5 its best validation NLL (``benchmarks/results/ssvi.md``).
 
     ``task="classification"``: ``y ~ Categorical(logits=net(x))``.
     ``task="regression"``: ``y ~ Normal(net(x), sigma)`` with ``sigma ~ LogNormal(-1, 1)``

@@ -65,7 +65,7 @@ SMOKE = os.environ.get("PYROSTRUCT_SMOKE") == "1"
 HIDDEN = 32 if SMOKE else 128
 NUM_STEPS = 80 if SMOKE else 2000
 UPDATE_EVERY = 10 if SMOKE else 100
-NUM_SAMPLES = 10 if SMOKE else 1000  # predictive draws: too few inflate the ECE
+NUM_SAMPLES = 10 if SMOKE else 1000  # predictive draws: too few make the ECE noisy
 torch.set_num_threads(1)
 
 # %% [markdown]
@@ -175,9 +175,9 @@ runs = {"AutoNormal": train(None)}
 # The predictive distribution averages the softmax over posterior draws of the
 # weights. The expected calibration error (ECE) bins test points by their
 # confidence (max probability) and averages |accuracy − confidence| over bins.
-# With few draws the Monte Carlo noise of the averaged probabilities biases
-# their maximum upwards and inflates the ECE (by about 0.01 at 100 draws in
-# `benchmarks/ssvi.py`), so we use 1000.
+# With few draws the Monte Carlo noise of the averaged probabilities makes the
+# ECE noisy (one sparse run of `benchmarks/ssvi_prior_sweep.py`: 0.032 at 100
+# draws, 0.015-0.021 at 400-2000), so we use 1000.
 
 
 # %%
