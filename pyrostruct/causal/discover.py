@@ -106,8 +106,6 @@ _INIT_EDGE = 0.5
 #: order is a consistent estimate under its model, so it starts more confident than a
 #: heuristic or user order, which must stay easy to leave.
 _ANALYTIC_SPACING = {"equal-variance": 5.0, "other": 2.0}
-#: Learning-rate factor of the node scores (analytic estimator).
-_ANALYTIC_SCORE_LR = 1.0
 
 
 # ---------------------------------------------------------------------------
@@ -570,7 +568,7 @@ def discover(
     mean, sd = x.mean(0), x.std(0)
     xs = (x - mean) / sd if standardize else x
     if init_order is None:
-        linear = sem in ("linear", "linear-equal") or isinstance(sem, LinearGaussianSEM)
+        linear = _is_linear(sem)
         init_order = (
             "equal-variance" if noise == "equal" else "greedy-sparsest" if linear else "random"
         )
@@ -640,6 +638,10 @@ def _num_threads(n: int):
         torch.set_num_threads(before)
 
 
+def _is_linear(sem) -> bool:
+    return sem in ("linear", "linear-equal") or isinstance(sem, LinearGaussianSEM)
+
+
 def _check_settings(**kw) -> dict:
     d, n = kw["d"], kw["n"]
     sem = kw["sem"]
@@ -649,7 +651,7 @@ def _check_settings(**kw) -> dict:
         raise InputError(f"unknown dag {kw['dag']!r}; use 'order' or 'smooth'")
     if kw["noise"] not in ("equal", "nonequal"):
         raise InputError(f"noise must be 'equal' or 'nonequal', got {kw['noise']!r}")
-    is_linear = sem in ("linear", "linear-equal") or isinstance(sem, LinearGaussianSEM)
+    is_linear = _is_linear(sem)
     estimator = kw["estimator"]
     if estimator is None:
         analytic_ok = is_linear and kw["dag"] == "order" and kw["batch_size"] is None
@@ -767,10 +769,7 @@ class _Run:
             )
             others = [self.guide.edge_logits, *self.sem.parameters()]
             self.optim = torch.optim.Adam(
-                [
-                    {"params": [self.guide.scores], "lr": lr * _ANALYTIC_SCORE_LR},
-                    {"params": others, "lr": lr},
-                ]
+                [{"params": [self.guide.scores], "lr": lr}, {"params": others, "lr": lr}]
             )
             return
         init_orders = None if order is None else {"G": order}
@@ -799,7 +798,13 @@ class _Run:
 
     def _initial_order(self) -> list[int] | None:
         if not isinstance(self._init_order, str):
-            return [int(i) for i in self._init_order]
+            order = [int(i) for i in self._init_order]
+            if sorted(order) != list(range(self.d)):
+                raise InputError(
+                    f"init_order must be a permutation of the node indices 0..{self.d - 1}, "
+                    f"got {order}"
+                )
+            return order
         if self._init_order == "equal-variance":
             return equal_variance_order(self.x.numpy())
         if self._init_order == "sparse-sinks":

@@ -257,6 +257,9 @@ def test_resume_from_checkpoint_gives_the_uninterrupted_result(tmp_path):
         (dict(noise="big"), "noise"),
         (dict(threshold=0.0), "threshold"),
         (dict(init_order="sorted"), "init_order"),
+        (dict(init_order=[0, 1, 1, 2]), "permutation of the node indices"),
+        (dict(init_order=[0, 1, 2]), "permutation of the node indices"),
+        (dict(init_order=[0, 0, 1, 2], estimator="straight-through", steps=2), "permutation"),
     ],
 )
 def test_bad_settings(kwargs, match):
