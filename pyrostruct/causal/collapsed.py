@@ -49,11 +49,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from pyrostruct.causal.sem import LinearGaussianSEM
-from pyrostruct.distributions import OrderedDAG
 from pyrostruct.distributions.permutation import PlackettLuce
 from pyrostruct.infer.autoguide.dag import EdgeProbs
 
-__all__ = ["CollapsedOrderVI", "order_regression_init", "sparse_sinks_order"]
+__all__ = [
+    "CollapsedOrderVI",
+    "improve_order",
+    "order_regression_init",
+    "order_scores",
+    "sparse_sinks_order",
+]
 
 
 def _forward_mask(order: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -65,10 +70,8 @@ def _forward_mask(order: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 def _bernoulli_kl(logits: torch.Tensor, prior_logit: float) -> torch.Tensor:
     """``KL(Bernoulli(sigmoid(l)) || Bernoulli(sigmoid(l0)))`` elementwise."""
     q = torch.sigmoid(logits)
-    log_p, log_1mp = (
-        F.logsigmoid(torch.tensor(prior_logit)),
-        F.logsigmoid(torch.tensor(-prior_logit)),
-    )
+    log_p = -math.log1p(math.exp(-prior_logit))  # log sigmoid(l0)
+    log_1mp = -math.log1p(math.exp(prior_logit))  # log sigmoid(-l0)
     return q * (F.logsigmoid(logits) - log_p) + (1 - q) * (F.logsigmoid(-logits) - log_1mp)
 
 
@@ -139,9 +142,6 @@ class CollapsedOrderVI(nn.Module):
         baseline = (fd.sum() - fd) / max(num_particles - 1, 1)
         surrogate = f.mean() + ((fd - baseline) * log_q).mean()
         return -surrogate, float(fd.mean())
-
-    def distribution(self) -> OrderedDAG:
-        return OrderedDAG(self.scores.detach(), self.edge_logits.detach())
 
     @torch.no_grad()
     def edge_probs(self, num_samples: int = 1000) -> EdgeProbs:
@@ -270,13 +270,8 @@ def sparse_sinks_order(x: np.ndarray, z_threshold: float = 3.0) -> list[int]:
 
 def _kl_terms(coef, se2, logit, forward, prior_logit, tau2):
     """Per-coefficient ``alpha KL(weight) + KL(edge)`` at the least-squares start."""
-    q = torch.sigmoid(logit)
     kl_w = 0.5 * (se2 / tau2 + coef**2 / tau2 - 1.0 - torch.log(se2 / tau2))
-    p0 = 1.0 / (1.0 + math.exp(-prior_logit))
-    kl_b = q * (F.logsigmoid(logit) - math.log(p0)) + (1 - q) * (
-        F.logsigmoid(-logit) - math.log1p(-p0)
-    )
-    return forward * (q * kl_w + kl_b)
+    return forward * (torch.sigmoid(logit) * kl_w + _bernoulli_kl(logit, prior_logit))
 
 
 def _edge_logit(coef, se2, prior_logit, tau2):
