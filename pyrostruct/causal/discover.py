@@ -43,10 +43,11 @@ Two estimators of the same ELBO:
 Both: standardized columns by default, ``expected_edges = d``, the order held
 at its initial value for the first 20% of the steps while the mechanisms and
 edges adapt to it. The initial order is the equal-variance top-down order
-(Chen, Drton, Wang 2019) for ``noise="equal"``; for the linear SEM with unequal
-noise, a greedy search over orders for the sparsest least-squares DAG by its
-approximate evidence (the sparsest-permutation principle, Raskutti & Uhler
-2018) from a bottom-up sparse-sinks start; random otherwise.
+(Chen, Drton, Wang 2019) for ``noise="equal"``; otherwise a greedy search over
+orders for the sparsest least-squares DAG by its approximate evidence (the
+sparsest-permutation principle, Raskutti & Uhler 2018) from a bottom-up
+sparse-sinks start (linear, but on NOTEARS-MLP data at d = 10 it lowered the MLP
+SEM's SHD from 3 to 2 on both seeds tried).
 """
 
 from __future__ import annotations
@@ -521,12 +522,13 @@ def discover(
     init_order : str or node indices
         Initial order: ``"equal-variance"`` (default for ``noise="equal"``: the
         top-down order of Chen, Drton & Wang 2019), ``"greedy-sparsest"``
-        (default for the linear SEM with non-equal noise: the
+        (default otherwise: the
         :func:`~pyrostruct.causal.collapsed.sparse_sinks_order` heuristic
         improved by :func:`~pyrostruct.causal.collapsed.improve_order`, a greedy
         search for the order whose least-squares DAG is sparsest by its
-        approximate evidence), ``"sparse-sinks"`` (the heuristic alone),
-        ``"random"`` (default for other SEMs), or a sequence of node indices.
+        approximate evidence; linear, but a useful start for the MLP SEM too),
+        ``"sparse-sinks"`` (the heuristic alone), ``"random"``, or a sequence of
+        node indices.
     threshold : float
         Edge probability needed in the consensus :attr:`CausalResult.graph`.
     checkpoint : path, optional
@@ -568,10 +570,7 @@ def discover(
     mean, sd = x.mean(0), x.std(0)
     xs = (x - mean) / sd if standardize else x
     if init_order is None:
-        linear = _is_linear(sem)
-        init_order = (
-            "equal-variance" if noise == "equal" else "greedy-sparsest" if linear else "random"
-        )
+        init_order = "equal-variance" if noise == "equal" else "greedy-sparsest"
     config = {
         "sem": sem if isinstance(sem, str) else type(sem).__name__,
         "dag": dag,
