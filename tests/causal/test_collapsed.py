@@ -213,7 +213,9 @@ def test_analytic_estimator_bad_settings(kwargs, match):
 def test_default_estimator_per_sem():
     ds = datasets.make_dataset(d=4, n=100, seed=0)
     assert discover(ds.data, steps=5).metadata["estimator"] == "analytic"
-    assert discover(ds.data, steps=5, sem="mlp").metadata["estimator"] == "straight-through"
+    mlp = discover(ds.data, steps=5, sem="mlp").metadata
+    assert mlp["estimator"] == "straight-through" and mlp["init_order"] == "greedy-sparsest"
+    assert discover(ds.data, steps=5, noise="equal").metadata["init_order"] == "equal-variance"
     assert discover(ds.data, steps=5, dag="smooth").metadata["estimator"] == "straight-through"
 
 
