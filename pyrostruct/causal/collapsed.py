@@ -225,13 +225,13 @@ def order_regression_init(x: torch.Tensor, order, sem: LinearGaussianSEM, prior_
     logits = off * (prior_logit + log_bf).clamp(-10.0, 10.0)
     with torch.no_grad():
         unit = sem.weight_unit.double()
-        sem.weight.copy_(((coef + coef_rev) * off / unit).float())
-        sem.bias.copy_((mean - coef.T @ mean).float())
+        sem.weight.copy_((coef + coef_rev) * off / unit)
+        sem.bias.copy_(mean - coef.T @ mean)
         log_noise = 0.5 * torch.log(noise_var)
         sem.log_scale.copy_(log_noise if sem.noise == "nonequal" else log_noise[:1])
         if sem.weight_prior_scale is not None:
-            sem.log_weight_sd.copy_((0.5 * torch.log(se2) - torch.log(unit)).float())
-    return logits.float()
+            sem.log_weight_sd.copy_(0.5 * torch.log(se2) - torch.log(unit))
+    return logits.to(x.dtype)
 
 
 def sparse_sinks_order(x: np.ndarray, z_threshold: float = 3.0) -> list[int]:

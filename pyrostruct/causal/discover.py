@@ -719,7 +719,7 @@ class _Run:
         n, d = xs.shape
         self.names, self.n, self.d = names, n, d
         self.sd = sd
-        self.x = torch.tensor(np.array(xs), dtype=torch.float32)
+        self.x = torch.tensor(np.array(xs), dtype=torch.get_default_dtype())
         self.mask = None if mask is None else torch.as_tensor(mask)
         self.sem = make_sem(sem, d, noise=noise, hidden=hidden)
         self._init_sem()

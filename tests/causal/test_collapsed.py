@@ -272,3 +272,18 @@ def test_discover_recovers_a_standardized_er2_graph():
     assert result.metadata["init_order"] == "greedy-sparsest"
     assert metrics.shd(ds.adjacency, result.adjacency) <= 2
     assert metrics.auprc(ds.adjacency, result.edge_probs) > 0.95
+
+
+@pytest.mark.parametrize(
+    "kwargs", [dict(), dict(estimator="straight-through"), dict(sem="mlp", steps=3)]
+)
+def test_discover_follows_the_default_dtype(kwargs):
+    """A float64 default (set by the user, or by another library such as DAGMA) works."""
+    ds = datasets.make_dataset(d=4, n=100, seed=0)
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        result = discover(ds.data, steps=kwargs.pop("steps", 5), **kwargs)
+    finally:
+        torch.set_default_dtype(before)
+    assert np.isfinite(result.elbo_trace).all()
