@@ -44,10 +44,14 @@ def run_dagma_mlp(x, seed):
 
     torch.manual_seed(seed)
     d = x.shape[1]
-    eq = DagmaMLP(dims=[d, 10, 1], bias=True, dtype=torch.double)
-    w = DagmaNonlinear(eq, dtype=torch.double, verbose=False).fit(
-        x.copy(), lambda1=0.02, lambda2=0.005
-    )
+    default = torch.get_default_dtype()  # DagmaNonlinear sets float64 as torch's default
+    try:
+        eq = DagmaMLP(dims=[d, 10, 1], bias=True, dtype=torch.double)
+        w = DagmaNonlinear(eq, dtype=torch.double, verbose=False).fit(
+            x.copy(), lambda1=0.02, lambda2=0.005
+        )
+    finally:
+        torch.set_default_dtype(default)
     return (w != 0).astype(int), np.abs(w)
 
 
