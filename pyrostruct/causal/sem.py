@@ -348,10 +348,10 @@ class LinearGaussianSEM(StructuralEquationModel):
             rss = rss + (var * x2).sum(-2)
         if profile:
             if self.noise == "equal":
-                var = (rss.sum(-1, keepdim=True) / count.sum()).expand(rss.shape)
+                noise_var = (rss.sum(-1, keepdim=True) / count.sum()).expand(rss.shape)
             else:
-                var = rss / count.clamp_min(1.0)
-            lp = -0.5 * count * (torch.log(var.clamp_min(1e-30)) + 1.0 + _LOG_2PI)
+                noise_var = rss / count.clamp_min(1.0)
+            lp = -0.5 * count * (torch.log(noise_var.clamp_min(1e-30)) + 1.0 + _LOG_2PI)
         else:
             log_s = self._scales()
             lp = -0.5 * rss * torch.exp(-2 * log_s) - count * (log_s + 0.5 * _LOG_2PI)
