@@ -150,7 +150,13 @@ def parse_interventions(
             raise InputError(f"{source}: a mask must contain only True/False (or 0/1)")
         mask = interventions.astype(bool)
     else:
-        entries = list(interventions)
+        try:
+            entries = list(interventions)
+        except TypeError:
+            raise InputError(
+                f"{source}: expected a column name, an (n, d) mask or one entry per row, got "
+                f"{type(interventions).__name__}"
+            ) from None
         if len(entries) != num_rows:
             raise InputError(
                 f"{source}: has {len(entries)} entries but the data has {num_rows} rows"

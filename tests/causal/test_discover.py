@@ -177,6 +177,8 @@ def test_intervention_column_and_entries():
         parse_interventions(["a"], 3, names)
     with pytest.raises(InputError, match="every row"):
         parse_interventions(["a", "a"], 2, names)
+    with pytest.raises(InputError, match="one entry per row, got int"):
+        parse_interventions(3, 2, names)
 
 
 def test_discover_takes_intervention_column_of_a_frame():
