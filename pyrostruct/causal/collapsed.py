@@ -280,8 +280,15 @@ def _edge_logit(coef, se2, prior_logit, tau2):
     return (prior_logit + log_bf).clamp(-30.0, 30.0)
 
 
-def _order_terms(cov, n, orders, prior_logit, tau2, equal_noise=False):
-    """Per position of each order ``(S, d)``: expected RSS/n and KL penalty of the node there."""
+def _order_terms(cov, n, orders, prior_logit, tau2, equal_noise=False, refit=False):
+    """Per position of each order ``(S, d)``: expected RSS/n and KL penalty of the node there.
+
+    ``refit=False``: every coefficient is kept with probability ``alpha`` at its
+    least-squares value, the others fixed (the mean-field ELBO at the start).
+    ``refit=True``: the cost of dropping a coefficient is its partial effect with
+    the others refitted (:func:`_shrinkage_cost`), which the mean-field form
+    overstates for correlated inputs by ``1 / (1 - R^2)``.
+    """
     s, d = orders.shape
     eye = torch.eye(d, dtype=cov.dtype)
     forward = torch.triu(torch.ones(d, d, dtype=cov.dtype), diagonal=1)
@@ -289,13 +296,28 @@ def _order_terms(cov, n, orders, prior_logit, tau2, equal_noise=False):
     noise = resid.mean(-1, keepdim=True).expand(s, d) if equal_noise else resid
     se2 = (inv_prev * noise[:, None, :] / n).clamp_min(1e-12)
     logit = _edge_logit(coef, se2, prior_logit, tau2)
-    alpha = torch.sigmoid(logit) * forward
-    mean = eye - alpha * coef  # column b: coefficients of node b's residual
-    var = alpha * (coef**2 + se2) - (alpha * coef) ** 2
-    x2 = torch.diagonal(c, dim1=-2, dim2=-1)[..., None]
-    rss = (mean * (c @ mean)).sum(-2) + (var * x2).sum(-2)
+    if refit:
+        rss = resid + _shrinkage_cost(coef, se2, inv_prev, logit, forward).sum(-2)
+    else:
+        alpha = torch.sigmoid(logit) * forward
+        mean = eye - alpha * coef  # column b: coefficients of node b's residual
+        var = alpha * (coef**2 + se2) - (alpha * coef) ** 2
+        x2 = torch.diagonal(c, dim1=-2, dim2=-1)[..., None]
+        rss = (mean * (c @ mean)).sum(-2) + (var * x2).sum(-2)
     penalty = _kl_terms(coef, se2, logit, forward, prior_logit, tau2).sum(-2)
     return rss.clamp_min(1e-12), penalty
+
+
+def _shrinkage_cost(coef, se2, inv_prev, logit, inside):
+    """Expected RSS/n added by keeping each coefficient with probability ``alpha``.
+
+    With the other coefficients refitted, dropping coefficient ``a`` of node
+    ``b`` adds ``coef^2 / [Sigma_{<b}^{-1}]_aa`` (its squared partial effect);
+    keeping it adds its weight variance ``se2 / [Sigma_{<b}^{-1}]_aa``.
+    """
+    alpha = torch.sigmoid(logit) * inside
+    safe = torch.where(inside > 0, inv_prev, torch.ones_like(inv_prev))
+    return inside * ((1 - alpha) * coef**2 + alpha * se2) / safe
 
 
 def _node_score(rss, penalty, n):
@@ -310,6 +332,7 @@ def order_scores(
     *,
     equal_noise: bool = False,
     weight_prior_scale: float = 1.0,
+    refit: bool = False,
 ) -> torch.Tensor:
     """Approximate log evidence of orders ``(S, d)`` at the least-squares start: ``(S,)``.
 
@@ -322,7 +345,7 @@ def order_scores(
     (the sparsest-permutation principle, Raskutti & Uhler 2018); ``O(S d^3)``.
     """
     tau2 = weight_prior_scale**2
-    rss, penalty = _order_terms(cov, n, orders, prior_logit, tau2, equal_noise)
+    rss, penalty = _order_terms(cov, n, orders, prior_logit, tau2, equal_noise, refit)
     if equal_noise:
         d = orders.shape[-1]
         ll = -0.5 * n * d * (torch.log(rss.mean(-1)) + 1.0 + math.log(2 * math.pi))
@@ -330,7 +353,7 @@ def order_scores(
     return _node_score(rss, penalty, n).sum(-1)
 
 
-def _insertion_scores(cov, n, rest, node, prior_logit, tau2):
+def _insertion_scores(cov, n, rest, node, prior_logit, tau2, refit=False):
     """Scores of inserting ``node`` at every position ``p = 0..len(rest)`` of ``rest``.
 
     The score decomposes over nodes, each term depending on the node's
@@ -344,7 +367,7 @@ def _insertion_scores(cov, n, rest, node, prior_logit, tau2):
     """
     r = len(rest)
     last = torch.tensor([rest + [node], [node] + rest])
-    rss, penalty = _order_terms(cov, n, last, prior_logit, tau2)
+    rss, penalty = _order_terms(cov, n, last, prior_logit, tau2, refit=refit)
     local = _node_score(rss, penalty, n)
     before = torch.cat([local.new_zeros(1), torch.cumsum(local[0, :r], 0)])  # nodes < p
     with_node = local[1, 1:]  # rest's nodes with `node` among their predecessors
@@ -367,11 +390,15 @@ def _insertion_scores(cov, n, rest, node, prior_logit, tau2):
     inside = (inv_prev > 0).to(c.dtype)
     se2 = (inv_prev * resid[:, None] / n).clamp_min(1e-12)
     logit = _edge_logit(coef, se2, prior_logit, tau2)
-    alpha = torch.sigmoid(logit) * inside
-    b = alpha * coef
-    var = alpha * (coef**2 + se2) - b**2
-    c_rr, c_rk = c[:r, :r], c[:r, r]
-    rss_node = c[r, r] - 2 * b @ c_rk + ((b @ c_rr) * b).sum(-1) + var @ torch.diagonal(c_rr)
+    if refit:
+        rss_node = resid + _shrinkage_cost(coef, se2, inv_prev, logit, inside).sum(-1)
+    else:
+        alpha = torch.sigmoid(logit) * inside
+        b = alpha * coef
+        var = alpha * (coef**2 + se2) - b**2
+        c_rr, c_rk = c[:r, :r], c[:r, r]
+        rss_node = c[r, r] - 2 * b @ c_rk + ((b @ c_rr) * b).sum(-1)
+        rss_node = rss_node + var @ torch.diagonal(c_rr)
     pen_node = _kl_terms(coef, se2, logit, inside, prior_logit, tau2).sum(-1)
     own = _node_score(rss_node.clamp_min(1e-12), pen_node, n)
     return before + own + after
@@ -385,29 +412,39 @@ def improve_order(
     weight_prior_scale: float = 1.0,
     max_sweeps: int = 10,
 ) -> list[int]:
-    """Greedy insertion search over orders on :func:`order_scores` (non-equal noise).
+    """Greedy insertion search over orders on :func:`order_scores`, in two stages.
 
     Each sweep takes every node in turn and moves it to the position that
     maximizes the score, all positions scored at once by
-    :func:`_insertion_scores` (``O(d^3)`` per node); stops after a sweep
-    without improvement or ``max_sweeps`` sweeps. Meant for the start of the
-    order when nothing but sparsity identifies it.
+    :func:`_insertion_scores` (``O(d^3)`` per node), until a sweep changes
+    nothing or ``max_sweeps`` sweeps. The first stage scores orders by the
+    mean-field ELBO at the least-squares start (``refit=False``): it overstates
+    the cost of dropping correlated inputs, but its landscape leads the greedy
+    moves well (scale-free d = 50: 4-5 reversed edges left of 60-74). The second
+    stage continues with the refitted score (``refit=True``), which ranks orders
+    more accurately (it prefers a chain's Markov-equivalent orders to complete
+    ones, where the first stage did not) but stalls when started far away.
+    Meant for the start of the order when nothing but sparsity identifies it.
     """
     xt = torch.as_tensor(np.asarray(x), dtype=torch.float64)
     n, d = xt.shape
     cov = torch.cov(xt.T, correction=0).reshape(d, d) + 1e-9 * torch.eye(d, dtype=xt.dtype)
     tau2 = weight_prior_scale**2
     best = [int(i) for i in order]
-    best_score = float(order_scores(cov, n, torch.tensor([best]), prior_logit,
-                                    weight_prior_scale=weight_prior_scale)[0])  # fmt: skip
-    for _ in range(max_sweeps):
-        improved = False
-        for node in list(best):
-            rest = [i for i in best if i != node]
-            scores = _insertion_scores(cov, n, rest, node, prior_logit, tau2)
-            k = int(torch.argmax(scores))
-            if float(scores[k]) > best_score + 1e-6 * abs(best_score):
-                best, best_score, improved = rest[:k] + [node] + rest[k:], float(scores[k]), True
-        if not improved:
-            break
+    for refit in (False, True):
+        best_score = float(
+            order_scores(cov, n, torch.tensor([best]), prior_logit, refit=refit,
+                         weight_prior_scale=weight_prior_scale)[0]
+        )  # fmt: skip
+        for _ in range(max_sweeps):
+            improved = False
+            for node in list(best):
+                rest = [i for i in best if i != node]
+                scores = _insertion_scores(cov, n, rest, node, prior_logit, tau2, refit)
+                k = int(torch.argmax(scores))
+                if float(scores[k]) > best_score + 1e-6 * abs(best_score):
+                    best = rest[:k] + [node] + rest[k:]
+                    best_score, improved = float(scores[k]), True
+            if not improved:
+                break
     return best
