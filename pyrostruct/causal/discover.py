@@ -77,6 +77,7 @@ from pyrostruct.causal.collapsed import (
     order_regression_init,
     sparse_sinks_order,
 )
+from pyrostruct.causal.equivalence import sample_equivalent_dags
 from pyrostruct.causal.sem import (
     MLPSEM,
     LinearGaussianSEM,
@@ -193,17 +194,33 @@ def parse_interventions(
 
 
 def _consensus(probs: np.ndarray, threshold: float) -> np.ndarray:
-    """Acyclic consensus: edges with ``P >= threshold`` added from the most probable
-    down, skipping any that would close a cycle."""
+    """Acyclic consensus DAG of edge probabilities ``(d, d)``.
+
+    A node pair enters when it is adjacent with probability ``P(i -> j) + P(j ->
+    i) >= threshold``, in its more probable direction; pairs are added from the
+    most probable down. A pair whose direction would close a cycle is added the
+    other way round (which cannot close one) if that direction is more probable
+    than no edge, else left out: per pair, the choice that errs least often.
+    Splitting the adjacency from the direction keeps an edge whose direction is
+    uncertain, such as a reversible edge of a Markov equivalence class at about
+    0.5 each way.
+    """
     d = probs.shape[0]
     adj = np.zeros((d, d), dtype=np.int64)
     graph = nx.DiGraph()
     graph.add_nodes_from(range(d))
-    rows, cols = np.nonzero((probs >= threshold) & ~np.eye(d, dtype=bool))
-    candidates = [(probs[i, j], int(i), int(j)) for i, j in zip(rows, cols)]
-    for _, i, j in sorted(candidates, key=lambda t: (-t[0], t[1], t[2])):
-        if adj[j, i] or nx.has_path(graph, j, i):
-            continue
+    both = probs + probs.T
+    rows, cols = np.nonzero(np.triu(both >= threshold, k=1))
+    candidates = []
+    for i, j in zip(rows.tolist(), cols.tolist()):
+        if probs[j, i] > probs[i, j]:
+            i, j = j, i
+        candidates.append((both[i, j], probs[i, j], i, j))
+    for _, _, i, j in sorted(candidates, key=lambda t: (-t[0], -t[1], t[2], t[3])):
+        if nx.has_path(graph, j, i):
+            if probs[j, i] <= 1.0 - both[i, j]:
+                continue
+            i, j = j, i
         graph.add_edge(i, j)
         adj[i, j] = 1
     return adj
@@ -218,7 +235,9 @@ class CausalResult:
     names : list of str
         Node names (the data's columns).
     edge_probs : numpy.ndarray ``(d, d)``
-        Posterior ``P(i -> j)`` (Monte Carlo over orders, edges Rao-Blackwellized).
+        Posterior ``P(i -> j)``: Monte Carlo over orders with the edges
+        Rao-Blackwellized, or over DAG samples spread over their Markov
+        equivalence classes (``equivalence_class``).
     edge_probs_stderr : numpy.ndarray ``(d, d)``
         Monte Carlo standard error of ``edge_probs``.
     weights : numpy.ndarray ``(d, d)``
@@ -232,7 +251,12 @@ class CausalResult:
     metadata : dict
         Settings and run information (JSON-serializable).
     threshold : float
-        Edge probability needed to enter the consensus graph.
+        Adjacency probability needed to enter the consensus graph.
+    equivalence_class : bool
+        Whether every DAG drawn from the variational posterior is replaced by a
+        uniformly drawn member of its Markov equivalence class
+        (:mod:`pyrostruct.causal.equivalence`), in ``edge_probs`` and
+        :meth:`sample_dags`: set when the data cannot tell the members apart.
     """
 
     names: list[str]
@@ -244,6 +268,7 @@ class CausalResult:
     elbo_trace: np.ndarray
     metadata: dict[str, Any]
     threshold: float = 0.5
+    equivalence_class: bool = False
 
     @property
     def adjacency(self) -> np.ndarray:
@@ -252,9 +277,10 @@ class CausalResult:
 
     @property
     def graph(self) -> nx.DiGraph:
-        """The consensus DAG: edges with ``P(i -> j) >= threshold``, most probable first,
-        skipping any that would close a cycle (so it is always acyclic). Edge
-        attributes ``probability`` and ``weight``."""
+        """The consensus DAG: node pairs adjacent with probability ``>= threshold``,
+        in their more probable direction, most probable first and turned round
+        where that direction would close a cycle (so it is always acyclic). Edge
+        attributes ``probability`` (``P(i -> j)``) and ``weight``."""
         adj = self.adjacency
         g = nx.DiGraph()
         g.add_nodes_from(self.names)
@@ -276,14 +302,18 @@ class CausalResult:
         return OrderedDAG(scores, logits)
 
     def sample_dags(self, n: int, *, seed: int | None = None) -> np.ndarray:
-        """``n`` DAGs ``(n, d, d)`` drawn from the variational posterior."""
+        """``n`` DAGs ``(n, d, d)`` drawn from the variational posterior (each moved
+        to a uniform member of its Markov equivalence class if ``equivalence_class``)."""
         if int(n) < 1:
             raise InputError(f"n must be >= 1, got {n}")
         with torch.random.fork_rng():
             if seed is not None:
                 torch.manual_seed(seed)
-            samples = self._distribution().sample((int(n),))
-        return samples.numpy().astype(np.int64)
+            samples = self._distribution().sample((int(n),)).numpy().astype(np.int64)
+            if self.equivalence_class:
+                rng = np.random.default_rng(int(torch.randint(2**62, ())))
+                samples = sample_equivalent_dags(samples, rng)
+        return samples
 
     def to_inference_data(self, num_samples: int = 500, *, seed: int | None = 0):
         """ArviZ ``InferenceData``: posterior ``adjacency`` draws (dims ``source``,
@@ -368,6 +398,7 @@ class CausalResult:
             ).tolist(),
             "elbo_trace": [float(v) for v in self.elbo_trace],
             "threshold": self.threshold,
+            "equivalence_class": self.equivalence_class,
             "metadata": self.metadata,
         }
         return nx.node_link_data(graph, edges="edges")
@@ -397,6 +428,7 @@ def load_result(path: str | os.PathLike) -> CausalResult:
         elbo_trace=np.asarray(payload["elbo_trace"], dtype=np.float64),
         metadata=dict(payload["metadata"]),
         threshold=float(payload["threshold"]),
+        equivalence_class=bool(payload.get("equivalence_class", False)),
     )
 
 
@@ -468,6 +500,7 @@ def discover(
     init_order: str | Sequence[int] | None = None,
     hidden: int = 10,
     threshold: float = 0.5,
+    average_equivalent: bool | None = None,
     num_samples: int = 1000,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 200,
@@ -536,7 +569,18 @@ def discover(
         ``"sparse-sinks"`` (the heuristic alone), ``"random"``, or a sequence of
         node indices.
     threshold : float
-        Edge probability needed in the consensus :attr:`CausalResult.graph`.
+        Adjacency probability needed in the consensus :attr:`CausalResult.graph`.
+    average_equivalent : bool, optional
+        Spread every DAG drawn from the variational posterior uniformly over its
+        Markov equivalence class (:mod:`pyrostruct.causal.equivalence`) before
+        computing ``edge_probs``. Default: on exactly when the data cannot tell
+        the members of a class apart, that is for the linear SEM with
+        ``noise="nonequal"`` and no interventions. There the variational
+        posterior settles on one member and would report an arbitrary
+        orientation of every reversible edge with probability near 1; averaged,
+        such an edge gets about 0.5 each way and the consensus graph keeps it
+        (in one direction). Equal noise variances, interventions and the MLP SEM
+        identify more than the class, so averaging is off for them.
     checkpoint : path, optional
         Save the state every ``checkpoint_every`` steps (atomically); if the file
         exists and was made by the same call on the same data, resume from it.
@@ -571,7 +615,7 @@ def discover(
         expected_edges=expected_edges, lr=lr, num_particles=num_particles,
         batch_size=batch_size, temperature=temperature,
         threshold=threshold, num_samples=num_samples, checkpoint_every=checkpoint_every,
-        d=d, n=n,
+        average_equivalent=average_equivalent, d=d, n=n,
     )  # fmt: skip
     mean, sd = x.mean(0), x.std(0)
     xs = (x - mean) / sd if standardize else x
@@ -703,6 +747,10 @@ def _check_settings(**kw) -> dict:
         raise InputError(f"num_samples must be >= 2, got {kw['num_samples']}")
     if int(kw["checkpoint_every"]) < 1:
         raise InputError(f"checkpoint_every must be >= 1, got {kw['checkpoint_every']}")
+    if kw["average_equivalent"] not in (None, True, False):
+        raise InputError(
+            f"average_equivalent must be True, False or None, got {kw['average_equivalent']!r}"
+        )
     return {
         "dag": kw["dag"],
         "estimator": estimator,
@@ -715,6 +763,7 @@ def _check_settings(**kw) -> dict:
         "threshold": float(kw["threshold"]),
         "num_samples": int(kw["num_samples"]),
         "checkpoint_every": int(kw["checkpoint_every"]),
+        "average_equivalent": kw["average_equivalent"],
     }
 
 
@@ -928,6 +977,10 @@ class _Run:
             else:
                 w = probs.mean.double().numpy().copy()
         np.fill_diagonal(w, 0.0)
+        average = settings["average_equivalent"]
+        if average is None:  # only the Markov equivalence class is identified
+            unidentified = isinstance(self.sem, LinearGaussianSEM) and self.sem.noise == "nonequal"
+            average = unidentified and (self.mask is None or not bool(self.mask.any()))
         metadata = {
             "pyrostruct_version": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -938,8 +991,9 @@ class _Run:
             "final_elbo": float(np.mean(elbo_trace[-50:])) if elbo_trace else float("nan"),
             "fingerprint": fingerprint,
             **{k: v for k, v in config.items()},
+            "average_equivalent": bool(average),
         }
-        return CausalResult(
+        result = CausalResult(
             names=list(self.names),
             edge_probs=probs.mean.double().numpy(),
             edge_probs_stderr=probs.stderr.double().numpy(),
@@ -949,4 +1003,11 @@ class _Run:
             elbo_trace=np.asarray(elbo_trace, dtype=np.float64),
             metadata=metadata,
             threshold=settings["threshold"],
+            equivalence_class=bool(average),
         )
+        if average:
+            num = settings["num_samples"]
+            dags = result.sample_dags(num, seed=config["seed"]).astype(np.float64)
+            result.edge_probs = dags.mean(0)
+            result.edge_probs_stderr = dags.std(0) / math.sqrt(num)
+        return result

@@ -14,6 +14,9 @@ the same node list). Conventions (as in NOTEARS / DAGMA evaluations):
   ordered pairs; AUPRC is the average precision (step interpolation, as
   scikit-learn's ``average_precision_score``).
 - **Expected SHD** is the posterior mean of SHD over sampled DAGs.
+- **CPDAG SHD** is the SHD between the CPDAGs (Markov equivalence classes) of
+  the two DAGs, a reversible edge being one status of its own: it counts only
+  what observational data can identify (as reported for PC and GES).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import numpy as np
 
 from pyrostruct.errors import InputError
 
-__all__ = ["shd", "tpr", "fdr", "auroc", "auprc", "expected_shd", "evaluate"]
+__all__ = ["shd", "shd_cpdag", "tpr", "fdr", "auroc", "auprc", "expected_shd", "evaluate"]
 
 
 def _as_adj(a, d: int | None = None) -> np.ndarray:
@@ -66,6 +69,23 @@ def shd(true, est) -> int | np.ndarray:
     diff = _pair_codes(t)[iu] != _pair_codes(e)[(..., *iu)]
     out = diff.sum(-1)
     return int(out) if np.ndim(out) == 0 else out
+
+
+def shd_cpdag(true, est) -> int:
+    """SHD between the CPDAGs of two DAGs (:func:`pyrostruct.causal.equivalence.cpdag`).
+
+    Zero exactly when the DAGs are Markov equivalent.
+
+    Examples
+    --------
+    >>> shd_cpdag([[0, 1], [0, 0]], [[0, 0], [1, 0]])  # equivalent
+    0
+    """
+    from pyrostruct.causal.equivalence import cpdag
+
+    t = _as_adj(true)
+    e = _as_adj(est, t.shape[-1])
+    return shd(cpdag(t), cpdag(e))
 
 
 def _counts(true, est):

@@ -48,7 +48,12 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--expected-edges", type=positive_float, metavar="M",
                         help="prior expected number of edges (default: columns)")  # fmt: skip
     parser.add_argument("--threshold", type=positive_float, default=0.5,
-                        help="edge probability for the consensus DAG (0.5)")  # fmt: skip
+                        help="adjacency probability for the consensus DAG (0.5)")  # fmt: skip
+    parser.add_argument("--average-equivalent", action=argparse.BooleanOptionalAction,
+                        default=None,
+                        help="spread the posterior over Markov equivalence classes (default: "
+                        "when only the class is identified: linear SEM, unequal noise, "
+                        "no interventions)")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
     return parser
@@ -72,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         noise=args.noise,
         expected_edges=args.expected_edges,
         threshold=args.threshold,
+        average_equivalent=args.average_equivalent,
         checkpoint=args.checkpoint,
         progress=not args.quiet,
     )

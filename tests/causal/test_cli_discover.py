@@ -56,6 +56,21 @@ def test_estimator_flag(csv, tmp_path):
     assert load_result(out).metadata["estimator"] == "straight-through"
 
 
+def test_average_equivalent_flag(csv, tmp_path):
+    out, observational = tmp_path / "g.json", tmp_path / "obs.csv"
+    datasets.make_dataset(d=4, n=120, seed=0).data.to_csv(observational, index=False)
+    argv = ["--out", str(out), "--steps", "8", "--quiet"]
+    assert cli.main(["discover", str(observational), *argv]) == 0
+    assert load_result(out).equivalence_class
+    assert cli.main(["discover", str(observational), *argv, "--no-average-equivalent"]) == 0
+    assert not load_result(out).equivalence_class
+    argv = ["discover", str(csv), *argv, "--intervention-column", "regime"]
+    assert cli.main(argv) == 0
+    assert not load_result(out).equivalence_class
+    assert cli.main([*argv, "--average-equivalent"]) == 0
+    assert load_result(out).equivalence_class
+
+
 def test_progress_bar_shows_the_elbo(csv, tmp_path, capsys):
     argv = ["discover", str(csv), "--out", str(tmp_path / "g.json"), "--steps", "12"]
     assert cli.main([*argv, "--intervention-column", "regime"]) == 0

@@ -1,5 +1,6 @@
 """discover(): recovery, acyclic consensus, interventions, result API, checkpoints."""
 
+import collections
 import json
 
 import networkx as nx
@@ -94,7 +95,12 @@ def test_consensus_graph_is_always_acyclic(d, seed, threshold):
     np.fill_diagonal(probs, 0.0)
     adj = _consensus(probs, threshold)
     assert nx.is_directed_acyclic_graph(nx.DiGraph(adj))
-    assert np.all(probs[adj.astype(bool)] >= threshold)
+    both = probs + probs.T
+    assert np.all(both[adj.astype(bool)] >= threshold)  # every adjacent pair qualifies
+    left_out = np.triu(both >= threshold, k=1) & ((adj + adj.T) == 0)
+    # a qualifying pair is left out only when its direction closes a cycle and the
+    # other direction is less probable than no edge
+    assert np.all(np.minimum(probs, probs.T)[left_out] <= 1 - both[left_out])
     result = CausalResult(
         names=[f"v{i}" for i in range(d)],
         edge_probs=probs,
@@ -157,6 +163,36 @@ def test_interventions_orient_edges_observational_data_cannot():
     # the edges themselves (in either direction) are found
     sym = obs.edge_probs + obs.edge_probs.T
     assert sym[0, 1] > 0.9 and sym[1, 2] > 0.9
+
+
+def test_edge_probabilities_average_over_the_equivalence_class(tmp_path):
+    """Linear SEM, unequal noise, observational data: only the class {0->1->2, 0<-1<-2,
+    0<-1->2} is identified, so the result spreads every draw over it; equal noise,
+    interventions or average_equivalent=False keep the variational posterior's draws."""
+    x, _ = _chain(seed=1)
+    result = discover(x, steps=200, seed=0)
+    assert result.equivalence_class and result.metadata["average_equivalent"] is True
+    draws = result.sample_dags(600, seed=1)
+    members = collections.Counter(d.tobytes() for d in draws)
+    chain = np.array([[0, 1, 0], [0, 0, 1], [0, 0, 0]])
+    in_class = [d.tobytes() for d in draws if metrics.shd_cpdag(chain, d) == 0]
+    assert len(in_class) > 0.95 * len(draws)  # the rest carry an extra edge 0 - 2
+    assert len(set(in_class)) == 3
+    assert min(members[k] for k in set(in_class)) > 150  # about 200 each
+    np.testing.assert_allclose(result.edge_probs[1, 2], 2 / 3, atol=0.07)
+    assert result.adjacency.sum() == 2  # both edges kept, in some direction
+    path = tmp_path / "r.json"
+    result.save(path)
+    assert load_result(path).equivalence_class
+    raw = discover(x, steps=200, seed=0, average_equivalent=False)
+    assert not raw.equivalence_class
+    assert raw.edge_probs[1, 2] > 0.95  # the variational posterior settled on one direction
+    assert not discover(x, steps=50, noise="equal").equivalence_class
+    mask = np.zeros(x.shape, dtype=bool)
+    mask[:100, 0] = True
+    assert not discover(x, steps=50, interventions=mask).equivalence_class
+    with pytest.raises(InputError, match="average_equivalent"):
+        discover(x, steps=5, average_equivalent="yes")
 
 
 def test_intervention_column_and_entries():
