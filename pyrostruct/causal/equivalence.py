@@ -162,7 +162,7 @@ class EquivalenceSampler:
         self._rooted: dict[tuple[int, ...], list] = {}
 
     def _rooted_terms(self, nodes: tuple[int, ...]):
-        """For each source ``v`` of ``nodes``: (its orientations, the edges it compels, components)."""
+        """Per source ``v`` of ``nodes``: (orientations, edges it compels, components left)."""
         if nodes in self._rooted:
             return self._rooted[nodes]
         idx = np.asarray(nodes)
