@@ -112,7 +112,13 @@ def cpdag(adj) -> np.ndarray:
 
 
 def _components(u: np.ndarray) -> list[np.ndarray]:
-    """Connected components (node index arrays) of an undirected boolean graph."""
+    """Connected components (sorted node index arrays) of an undirected boolean graph."""
+    if len(u) > 32:
+        from scipy.sparse.csgraph import connected_components
+
+        _, labels = connected_components(u, directed=False)
+        order = np.argsort(labels, kind="stable")
+        return np.split(order, np.flatnonzero(np.diff(labels[order])) + 1)
     seen = np.zeros(len(u), dtype=bool)
     out = []
     for start in range(len(u)):
@@ -149,89 +155,99 @@ def _meek_closure(directed: np.ndarray, undirected: np.ndarray) -> tuple[np.ndar
 
 
 class EquivalenceSampler:
-    """Counts and uniform draws for the orientations of undirected chordal components.
+    """Counts and uniform draws of the orientations of undirected chordal graphs.
 
-    Memoizes per component (node subset of the graph it was built for); build
-    one per CPDAG and reuse it for many draws.
+    An orientation here is acyclic and has no v-structure, as the reversible
+    edges of one component of a CPDAG must be. Results are memoized on the
+    graph itself (its boolean adjacency), so one sampler serves every
+    component of every DAG of a posterior sample, and the recursion reuses the
+    subgraphs it meets.
     """
 
-    def __init__(self, undirected: np.ndarray, max_exact: int = MAX_EXACT):
-        self.u = np.asarray(undirected, dtype=bool)
+    def __init__(self, max_exact: int = MAX_EXACT):
         self.max_exact = int(max_exact)
-        self._counts: dict[tuple[int, ...], int] = {}
-        self._rooted: dict[tuple[int, ...], list] = {}
+        self._counts: dict[bytes, int] = {}
+        self._rooted: dict[bytes, list] = {}
 
-    def _rooted_terms(self, nodes: tuple[int, ...]):
-        """Per source ``v`` of ``nodes``: (orientations, edges it compels, components left)."""
-        if nodes in self._rooted:
-            return self._rooted[nodes]
-        idx = np.asarray(nodes)
-        u = self.u[np.ix_(idx, idx)]
+    @staticmethod
+    def _key(u: np.ndarray) -> bytes:
+        return len(u).to_bytes(4, "little") + np.packbits(u).tobytes()
+
+    def _rooted_terms(self, u: np.ndarray):
+        """Per source ``v`` of ``u``: (orientations, edges it compels, components left)."""
+        key = self._key(u)
+        if key in self._rooted:
+            return self._rooted[key]
         terms = []
-        for k in range(len(idx)):
+        for k in range(len(u)):
             d0 = np.zeros_like(u)
             d0[k] = u[k]
-            u0 = u & ~(d0 | d0.T)
-            d, rest = _meek_closure(d0, u0)
-            comps = [tuple(idx[c].tolist()) for c in _components(rest) if len(c) > 1]
+            directed, rest = _meek_closure(d0, u & ~(d0 | d0.T))
+            comps = [c for c in _components(rest) if len(c) > 1]
             count = 1
             for c in comps:
-                count *= self.count(c)
-            terms.append((count, d, comps))
-        self._rooted[nodes] = terms
+                count *= self.count(u[np.ix_(c, c)])
+            terms.append((count, directed, comps))
+        self._rooted[key] = terms
         return terms
 
-    def count(self, nodes: tuple[int, ...]) -> int:
-        """Number of acyclic orientations without v-structures of the component ``nodes``."""
-        if len(nodes) <= 1:
+    def count(self, u: np.ndarray) -> int:
+        """Number of orientations of the connected chordal graph ``u`` ``(k, k)``."""
+        if len(u) <= 1:
             return 1
-        if nodes not in self._counts:
-            if len(nodes) > self.max_exact:
+        key = self._key(u)
+        if key not in self._counts:
+            if len(u) > self.max_exact:
                 raise InputError(
-                    f"a reversible component of {len(nodes)} nodes is too large to count "
+                    f"a reversible component of {len(u)} nodes is too large to count "
                     f"exactly (max_exact={self.max_exact})"
                 )
-            self._counts[nodes] = sum(t[0] for t in self._rooted_terms(nodes))
-        return self._counts[nodes]
+            self._counts[key] = sum(t[0] for t in self._rooted_terms(u))
+        return self._counts[key]
 
-    def orient(self, nodes: tuple[int, ...], rng: np.random.Generator, out: np.ndarray) -> None:
-        """Write a uniformly drawn orientation of component ``nodes`` into ``out`` (in place)."""
-        if len(nodes) <= 1:
-            return
-        if len(nodes) > self.max_exact:
-            self._orient_mcs(nodes, rng, out)
-            return
-        terms = self._rooted_terms(nodes)
-        weights = np.array([float(t[0]) for t in terms])
-        _, directed, comps = terms[rng.choice(len(terms), p=weights / weights.sum())]
-        idx = np.asarray(nodes)
-        out[np.ix_(idx, idx)] |= directed
-        for c in comps:
-            self.orient(c, rng, out)
-
-    def _orient_mcs(self, nodes, rng, out) -> None:
-        """Maximum-cardinality search from a random start, ties broken at random: the
-        visiting order of a chordal graph orients it without v-structures (Tarjan &
-        Yannakakis 1984)."""
-        idx = np.asarray(nodes)
-        u = self.u[np.ix_(idx, idx)]
-        weight = np.zeros(len(idx))
-        visited = np.zeros(len(idx), dtype=bool)
-        rank = np.empty(len(idx), dtype=np.int64)
-        for step in range(len(idx)):
-            score = np.where(visited, -1.0, weight + rng.random(len(idx)) * 0.5)
-            v = int(np.argmax(score))
-            visited[v], rank[v] = True, step
-            weight += u[v]
-        local = u & (rank[:, None] < rank[None, :])
-        out[np.ix_(idx, idx)] |= local
+    def orient(self, u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A uniformly drawn orientation of the connected chordal graph ``u`` ``(k, k)``."""
+        u = np.asarray(u, dtype=bool)
+        out = np.zeros_like(u)
+        if len(u) > self.max_exact:
+            return _orient_mcs(u, rng)
+        if len(u) > 1:
+            terms = self._rooted_terms(u)
+            weights = np.array([float(t[0]) for t in terms])
+            _, directed, comps = terms[rng.choice(len(terms), p=weights / weights.sum())]
+            out |= directed
+            for c in comps:
+                out[np.ix_(c, c)] |= self.orient(u[np.ix_(c, c)], rng)
+        return out
 
 
-def _split(adj) -> tuple[np.ndarray, np.ndarray, list[tuple[int, ...]]]:
+def _orient_mcs(u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Maximum-cardinality search from a random start, ties broken at random: the
+    visiting order of a chordal graph orients it without v-structures (Tarjan &
+    Yannakakis 1984); every orientation can come up, not all equally often."""
+    weight = np.zeros(len(u))
+    visited = np.zeros(len(u), dtype=bool)
+    rank = np.empty(len(u), dtype=np.int64)
+    for step in range(len(u)):
+        score = np.where(visited, -1.0, weight + rng.random(len(u)) * 0.5)
+        v = int(np.argmax(score))
+        visited[v], rank[v] = True, step
+        weight += u[v]
+    return u & (rank[:, None] < rank[None, :])
+
+
+def _split(adj) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Compelled edges, reversible edges (both ways) and the reversible components."""
     compelled, reversible = _label_edges(_check_dag(adj))
     undirected = reversible | reversible.T
-    comps = [tuple(c.tolist()) for c in _components(undirected) if len(c) > 1]
-    return compelled, undirected, comps
+    return compelled, undirected, [c for c in _components(undirected) if len(c) > 1]
+
+
+def _member(compelled, undirected, comps, sampler, rng) -> np.ndarray:
+    out = compelled.copy()
+    for c in comps:
+        out[np.ix_(c, c)] |= sampler.orient(undirected[np.ix_(c, c)], rng)
+    return out.astype(np.int64)
 
 
 def count_equivalent_dags(adj, *, max_exact: int = MAX_EXACT) -> int:
@@ -243,42 +259,33 @@ def count_equivalent_dags(adj, *, max_exact: int = MAX_EXACT) -> int:
     3
     """
     _, undirected, comps = _split(adj)
-    sampler = EquivalenceSampler(undirected, max_exact)
+    sampler = EquivalenceSampler(max_exact)
     total = 1
     for c in comps:
-        total *= sampler.count(c)
+        total *= sampler.count(undirected[np.ix_(c, c)])
     return total
 
 
 def sample_equivalent_dag(adj, rng: np.random.Generator | int | None = None) -> np.ndarray:
     """One DAG drawn uniformly from the Markov equivalence class of ``adj`` ``(d, d)``."""
-    rng = np.random.default_rng(rng)
-    compelled, undirected, comps = _split(adj)
-    sampler = EquivalenceSampler(undirected)
-    out = compelled.copy()
-    for c in comps:
-        sampler.orient(c, rng, out)
-    return out.astype(np.int64)
+    return _member(*_split(adj), EquivalenceSampler(), np.random.default_rng(rng))
 
 
 def sample_equivalent_dags(dags: np.ndarray, rng: np.random.Generator | int | None = None):
     """Replace every DAG of ``dags`` ``(S, d, d)`` by a uniform member of its class.
 
-    Identical DAGs share their CPDAG and counts (the samples of a concentrated
-    posterior repeat), so the cost grows with the number of distinct DAGs.
+    Identical DAGs share their CPDAG, and all share the counts of their
+    components, so the cost grows with the number of distinct DAGs and
+    components rather than with ``S``.
     """
     rng = np.random.default_rng(rng)
     dags = np.asarray(dags)
     out = np.empty(dags.shape, dtype=np.int64)
+    sampler = EquivalenceSampler()
     cache: dict[bytes, tuple] = {}
     for s, dag in enumerate(dags != 0):
         key = np.packbits(dag).tobytes()
         if key not in cache:
-            compelled, undirected, comps = _split(dag)
-            cache[key] = (compelled, EquivalenceSampler(undirected), comps)
-        compelled, sampler, comps = cache[key]
-        member = compelled.copy()
-        for c in comps:
-            sampler.orient(c, rng, member)
-        out[s] = member
+            cache[key] = _split(dag)
+        out[s] = _member(*cache[key], sampler, rng)
     return out
