@@ -197,8 +197,9 @@ def _consensus(probs: np.ndarray, threshold: float) -> np.ndarray:
     """Acyclic consensus DAG of edge probabilities ``(d, d)``.
 
     A node pair enters when it is adjacent with probability ``P(i -> j) + P(j ->
-    i) >= threshold``, in its more probable direction; pairs are added from the
-    most probable down. A pair whose direction would close a cycle is added the
+    i) >= threshold`` and its more probable direction is also more probable
+    than no edge; it enters in that direction. Pairs are added from the most
+    probable down. A pair whose direction would close a cycle is added the
     other way round (which cannot close one) if that direction is more probable
     than no edge, else left out: per pair, the choice that errs least often.
     Splitting the adjacency from the direction keeps an edge whose direction is
@@ -215,6 +216,8 @@ def _consensus(probs: np.ndarray, threshold: float) -> np.ndarray:
     for i, j in zip(rows.tolist(), cols.tolist()):
         if probs[j, i] > probs[i, j]:
             i, j = j, i
+        if probs[i, j] <= 1.0 - both[i, j]:
+            continue
         candidates.append((both[i, j], probs[i, j], i, j))
     for _, _, i, j in sorted(candidates, key=lambda t: (-t[0], -t[1], t[2], t[3])):
         if nx.has_path(graph, j, i):

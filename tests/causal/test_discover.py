@@ -121,6 +121,13 @@ def test_consensus_keeps_the_more_probable_edge_of_a_cycle():
     assert adj.tolist() == [[0, 1, 0], [0, 0, 1], [0, 0, 0]]
 
 
+def test_consensus_decides_adjacency_before_direction():
+    split = np.array([[0, 0.48], [0.47, 0]])  # a reversible edge: adjacent with P 0.95
+    assert _consensus(split, 0.9).tolist() == [[0, 1], [0, 0]]
+    vague = np.array([[0, 0.26], [0.25, 0]])  # no edge (0.49) beats either direction
+    assert _consensus(vague, 0.5).sum() == 0
+
+
 def test_nonlinear_mlp_recovers_d5():
     ds = datasets.make_dataset(d=5, n=1000, graph="ER", edges_per_node=1, sem="mlp", seed=1)
     result = discover(ds.data, sem="mlp", steps=1500, seed=0)
