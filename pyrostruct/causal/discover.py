@@ -907,7 +907,8 @@ class _Run:
 
     def step(self) -> float:
         self.optim.zero_grad()
-        if self.settings["estimator"] == "analytic":
+        analytic = self.settings["estimator"] == "analytic"
+        if analytic:
             loss, elbo = self.guide.loss(self.num_particles)
         else:
             loss = self.elbo.differentiable_loss(self.model, self.guide)
@@ -918,7 +919,8 @@ class _Run:
             for p in self.optim.param_groups[0]["params"]:
                 p.grad = None
         self.optim.step()
-        self.schedule.step()
+        if not analytic:  # the analytic estimator samples no relaxed edges
+            self.schedule.step()
         self.num_steps_taken += 1
         return elbo / self.n
 
