@@ -44,57 +44,75 @@ __all__ = [
 MAX_EXACT = 12
 
 
-def _check_dag(adj) -> np.ndarray:
+def _check_dags(adj) -> np.ndarray:
+    """Boolean ``(S, d, d)`` (or ``(d, d)``) adjacency of DAGs; a one-line error otherwise."""
     a = np.asarray(adj)
-    if a.ndim != 2 or a.shape[0] != a.shape[1]:
+    if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
         raise InputError(f"expected a square (d, d) adjacency matrix, got shape {a.shape}")
     a = a != 0
-    if a.diagonal().any():
+    if np.diagonal(a, axis1=-2, axis2=-1).any():
         raise InputError("adjacency has self-loops; expected a DAG")
     return a
 
 
-def _topological_order(a: np.ndarray) -> list[int]:
-    indeg = a.sum(0).astype(np.int64)
-    order, stack = [], [int(v) for v in np.flatnonzero(indeg == 0)]
-    while stack:
-        v = stack.pop()
-        order.append(v)
-        for w in np.flatnonzero(a[v]):
-            indeg[w] -= 1
-            if indeg[w] == 0:
-                stack.append(int(w))
-    if len(order) != len(a):
+def _levels(a: np.ndarray) -> np.ndarray:
+    """Level of every node of DAGs ``(S, d, d)`` (0 = no parents), all DAGs at once."""
+    s, d, _ = a.shape
+    indeg = a.sum(1)
+    level = np.full((s, d), -1, dtype=np.int64)
+    remaining = np.ones((s, d), dtype=bool)
+    for step in range(d + 1):
+        sources = remaining & (indeg == 0)
+        if not sources.any():
+            break
+        level[sources] = step
+        remaining &= ~sources
+        indeg = indeg - np.einsum("sv,svw->sw", sources.astype(np.int64), a.astype(np.int64))
+    if remaining.any():
         raise InputError("adjacency has a directed cycle; expected a DAG")
-    return order
+    return level
 
 
 def _label_edges(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Chickering's Find-Compelled: boolean ``(compelled, reversible)`` over the edges of ``a``."""
-    order = _topological_order(a)
-    rank = np.empty(len(a), dtype=np.int64)
-    rank[order] = np.arange(len(a))
+    """Chickering's Find-Compelled on DAGs ``(S, d, d)``: boolean ``(compelled, reversible)``.
+
+    The algorithm visits the edges into each node ``y`` from its highest-ranked
+    parent ``x`` in a topological order, and that first edge settles all edges
+    into ``y``: if a compelled ``w -> x`` has ``w`` not adjacent to ``y``, every
+    edge into ``y`` is compelled; otherwise each such ``w -> y`` is, and the rest
+    are compelled if some parent ``z`` of ``y`` is not adjacent to ``x`` (a
+    v-structure), reversible if not. The edges into ``y`` depend only on labels
+    of edges into lower levels, so all nodes of one level, in all DAGs, are
+    labelled together.
+    """
+    s, d, _ = a.shape
+    level = _levels(a)
+    rank = level * d + np.arange(d)
+    x = np.argmax(np.where(a, rank[:, :, None], -1), axis=1)  # highest-ranked parent
+    x_cols = np.broadcast_to(x[:, None, :], a.shape)
+    a_x = np.take_along_axis(a, x_cols, axis=2)  # a_x[s, z, y] = a[s, z, x[s, y]]
+    not_x = np.arange(d)[None, :, None] != x[:, None, :]
+    v_structure = (a & ~a_x & not_x).any(1)  # z -> y <- x, z and x not adjacent
+    has_parent = a.any(1)
     compelled = np.zeros_like(a)
     reversible = np.zeros_like(a)
-    for y in order:
-        parents = np.flatnonzero(a[:, y])
-        # edges into y in Chickering's edge order: highest-ranked parent first
-        for x in parents[np.argsort(-rank[parents])]:
-            if compelled[x, y] or reversible[x, y]:
-                continue
-            for w in np.flatnonzero(compelled[:, x]):
-                if not a[w, y]:  # w -> x -> y with w, y not adjacent
-                    compelled[parents, y] = True
-                    break
-                compelled[w, y] = True
-            else:
-                unknown = parents[~(compelled[parents, y] | reversible[parents, y])]
-                others = parents[parents != x]
-                if (~a[others, x]).any():  # z -> y <- x with z, x not adjacent
-                    compelled[unknown, y] = True
-                else:
-                    reversible[unknown, y] = True
+    for depth in range(1, int(level.max()) + 1 if level.size else 1):
+        ys = (level == depth) & has_parent
+        w = np.take_along_axis(compelled, x_cols, axis=2)  # compelled w -> x[s, y]
+        shielded_chain = (w & ~a).any(1)  # w -> x -> y, w and y not adjacent
+        all_compelled = ys & (shielded_chain | v_structure)
+        rest = ys & ~shielded_chain & ~v_structure
+        compelled |= a & all_compelled[:, None, :]
+        compelled |= w & rest[:, None, :]
+        reversible |= a & ~compelled & rest[:, None, :]
     return compelled, reversible
+
+
+def _check_one(adj) -> np.ndarray:
+    a = _check_dags(adj)
+    if a.ndim != 2:
+        raise InputError(f"expected a square (d, d) adjacency matrix, got shape {a.shape}")
+    return a
 
 
 def cpdag(adj) -> np.ndarray:
@@ -107,21 +125,16 @@ def cpdag(adj) -> np.ndarray:
     >>> cpdag([[0, 0, 1], [0, 0, 1], [0, 0, 0]]).tolist()  # a v-structure: compelled
     [[0, 0, 1], [0, 0, 1], [0, 0, 0]]
     """
-    compelled, reversible = _label_edges(_check_dag(adj))
-    return (compelled | reversible | reversible.T).astype(np.int64)
+    compelled, reversible = _label_edges(_check_one(adj)[None])
+    return (compelled[0] | reversible[0] | reversible[0].T).astype(np.int64)
 
 
 def _components(u: np.ndarray) -> list[np.ndarray]:
-    """Connected components (sorted node index arrays) of an undirected boolean graph."""
-    if len(u) > 32:
-        from scipy.sparse.csgraph import connected_components
-
-        _, labels = connected_components(u, directed=False)
-        order = np.argsort(labels, kind="stable")
-        return np.split(order, np.flatnonzero(np.diff(labels[order])) + 1)
-    seen = np.zeros(len(u), dtype=bool)
+    """Connected components with an edge (sorted node index arrays) of an undirected graph."""
+    active = u.any(0)
+    seen = ~active
     out = []
-    for start in range(len(u)):
+    for start in np.flatnonzero(active):
         if seen[start]:
             continue
         comp, frontier = [start], [start]
@@ -183,13 +196,14 @@ class EquivalenceSampler:
             d0 = np.zeros_like(u)
             d0[k] = u[k]
             directed, rest = _meek_closure(d0, u & ~(d0 | d0.T))
-            comps = [c for c in _components(rest) if len(c) > 1]
+            comps = _components(rest)
             count = 1
             for c in comps:
                 count *= self.count(u[np.ix_(c, c)])
             terms.append((count, directed, comps))
-        self._rooted[key] = terms
-        return terms
+        cumulative = np.cumsum([float(t[0]) for t in terms])
+        self._rooted[key] = terms, cumulative
+        return terms, cumulative
 
     def count(self, u: np.ndarray) -> int:
         """Number of orientations of the connected chordal graph ``u`` ``(k, k)``."""
@@ -202,19 +216,21 @@ class EquivalenceSampler:
                     f"a reversible component of {len(u)} nodes is too large to count "
                     f"exactly (max_exact={self.max_exact})"
                 )
-            self._counts[key] = sum(t[0] for t in self._rooted_terms(u))
+            self._counts[key] = sum(t[0] for t in self._rooted_terms(u)[0])
         return self._counts[key]
 
     def orient(self, u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A uniformly drawn orientation of the connected chordal graph ``u`` ``(k, k)``."""
         u = np.asarray(u, dtype=bool)
-        out = np.zeros_like(u)
         if len(u) > self.max_exact:
             return _orient_mcs(u, rng)
-        if len(u) > 1:
-            terms = self._rooted_terms(u)
-            weights = np.array([float(t[0]) for t in terms])
-            _, directed, comps = terms[rng.choice(len(terms), p=weights / weights.sum())]
+        if len(u) == 2:  # one reversible edge: either way
+            return u & (np.eye(2, k=1 if rng.random() < 0.5 else -1) > 0)
+        out = np.zeros_like(u)
+        if len(u) > 2:
+            terms, cumulative = self._rooted_terms(u)
+            k = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
+            _, directed, comps = terms[min(k, len(terms) - 1)]
             out |= directed
             for c in comps:
                 out[np.ix_(c, c)] |= self.orient(u[np.ix_(c, c)], rng)
@@ -236,11 +252,12 @@ def _orient_mcs(u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return u & (rank[:, None] < rank[None, :])
 
 
-def _split(adj) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """Compelled edges, reversible edges (both ways) and the reversible components."""
-    compelled, reversible = _label_edges(_check_dag(adj))
-    undirected = reversible | reversible.T
-    return compelled, undirected, [c for c in _components(undirected) if len(c) > 1]
+def _split(dags: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, list[np.ndarray]]]:
+    """Per DAG of ``(S, d, d)``: compelled edges, reversible edges (both ways), and the
+    components of the reversible edges."""
+    compelled, reversible = _label_edges(dags)
+    undirected = reversible | np.swapaxes(reversible, -1, -2)
+    return [(c, u, _components(u)) for c, u in zip(compelled, undirected)]
 
 
 def _member(compelled, undirected, comps, sampler, rng) -> np.ndarray:
@@ -258,7 +275,7 @@ def count_equivalent_dags(adj, *, max_exact: int = MAX_EXACT) -> int:
     >>> count_equivalent_dags([[0, 1, 0], [0, 0, 1], [0, 0, 0]])  # chain: 3 of the 4 orientations
     3
     """
-    _, undirected, comps = _split(adj)
+    _, undirected, comps = _split(_check_one(adj)[None])[0]
     sampler = EquivalenceSampler(max_exact)
     total = 1
     for c in comps:
@@ -268,24 +285,26 @@ def count_equivalent_dags(adj, *, max_exact: int = MAX_EXACT) -> int:
 
 def sample_equivalent_dag(adj, rng: np.random.Generator | int | None = None) -> np.ndarray:
     """One DAG drawn uniformly from the Markov equivalence class of ``adj`` ``(d, d)``."""
-    return _member(*_split(adj), EquivalenceSampler(), np.random.default_rng(rng))
+    return sample_equivalent_dags(_check_one(adj)[None], rng)[0]
 
 
-def sample_equivalent_dags(dags: np.ndarray, rng: np.random.Generator | int | None = None):
+def sample_equivalent_dags(dags, rng: np.random.Generator | int | None = None) -> np.ndarray:
     """Replace every DAG of ``dags`` ``(S, d, d)`` by a uniform member of its class.
 
-    Identical DAGs share their CPDAG, and all share the counts of their
-    components, so the cost grows with the number of distinct DAGs and
-    components rather than with ``S``.
+    Distinct DAGs are labelled together (vectorized over DAGs and over the
+    nodes of each level), and all share the counts of their components, so
+    the cost grows with the number of distinct DAGs rather than with ``S``.
     """
     rng = np.random.default_rng(rng)
-    dags = np.asarray(dags)
-    out = np.empty(dags.shape, dtype=np.int64)
+    dags = _check_dags(dags)
+    if dags.ndim != 3:
+        raise InputError(f"expected DAGs of shape (S, d, d), got shape {dags.shape}")
+    s, d, _ = dags.shape
+    packed = np.packbits(dags.reshape(s, -1), axis=1)
+    _, first, inverse = np.unique(packed, axis=0, return_index=True, return_inverse=True)
+    parts = _split(dags[first])
     sampler = EquivalenceSampler()
-    cache: dict[bytes, tuple] = {}
-    for s, dag in enumerate(dags != 0):
-        key = np.packbits(dag).tobytes()
-        if key not in cache:
-            cache[key] = _split(dag)
-        out[s] = _member(*cache[key], sampler, rng)
+    out = np.empty(dags.shape, dtype=np.int64)
+    for k, u in enumerate(inverse.reshape(-1)):
+        out[k] = _member(*parts[u], sampler, rng)
     return out

@@ -58,6 +58,16 @@ def test_cpdag_and_count_identify_every_class(d):
     assert len(seen) == len(classes)  # and different classes get different CPDAGs
 
 
+def test_batched_draws_stay_in_each_dags_class():
+    """All 543 DAGs on 4 nodes (many level structures) in one call: every draw is
+    equivalent to its own input, and the batched labels equal the one-by-one CPDAGs."""
+    dags = enumerate_dags(4).numpy().astype(np.int64)
+    draws = sample_equivalent_dags(np.concatenate([dags, dags]), rng=1)
+    for dag, draw in zip(np.concatenate([dags, dags]), draws):
+        assert _skeleton_and_v_structures(draw) == _skeleton_and_v_structures(dag)
+        np.testing.assert_array_equal(cpdag(draw), cpdag(dag))
+
+
 def test_count_every_class_at_d5():
     for members in _classes(5):
         assert count_equivalent_dags(members[0]) == len(members)
