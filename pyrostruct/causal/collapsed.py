@@ -162,7 +162,8 @@ def _position_regressions(cov: torch.Tensor, orders: torch.Tensor):
     positions, the permuted covariances ``(S, d, d)``, ``coef[s, a, b]`` (the
     coefficient of position ``a`` for position ``b > a``), ``inv_prev[s, a, b]``
     (``[Sigma_{<b}^{-1}]_{aa}``; the squared standard error is ``inv_prev D_b /
-    n``) and the residual variances ``D`` ``(S, d)``.
+    n``), the residual variances ``D`` ``(S, d)`` and the inverse unit factor
+    ``L^{-1}`` ``(S, d, d)``.
     """
     s, d = orders.shape
     eye = torch.eye(d, dtype=cov.dtype)
@@ -175,7 +176,7 @@ def _position_regressions(cov: torch.Tensor, orders: torch.Tensor):
     coef = (eye - l_inv).transpose(-1, -2) * forward
     inv_diag = torch.cumsum(l_inv**2 / resid[:, :, None], dim=1)  # [s, k, a]: block 0..k
     inv_prev = torch.cat([torch.zeros(s, 1, d, dtype=cov.dtype), inv_diag[:, :-1]], 1)
-    return c, coef, inv_prev.transpose(-1, -2) * forward, resid
+    return c, coef, inv_prev.transpose(-1, -2) * forward, resid, l_inv
 
 
 def _regressions_in_order(cov: torch.Tensor, order, n: int, equal_noise: bool):
@@ -186,7 +187,7 @@ def _regressions_in_order(cov: torch.Tensor, order, n: int, equal_noise: bool):
     """
     d = cov.shape[0]
     perm = torch.as_tensor(list(order), dtype=torch.long)
-    _, coef, inv_diag_prev, resid_var = _position_regressions(cov, perm[None])
+    _, coef, inv_diag_prev, resid_var, _ = _position_regressions(cov, perm[None])
     back = torch.argsort(perm)
     coef = coef[0][back][:, back]
     inv_diag_prev = inv_diag_prev[0][back][:, back]
@@ -281,7 +282,8 @@ def _edge_logit(coef, se2, prior_logit, tau2):
 
 
 def _order_terms(cov, n, orders, prior_logit, tau2, equal_noise=False, refit=False):
-    """Per position of each order ``(S, d)``: expected RSS/n and KL penalty of the node there.
+    """Per position of each order ``(S, d)``: expected RSS/n and KL penalty of the node there,
+    and the factors of :func:`_position_regressions` ``(c, resid, l_inv)``.
 
     ``refit=False``: every coefficient is kept with probability ``alpha`` at its
     least-squares value, the others fixed (the mean-field ELBO at the start).
@@ -292,7 +294,7 @@ def _order_terms(cov, n, orders, prior_logit, tau2, equal_noise=False, refit=Fal
     s, d = orders.shape
     eye = torch.eye(d, dtype=cov.dtype)
     forward = torch.triu(torch.ones(d, d, dtype=cov.dtype), diagonal=1)
-    c, coef, inv_prev, resid = _position_regressions(cov, orders)
+    c, coef, inv_prev, resid, l_inv = _position_regressions(cov, orders)
     noise = resid.mean(-1, keepdim=True).expand(s, d) if equal_noise else resid
     se2 = (inv_prev * noise[:, None, :] / n).clamp_min(1e-12)
     logit = _edge_logit(coef, se2, prior_logit, tau2)
@@ -305,7 +307,7 @@ def _order_terms(cov, n, orders, prior_logit, tau2, equal_noise=False, refit=Fal
         x2 = torch.diagonal(c, dim1=-2, dim2=-1)[..., None]
         rss = (mean * (c @ mean)).sum(-2) + (var * x2).sum(-2)
     penalty = _kl_terms(coef, se2, logit, forward, prior_logit, tau2).sum(-2)
-    return rss.clamp_min(1e-12), penalty
+    return rss.clamp_min(1e-12), penalty, (c, resid, l_inv)
 
 
 def _shrinkage_cost(coef, se2, inv_prev, logit, inside):
@@ -345,7 +347,7 @@ def order_scores(
     (the sparsest-permutation principle, Raskutti & Uhler 2018); ``O(S d^3)``.
     """
     tau2 = weight_prior_scale**2
-    rss, penalty = _order_terms(cov, n, orders, prior_logit, tau2, equal_noise, refit)
+    rss, penalty, _ = _order_terms(cov, n, orders, prior_logit, tau2, equal_noise, refit)
     if equal_noise:
         d = orders.shape[-1]
         ll = -0.5 * n * d * (torch.log(rss.mean(-1)) + 1.0 + math.log(2 * math.pi))
@@ -367,20 +369,15 @@ def _insertion_scores(cov, n, rest, node, prior_logit, tau2, refit=False):
     """
     r = len(rest)
     last = torch.tensor([rest + [node], [node] + rest])
-    rss, penalty = _order_terms(cov, n, last, prior_logit, tau2, refit=refit)
+    rss, penalty, (cs, resid, l_invs) = _order_terms(cov, n, last, prior_logit, tau2, refit=refit)
     local = _node_score(rss, penalty, n)
     before = torch.cat([local.new_zeros(1), torch.cumsum(local[0, :r], 0)])  # nodes < p
     with_node = local[1, 1:]  # rest's nodes with `node` among their predecessors
     after = with_node.sum() - torch.cat([with_node.new_zeros(1), torch.cumsum(with_node, 0)])
-    # `node` on every prefix of `rest`
-    idx = torch.tensor(rest + [node])
-    c = cov[idx][:, idx]
-    chol = torch.linalg.cholesky(c)
-    diag = torch.diagonal(chol)
-    unit = chol / diag
-    innov = diag[:r] ** 2
-    l_inv = torch.linalg.solve_triangular(unit[:r, :r], torch.eye(r, dtype=c.dtype), upper=False)
-    ell = unit[r, :r]
+    # `node` on every prefix of `rest`, from the factor of `rest + [node]` above: the
+    # leading block of L^{-1} inverts L's, and L's last row solves l L^{-1}[:r, :r] = -L^{-1}[r, :r]
+    c, innov, l_inv = cs[0], resid[0, :r], l_invs[0, :r, :r]
+    ell = -torch.linalg.solve_triangular(l_inv, l_invs[0, r:, :r], upper=False, left=False)[0]
     prefix_coef = torch.cumsum(ell[:, None] * l_inv, 0)  # row p-1: coefficients on rest[:p]
     coef = torch.cat([c.new_zeros(1, r), prefix_coef])  # (r + 1, r)
     explained = torch.cat([c.new_zeros(1), torch.cumsum(ell**2 * innov, 0)])
