@@ -124,7 +124,7 @@ class CollapsedOrderVI(nn.Module):
         ``f`` is the order-conditional ELBO plus ``log p(pi) - log q(pi)``: its
         mean over orders drawn from ``q`` estimates the ELBO.
         """
-        forward = _forward_mask(orders, self.scores.dtype) * self.off_diagonal
+        forward = _forward_mask(orders, self.scores.dtype)  # zero diagonal
         log_q = PlackettLuce(self.scores).log_prob_order(orders)
         probs = forward * torch.sigmoid(self.edge_logits)
         data = self.sem.expected_log_prob_from_statistics(

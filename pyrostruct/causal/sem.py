@@ -337,14 +337,17 @@ class LinearGaussianSEM(StructuralEquationModel):
         if self.weight_prior_scale is not None or bernoulli:
             # E_q[(x_j - b^T x)^2] adds sum_i Var(b_ij) x_i^2 for independent coefficients:
             # A_ij s_ij^2 for Gaussian q(w), plus p_ij (1 - p_ij) w_ij^2 for Bernoulli edges.
+            # The (d, d) factors are formed first, so that few products have the batch shape.
             x2 = torch.diagonal(gram, dim1=-2, dim2=-1)[..., :d]  # (d,) or (d_node, d)
             x2 = x2.unsqueeze(-1) if gram.dim() == 2 else x2.T
-            var = adjacency.new_zeros(())
+            off = 1.0 - torch.eye(d, dtype=w.dtype)
+            per_edge = adjacency.new_zeros(())
             if self.weight_prior_scale is not None:
-                var = adjacency * torch.exp(2 * self.log_weight_sd) * self.weight_unit**2
+                per_edge = torch.exp(2 * self.log_weight_sd) * self.weight_unit**2 * off
             if bernoulli:
-                var = var + adjacency * (1.0 - adjacency) * self.weights() ** 2
-            var = var * (1.0 - torch.eye(d, dtype=w.dtype))
+                var = adjacency * (per_edge + (1.0 - adjacency) * self.weights() ** 2)
+            else:
+                var = adjacency * per_edge
             rss = rss + (var * x2).sum(-2)
         if profile:
             if self.noise == "equal":
