@@ -1012,7 +1012,7 @@ class _Run:
         )
         if average:
             num = settings["num_samples"]
-            dags = result.sample_dags(num, seed=config["seed"]).astype(np.float64)
+            dags = result.sample_dags(num, seed=config["seed"])
             result.edge_probs = dags.mean(0)
             result.edge_probs_stderr = dags.std(0) / math.sqrt(num)
         return result

@@ -58,7 +58,8 @@ def _check_dags(adj) -> np.ndarray:
 def _levels(a: np.ndarray) -> np.ndarray:
     """Level of every node of DAGs ``(S, d, d)`` (0 = no parents), all DAGs at once."""
     s, d, _ = a.shape
-    indeg = a.sum(1)
+    af = a.astype(np.float32)
+    indeg = af.sum(1)
     level = np.full((s, d), -1, dtype=np.int64)
     remaining = np.ones((s, d), dtype=bool)
     for step in range(d + 1):
@@ -67,14 +68,25 @@ def _levels(a: np.ndarray) -> np.ndarray:
             break
         level[sources] = step
         remaining &= ~sources
-        indeg = indeg - np.einsum("sv,svw->sw", sources.astype(np.int64), a.astype(np.int64))
+        indeg -= (sources[:, None, :].astype(np.float32) @ af)[:, 0]
     if remaining.any():
         raise InputError("adjacency has a directed cycle; expected a DAG")
     return level
 
 
 def _label_edges(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Chickering's Find-Compelled on DAGs ``(S, d, d)``: boolean ``(compelled, reversible)``.
+    """Chickering's Find-Compelled on DAGs ``(S, d, d)``: boolean ``(compelled, reversible)``,
+    in chunks of DAGs that keep the temporaries small."""
+    s, d, _ = a.shape
+    chunk = max(1, 2**22 // max(d * d, 1))
+    parts = [_label_chunk(a[k : k + chunk]) for k in range(0, s, chunk)]
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _label_chunk(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_label_edges` of one chunk.
 
     The algorithm visits the edges into each node ``y`` from its highest-ranked
     parent ``x`` in a topological order, and that first edge settles all edges
@@ -89,22 +101,21 @@ def _label_edges(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     level = _levels(a)
     rank = level * d + np.arange(d)
     x = np.argmax(np.where(a, rank[:, :, None], -1), axis=1)  # highest-ranked parent
-    x_cols = np.broadcast_to(x[:, None, :], a.shape)
-    a_x = np.take_along_axis(a, x_cols, axis=2)  # a_x[s, z, y] = a[s, z, x[s, y]]
+    a_x = np.take_along_axis(a, np.broadcast_to(x[:, None, :], a.shape), axis=2)  # a[s, z, x]
     not_x = np.arange(d)[None, :, None] != x[:, None, :]
     v_structure = (a & ~a_x & not_x).any(1)  # z -> y <- x, z and x not adjacent
     has_parent = a.any(1)
     compelled = np.zeros_like(a)
     reversible = np.zeros_like(a)
     for depth in range(1, int(level.max()) + 1 if level.size else 1):
-        ys = (level == depth) & has_parent
-        w = np.take_along_axis(compelled, x_cols, axis=2)  # compelled w -> x[s, y]
-        shielded_chain = (w & ~a).any(1)  # w -> x -> y, w and y not adjacent
-        all_compelled = ys & (shielded_chain | v_structure)
-        rest = ys & ~shielded_chain & ~v_structure
-        compelled |= a & all_compelled[:, None, :]
-        compelled |= w & rest[:, None, :]
-        reversible |= a & ~compelled & rest[:, None, :]
+        s_idx, y_idx = np.nonzero((level == depth) & has_parent)  # the nodes y of this level
+        parents = a[s_idx, :, y_idx]  # (K, d)
+        w = compelled[s_idx, :, x[s_idx, y_idx]]  # compelled w -> x
+        shielded_chain = (w & ~parents).any(1)  # w -> x -> y, w and y not adjacent
+        all_compelled = shielded_chain | v_structure[s_idx, y_idx]
+        into_y = np.where(all_compelled[:, None], parents, w)
+        compelled[s_idx, :, y_idx] = into_y
+        reversible[s_idx, :, y_idx] = parents & ~into_y
     return compelled, reversible
 
 
@@ -252,19 +263,35 @@ def _orient_mcs(u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return u & (rank[:, None] < rank[None, :])
 
 
-def _split(dags: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, list[np.ndarray]]]:
-    """Per DAG of ``(S, d, d)``: compelled edges, reversible edges (both ways), and the
-    components of the reversible edges."""
+def _split(dags: np.ndarray) -> list[tuple[np.ndarray, list[tuple]]]:
+    """Per DAG of ``(S, d, d)``: its compelled edges and, per component of its reversible
+    edges, ``(index, graph)``: the ``np.ix_`` index of the component and its undirected
+    graph. The components of all DAGs come from one sparse connected-components call."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     compelled, reversible = _label_edges(dags)
     undirected = reversible | np.swapaxes(reversible, -1, -2)
-    return [(c, u, _components(u)) for c, u in zip(compelled, undirected)]
+    s, d, _ = undirected.shape
+    which, i, j = np.nonzero(undirected)
+    graph = coo_matrix((np.ones(len(i), dtype=bool), (which * d + i, which * d + j)),
+                       shape=(s * d, s * d))  # fmt: skip
+    _, labels = connected_components(graph, directed=False)
+    nodes = np.flatnonzero(undirected.any(1).reshape(-1))  # nodes with a reversible edge
+    nodes = nodes[np.argsort(labels[nodes], kind="stable")]
+    comps: list[list[tuple]] = [[] for _ in range(s)]
+    for group in np.split(nodes, np.flatnonzero(np.diff(labels[nodes])) + 1) if len(nodes) else []:
+        k, local = divmod(group[0], d)[0], group % d
+        index = np.ix_(local, local)
+        comps[k].append((index, undirected[k][index]))
+    return list(zip(compelled, comps))
 
 
-def _member(compelled, undirected, comps, sampler, rng) -> np.ndarray:
+def _member(compelled, comps, sampler, rng) -> np.ndarray:
     out = compelled.copy()
-    for c in comps:
-        out[np.ix_(c, c)] |= sampler.orient(undirected[np.ix_(c, c)], rng)
-    return out.astype(np.int64)
+    for index, graph in comps:
+        out[index] |= sampler.orient(graph, rng)
+    return out
 
 
 def count_equivalent_dags(adj, *, max_exact: int = MAX_EXACT) -> int:
@@ -275,11 +302,11 @@ def count_equivalent_dags(adj, *, max_exact: int = MAX_EXACT) -> int:
     >>> count_equivalent_dags([[0, 1, 0], [0, 0, 1], [0, 0, 0]])  # chain: 3 of the 4 orientations
     3
     """
-    _, undirected, comps = _split(_check_one(adj)[None])[0]
+    _, comps = _split(_check_one(adj)[None])[0]
     sampler = EquivalenceSampler(max_exact)
     total = 1
-    for c in comps:
-        total *= sampler.count(undirected[np.ix_(c, c)])
+    for _, graph in comps:
+        total *= sampler.count(graph)
     return total
 
 
@@ -299,12 +326,14 @@ def sample_equivalent_dags(dags, rng: np.random.Generator | int | None = None) -
     dags = _check_dags(dags)
     if dags.ndim != 3:
         raise InputError(f"expected DAGs of shape (S, d, d), got shape {dags.shape}")
-    s, d, _ = dags.shape
-    packed = np.packbits(dags.reshape(s, -1), axis=1)
-    _, first, inverse = np.unique(packed, axis=0, return_index=True, return_inverse=True)
-    parts = _split(dags[first])
+    s = dags.shape[0]
+    first: dict[bytes, int] = {}
+    inverse = np.empty(s, dtype=np.int64)
+    for k, row in enumerate(np.packbits(dags.reshape(s, -1), axis=1)):
+        inverse[k] = first.setdefault(row.tobytes(), len(first))
+    parts = _split(dags[np.unique(inverse, return_index=True)[1]])
     sampler = EquivalenceSampler()
-    out = np.empty(dags.shape, dtype=np.int64)
-    for k, u in enumerate(inverse.reshape(-1)):
+    out = np.empty(dags.shape, dtype=bool)
+    for k, u in enumerate(inverse):
         out[k] = _member(*parts[u], sampler, rng)
-    return out
+    return out.astype(np.int64)
