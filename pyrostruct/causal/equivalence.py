@@ -18,7 +18,7 @@ member, and reversible ones, which appear in both directions.
   (He, Jia & Yu, "Counting and exploring sizes of Markov equivalence classes of
   directed acyclic graphs", JMLR 2015): ``#(G) = sum_v prod_{H in C(G, v)}
   #(H)``. Drawing the source with probability proportional to its term gives
-  an exact uniform draw. The recursion is memoized on node subsets; components
+  an exact uniform draw. The recursion is memoized on the subgraphs; components
   larger than ``max_exact`` nodes (rare in sparse graphs) are oriented by a
   maximum-cardinality search from a random start instead, which gives every
   member positive probability but not exactly equal ones.
