@@ -68,11 +68,13 @@ def _forward_mask(order: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 def _bernoulli_kl(logits: torch.Tensor, prior_logit: float) -> torch.Tensor:
-    """``KL(Bernoulli(sigmoid(l)) || Bernoulli(sigmoid(l0)))`` elementwise."""
-    q = torch.sigmoid(logits)
-    log_p = -math.log1p(math.exp(-prior_logit))  # log sigmoid(l0)
-    log_1mp = -math.log1p(math.exp(prior_logit))  # log sigmoid(-l0)
-    return q * (F.logsigmoid(logits) - log_p) + (1 - q) * (F.logsigmoid(-logits) - log_1mp)
+    """``KL(Bernoulli(sigmoid(l)) || Bernoulli(sigmoid(l0)))`` elementwise.
+
+    With ``q = sigmoid(l)`` and ``log sigmoid(l) = l + log sigmoid(-l)`` the two
+    terms fold into ``q (l - l0) + log sigmoid(-l) + softplus(l0)``.
+    """
+    softplus_l0 = math.log1p(math.exp(prior_logit))  # -log sigmoid(-l0)
+    return torch.sigmoid(logits) * (logits - prior_logit) + F.logsigmoid(-logits) + softplus_l0
 
 
 class CollapsedOrderVI(nn.Module):

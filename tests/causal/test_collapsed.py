@@ -311,3 +311,14 @@ def test_discover_follows_the_default_dtype(kwargs):
     finally:
         torch.set_default_dtype(before)
     assert np.isfinite(result.elbo_trace).all()
+
+
+@pytest.mark.parametrize("prior_logit", [-3.0, -1.25, 0.0, 2.0])
+def test_bernoulli_kl_equals_torchs(prior_logit):
+    from pyrostruct.causal.collapsed import _bernoulli_kl
+
+    logits = torch.linspace(-30, 30, 2001, dtype=torch.float64)
+    q = torch.distributions.Bernoulli(logits=logits)
+    p = torch.distributions.Bernoulli(logits=torch.tensor(prior_logit, dtype=torch.float64))
+    expected = torch.distributions.kl_divergence(q, p)
+    torch.testing.assert_close(_bernoulli_kl(logits, prior_logit), expected, rtol=0, atol=1e-12)
