@@ -34,7 +34,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import Report, parse_args, peak_memory, time_call  # noqa: E402
+from harness import (  # noqa: E402
+    Report,
+    parse_args,
+    peak_memory,
+    time_call,
+    use_exact_memory_accounting,
+)
+
+use_exact_memory_accounting()  # peak_memory below must be exact
 
 from pyrostruct.distributions import OrderedDAG  # noqa: E402
 from pyrostruct.distributions._dag_ops import (  # noqa: E402

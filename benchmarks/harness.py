@@ -68,13 +68,15 @@ def time_call(fn: Callable[[], Any], *, warmup: int = 1, repeats: int = 5) -> Ti
     return Timing(times)
 
 
-def _use_mmap_for_large_blocks() -> None:
+def use_exact_memory_accounting() -> None:
     """Make glibc return freed blocks of >= 64 KiB to the OS at once.
 
     By default glibc raises its mmap threshold after frees and keeps large
     freed blocks in the heap, so the resident set stops tracking what a
-    function allocates. Fixing the threshold makes peak-RSS measurements of
-    tensor allocations exact to a page.
+    function allocates. Fixing the threshold makes :func:`peak_memory` of
+    tensor allocations exact to a page. It also makes every large allocation
+    a system call, which slows allocation-heavy code (``discover`` at d = 100:
+    2.2x), so only benchmarks that measure memory call it, first thing.
     """
     try:
         import ctypes
@@ -83,8 +85,6 @@ def _use_mmap_for_large_blocks() -> None:
     except (OSError, AttributeError):  # not glibc
         pass
 
-
-_use_mmap_for_large_blocks()
 
 
 def _proc_status_bytes(key: str) -> int:
