@@ -30,8 +30,10 @@ Adjacency convention: ``A[i, j] = 1`` means ``i -> j``; a CPDAG has both
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from pyrostruct.errors import InputError
+from pyrostruct.graph import _levels as _graph_levels
 
 __all__ = [
     "EquivalenceSampler",
@@ -56,20 +58,10 @@ def _check_dags(adj) -> np.ndarray:
 
 
 def _levels(a: np.ndarray) -> np.ndarray:
-    """Level of every node of DAGs ``(S, d, d)`` (0 = no parents), all DAGs at once."""
-    s, d, _ = a.shape
-    af = a.astype(np.float32)
-    indeg = af.sum(1)
-    level = np.full((s, d), -1, dtype=np.int64)
-    remaining = np.ones((s, d), dtype=bool)
-    for step in range(d + 1):
-        sources = remaining & (indeg == 0)
-        if not sources.any():
-            break
-        level[sources] = step
-        remaining &= ~sources
-        indeg -= (sources[:, None, :].astype(np.float32) @ af)[:, 0]
-    if remaining.any():
+    """Level of every node of DAGs ``(S, d, d)`` (0 = no parents), all DAGs at once
+    (:func:`pyrostruct.graph._levels`); a one-line error for a cycle."""
+    level = _graph_levels(torch.from_numpy(a)).numpy()
+    if (level >= a.shape[-1]).any():
         raise InputError("adjacency has a directed cycle; expected a DAG")
     return level
 
