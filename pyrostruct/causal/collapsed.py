@@ -41,6 +41,7 @@ logits at the prior log-odds plus each coefficient's Bayes factor.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -154,6 +155,13 @@ class CollapsedOrderVI(nn.Module):
         return EdgeProbs(per.mean(0), per.std(0) / math.sqrt(num_samples))
 
 
+@functools.lru_cache(maxsize=16)
+def _triangles(d: int, dtype: torch.dtype):
+    """``(eye, forward)``: the ``(d, d)`` identity and strict upper triangle of ones
+    (cached: the order search asks for them thousands of times; never modify them)."""
+    return torch.eye(d, dtype=dtype), torch.triu(torch.ones(d, d, dtype=dtype), diagonal=1)
+
+
 def _position_regressions(cov: torch.Tensor, orders: torch.Tensor):
     """Least squares of every node on all its predecessors, for a batch of orders ``(S, d)``.
 
@@ -164,21 +172,21 @@ def _position_regressions(cov: torch.Tensor, orders: torch.Tensor):
     positions, the permuted covariances ``(S, d, d)``, ``coef[s, a, b]`` (the
     coefficient of position ``a`` for position ``b > a``), ``inv_prev[s, a, b]``
     (``[Sigma_{<b}^{-1}]_{aa}``; the squared standard error is ``inv_prev D_b /
-    n``), the residual variances ``D`` ``(S, d)`` and the inverse unit factor
-    ``L^{-1}`` ``(S, d, d)``.
+    n``), the residual variances ``D`` ``(S, d)``, the inverse unit factor
+    ``L^{-1}`` and the unit factor ``L`` ``(S, d, d)``.
     """
     s, d = orders.shape
-    eye = torch.eye(d, dtype=cov.dtype)
+    eye, forward = _triangles(d, cov.dtype)
     c = cov[orders[:, :, None], orders[:, None, :]]
     chol = torch.linalg.cholesky(c)
     diag = torch.diagonal(chol, dim1=-2, dim2=-1)
-    l_inv = torch.linalg.solve_triangular(chol / diag[:, None, :], eye, upper=False)
+    unit = chol / diag[:, None, :]
+    l_inv = torch.linalg.solve_triangular(unit, eye, upper=False, unitriangular=True)
     resid = diag**2
-    forward = torch.triu(torch.ones(d, d, dtype=cov.dtype), diagonal=1)
     coef = (eye - l_inv).transpose(-1, -2) * forward
     inv_diag = torch.cumsum(l_inv**2 / resid[:, :, None], dim=1)  # [s, k, a]: block 0..k
     inv_prev = torch.cat([torch.zeros(s, 1, d, dtype=cov.dtype), inv_diag[:, :-1]], 1)
-    return c, coef, inv_prev.transpose(-1, -2) * forward, resid, l_inv
+    return c, coef, inv_prev.transpose(-1, -2) * forward, resid, l_inv, unit
 
 
 def _regressions_in_order(cov: torch.Tensor, order, n: int, equal_noise: bool):
@@ -189,7 +197,7 @@ def _regressions_in_order(cov: torch.Tensor, order, n: int, equal_noise: bool):
     """
     d = cov.shape[0]
     perm = torch.as_tensor(list(order), dtype=torch.long)
-    _, coef, inv_diag_prev, resid_var, _ = _position_regressions(cov, perm[None])
+    _, coef, inv_diag_prev, resid_var, _, _ = _position_regressions(cov, perm[None])
     back = torch.argsort(perm)
     coef = coef[0][back][:, back]
     inv_diag_prev = inv_diag_prev[0][back][:, back]
@@ -271,21 +279,31 @@ def sparse_sinks_order(x: np.ndarray, z_threshold: float = 3.0) -> list[int]:
     return sinks[::-1]
 
 
-def _kl_terms(coef, se2, logit, forward, prior_logit, tau2):
-    """Per-coefficient ``alpha KL(weight) + KL(edge)`` at the least-squares start."""
-    kl_w = 0.5 * (se2 / tau2 + coef**2 / tau2 - 1.0 - torch.log(se2 / tau2))
-    return forward * (torch.sigmoid(logit) * kl_w + _bernoulli_kl(logit, prior_logit))
+def _coefficient_terms(coef, se2, inside, prior_logit: float, tau2: float):
+    """Inclusion probabilities and KL penalties of least-squares coefficients: ``(alpha, penalty)``.
 
-
-def _edge_logit(coef, se2, prior_logit, tau2):
-    """Prior log-odds plus the log Bayes factor of a slab ``N(0, tau2)`` against zero."""
-    log_bf = 0.5 * torch.log(se2 / (se2 + tau2)) + 0.5 * coef**2 * (1 / se2 - 1 / (se2 + tau2))
-    return (prior_logit + log_bf).clamp(-30.0, 30.0)
+    ``alpha = sigmoid(l)``, with ``l`` the prior log-odds ``l0`` plus the log Bayes
+    factor of a slab ``N(0, tau2)`` against zero given the estimate ``b`` and its
+    squared standard error ``se2``: ``l = l0 - 0.5 log((se2 + tau2) / se2) + 0.5
+    b^2 (1 / se2 - 1 / (se2 + tau2))``. ``penalty = alpha KL(N(b, se2) || N(0,
+    tau2)) + KL(Bernoulli(alpha) || Bernoulli(sigmoid(l0)))``, the cost of the
+    coefficient in the collapsed ELBO at the least-squares start. Both are zero
+    where ``inside`` is.
+    """
+    coef2 = coef * coef
+    total = se2 + tau2
+    log_bf = 0.5 * (coef2 * (1.0 / se2 - 1.0 / total) - torch.log(total / se2))
+    logit = (prior_logit + log_bf).clamp(-30.0, 30.0)
+    q = torch.sigmoid(logit)
+    kl_weight = 0.5 * ((se2 + coef2) / tau2 - 1.0 - torch.log(se2 / tau2))
+    # KL(Bernoulli(q) || Bernoulli(q0)) = q (l - l0) + log(1 - q) - log(1 - q0)
+    kl_edge = q * (logit - prior_logit) - F.softplus(logit) + math.log1p(math.exp(prior_logit))
+    return q * inside, inside * (q * kl_weight + kl_edge)
 
 
 def _order_terms(cov, n, orders, prior_logit, tau2, equal_noise=False, refit=False):
     """Per position of each order ``(S, d)``: expected RSS/n and KL penalty of the node there,
-    and the factors of :func:`_position_regressions` ``(c, resid, l_inv)``.
+    and the factors of :func:`_position_regressions` ``(c, inv_prev, resid, l_inv, unit)``.
 
     ``refit=False``: every coefficient is kept with probability ``alpha`` at its
     least-squares value, the others fixed (the mean-field ELBO at the start).
@@ -293,35 +311,33 @@ def _order_terms(cov, n, orders, prior_logit, tau2, equal_noise=False, refit=Fal
     the others refitted (:func:`_shrinkage_cost`), which the mean-field form
     overstates for correlated inputs by ``1 / (1 - R^2)``.
     """
-    s, d = orders.shape
-    eye = torch.eye(d, dtype=cov.dtype)
-    forward = torch.triu(torch.ones(d, d, dtype=cov.dtype), diagonal=1)
-    c, coef, inv_prev, resid, l_inv = _position_regressions(cov, orders)
-    noise = resid.mean(-1, keepdim=True).expand(s, d) if equal_noise else resid
-    se2 = (inv_prev * noise[:, None, :] / n).clamp_min(1e-12)
-    logit = _edge_logit(coef, se2, prior_logit, tau2)
+    d = orders.shape[-1]
+    eye, forward = _triangles(d, cov.dtype)
+    c, coef, inv_prev, resid, l_inv, unit = _position_regressions(cov, orders)
+    noise = resid.mean(-1, keepdim=True) if equal_noise else resid
+    se2 = (inv_prev * (noise[:, None, :] / n)).clamp_min(1e-12)
+    alpha, penalty = _coefficient_terms(coef, se2, forward, prior_logit, tau2)
     if refit:
-        rss = resid + _shrinkage_cost(coef, se2, inv_prev, logit, forward).sum(-2)
+        rss = resid + _shrinkage_cost(coef, se2, inv_prev, alpha, forward).sum(-2)
     else:
-        alpha = torch.sigmoid(logit) * forward
-        mean = eye - alpha * coef  # column b: coefficients of node b's residual
-        var = alpha * (coef**2 + se2) - (alpha * coef) ** 2
+        b = alpha * coef
+        var = alpha * (coef * coef + se2) - b * b
+        mean = eye - b  # column j: coefficients of node j's residual
         x2 = torch.diagonal(c, dim1=-2, dim2=-1)[..., None]
         rss = (mean * (c @ mean)).sum(-2) + (var * x2).sum(-2)
-    penalty = _kl_terms(coef, se2, logit, forward, prior_logit, tau2).sum(-2)
-    return rss.clamp_min(1e-12), penalty, (c, resid, l_inv)
+    return rss.clamp_min(1e-12), penalty.sum(-2), (c, inv_prev, resid, l_inv, unit)
 
 
-def _shrinkage_cost(coef, se2, inv_prev, logit, inside):
+def _shrinkage_cost(coef, se2, inv_prev, alpha, inside):
     """Expected RSS/n added by keeping each coefficient with probability ``alpha``.
 
     With the other coefficients refitted, dropping coefficient ``a`` of node
     ``b`` adds ``coef^2 / [Sigma_{<b}^{-1}]_aa`` (its squared partial effect);
-    keeping it adds its weight variance ``se2 / [Sigma_{<b}^{-1}]_aa``.
+    keeping it adds its weight variance ``se2 / [Sigma_{<b}^{-1}]_aa``. Zero
+    where ``inside`` is (there ``coef`` and ``alpha`` are zero too).
     """
-    alpha = torch.sigmoid(logit) * inside
-    safe = torch.where(inside > 0, inv_prev, torch.ones_like(inv_prev))
-    return inside * ((1 - alpha) * coef**2 + alpha * se2) / safe
+    cost = (1 - alpha) * coef * coef + alpha * se2
+    return inside * cost / inv_prev.clamp_min(1e-300)
 
 
 def _node_score(rss, penalty, n):
@@ -357,9 +373,10 @@ def order_scores(
     return _node_score(rss, penalty, n).sum(-1)
 
 
-def _insertion_scores(cov, n, rest, node, prior_logit, tau2, refit=False):
-    """Scores of inserting ``node`` at every position ``p = 0..len(rest)`` of ``rest``.
+def _insertion_scores(cov, n, rests, nodes, prior_logit, tau2, refit=False):
+    """Scores of inserting ``nodes[k]`` at every position ``p = 0..r`` of ``rests[k]``.
 
+    ``rests`` ``(K, r)`` and ``nodes`` ``(K,)`` index tensors; returns ``(K, r + 1)``.
     The score decomposes over nodes, each term depending on the node's
     predecessors only: nodes before ``p`` keep their terms in ``rest``, nodes
     after it gain ``node`` as a predecessor (read off the order ``[node] +
@@ -367,39 +384,40 @@ def _insertion_scores(cov, n, rest, node, prior_logit, tau2, refit=False):
     once from the Cholesky factor of ``rest + [node]``: with ``L`` its unit
     lower factor and ``D`` the innovation variances, the coefficients on the
     first ``p`` nodes are ``sum_{m<p} L[node, m] L^{-1}[m, :]`` and the residual
-    variance is ``cov[node, node] - sum_{m<p} L[node, m]^2 D_m``. ``O(d^3)``.
+    variance is ``cov[node, node] - sum_{m<p} L[node, m]^2 D_m``. ``O(K d^3)``,
+    all ``K`` insertions in one batch.
     """
-    r = len(rest)
-    last = torch.tensor([rest + [node], [node] + rest])
-    rss, penalty, (cs, resid, l_invs) = _order_terms(cov, n, last, prior_logit, tau2, refit=refit)
-    local = _node_score(rss, penalty, n)
-    before = torch.cat([local.new_zeros(1), torch.cumsum(local[0, :r], 0)])  # nodes < p
-    with_node = local[1, 1:]  # rest's nodes with `node` among their predecessors
-    after = with_node.sum() - torch.cat([with_node.new_zeros(1), torch.cumsum(with_node, 0)])
+    k, r = rests.shape
+    last = torch.cat([rests, nodes[:, None]], 1)  # rest + [node]
+    first = torch.cat([nodes[:, None], rests], 1)  # [node] + rest
+    rss, penalty, factors = _order_terms(
+        cov, n, torch.cat([last, first]), prior_logit, tau2, refit=refit
+    )
+    local = _node_score(rss, penalty, n)  # (2K, r + 1)
+    zero = local.new_zeros(k, 1)
+    before = torch.cat([zero, torch.cumsum(local[:k, :r], 1)], 1)  # rest's nodes before p
+    with_node = torch.cumsum(local[k:, 1:], 1)  # rest's nodes with `node` among predecessors
+    after = with_node[:, -1:] - torch.cat([zero, with_node], 1)
     # `node` on every prefix of `rest`, from the factor of `rest + [node]` above: the
-    # leading block of L^{-1} inverts L's, and L's last row solves l L^{-1}[:r, :r] = -L^{-1}[r, :r]
-    c, innov, l_inv = cs[0], resid[0, :r], l_invs[0, :r, :r]
-    ell = -torch.linalg.solve_triangular(l_inv, l_invs[0, r:, :r], upper=False, left=False)[0]
-    prefix_coef = torch.cumsum(ell[:, None] * l_inv, 0)  # row p-1: coefficients on rest[:p]
-    coef = torch.cat([c.new_zeros(1, r), prefix_coef])  # (r + 1, r)
-    explained = torch.cat([c.new_zeros(1), torch.cumsum(ell**2 * innov, 0)])
-    resid = (c[r, r] - explained).clamp_min(1e-12)
-    inv_diag = torch.cumsum(l_inv**2 / innov[:, None], 0)
-    inv_prev = torch.cat([c.new_zeros(1, r), inv_diag])  # (r + 1, r), zero past the prefix
-    inside = (inv_prev > 0).to(c.dtype)
-    se2 = (inv_prev * resid[:, None] / n).clamp_min(1e-12)
-    logit = _edge_logit(coef, se2, prior_logit, tau2)
+    # leading block of L^{-1} inverts L's, and L's last row holds L[node, :r]
+    cs, inv_prevs, resid, l_invs, units = (f[:k] for f in factors)
+    c, innov, l_inv, ell = cs, resid[:, :r], l_invs[:, :r, :r], units[:, r, :r]
+    coef = torch.cat([c.new_zeros(k, 1, r), torch.cumsum(ell[:, :, None] * l_inv, 1)], 1)
+    explained = torch.cat([zero, torch.cumsum(ell**2 * innov, 1)], 1)
+    resid_node = (c[:, r, r, None] - explained).clamp_min(1e-12)  # (K, r + 1)
+    inv_prev = inv_prevs[:, :r, :].transpose(-1, -2)  # (K, r + 1, r): [Sigma_{<p}^{-1}]_aa
+    inside = _triangles(r + 1, c.dtype)[1].T[:, :r]  # a < p
+    se2 = (inv_prev * (resid_node[:, :, None] / n)).clamp_min(1e-12)
+    alpha, pen_node = _coefficient_terms(coef, se2, inside, prior_logit, tau2)
     if refit:
-        rss_node = resid + _shrinkage_cost(coef, se2, inv_prev, logit, inside).sum(-1)
+        rss_node = resid_node + _shrinkage_cost(coef, se2, inv_prev, alpha, inside).sum(-1)
     else:
-        alpha = torch.sigmoid(logit) * inside
         b = alpha * coef
-        var = alpha * (coef**2 + se2) - b**2
-        c_rr, c_rk = c[:r, :r], c[:r, r]
-        rss_node = c[r, r] - 2 * b @ c_rk + ((b @ c_rr) * b).sum(-1)
-        rss_node = rss_node + var @ torch.diagonal(c_rr)
-    pen_node = _kl_terms(coef, se2, logit, inside, prior_logit, tau2).sum(-1)
-    own = _node_score(rss_node.clamp_min(1e-12), pen_node, n)
+        var = alpha * (coef * coef + se2) - b * b
+        c_rr, c_rk = c[:, :r, :r], c[:, :r, r:]
+        rss_node = c[:, r, r, None] - 2 * (b @ c_rk)[..., 0] + ((b @ c_rr) * b).sum(-1)
+        rss_node = rss_node + (var @ torch.diagonal(c_rr, dim1=-2, dim2=-1)[..., None])[..., 0]
+    own = _node_score(rss_node.clamp_min(1e-12), pen_node.sum(-1), n)
     return before + own + after
 
 
@@ -439,7 +457,9 @@ def improve_order(
             improved = False
             for node in list(best):
                 rest = [i for i in best if i != node]
-                scores = _insertion_scores(cov, n, rest, node, prior_logit, tau2, refit)
+                scores = _insertion_scores(
+                    cov, n, torch.tensor([rest]), torch.tensor([node]), prior_logit, tau2, refit
+                )[0]
                 k = int(torch.argmax(scores))
                 if float(scores[k]) > best_score + 1e-6 * abs(best_score):
                     best = rest[:k] + [node] + rest[k:]

@@ -232,7 +232,7 @@ def test_insertion_scores_equal_the_scores_of_the_inserted_orders(refit):
     n, d = xt.shape
     cov = torch.cov(xt.T, correction=0) + 1e-9 * torch.eye(d, dtype=torch.float64)
     rest, node = [3, 1, 7, 0, 5, 2, 6], 4
-    fast = _insertion_scores(cov, n, rest, node, -1.0, 1.0, refit)
+    fast = _insertion_scores(cov, n, torch.tensor([rest]), torch.tensor([node]), -1.0, 1.0, refit)[0]
     orders = torch.tensor([rest[:p] + [node] + rest[p:] for p in range(d)])
     slow = order_scores(cov, n, orders, -1.0, refit=refit)
     torch.testing.assert_close(fast, slow, rtol=1e-9, atol=1e-6)
