@@ -442,6 +442,8 @@ def improve_order(
     more accurately (it prefers a chain's Markov-equivalent orders to complete
     ones, where the first stage did not) but stalls when started far away.
     Meant for the start of the order when nothing but sparsity identifies it.
+    A node is not scored again while no node has moved since it was last found
+    at its best position (same scores, same decision).
     """
     xt = torch.as_tensor(np.asarray(x), dtype=torch.float64)
     n, d = xt.shape
@@ -453,9 +455,12 @@ def improve_order(
             order_scores(cov, n, torch.tensor([best]), prior_logit, refit=refit,
                          weight_prior_scale=weight_prior_scale)[0]
         )  # fmt: skip
+        moves, settled = 0, {}  # node -> number of moves when it was last found in place
         for _ in range(max_sweeps):
             improved = False
             for node in list(best):
+                if settled.get(node) == moves:  # nothing moved since: same scores again
+                    continue
                 rest = [i for i in best if i != node]
                 scores = _insertion_scores(
                     cov, n, torch.tensor([rest]), torch.tensor([node]), prior_logit, tau2, refit
@@ -463,7 +468,8 @@ def improve_order(
                 k = int(torch.argmax(scores))
                 if float(scores[k]) > best_score + 1e-6 * abs(best_score):
                     best = rest[:k] + [node] + rest[k:]
-                    best_score, improved = float(scores[k]), True
+                    best_score, improved, moves = float(scores[k]), True, moves + 1
+                settled[node] = moves  # at its best position given the others
             if not improved:
                 break
     return best

@@ -77,7 +77,7 @@ from pyrostruct.causal.collapsed import (
     order_regression_init,
     sparse_sinks_order,
 )
-from pyrostruct.causal.equivalence import sample_equivalent_dags
+from pyrostruct.causal.equivalence import _equivalent_members
 from pyrostruct.causal.sem import (
     MLPSEM,
     LinearGaussianSEM,
@@ -309,13 +309,17 @@ class CausalResult:
         to a uniform member of its Markov equivalence class if ``equivalence_class``)."""
         if int(n) < 1:
             raise InputError(f"n must be >= 1, got {n}")
+        return self._draw(int(n), seed).astype(np.int64)
+
+    def _draw(self, n: int, seed: int | None) -> np.ndarray:
+        """:meth:`sample_dags` as booleans ``(n, d, d)``."""
         with torch.random.fork_rng():
             if seed is not None:
                 torch.manual_seed(seed)
-            samples = self._distribution().sample((int(n),)).numpy().astype(np.int64)
+            samples = self._distribution().sample((n,)).numpy() != 0
             if self.equivalence_class:
                 rng = np.random.default_rng(int(torch.randint(2**62, ())))
-                samples = sample_equivalent_dags(samples, rng)
+                samples = _equivalent_members(samples, rng)
         return samples
 
     def to_inference_data(self, num_samples: int = 500, *, seed: int | None = 0):
@@ -967,7 +971,14 @@ class _Run:
 
     # -- the result -------------------------------------------------------------
     def result(self, elbo_trace, settings, config, seconds, fingerprint) -> CausalResult:
-        probs = self.guide.edge_probs(num_samples=settings["num_samples"])
+        average = settings["average_equivalent"]
+        if average is None:  # only the Markov equivalence class is identified
+            unidentified = isinstance(self.sem, LinearGaussianSEM) and self.sem.noise == "nonequal"
+            average = unidentified and (self.mask is None or not bool(self.mask.any()))
+        num = settings["num_samples"]
+        custom = not isinstance(self.sem, (LinearGaussianSEM, MLPSEM))
+        # averaged over equivalence classes, the Rao-Blackwellized estimate is replaced below
+        probs = None if average and not custom else self.guide.edge_probs(num_samples=num)
         if settings["estimator"] == "analytic":
             scores, logits = self.guide.scores, self.guide.edge_logits
         else:
@@ -982,10 +993,6 @@ class _Run:
             else:
                 w = probs.mean.double().numpy().copy()
         np.fill_diagonal(w, 0.0)
-        average = settings["average_equivalent"]
-        if average is None:  # only the Markov equivalence class is identified
-            unidentified = isinstance(self.sem, LinearGaussianSEM) and self.sem.noise == "nonequal"
-            average = unidentified and (self.mask is None or not bool(self.mask.any()))
         metadata = {
             "pyrostruct_version": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -998,10 +1005,11 @@ class _Run:
             **{k: v for k, v in config.items()},
             "average_equivalent": bool(average),
         }
+        d = self.d
         result = CausalResult(
             names=list(self.names),
-            edge_probs=probs.mean.double().numpy(),
-            edge_probs_stderr=probs.stderr.double().numpy(),
+            edge_probs=np.zeros((d, d)) if probs is None else probs.mean.double().numpy(),
+            edge_probs_stderr=np.zeros((d, d)) if probs is None else probs.stderr.double().numpy(),
             weights=w,
             scores=scores.detach().double().numpy().copy(),
             edge_logits=logits.detach().double().numpy().copy(),
@@ -1010,9 +1018,8 @@ class _Run:
             threshold=settings["threshold"],
             equivalence_class=bool(average),
         )
-        if average:
-            num = settings["num_samples"]
-            dags = result.sample_dags(num, seed=config["seed"])
-            result.edge_probs = dags.mean(0)
-            result.edge_probs_stderr = dags.std(0) / math.sqrt(num)
+        if average:  # 0/1 draws: the standard deviation is sqrt(p (1 - p))
+            p = result._draw(num, config["seed"]).mean(0)
+            result.edge_probs = p
+            result.edge_probs_stderr = np.sqrt(p * (1.0 - p) / num)
         return result

@@ -314,10 +314,14 @@ def sample_equivalent_dags(dags, rng: np.random.Generator | int | None = None) -
     nodes of each level), and all share the counts of their components, so
     the cost grows with the number of distinct DAGs rather than with ``S``.
     """
-    rng = np.random.default_rng(rng)
     dags = _check_dags(dags)
     if dags.ndim != 3:
         raise InputError(f"expected DAGs of shape (S, d, d), got shape {dags.shape}")
+    return _equivalent_members(dags, np.random.default_rng(rng)).astype(np.int64)
+
+
+def _equivalent_members(dags: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """:func:`sample_equivalent_dags` of checked boolean DAGs ``(S, d, d)``, as booleans."""
     s = dags.shape[0]
     first: dict[bytes, int] = {}
     inverse = np.empty(s, dtype=np.int64)
@@ -328,4 +332,4 @@ def sample_equivalent_dags(dags, rng: np.random.Generator | int | None = None) -
     out = np.empty(dags.shape, dtype=bool)
     for k, u in enumerate(inverse):
         out[k] = _member(*parts[u], sampler, rng)
-    return out.astype(np.int64)
+    return out
