@@ -301,9 +301,10 @@ def _coefficient_terms(coef, se2, inside, prior_logit: float, tau2: float):
     return q * inside, inside * (q * kl_weight + kl_edge)
 
 
-def _order_terms(cov, n, orders, prior_logit, tau2, equal_noise=False, refit=False):
-    """Per position of each order ``(S, d)``: expected RSS/n and KL penalty of the node there,
-    and the factors of :func:`_position_regressions` ``(c, inv_prev, resid, l_inv, unit)``.
+def _order_terms(cov, n, orders, prior_logit, tau2, equal_noise=False, refit=False, start=0):
+    """Per position ``start..d-1`` of each order ``(S, d)``: expected RSS/n and KL penalty of the
+    node there, ``(S, d - start)`` each, and the factors of :func:`_position_regressions`
+    ``(c, inv_prev, resid, l_inv, unit)`` of all positions.
 
     ``refit=False``: every coefficient is kept with probability ``alpha`` at its
     least-squares value, the others fixed (the mean-field ELBO at the start).
@@ -314,15 +315,17 @@ def _order_terms(cov, n, orders, prior_logit, tau2, equal_noise=False, refit=Fal
     d = orders.shape[-1]
     eye, forward = _triangles(d, cov.dtype)
     c, coef, inv_prev, resid, l_inv, unit = _position_regressions(cov, orders)
-    noise = resid.mean(-1, keepdim=True) if equal_noise else resid
-    se2 = (inv_prev * (noise[:, None, :] / n)).clamp_min(1e-12)
-    alpha, penalty = _coefficient_terms(coef, se2, forward, prior_logit, tau2)
+    noise = resid.mean(-1, keepdim=True).expand(resid.shape) if equal_noise else resid
+    cols = slice(start, None)
+    coef, inv_cols, inside = coef[..., cols], inv_prev[..., cols], forward[:, cols]
+    se2 = (inv_cols * (noise[:, None, cols] / n)).clamp_min(1e-12)
+    alpha, penalty = _coefficient_terms(coef, se2, inside, prior_logit, tau2)
     if refit:
-        rss = resid + _shrinkage_cost(coef, se2, inv_prev, alpha, forward).sum(-2)
+        rss = resid[:, cols] + _shrinkage_cost(coef, se2, inv_cols, alpha, inside).sum(-2)
     else:
         b = alpha * coef
         var = alpha * (coef * coef + se2) - b * b
-        mean = eye - b  # column j: coefficients of node j's residual
+        mean = eye[:, cols] - b  # column j: coefficients of node j's residual
         x2 = torch.diagonal(c, dim1=-2, dim2=-1)[..., None]
         rss = (mean * (c @ mean)).sum(-2) + (var * x2).sum(-2)
     return rss.clamp_min(1e-12), penalty.sum(-2), (c, inv_prev, resid, l_inv, unit)
@@ -373,52 +376,72 @@ def order_scores(
     return _node_score(rss, penalty, n).sum(-1)
 
 
-def _insertion_scores(cov, n, rests, nodes, prior_logit, tau2, refit=False):
-    """Scores of inserting ``nodes[k]`` at every position ``p = 0..r`` of ``rests[k]``.
-
-    ``rests`` ``(K, r)`` and ``nodes`` ``(K,)`` index tensors; returns ``(K, r + 1)``.
-    The score decomposes over nodes, each term depending on the node's
-    predecessors only: nodes before ``p`` keep their terms in ``rest``, nodes
-    after it gain ``node`` as a predecessor (read off the order ``[node] +
-    rest``), and ``node`` itself is regressed on every prefix of ``rest`` at
-    once from the Cholesky factor of ``rest + [node]``: with ``L`` its unit
-    lower factor and ``D`` the innovation variances, the coefficients on the
-    first ``p`` nodes are ``sum_{m<p} L[node, m] L^{-1}[m, :]`` and the residual
-    variance is ``cov[node, node] - sum_{m<p} L[node, m]^2 D_m``. ``O(K d^3)``,
-    all ``K`` insertions in one batch.
-    """
-    k, r = rests.shape
-    last = torch.cat([rests, nodes[:, None]], 1)  # rest + [node]
-    first = torch.cat([nodes[:, None], rests], 1)  # [node] + rest
+def _local_scores(cov, n, order, prior_logit, tau2, refit=False, start=0):
+    """Local scores of one order (node ``order[k]``'s term given ``order[:k]``), for the
+    positions ``start..d-1``, and the factors of :func:`_order_terms`."""
     rss, penalty, factors = _order_terms(
-        cov, n, torch.cat([last, first]), prior_logit, tau2, refit=refit
+        cov, n, torch.tensor([order]), prior_logit, tau2, refit=refit, start=start
     )
-    local = _node_score(rss, penalty, n)  # (2K, r + 1)
-    zero = local.new_zeros(k, 1)
-    before = torch.cat([zero, torch.cumsum(local[:k, :r], 1)], 1)  # rest's nodes before p
-    with_node = torch.cumsum(local[k:, 1:], 1)  # rest's nodes with `node` among predecessors
-    after = with_node[:, -1:] - torch.cat([zero, with_node], 1)
-    # `node` on every prefix of `rest`, from the factor of `rest + [node]` above: the
-    # leading block of L^{-1} inverts L's, and L's last row holds L[node, :r]
-    cs, inv_prevs, resid, l_invs, units = (f[:k] for f in factors)
-    c, innov, l_inv, ell = cs, resid[:, :r], l_invs[:, :r, :r], units[:, r, :r]
-    coef = torch.cat([c.new_zeros(k, 1, r), torch.cumsum(ell[:, :, None] * l_inv, 1)], 1)
-    explained = torch.cat([zero, torch.cumsum(ell**2 * innov, 1)], 1)
-    resid_node = (c[:, r, r, None] - explained).clamp_min(1e-12)  # (K, r + 1)
-    inv_prev = inv_prevs[:, :r, :].transpose(-1, -2)  # (K, r + 1, r): [Sigma_{<p}^{-1}]_aa
+    return _node_score(rss, penalty, n)[0], factors
+
+
+def _insertion_scores(cov, n, order, q, local, prior_logit, tau2, refit=False):
+    """Scores of moving ``v = order[q]`` to every position ``p = 0..d-1`` of the others.
+
+    With ``rest`` the order without ``v``, ``scores[p]`` ``(d,)`` is the score
+    of ``rest[:p] + [v] + rest[p:]``. The score is a sum of local terms, each
+    depending on a node's predecessors only, and ``local`` ``(d,)`` holds those
+    of ``order``: nodes before ``p`` keep their terms in ``rest`` (new only for
+    the nodes after ``q``, which lose ``v``: read off ``rest + [v]``), nodes after
+    ``p`` gain ``v`` as a predecessor (new only for the nodes before ``q``: read
+    off ``[v] + order[:q]``), and ``v`` itself is regressed on every prefix of
+    ``rest`` at once from the Cholesky factor of ``rest + [v]``: with ``L`` its
+    unit lower factor and ``D`` the innovation variances, the coefficients on the
+    first ``p`` nodes are ``sum_{m<p} L[v, m] L^{-1}[m, :]`` and the residual
+    variance is ``cov[v, v] - sum_{m<p} L[v, m]^2 D_m``. ``O(d^3)``. Also returns
+    the parts from which :func:`_moved_local` forms the local terms of the
+    order chosen.
+    """
+    v, rest = order[q], order[:q] + order[q + 1 :]
+    r = len(rest)
+    tail, factors = _local_scores(cov, n, rest + [v], prior_logit, tau2, refit, start=q)
+    without = torch.cat([local[:q], tail[: r - q]])  # rest's terms, v not a predecessor
+    if q > 0:
+        head, _ = _local_scores(cov, n, [v] + order[:q], prior_logit, tau2, refit, start=1)
+        with_v = torch.cat([head, local[q + 1 :]])  # rest's terms with v a predecessor
+    else:
+        with_v = local[1:]
+    zero = local.new_zeros(1)
+    before = torch.cat([zero, torch.cumsum(without, 0)])
+    cum = torch.cumsum(with_v, 0)
+    after = cum[-1:] - torch.cat([zero, cum])
+    # v on every prefix of rest, from the factor of rest + [v] above: the leading block
+    # of L^{-1} inverts L's, and L's last row holds L[v, :r]
+    c, inv_prevs, resid, l_invs, units = (f[0] for f in factors)
+    innov, l_inv, ell = resid[:r], l_invs[:r, :r], units[r, :r]
+    coef = torch.cat([c.new_zeros(1, r), torch.cumsum(ell[:, None] * l_inv, 0)])  # (r + 1, r)
+    explained = torch.cat([zero, torch.cumsum(ell**2 * innov, 0)])
+    resid_v = (c[r, r] - explained).clamp_min(1e-12)  # (r + 1,)
+    inv_prev = inv_prevs[:r, :].T  # (r + 1, r): [Sigma_{<p}^{-1}]_aa
     inside = _triangles(r + 1, c.dtype)[1].T[:, :r]  # a < p
-    se2 = (inv_prev * (resid_node[:, :, None] / n)).clamp_min(1e-12)
-    alpha, pen_node = _coefficient_terms(coef, se2, inside, prior_logit, tau2)
+    se2 = (inv_prev * (resid_v[:, None] / n)).clamp_min(1e-12)
+    alpha, penalty = _coefficient_terms(coef, se2, inside, prior_logit, tau2)
     if refit:
-        rss_node = resid_node + _shrinkage_cost(coef, se2, inv_prev, alpha, inside).sum(-1)
+        rss_v = resid_v + _shrinkage_cost(coef, se2, inv_prev, alpha, inside).sum(-1)
     else:
         b = alpha * coef
         var = alpha * (coef * coef + se2) - b * b
-        c_rr, c_rk = c[:, :r, :r], c[:, :r, r:]
-        rss_node = c[:, r, r, None] - 2 * (b @ c_rk)[..., 0] + ((b @ c_rr) * b).sum(-1)
-        rss_node = rss_node + (var @ torch.diagonal(c_rr, dim1=-2, dim2=-1)[..., None])[..., 0]
-    own = _node_score(rss_node.clamp_min(1e-12), pen_node.sum(-1), n)
-    return before + own + after
+        c_rr, c_rv = c[:r, :r], c[:r, r]
+        rss_v = c[r, r] - 2 * (b @ c_rv) + ((b @ c_rr) * b).sum(-1)
+        rss_v = rss_v + var @ torch.diagonal(c_rr)
+    own = _node_score(rss_v.clamp_min(1e-12), penalty.sum(-1), n)
+    return before + own + after, (without, own, with_v)
+
+
+def _moved_local(parts, p: int) -> torch.Tensor:
+    """Local terms of ``rest[:p] + [v] + rest[p:]`` from the parts of :func:`_insertion_scores`."""
+    without, own, with_v = parts
+    return torch.cat([without[:p], own[p : p + 1], with_v[p:]])
 
 
 def improve_order(
@@ -433,7 +456,8 @@ def improve_order(
 
     Each sweep takes every node in turn and moves it to the position that
     maximizes the score, all positions scored at once by
-    :func:`_insertion_scores` (``O(d^3)`` per node), until a sweep changes
+    :func:`_insertion_scores` (``O(d^3)`` per node, reusing the local terms of
+    the current order), until a sweep changes
     nothing or ``max_sweeps`` sweeps. The first stage scores orders by the
     mean-field ELBO at the least-squares start (``refit=False``): it overstates
     the cost of dropping correlated inputs, but its landscape leads the greedy
@@ -451,23 +475,22 @@ def improve_order(
     tau2 = weight_prior_scale**2
     best = [int(i) for i in order]
     for refit in (False, True):
-        best_score = float(
-            order_scores(cov, n, torch.tensor([best]), prior_logit, refit=refit,
-                         weight_prior_scale=weight_prior_scale)[0]
-        )  # fmt: skip
+        local, _ = _local_scores(cov, n, best, prior_logit, tau2, refit)
+        best_score = float(local.sum())
         moves, settled = 0, {}  # node -> number of moves when it was last found in place
         for _ in range(max_sweeps):
             improved = False
             for node in list(best):
                 if settled.get(node) == moves:  # nothing moved since: same scores again
                     continue
-                rest = [i for i in best if i != node]
-                scores = _insertion_scores(
-                    cov, n, torch.tensor([rest]), torch.tensor([node]), prior_logit, tau2, refit
-                )[0]
+                q = best.index(node)
+                scores, parts = _insertion_scores(
+                    cov, n, best, q, local, prior_logit, tau2, refit
+                )
                 k = int(torch.argmax(scores))
                 if float(scores[k]) > best_score + 1e-6 * abs(best_score):
-                    best = rest[:k] + [node] + rest[k:]
+                    rest = best[:q] + best[q + 1 :]
+                    best, local = rest[:k] + [node] + rest[k:], _moved_local(parts, k)
                     best_score, improved, moves = float(scores[k]), True, moves + 1
                 settled[node] = moves  # at its best position given the others
             if not improved:

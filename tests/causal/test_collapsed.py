@@ -12,6 +12,8 @@ from pyrostruct.causal import datasets, discover, metrics
 from pyrostruct.causal.collapsed import (
     CollapsedOrderVI,
     _insertion_scores,
+    _local_scores,
+    _moved_local,
     improve_order,
     order_regression_init,
     order_scores,
@@ -226,16 +228,23 @@ def _standardized(d, graph, seed, n=500):
 
 
 @pytest.mark.parametrize("refit", [False, True])
-def test_insertion_scores_equal_the_scores_of_the_inserted_orders(refit):
+@pytest.mark.parametrize("q", [0, 3, 7])
+def test_insertion_scores_equal_the_scores_of_the_inserted_orders(refit, q):
     _, x = _standardized(8, "SF", 0)
     xt = torch.tensor(x, dtype=torch.float64)
     n, d = xt.shape
     cov = torch.cov(xt.T, correction=0) + 1e-9 * torch.eye(d, dtype=torch.float64)
-    rest, node = [3, 1, 7, 0, 5, 2, 6], 4
-    fast = _insertion_scores(cov, n, torch.tensor([rest]), torch.tensor([node]), -1.0, 1.0, refit)[0]
-    orders = torch.tensor([rest[:p] + [node] + rest[p:] for p in range(d)])
+    order = [3, 1, 7, 0, 5, 2, 6, 4]
+    order.insert(q, order.pop(order.index(4)))
+    local, _ = _local_scores(cov, n, order, -1.0, 1.0, refit)
+    fast, parts = _insertion_scores(cov, n, order, q, local, -1.0, 1.0, refit)
+    rest = [i for i in order if i != 4]
+    orders = torch.tensor([rest[:p] + [4] + rest[p:] for p in range(d)])
     slow = order_scores(cov, n, orders, -1.0, refit=refit)
     torch.testing.assert_close(fast, slow, rtol=1e-9, atol=1e-6)
+    for p in range(d):  # the local terms of the chosen order, for the next move
+        expected, _ = _local_scores(cov, n, orders[p].tolist(), -1.0, 1.0, refit)
+        torch.testing.assert_close(_moved_local(parts, p), expected, rtol=1e-9, atol=1e-6)
 
 
 def test_refitted_score_prefers_a_chain_to_a_complete_dag():
