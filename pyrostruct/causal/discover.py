@@ -684,6 +684,15 @@ def discover(
     return result
 
 
+def _adam(groups) -> torch.optim.Adam:
+    """Adam with torch's fused kernel where it runs on these tensors (CPU: torch >= 2.4;
+    a step over ~30k parameters costs about a third of the unfused loop's)."""
+    try:
+        return torch.optim.Adam(groups, fused=True)
+    except (RuntimeError, TypeError):  # older torch: fused Adam is CUDA-only
+        return torch.optim.Adam(groups)
+
+
 @contextlib.contextmanager
 def _num_threads(n: int):
     before = torch.get_num_threads()
@@ -829,7 +838,7 @@ class _Run:
                 self.sem, self.stats, self.prior_logit, scores - scores.mean(), logits
             )
             others = [self.guide.edge_logits, *self.sem.parameters()]
-            self.optim = torch.optim.Adam(
+            self.optim = _adam(
                 [{"params": [self.guide.scores], "lr": lr}, {"params": others, "lr": lr}]
             )
             return
@@ -845,7 +854,7 @@ class _Run:
         self.guide._setup_prototype()
         scores = [p for name, p in self.guide.named_parameters() if name.startswith("scores")]
         others = [p for name, p in self.guide.named_parameters() if not name.startswith("scores")]
-        self.optim = torch.optim.Adam(
+        self.optim = _adam(
             [
                 {"params": scores, "lr": lr * _SCORE_LR},
                 {"params": others + list(self.sem.parameters()), "lr": lr},

@@ -78,6 +78,12 @@ def _pyro_params(method):
     return wrapper
 
 
+@functools.lru_cache(maxsize=16)
+def _identities(d: int, dtype: torch.dtype):
+    """``(eye(d + 1, d), 1 - eye(d))`` (cached; never modify them)."""
+    return torch.eye(d + 1, d, dtype=dtype), 1.0 - torch.eye(d, dtype=dtype)
+
+
 def _row_batch(result: torch.Tensor, batch: torch.Size) -> torch.Tensor:
     """``(*B, n)`` -> ``(*B[:-1], n)`` when the adjacency batch ends in a row-plate singleton."""
     if len(batch) >= 1 and batch[-1] == 1:
@@ -324,31 +330,35 @@ class LinearGaussianSEM(StructuralEquationModel):
     def _gram_log_prob(self, stats, adjacency, bernoulli: bool, profile: bool = False):
         d = self.num_nodes
         gram, count = stats["gram"], stats["count"]
-        w = self.effective_weights(adjacency)  # (*B, d, d)
+        unit = self.weight_unit
+        eye, off = _identities(d, unit.dtype)
+        weights = self.weight * unit * off  # self.weights(), each parameter read once
+        w = adjacency * weights  # (*B, d, d)
         bias = self.bias.expand(w.shape[:-2] + (1, d))
         # Coefficients of x1 = [x, 1] for every node j: c_j = e_j - [w_j; b_j].
-        eye = torch.eye(d + 1, d, dtype=w.dtype)
         coef = eye - torch.cat([w, bias], dim=-2)  # (*B, d+1, d)
         if gram.dim() == 2:
             rss = (coef * (gram @ coef)).sum(-2)  # (*B, d)
         else:
             gc = torch.einsum("jab,...bj->...aj", gram, coef)
             rss = (coef * gc).sum(-2)
-        if self.weight_prior_scale is not None or bernoulli:
+        latent = self.weight_prior_scale is not None
+        if latent:
+            log_sd = self.log_weight_sd + torch.log(unit)  # of the weights in the data's units
+        if latent or bernoulli:
             # E_q[(x_j - b^T x)^2] adds sum_i Var(b_ij) x_i^2 for independent coefficients:
-            # A_ij s_ij^2 for Gaussian q(w), plus p_ij (1 - p_ij) w_ij^2 for Bernoulli edges.
-            # The (d, d) factors are formed first, so that few products have the batch shape.
+            # A_ij s_ij^2 for Gaussian q(w), plus p_ij (1 - p_ij) w_ij^2 for Bernoulli edges,
+            # so Var = A (s^2 + w^2) - A^2 w^2 with Bernoulli edges: the (d, d) factors are
+            # formed first and contracted with the batch of adjacencies.
             x2 = torch.diagonal(gram, dim1=-2, dim2=-1)[..., :d]  # (d,) or (d_node, d)
             x2 = x2.unsqueeze(-1) if gram.dim() == 2 else x2.T
-            off = 1.0 - torch.eye(d, dtype=w.dtype)
-            per_edge = adjacency.new_zeros(())
-            if self.weight_prior_scale is not None:
-                per_edge = torch.exp(2 * self.log_weight_sd) * self.weight_unit**2 * off
+            per_edge = torch.exp(2 * log_sd) * off if latent else weights.new_zeros(())
             if bernoulli:
-                var = adjacency * (per_edge + (1.0 - adjacency) * self.weights() ** 2)
+                w2x2 = weights**2 * x2
+                extra = (adjacency * (per_edge * x2 + w2x2)).sum(-2)
+                rss = rss + extra - (adjacency * adjacency * w2x2).sum(-2)
             else:
-                var = adjacency * per_edge
-            rss = rss + (var * x2).sum(-2)
+                rss = rss + (adjacency * (per_edge * x2)).sum(-2)
         if profile:
             if self.noise == "equal":
                 noise_var = (rss.sum(-1, keepdim=True) / count.sum()).expand(rss.shape)
@@ -359,9 +369,16 @@ class LinearGaussianSEM(StructuralEquationModel):
             log_s = self._scales()
             lp = -0.5 * rss * torch.exp(-2 * log_s) - count * (log_s + 0.5 * _LOG_2PI)
         lp = lp.sum(-1)
-        if self.weight_prior_scale is not None:
-            lp = lp - self.weight_kl(adjacency)
+        if latent:
+            lp = lp - (adjacency * self._weight_kl_terms(weights, log_sd, off)).sum((-1, -2))
         return lp
+
+    def _weight_kl_terms(self, mean, log_sd, off):
+        """``KL(N(W_ij, s_ij^2) || N(0, sigma_w^2))`` per pair ``(d, d)``, zero diagonal."""
+        log_sw = math.log(self.weight_prior_scale)
+        var_ratio = torch.exp(2 * (log_sd - log_sw))
+        kl = 0.5 * (var_ratio + (mean / self.weight_prior_scale) ** 2 - 1.0) - (log_sd - log_sw)
+        return kl * off
 
     @_pyro_params
     def weight_kl(self, adjacency: torch.Tensor) -> torch.Tensor:
@@ -373,13 +390,10 @@ class LinearGaussianSEM(StructuralEquationModel):
         """
         if self.weight_prior_scale is None:
             return adjacency.new_zeros(adjacency.shape[:-2])
-        d = self.num_nodes
-        log_sw = math.log(self.weight_prior_scale)
-        log_sd = self.log_weight_sd + torch.log(self.weight_unit)
-        var_ratio = torch.exp(2 * (log_sd - log_sw))
-        mean = self.weight * self.weight_unit
-        kl = 0.5 * (var_ratio + (mean / self.weight_prior_scale) ** 2 - 1.0) - (log_sd - log_sw)
-        kl = kl * (1.0 - torch.eye(d, dtype=kl.dtype))
+        unit = self.weight_unit
+        _, off = _identities(self.num_nodes, unit.dtype)
+        log_sd = self.log_weight_sd + torch.log(unit)
+        kl = self._weight_kl_terms(self.weight * unit, log_sd, off)
         return (adjacency * kl).sum((-1, -2))
 
     @torch.no_grad()
