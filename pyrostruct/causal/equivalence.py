@@ -255,10 +255,12 @@ def _orient_mcs(u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return u & (rank[:, None] < rank[None, :])
 
 
-def _split(dags: np.ndarray) -> list[tuple[np.ndarray, list[tuple]]]:
-    """Per DAG of ``(S, d, d)``: its compelled edges and, per component of its reversible
-    edges, ``(index, graph)``: the ``np.ix_`` index of the component and its undirected
-    graph. The components of all DAGs come from one sparse connected-components call."""
+def _split(dags: np.ndarray) -> list[tuple[np.ndarray, list[tuple], np.ndarray]]:
+    """Per DAG of ``(S, d, d)``: its compelled edges, per component of its reversible
+    edges with three or more nodes ``(index, graph)`` (the ``np.ix_`` index of the
+    component and its undirected graph), and the reversible edges that are components
+    of their own ``(m, 2)`` (either direction: drawn together). The components of all
+    DAGs come from one sparse connected-components call."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -272,17 +274,26 @@ def _split(dags: np.ndarray) -> list[tuple[np.ndarray, list[tuple]]]:
     nodes = np.flatnonzero(undirected.any(1).reshape(-1))  # nodes with a reversible edge
     nodes = nodes[np.argsort(labels[nodes], kind="stable")]
     comps: list[list[tuple]] = [[] for _ in range(s)]
+    pairs: list[list[np.ndarray]] = [[] for _ in range(s)]
     for group in np.split(nodes, np.flatnonzero(np.diff(labels[nodes])) + 1) if len(nodes) else []:
         k, local = divmod(group[0], d)[0], group % d
+        if len(local) == 2:
+            pairs[k].append(local)
+            continue
         index = np.ix_(local, local)
         comps[k].append((index, undirected[k][index]))
-    return list(zip(compelled, comps))
+    edges = [np.asarray(p, dtype=np.int64).reshape(-1, 2) for p in pairs]
+    return list(zip(compelled, comps, edges))
 
 
-def _member(compelled, comps, sampler, rng) -> np.ndarray:
+def _member(compelled, comps, edges, sampler, rng) -> np.ndarray:
     out = compelled.copy()
     for index, graph in comps:
         out[index] |= sampler.orient(graph, rng)
+    if len(edges):  # lone reversible edges: each way with probability 1/2
+        flip = rng.random(len(edges)) < 0.5
+        a, b = edges.T
+        out[np.where(flip, b, a), np.where(flip, a, b)] = True
     return out
 
 
@@ -294,9 +305,9 @@ def count_equivalent_dags(adj, *, max_exact: int = MAX_EXACT) -> int:
     >>> count_equivalent_dags([[0, 1, 0], [0, 0, 1], [0, 0, 0]])  # chain: 3 of the 4 orientations
     3
     """
-    _, comps = _split(_check_one(adj)[None])[0]
+    _, comps, edges = _split(_check_one(adj)[None])[0]
     sampler = EquivalenceSampler(max_exact)
-    total = 1
+    total = 2 ** len(edges)
     for _, graph in comps:
         total *= sampler.count(graph)
     return total
