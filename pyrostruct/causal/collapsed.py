@@ -156,13 +156,25 @@ class CollapsedOrderVI(nn.Module):
 
 
 @functools.lru_cache(maxsize=16)
-def _triangles(d: int, dtype: torch.dtype):
+def _triangles(d: int):
     """``(eye, forward)``: the ``(d, d)`` identity and strict upper triangle of ones
-    (cached: the order search asks for them thousands of times; never modify them)."""
-    return torch.eye(d, dtype=dtype), torch.triu(torch.ones(d, d, dtype=dtype), diagonal=1)
+    (cached, read-only: the order search asks for them thousands of times)."""
+    eye, forward = np.eye(d), np.triu(np.ones((d, d)), 1)
+    eye.flags.writeable = forward.flags.writeable = False
+    return eye, forward
 
 
-def _position_regressions(cov: torch.Tensor, orders: torch.Tensor):
+@functools.lru_cache(maxsize=16)
+def _torch_eye(d: int) -> torch.Tensor:
+    return torch.eye(d, dtype=torch.float64)
+
+
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` through torch (see :func:`_position_regressions`)."""
+    return torch.matmul(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+
+
+def _position_regressions(cov: np.ndarray, orders: np.ndarray):
     """Least squares of every node on all its predecessors, for a batch of orders ``(S, d)``.
 
     Through the Cholesky factor of the permuted covariance ``Sigma_pi = L D L^T``:
@@ -174,19 +186,29 @@ def _position_regressions(cov: torch.Tensor, orders: torch.Tensor):
     (``[Sigma_{<b}^{-1}]_{aa}``; the squared standard error is ``inv_prev D_b /
     n``), the residual variances ``D`` ``(S, d)``, the inverse unit factor
     ``L^{-1}`` and the unit factor ``L`` ``(S, d, d)``.
+
+    The order search works in numpy float64: it needs no gradients, and
+    numpy's elementwise kernels and call overhead are the cheaper at these
+    sizes. Its factorizations and products go through torch (:func:`_matmul`),
+    whose thread count the caller sets: numpy's BLAS would start threads of its
+    own for these small matrices, which only costs time on a busy machine.
     """
     s, d = orders.shape
-    eye, forward = _triangles(d, cov.dtype)
+    eye, forward = _triangles(d)
     c = cov[orders[:, :, None], orders[:, None, :]]
-    chol = torch.linalg.cholesky(c)
+    chol = torch.linalg.cholesky(torch.from_numpy(c))
     diag = torch.diagonal(chol, dim1=-2, dim2=-1)
-    unit = chol / diag[:, None, :]
-    l_inv = torch.linalg.solve_triangular(unit, eye, upper=False, unitriangular=True)
+    unit_t = chol / diag[:, None, :]
+    l_inv = torch.linalg.solve_triangular(
+        unit_t, _torch_eye(d), upper=False, unitriangular=True
+    ).numpy()
+    unit, diag = unit_t.numpy(), diag.numpy()
     resid = diag**2
-    coef = (eye - l_inv).transpose(-1, -2) * forward
-    inv_diag = torch.cumsum(l_inv**2 / resid[:, :, None], dim=1)  # [s, k, a]: block 0..k
-    inv_prev = torch.cat([torch.zeros(s, 1, d, dtype=cov.dtype), inv_diag[:, :-1]], 1)
-    return c, coef, inv_prev.transpose(-1, -2) * forward, resid, l_inv, unit
+    coef = np.swapaxes(eye - l_inv, -1, -2) * forward
+    # [s, a, k]: block 0..k, summed along the last axis (numpy's fast direction)
+    inv_diag = np.cumsum(np.swapaxes(l_inv**2 / resid[:, :, None], -1, -2), axis=-1)
+    inv_prev = np.concatenate([np.zeros((s, d, 1)), inv_diag[:, :, :-1]], -1) * forward
+    return c, coef, inv_prev, resid, l_inv, unit
 
 
 def _regressions_in_order(cov: torch.Tensor, order, n: int, equal_noise: bool):
@@ -195,17 +217,16 @@ def _regressions_in_order(cov: torch.Tensor, order, n: int, equal_noise: bool):
     ``coef[i, j]`` is the coefficient of ``i`` for ``j`` (zero unless ``i``
     precedes ``j``) and ``se2`` its squared standard error.
     """
-    d = cov.shape[0]
-    perm = torch.as_tensor(list(order), dtype=torch.long)
-    _, coef, inv_diag_prev, resid_var, _, _ = _position_regressions(cov, perm[None])
-    back = torch.argsort(perm)
-    coef = coef[0][back][:, back]
-    inv_diag_prev = inv_diag_prev[0][back][:, back]
+    perm = np.asarray(list(order), dtype=np.int64)
+    _, coef, inv_diag_prev, resid_var, _, _ = _position_regressions(cov.numpy(), perm[None])
+    back = np.argsort(perm)
+    coef = coef[0][np.ix_(back, back)]
+    inv_diag_prev = inv_diag_prev[0][np.ix_(back, back)]
     noise_var = resid_var[0][back]
     if equal_noise:
-        noise_var = noise_var.mean().expand(d)
+        noise_var = np.full_like(noise_var, noise_var.mean())
     se2 = inv_diag_prev * noise_var[None, :] / n
-    return coef, se2, noise_var
+    return tuple(torch.from_numpy(np.ascontiguousarray(v)) for v in (coef, se2, noise_var))
 
 
 def order_regression_init(x: torch.Tensor, order, sem: LinearGaussianSEM, prior_logit: float):
@@ -260,7 +281,8 @@ def sparse_sinks_order(x: np.ndarray, z_threshold: float = 3.0) -> list[int]:
     """
     x = np.asarray(x, dtype=np.float64)
     n, d = x.shape
-    precision = np.linalg.pinv(np.atleast_2d(np.cov(x, rowvar=False)))
+    cov = torch.cov(torch.from_numpy(x).T).reshape(d, d)  # torch: no BLAS threads of numpy's
+    precision = torch.linalg.pinv(cov).numpy()
     remaining = list(range(d))
     sinks = []
     while remaining:
@@ -292,19 +314,21 @@ def _coefficient_terms(coef, se2, inside, prior_logit: float, tau2: float):
     """
     coef2 = coef * coef
     total = se2 + tau2
-    log_bf = 0.5 * (coef2 * (1.0 / se2 - 1.0 / total) - torch.log(total / se2))
-    logit = (prior_logit + log_bf).clamp(-30.0, 30.0)
-    q = torch.sigmoid(logit)
-    kl_weight = 0.5 * ((se2 + coef2) / tau2 - 1.0 - torch.log(se2 / tau2))
-    # KL(Bernoulli(q) || Bernoulli(q0)) = q (l - l0) + log(1 - q) - log(1 - q0)
-    kl_edge = q * (logit - prior_logit) - F.softplus(logit) + math.log1p(math.exp(prior_logit))
+    log_bf = 0.5 * (coef2 * (1.0 / se2 - 1.0 / total) - np.log(total / se2))
+    logit = np.clip(prior_logit + log_bf, -30.0, 30.0)
+    odds = np.exp(logit)
+    q = odds / (1.0 + odds)
+    kl_weight = 0.5 * ((se2 + coef2) / tau2 - 1.0 - np.log(se2 / tau2))
+    # KL(Bernoulli(q) || Bernoulli(q0)) = q (l - l0) + log(1 - q) - log(1 - q0), and
+    # log(1 - q) = -log(1 + e^l): safe for |l| <= 30
+    kl_edge = q * (logit - prior_logit) - np.log1p(odds) + math.log1p(math.exp(prior_logit))
     return q * inside, inside * (q * kl_weight + kl_edge)
 
 
 def _order_terms(cov, n, orders, prior_logit, tau2, equal_noise=False, refit=False, start=0):
     """Per position ``start..d-1`` of each order ``(S, d)``: expected RSS/n and KL penalty of the
     node there, ``(S, d - start)`` each, and the factors of :func:`_position_regressions`
-    ``(c, inv_prev, resid, l_inv, unit)`` of all positions.
+    ``(c, inv_prev, resid, l_inv, unit)`` of all positions (numpy arrays).
 
     ``refit=False``: every coefficient is kept with probability ``alpha`` at its
     least-squares value, the others fixed (the mean-field ELBO at the start).
@@ -313,12 +337,12 @@ def _order_terms(cov, n, orders, prior_logit, tau2, equal_noise=False, refit=Fal
     overstates for correlated inputs by ``1 / (1 - R^2)``.
     """
     d = orders.shape[-1]
-    eye, forward = _triangles(d, cov.dtype)
+    eye, forward = _triangles(d)
     c, coef, inv_prev, resid, l_inv, unit = _position_regressions(cov, orders)
-    noise = resid.mean(-1, keepdim=True).expand(resid.shape) if equal_noise else resid
+    noise = np.broadcast_to(resid.mean(-1, keepdims=True), resid.shape) if equal_noise else resid
     cols = slice(start, None)
     coef, inv_cols, inside = coef[..., cols], inv_prev[..., cols], forward[:, cols]
-    se2 = (inv_cols * (noise[:, None, cols] / n)).clamp_min(1e-12)
+    se2 = np.maximum(inv_cols * (noise[:, None, cols] / n), 1e-12)
     alpha, penalty = _coefficient_terms(coef, se2, inside, prior_logit, tau2)
     if refit:
         rss = resid[:, cols] + _shrinkage_cost(coef, se2, inv_cols, alpha, inside).sum(-2)
@@ -326,9 +350,9 @@ def _order_terms(cov, n, orders, prior_logit, tau2, equal_noise=False, refit=Fal
         b = alpha * coef
         var = alpha * (coef * coef + se2) - b * b
         mean = eye[:, cols] - b  # column j: coefficients of node j's residual
-        x2 = torch.diagonal(c, dim1=-2, dim2=-1)[..., None]
-        rss = (mean * (c @ mean)).sum(-2) + (var * x2).sum(-2)
-    return rss.clamp_min(1e-12), penalty.sum(-2), (c, inv_prev, resid, l_inv, unit)
+        x2 = np.diagonal(c, axis1=-2, axis2=-1)[..., None]
+        rss = (mean * _matmul(c, mean)).sum(-2) + (var * x2).sum(-2)
+    return np.maximum(rss, 1e-12), penalty.sum(-2), (c, inv_prev, resid, l_inv, unit)
 
 
 def _shrinkage_cost(coef, se2, inv_prev, alpha, inside):
@@ -340,11 +364,11 @@ def _shrinkage_cost(coef, se2, inv_prev, alpha, inside):
     where ``inside`` is (there ``coef`` and ``alpha`` are zero too).
     """
     cost = (1 - alpha) * coef * coef + alpha * se2
-    return inside * cost / inv_prev.clamp_min(1e-300)
+    return inside * cost / np.maximum(inv_prev, 1e-300)
 
 
 def _node_score(rss, penalty, n):
-    return -0.5 * n * (torch.log(rss) + 1.0 + math.log(2 * math.pi)) - penalty
+    return -0.5 * n * (np.log(rss) + 1.0 + math.log(2 * math.pi)) - penalty
 
 
 def order_scores(
@@ -368,19 +392,21 @@ def order_scores(
     (the sparsest-permutation principle, Raskutti & Uhler 2018); ``O(S d^3)``.
     """
     tau2 = weight_prior_scale**2
+    cov, orders = np.asarray(cov, dtype=np.float64), np.asarray(orders, dtype=np.int64)
     rss, penalty, _ = _order_terms(cov, n, orders, prior_logit, tau2, equal_noise, refit)
     if equal_noise:
         d = orders.shape[-1]
-        ll = -0.5 * n * d * (torch.log(rss.mean(-1)) + 1.0 + math.log(2 * math.pi))
-        return ll - penalty.sum(-1)
-    return _node_score(rss, penalty, n).sum(-1)
+        ll = -0.5 * n * d * (np.log(rss.mean(-1)) + 1.0 + math.log(2 * math.pi))
+        return torch.from_numpy(ll - penalty.sum(-1))
+    return torch.from_numpy(_node_score(rss, penalty, n).sum(-1))
 
 
 def _local_scores(cov, n, order, prior_logit, tau2, refit=False, start=0):
-    """Local scores of one order (node ``order[k]``'s term given ``order[:k]``), for the
-    positions ``start..d-1``, and the factors of :func:`_order_terms`."""
+    """Local scores (numpy) of one order (node ``order[k]``'s term given ``order[:k]``), for
+    the positions ``start..d-1``, and the factors of :func:`_order_terms`."""
+    orders = np.asarray([order], dtype=np.int64)
     rss, penalty, factors = _order_terms(
-        cov, n, torch.tensor([order]), prior_logit, tau2, refit=refit, start=start
+        cov, n, orders, prior_logit, tau2, refit=refit, start=start
     )
     return _node_score(rss, penalty, n)[0], factors
 
@@ -398,33 +424,33 @@ def _insertion_scores(cov, n, order, q, local, prior_logit, tau2, refit=False):
     ``rest`` at once from the Cholesky factor of ``rest + [v]``: with ``L`` its
     unit lower factor and ``D`` the innovation variances, the coefficients on the
     first ``p`` nodes are ``sum_{m<p} L[v, m] L^{-1}[m, :]`` and the residual
-    variance is ``cov[v, v] - sum_{m<p} L[v, m]^2 D_m``. ``O(d^3)``. Also returns
-    the parts from which :func:`_moved_local` forms the local terms of the
-    order chosen.
+    variance is ``cov[v, v] - sum_{m<p} L[v, m]^2 D_m``. ``O(d^3)``, numpy
+    (``cov`` an array). Also returns the parts from which :func:`_moved_local`
+    forms the local terms of the order chosen.
     """
     v, rest = order[q], order[:q] + order[q + 1 :]
     r = len(rest)
     tail, factors = _local_scores(cov, n, rest + [v], prior_logit, tau2, refit, start=q)
-    without = torch.cat([local[:q], tail[: r - q]])  # rest's terms, v not a predecessor
+    without = np.concatenate([local[:q], tail[: r - q]])  # rest's terms, v not a predecessor
     if q > 0:
         head, _ = _local_scores(cov, n, [v] + order[:q], prior_logit, tau2, refit, start=1)
-        with_v = torch.cat([head, local[q + 1 :]])  # rest's terms with v a predecessor
+        with_v = np.concatenate([head, local[q + 1 :]])  # rest's terms with v a predecessor
     else:
         with_v = local[1:]
-    zero = local.new_zeros(1)
-    before = torch.cat([zero, torch.cumsum(without, 0)])
-    cum = torch.cumsum(with_v, 0)
-    after = cum[-1:] - torch.cat([zero, cum])
+    before = np.concatenate([[0.0], np.cumsum(without)])
+    cum = np.cumsum(with_v)
+    after = cum[-1] - np.concatenate([[0.0], cum])
     # v on every prefix of rest, from the factor of rest + [v] above: the leading block
     # of L^{-1} inverts L's, and L's last row holds L[v, :r]
     c, inv_prevs, resid, l_invs, units = (f[0] for f in factors)
     innov, l_inv, ell = resid[:r], l_invs[:r, :r], units[r, :r]
-    coef = torch.cat([c.new_zeros(1, r), torch.cumsum(ell[:, None] * l_inv, 0)])  # (r + 1, r)
-    explained = torch.cat([zero, torch.cumsum(ell**2 * innov, 0)])
-    resid_v = (c[r, r] - explained).clamp_min(1e-12)  # (r + 1,)
+    coef = np.zeros((r + 1, r))
+    np.cumsum(ell[:, None] * l_inv, axis=0, out=coef[1:])  # row p: coefficients on rest[:p]
+    explained = np.concatenate([[0.0], np.cumsum(ell**2 * innov)])
+    resid_v = np.maximum(c[r, r] - explained, 1e-12)  # (r + 1,)
     inv_prev = inv_prevs[:r, :].T  # (r + 1, r): [Sigma_{<p}^{-1}]_aa
-    inside = _triangles(r + 1, c.dtype)[1].T[:, :r]  # a < p
-    se2 = (inv_prev * (resid_v[:, None] / n)).clamp_min(1e-12)
+    inside = _triangles(r + 1)[1].T[:, :r]  # a < p
+    se2 = np.maximum(inv_prev * (resid_v[:, None] / n), 1e-12)
     alpha, penalty = _coefficient_terms(coef, se2, inside, prior_logit, tau2)
     if refit:
         rss_v = resid_v + _shrinkage_cost(coef, se2, inv_prev, alpha, inside).sum(-1)
@@ -432,16 +458,16 @@ def _insertion_scores(cov, n, order, q, local, prior_logit, tau2, refit=False):
         b = alpha * coef
         var = alpha * (coef * coef + se2) - b * b
         c_rr, c_rv = c[:r, :r], c[:r, r]
-        rss_v = c[r, r] - 2 * (b @ c_rv) + ((b @ c_rr) * b).sum(-1)
-        rss_v = rss_v + var @ torch.diagonal(c_rr)
-    own = _node_score(rss_v.clamp_min(1e-12), penalty.sum(-1), n)
+        rss_v = c[r, r] - 2 * (b @ c_rv) + (_matmul(b, c_rr) * b).sum(-1)
+        rss_v = rss_v + var @ np.diagonal(c_rr)
+    own = _node_score(np.maximum(rss_v, 1e-12), penalty.sum(-1), n)
     return before + own + after, (without, own, with_v)
 
 
-def _moved_local(parts, p: int) -> torch.Tensor:
+def _moved_local(parts, p: int) -> np.ndarray:
     """Local terms of ``rest[:p] + [v] + rest[p:]`` from the parts of :func:`_insertion_scores`."""
     without, own, with_v = parts
-    return torch.cat([without[:p], own[p : p + 1], with_v[p:]])
+    return np.concatenate([without[:p], own[p : p + 1], with_v[p:]])
 
 
 #: The first stage of :func:`improve_order` stops after a sweep that gains less (nats).
@@ -479,7 +505,7 @@ def improve_order(
     """
     xt = torch.as_tensor(np.asarray(x), dtype=torch.float64)
     n, d = xt.shape
-    cov = torch.cov(xt.T, correction=0).reshape(d, d) + 1e-9 * torch.eye(d, dtype=xt.dtype)
+    cov = torch.cov(xt.T, correction=0).reshape(d, d).numpy() + 1e-9 * np.eye(d)
     tau2 = weight_prior_scale**2
     best = [int(i) for i in order]
     for refit, tolerance in ((False, _GUIDE_TOLERANCE), (True, 0.0)):
@@ -495,7 +521,7 @@ def improve_order(
                 scores, parts = _insertion_scores(
                     cov, n, best, q, local, prior_logit, tau2, refit
                 )
-                k = int(torch.argmax(scores))
+                k = int(np.argmax(scores))
                 if float(scores[k]) > best_score + 1e-6 * abs(best_score):
                     rest = best[:q] + best[q + 1 :]
                     best, local = rest[:k] + [node] + rest[k:], _moved_local(parts, k)
