@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pyrostruct.causal.priors import pmom_log_evidence_ratio
 from pyrostruct.causal.sem import LinearGaussianSEM
 from pyrostruct.distributions.permutation import PlackettLuce
 from pyrostruct.infer.autoguide.dag import EdgeProbs
@@ -238,7 +239,8 @@ def order_regression_init(x: torch.Tensor, order, sem: LinearGaussianSEM, prior_
     fitted rather than untouched edges. The edge logit is the prior log-odds
     plus the log Bayes factor of the coefficient's slab ``N(0, sigma_w^2)``
     against zero given its estimate ``b`` and standard error ``se``:
-    ``0.5 log(se^2 / (se^2 + sigma_w^2)) + 0.5 b^2 (1/se^2 - 1/(se^2 + sigma_w^2))``.
+    ``0.5 log(se^2 / (se^2 + sigma_w^2)) + 0.5 b^2 (1/se^2 - 1/(se^2 + sigma_w^2))``,
+    plus :func:`~pyrostruct.causal.priors.pmom_log_evidence_ratio` for the pMOM slab.
     Sets ``sem``'s parameters in place and returns the initial edge logits ``(d, d)``.
     """
     n, d = x.shape
@@ -250,13 +252,19 @@ def order_regression_init(x: torch.Tensor, order, sem: LinearGaussianSEM, prior_
     coef_rev, se2_rev, _ = _regressions_in_order(cov, list(order)[::-1], n, equal)
     se2 = (se2 + se2_rev).clamp_min(1e-12)  # each pair is set by exactly one of the two
     tau2 = (sem.weight_prior_scale or 1.0) ** 2
-    log_bf = 0.5 * torch.log(se2 / (se2 + tau2)) + 0.5 * (coef + coef_rev) ** 2 * (
-        1 / se2 - 1 / (se2 + tau2)
+    unit = sem.weight_unit.double()
+    b, b_se2 = coef + coef_rev, se2
+    pmom = getattr(sem, "weight_prior", "normal") == "pmom"
+    if pmom:  # its slab is on the weights in units of weight_unit
+        b, b_se2 = b / unit, se2 / unit**2
+    log_bf = 0.5 * torch.log(b_se2 / (b_se2 + tau2)) + 0.5 * b**2 * (
+        1 / b_se2 - 1 / (b_se2 + tau2)
     )
+    if pmom:
+        log_bf = log_bf + pmom_log_evidence_ratio(b, b_se2, tau2)
     off = 1.0 - torch.eye(d, dtype=xd.dtype)
     logits = off * (prior_logit + log_bf).clamp(-10.0, 10.0)
     with torch.no_grad():
-        unit = sem.weight_unit.double()
         sem.weight.copy_((coef + coef_rev) * off / unit)
         sem.bias.copy_(mean - coef.T @ mean)
         log_noise = 0.5 * torch.log(noise_var)

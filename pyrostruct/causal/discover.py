@@ -78,6 +78,7 @@ from pyrostruct.causal.collapsed import (
     sparse_sinks_order,
 )
 from pyrostruct.causal.equivalence import _equivalent_members
+from pyrostruct.causal.priors import WEIGHT_PRIORS
 from pyrostruct.causal.sem import (
     MLPSEM,
     LinearGaussianSEM,
@@ -506,6 +507,7 @@ def discover(
     temperature: tuple[float, float] = (1.0, 0.2),
     init_order: str | Sequence[int] | None = None,
     hidden: int = 10,
+    weight_prior: str = "pmom",
     threshold: float = 0.5,
     average_equivalent: bool | None = None,
     num_samples: int = 1000,
@@ -575,6 +577,15 @@ def discover(
         approximate evidence; linear, but a useful start for the MLP SEM too),
         ``"sparse-sinks"`` (the heuristic alone), ``"random"``, or a sequence of
         node indices.
+    weight_prior : ``"pmom"`` or ``"normal"``
+        Slab prior of a present edge's weight in the linear SEM
+        (:mod:`pyrostruct.causal.priors`). ``"pmom"`` (default): the non-local
+        product moment prior with variance 1 on the standardized effect ``W_ij
+        sd_i / sd_j`` (Johnson & Rossell 2012): it vanishes at zero, so an edge
+        must have an effect bounded away from zero to enter, which removes weak
+        spurious edges (``|t| ~ 3``) that a Gaussian slab keeps, and it does not
+        depend on the columns' units. ``"normal"``: ``N(0, 1)`` in the data's
+        units. Other SEMs keep their own priors.
     threshold : float
         Adjacency probability needed in the consensus :attr:`CausalResult.graph`.
     average_equivalent : bool, optional
@@ -620,6 +631,7 @@ def discover(
     settings = _check_settings(
         sem=sem, dag=dag, steps=steps, estimator=estimator, noise=noise,
         expected_edges=expected_edges, lr=lr, num_particles=num_particles,
+        weight_prior=weight_prior,
         batch_size=batch_size, temperature=temperature,
         threshold=threshold, num_samples=num_samples, checkpoint_every=checkpoint_every,
         average_equivalent=average_equivalent, d=d, n=n,
@@ -636,6 +648,7 @@ def discover(
         "noise": noise,
         "init_order": init_order if isinstance(init_order, str) else list(map(int, init_order)),
         "hidden": int(hidden),
+        "weight_prior": weight_prior,
         **{k: v for k, v in settings.items() if k not in ("sem_name",)},
     }
     fingerprint = _fingerprint(x, mask, config)
@@ -650,7 +663,7 @@ def discover(
         pyro.validation_enabled(False),
     ):  # inputs were validated above; samples are DAGs
         pyro.set_rng_seed(seed)
-        run = _Run(xs, mask, names, sem, settings, init_order, hidden, noise, sd)
+        run = _Run(xs, mask, names, sem, settings, init_order, hidden, noise, sd, weight_prior)
         start_step, elbo_trace = 0, []
         if checkpoint is not None and os.path.exists(checkpoint):
             start_step, elbo_trace = run.load(checkpoint, fingerprint)
@@ -716,6 +729,10 @@ def _check_settings(**kw) -> dict:
         raise InputError(f"unknown dag {kw['dag']!r}; use 'order' or 'smooth'")
     if kw["noise"] not in ("equal", "nonequal"):
         raise InputError(f"noise must be 'equal' or 'nonequal', got {kw['noise']!r}")
+    if kw["weight_prior"] not in WEIGHT_PRIORS:
+        raise InputError(
+            f"weight_prior must be one of {WEIGHT_PRIORS}, got {kw['weight_prior']!r}"
+        )
     is_linear = _is_linear(sem)
     estimator = kw["estimator"]
     if estimator is None:
@@ -786,13 +803,13 @@ def _check_settings(**kw) -> dict:
 class _Run:
     """Model, guide, optimizer and schedule of one ``discover`` call."""
 
-    def __init__(self, xs, mask, names, sem, settings, init_order, hidden, noise, sd):
+    def __init__(self, xs, mask, names, sem, settings, init_order, hidden, noise, sd, prior):
         n, d = xs.shape
         self.names, self.n, self.d = names, n, d
         self.sd = sd
         self.x = torch.tensor(np.array(xs), dtype=torch.get_default_dtype())
         self.mask = None if mask is None else torch.as_tensor(mask)
-        self.sem = make_sem(sem, d, noise=noise, hidden=hidden)
+        self.sem = make_sem(sem, d, noise=noise, hidden=hidden, weight_prior=prior)
         self._init_sem()
         self.is_linear = isinstance(self.sem, LinearGaussianSEM)
         batch = settings["batch_size"]

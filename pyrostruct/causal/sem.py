@@ -52,6 +52,7 @@ from pyro.distributions import constraints
 from pyro.nn import PyroModule
 from torch import nn
 
+from pyrostruct.causal.priors import WEIGHT_PRIORS, slab_kl
 from pyrostruct.errors import InputError
 
 __all__ = [
@@ -228,13 +229,19 @@ class LinearGaussianSEM(StructuralEquationModel):
     ``b`` and log noise scales are Pyro params.
 
     **Weights.** With ``weight_prior_scale=None`` the weights are point
-    estimates. By default (``weight_prior_scale=1.0``) they are latent: the
-    weight of a present edge has the prior ``N(0, weight_prior_scale^2)`` and a
+    estimates. By default (``weight_prior_scale=1.0``) they are latent, with a
     Gaussian variational posterior ``N(weight_ij, exp(log_weight_sd_ij)^2)``
-    that :meth:`log_prob_from_statistics` integrates analytically, returning the
-    data-and-weights part of the ELBO, ``E_q[log p(X | A, W)] - KL(q(W) || p(W |
-    A))``. That KL is the Occam factor that makes the posterior over graphs
-    sparse. The row-wise :meth:`log_prob` uses the posterior mean weights.
+    (in units of ``weight_unit``) that :meth:`log_prob_from_statistics`
+    integrates analytically, returning the data-and-weights part of the ELBO,
+    ``E_q[log p(X | A, W)] - KL(q(W) || p(W | A))``. That KL is the Occam factor
+    that makes the posterior over graphs sparse. The slab of a present edge
+    (:mod:`pyrostruct.causal.priors`) is ``weight_prior="normal"``: ``W_ij ~
+    N(0, weight_prior_scale^2)`` in the data's units, or ``"pmom"``: the
+    non-local pMOM prior with variance ``weight_prior_scale^2`` on ``W_ij /
+    weight_unit_ij`` (with ``weight_unit = sd_j / sd_i``, as
+    :func:`~pyrostruct.causal.discover` sets it, the standardized effect, so
+    that the posterior does not depend on the columns' units). The row-wise
+    :meth:`log_prob` uses the posterior mean weights.
 
     The full-data log-likelihood depends on the data only through the Gram
     matrix of ``[x, 1]`` (per node, over the rows where it is not intervened), so
@@ -249,15 +256,19 @@ class LinearGaussianSEM(StructuralEquationModel):
         noise: str = "nonequal",
         init_scale: float = 1.0,
         weight_prior_scale: float | None = 1.0,
+        weight_prior: str = "normal",
     ):
         super().__init__(num_nodes)
         if noise not in ("equal", "nonequal"):
             raise InputError(f"noise must be 'equal' or 'nonequal', got {noise!r}")
         if weight_prior_scale is not None and not weight_prior_scale > 0:
             raise InputError(f"weight_prior_scale must be > 0 or None, got {weight_prior_scale}")
+        if weight_prior not in WEIGHT_PRIORS:
+            raise InputError(f"weight_prior must be one of {WEIGHT_PRIORS}, got {weight_prior!r}")
         d = self.num_nodes
         self.noise = noise
         self.weight_prior_scale = weight_prior_scale
+        self.weight_prior = weight_prior
         self.weight = nn.Parameter(torch.zeros(d, d))
         self.bias = nn.Parameter(torch.zeros(d))
         self.log_scale = nn.Parameter(
@@ -330,9 +341,9 @@ class LinearGaussianSEM(StructuralEquationModel):
     def _gram_log_prob(self, stats, adjacency, bernoulli: bool, profile: bool = False):
         d = self.num_nodes
         gram, count = stats["gram"], stats["count"]
-        unit = self.weight_unit
+        weight, unit = self.weight, self.weight_unit  # each parameter read once
         eye, off = _identities(d, unit.dtype)
-        weights = self.weight * unit * off  # self.weights(), each parameter read once
+        weights = weight * unit * off  # self.weights()
         w = adjacency * weights  # (*B, d, d)
         bias = self.bias.expand(w.shape[:-2] + (1, d))
         # Coefficients of x1 = [x, 1] for every node j: c_j = e_j - [w_j; b_j].
@@ -344,7 +355,8 @@ class LinearGaussianSEM(StructuralEquationModel):
             rss = (coef * gc).sum(-2)
         latent = self.weight_prior_scale is not None
         if latent:
-            log_sd = self.log_weight_sd + torch.log(unit)  # of the weights in the data's units
+            log_weight_sd = self.log_weight_sd
+            log_sd = log_weight_sd + torch.log(unit)  # of the weights in the data's units
         if latent or bernoulli:
             # E_q[(x_j - b^T x)^2] adds sum_i Var(b_ij) x_i^2 for independent coefficients:
             # A_ij s_ij^2 for Gaussian q(w), plus p_ij (1 - p_ij) w_ij^2 for Bernoulli edges,
@@ -370,19 +382,21 @@ class LinearGaussianSEM(StructuralEquationModel):
             lp = -0.5 * rss * torch.exp(-2 * log_s) - count * (log_s + 0.5 * _LOG_2PI)
         lp = lp.sum(-1)
         if latent:
-            lp = lp - (adjacency * self._weight_kl_terms(weights, log_sd, off)).sum((-1, -2))
+            kl = self._weight_kl_terms(weight, log_weight_sd, unit, off)
+            lp = lp - (adjacency * kl).sum((-1, -2))
         return lp
 
-    def _weight_kl_terms(self, mean, log_sd, off):
-        """``KL(N(W_ij, s_ij^2) || N(0, sigma_w^2))`` per pair ``(d, d)``, zero diagonal."""
-        log_sw = math.log(self.weight_prior_scale)
-        var_ratio = torch.exp(2 * (log_sd - log_sw))
-        kl = 0.5 * (var_ratio + (mean / self.weight_prior_scale) ** 2 - 1.0) - (log_sd - log_sw)
-        return kl * off
+    def _weight_kl_terms(self, weight, log_weight_sd, unit, off):
+        """``KL(q(W_ij) || slab)`` per pair ``(d, d)``, zero diagonal: the normal slab on
+        the weights in the data's units, the pMOM slab in units of ``weight_unit``."""
+        tau = self.weight_prior_scale**2
+        if self.weight_prior == "pmom":
+            return slab_kl("pmom", weight, log_weight_sd, tau) * off
+        return slab_kl("normal", weight * unit, log_weight_sd + torch.log(unit), tau) * off
 
     @_pyro_params
     def weight_kl(self, adjacency: torch.Tensor) -> torch.Tensor:
-        """``sum_{i->j in A} KL(N(W_ij, s_ij^2) || N(0, sigma_w^2))``: ``(*B,)``.
+        """``sum_{i->j in A} KL(q(W_ij) || slab)``: ``(*B,)``.
 
         The weights of absent edges keep their prior (spike and slab), so they
         cost nothing; each present edge pays its Occam factor, about
@@ -392,8 +406,7 @@ class LinearGaussianSEM(StructuralEquationModel):
             return adjacency.new_zeros(adjacency.shape[:-2])
         unit = self.weight_unit
         _, off = _identities(self.num_nodes, unit.dtype)
-        log_sd = self.log_weight_sd + torch.log(unit)
-        kl = self._weight_kl_terms(self.weight * unit, log_sd, off)
+        kl = self._weight_kl_terms(self.weight, self.log_weight_sd, unit, off)
         return (adjacency * kl).sum((-1, -2))
 
     @torch.no_grad()
@@ -545,16 +558,19 @@ class CustomSEM(StructuralEquationModel):
         return out
 
 
-def make_sem(sem, num_nodes: int, *, noise: str = "nonequal", hidden: int = 10):
-    """Build a SEM from a name (``"linear"``, ``"linear-equal"``, ``"mlp"``) or pass one through."""
+def make_sem(
+    sem, num_nodes: int, *, noise: str = "nonequal", hidden: int = 10, weight_prior="normal"
+):
+    """Build a SEM from a name (``"linear"``, ``"linear-equal"``, ``"mlp"``) or pass one
+    through; ``weight_prior`` is the slab of the linear SEM's weights."""
     if isinstance(sem, StructuralEquationModel):
         if sem.num_nodes != num_nodes:
             raise InputError(f"the SEM has {sem.num_nodes} nodes but the data has {num_nodes}")
         return sem
     if sem == "linear":
-        return LinearGaussianSEM(num_nodes, noise=noise)
+        return LinearGaussianSEM(num_nodes, noise=noise, weight_prior=weight_prior)
     if sem == "linear-equal":
-        return LinearGaussianSEM(num_nodes, noise="equal")
+        return LinearGaussianSEM(num_nodes, noise="equal", weight_prior=weight_prior)
     if sem == "mlp":
         return MLPSEM(num_nodes, hidden=hidden, noise=noise)
     raise InputError(

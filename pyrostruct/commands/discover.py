@@ -47,6 +47,9 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
                         help="keep the columns' scales (default: standardize)")  # fmt: skip
     parser.add_argument("--expected-edges", type=positive_float, metavar="M",
                         help="prior expected number of edges (default: columns)")  # fmt: skip
+    parser.add_argument("--weight-prior", choices=["pmom", "normal"], default="pmom",
+                        help="slab of the linear SEM's edge weights: the non-local pMOM on "
+                        "standardized effects (default) or a normal N(0, 1)")  # fmt: skip
     parser.add_argument("--threshold", type=positive_float, default=0.5,
                         help="adjacency probability for the consensus DAG (0.5)")  # fmt: skip
     parser.add_argument("--average-equivalent", action=argparse.BooleanOptionalAction,
@@ -76,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         standardize=not args.no_standardize,
         noise=args.noise,
         expected_edges=args.expected_edges,
+        weight_prior=args.weight_prior,
         threshold=args.threshold,
         average_equivalent=args.average_equivalent,
         checkpoint=args.checkpoint,
