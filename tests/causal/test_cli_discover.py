@@ -56,6 +56,15 @@ def test_estimator_flag(csv, tmp_path):
     assert load_result(out).metadata["estimator"] == "straight-through"
 
 
+def test_weight_prior_flag(csv, tmp_path):
+    out = tmp_path / "g.json"
+    argv = ["discover", str(csv), "--out", str(out), "--steps", "8", "--quiet"]
+    assert cli.main(argv) == 0
+    assert load_result(out).metadata["weight_prior"] == "pmom"
+    assert cli.main([*argv, "--weight-prior", "normal"]) == 0
+    assert load_result(out).metadata["weight_prior"] == "normal"
+
+
 def test_average_equivalent_flag(csv, tmp_path):
     out, observational = tmp_path / "g.json", tmp_path / "obs.csv"
     datasets.make_dataset(d=4, n=120, seed=0).data.to_csv(observational, index=False)
@@ -118,6 +127,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, capsys)
         (["--steps", "0"], "argument --steps: expected a positive integer"),
         (["--sem", "gp"], "argument --sem: invalid choice"),
         (["--dag", "x"], "argument --dag: invalid choice"),
+        (["--weight-prior", "flat"], "argument --weight-prior: invalid choice"),
     ],
 )
 def test_bad_arguments(csv, tmp_path, capsys, extra, message):
