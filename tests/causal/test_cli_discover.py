@@ -58,7 +58,8 @@ def test_estimator_flag(csv, tmp_path):
 
 def test_weight_prior_flag(csv, tmp_path):
     out = tmp_path / "g.json"
-    argv = ["discover", str(csv), "--out", str(out), "--steps", "8", "--quiet"]
+    argv = ["discover", str(csv), "--out", str(out), "--steps", "8", "--quiet",
+            "--intervention-column", "regime"]  # fmt: skip
     assert cli.main(argv) == 0
     assert load_result(out).metadata["weight_prior"] == "pmom"
     assert cli.main([*argv, "--weight-prior", "normal"]) == 0
