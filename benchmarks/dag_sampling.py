@@ -155,13 +155,6 @@ def measure(fn, repeats):
 def main(argv=None):
     args = parse_args("dag_sampling", __doc__, argv)
     torch.manual_seed(args.seed)
-    if args.threads:  # numpy/scipy peers (dagma package) follow --threads too
-        try:
-            from threadpoolctl import threadpool_limits
-
-            threadpool_limits(args.threads)
-        except ImportError:
-            pass
     report = Report("dag_sampling", quick=args.quick, command=args.command)
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     nan = float("nan")

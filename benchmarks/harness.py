@@ -228,14 +228,21 @@ def parse_args(name: str, description: str | None = None, argv: Sequence[str] | 
     """Common flags: ``--quick`` (a few minutes on 2 cores) and ``--threads``."""
     parser = argparse.ArgumentParser(prog=f"benchmarks/{name}.py", description=description)
     parser.add_argument("--quick", action="store_true", help="small sizes (minutes on 2 cores)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch and numpy/BLAS threads (default: all)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     args.command = " ".join(
         shlex.quote(a) for a in ["python", f"benchmarks/{name}.py", *(argv or sys.argv[1:])]
     )
-    if args.threads:
+    if args.threads:  # pyrostruct (torch) and numpy/scipy peers alike
         import torch
 
         torch.set_num_threads(args.threads)
+        try:
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(args.threads)
+        except ImportError:  # not installed: peers use their BLAS's default threads
+            pass
     return args

@@ -18,8 +18,11 @@ whose second term is the exact Plackett-Luce log-ratio of the order plus the
 Bernoulli log-ratio of every forward pair against the prior edge probability
 ``p = m / (d (d - 1) / 2)`` — a sparsity prior set by the expected number of
 edges ``m``, not an ad-hoc penalty on raw logits. For the linear SEM the edge
-weights are latent too (Gaussian slab, integrated analytically), which adds the
-Occam factor of every edge.
+weights are latent too (Gaussian variational posterior, integrated
+analytically), which adds the Occam factor of every edge: the KL of its weight
+against the slab, by default the non-local pMOM prior on the standardized
+effect (:mod:`pyrostruct.causal.priors`; Johnson & Rossell, JASA 2012), which
+keeps weak spurious edges out that a Gaussian slab lets in.
 
 Two estimators of the same ELBO:
 
