@@ -198,7 +198,10 @@ def _position_regressions(cov: np.ndarray, orders: np.ndarray):
     """
     s, d = orders.shape
     eye, forward = _triangles(d)
-    c = cov[orders[:, :, None], orders[:, None, :]]
+    if s == 1:
+        c = cov[np.ix_(orders[0], orders[0])][None]
+    else:
+        c = cov[orders[:, :, None], orders[:, None, :]]
     chol = torch.linalg.cholesky(torch.from_numpy(c))
     diag = torch.diagonal(chol, dim1=-2, dim2=-1)
     unit_t = chol / diag[:, None, :]
@@ -208,8 +211,9 @@ def _position_regressions(cov: np.ndarray, orders: np.ndarray):
     unit, diag = unit_t.numpy(), diag.numpy()
     resid = diag**2
     coef = np.swapaxes(eye - l_inv, -1, -2) * forward
-    # [s, a, k]: block 0..k, summed along the last axis (numpy's fast direction)
-    inv_diag = np.cumsum(np.swapaxes(l_inv**2 / resid[:, :, None], -1, -2), axis=-1)
+    # [s, a, k]: block 0..k (torch's cumsum: numpy's is slow along a leading axis)
+    inv_diag = torch.cumsum(torch.from_numpy(l_inv**2 / resid[:, :, None]), 1).numpy()
+    inv_diag = np.swapaxes(inv_diag, -1, -2)
     inv_prev = np.concatenate([np.zeros((s, d, 1)), inv_diag[:, :, :-1]], -1) * forward
     return c, coef, inv_prev, resid, l_inv, unit
 
@@ -323,12 +327,12 @@ def _coefficient_terms(coef, se2, inside, prior_logit: float, tau2: float):
     where ``inside`` is.
     """
     coef2 = coef * coef
-    total = se2 + tau2
-    log_bf = 0.5 * (coef2 * (1.0 / se2 - 1.0 / total) - np.log(total / se2))
+    ratio = tau2 / se2
+    log_bf = 0.5 * (coef2 * ratio / (se2 + tau2) - np.log1p(ratio))  # 1/se2 - 1/(se2 + tau2)
     logit = np.clip(prior_logit + log_bf, -30.0, 30.0)
     odds = np.exp(logit)
     q = odds / (1.0 + odds)
-    kl_weight = 0.5 * ((se2 + coef2) / tau2 - 1.0 - np.log(se2 / tau2))
+    kl_weight = 0.5 * ((se2 + coef2) / tau2 - 1.0 + np.log(ratio))
     # KL(Bernoulli(q) || Bernoulli(q0)) = q (l - l0) + log(1 - q) - log(1 - q0), and
     # log(1 - q) = -log(1 + e^l): safe for |l| <= 30
     kl_edge = q * (logit - prior_logit) - np.log1p(odds) + math.log1p(math.exp(prior_logit))
@@ -455,7 +459,7 @@ def _insertion_scores(cov, n, order, q, local, prior_logit, tau2, refit=False):
     c, inv_prevs, resid, l_invs, units = (f[0] for f in factors)
     innov, l_inv, ell = resid[:r], l_invs[:r, :r], units[r, :r]
     coef = np.zeros((r + 1, r))
-    np.cumsum(ell[:, None] * l_inv, axis=0, out=coef[1:])  # row p: coefficients on rest[:p]
+    coef[1:] = torch.cumsum(torch.from_numpy(ell[:, None] * l_inv), 0)  # row p: on rest[:p]
     explained = np.concatenate([[0.0], np.cumsum(ell**2 * innov)])
     resid_v = np.maximum(c[r, r] - explained, 1e-12)  # (r + 1,)
     inv_prev = inv_prevs[:r, :].T  # (r + 1, r): [Sigma_{<p}^{-1}]_aa
