@@ -7,7 +7,9 @@ subsampled plate over rows. The guide is :class:`pyrostruct.infer.autoguide.Auto
 (a Plackett-Luce order and Bernoulli edges with learnable parameters); the
 relaxation temperature is annealed with :class:`pyrostruct.infer.schedules.ExponentialSchedule`.
 :func:`pyrostruct.causal.discover` runs the same model with more machinery
-(Bayesian weights, vectorized particles, checkpoints) and, for this linear
+(Bayesian weights with a non-local pMOM slab, :mod:`pyrostruct.causal.priors`,
+instead of the point weights and Gaussian penalty here; vectorized particles;
+checkpoints) and, for this linear
 SEM, by default with edges and weights integrated exactly given each sampled
 order (``estimator="analytic"``, :mod:`pyrostruct.causal.collapsed`).
 
