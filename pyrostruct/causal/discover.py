@@ -588,7 +588,8 @@ def discover(
         must have an effect bounded away from zero to enter, which removes weak
         spurious edges (``|t| ~ 3``) that a Gaussian slab keeps, and it does not
         depend on the columns' units. ``"normal"``: ``N(0, 1)`` in the data's
-        units. Other SEMs keep their own priors.
+        units. Other SEMs, and a SEM instance passed as ``sem``, keep their own
+        priors.
     threshold : float
         Adjacency probability needed in the consensus :attr:`CausalResult.graph`.
     average_equivalent : bool, optional
