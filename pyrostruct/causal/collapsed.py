@@ -132,11 +132,11 @@ class CollapsedOrderVI(nn.Module):
         """
         forward = _forward_mask(orders, self.scores.dtype)  # zero diagonal
         log_q = PlackettLuce(self.scores).log_prob_order(orders)
-        probs = forward * torch.sigmoid(self.edge_logits)
         data = self.sem.expected_log_prob_from_statistics(
-            self.stats, probs, profile_noise=self.profile_noise
-        )
-        edge_kl = (forward * _bernoulli_kl(self.edge_logits, self.prior_logit)).sum((-1, -2))
+            self.stats, torch.sigmoid(self.edge_logits), profile_noise=self.profile_noise,
+            mask=forward,
+        )  # the edge probabilities are forward * sigmoid(l)
+        edge_kl = forward.flatten(-2) @ _bernoulli_kl(self.edge_logits, self.prior_logit).flatten()
         return data - edge_kl - self.log_num_orders - log_q, log_q
 
     def loss(self, num_particles: int):

@@ -318,7 +318,9 @@ class LinearGaussianSEM(StructuralEquationModel):
         return self._gram_log_prob(stats, adjacency, bernoulli=False)
 
     @_pyro_params
-    def expected_log_prob_from_statistics(self, stats, edge_probs, *, profile_noise=False):
+    def expected_log_prob_from_statistics(
+        self, stats, edge_probs, *, profile_noise=False, mask=None
+    ):
         """:meth:`log_prob_from_statistics` averaged over independent Bernoulli edges.
 
         With ``A_ij ~ Bernoulli(p_ij)`` independent of the weights, the
@@ -335,16 +337,27 @@ class LinearGaussianSEM(StructuralEquationModel):
         term becomes ``-n_j/2 (log(2 pi s_j^2) + 1)``. A node's noise depends on
         its parents, so sharing one scale across sampled orders makes every
         order but the current one look bad.
-        """
-        return self._gram_log_prob(stats, edge_probs, bernoulli=True, profile=profile_noise)
 
-    def _gram_log_prob(self, stats, adjacency, bernoulli: bool, profile: bool = False):
+        ``mask`` ``(*B, d, d)`` of zeros and ones (the forward pairs of sampled
+        orders, say) with ``edge_probs`` ``(d, d)``: the same for the edge
+        probabilities ``mask * edge_probs``, with the terms linear in them
+        contracted against the mask alone (``(mask p)^2 = mask p^2``): cheaper
+        for a batch of masks that share one probability matrix.
+        """
+        return self._gram_log_prob(
+            stats, edge_probs, bernoulli=True, profile=profile_noise, mask=mask
+        )
+
+    def _gram_log_prob(self, stats, adjacency, bernoulli: bool, profile: bool = False, mask=None):
         d = self.num_nodes
         gram, count = stats["gram"], stats["count"]
         weight, unit = self.weight, self.weight_unit  # each parameter read once
         eye, off = _identities(d, unit.dtype)
         weights = weight * unit * off  # self.weights()
-        w = adjacency * weights  # (*B, d, d)
+        if mask is None:
+            w = adjacency * weights  # (*B, d, d)
+        else:  # adjacency holds the (d, d) probabilities of the pairs that mask allows
+            w = mask * (adjacency * weights)
         bias = self.bias.expand(w.shape[:-2] + (1, d))
         # Coefficients of x1 = [x, 1] for every node j: c_j = e_j - [w_j; b_j].
         coef = eye - torch.cat([w, bias], dim=-2)  # (*B, d+1, d)
@@ -367,8 +380,11 @@ class LinearGaussianSEM(StructuralEquationModel):
             per_edge = torch.exp(2 * log_sd) * off if latent else weights.new_zeros(())
             if bernoulli:
                 w2x2 = weights**2 * x2
-                extra = (adjacency * (per_edge * x2 + w2x2)).sum(-2)
-                rss = rss + extra - (adjacency * adjacency * w2x2).sum(-2)
+                per = per_edge * x2 + w2x2
+                if mask is None:
+                    rss = rss + (adjacency * per).sum(-2) - (adjacency**2 * w2x2).sum(-2)
+                else:
+                    rss = rss + (mask * (adjacency * per - adjacency**2 * w2x2)).sum(-2)
             else:
                 rss = rss + (adjacency * (per_edge * x2)).sum(-2)
         if profile:
@@ -383,7 +399,10 @@ class LinearGaussianSEM(StructuralEquationModel):
         lp = lp.sum(-1)
         if latent:
             kl = self._weight_kl_terms(weight, log_weight_sd, unit, off)
-            lp = lp - (adjacency * kl).sum((-1, -2))
+            if mask is None:
+                lp = lp - (adjacency * kl).sum((-1, -2))
+            else:
+                lp = lp - mask.flatten(-2) @ (adjacency * kl).flatten()
         return lp
 
     def _weight_kl_terms(self, weight, log_weight_sd, unit, off):

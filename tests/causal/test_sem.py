@@ -177,3 +177,29 @@ def test_shape_errors_and_factory():
         make_sem("gp", 3)
     with pytest.raises(InputError, match="has 3 nodes"):
         make_sem(sem, 4)
+
+
+@pytest.mark.parametrize("interventions", [None, [[1]]])
+@pytest.mark.parametrize("prior", ["normal", "pmom"])
+def test_expected_log_prob_with_a_mask_equals_the_masked_probabilities(interventions, prior):
+    """mask (S, d, d) with shared probabilities p (d, d) == edge probabilities mask * p."""
+    ds, x, a, m = _data(n=200, interventions=interventions)
+    mask = m if interventions else None
+    sem = LinearGaussianSEM(5, weight_prior=prior).double()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        sem.weight.normal_()
+        sem.log_weight_sd.uniform_(-2.0, -0.5)
+    stats = sem.sufficient_statistics(x, mask)
+    orders = torch.stack([torch.randperm(5) for _ in range(4)])
+    rank = torch.argsort(orders, -1)
+    forward = (rank[:, :, None] < rank[:, None, :]).double()
+    logits = torch.randn(5, 5, dtype=torch.float64, requires_grad=True)
+    dense = sem.expected_log_prob_from_statistics(stats, forward * torch.sigmoid(logits),
+                                                  profile_noise=True)  # fmt: skip
+    grads = torch.autograd.grad(dense.sum(), [logits, sem.weight, sem.log_weight_sd])
+    masked = sem.expected_log_prob_from_statistics(stats, torch.sigmoid(logits),
+                                                   profile_noise=True, mask=forward)  # fmt: skip
+    torch.testing.assert_close(masked, dense)
+    for g, h in zip(grads, torch.autograd.grad(masked.sum(), [logits, sem.weight, sem.log_weight_sd])):
+        torch.testing.assert_close(g, h)
