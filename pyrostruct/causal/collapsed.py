@@ -198,10 +198,7 @@ def _position_regressions(cov: np.ndarray, orders: np.ndarray):
     """
     s, d = orders.shape
     eye, forward = _triangles(d)
-    if s == 1:
-        c = cov[np.ix_(orders[0], orders[0])][None]
-    else:
-        c = cov[orders[:, :, None], orders[:, None, :]]
+    c = cov[orders[:, :, None], orders[:, None, :]]
     chol = torch.linalg.cholesky(torch.from_numpy(c))
     diag = torch.diagonal(chol, dim1=-2, dim2=-1)
     unit_t = chol / diag[:, None, :]
