@@ -291,7 +291,7 @@ class LinearGaussianSEM(StructuralEquationModel):
 
     def weights(self) -> torch.Tensor:
         """The (posterior mean) weights ``W`` in the data's units, diagonal zeroed."""
-        off = 1.0 - torch.eye(self.num_nodes, dtype=self.weight.dtype)
+        _, off = _identities(self.num_nodes, self.weight.dtype)
         return self.weight * self.weight_unit * off
 
     def node_log_prob(self, data, adjacency):
@@ -380,13 +380,10 @@ class LinearGaussianSEM(StructuralEquationModel):
             per_edge = torch.exp(2 * log_sd) * off if latent else weights.new_zeros(())
             if bernoulli:
                 w2x2 = weights**2 * x2
-                per = per_edge * x2 + w2x2
-                if mask is None:
-                    rss = rss + (adjacency * per).sum(-2) - (adjacency**2 * w2x2).sum(-2)
-                else:
-                    rss = rss + (mask * (adjacency * per - adjacency**2 * w2x2)).sum(-2)
+                var_x2 = adjacency * (per_edge * x2 + w2x2) - adjacency**2 * w2x2
             else:
-                rss = rss + (adjacency * (per_edge * x2)).sum(-2)
+                var_x2 = adjacency * (per_edge * x2)
+            rss = rss + (var_x2 if mask is None else mask * var_x2).sum(-2)
         if profile:
             if self.noise == "equal":
                 noise_var = (rss.sum(-1, keepdim=True) / count.sum()).expand(rss.shape)
@@ -398,11 +395,8 @@ class LinearGaussianSEM(StructuralEquationModel):
             lp = -0.5 * rss * torch.exp(-2 * log_s) - count * (log_s + 0.5 * _LOG_2PI)
         lp = lp.sum(-1)
         if latent:
-            kl = self._weight_kl_terms(weight, log_weight_sd, unit, off)
-            if mask is None:
-                lp = lp - (adjacency * kl).sum((-1, -2))
-            else:
-                lp = lp - mask.flatten(-2) @ (adjacency * kl).flatten()
+            kl = adjacency * self._weight_kl_terms(weight, log_weight_sd, unit, off)
+            lp = lp - (kl.sum((-1, -2)) if mask is None else mask.flatten(-2) @ kl.flatten())
         return lp
 
     def _weight_kl_terms(self, weight, log_weight_sd, unit, off):
