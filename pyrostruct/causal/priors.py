@@ -24,7 +24,6 @@ from __future__ import annotations
 import functools
 import math
 
-import numpy as np
 import torch
 
 __all__ = ["WEIGHT_PRIORS", "expected_log_square", "pmom_log_evidence_ratio", "slab_kl"]
@@ -116,8 +115,9 @@ def expected_log_square(mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
     With ``lam = mean^2 / var``: ``log var + log 2 + sum_k Poisson(k; lam/2)
     psi(k + 1/2)`` (``w^2 / var`` is a non-central chi-square with one degree
     of freedom): ``log var - 1.2704`` at ``mean = 0``, ``log mean^2 - 1/lam -
-    1.5/lam^2 - ...`` for large ``lam``. Accurate to about ``1e-7``; the
-    gradient is written out (``g'(lam)`` from the same interpolant).
+    1.5/lam^2 - ...`` for large ``lam``. Accurate to about ``1e-6`` (``1e-7``
+    on the interpolation grid, ``lam`` in [1e-6, 1e6]); the gradient is
+    written out (``g'(lam)`` from the same interpolant).
     """
     mean, var = torch.broadcast_tensors(mean, var)
     return _ExpectedLogSquare.apply(mean, var)
@@ -133,16 +133,15 @@ def slab_kl(prior: str, mean: torch.Tensor, log_sd: torch.Tensor, tau: float) ->
     return kl
 
 
-def pmom_log_evidence_ratio(estimate, se2, tau: float):
+def pmom_log_evidence_ratio(estimate: torch.Tensor, se2: torch.Tensor, tau: float):
     """``log`` of the pMOM marginal likelihood of a coefficient over the Gaussian slab's.
 
     Given a Gaussian likelihood of the coefficient, estimate ``b`` with squared
     standard error ``se2``, the slab ``N(0, tau)`` has the posterior ``N(mu,
     v)``, ``mu = b tau / (tau + se2)``, ``v = tau se2 / (tau + se2)``; the pMOM
     slab multiplies the Gaussian slab's evidence by ``E[w^2] / tau = (mu^2 +
-    v) / tau``. Works on numpy arrays and torch tensors alike.
+    v) / tau``.
     """
     shrink = tau / (tau + se2)
     mu, v = estimate * shrink, se2 * shrink
-    ratio = (mu * mu + v) / tau
-    return ratio.log() if isinstance(ratio, torch.Tensor) else np.log(ratio)
+    return torch.log((mu * mu + v) / tau)
