@@ -75,7 +75,8 @@ def test_pmom_evidence_ratio_equals_quadrature(b, se2):
                           -20, 20, points=[0.0, b], limit=400)[0]  # fmt: skip
     normal = integrate.quad(lambda w: lik(w) * _normal_pdf(w, 0, math.sqrt(tau)), -20, 20,
                             points=[0.0, b], limit=400)[0]  # fmt: skip
-    ratio = pmom_log_evidence_ratio(torch.tensor(b).double(), torch.tensor(se2).double(), tau)
+    f64 = dict(dtype=torch.float64)
+    ratio = pmom_log_evidence_ratio(torch.tensor(b, **f64), torch.tensor(se2, **f64), tau)
     assert float(ratio) == pytest.approx(math.log(pmom / normal), abs=1e-8)
 
 
