@@ -3,11 +3,22 @@
 Every entry point that takes a data table (``discover``, ``select``, the CLI)
 calls :func:`check_table` (and :func:`read_csv` for files). Problems are
 reported as :class:`~pyrostruct.errors.InputError` naming the problem, the
-column and the fix, in the style of scikit-learn's ``check_array``.
+column, the line of the file and the fix, in the style of scikit-learn's
+``check_array``.
+
+The CSV format
+--------------
+One header row of unique, non-empty column names, then one row per
+observation with exactly as many fields as the header; fields separated by
+``sep`` (default ``,``), numbers with a ``.`` decimal point (``decimal=","``
+reads decimal commas); a UTF-8 byte-order mark is ignored. Blank lines are
+skipped. Every data cell of a numeric column must be a finite number: empty
+cells, ``NA`` and ``NaN`` are refused (impute or drop them first).
 """
 
 from __future__ import annotations
 
+import csv
 import os
 from collections.abc import Sequence
 
@@ -18,38 +29,139 @@ from pyrostruct.errors import InputError
 
 __all__ = ["read_csv", "check_table"]
 
+#: DataFrame ``attrs`` key under which :func:`read_csv` keeps where the table
+#: came from: ``{"path": str, "lines": list of the file line of each row}``.
+SOURCE_ATTR = "pyrostruct_source"
 
-def read_csv(path: str | os.PathLike, *, exclude: Sequence[str] = ()) -> pd.DataFrame:
-    """Read a CSV file with a header row.
 
-    Raises :class:`InputError` for a missing, empty or unparsable file; data
-    checks are left to :func:`check_table`. ``exclude`` names columns that must
-    exist (for example an intervention column) and are kept as they are.
+def row_label(data, row: int) -> str:
+    """``"line 7 of data.csv"`` for a table read by :func:`read_csv`, else ``"row 5"``."""
+    attrs = getattr(data, "attrs", None) if isinstance(data, (pd.DataFrame, pd.Series)) else None
+    source = attrs.get(SOURCE_ATTR) if attrs else None
+    if source is not None and row < len(source["lines"]):
+        return f"line {source['lines'][row]} of {source['path']}"
+    return f"row {row}"
+
+
+def _scan(path: str, sep: str) -> tuple[list[str], list[int]]:
+    """The header and the file line of every data row; refuses ragged rows."""
+    lines = []
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, delimiter=sep, strict=True)
+        header = None
+        try:
+            for fields in reader:
+                if not fields or (len(fields) == 1 and not fields[0].strip()):
+                    continue  # blank line
+                if header is None:
+                    header = fields
+                    continue
+                if len(fields) != len(header):
+                    raise InputError(
+                        f"{path}: line {reader.line_num} has {len(fields)} fields but the "
+                        f"header has {len(header)}; every row needs one value per column"
+                        + _delimiter_hint(fields, sep)
+                    )
+                lines.append(reader.line_num)
+        except csv.Error as e:
+            raise InputError(
+                f"{path}: not a readable CSV file (line {reader.line_num}: {e})"
+            ) from None
+    if header is None:
+        raise InputError(f"{path}: the file has no columns; expected a CSV with a header row")
+    return header, lines
+
+
+def _delimiter_hint(fields: Sequence[str], sep: str) -> str:
+    text = sep.join(fields)
+    for other, flag in ((";", "';'"), ("\t", "'\\t'")):
+        if other != sep and other in text:
+            return f" (the file looks {flag}-separated: pass --sep {flag} / sep={flag})"
+    return ""
+
+
+def read_csv(
+    path: str | os.PathLike,
+    *,
+    exclude: Sequence[str] = (),
+    sep: str = ",",
+    decimal: str = ".",
+) -> pd.DataFrame:
+    """Read a CSV file in the format of this module's docstring.
+
+    Raises :class:`InputError` for a missing, empty, ragged or unparsable
+    file, an empty or duplicate column name, no data rows, or a cell of a data
+    column that is not a number (naming its line). ``exclude`` names columns
+    that must exist (for example an intervention column): they are read as
+    text and not checked. Other checks of the values are left to
+    :func:`check_table`, which names file lines for tables read here.
     """
     path = os.fspath(path)
+    if not isinstance(sep, str) or len(sep) != 1 or sep in '\r\n"':
+        raise InputError(f"sep must be one character (',', ';', '\\t', ...), got {sep!r}")
+    if decimal not in (".", ","):
+        raise InputError(f"decimal must be '.' or ',', got {decimal!r}")
+    if decimal == sep:
+        raise InputError(f"sep and decimal cannot both be {sep!r}")
     if not os.path.exists(path):
         raise InputError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a directory, not a CSV file")
     if os.path.getsize(path) == 0:
         raise InputError(f"{path}: the file is empty; expected a CSV with a header row")
     try:
-        frame = pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        raise InputError(
-            f"{path}: the file has no columns; expected a CSV with a header row"
-        ) from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        header, lines = _scan(path, sep)
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
+    for j, name in enumerate(header):
+        if not name.strip():
+            raise InputError(f"{path}: column {j + 1} of the header has no name; name every column")
+    _check_unique_names(header, source=path)
+    hint = _delimiter_hint(header, sep) if len(header) == 1 else ""
+    missing = [c for c in exclude if c not in header]
+    if missing:
+        raise InputError(f"{path}: no column named {missing[0]!r}; columns are {header}{hint}")
+    if not lines:
+        raise InputError(f"{path}: the header has no data rows below it{hint}")
+    try:
+        frame = pd.read_csv(
+            path,
+            sep=sep,
+            decimal=decimal,
+            encoding="utf-8-sig",
+            index_col=False,
+            dtype={c: str for c in exclude},
+        )
+    except (pd.errors.ParserError, ValueError) as e:
         reason = str(e).strip().splitlines()[0]
         raise InputError(f"{path}: not a readable CSV file ({reason})") from None
-    missing = [c for c in exclude if c not in frame.columns]
-    if missing:
-        raise InputError(
-            f"{path}: no column named {missing[0]!r}; columns are {list(frame.columns)}"
+    frame.columns = header  # pandas would rename duplicates / strip nothing; keep the real names
+    frame.attrs[SOURCE_ATTR] = {"path": path, "lines": lines}
+    for col in header:
+        if col in exclude or pd.api.types.is_numeric_dtype(frame[col]):
+            continue
+        row = next(i for i, v in enumerate(frame[col]) if not _parses_as_number(v))
+        value = frame[col].iloc[row]
+        decimal_hint = (
+            " (decimal commas? pass --decimal ',' / decimal=',')"
+            if isinstance(value, str) and _parses_as_number(value.replace(",", "."))
+            else hint
         )
-    # pandas renames duplicate headers to "x.1"; detect them from the raw header.
-    with open(path, encoding="utf-8", errors="replace") as f:
-        header = [h.strip().strip('"') for h in f.readline().rstrip("\r\n").split(",")]
-    _check_unique_names(header, source=path)
+        raise InputError(
+            f"{path}: column {col!r} is not numeric: {value!r} at line {lines[row]}; "
+            f"encode it as numbers or drop it{decimal_hint}"
+        )
     return frame
+
+
+def _parses_as_number(value) -> bool:
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return False
+        return True
+    return _is_number(value)
 
 
 def _check_unique_names(names: Sequence[str], *, source: str) -> None:
@@ -93,17 +205,23 @@ def check_table(
     ------
     InputError
         Wrong dimensionality, too few rows or columns, duplicate column names,
-        non-numeric columns, NaN or infinite values, constant columns.
+        non-numeric columns, NaN or infinite values, constant columns. Rows
+        are named by their file line for tables from :func:`read_csv`, else
+        by their position (from 0).
     """
     if isinstance(data, pd.DataFrame):
         names = [str(c) for c in data.columns]
         _check_unique_names(names, source=name)
-        for col in data.columns:
-            column = data[col]
+        _check_shape(data.shape, min_rows, min_cols, name)
+        for j, col in enumerate(data.columns):
+            column = data.iloc[:, j]
             if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
-                example = next((v for v in data[col] if not _is_number(v)), data[col].iloc[0])
+                row = next((i for i, v in enumerate(column) if not _is_number(v)), None)
+                found = ""
+                if row is not None:
+                    found = f" (found {column.iloc[row]!r}, {row_label(data, row)})"
                 raise InputError(
-                    f"{name}: column {str(col)!r} is not numeric (found {example!r}); "
+                    f"{name}: column {str(col)!r} is not numeric{found}; "
                     "encode it as numbers or drop it"
                 )
         array = data.to_numpy(dtype=np.float64)
@@ -120,23 +238,15 @@ def check_table(
             f"{name}: expected a 2-D table of shape (rows, columns), got shape {array.shape}; "
             "use array.reshape(-1, 1) for a single column"
         )
-    n, d = array.shape
+    _check_shape(array.shape, min_rows, min_cols, name)
     if names is None:
-        names = [f"X{j}" for j in range(d)]
-    if d < min_cols:
-        raise InputError(
-            f"{name}: found {d} column(s) (shape={array.shape}); at least {min_cols} needed"
-        )
-    if n < min_rows:
-        raise InputError(
-            f"{name}: found {n} row(s) (shape={array.shape}); at least {min_rows} needed"
-        )
+        names = [f"X{j}" for j in range(array.shape[1])]
     bad = ~np.isfinite(array)
     if bad.any():
         row, col = map(int, np.argwhere(bad)[0])
-        what = "NaN" if np.isnan(array[row, col]) else "an infinite value"
+        what = "a missing value (NaN)" if np.isnan(array[row, col]) else "an infinite value"
         raise InputError(
-            f"{name}: column {names[col]!r} contains {what} (row {row}); "
+            f"{name}: column {names[col]!r} contains {what} ({row_label(data, row)}); "
             "remove or impute missing and infinite values first"
         )
     if not allow_constant:
@@ -149,5 +259,15 @@ def check_table(
     return array, names
 
 
+def _check_shape(shape: tuple, min_rows: int, min_cols: int, name: str) -> None:
+    n, d = shape
+    if d < min_cols:
+        raise InputError(f"{name}: found {d} column(s) (shape={shape}); at least {min_cols} needed")
+    if n < min_rows:
+        raise InputError(f"{name}: found {n} row(s) (shape={shape}); at least {min_rows} needed")
+
+
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )

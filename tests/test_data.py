@@ -26,8 +26,8 @@ def test_arrays_get_default_names(make):
 @pytest.mark.parametrize(
     "data, kwargs, match",
     [
-        (pd.DataFrame({"a": [1.0, 2.0], "s": ["x", "y"]}), {}, r"column 's' is not numeric \(found 'x'\)"),
-        (pd.DataFrame({"a": [1.0, np.nan, 2.0]}), {}, r"column 'a' contains NaN \(row 1\)"),
+        (pd.DataFrame({"a": [1.0, 2.0], "s": ["x", "y"]}), {}, r"column 's' is not numeric \(found 'x', row 0\)"),
+        (pd.DataFrame({"a": [1.0, np.nan, 2.0]}), {}, r"column 'a' contains a missing value \(NaN\) \(row 1\)"),
         (np.array([[1.0, np.inf], [2.0, 3.0]]), {}, r"column 'X1' contains an infinite value"),
         (pd.DataFrame({"a": [1.0, 2.0], "c": [4.0, 4.0]}), {}, r"column 'c' is constant"),
         (np.ones((5, 1)) * np.arange(5)[:, None], {"min_cols": 2}, r"found 1 column\(s\).*at least 2"),

@@ -80,6 +80,7 @@ from pyrostruct.causal.collapsed import (
     order_regression_init,
     sparse_sinks_order,
 )
+from pyrostruct.causal.data import prepare_columns, warn_if_few_rows
 from pyrostruct.causal.equivalence import _equivalent_members
 from pyrostruct.causal.priors import WEIGHT_PRIORS
 from pyrostruct.causal.sem import (
@@ -88,7 +89,7 @@ from pyrostruct.causal.sem import (
     StructuralEquationModel,
     make_sem,
 )
-from pyrostruct.data import check_table
+from pyrostruct.data import check_table, row_label
 from pyrostruct.distributions import ErdosRenyiDAG, OrderedDAG, SmoothOrientationDAG
 from pyrostruct.errors import InputError
 from pyrostruct.infer.autoguide.dag import AutoDAG
@@ -118,17 +119,59 @@ _ANALYTIC_SPACING = {"equal-variance": 5.0, "other": 2.0}
 # interventions
 
 
-def _split_targets(entry) -> list:
-    if entry is None:
-        return []
-    if isinstance(entry, float) and math.isnan(entry):
+_FORMS = (
+    "accepted per row: an empty cell (observational), node names separated by ';' "
+    "(e.g. 'X1' or 'X1;X3'), or in Python a list of names or node indices"
+)
+_FLAGS = {"true", "false", "yes", "no", "0", "1"}
+
+
+def _targets(entry, row: int, names: Sequence[str], source: str) -> list[int]:
+    """The node indices one row's entry names (``[]`` = observational)."""
+    index = {str(name): j for j, name in enumerate(names)}
+    where = f"{source}, {row}"
+
+    def refuse(what: str):
+        raise InputError(f"{where}: {what}; {_FORMS}")
+
+    if entry is None or (isinstance(entry, (float, np.floating)) and math.isnan(entry)):
         return []
     if isinstance(entry, str):
-        parts = entry.replace("|", ";").replace(",", ";").split(";")
-        return [p.strip() for p in parts if p.strip()]
-    if isinstance(entry, (int, np.integer)):
-        return [int(entry)]
-    return list(entry)
+        tokens = [t.strip() for t in entry.replace("|", ";").replace(",", ";").split(";")]
+        out = []
+        for token in filter(None, tokens):
+            if token in index:
+                out.append(index[token])
+            elif token.lower() in _FLAGS:
+                refuse(f"{token!r} looks like a yes/no flag, not the name of a node")
+            elif _is_float(token):
+                refuse(f"{token!r} is a number, not the name of a node")
+            else:
+                refuse(f"unknown node {token!r} (nodes are {list(names)[:20]})")
+        return out
+    if isinstance(entry, (bool, np.bool_, int, np.integer, float, np.floating)):
+        refuse(f"{entry!r} is ambiguous (a yes/no flag or a node index?)")
+    if isinstance(entry, (list, tuple, set, frozenset, np.ndarray)):
+        out = []
+        for target in entry:
+            if isinstance(target, str) and target in index:
+                out.append(index[target])
+            elif isinstance(target, (int, np.integer)) and not isinstance(target, (bool, np.bool_)):
+                if not 0 <= int(target) < len(names):
+                    refuse(f"node index {int(target)} is out of range ({len(names)} nodes)")
+                out.append(int(target))
+            else:
+                refuse(f"{target!r} is neither a node name nor a node index")
+        return out
+    refuse(f"cannot read an entry of type {type(entry).__name__}")
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_interventions(
@@ -137,9 +180,12 @@ def parse_interventions(
     """Turn an intervention spec into an ``(n, d)`` boolean mask (``None`` if there is none).
 
     Accepted: an ``(n, d)`` boolean array (``True`` = node intervened in that
-    row); or one entry per row, each ``None`` / ``""`` / NaN (observational), a
-    string of node names separated by ``;`` (``"X1;X3"``), or a list of node
-    names or indices. Unknown nodes raise :class:`InputError` naming ``source``.
+    row); or one entry per row, each ``None`` / ``""`` / NaN (observational),
+    a string of node names separated by ``;`` (``"X1;X3"``), or a list of node
+    names or indices. Anything else is ambiguous and refused: a bare number or
+    boolean per row (``0``/``1``, ``True``/``False``: a flag or an index?), a
+    number or flag inside a string, an unknown name. Errors are
+    :class:`InputError` naming ``source`` and the row.
     """
     if interventions is None:
         return None
@@ -155,35 +201,19 @@ def parse_interventions(
             raise InputError(f"{source}: a mask must contain only True/False (or 0/1)")
         mask = interventions.astype(bool)
     else:
-        try:
-            entries = list(interventions)
-        except TypeError:
+        if isinstance(interventions, (str, bytes)) or not hasattr(interventions, "__len__"):
             raise InputError(
                 f"{source}: expected a column name, an (n, d) mask or one entry per row, got "
                 f"{type(interventions).__name__}"
-            ) from None
+            )
+        entries = list(interventions)
         if len(entries) != num_rows:
             raise InputError(
                 f"{source}: has {len(entries)} entries but the data has {num_rows} rows"
             )
-        index = {str(name): j for j, name in enumerate(names)}
         mask = np.zeros((num_rows, d), dtype=bool)
         for row, entry in enumerate(entries):
-            for target in _split_targets(entry):
-                if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
-                    if not 0 <= int(target) < d:
-                        raise InputError(
-                            f"{source}: row {row} names node index {target}, but there are "
-                            f"{d} nodes"
-                        )
-                    mask[row, int(target)] = True
-                elif str(target) in index:
-                    mask[row, index[str(target)]] = True
-                else:
-                    raise InputError(
-                        f"{source}: row {row} names unknown node {str(target)!r}; "
-                        f"nodes are {list(names)[:20]}"
-                    )
+            mask[row, _targets(entry, row_label(interventions, row), names, source)] = True
     if mask.all(0).any():
         j = int(np.flatnonzero(mask.all(0))[0])
         raise InputError(
@@ -487,8 +517,9 @@ def _resolve_data(data, interventions):
             raise InputError(
                 f"no intervention column {interventions!r}; columns are {list(data.columns)}"
             )
-        column = interventions
-        return data.drop(columns=[column]), list(data[column]), f"intervention column {column!r}"
+        column = data[interventions].copy()
+        column.attrs = dict(data.attrs)  # where the rows came from, for messages
+        return data.drop(columns=[interventions]), column, f"intervention column {interventions!r}"
     return data, interventions, "interventions"
 
 
@@ -633,6 +664,13 @@ def discover(
     data, interventions, source = _resolve_data(data, interventions)
     x, names = check_table(data, min_rows=MIN_ROWS, min_cols=2, name="data")
     n, d = x.shape
+    if n <= d:
+        raise InputError(
+            f"data: {n} rows for {d} columns; with no more rows than columns every column is "
+            f"an exact linear function of the others and the posterior degenerates: at least "
+            f"{d + 1} rows are needed (and several per column for reliable edges)"
+        )
+    warn_if_few_rows(n, d)
     mask = parse_interventions(interventions, n, names, source=source)
     settings = _check_settings(
         sem=sem, dag=dag, steps=steps, estimator=estimator, noise=noise,
@@ -642,8 +680,7 @@ def discover(
         threshold=threshold, num_samples=num_samples, checkpoint_every=checkpoint_every,
         average_equivalent=average_equivalent, d=d, n=n,
     )  # fmt: skip
-    mean, sd = x.mean(0), x.std(0)
-    xs = (x - mean) / sd if standardize else x
+    columns = prepare_columns(x, standardize=bool(standardize))
     if init_order is None:
         init_order = "equal-variance" if noise == "equal" else "greedy-sparsest"
     config = {
@@ -669,7 +706,7 @@ def discover(
         pyro.validation_enabled(False),
     ):  # inputs were validated above; samples are DAGs
         pyro.set_rng_seed(seed)
-        run = _Run(xs, mask, names, sem, settings, init_order, hidden, noise, sd, weight_prior)
+        run = _Run(columns, mask, names, sem, settings, init_order, hidden, noise, weight_prior)
         start_step, elbo_trace = 0, []
         if checkpoint is not None and os.path.exists(checkpoint):
             start_step, elbo_trace = run.load(checkpoint, fingerprint)
@@ -809,11 +846,11 @@ def _check_settings(**kw) -> dict:
 class _Run:
     """Model, guide, optimizer and schedule of one ``discover`` call."""
 
-    def __init__(self, xs, mask, names, sem, settings, init_order, hidden, noise, sd, prior):
-        n, d = xs.shape
+    def __init__(self, columns, mask, names, sem, settings, init_order, hidden, noise, prior):
+        n, d = columns.x.shape
         self.names, self.n, self.d = names, n, d
-        self.sd = sd
-        self.x = torch.tensor(np.array(xs), dtype=torch.get_default_dtype())
+        self.columns = columns
+        self.x = torch.tensor(np.array(columns.x), dtype=torch.get_default_dtype())
         self.mask = None if mask is None else torch.as_tensor(mask)
         self.sem = make_sem(sem, d, noise=noise, hidden=hidden, weight_prior=prior)
         self._init_sem()
@@ -958,7 +995,7 @@ class _Run:
         if not analytic:  # the analytic estimator samples no relaxed edges
             self.schedule.step()
         self.num_steps_taken += 1
-        return elbo / self.n
+        return elbo / self.n + self.columns.elbo_shift
 
     def progress_info(self, elbo: float) -> dict:
         info = {"elbo": f"{elbo:.4g}"}
@@ -1017,9 +1054,7 @@ class _Run:
             scores, logits = self.guide._params("G")
         with torch.no_grad():
             if isinstance(self.sem, LinearGaussianSEM):
-                w = self.sem.weights().detach().double().numpy().copy()
-                if config["standardize"]:
-                    w = w * self.sd[None, :] / self.sd[:, None]
+                w = self.columns.to_data_units(self.sem.weights().detach().double().numpy())
             elif isinstance(self.sem, MLPSEM):
                 w = self.sem.w_in.detach().double().norm(dim=-1).numpy().copy()
             else:

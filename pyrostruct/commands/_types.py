@@ -1,10 +1,10 @@
-"""argparse value types shared by the subcommands (errors become one-line CLI errors)."""
+"""argparse value types and checks shared by the subcommands (errors become one-line CLI errors)."""
 
 from __future__ import annotations
 
 import argparse
 
-__all__ = ["positive_int", "positive_float"]
+__all__ = ["positive_int", "positive_float", "seed", "add_csv_arguments"]
 
 
 def _positive(text: str, cast, what: str):
@@ -12,7 +12,7 @@ def _positive(text: str, cast, what: str):
         value = cast(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive {what}, got {text!r}") from None
-    if not value > 0:
+    if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive {what}, got {text!r}")
     return value
 
@@ -23,5 +23,40 @@ def positive_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
-    """A number > 0."""
+    """A finite number > 0."""
     return _positive(text, float, "number")
+
+
+#: numpy's seeds are 32-bit: 0 .. 2**32 - 1.
+MAX_SEED = 2**32 - 1
+
+
+def seed(text: str) -> int:
+    """An integer in ``0 .. 2**32 - 1`` (numpy's range of seeds)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer from 0 to {MAX_SEED}, got {text!r}"
+        ) from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to {MAX_SEED}, got {text!r}")
+    return value
+
+
+def _one_char(text: str) -> str:
+    text = {"\\t": "\t", "tab": "\t"}.get(text, text)
+    if len(text) != 1:
+        raise argparse.ArgumentTypeError(f"expected one character (',', ';', '\\t'), got {text!r}")
+    return text
+
+
+def add_csv_arguments(parser: argparse.ArgumentParser) -> None:
+    """``DATA.csv``, ``--sep`` and ``--decimal``: how every subcommand reads its table."""
+    parser.add_argument("data", metavar="DATA.csv",
+                        help="CSV file: a header row of unique names, then one row per "
+                        "observation (see README, 'Data files')")  # fmt: skip
+    parser.add_argument("--sep", type=_one_char, default=",", metavar="CHAR",
+                        help="field separator (default ',')")  # fmt: skip
+    parser.add_argument("--decimal", choices=[".", ","], default=".",
+                        help="decimal mark of the numbers (default '.')")  # fmt: skip

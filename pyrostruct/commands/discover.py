@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from pyrostruct.commands._types import positive_float, positive_int
+from pyrostruct.commands._types import add_csv_arguments, positive_float, positive_int, seed
 
 __all__ = ["add_subparser", "run"]
 
@@ -24,7 +24,7 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
         help="learn a posterior over causal DAGs from a CSV file",
         description=__doc__.split("\n\n")[0],
     )
-    parser.add_argument("data", metavar="DATA.csv", help="CSV file with a header row")
+    add_csv_arguments(parser)
     parser.add_argument("--out", required=True, metavar="graph.json", help="output JSON file")
     parser.add_argument("--plot", metavar="graph.png", help="also draw the consensus DAG (PNG)")
     parser.add_argument("--sem", choices=["linear", "mlp"], default="linear",
@@ -36,10 +36,11 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--estimator", choices=["analytic", "straight-through"],
                         help="gradient estimator (default: analytic for the linear SEM with "
                         "--dag order: edges integrated exactly given the order)")  # fmt: skip
-    parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    parser.add_argument("--seed", type=seed, default=0, help="random seed, 0 .. 2**32-1 (0)")
     parser.add_argument("--intervention-column", metavar="COL",
-                        help="column listing the nodes intervened on in each row "
-                        "(names separated by ';', empty for observational rows)")  # fmt: skip
+                        help="column naming the nodes intervened on in each row "
+                        "(node names separated by ';', an empty cell for an observational "
+                        "row)")  # fmt: skip
     parser.add_argument("--checkpoint", metavar="FILE", help="save/resume training state here")
     parser.add_argument("--noise", choices=["nonequal", "equal"], default="nonequal",
                         help="noise variances: one per node (default) or shared")  # fmt: skip
@@ -63,11 +64,16 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pyrostruct._io import check_output_paths
     from pyrostruct.causal.discover import discover
     from pyrostruct.data import read_csv
 
+    check_output_paths(
+        {"DATA.csv": args.data},
+        {"--out": args.out, "--plot": args.plot, "--checkpoint": args.checkpoint},
+    )
     exclude = [args.intervention_column] if args.intervention_column else []
-    frame = read_csv(args.data, exclude=exclude)
+    frame = read_csv(args.data, exclude=exclude, sep=args.sep, decimal=args.decimal)
     result = discover(
         frame,
         sem=args.sem,

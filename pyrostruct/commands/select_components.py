@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from pyrostruct.commands._types import positive_int
+from pyrostruct.commands._types import add_csv_arguments, positive_int, seed
 
 __all__ = ["add_subparser", "run"]
 
@@ -23,7 +23,7 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
         help="choose the number of mixture components or the PPCA rank by evidence",
         description=__doc__.split("\n\n")[0],
     )
-    parser.add_argument("data", metavar="DATA.csv", help="CSV file with a header row")
+    add_csv_arguments(parser)
     parser.add_argument("--family", choices=["gmm", "ppca"], required=True,
                         help="Gaussian mixture (components) or PPCA (rank)")  # fmt: skip
     parser.add_argument("--max", type=positive_int, required=True, metavar="K",
@@ -40,17 +40,22 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
                         help="initializations per count (2)")  # fmt: skip
     parser.add_argument("--no-halving", action="store_true",
                         help="fit every count to the end (no successive halving)")  # fmt: skip
-    parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    parser.add_argument("--seed", type=seed, default=0, help="random seed, 0 .. 2**32-1 (0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
+    from pyrostruct._io import check_output_paths
     from pyrostruct.data import read_csv
+    from pyrostruct.errors import InputError
     from pyrostruct.selection.families import select_components
 
-    frame = read_csv(args.data)
+    if args.min > args.max:
+        raise InputError(f"--min {args.min} is larger than --max {args.max}")
+    check_output_paths({"DATA.csv": args.data}, {"--out": args.out, "--plot": args.plot})
+    frame = read_csv(args.data, sep=args.sep, decimal=args.decimal)
     result = select_components(
         frame,
         args.family,

@@ -90,7 +90,7 @@ def test_progress_bar_shows_the_elbo(csv, tmp_path, capsys):
 
 BAD_TABLES = {
     "non-numeric": ("a,b\n" + "1,x\n2,y\n" * 10, "column 'b' is not numeric"),
-    "nan": ("a,b\n" + "1,2\n,3\n" * 10, "column 'a' contains NaN"),
+    "nan": ("a,b\n" + "1,2\n,3\n" * 10, "column 'a' contains a missing value (NaN) (line 3 of"),
     "inf": ("a,b\n" + "1,2\ninf,3\n" * 10, "column 'a' contains an infinite value"),
     "constant": ("a,b\n" + "1,2\n1,3\n" * 10, "column 'a' is constant"),
     "one column": ("a\n" + "1\n2\n" * 10, "at least 2 needed"),
@@ -99,8 +99,39 @@ BAD_TABLES = {
     "empty file": ("", "the file is empty"),
     "intervention names an unknown node": (
         "a,b,regime\n" + "1,2,\n2,3,c\n" * 10,
-        "intervention column 'regime': row 1 names unknown node 'c'",
+        "intervention column 'regime', line 3 of",
     ),
+    # issue 15, each a traceback or a silent wrong answer before
+    "header and no rows": ("a,b,c\n", "the header has no data rows"),
+    "ragged rows (one field more than the header)": (
+        "a,b\n" + "7,1,2\n8,2,5\n" * 10,
+        "line 2 has 3 fields but the header has 2",
+    ),
+    "intervention column of 0/1": (
+        "a,b,regime\n" + "1,2,0\n2,3,1\n" * 10,
+        "'0' looks like a yes/no flag, not the name of a node",
+    ),
+    "intervention column of True/False": (
+        "a,b,regime\n" + "1,2,False\n2,3,True\n" * 10,
+        "'False' looks like a yes/no flag",
+    ),
+    "intervention column of floats": (
+        "a,b,regime\n" + "1,2,\n2,3,0.5\n" * 10,
+        "line 3 of",
+    ),
+    "intervention column of negative numbers": (
+        "a,b,regime\n" + "1,2,-1\n2,3,\n" * 10,
+        "'-1' is a number, not the name of a node",
+    ),
+    "fewer rows than columns": (
+        ",".join(f"v{j}" for j in range(20)) + "\n"
+        + "".join(",".join(str((i * 7 + j * j) % 11) for j in range(20)) + "\n" for i in range(12)),
+        "12 rows for 20 columns",
+    ),
+    "semicolon-separated": ("a;b\n" + "1;2\n2;5\n" * 10, "the file looks ';'-separated"),
+    "byte-order mark and a duplicate name": ("\ufeffa,b,a\n" + "1,2,3\n2,5,1\n" * 10, "duplicate column name 'a'"),
+    "a column without a name": ("a,,b\n" + "1,2,3\n2,5,1\n" * 10, "column 2 of the header has no name"),
+    "non-numeric cell names its line": ("a,b\n" + "1,2\n" * 5 + "1,x\n", "'x' at line 7"),
     "missing intervention column": ("a,b\n" + "1,2\n2,3\n" * 10, "no column named 'regime'"),
 }
 
@@ -178,3 +209,121 @@ def test_interrupt_leaves_no_output_and_checkpoint_resumes(csv, tmp_path, capsys
     assert calls["n"] == 30  # resumed at step 200
     result = load_result(out)
     assert len(result.elbo_trace) == 230 and np.all(np.isfinite(result.elbo_trace))
+
+
+def _chain_csv(path, *, scale=1.0, sep=",", decimal=".", header=("a", "b", "c"), bom=False):
+    """40 rows of a -> b (strong), c independent, times ``scale``."""
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=40)
+    x = np.stack([a, 2.0 * a + 0.5 * rng.normal(size=40), rng.normal(size=40)], 1) * scale
+    rows = [sep.join(header)] + [
+        sep.join(repr(float(v)).replace(".", decimal) for v in row) for row in x
+    ]
+    path.write_text(("\ufeff" if bom else "") + "\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    "kwargs, flags",
+    [
+        ({"scale": 1e-300}, []),
+        ({"scale": 1e-300}, ["--no-standardize"]),
+        ({"scale": 1e200}, []),
+        ({"scale": 1e300}, ["--no-standardize"]),
+        ({"sep": ";"}, ["--sep", ";"]),
+        ({"sep": ";", "decimal": ","}, ["--sep", ";", "--decimal", ","]),
+        ({"sep": "\t"}, ["--sep", "\\t"]),
+        ({"header": ('"x,y"', "b", "c")}, []),
+        ({"bom": True}, []),
+    ],
+    ids=["tiny", "tiny-raw", "huge", "huge-raw", "semicolon", "decimal-comma", "tab",
+         "quoted-header-with-comma", "byte-order-mark"],  # fmt: skip
+)
+def test_unusual_but_valid_files_give_the_right_graph(tmp_path, capsys, kwargs, flags):
+    """Values near float64's limits, other delimiters, quoted names, a BOM: a -> b found,
+    finite numbers, strict JSON (issue 15: a traceback or NaN weights before)."""
+    path = _chain_csv(tmp_path / "data.csv", **kwargs)
+    out = tmp_path / "g.json"
+    assert cli.main(["discover", str(path), "--out", str(out), "--quiet", *flags]) == 0
+    text = out.read_text()
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    result = load_result(out)
+    first = result.names[0]
+    assert first == ("x,y" if "header" in kwargs else "a")
+    assert result.edge_probs[0, 1] + result.edge_probs[1, 0] > 0.95
+    assert result.edge_probs[[0, 1], 2].max() < 0.5 and result.edge_probs[2, [0, 1]].max() < 0.5
+    assert np.isfinite(result.weights).all() and np.isfinite(result.elbo_trace).all()
+    j = 0 if result.edge_probs[0, 1] > result.edge_probs[1, 0] else 1
+    effect = result.weights[j, 1 - j]
+    assert abs(effect) > 0.1  # in the data's units (a -> b has slope 2, b -> a about 0.5)
+
+
+def test_raw_columns_of_incompatible_magnitudes_are_refused(tmp_path, capsys):
+    path = tmp_path / "data.csv"
+    rng = np.random.default_rng(0)
+    rows = ["a,b"] + [f"{rng.normal() * 1e-300!r},{rng.normal() * 1e300!r}" for _ in range(30)]
+    path.write_text("\n".join(rows) + "\n")
+    argv = ["discover", str(path), "--out", str(tmp_path / "g.json"), "--no-standardize"]
+    assert cli.main(argv) == 2
+    assert "standardize them" in capsys.readouterr().err
+    assert _outputs(tmp_path) == []
+
+
+def test_a_data_column_as_intervention_column_is_refused(tmp_path, capsys):
+    path = _chain_csv(tmp_path / "data.csv")
+    argv = ["discover", str(path), "--out", str(tmp_path / "g.json"), "--intervention-column", "b"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "intervention column 'b', line 2 of" in err and "is a number" in err
+
+
+@pytest.mark.parametrize(
+    "outputs, message",
+    [
+        (["--out", "{data}"], "--out {data} is the input file"),
+        (["--out", "./{data}"], "is the input file"),
+        (["--out", "{link}"], "is the input file"),
+        (["--out", "g.json", "--plot", "{data}"], "--plot {data} is the input file"),
+        (["--out", "g.json", "--checkpoint", "{data}"], "--checkpoint {data} is the input file"),
+        (["--out", "g.json", "--plot", "g.json"], "--out and --plot name the same file"),
+        (["--out", "g.json", "--checkpoint", "g.json"], "--out and --checkpoint name the same"),
+        (["--out", "{data}/g.json"], "is not a directory"),
+        (["--out", "."], "is a directory"),
+    ],
+)
+def test_output_paths_that_would_lose_data_are_refused_before_any_work(
+    tmp_path, capsys, monkeypatch, outputs, message
+):
+    """Issue 15, cases 1 and 13: the input overwritten, outputs on each other, unwritable."""
+    monkeypatch.chdir(tmp_path)
+    data = _chain_csv(tmp_path / "data.csv")
+    (tmp_path / "link.csv").symlink_to(data)
+    before = data.read_bytes()
+    argv = ["discover", "data.csv", "--steps", "5", "--quiet"]
+    argv += [o.format(data="data.csv", link="link.csv") for o in outputs]
+    import importlib
+
+    discover_module = importlib.import_module("pyrostruct.causal.discover")
+    monkeypatch.setattr(discover_module, "discover", lambda *a, **k: pytest.fail("ran"))
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message.format(data="data.csv") in err, err
+    assert data.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv", "link.csv"]
+
+
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        (["--seed", "-1"], "argument --seed: expected an integer from 0 to 4294967295, got '-1'"),
+        (["--seed", "1e20"], "argument --seed: expected an integer from 0"),
+        (["--seed", str(2**32)], "argument --seed: expected an integer from 0"),
+        (["--threshold", "inf"], "argument --threshold: expected a positive number"),
+        (["--sep", ";;"], "argument --sep: expected one character"),
+    ],
+)
+def test_bad_flag_values_name_the_flag(tmp_path, capsys, flag, message):
+    data = _chain_csv(tmp_path / "data.csv")
+    assert cli.main(["discover", str(data), "--out", str(tmp_path / "g.json"), *flag]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
