@@ -38,3 +38,50 @@ def test_atomic_open_rejects_append_mode(tmp_path):
     with pytest.raises(ValueError, match="mode"):
         with atomic_open(tmp_path / "x", "a"):
             pass
+
+
+def _mode(path):
+    import stat
+
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_new_files_get_the_mode_open_would_give(tmp_path, umask):
+    """Issue 15, case 12: mkstemp's 0600 leaked into every output."""
+    import os
+
+    old = os.umask(umask)
+    try:
+        atomic_write_json(tmp_path / "a.json", {"a": 1})
+        with open(tmp_path / "plain.txt", "w") as f:
+            f.write("x")
+    finally:
+        os.umask(old)
+    assert _mode(tmp_path / "a.json") == _mode(tmp_path / "plain.txt") == 0o666 & ~umask
+
+
+def test_overwriting_keeps_the_existing_files_mode(tmp_path):
+    path = tmp_path / "out.json"
+    path.write_text("{}")
+    path.chmod(0o640)
+    atomic_write_json(path, {"b": 2})
+    assert _mode(path) == 0o640 and json.loads(path.read_text()) == {"b": 2}
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_values_are_never_written(tmp_path, bad):
+    from pyrostruct.errors import InputError
+
+    path = tmp_path / "out.json"
+    with pytest.raises(InputError, match=r"out.json\['x'\]\[1\] is .*non-finite"):
+        atomic_write_json(path, {"x": [1.0, bad]})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_errors_name_the_users_path_not_a_temporary_file(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(OSError, match=r"cannot write .*file/out.json") as info:
+        atomic_write_json(blocker / "out.json", {})
+    assert ".tmp" not in str(info.value)

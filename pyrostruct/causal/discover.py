@@ -572,8 +572,9 @@ def discover(
         ``"straight-through"``: order and edges are sampled by
         :class:`~pyrostruct.infer.autoguide.AutoDAG` and trained with
         ``Trace_ELBO`` (any SEM, either DAG family).
-    seed : int
-        Seed of every random choice (same seed, same result).
+    seed : int or None
+        Seed of every random choice, ``0 .. 2**32 - 1`` (same seed, same
+        result). ``None`` draws one, recorded in ``metadata["seed"]``.
     interventions : optional
         Perfect interventions per row: a column name of ``data``, an ``(n, d)``
         boolean mask, or one entry per row (see :func:`parse_interventions`).
@@ -661,6 +662,7 @@ def discover(
     >>> result.edge_probs.shape
     (5, 5)
     """
+    seed = _check_seed(seed)
     data, interventions, source = _resolve_data(data, interventions)
     x, names = check_table(data, min_rows=MIN_ROWS, min_cols=2, name="data")
     n, d = x.shape
@@ -686,7 +688,7 @@ def discover(
     config = {
         "sem": sem if isinstance(sem, str) else type(sem).__name__,
         "dag": dag,
-        "seed": int(seed),
+        "seed": seed,
         "standardize": bool(standardize),
         "noise": noise,
         "init_order": init_order if isinstance(init_order, str) else list(map(int, init_order)),
@@ -738,6 +740,17 @@ def discover(
         seconds = time.perf_counter() - started
         result = run.result(elbo_trace, settings, config, seconds, fingerprint)
     return result
+
+
+def _check_seed(seed) -> int:
+    """``seed`` as an int in numpy's range; ``None`` draws a fresh one."""
+    if seed is None:
+        return int(np.random.SeedSequence().entropy % 2**32)
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise InputError(f"seed must be an integer from 0 to 2**32 - 1 or None, got {seed!r}")
+    if not 0 <= int(seed) < 2**32:
+        raise InputError(f"seed must be an integer from 0 to 2**32 - 1, got {seed}")
+    return int(seed)
 
 
 def _adam(groups) -> torch.optim.Adam:
@@ -807,16 +820,16 @@ def _check_settings(**kw) -> dict:
     is_mlp = sem == "mlp" or isinstance(sem, MLPSEM)
     default_lr = 0.1 if estimator == "analytic" else 0.01 if is_mlp else 0.2
     lr = kw["lr"] if kw["lr"] is not None else default_lr
-    if not lr > 0:
-        raise InputError(f"lr must be > 0, got {lr}")
+    if not (isinstance(lr, (int, float, np.number)) and math.isfinite(lr) and lr > 0):
+        raise InputError(f"lr must be a finite number > 0, got {lr!r}")
     if int(kw["num_particles"]) < 1:
         raise InputError(f"num_particles must be >= 1, got {kw['num_particles']}")
     batch = kw["batch_size"]
     if batch is not None and not 1 <= int(batch):
         raise InputError(f"batch_size must be >= 1, got {batch}")
     t0, t1 = (float(v) for v in kw["temperature"])
-    if not (t0 > 0 and t1 > 0):
-        raise InputError(f"temperatures must be > 0, got {kw['temperature']}")
+    if not (0 < t0 < math.inf and 0 < t1 < math.inf):
+        raise InputError(f"temperatures must be finite and > 0, got {kw['temperature']}")
     if not 0 < float(kw["threshold"]) <= 1:
         raise InputError(f"threshold must lie in (0, 1], got {kw['threshold']}")
     if int(kw["num_samples"]) < 2:
@@ -1021,7 +1034,7 @@ class _Run:
 
     def load(self, path, fingerprint):
         try:
-            state = torch.load(path, weights_only=False)
+            state = torch.load(path, weights_only=True)  # tensors and plain data only
             ok = isinstance(state, dict) and "fingerprint" in state
         except Exception as e:  # a truncated or foreign file
             raise InputError(f"checkpoint {os.fspath(path)}: not readable ({e})") from None

@@ -144,6 +144,8 @@ class PlackettLuce(TorchDistribution):
     ):
         if not isinstance(scores, torch.Tensor):
             scores = torch.as_tensor(scores, dtype=torch.get_default_dtype())
+        if not scores.is_floating_point():  # integer or boolean scores: as Pyro's floats
+            scores = scores.to(torch.get_default_dtype())
         if scores.dim() < 1 or scores.shape[-1] < 1:
             raise ValueError(
                 f"Expected scores of shape batch_shape + (d,) with d >= 1, "

@@ -305,6 +305,14 @@ def test_resume_from_checkpoint_gives_the_uninterrupted_result(tmp_path):
         (dict(init_order=[0, 1, 1, 2]), "permutation of the node indices"),
         (dict(init_order=[0, 1, 2]), "permutation of the node indices"),
         (dict(init_order=[0, 0, 1, 2], estimator="straight-through", steps=2), "permutation"),
+        # issue 15, case 6: an IndexError / TypeError deep inside before
+        (dict(lr=float("inf")), "lr must be a finite number > 0"),
+        (dict(lr=float("nan")), "lr must be a finite number > 0"),
+        (dict(temperature=(float("inf"), 0.5), estimator="straight-through"), "finite and > 0"),
+        (dict(seed=-1), "seed must be an integer from 0 to 2"),
+        (dict(seed=2**32), "seed must be an integer"),
+        (dict(seed=1.5), "seed must be an integer"),
+        (dict(seed="1"), "seed must be an integer"),
     ],
 )
 def test_bad_settings(kwargs, match):
@@ -317,7 +325,10 @@ def test_bad_settings(kwargs, match):
     "data, match",
     [
         (pd.DataFrame({"a": [1.0, 2.0] * 10, "b": ["x", "y"] * 10}), "column 'b' is not numeric"),
-        (pd.DataFrame({"a": [1.0, np.nan] * 10, "b": range(20)}), "column 'a' contains NaN"),
+        (pd.DataFrame({"a": [1.0, np.nan] * 10, "b": range(20)}), r"column 'a' contains a missing"),
+        (pd.DataFrame({"a": [], "b": []}), r"found 0 row\(s\)"),
+        (pd.DataFrame({"a": pd.Series([], dtype=object), "b": []}), r"found 0 row\(s\)"),
+        (pd.DataFrame(np.random.default_rng(0).normal(size=(12, 20))), "12 rows for 20 columns"),
         (
             pd.DataFrame({"a": [1.0, np.inf] * 10, "b": range(20)}),
             "column 'a' contains an infinite",
@@ -333,8 +344,55 @@ def test_bad_data(data, match):
         discover(data, steps=5)
 
 
+def test_seed_none_draws_a_seed_and_records_it():
+    ds = datasets.make_dataset(d=3, n=60, seed=0)
+    a = discover(ds.data, steps=10, seed=None)
+    seed = a.metadata["seed"]
+    assert isinstance(seed, int) and 0 <= seed < 2**32
+    b = discover(ds.data, steps=10, seed=seed)
+    assert np.array_equal(a.elbo_trace, b.elbo_trace)
+
+
+def test_few_rows_per_column_warn_that_the_prior_dominates():
+    from pyrostruct.causal.data import FewRowsWarning
+
+    x = np.random.default_rng(0).normal(size=(25, 20))
+    with pytest.warns(FewRowsWarning, match="25 rows for 20 columns"):
+        discover(x, steps=5)
+
+
 def test_equal_variance_order_recovers_a_chain():
     w = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
     x, _ = datasets.simulate_linear_sem(w[[2, 0, 1]][:, [2, 0, 1]], 2000, seed=0)
     # nodes relabelled: 1 -> 2 -> 0
     assert equal_variance_order(x) == [1, 2, 0]
+
+
+class _Exploit:
+    """Unpickling this runs code: what a checkpoint must never do."""
+
+    def __reduce__(self):
+        return (exec, ("import pathlib; pathlib.Path(__import__('os').environ['PWNED']).touch()",))
+
+
+def test_a_checkpoint_cannot_run_code(tmp_path, monkeypatch):
+    """Issue 15, case 14: torch.load(weights_only=False) unpickled anything."""
+    ds = datasets.make_dataset(d=3, n=60, seed=0)
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv("PWNED", str(marker))
+    ckpt = tmp_path / "run.ckpt"
+    torch.save({"fingerprint": "x", "payload": _Exploit()}, ckpt)
+    with pytest.raises(InputError, match="not readable"):
+        discover(ds.data, steps=5, checkpoint=ckpt)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("estimator", ["analytic", "straight-through"])
+def test_checkpoints_hold_only_tensors_and_plain_data(tmp_path, estimator):
+    ds = datasets.make_dataset(d=3, n=60, seed=0)
+    ckpt = tmp_path / "run.ckpt"
+    discover(ds.data, steps=6, checkpoint=ckpt, checkpoint_every=3, estimator=estimator)
+    state = torch.load(ckpt, weights_only=True)
+    assert state["step"] == 6
+    again = discover(ds.data, steps=6, checkpoint=ckpt, checkpoint_every=3, estimator=estimator)
+    assert len(again.elbo_trace) == 6

@@ -158,3 +158,14 @@ def test_svi_learns_a_posterior_over_orders():
     p_first = torch.softmax(s, 0)[2].item()
     assert p_first > 0.75
     assert s.argmax().item() == 2
+
+
+@pytest.mark.parametrize("scores", [torch.tensor([3, 1, 2]), torch.tensor([True, False, True])])
+def test_integer_and_boolean_scores_act_as_floats(scores):
+    """Issue 15, case 6: integer scores crashed in rsample ('not implemented for Long')."""
+    d = PlackettLuce(scores)
+    assert d.scores.dtype == torch.get_default_dtype()
+    sample = d.sample()
+    assert torch.isfinite(d.log_prob(sample))
+    ref = PlackettLuce(scores.to(torch.get_default_dtype()))
+    assert torch.equal(d.log_prob(sample), ref.log_prob(sample))
