@@ -7,7 +7,10 @@ the parsed namespace and returning an exit code. Modules are listed in
 
 Errors a user can cause (bad arguments, unreadable or malformed input files)
 print one line ``pyrostruct: error: ...`` to stderr and exit with code 2, with
-no traceback. Ctrl-C exits with code 130.
+no traceback; warnings print one line ``pyrostruct: warning: ...``. Ctrl-C
+exits with code 130, its message on a line of its own (progress bars are
+closed first). Exit codes: 0 done, 2 bad input or arguments (nothing
+written), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
 
 from pyrostruct import __version__
@@ -59,7 +63,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _close_progress_bars() -> None:
+    """Close open tqdm bars so that the next message starts on a line of its own."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        bar.close()
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    _close_progress_bars()
+    text = str(message).strip().splitlines()[0] if str(message).strip() else category.__name__
+    print(f"pyrostruct: warning: {text}", file=sys.stderr)
+
+
 def _fail(message: str) -> int:
+    _close_progress_bars()
     first_line = str(message).strip().splitlines()[0] if str(message).strip() else "failed"
     print(f"pyrostruct: error: {first_line}", file=sys.stderr)
     return EXIT_USAGE
@@ -77,12 +95,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return int(func(args) or 0)
     except (ValueError, OSError) as e:
         # ValueError covers pyrostruct.errors.InputError; OSError covers missing,
         # unreadable or unwritable files.
         return _fail(str(e) or type(e).__name__)
     except KeyboardInterrupt:
+        _close_progress_bars()
         print("pyrostruct: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 

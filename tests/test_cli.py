@@ -104,3 +104,42 @@ def test_bad_option_through_python_m_exits_2_without_traceback():
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_interrupt_message_gets_a_line_of_its_own_after_an_open_progress_bar(capsys, monkeypatch):
+    """Issue 15, case 15: the message was printed on the progress bar's line."""
+    from tqdm.auto import tqdm
+
+    def interrupted(args):
+        bar = tqdm(total=10, desc="work")
+        bar.update(3)
+        raise KeyboardInterrupt  # the bar is never closed
+
+    def build():
+        parser = cli._Parser(prog="pyrostruct")
+        sub = parser.add_subparsers(dest="command", parser_class=cli._Parser)
+        sub.add_parser("work").set_defaults(func=interrupted)
+        return parser
+
+    monkeypatch.setattr(cli, "build_parser", build)
+    assert cli.main(["work"]) == 130
+    err = capsys.readouterr().err
+    assert "work:" in err and err.endswith("\npyrostruct: interrupted\n")
+
+
+def test_warnings_are_one_line(capsys, monkeypatch):
+    import warnings
+
+    def warns(args):
+        warnings.warn("few rows\nmore detail", UserWarning, stacklevel=2)
+        return 0
+
+    def build():
+        parser = cli._Parser(prog="pyrostruct")
+        sub = parser.add_subparsers(dest="command", parser_class=cli._Parser)
+        sub.add_parser("w").set_defaults(func=warns)
+        return parser
+
+    monkeypatch.setattr(cli, "build_parser", build)
+    assert cli.main(["w"]) == 0
+    assert capsys.readouterr().err == "pyrostruct: warning: few rows\n"
