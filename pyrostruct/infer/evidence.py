@@ -22,11 +22,22 @@ that ``p(x, z_s)`` is the joint of the data and the guide's (continuous) sites.
   reported, and a :class:`LowESSWarning` is raised when it is a small fraction of
   ``K``: the bound is then far from tight and close to the single best weight.
 
-Particles are vectorized with an outer :class:`pyro.plate` (as
-``vectorize_particles=True`` does in Pyro's ELBOs) in chunks of
-``max_batch``; models whose shapes do not broadcast over an extra batch
-dimension fall back to a Python loop over particles (``vectorize=False`` forces
-it).
+Particles are vectorized in chunks of ``max_batch``, in the first of three
+ways that works for the model:
+
+1. an outer :class:`pyro.plate` of particles (as ``vectorize_particles=True``
+   does in Pyro's ELBOs), when the model broadcasts over an extra batch
+   dimension (checked: particle 0 of a vectorized run must give the same log
+   weight as a plain run on the same values);
+2. :func:`torch.func.vmap` over particles, for models that run correctly one
+   particle at a time but not with an extra batch dim on their latents, such
+   as the common ``locs[z]`` indexing of an enumerated mixture (plain indexing
+   acts on the leftmost dim, which a particle plate would occupy). Under
+   ``vmap`` each particle sees unbatched values, so any per-particle model
+   code is computed exactly; Pyro's enumeration and tensor contraction run
+   through vmap-safe twins (:class:`_VmapEnumMessenger`, :class:`_VmapLogRing`);
+3. a Python loop over particles, with one :class:`VectorizationWarning` that
+   says why (``vectorize=False`` forces the loop, without warning).
 """
 
 from __future__ import annotations
@@ -38,16 +49,21 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 import pyro
+import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.infer.enum import get_importance_trace
 from pyro.infer.traceenum_elbo import _compute_model_factors
 from pyro.ops.contract import contract_to_tensor
+from pyro.ops.rings import LogRing
+from pyro.poutine.enum_messenger import EnumMessenger
 
 __all__ = [
     "EvidenceEstimate",
     "LowESSWarning",
+    "VectorizationWarning",
     "log_importance_weights",
+    "vectorization_method",
     "elbo_estimate",
     "iwae_estimate",
     "effective_sample_size",
@@ -58,6 +74,61 @@ _PARTICLES = "_pyrostruct_particles"
 
 class LowESSWarning(UserWarning):
     """The importance weights are dominated by a few particles (small ESS)."""
+
+
+class VectorizationWarning(UserWarning):
+    """Particles could not be vectorized; they are computed one by one (slow)."""
+
+
+class _VmapEnumMessenger(EnumMessenger):
+    """:class:`~pyro.poutine.enum_messenger.EnumMessenger` that runs under :func:`torch.func.vmap`.
+
+    Pyro's messenger reads ``value.data.shape`` after each sample site, which
+    ``vmap`` forbids; this reads ``value.shape`` (the same shape) instead.
+    """
+
+    def _pyro_post_sample(self, msg) -> None:
+        value = msg["value"]
+        if value is None or not hasattr(msg["fn"], "event_dim"):
+            return
+        shape = value.shape[: value.dim() - msg["fn"].event_dim]
+        dim_to_id = msg["infer"].setdefault("_dim_to_id", {})
+        dim_to_id.update(self._param_dims.get(msg["name"], {}))
+        self._value_dims[msg["name"]] = {
+            dim: id_ for dim, id_ in dim_to_id.items() if len(shape) >= -dim and shape[dim] > 1
+        }
+
+
+def _align(term, all_dims: str) -> torch.Tensor:
+    """A packed tensor permuted and unsqueezed to the (sorted) packed dims ``all_dims``."""
+    if not torch.is_tensor(term):
+        return torch.as_tensor(term)
+    dims = getattr(term, "_pyro_dims", "")
+    order = sorted(range(len(dims)), key=lambda i: dims[i])
+    if order != list(range(len(dims))):
+        term = term.permute(order)
+    present = "".join(sorted(dims))
+    return term.reshape([term.shape[present.index(d)] if d in present else 1 for d in all_dims])
+
+
+class _VmapLogRing(LogRing):
+    """:class:`~pyro.ops.rings.LogRing` whose sum-product runs under :func:`torch.func.vmap`.
+
+    Pyro's log-space einsum calls an ``autograd.Function`` without
+    ``setup_context``, which ``vmap`` refuses; here the terms are broadcast,
+    added and log-sum-exp'd over the summed dims (same result, more memory
+    for many-term contractions).
+    """
+
+    def sumproduct(self, terms, dims):
+        all_dims = "".join(sorted(set("".join(t._pyro_dims for t in terms))))
+        total = _align(terms[0], all_dims)
+        for term in terms[1:]:
+            total = total + _align(term, all_dims)
+        summed = [i for i, d in enumerate(all_dims) if d in dims]
+        total = total.logsumexp(summed) if summed else total.clone()
+        total._pyro_dims = "".join(d for d in all_dims if d not in dims)
+        return total
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,8 +204,14 @@ def _sum_to(packed_tensor: torch.Tensor, keep: str | None) -> torch.Tensor:
     return packed_tensor.sum()
 
 
-def _log_weights_once(model, guide, args, kwargs, max_plate_nesting, num_particles, trace=None):
-    """One run of guide and model; returns log weights of shape (num_particles,) or ()."""
+def _log_weights_once(
+    model, guide, args, kwargs, max_plate_nesting, num_particles, trace=None, vmap_safe=False
+):
+    """One run of guide and model; returns log weights of shape (num_particles,) or ().
+
+    ``vmap_safe`` uses the enumeration messenger and contraction ring that run
+    under :func:`torch.func.vmap`.
+    """
     vectorized = num_particles is not None
     nesting = max_plate_nesting + (1 if vectorized else 0)
     if vectorized:
@@ -147,8 +224,9 @@ def _log_weights_once(model, guide, args, kwargs, max_plate_nesting, num_particl
             return wrapped
 
         model, guide = wrap(model), wrap(guide)
-    guide = poutine.enum(guide, first_available_dim=-1 - nesting)
-    model = poutine.enum(model)  # continues the enumeration dims after the guide's
+    enum = _VmapEnumMessenger if vmap_safe else EnumMessenger
+    guide = enum(first_available_dim=-1 - nesting)(guide)
+    model = enum()(model)  # continues the enumeration dims after the guide's
     model_trace, guide_trace = get_importance_trace("flat", nesting, model, guide, args, kwargs)
     if trace is not None:
         trace.append(guide_trace)
@@ -166,12 +244,76 @@ def _log_weights_once(model, guide, args, kwargs, max_plate_nesting, num_particl
         target = frozenset({keep}) if keep is not None else frozenset()
         # contract_to_tensor needs every factor's ordinal to contain the target ordinal
         tree = OrderedDict((t | target, terms) for t, terms in log_factors.items())
-        contracted = contract_to_tensor(tree, sum_dims, target_ordinal=target)
+        ring = _VmapLogRing() if vmap_safe else None
+        contracted = contract_to_tensor(tree, sum_dims, target_ordinal=target, ring=ring)
         total = total + scale * _sum_to(contracted, keep)
     for site in guide_trace.nodes.values():
         if site["type"] == "sample":
             total = total - _sum_to(site["packed"]["log_prob"], keep)
     return total.detach()
+
+
+def _guide_draws(guide, args, kwargs, max_plate_nesting, num_particles):
+    """``num_particles`` guide draws: a plain template trace and ``{site: (P, *shape)}`` values.
+
+    The guide runs once inside an outer particle plate when its values then
+    carry the particle dim in front of their plain shape (Pyro's autoguides
+    do), else once per particle.
+    """
+    rng = pyro.util.get_rng_state()
+    template = poutine.trace(guide).get_trace(*args, **kwargs)  # shapes only: same draws after
+    pyro.util.set_rng_state(rng)
+    names = [n for n, site in template.nodes.items() if site["type"] == "sample"]
+    try:
+        with pyro.plate(_PARTICLES, num_particles, dim=-(max_plate_nesting + 1)):
+            batched = poutine.trace(guide).get_trace(*args, **kwargs)
+        values = {}
+        for name in names:
+            value, shape = batched.nodes[name]["value"], template.nodes[name]["value"].shape
+            if value.shape[0] != num_particles or value.numel() != num_particles * shape.numel():
+                raise ValueError(f"site {name!r} does not carry the particle dim")
+            values[name] = value.reshape(num_particles, *shape)
+    except _VECTORIZE_ERRORS:
+        draws = [poutine.trace(guide).get_trace(*args, **kwargs) for _ in range(num_particles)]
+        values = {n: torch.stack([tr.nodes[n]["value"] for tr in draws]) for n in names}
+    return template, values
+
+
+def _is_delta(fn) -> bool:
+    while isinstance(fn, (dist.Independent, dist.MaskedDistribution)):
+        fn = fn.base_dist
+    return isinstance(fn, dist.Delta)
+
+
+def _vmap_log_weights(model, guide, args, kwargs, max_plate_nesting, num_particles):
+    """Log weights of ``num_particles`` particles: guide draws, then model and guide densities
+    computed per particle under :func:`torch.func.vmap`.
+
+    Each particle replays the guide on its own values and runs the model as in
+    a plain (unbatched) run, so the model code needs no batch-awareness.
+    Distribution validation is switched off inside (its data-dependent checks
+    cannot run under ``vmap``).
+    """
+    template, values = _guide_draws(guide, args, kwargs, max_plate_nesting, num_particles)
+    # Delta sites (an autoguide's constrained values) are recomputed from their
+    # parents, not replayed: a replayed value that differs from the recomputed
+    # one in the last bit would have log density -inf
+    values = {n: v for n, v in values.items() if not _is_delta(template.nodes[n]["fn"])}
+
+    values[_PARTICLES] = torch.arange(num_particles)  # something to map over if nothing else
+
+    def one(vals):
+        trace = poutine.Trace()
+        for name, value in vals.items():
+            if name != _PARTICLES:
+                trace.add_node(name, **dict(template.nodes[name], value=value))
+        replayed = poutine.replay(guide, trace=trace)
+        return _log_weights_once(
+            model, replayed, args, kwargs, max_plate_nesting, None, vmap_safe=True
+        )
+
+    with pyro.validation_enabled(False):
+        return torch.func.vmap(one, randomness="error")(values)
 
 
 def _vectorization_ok(model, guide, args, kwargs, max_plate_nesting) -> bool:
@@ -229,32 +371,78 @@ def log_importance_weights(
     """Per-particle ``log p(x, z_s) - log q(z_s)`` with ``z_s ~ guide``, shape ``(num_particles,)``.
 
     Enumerated discrete model sites are summed out exactly (tensor variable
-    elimination, as in :class:`~pyro.infer.TraceEnum_ELBO`). Vectorized over
-    particles with an outer plate in chunks of ``max_batch`` when the model
-    allows, otherwise (or with ``vectorize=False``) a loop over particles.
+    elimination, as in :class:`~pyro.infer.TraceEnum_ELBO`): with a guide over
+    the continuous sites ``z`` only, ``log p(x, z_s) = log sum_y p(x, y, z_s)``.
+    Particles are vectorized in chunks of ``max_batch`` with an outer particle
+    plate when the model broadcasts over it, else with :func:`torch.func.vmap`
+    (see the module docstring); when neither runs, a loop over particles with
+    one :class:`VectorizationWarning` naming the reason. ``vectorize=False``
+    forces the loop.
     """
     _check_positive_int(num_particles, "num_particles")
     _check_positive_int(max_batch, "max_batch")
     if max_plate_nesting is None:
         max_plate_nesting = _guess_max_plate_nesting(model, guide, args, kwargs)
-    chunks = []
-    if vectorize and _vectorization_ok(model, guide, args, kwargs, max_plate_nesting):
-        try:
-            done = 0
-            while done < num_particles:
-                size = min(max_batch, num_particles - done)
-                lw = _log_weights_once(model, guide, args, kwargs, max_plate_nesting, size)
-                if lw.shape != (size,):
-                    raise ValueError(f"vectorized log weights have shape {tuple(lw.shape)}")
-                chunks.append(lw)
-                done += size
-            return torch.cat(chunks)
-        except (ValueError, RuntimeError, IndexError, NotImplementedError):
-            chunks = []  # the model does not broadcast over particles: loop instead
-    for _ in range(num_particles):
-        lw = _log_weights_once(model, guide, args, kwargs, max_plate_nesting, None)
-        chunks.append(lw.reshape(1))
+    method = (
+        vectorization_method(model, guide, *args, max_plate_nesting=max_plate_nesting, **kwargs)
+        if vectorize
+        else ("loop", "vectorize=False")
+    )
+    if method[0] == "loop" and vectorize:
+        warnings.warn(
+            f"log importance weights: particles cannot be vectorized ({method[1]}); computing "
+            f"{num_particles} particles one by one, which is slow",
+            VectorizationWarning,
+            stacklevel=2,
+        )
+    chunks, done = [], 0
+    while done < num_particles:
+        size = min(max_batch, num_particles - done) if method[0] != "loop" else 1
+        if method[0] == "plate":
+            lw = _log_weights_once(model, guide, args, kwargs, max_plate_nesting, size)
+        elif method[0] == "vmap":
+            lw = _vmap_log_weights(model, guide, args, kwargs, max_plate_nesting, size)
+        else:
+            lw = _log_weights_once(model, guide, args, kwargs, max_plate_nesting, None)
+        chunks.append(lw.reshape(size))
+        done += size
     return torch.cat(chunks)
+
+
+_VECTORIZE_ERRORS = (ValueError, RuntimeError, IndexError, NotImplementedError, TypeError)
+
+
+@torch.no_grad()
+def vectorization_method(
+    model: Callable, guide: Callable, *args, max_plate_nesting: int | None = None, **kwargs
+) -> tuple[str, str]:
+    """How :func:`log_importance_weights` vectorizes particles for this model and guide.
+
+    Returns ``(method, reason)`` with ``method`` one of ``"plate"`` (an outer
+    particle plate), ``"vmap"`` (:func:`torch.func.vmap`) or ``"loop"``, and
+    ``reason`` saying why the faster methods were not used (``""`` for
+    ``"plate"``). Each is tried on two particles; the random number state is
+    restored afterwards.
+    """
+    if max_plate_nesting is None:
+        max_plate_nesting = _guess_max_plate_nesting(model, guide, args, kwargs)
+    rng = pyro.util.get_rng_state()
+    try:
+        with poutine.block():
+            if _vectorization_ok(model, guide, args, kwargs, max_plate_nesting):
+                return "plate", ""
+            try:
+                lw = _vmap_log_weights(model, guide, args, kwargs, max_plate_nesting, 2)
+            except _VECTORIZE_ERRORS as e:
+                return "loop", (
+                    "the model does not broadcast over a particle plate, and vmap failed: "
+                    f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                )
+            if lw.shape != (2,):
+                return "loop", f"vmap gave log weights of shape {tuple(lw.shape)}, not (2,)"
+            return "vmap", "the model does not broadcast over a particle plate"
+    finally:
+        pyro.util.set_rng_state(rng)
 
 
 def elbo_estimate(

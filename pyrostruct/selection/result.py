@@ -10,11 +10,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["SelectionResult", "AmbiguousSelectionWarning"]
+__all__ = ["SelectionResult", "AmbiguousSelectionWarning", "CandidateFailedWarning"]
 
 
 class AmbiguousSelectionWarning(UserWarning):
     """The best candidates' log evidence differ by less than their Monte Carlo error."""
+
+
+class CandidateFailedWarning(UserWarning):
+    """Some candidates raised while fitting; the result holds the others."""
 
 
 class SelectionResult:
@@ -28,9 +32,12 @@ class SelectionResult:
         ``log_evidence`` (the bound used: IWAE when computed, else ELBO),
         ``log_evidence_se``, ``log_prior``, ``log_posterior_prob``,
         ``posterior_prob``, ``fit_seconds``, ``steps`` (SVI steps run, all
-        restarts), ``best_restart`` and ``status`` (``"fitted"`` or ``"dropped
-        at step N"`` by successive halving; a dropped candidate's evidence is its
-        ELBO at that step, a lower bound).
+        restarts), ``best_restart`` and ``status`` (``"fitted"``, ``"dropped
+        at step N"`` by successive halving (a dropped candidate's evidence is its
+        ELBO at that step, a lower bound), or ``"failed: <error>"``: a candidate
+        that raised has NaN evidence and posterior probability, and the
+        others' posterior probabilities are normalized over the candidates
+        that did not fail).
     fits : dict
         Candidate name -> :class:`~pyrostruct.selection.FittedCandidate` (the
         best restart), for candidates fitted to the end.
@@ -43,6 +50,9 @@ class SelectionResult:
     restart_elbos : dict
         Candidate name -> list of each restart's last ELBO estimate (100
         particles), the ranking that picks ``best_restart``.
+    failures : dict
+        Candidate name -> the error it raised (``"TypeError: ..."``), for the
+        candidates that failed (``select(on_error="keep")``).
     """
 
     def __init__(self, table: pd.DataFrame, fits: dict, savings: dict, evidence: tuple, names=None):
@@ -54,15 +64,21 @@ class SelectionResult:
         self.vectorized_restarts: dict = {}
         self.not_vectorized: dict = {}
         self.restart_elbos: dict = {}
+        self.failures: dict = {}
 
     @classmethod
-    def _from_fits(cls, cands, ctx, state, alive, dropped_at, log_prior, evidence, savings):
+    def _from_fits(
+        cls, cands, ctx, state, alive, dropped_at, log_prior, evidence, failures, savings
+    ):
         from pyrostruct.selection.select import FittedCandidate, _posterior_probs
 
         rows, fits = [], {}
         use = "iwae" if "iwae" in evidence else "elbo"
         for i, (name, cand) in enumerate(cands):
             keys = [k for k in state if k[0] == i]
+            if name in failures:
+                rows.append(_failed_row(name, failures[name], state, keys))
+                continue
             live = [k for k in keys if k in alive]
             picked = [k for k in live if state[k].get("chosen")]
             best = picked[0] if picked else max(keys, key=lambda k: state[k]["elbo"])
@@ -101,6 +117,8 @@ class SelectionResult:
         table = pd.DataFrame(rows)
         table["log_prior"] = log_prior
         logpost = _posterior_probs(table["log_evidence"].to_numpy(dtype=float), log_prior)
+        failed = table["candidate"].isin(list(failures)).to_numpy()
+        logpost[failed] = math.nan
         table["log_posterior_prob"] = logpost
         table["posterior_prob"] = np.exp(logpost)
         order = [
@@ -120,13 +138,15 @@ class SelectionResult:
             "best_restart",
             "status",
         ]
-        return cls(table[order], fits, savings, tuple(evidence), [n for n, _ in cands])
+        result = cls(table[order], fits, savings, tuple(evidence), [n for n, _ in cands])
+        result.failures = dict(failures)
+        return result
 
     # ------------------------------------------------------------------ queries
     @property
     def best(self) -> Any:
         """Name of the candidate with the highest posterior probability."""
-        return self.names[int(np.argmax(self.table["log_posterior_prob"].to_numpy()))]
+        return self.names[int(np.nanargmax(self.table["log_posterior_prob"].to_numpy()))]
 
     @property
     def posterior_probs(self) -> pd.Series:
@@ -224,7 +244,7 @@ class SelectionResult:
                 capsize=3,
                 label="ELBO when stopped early",
             )
-        best = int(np.argmax(self.table["log_posterior_prob"]))
+        best = int(np.nanargmax(self.table["log_posterior_prob"].to_numpy()))
         ax.axvline(best, color="0.8", zorder=0, lw=6)
         ax.set_xticks(x, labels, rotation=45 if max(map(len, labels)) > 4 else 0)
         ax.set_xlabel("candidate")
@@ -251,6 +271,17 @@ class SelectionResult:
             name: to_inference_data(fit, num_samples=num_samples, seed=seed)
             for name, fit in self.fits.items()
         }
+
+
+def _failed_row(name, message: str, state: dict, keys: list) -> dict:
+    nan = math.nan
+    row = {c: nan for c in ["elbo", "elbo_se", "iwae", "iwae_se", "ess"]}
+    row.update(candidate=name, log_evidence=nan, log_evidence_se=nan)
+    row["fit_seconds"] = sum(state[k]["seconds"] for k in keys)
+    row["steps"] = sum(len(state[k]["losses"]) for k in keys)
+    row["best_restart"] = -1
+    row["status"] = f"failed: {message}"
+    return row
 
 
 def _nz(value) -> float:

@@ -268,10 +268,38 @@ class _Context:
 
 
 def _run_task(ctx: _Context, payload: dict) -> dict:
-    """One task: a (candidate, restart), or a candidate with all its restarts vectorized."""
-    if payload.get("vectorized"):
-        return _run_vectorized(ctx, payload)
-    return _run_sequential(ctx, payload)
+    """One task: a (candidate, restart), or a candidate with all its restarts vectorized.
+
+    An exception raised while fitting (the model's own, or a non-finite ELBO)
+    is returned as ``{"failed": message, "exception": exc}`` so that the sweep
+    can keep the other candidates (``select(on_error="keep")``); ``exc`` is
+    ``None`` when it cannot be pickled back from a worker process.
+    """
+    try:
+        if payload.get("vectorized"):
+            return _run_vectorized(ctx, payload)
+        return _run_sequential(ctx, payload)
+    except Exception as e:  # noqa: BLE001 - reported per candidate, see select(on_error=...)
+        return _failure(payload["index"], payload["restart"], e)
+
+
+def _failure(index, restart, exc: Exception) -> dict:
+    import pickle
+
+    lines = str(exc).splitlines()
+    message = f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    input_error = isinstance(exc, InputError)
+    try:
+        pickle.dumps(exc)
+    except Exception:  # noqa: BLE001 - an unpicklable exception travels as its message
+        exc = None
+    return {
+        "index": index,
+        "restart": restart,
+        "failed": message,
+        "exception": exc,
+        "input_error": input_error,
+    }
 
 
 def _optimizer(ctx: _Context, cand: Candidate) -> ClippedAdam:
@@ -664,6 +692,12 @@ def _slice_restart(cand: Candidate, args, kwargs, vec_params: dict, restart: int
     return model, guide, enumerated, mpn
 
 
+def _check_lr(value, name) -> None:
+    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)
+    if not (ok and math.isfinite(value) and value > 0):
+        raise InputError(f"{name} must be a finite number > 0, got {value!r}")
+
+
 def _check_int(value, name, minimum=1):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -732,6 +766,7 @@ def select(
     ess_warning: float = 0.05,
     progress: bool = False,
     vectorize_restarts: bool | None = None,
+    on_error: str = "keep",
     **kwargs,
 ):
     """Fit each candidate model by SVI and rank them by their log evidence.
@@ -788,21 +823,36 @@ def select(
         not dropped by successive halving (they cost little), candidates are.
         Vectorized and sequential restarts draw different random numbers, so
         their results differ within Monte Carlo error; each is reproducible.
+    on_error : {"keep", "raise"}
+        What a candidate whose model raises (or whose ELBO becomes non-finite)
+        does to the sweep. ``"keep"`` (default): the other candidates are
+        fitted and returned; the failed one gets ``status`` ``"failed: <error>"``,
+        NaN evidence and posterior probability, an entry in
+        ``result.failures``, and a :class:`~pyrostruct.selection.result.CandidateFailedWarning`
+        names it; the posterior probabilities are then over the fitted
+        candidates only. When every candidate fails, a :class:`RuntimeError`
+        lists each error. ``"raise"``: the first failure stops the sweep with a
+        :class:`RuntimeError` naming the candidate (chained to the original
+        exception) and the results computed so far are discarded.
 
     Returns
     -------
     SelectionResult
         With ``vectorized_restarts`` (candidate -> whether its restarts ran
         vectorized), ``not_vectorized`` (candidate -> why not, when tried) and
-        ``restart_elbos`` (candidate -> each restart's last 100-particle ELBO).
+        ``restart_elbos`` (candidate -> each restart's last 100-particle ELBO)
+        and ``failures`` (candidate -> error message, see ``on_error``).
 
     Raises
     ------
     InputError
-        No candidates, bad option values, unknown executor or prior names, or
-        ``vectorize_restarts=True`` for a candidate that cannot be vectorized.
+        No candidates, bad option values (``lr`` not a finite positive number,
+        ...), unknown executor or prior names, or ``vectorize_restarts=True``
+        for a candidate that cannot be vectorized.
+    RuntimeError
+        A candidate failed with ``on_error="raise"``, or every candidate failed.
     """
-    from pyrostruct.selection.result import SelectionResult
+    from pyrostruct.selection.result import CandidateFailedWarning, SelectionResult
 
     cands = _normalize_candidates(candidates, grid)
     names = [n for n, _ in cands]
@@ -822,8 +872,12 @@ def select(
     bad = [e for e in evidence if e not in EVIDENCE_METHODS]
     if bad or not evidence:
         raise InputError(f"evidence must be a subset of {list(EVIDENCE_METHODS)}, got {evidence}")
-    if not (isinstance(lr, (int, float)) and lr > 0):
-        raise InputError(f"lr must be > 0, got {lr!r}")
+    _check_lr(lr, "lr")
+    for name, cand in cands:
+        if cand.lr is not None:
+            _check_lr(cand.lr, f"candidate {name!r}: lr")
+    if on_error not in ("keep", "raise"):
+        raise InputError(f"on_error must be 'keep' or 'raise', got {on_error!r}")
     rungs = sorted({int(round(f * steps)) for f in (halving or ())})
     if any(not 0 < f < 1 for f in (halving or ())):
         raise InputError(f"halving fractions must lie strictly between 0 and 1, got {halving}")
@@ -837,9 +891,16 @@ def select(
 
     # which candidates fit their restarts as one vectorized SVI run
     vectorized, not_vectorized = set(), {}
+    failures: dict[int, dict] = {}  # candidate index -> _failure() record
     if num_restarts > 1 and vectorize_restarts is not False:
         for i, (name, cand) in enumerate(cands):
-            reason = _not_vectorizable(cand, args, kwargs, num_restarts)
+            try:
+                reason = _not_vectorizable(cand, args, kwargs, num_restarts)
+            except InputError:
+                raise
+            except Exception as e:  # noqa: BLE001 - the model raised: this candidate fails
+                _record_failure(failures, _failure(i, None, e), cands, on_error, state=None)
+                continue
             if reason is None:
                 vectorized.add(i)
             else:
@@ -866,7 +927,7 @@ def select(
     )
     tasks = {(i, r): None for i in range(len(cands)) for r in range(num_restarts)}
     state = {key: {"losses": [], "seconds": 0.0, "state": None} for key in tasks}
-    alive = set(tasks)
+    alive = {key for key in tasks if key[0] not in failures}
     group_state: dict[int, dict] = {}  # parameters of the vectorized candidates
     dropped_at: dict[int, int] = {}
     bar = None
@@ -888,6 +949,10 @@ def select(
                 for i, r in keys
             ]
             for (i, r), out in zip(keys, run(_run_task, payloads)):
+                if "failed" in out:
+                    _record_failure(failures, out, cands, on_error, state)
+                    alive.difference_update([k for k in alive if k[0] == i])
+                    continue
                 if r is None:
                     group_state[i] = out["state"]
                     for j in range(num_restarts):
@@ -905,6 +970,8 @@ def select(
                 st.update(out)
                 st["rung_elbo"] = st["elbo"]
             start = stop
+            if not alive:
+                break
             if stop < steps:
                 newly = _halve(
                     alive, state, halving_z, halving_margin, dropped_at, stop, steps, vectorized
@@ -926,10 +993,17 @@ def select(
 
         def tick(payload, out):
             if bar is not None:
-                bar.set_postfix_str(f"{cands[payload['index']][0]}: ELBO {out['elbo']:.4g}")
+                if "failed" in out:
+                    bar.set_postfix_str(f"{cands[payload['index']][0]}: failed")
+                else:
+                    bar.set_postfix_str(f"{cands[payload['index']][0]}: ELBO {out['elbo']:.4g}")
                 bar.update(1)
 
         for (i, r), out in zip(keys, run(_run_task, payloads, tick)):
+            if "failed" in out:
+                _record_failure(failures, out, cands, on_error, state)
+                alive.difference_update([k for k in alive if k[0] == i])
+                continue
             st = state[(i, r)]
             st["seconds"] += out.pop("seconds")
             out.pop("losses")
@@ -938,6 +1012,22 @@ def select(
         if bar is not None:
             bar.close()
 
+    if len(failures) == len(cands):
+        # a bad input of every candidate stays an InputError (the CLI's exit code 2)
+        error = InputError if all(f["input_error"] for f in failures.values()) else RuntimeError
+        raise error(
+            "every candidate failed: "
+            + "; ".join(f"{cands[i][0]!r}: {f['failed']}" for i, f in sorted(failures.items()))
+        ) from next(iter(failures.values()))["exception"]
+    if failures:
+        warnings.warn(
+            f"{len(failures)} of {len(cands)} candidates failed and were left out of the "
+            "posterior model probabilities: "
+            + "; ".join(f"{cands[i][0]!r}: {f['failed']}" for i, f in sorted(failures.items()))
+            + " (see result.failures; on_error='raise' stops at the first failure)",
+            CandidateFailedWarning,
+            stacklevel=2,
+        )
     total_steps = steps * num_restarts * len(cands)
     run_steps = sum(len(s["losses"]) for s in state.values())
     result = SelectionResult._from_fits(
@@ -948,6 +1038,7 @@ def select(
         dropped_at,
         log_prior,
         evidence,
+        {cands[i][0]: f["failed"] for i, f in failures.items()},
         savings={
             "steps_full": total_steps,
             "steps_run": run_steps,
@@ -973,6 +1064,23 @@ def select(
                 stacklevel=2,
             )
     return result
+
+
+def _record_failure(failures: dict, out: dict, cands, on_error: str, state) -> None:
+    """Note candidate ``out["index"]``'s failure; with ``on_error="raise"``, raise it."""
+    i = out["index"]
+    name = cands[i][0]
+    if on_error == "raise":
+        done = sorted(
+            {cands[k[0]][0] for k, st in (state or {}).items() if st.get("losses")} - {name},
+            key=repr,
+        )
+        raise RuntimeError(
+            f"select: candidate {name!r} failed: {out['failed']} (on_error='raise'; candidates "
+            f"partly or fully fitted before it, now discarded: {done}; pass on_error='keep' to "
+            "keep the others)"
+        ) from out.get("exception")
+    failures.setdefault(i, out)
 
 
 def _optimistic(st, remaining: int) -> float:

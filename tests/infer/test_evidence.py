@@ -20,6 +20,7 @@ from pyrostruct.infer import (
     iwae_estimate,
     log_importance_weights,
 )
+from pyrostruct.infer.evidence import VectorizationWarning, vectorization_method
 
 TAU, SIGMA = 1.0, 0.5
 
@@ -58,8 +59,12 @@ def exact_posterior(X, y):
 
 
 def fit(guide, X, y, steps=1500):
-    svi = SVI(model, guide, ClippedAdam({"lr": 0.05, "lrd": 0.01 ** (1 / steps)}),
-              Trace_ELBO(num_particles=16, vectorize_particles=True))
+    svi = SVI(
+        model,
+        guide,
+        ClippedAdam({"lr": 0.05, "lrd": 0.01 ** (1 / steps)}),
+        Trace_ELBO(num_particles=16, vectorize_particles=True),
+    )
     svi.step(X, y)  # validated once
     with pyro.validation_enabled(False):
         for _ in range(steps):
@@ -184,11 +189,15 @@ def point_guide(x):
     pyro.sample("locs", dist.Delta(LOCS).to_event(1))
 
 
-@pytest.mark.parametrize("enum_model", [mixture_vindex, mixture_plain_index], ids=["vindex", "plain"])
+@pytest.mark.parametrize(
+    "enum_model", [mixture_vindex, mixture_plain_index], ids=["vindex", "plain"]
+)
 @pytest.mark.parametrize("vectorize", [True, False], ids=["vectorized", "loop"])
 def test_enumerated_mixture_matches_marginal_mixture(enum_model, vectorize):
     expected = log_importance_weights(mixture_marginal, point_guide, DATA, num_particles=4)
-    got = log_importance_weights(enum_model, point_guide, DATA, num_particles=4, vectorize=vectorize)
+    got = log_importance_weights(
+        enum_model, point_guide, DATA, num_particles=4, vectorize=vectorize
+    )
     manual = (
         dist.Dirichlet(torch.ones(2)).log_prob(torch.tensor([0.4, 0.6]))
         + dist.Normal(0.0, 3.0).log_prob(LOCS).sum()
@@ -219,3 +228,56 @@ def test_guide_outside_support_raises_clear_error():
         warnings.simplefilter("ignore")
         with pyro.validation_enabled(False), pytest.raises(ValueError, match="not finite"):
             elbo_estimate(scale_model, guide, DATA, num_particles=4)
+
+
+# --- models that index a latent with plain [...] are vectorized by vmap ---------------------
+
+
+def _mixture_guide(model):
+    pyro.clear_param_store()
+    guide = AutoNormal(pyro.poutine.block(model, hide=["z"]), init_scale=0.3)
+    guide(DATA)  # set up; both models have the same sites, so the same parameters
+    return guide
+
+
+def test_plain_indexing_model_is_vectorized_by_vmap_and_matches_vindex():
+    guide = _mixture_guide(mixture_vindex)
+    assert vectorization_method(mixture_vindex, guide, DATA)[0] == "plate"
+    method, reason = vectorization_method(mixture_plain_index, guide, DATA)
+    assert method == "vmap" and "broadcast" in reason
+    # same seed, same guide draws: the vmap path of locs[z] equals the plate path of Vindex
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", VectorizationWarning)
+        pyro.set_rng_seed(5)
+        expected = log_importance_weights(mixture_vindex, guide, DATA, num_particles=64)
+        pyro.set_rng_seed(5)
+        got = log_importance_weights(mixture_plain_index, guide, DATA, num_particles=64)
+    assert expected.std() > 0.1  # the particles differ
+    assert torch.allclose(got, expected, atol=1e-4)
+
+
+def test_vmap_log_weights_equal_one_by_one_runs():
+    guide = _mixture_guide(mixture_plain_index)
+    pyro.set_rng_seed(1)
+    got = log_importance_weights(mixture_plain_index, guide, DATA, num_particles=200, max_batch=64)
+    pyro.set_rng_seed(1)
+    loop = log_importance_weights(
+        mixture_plain_index, guide, DATA, num_particles=200, vectorize=False
+    )
+    assert got.shape == (200,)
+    assert abs(got.mean() - loop.mean()) < 4 * math.hypot(got.std(), loop.std()) / math.sqrt(200)
+
+
+def test_unvectorizable_model_warns_once_and_loops():
+    def branching(x):  # data-dependent Python control flow: neither plate nor vmap
+        loc = pyro.sample("loc", dist.Normal(0.0, 3.0))
+        scale = 1.0 if float(loc) > 0 else 2.0
+        with pyro.plate("n", len(x)):
+            pyro.sample("x", dist.Normal(loc, scale), obs=x)
+
+    guide = AutoNormal(branching)
+    with pytest.warns(VectorizationWarning, match="one by one") as record:
+        lw = log_importance_weights(branching, guide, DATA, num_particles=20)
+    assert len([w for w in record if issubclass(w.category, VectorizationWarning)]) == 1
+    assert lw.shape == (20,) and torch.isfinite(lw).all()
+    assert vectorization_method(branching, guide, DATA)[0] == "loop"

@@ -296,6 +296,10 @@ def test_family_with_grid(conjugate, normal_data):
         (dict(prior={"a": -1.0}), "prior"),
         (dict(halving=(1.5,)), "halving"),
         (dict(lr=0), "lr"),
+        (dict(lr=float("inf")), "lr must be a finite number"),
+        (dict(lr=float("nan")), "lr must be a finite number"),
+        (dict(lr="0.1"), "lr"),
+        (dict(on_error="ignore"), "on_error"),
     ],
 )
 def test_bad_options_raise_input_error(kwargs, match, conjugate, normal_data):
@@ -526,3 +530,55 @@ def test_models_that_do_not_broadcast_fall_back(normal_data):
     assert r.vectorized_restarts == {"idx": False, "param": False}
     assert "broadcast" in r.not_vectorized["idx"]
     assert "pyro.param" in r.not_vectorized["param"]
+
+
+def test_candidate_lr_must_be_finite(conjugate, normal_data):
+    make, _ = conjugate
+    with pytest.raises(InputError, match="candidate 'a': lr must be a finite number"):
+        select({"a": Candidate(make(1.0), lr=math.inf)}, normal_data, steps=5)
+
+
+# --- a candidate that raises ---------------------------------------------------------------
+
+
+def _broken(y):
+    pyro.sample("mu", dist.Normal(0.0, 1.0))
+    raise ZeroDivisionError("the user's model is broken")
+
+
+def _nan_model(y):  # fits until its ELBO becomes NaN
+    mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+    with pyro.plate("data", len(y)):
+        pyro.sample("y", dist.Normal(mu * math.nan, 1.0), obs=y)
+
+
+@pytest.mark.parametrize("num_restarts", [1, 2], ids=["sequential", "vectorized"])
+def test_failed_candidate_is_reported_and_the_others_kept(num_restarts, conjugate, normal_data):
+    make, exact_fn = conjugate
+    cands = {"good": make(1.0), "broken": _broken, "nan": _nan_model}
+    with (
+        pyro.validation_enabled(False),
+        pytest.warns(UserWarning, match="2 of 3 candidates failed"),
+    ):
+        r = select(cands, normal_data, steps=100, num_restarts=num_restarts, halving=None, **FAST)
+    assert set(r.failures) == {"broken", "nan"}
+    assert "ZeroDivisionError: the user's model is broken" in r.failures["broken"]
+    t = r.table.set_index("candidate")
+    assert t.loc["broken"].status.startswith("failed: ZeroDivisionError")
+    assert np.isnan(t.loc["broken"].posterior_prob) and np.isnan(t.loc["nan"].log_evidence)
+    assert t.loc["good"].posterior_prob == pytest.approx(1.0)
+    assert abs(t.loc["good"].elbo - exact_fn(normal_data, 1.0)) < 0.2
+    assert r.best == "good" and list(r.fits) == ["good"]
+
+
+def test_failed_candidate_with_on_error_raise_names_it(conjugate, normal_data):
+    make, _ = conjugate
+    cands = {"good": make(1.0), "broken": _broken}
+    with pytest.raises(RuntimeError, match="candidate 'broken' failed: ZeroDivisionError") as info:
+        select(cands, normal_data, steps=20, num_restarts=1, on_error="raise", **FAST)
+    assert isinstance(info.value.__cause__, ZeroDivisionError)
+
+
+def test_every_candidate_failing_raises_with_each_error(normal_data):
+    with pytest.raises(RuntimeError, match="every candidate failed: 'a': ZeroDivision.*'b': Zero"):
+        select({"a": _broken, "b": _broken}, normal_data, steps=20, num_restarts=1, **FAST)
