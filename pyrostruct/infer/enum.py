@@ -15,6 +15,9 @@ per site, which of the two a model gets, and applies the decision:
 - :func:`infer_max_plate_nesting` -- the ``max_plate_nesting`` that
   ``TraceEnum_ELBO`` / ``infer_discrete`` need, from a trace.
 
+Their traces are hidden from outer handlers and leave the random state as they
+found it, so calling them does not change what a seeded fit does next.
+
 The policies (``discrete=``):
 
 ``"auto"``
@@ -33,7 +36,10 @@ The policies (``discrete=``):
         \\sum_{\\text{sites } s} \\prod_{d} \\mathrm{shape}(\\log p_s)_d
         \\le \\texttt{max\\_enum\\_size} \\;(= 2^{22} \\text{ by default}),
 
-    measured on one trace of the model under ``poutine.enum``. An enumerated
+    measured on one trace of the model under ``poutine.enum``; that trace stops
+    early (and the sites are relaxed) as soon as the enumeration dimensions in use
+    at a site, times the sizes of its plates, exceed the same budget, so that no
+    model is ever run at a size that would not fit. An enumerated
     site adds a dimension of size :math:`K` to every factor downstream of it,
     so :math:`n` coupled global Bernoulli sites cost :math:`2^n` times the
     data: the sum grows exactly when enumeration stops being cheap. (It is a
@@ -67,6 +73,7 @@ import pyro.poutine as poutine
 import torch
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
+from pyro.util import get_rng_state, set_rng_state
 
 from pyrostruct.distributions.relaxed import _is_discrete
 from pyrostruct.distributions.util import base_distribution, is_structural
@@ -94,9 +101,17 @@ MAX_SUPPORT = 256
 
 
 def _trace(model, *args, **kwargs):
-    """One trace of ``model``, hidden from any handler outside (so it can run anywhere)."""
-    with poutine.block():
-        return poutine.trace(model).get_trace(*args, **kwargs)
+    """One trace of ``model``, hidden from outer handlers and leaving the RNG state as it was.
+
+    So the helpers of this module can run anywhere (inside a guide's set-up, under
+    an ELBO) without recording sites there or shifting the user's random stream.
+    """
+    state = get_rng_state()
+    try:
+        with poutine.block():
+            return poutine.trace(model).get_trace(*args, **kwargs)
+    finally:
+        set_rng_state(state)
 
 
 def _is_latent_sample(site) -> bool:
@@ -185,11 +200,45 @@ def _support_size(fn) -> int | None:
         return None
 
 
-def _enumerated_size(model, policy, max_plate_nesting, args, kwargs) -> int:
+class _OverBudget(Exception):
+    pass
+
+
+class _EnumBudgetMessenger(Messenger):
+    """Stop a trace under ``poutine.enum`` before the model builds a tensor over ``budget``.
+
+    Sits outside ``poutine.enum``; at every sample site it bounds the largest
+    tensor the model can build from the enumerated values alive so far: the
+    product of the sizes of the enumeration dimensions in use (a dimension
+    reused under ``pyro.markov`` counts once) times the sizes of the site's plates.
+    """
+
+    def __init__(self, budget: int) -> None:
+        super().__init__()
+        self.budget = budget
+        self.dims: dict[int, int] = {}
+
+    def _postprocess_message(self, msg: Message) -> None:
+        if msg["type"] != "sample":
+            return
+        dim = (msg["infer"] or {}).get("_enumerate_dim")
+        if dim is not None:
+            self.dims[dim] = _support_size(msg["fn"]) or 1
+        bound = 1
+        for size in self.dims.values():
+            bound *= size
+        for frame in msg["cond_indep_stack"]:
+            if frame.vectorized:
+                bound *= frame.size
+        if bound > self.budget:
+            raise _OverBudget(msg["name"])
+
+
+def _enumerated_size(model, policy, max_plate_nesting, budget, args, kwargs) -> int:
     """Total numel of the sites' log-density tensors with ``policy`` applied and enumerated."""
     marked = _PolicyMessenger(policy)(model)
     enumerated = poutine.enum(marked, first_available_dim=-1 - max_plate_nesting)
-    trace = _trace(enumerated, *args, **kwargs)
+    trace = _trace(_EnumBudgetMessenger(budget)(enumerated), *args, **kwargs)
     total = 0
     for site in trace.nodes.values():
         if site["type"] != "sample" or site_is_subsample(site):
@@ -303,8 +352,8 @@ def enumerate_policy(
     if candidates:
         nesting = infer_max_plate_nesting(model, *args, **kwargs)
         try:
-            size = _enumerated_size(model, policy, nesting, args, kwargs)
-        except Exception:  # the model does not run under parallel enumeration
+            size = _enumerated_size(model, policy, nesting, max_enum_size, args, kwargs)
+        except Exception:  # over budget, or the model does not run under enumeration
             size = None
         if size is None or size > max_enum_size:
             for name in candidates:
@@ -315,12 +364,13 @@ def enumerate_policy(
 class _PolicyMessenger(Messenger):
     """Mark ``policy``'s "enumerate" sites for parallel enumeration; unmark its "relax" sites."""
 
-    def __init__(self, policy: Mapping[str, str]) -> None:
+    def __init__(self, policy: Mapping[str, str], exclude=frozenset()) -> None:
         super().__init__()
         self.policy = dict(policy)
+        self.exclude = frozenset(exclude)
 
     def _process_message(self, msg: Message) -> None:
-        if msg["type"] != "sample" or msg["is_observed"]:
+        if msg["type"] != "sample" or msg["is_observed"] or msg["name"] in self.exclude:
             return
         choice = self.policy.get(msg["name"])
         infer = dict(msg["infer"] or {})
@@ -342,13 +392,16 @@ class PolicyModel:
     call's arguments, and :attr:`policy` holds the dict from then on.
     """
 
-    def __init__(self, model, policy, *, temperature: Any = 0.5, hard: bool = False) -> None:
+    def __init__(
+        self, model, policy, *, temperature: Any = 0.5, hard: bool = False, exclude=()
+    ) -> None:
         _check_policy(policy)
         if not callable(model):
             raise InputError(f"model must be callable, got {type(model).__name__}.")
         self.fn = model
         self.temperature = temperature
         self.hard = hard
+        self.exclude = frozenset([exclude] if isinstance(exclude, str) else exclude)
         self.discrete = policy
         self.policy: dict[str, str] | None = dict(policy) if isinstance(policy, Mapping) else None
         self._relaxed: Callable | None = None
@@ -356,7 +409,11 @@ class PolicyModel:
     def resolve(self, *args, **kwargs) -> dict[str, str]:
         """Resolve the policy on ``model(*args, **kwargs)`` (once) and return it."""
         if self.policy is None:
-            self.policy = enumerate_policy(self.fn, *args, discrete=self.discrete, **kwargs)
+            discrete = self.discrete
+            if isinstance(discrete, Mapping):
+                discrete = {k: v for k, v in discrete.items() if k not in self.exclude}
+            policy = enumerate_policy(self.fn, *args, discrete=discrete, **kwargs)
+            self.policy = {k: v for k, v in policy.items() if k not in self.exclude}
         return self.policy
 
     def _model(self, *args, **kwargs):
@@ -364,8 +421,9 @@ class PolicyModel:
             from pyrostruct.handlers import relax
 
             policy = self.resolve(*args, **kwargs)
+            marked = _PolicyMessenger(policy, self.exclude)(self.fn)
             self._relaxed = relax(
-                _PolicyMessenger(policy)(self.fn), temperature=self.temperature, hard=self.hard
+                marked, temperature=self.temperature, hard=self.hard, exclude=self.exclude
             )
         return self._relaxed
 
@@ -377,7 +435,9 @@ class PolicyModel:
         return f"PolicyModel({name!r}, policy={self.policy or self.discrete!r})"
 
 
-def apply_policy(model, policy, *, temperature: Any = 0.5, hard: bool = False) -> PolicyModel:
+def apply_policy(
+    model, policy, *, temperature: Any = 0.5, hard: bool = False, exclude=()
+) -> PolicyModel:
     """The model with ``policy`` applied: "enumerate" sites marked, "relax" sites relaxed.
 
     A site the policy enumerates gets ``infer={"enumerate": "parallel"}`` (a mark
@@ -393,6 +453,11 @@ def apply_policy(model, policy, *, temperature: Any = 0.5, hard: bool = False) -
     :param policy: ``{site: "enumerate" | "relax"}`` from :func:`enumerate_policy`,
         or a policy name (``"auto"``, ``"enumerate"``, ``"relax"``) resolved on
         the first call with that call's arguments.
+    :param temperature: relaxation temperature (float, tensor or
+        :class:`~pyrostruct.infer.TemperatureSchedule`), as in :func:`pyrostruct.relax`.
+    :param bool hard: straight-through relaxed samples.
+    :param exclude: names of sites left exactly as the model has them (neither
+        marked, unmarked nor relaxed), e.g. sites with a guide of their own.
     :returns: a :class:`PolicyModel` (a callable Pyro model).
     """
-    return PolicyModel(model, policy, temperature=temperature, hard=hard)
+    return PolicyModel(model, policy, temperature=temperature, hard=hard, exclude=exclude)

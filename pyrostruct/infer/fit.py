@@ -1,9 +1,13 @@
 """``fit``: model in, trained posterior out.
 
-A small SVI driver for the common case: build the guide with
-:func:`~pyrostruct.infer.autoguide.auto_guide` (unless one is given), run
-``Trace_ELBO`` with Adam for a fixed number of steps, step every temperature
-schedule once per step, and return the trained guide with its loss trace.
+A small SVI driver for the common case: decide, per discrete site, between
+exact enumeration and relaxation (:mod:`pyrostruct.infer.enum`), build the
+guide with :func:`~pyrostruct.infer.autoguide.auto_guide` (unless one is
+given), run ``TraceEnum_ELBO`` (when a site is enumerated, with
+``max_plate_nesting`` read off a trace) or ``Trace_ELBO`` with Adam for a fixed
+number of steps, step every temperature schedule once per step, and return the
+trained guide with its loss trace. The result recovers the enumerated local
+latents afterwards (:meth:`FitResult.infer_discrete`).
 """
 
 from __future__ import annotations
@@ -12,31 +16,147 @@ import math
 from typing import Any, NamedTuple
 
 import pyro
-from pyro.infer import SVI, Trace_ELBO
+import pyro.poutine as poutine
+import torch
+from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO, TraceTMC_ELBO
 from pyro.optim import ClippedAdam
 
+from pyrostruct.errors import InputError
+from pyrostruct.infer.enum import (
+    ENUMERATE,
+    RELAX,
+    _check_policy,
+    _is_latent_discrete,
+    _is_marked,
+    _trace,
+    enumerate_policy,
+    enumerated_sites,
+    infer_max_plate_nesting,
+)
 from pyrostruct.infer.schedules import TemperatureSchedule
 
 __all__ = ["FitResult", "fit"]
 
 
-class FitResult(NamedTuple):
-    """What :func:`fit` returns: the model it trained on, the guide, the losses (-ELBO)."""
-
+class _FitResultFields(NamedTuple):
     model: Any
     guide: Any
     losses: list[float]
+
+
+class FitResult(_FitResultFields):
+    """What :func:`fit` returns: the model it trained on, the guide, the losses (-ELBO).
+
+    A named tuple ``(model, guide, losses)`` (so ``model, guide, losses = fit(...)``
+    works), with more attributes:
+
+    - ``discrete_policy``: ``{site: "enumerate" | "relax"}`` for every latent
+      discrete site, the choice :func:`fit` made (or found in the model);
+    - ``elbo``: the ELBO object trained with (``TraceEnum_ELBO`` or ``Trace_ELBO``);
+    - ``max_plate_nesting``: the value given to ``TraceEnum_ELBO`` (``None``
+      when nothing was enumerated);
+    - ``args``, ``kwargs``: the data the model was fitted to.
+
+    ``model`` is the model as trained (enumeration marks and relaxations
+    applied); use it, not the model you passed, with ``guide`` in ``Predictive``
+    or ``TraceEnum_ELBO``.
+    """
+
+    def __new__(
+        cls,
+        model,
+        guide,
+        losses,
+        *,
+        discrete_policy=None,
+        elbo=None,
+        max_plate_nesting=None,
+        args=(),
+        kwargs=None,
+    ):
+        self = super().__new__(cls, model, guide, losses)
+        self.discrete_policy = dict(discrete_policy or {})
+        self.elbo = elbo
+        self.max_plate_nesting = max_plate_nesting
+        self.args = tuple(args)
+        self.kwargs = dict(kwargs or {})
+        return self
+
+    @property
+    def enumerated_sites(self) -> list[str]:
+        """Sites summed out by enumeration during the fit."""
+        return [name for name, choice in self.discrete_policy.items() if choice == ENUMERATE]
+
+    @torch.no_grad()
+    def infer_discrete(self, *args, temperature: int = 0, **kwargs) -> dict[str, torch.Tensor]:
+        r"""Values of the enumerated sites given the data: MAP (``temperature=0``) or a sample.
+
+        Runs Pyro's :func:`~pyro.infer.infer_discrete` (forward-filter
+        backward-sample / Viterbi-like max-product over the enumerated sites,
+        exact, including ``pyro.markov`` chains) on the trained model with the
+        global latents fixed by the guide:
+
+        - ``temperature=0``: the global latents at the guide's median
+          (``guide.median()``; the MAP for ``AutoDelta``) and the joint MAP
+          :math:`rg\max_z p(z \mid x, \hat	heta)` of the enumerated sites;
+        - ``temperature=1``: one posterior sample, :math:`	heta \sim q(	heta)`
+          then :math:`z \sim p(z \mid x, 	heta)`; call repeatedly for more.
+
+        :param args, kwargs: the model's arguments; none given: the data of the fit.
+            New data of the same structure classifies new points (as in Pyro's
+            GMM tutorial).
+        :param temperature: 0 (MAP) or 1 (sample).
+        :returns: ``{site name: value}`` for every enumerated site, in trace order.
+        :raises InputError: bad ``temperature``, or nothing was enumerated.
+
+        Example (Pyro's GMM tutorial)::
+
+            result = pyrostruct.fit(model, data)
+            result.infer_discrete()["assignment"]          # MAP cluster of each point
+            result.infer_discrete(temperature=1)["assignment"]  # a posterior sample
+
+        Reference: Pyro's ``infer_discrete`` (Obermeyer et al., "Tensor Variable
+        Elimination for Plated Factor Graphs", ICML 2019).
+        """
+        if temperature not in (0, 1):
+            raise InputError(
+                f"temperature must be 0 (MAP) or 1 (posterior sample), got {temperature!r}."
+            )
+        if not args and not kwargs:
+            args, kwargs = self.args, self.kwargs
+        names = enumerated_sites(self.model, *args, **kwargs)
+        if not names:
+            raise InputError(
+                "infer_discrete: the fitted model enumerates no site (policy "
+                f"{self.discrete_policy}); fit with discrete='enumerate' or mark the sites "
+                "with @config_enumerate."
+            )
+        nesting = self.max_plate_nesting
+        if nesting is None:
+            nesting = infer_max_plate_nesting(self.model, *args, **kwargs)
+        if temperature == 0 and hasattr(self.guide, "median"):
+            fixed = poutine.condition(self.model, data=self.guide.median(*args, **kwargs))
+        else:
+            guide_trace = poutine.trace(self.guide).get_trace(*args, **kwargs)
+            fixed = poutine.replay(self.model, trace=guide_trace)
+        inferred = pyro.infer.infer_discrete(
+            fixed, temperature=temperature, first_available_dim=-1 - nesting
+        )
+        trace = poutine.trace(inferred).get_trace(*args, **kwargs)
+        return {name: trace.nodes[name]["value"] for name in names if name in trace.nodes}
 
 
 def fit(
     model,
     *args,
     guide=None,
+    discrete: str | dict[str, str] = "auto",
     steps: int = 1000,
     lr: float = 0.02,
     num_particles: int = 1,
     temperature: Any = 0.5,
     elbo=None,
+    max_plate_nesting: int | None = None,
     seed: int | None = 0,
     progress: bool = False,
     **kwargs,
@@ -44,49 +164,121 @@ def fit(
     """Fit ``guide`` (default: ``auto_guide(model)``) to ``model(*args, **kwargs)`` by SVI.
 
     Maximizes the ELBO :math:`\\mathbb{E}_q[\\log p(x, z) - \\log q(z)]` with
-    ``ClippedAdam(lr)`` for ``steps`` steps. A
-    :class:`~pyrostruct.infer.TemperatureSchedule` passed as ``temperature`` (or
+    ``ClippedAdam(lr)`` for ``steps`` steps. Discrete latent sites are either
+    *enumerated*, summed out exactly by ``TraceEnum_ELBO``
+    (:math:`\\log p(x, \\theta) = \\log \\sum_z p(x, z, \\theta)`; the guide covers
+    only the other sites), or *relaxed* (Gumbel-softmax, guided by
+    :class:`~pyrostruct.infer.autoguide.AutoGumbelSoftmax`), as ``discrete`` says:
+
+    - ``"auto"`` (default): sites the model marks for enumeration
+      (``@config_enumerate``, ``infer={"enumerate": "parallel"}``) are
+      enumerated; an unmarked site is enumerated when its support is finite and
+      enumerable in parallel (``Bernoulli``, ``Categorical``,
+      ``OneHotCategorical``, in or out of plates, at most 256 values) and, with
+      all such sites enumerated, the model's log-density tensors hold at most
+      :math:`2^{22}` numbers in total; it is relaxed otherwise (e.g. ``.to_event()``
+      discrete sites, many coupled global indicators);
+    - ``"enumerate"``: every discrete latent site is enumerated (an error names a
+      site that cannot be);
+    - ``"relax"``: every discrete latent site is relaxed, the model's marks
+      overridden;
+    - a dict ``{site: "enumerate" | "relax"}``: those sites as given, ``"auto"``
+      for the others.
+
+    The choice per site is reported as ``result.discrete_policy``. With an
+    enumerated site the ELBO is ``TraceEnum_ELBO(max_plate_nesting=...)``,
+    ``max_plate_nesting`` read off a trace of the model
+    (:func:`~pyrostruct.infer.enum.infer_max_plate_nesting`) unless given;
+    otherwise ``Trace_ELBO``. The rules and the size budget are in
+    :mod:`pyrostruct.infer.enum`. After the fit,
+    :meth:`FitResult.infer_discrete` recovers the enumerated local latents (MAP
+    or posterior samples).
+
+    A :class:`~pyrostruct.infer.TemperatureSchedule` passed as ``temperature`` (or
     held by the guide or its parts as ``.temperature``) is stepped after every
     SVI step. The Pyro parameter store is cleared first and ``seed`` set, so the
     same call gives the same result.
 
     :param model: a Pyro model.
     :param args, kwargs: the model's arguments (data).
-    :param guide: a guide; default ``auto_guide(model, temperature=temperature)``.
+    :param guide: a guide; default ``auto_guide(model, discrete=policy, temperature=temperature)``.
         With a guide from :func:`~pyrostruct.infer.autoguide.auto_guide`, training
-        runs on ``guide.model`` (the relaxed model), whatever ``model`` is passed.
+        runs on ``guide.model`` (the marked and relaxed model), whatever ``model``
+        is passed; with another guide, on ``model`` as it is (``discrete`` must
+        then stay ``"auto"``).
+    :param discrete: the discrete policy (see above).
     :param int steps: number of SVI steps (>= 1).
     :param float lr: Adam learning rate (> 0).
     :param int num_particles: ELBO particles per step.
-    :param temperature: Gumbel-softmax temperature for ``auto_guide``.
-    :param elbo: an ELBO instance (default ``Trace_ELBO(num_particles)``).
+    :param temperature: Gumbel-softmax temperature of the relaxed sites.
+    :param elbo: an ELBO instance (default: ``TraceEnum_ELBO`` or ``Trace_ELBO``
+        with ``num_particles``, see above); with enumerated sites it must handle
+        enumeration (``TraceEnum_ELBO``, ``JitTraceEnum_ELBO``, ``TraceTMC_ELBO``).
+    :param max_plate_nesting: for ``TraceEnum_ELBO``; default: from a trace.
     :param seed: passed to ``pyro.set_rng_seed`` (``None``: leave the RNG alone).
     :param bool progress: show a tqdm progress bar with the ELBO.
-    :returns: :class:`FitResult` ``(model, guide, losses)``.
-    :raises ValueError: bad ``steps``/``lr``/``num_particles``.
+    :returns: :class:`FitResult` ``(model, guide, losses)`` with
+        ``discrete_policy``, ``elbo``, ``max_plate_nesting`` and
+        :meth:`~FitResult.infer_discrete`.
+    :raises InputError: (a ``ValueError``) bad ``steps``/``lr``/``num_particles``/
+        ``discrete``/``max_plate_nesting``, or an ELBO that cannot enumerate for a
+        model that enumerates.
     :raises RuntimeError: when the loss becomes NaN or infinite.
 
-    Example::
+    Example (the Gaussian mixture of Pyro's GMM tutorial, ``@config_enumerate``)::
 
-        model, guide, losses = fit(model, data, steps=2000)
-        guide.median(data)
+        result = fit(model, data, steps=200)
+        result.discrete_policy            # {'assignment': 'enumerate'}
+        result.guide.median(data)         # weights, scale, locs
+        result.infer_discrete()["assignment"]   # MAP cluster of each point
     """
     if not (isinstance(steps, int) and steps >= 1):
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        raise InputError(f"steps must be a positive integer, got {steps!r}")
     if not (isinstance(lr, (int, float)) and lr > 0):
-        raise ValueError(f"lr must be > 0, got {lr!r}")
+        raise InputError(f"lr must be > 0, got {lr!r}")
     if not (isinstance(num_particles, int) and num_particles >= 1):
-        raise ValueError(f"num_particles must be a positive integer, got {num_particles!r}")
+        raise InputError(f"num_particles must be a positive integer, got {num_particles!r}")
+    if max_plate_nesting is not None and not (
+        isinstance(max_plate_nesting, int) and max_plate_nesting >= 0
+    ):
+        raise InputError(
+            f"max_plate_nesting must be a non-negative integer or None, got {max_plate_nesting!r}"
+        )
+    _check_policy(discrete)
     if seed is not None:
         pyro.set_rng_seed(seed)
     pyro.clear_param_store()
     from pyrostruct.infer.autoguide.structural import AutoStructural, auto_guide
 
     if guide is None:
-        guide = auto_guide(model, temperature=temperature)
+        policy = enumerate_policy(model, *args, discrete=discrete, **kwargs)
+        guide = auto_guide(model, discrete=policy, temperature=temperature)
+    elif discrete != "auto":
+        raise InputError(
+            f"discrete={discrete!r} needs the guide that fit builds: with guide= given, the "
+            "guide's model decides. Build it with auto_guide(model, discrete=...) instead."
+        )
     if isinstance(guide, AutoStructural):
-        model = guide.model  # the relaxed model the guide was built on
-    elbo = elbo if elbo is not None else Trace_ELBO(num_particles=num_particles)
+        model = guide.model  # the marked and relaxed model the guide was built on
+    enumerated = enumerated_sites(model, *args, **kwargs)
+    nesting = None
+    if enumerated:
+        nesting = (
+            max_plate_nesting
+            if max_plate_nesting is not None
+            else infer_max_plate_nesting(model, *args, **kwargs)
+        )
+    if elbo is None:
+        if enumerated:
+            elbo = TraceEnum_ELBO(max_plate_nesting=nesting, num_particles=num_particles)
+        else:
+            elbo = Trace_ELBO(num_particles=num_particles)
+    elif enumerated and not isinstance(elbo, (TraceEnum_ELBO, TraceTMC_ELBO)):
+        raise InputError(
+            f"the model enumerates sites {enumerated}, which {type(elbo).__name__} would "
+            "sample without gradient; pass elbo=TraceEnum_ELBO(max_plate_nesting="
+            f"{nesting}) or leave elbo=None."
+        )
     svi = SVI(model, guide, ClippedAdam({"lr": lr}), elbo)
     svi.evaluate_loss(*args, **kwargs)  # sets the guide up, so its schedules can be found
     schedules = _schedules(temperature, guide)
@@ -114,7 +306,40 @@ def fit(
     finally:
         if bar is not None:
             bar.close()
-    return FitResult(model, guide, losses)
+    return FitResult(
+        model,
+        guide,
+        losses,
+        discrete_policy=_policy_of(model, guide, args, kwargs),
+        elbo=elbo,
+        max_plate_nesting=nesting,
+        args=args,
+        kwargs=kwargs,
+    )
+
+
+def _policy_of(model, guide, args, kwargs) -> dict[str, str]:
+    """The discrete policy a fit used: the guide's record, else the model's marks."""
+    policy = getattr(guide, "discrete_policy", None)
+    if isinstance(policy, dict):
+        return dict(policy)
+    trace = _trace(model, *args, **kwargs)
+    out = {}
+    for name, site in trace.nodes.items():
+        if site["type"] != "sample" or site["is_observed"]:
+            continue
+        if _is_marked(site):
+            out[name] = ENUMERATE
+        elif _is_latent_discrete(site) or _is_relaxed(site):
+            out[name] = RELAX
+    return out
+
+
+def _is_relaxed(site) -> bool:
+    from pyrostruct.distributions.relaxed import RELAXED_TYPES
+    from pyrostruct.distributions.util import base_distribution
+
+    return isinstance(base_distribution(site["fn"]), RELAXED_TYPES)
 
 
 def _schedules(temperature, guide) -> list[TemperatureSchedule]:

@@ -18,7 +18,12 @@ anything with a bijection to R^n       ``continuous_guide`` (default ``AutoNorma
 so the variational family is the mean-field product
 :math:`q = q_{\\mathrm{DAG}}\\, q_{\\mathrm{perm}}\\, q_{\\mathrm{Concrete}}\\,
 q_{\\mathcal N}`. ``overrides={"site": GuideClass}`` gives a site its own guide.
-Sites marked for enumeration are left to ``TraceEnum_ELBO``, as in Pyro.
+
+Sites marked for enumeration (``@config_enumerate``,
+``infer={"enumerate": "parallel"}``) are hidden from the guide and summed out
+exactly by ``TraceEnum_ELBO``, as in Pyro's
+``AutoDelta(poutine.block(model, expose=[...]))`` idiom; ``discrete=`` chooses,
+per site, between enumeration and relaxation (:mod:`pyrostruct.infer.enum`).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from pyrostruct.handlers import relax
 from pyrostruct.infer.autoguide.dag import AutoDAG, is_dag_site
 from pyrostruct.infer.autoguide.gumbel import AutoGumbelSoftmax, is_discrete_site
 from pyrostruct.infer.autoguide.permutation import AutoPermutation, is_permutation_site
+from pyrostruct.infer.enum import ENUMERATE, RELAX, PolicyModel, apply_policy
 
 __all__ = ["AutoStructural", "auto_guide", "classify_site"]
 
@@ -90,7 +96,11 @@ class AutoStructural(AutoGuideList):
 
     After the first call, :attr:`site_parts` maps every guided site to its part
     (``"dag"``, ``"permutation"``, ``"discrete"``, ``"continuous"`` or
-    ``"override"``) and :meth:`part` returns the guide of a site.
+    ``"override"``), :meth:`part` returns the guide of a site,
+    :attr:`enumerated_sites` lists the sites left to ``TraceEnum_ELBO`` (marked
+    for enumeration: the guide does not sample them) and
+    :attr:`discrete_policy` maps every latent discrete site to ``"enumerate"`` or
+    ``"relax"``.
     """
 
     def __init__(
@@ -120,17 +130,30 @@ class AutoStructural(AutoGuideList):
             CONTINUOUS: (continuous_guide, dict(continuous_options or {})),
         }
         self.site_parts: dict[str, str] = {}
+        self.enumerated_sites: list[str] = []
+        self.discrete_policy: dict[str, str] = {}
         self._part_index: dict[str, int] = {}
         super().__init__(model, create_plates=create_plates)
 
     def _setup_prototype(self, *args, **kwargs):
         super()._setup_prototype(*args, **kwargs)
-        latent = dict(self.prototype_trace.iter_stochastic_nodes())
+        latent = {}
+        for name, site in self.prototype_trace.iter_stochastic_nodes():
+            if site["infer"].get("enumerate"):  # summed out by TraceEnum_ELBO, not guided
+                self.enumerated_sites.append(name)
+            else:
+                latent[name] = site
         unknown = sorted(set(self._overrides) - set(latent))
         if unknown:
             raise ValueError(
                 f"overrides name sites that are not latent sites of the model: {unknown}; "
                 f"latent sites are {sorted(latent)}"
+                + (
+                    f" (sites marked for enumeration, {self.enumerated_sites}, are summed "
+                    "out by TraceEnum_ELBO and take no guide)"
+                    if self.enumerated_sites
+                    else ""
+                )
             )
         groups: dict[str, list[str]] = {DAG: [], PERMUTATION: [], DISCRETE: [], CONTINUOUS: []}
         for name, site in latent.items():
@@ -144,12 +167,25 @@ class AutoStructural(AutoGuideList):
         for name, factory in self._overrides.items():
             part = factory(poutine.block(self.model, expose=[name]))
             self._append_part(part, [name], "override")
+        self._record_policy()
 
     def _append_part(self, part, names, kind):
         self.append(part)
         for name in names:
             self.site_parts[name] = kind
             self._part_index[name] = len(self) - 1
+
+    def _record_policy(self):
+        policy = (
+            getattr(self.model, "policy", None) if isinstance(self.model, PolicyModel) else None
+        )
+        if policy is not None:
+            self.discrete_policy = dict(policy)
+            return
+        self.discrete_policy = {name: ENUMERATE for name in self.enumerated_sites}
+        self.discrete_policy.update(
+            {name: RELAX for name, kind in self.site_parts.items() if kind == DISCRETE}
+        )
 
     def part(self, name: str):
         """The guide (a part of this list) that guides site ``name``."""
@@ -171,6 +207,7 @@ class AutoStructural(AutoGuideList):
 def auto_guide(
     model,
     *,
+    discrete: str | Mapping[str, str] | None = None,
     temperature: Any = 0.5,
     hard: bool = False,
     continuous_guide: Callable = AutoNormal,
@@ -193,7 +230,23 @@ def auto_guide(
     (a float or a :class:`~pyrostruct.infer.TemperatureSchedule`) and ``hard``
     serve the relaxed model and the discrete guide.
 
+    Sites marked for enumeration are hidden from the guide and summed out by
+    ``TraceEnum_ELBO``; train a model with such sites with
+    ``SVI(guide.model, guide, optim, TraceEnum_ELBO(max_plate_nesting=...))``
+    (:func:`~pyrostruct.infer.enum.infer_max_plate_nesting` gives the value;
+    :func:`~pyrostruct.infer.fit` does all of this itself). ``discrete`` decides
+    which discrete sites are enumerated and which relaxed:
+
+    - ``None`` (default): the model's marks decide: marked sites are enumerated,
+      unmarked discrete sites relaxed (so with no marks, ``Trace_ELBO`` works);
+    - ``"auto"``, ``"enumerate"``, ``"relax"`` or a dict ``{site: choice}``: the
+      policies of :func:`~pyrostruct.infer.enum.enumerate_policy` (``"auto"``
+      enumerates unmarked sites when exact and affordable), resolved with the
+      arguments of the first call. :attr:`AutoStructural.discrete_policy` reports
+      the choice per site after that call.
+
     :param model: a Pyro model.
+    :param discrete: the discrete policy (see above).
     :param temperature: Gumbel-softmax temperature of the discrete sites.
     :param bool hard: straight-through discrete samples.
     :param continuous_guide: autoguide class for the continuous sites.
@@ -204,7 +257,12 @@ def auto_guide(
     :raises ValueError: when a site can be guided by no part (the message names it).
     """
     overrides = dict(overrides or {})
-    relaxed = relax(model, temperature=temperature, hard=hard, exclude=overrides)
+    if discrete is None:
+        relaxed = relax(model, temperature=temperature, hard=hard, exclude=overrides)
+    else:
+        relaxed = apply_policy(
+            model, discrete, temperature=temperature, hard=hard, exclude=overrides
+        )
     return AutoStructural(
         relaxed,
         continuous_guide=continuous_guide,
