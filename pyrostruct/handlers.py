@@ -14,6 +14,7 @@ from pyro.poutine.messenger import Messenger
 
 from pyrostruct.distributions.relaxed import (
     RELAXED_TYPES,
+    RelaxedIndex,
     _is_discrete,
     relax_distribution,
 )
@@ -68,6 +69,14 @@ class RelaxMessenger(Messenger):
         hard = infer.get("relax_hard", self.hard)
         msg["fn"] = relax_distribution(fn, tau, hard, site=msg["name"])
 
+    def _postprocess_message(self, msg: Message) -> None:
+        # Name the site on its relaxed index (sampled here or replayed from a guide), so
+        # that a refused conversion (int(z), z.item()) and the no-gradient warning can
+        # say which site it is.
+        value = msg.get("value")
+        if msg["type"] == "sample" and isinstance(value, RelaxedIndex):
+            value.__dict__["_probe"].site = msg["name"]
+
 
 def relax(
     fn: Callable | None = None,
@@ -97,13 +106,32 @@ def relax(
     Shapes: a relaxed site returns a value of the shape the model expects.
     ``Bernoulli`` gives a value in ``(0, 1)`` (``hard=True``: exactly 0 or 1);
     ``OneHotCategorical`` a point of the simplex (``hard=True``: exactly one-hot).
-    ``Categorical`` sites give an **index** (a float tensor holding an exact
-    integer ``0..K-1``, whatever ``hard`` says): the straight-through index
-    :math:`\sum_k k\,\hat y_k` of a hard relaxed one-hot :math:`\hat y`, whose
-    gradient flows through the relaxed one-hot as if the categories were the
-    numbers ``0..K-1`` (see :class:`~pyrostruct.distributions.ConcreteCategorical`).
-    A model that indexes a table with the value (``locs[z]``) gets no gradient
-    through the index; write it with ``OneHotCategorical`` and ``z @ locs``.
+
+    ``Categorical`` sites give an exact **index** (``torch.long``, whatever
+    ``hard`` says), a :class:`~pyrostruct.distributions.relaxed.RelaxedIndex`
+    that carries the straight-through one-hot :math:`\hat y` it came from
+    (forward exactly one-hot, backward the Gumbel-softmax sample), so the
+    model's own code keeps a gradient path (straight-through: Bengio et al.
+    2013; Jang et al. 2017):
+
+    - tables indexed with it (``locs[z]``, ``locs[..., z]``,
+      ``Vindex(probs)[..., z, :]``, ``probs_x[x_prev]``, several relaxed indices in
+      one expression, ``torch.gather``, ``index_select``, ``F.embedding``) give the
+      exact lookup ``locs[z]`` in the forward pass and the gradient of
+      :math:`\sum_k \hat y_k\,\mathrm{locs}[k]` in the backward pass;
+    - ``F.one_hot(z, K)`` is :math:`\hat y` (float); ``z.float()`` and floating
+      arithmetic (``z * 0.5``) use :math:`\sum_k k\,\hat y_k` (the categories as
+      numbers ``0..K-1``); ``z.long()``, ``z.unsqueeze(-1)``, ``z.squeeze(-1)``,
+      ``reshape`` etc. keep it relaxed;
+    - integer and boolean results (``z == k``, ``z + 1``, ``z.sum()``) have no
+      gradient (as for any integer tensor);
+    - ``int(z)``, ``float(z)``, ``bool(z)``, ``z.item()``, ``z.tolist()``,
+      ``z.numpy()`` and Python indexing (``my_list[z]``) would silently cut the
+      gradient and raise :class:`~pyrostruct.distributions.relaxed.RelaxedValueError`
+      naming the site (they work under ``torch.no_grad()``, e.g. in ``Predictive``);
+    - if, in a backward pass, a relaxed site's value reached the loss only through
+      its own log-density (the model used it in non-differentiable ways only), a
+      :class:`~pyrostruct.distributions.relaxed.RelaxationWarning` names the site.
 
     Order of handlers: put ``relax`` *outside* ``poutine.condition``
     (``relax(poutine.condition(model, data))``) so that conditioned sites are seen
@@ -131,7 +159,9 @@ def relax(
 
     References: C. J. Maddison, A. Mnih, Y. W. Teh, "The Concrete Distribution",
     ICLR 2017; E. Jang, S. Gu, B. Poole, "Categorical Reparameterization with
-    Gumbel-Softmax", ICLR 2017.
+    Gumbel-Softmax", ICLR 2017; Y. Bengio, N. Leonard, A. Courville, "Estimating or
+    Propagating Gradients Through Stochastic Neurons for Conditional Computation",
+    arXiv:1308.3432, 2013 (straight-through).
     """
     msngr = RelaxMessenger(temperature=temperature, hard=hard, exclude=exclude)
     return msngr(fn) if fn is not None else msngr

@@ -207,12 +207,30 @@ def test_categorical_index_is_exact_integer_with_relaxed_gradient():
     logits = torch.randn(4, 3, requires_grad=True)
     d = ConcreteCategorical(0.5, logits=logits)
     z = d.rsample((5,))
-    assert z.shape == (5, 4)
-    assert torch.equal(z, z.round()) and ((z >= 0) & (z <= 2)).all()
+    assert z.shape == (5, 4) and z.dtype == torch.long
+    assert ((z >= 0) & (z <= 2)).all()
     assert d.support.check(z).all()
-    (g,) = torch.autograd.grad(z.sum(), logits)
+    # as a number, the index is sum_k k y_k: exact forward, relaxed gradient
+    number = z.float()
+    assert torch.equal(number, z.as_plain().float())
+    (g,) = torch.autograd.grad(number.sum(), logits)
     assert g.abs().sum() > 0
     assert torch.isfinite(d.log_prob(z)).all() and d.log_prob(z).shape == (5, 4)
+
+
+def test_categorical_log_prob_is_the_categorical_log_probability_with_a_straight_through_path():
+    logits = torch.tensor([[0.3, -0.5, 1.0], [2.0, 0.0, -1.0]], dtype=torch.float64, requires_grad=True)
+    d = ConcreteCategorical(0.5, logits=logits)
+    pyro.set_rng_seed(3)
+    z = d.rsample((7,))
+    expected = dist.Categorical(logits=logits).log_prob(z.as_plain())
+    assert torch.equal(d.log_prob(z), expected)
+    # d log_prob / d y_k = log p_k: the straight-through linearization sum_k y_k log p_k
+    (g,) = torch.autograd.grad(d.log_prob(z).sum(), z.__dict__["_scored_one_hot"])
+    assert torch.allclose(g, logits.log_softmax(-1).detach().expand(7, 2, 3))
+    # plain integer values (e.g. from a Categorical guide) are scored too
+    plain = torch.tensor([[0, 2], [1, 1]])
+    assert torch.equal(d.log_prob(plain), dist.Categorical(logits=logits).log_prob(plain))
 
 
 def test_bias_of_relaxed_gradient_shrinks_with_temperature():
@@ -310,7 +328,7 @@ def test_wrong_shapes_and_arguments_raise():
         ConcreteBernoulli("hot", logits=torch.zeros(2))
     with pytest.raises(ValueError, match="probs"):
         ConcreteOneHotCategorical(0.5, probs=torch.tensor([-0.1, 1.1]))
-    with pytest.raises(ValueError, match="only score indices drawn by its own rsample"):
-        ConcreteCategorical(0.5, logits=torch.zeros(3)).log_prob(torch.tensor(1.0))
+    with pytest.raises(ValueError, match="support"):
+        ConcreteCategorical(0.5, logits=torch.zeros(3), validate_args=True).log_prob(torch.tensor(3))
     with pytest.raises(ValueError, match="support"):
         ConcreteOneHotCategorical(0.5, logits=LOGITS3, validate_args=True).log_prob(torch.tensor([0.5, 0.6, 0.1]))

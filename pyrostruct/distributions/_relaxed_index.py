@@ -1,0 +1,638 @@
+r"""Straight-through categorical *indices*: the value of a relaxed ``Categorical`` site.
+
+:class:`RelaxedIndex` is a ``torch.Tensor`` subclass holding the exact integer
+category :math:`z = \arg\max_k(\ell_k + g_k)` (``dtype=torch.long``, as a
+``Categorical`` sample) together with the straight-through one-hot :math:`\hat y`
+it came from (forward: exactly ``one_hot(z)``; backward: the relaxed
+Gumbel-softmax sample :math:`y = \mathrm{softmax}((\ell + g)/\tau)`). Through
+``__torch_function__`` the operations that *use* the index keep a gradient path
+to :math:`y`:
+
+- **indexing a table** (``T[z]``, ``T[..., z]``, ``T[z, :, w]``,
+  ``Vindex(T)[..., z, :]``, ``torch.gather``, ``index_select``,
+  ``F.embedding``): the forward value is the hard lookup ``T[z]`` exactly; the
+  backward pass sees :math:`\sum_k \hat y_k\, T[\ldots, k, \ldots]`, i.e.
+
+  .. math::
+
+      T[z] + \sum_k (\hat y_k - \mathrm{sg}(\hat y_k))\,\mathrm{sg}(T[\ldots, k, \ldots]),
+      \qquad \frac{\partial\, T[z]}{\partial \hat y_k} = T[\ldots, k, \ldots],
+
+  (``sg`` = stop-gradient; the table gets its usual gradient from ``T[z]``).
+  With several relaxed indices in one expression each one's gradient is taken
+  with the others at their hard values (the derivative of the multilinear
+  extension :math:`\sum_{k,j} \hat y_k \hat w_j T[k, j]` at the one-hot point);
+- **one-hot and numbers**: ``F.one_hot(z, K)`` is :math:`\hat y` (a float
+  tensor, forward exactly one-hot); ``z.float()`` / ``z.double()`` /
+  ``z.to(float_dtype)`` and any operation whose result is floating
+  (``z * 0.5``) use :math:`\sum_k k\,\hat y_k`, which equals ``z`` in the
+  forward pass, i.e. treat the categories as the numbers ``0..K-1``;
+- **moving data** (``unsqueeze``, ``squeeze``, ``reshape``, ``view``,
+  ``expand``, ``permute``, ``transpose``, ``z[..., None]``, ``z[mask]``,
+  ``stack``/``cat`` of relaxed indices, ``unbind``, ...) and integer casts
+  (``z.long()``, ``z.to(torch.int64)``, ``z.int()``) return relaxed indices;
+- **integer or boolean results** (``z + 1``, ``z == k``, ``z.sum()``) are
+  computed on the hard values, exactly as for a ``Categorical`` sample, and have
+  no gradient;
+- **leaving torch** (``int(z)``, ``float(z)``, ``bool(z)``, ``z.item()``,
+  ``z.tolist()``, ``z.numpy()``, ``operator.index(z)``) would cut the
+  gradient silently, so it raises :class:`RelaxedValueError` naming the site
+  while the value carries a gradient (in ``torch.no_grad()``, e.g. under
+  :class:`pyro.infer.Predictive`, it works as on a plain tensor).
+
+Without a live gradient (no parameter behind the logits, or ``torch.no_grad()``)
+a :class:`RelaxedIndex` behaves exactly like a plain ``long`` tensor.
+
+A value whose gradient path was lost entirely is reported after the backward
+pass: the sample registers a hook on its relaxed one-hot and one on the Gumbel
+scores behind it; when a backward pass reaches the scores (through the Concrete
+``log_prob``) but not the one-hot, the site's value did not influence the loss
+differentiably, and a :class:`RelaxationWarning` names the site.
+
+References:
+
+[1] E. Jang, S. Gu, B. Poole, "Categorical Reparameterization with Gumbel-Softmax",
+    ICLR 2017 (straight-through Gumbel-softmax).
+[2] C. J. Maddison, A. Mnih, Y. W. Teh, "The Concrete Distribution: A Continuous
+    Relaxation of Discrete Random Variables", ICLR 2017.
+[3] Y. Bengio, N. Leonard, A. Courville, "Estimating or Propagating Gradients
+    Through Stochastic Neurons for Conditional Computation", arXiv:1308.3432, 2013
+    (the straight-through estimator).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["RelaxedIndex", "RelaxedValueError", "RelaxationWarning"]
+
+# Attribute under which the log-space relaxed one-hot rides on the value
+# (the same name as ConcreteOneHotCategorical's, see relaxed.py).
+_LOG_VALUE = "_concrete_log_value"
+
+
+class RelaxedValueError(ValueError):
+    """A relaxed categorical value was used in a way that would silently drop its gradient."""
+
+
+class RelaxationWarning(UserWarning):
+    """A relaxed site's value had no gradient path to the loss in a backward pass."""
+
+
+class _Probe:
+    """Book-keeping shared by a sample and every relaxed index derived from it."""
+
+    __slots__ = ("site", "escapes", "value_reached")
+
+    def __init__(self) -> None:
+        self.site: str | None = None
+        self.escapes: list[str] = []
+        self.value_reached = False
+
+    def escape(self, what: str) -> None:
+        if what not in self.escapes and len(self.escapes) < 8:
+            self.escapes.append(what)
+
+    # backward hooks -------------------------------------------------------
+    def mark_value(self, grad):
+        self.value_reached = True
+
+    def check_scores(self, grad):
+        # Runs after every consumer of the Gumbel scores (the model's one-hot and
+        # the one scored by log_prob) has sent its gradient. A value the model
+        # used (escapes recorded) but that did not reach the loss is reported; an
+        # unused value (a prior-only site) is not.
+        if self.site is not None and not self.value_reached and self.escapes:
+            warnings.warn(
+                f"relax: site '{self.site}' is relaxed, but in this backward pass its value had "
+                "no gradient path to the loss (only its own log-probability did): the model "
+                f"used it only in ways that drop the gradient ({', '.join(self.escapes)}), so "
+                "it learns nothing through it. Index tables with the value itself "
+                f"(locs[{self.site}], Vindex(locs)[..., {self.site}]), use "
+                f"F.one_hot({self.site}, K) or {self.site}.float() for arithmetic, or exclude "
+                f"the site (relax(model, exclude=['{self.site}'])) and enumerate it.",
+                RelaxationWarning,
+                stacklevel=2,
+            )
+        self.value_reached = False
+
+
+def _escape_message(probe: _Probe, what: str) -> str:
+    site = probe.site or "z"
+    where = (
+        f"site '{probe.site}' is relaxed (pyrostruct.relax): its value"
+        if probe.site is not None
+        else "this value comes from a relaxed Categorical (ConcreteCategorical): it"
+    )
+    return (
+        f"{where} is a straight-through "
+        f"Gumbel-softmax sample, and {what} would turn it into a Python/NumPy number without "
+        f"a gradient, so the model would silently learn nothing about it. Use the tensor "
+        f"itself: index tables with it (locs[{site}], Vindex(locs)[..., {site}], "
+        f"probs[{site}]), or use F.one_hot({site}, K) / {site}.float() for arithmetic; or "
+        f"exclude the site from relax (relax(model, exclude=['{site}'])) and enumerate it "
+        "(infer={'enumerate': 'parallel'} with TraceEnum_ELBO). Inside torch.no_grad() the "
+        "conversion is allowed."
+    )
+
+
+def _plain(fn, *args, **kwargs):
+    with torch._C.DisableTorchFunctionSubclass():
+        return fn(*args, **kwargs)
+
+
+class RelaxedIndex(torch.Tensor):
+    r"""An exact categorical index that carries its straight-through one-hot.
+
+    Made by :meth:`pyrostruct.distributions.ConcreteCategorical.rsample`; see the
+    module docstring (``pyrostruct.distributions._relaxed_index``) for what each
+    operation does. Attributes: :attr:`one_hot` (the straight-through one-hot,
+    shape ``self.shape + (K,)``), :attr:`site` (the sample site, set by
+    :func:`pyrostruct.relax`).
+    """
+
+    _hard: torch.Tensor
+    _one_hot: torch.Tensor
+    _probe: _Probe
+
+    @staticmethod
+    def wrap(
+        hard: torch.Tensor, one_hot: torch.Tensor, probe: _Probe | None = None
+    ) -> RelaxedIndex:
+        """A relaxed index with value ``hard`` (integer) and straight-through ``one_hot``."""
+        if hard.is_floating_point() or hard.is_complex() or hard.dtype == torch.bool:
+            raise TypeError(f"RelaxedIndex: expected an integer tensor, got {hard.dtype}.")
+        if one_hot.shape[:-1] != hard.shape:
+            raise ValueError(
+                f"RelaxedIndex: one_hot of shape {tuple(one_hot.shape)} does not match the "
+                f"index shape {tuple(hard.shape)} + (K,)."
+            )
+        hard = hard.detach()
+        out = torch.Tensor._make_subclass(RelaxedIndex, hard, False)
+        out._hard = hard
+        out._one_hot = one_hot
+        out._probe = probe if probe is not None else _Probe()
+        return out
+
+    # public read-only views ------------------------------------------------
+    @property
+    def one_hot(self) -> torch.Tensor:
+        """The straight-through one-hot (forward exactly one-hot, backward relaxed)."""
+        return self.__dict__["_one_hot"]
+
+    @property
+    def site(self) -> str | None:
+        """Name of the relaxed sample site this value came from (set by ``relax``)."""
+        return self.__dict__["_probe"].site
+
+    def as_plain(self) -> torch.Tensor:
+        """The hard index as a plain ``torch.Tensor`` (no gradient path)."""
+        return self.__dict__["_hard"]
+
+    @property
+    def live(self) -> bool:
+        """Whether the value currently carries a gradient path."""
+        return torch.is_grad_enabled() and self.__dict__["_one_hot"].requires_grad
+
+    # conversions that leave torch ------------------------------------------
+    def _leave(self, what: str):
+        if self.live:
+            raise RelaxedValueError(_escape_message(self.__dict__["_probe"], what))
+        return self.__dict__["_hard"]
+
+    def item(self):
+        return self._leave("z.item()").item()
+
+    def tolist(self):
+        return self._leave("z.tolist()").tolist()
+
+    def numpy(self, *args, **kwargs):
+        return self._leave("z.numpy()").numpy(*args, **kwargs)
+
+    def __array__(self, *args, **kwargs):
+        return self._leave("numpy.asarray(z)").__array__(*args, **kwargs)
+
+    def __int__(self):
+        return int(self._leave("int(z)"))
+
+    def __float__(self):
+        return float(self._leave("float(z)"))
+
+    def __bool__(self):
+        return bool(self._leave("bool(z) (an `if` on the value)"))
+
+    def __index__(self):
+        return self._leave("operator.index(z) (z used as a Python index)").__index__()
+
+    def __format__(self, spec):
+        return self.__dict__["_hard"].__format__(spec)
+
+    def __reduce_ex__(self, proto):
+        return self.__dict__["_hard"].__reduce_ex__(proto)
+
+    def __deepcopy__(self, memo):
+        return self.__dict__["_hard"].clone()
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if not _any_live(args, kwargs):
+            return _plain(func, *_unwrap(args), **_unwrap(kwargs))
+        handler = _HANDLERS.get(func)
+        if handler is not None:
+            out = handler(func, args, kwargs)
+            if out is not NotImplemented:
+                return out
+        return _default(func, args, kwargs)
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _walk(obj):
+    if isinstance(obj, RelaxedIndex):
+        yield obj
+    elif isinstance(obj, (tuple, list)):
+        for item in obj:
+            yield from _walk(item)
+    elif isinstance(obj, dict):
+        for item in obj.values():
+            yield from _walk(item)
+
+
+def _any_live(args, kwargs) -> bool:
+    if not torch.is_grad_enabled():
+        return False
+    return any(c.__dict__["_one_hot"].requires_grad for c in _walk((args, kwargs)))
+
+
+def _unwrap(obj, replace=None):
+    """Replace each RelaxedIndex in ``obj`` by ``replace(c)`` (default: its hard value)."""
+    if isinstance(obj, RelaxedIndex):
+        return replace(obj) if replace is not None else obj.__dict__["_hard"]
+    if isinstance(obj, tuple):
+        return tuple(_unwrap(item, replace) for item in obj)
+    if isinstance(obj, list):
+        return [_unwrap(item, replace) for item in obj]
+    if isinstance(obj, dict):
+        return {key: _unwrap(item, replace) for key, item in obj.items()}
+    return obj
+
+
+def _number_of(c: RelaxedIndex) -> torch.Tensor:
+    """Straight-through number :math:`\\sum_k k\\,\\hat y_k` (forward: exactly the index)."""
+    y = c.__dict__["_one_hot"]
+    ks = torch.arange(y.size(-1), dtype=y.dtype, device=y.device)
+    return (y * ks).sum(-1)
+
+
+def _func_name(func) -> str:
+    name = getattr(func, "__name__", None) or repr(func)
+    return name
+
+
+def _is_tensor_with(obj, pred) -> bool:
+    return any(isinstance(t, torch.Tensor) and pred(t) for t in _flat_tensors(obj))
+
+
+def _flat_tensors(obj):
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, (tuple, list)):
+        for item in obj:
+            yield from _flat_tensors(item)
+
+
+_INPLACE_DUNDER = {
+    "__iadd__", "__isub__", "__imul__", "__itruediv__", "__ifloordiv__", "__imod__",
+    "__ipow__", "__iand__", "__ior__", "__ixor__", "__ilshift__", "__irshift__", "__setitem__",
+}  # fmt: skip
+
+
+def _default(func, args, kwargs):
+    """Anything else: compute on the hard values; a floating result is recomputed on
+    the straight-through numbers :math:`\\sum_k k \\hat y_k`, so it keeps a gradient."""
+    out = _plain(func, *_unwrap(args), **_unwrap(kwargs))
+    name = _func_name(func)
+    inplace = name.endswith("_") and not name.endswith("__") or name in _INPLACE_DUNDER
+    if (
+        not inplace
+        and isinstance(out, torch.Tensor)
+        and (out.is_floating_point() or out.is_complex())
+    ):
+        soft = _plain(func, *_unwrap(args, _number_of), **_unwrap(kwargs, _number_of))
+        if isinstance(soft, torch.Tensor) and soft.shape == out.shape:
+            return soft.to(out.dtype)
+    if _is_tensor_with(out, lambda t: True):
+        for c in _walk((args, kwargs)):
+            c.__dict__["_probe"].escape(name)
+    return out
+
+
+# ------------------------------------------------------------------ data movement
+
+
+def _single_carrier(args, kwargs):
+    carriers = list(_walk((args, kwargs)))
+    return carriers
+
+
+def _move(func, args, kwargs):
+    """Ops that copy elements around (reshape, permute, self-indexing, stack, ...).
+
+    The op is run on the hard values and on *position ids*; each output element
+    then takes the one-hot row of the input element it was copied from.
+    """
+    carriers = list(_walk((args, kwargs)))
+    if not carriers:
+        return NotImplemented
+    num_classes = {c.__dict__["_one_hot"].size(-1) for c in carriers}
+    if len(num_classes) != 1:
+        return NotImplemented
+    # every integer tensor argument of a multi-tensor op must be a carrier (cat of a
+    # relaxed index with a plain tensor has no one-hot for the plain part)
+    seen: dict[int, int] = {}
+    offset = 0
+    ids_of: dict[int, torch.Tensor] = {}
+    rows = []
+    for c in carriers:
+        if id(c) in seen:
+            continue
+        hard = c.__dict__["_hard"]
+        seen[id(c)] = offset
+        ids = torch.arange(offset, offset + hard.numel(), device=hard.device)
+        ids_of[id(c)] = ids.view(hard.shape)
+        rows.append(c.__dict__["_one_hot"].reshape(-1, c.__dict__["_one_hot"].size(-1)))
+        offset += hard.numel()
+    if isinstance(args, tuple) and args and isinstance(args[0], (tuple, list)):
+        if any(type(t) is torch.Tensor for t in args[0]):
+            return NotImplemented
+    hard_out = _plain(func, *_unwrap(args), **_unwrap(kwargs))
+    ids_out = _plain(
+        func, *_unwrap(args, lambda c: ids_of[id(c)]), **_unwrap(kwargs, lambda c: ids_of[id(c)])
+    )
+    table = rows[0] if len(rows) == 1 else torch.cat(rows, 0)
+    probe = carriers[0].__dict__["_probe"]
+
+    def rewrap(h, ids):
+        if not isinstance(h, torch.Tensor):
+            return h
+        if h.is_floating_point() or h.dtype == torch.bool or h.shape != ids.shape:
+            return h
+        return RelaxedIndex.wrap(h, table[ids.reshape(-1)].reshape(ids.shape + (-1,)), probe)
+
+    if isinstance(hard_out, (tuple, list)):
+        return type(hard_out)(rewrap(h, i) for h, i in zip(hard_out, ids_out))
+    return rewrap(hard_out, ids_out)
+
+
+def _convert(func, args, kwargs):
+    """``to``/``type``/``long``/``float``/...: integer targets stay relaxed indices,
+    floating targets become the straight-through number."""
+    self = args[0]
+    if not isinstance(self, RelaxedIndex):
+        return NotImplemented
+    hard_out = _plain(func, *_unwrap(args), **_unwrap(kwargs))
+    if not isinstance(hard_out, torch.Tensor):
+        return hard_out  # e.g. z.type() -> "torch.LongTensor"
+    y = self.__dict__["_one_hot"]
+    if hard_out.is_floating_point() or hard_out.is_complex():
+        return _number_of(self).to(device=hard_out.device, dtype=hard_out.dtype)
+    if hard_out.dtype == torch.bool:
+        self.__dict__["_probe"].escape(_func_name(func))
+        return hard_out
+    return RelaxedIndex.wrap(hard_out, y.to(hard_out.device), self.__dict__["_probe"])
+
+
+def _detach(func, args, kwargs):
+    return _plain(func, *_unwrap(args), **_unwrap(kwargs))
+
+
+# ------------------------------------------------------------------ table lookups
+
+
+def _table_dim(index: tuple, position: int, ndim: int) -> int:
+    """The dimension of a tensor of ``ndim`` dims that ``index[position]`` selects."""
+
+    def consumed(item) -> int:
+        if item is None or item is Ellipsis:
+            return 0
+        if isinstance(item, torch.Tensor) and item.dtype == torch.bool:
+            return item.dim()
+        if isinstance(item, bool):
+            return 0
+        return 1
+
+    dim = 0
+    for item in index[:position]:
+        if item is Ellipsis:
+            dim += ndim - sum(consumed(i) for i in index)
+        else:
+            dim += consumed(item)
+    return dim
+
+
+def _lookup(table: torch.Tensor, index, hard_result: torch.Tensor) -> torch.Tensor:
+    """``table[index]`` with a straight-through gradient path for each relaxed index in it."""
+    if not (table.is_floating_point() or table.is_complex()):
+        for c in _walk(index):
+            c.__dict__["_probe"].escape("indexing an integer table")
+        return hard_result
+    if not isinstance(index, tuple):
+        index = (index,)
+    hard_index = _unwrap(index)
+    has_ellipsis = any(item is Ellipsis for item in index)
+    result = hard_result
+    path = None
+    for position, c in enumerate(index):
+        if not isinstance(c, RelaxedIndex) or not c.live:
+            continue
+        y = c.__dict__["_one_hot"]
+        hard = c.__dict__["_hard"]
+        d = _table_dim(index, position, table.dim())
+        num = min(y.size(-1), table.size(d))
+        # values T[..., k, ...] for every k, laid out as the result plus a trailing k:
+        # dim d becomes a dummy of size 1 (indexed by zeros), k moves to the end.
+        moved = table.detach().movedim(d, -1)[..., :num].unsqueeze(d)
+        zero_index = list(hard_index)
+        zero_index[position] = torch.zeros_like(hard)
+        if has_ellipsis:
+            zero_index.append(slice(None))
+        values = moved[tuple(zero_index)]
+        # which element of the relaxed index each result element used
+        n = hard.numel()
+        shape = [1] * table.dim()
+        shape[d] = n
+        full = list(table.shape)
+        full[d] = n
+        positions = torch.arange(n, device=hard.device).view(shape).expand(full)
+        pos_index = list(hard_index)
+        pos_index[position] = torch.arange(n, device=hard.device).view(hard.shape)
+        pos = positions[tuple(pos_index)]
+        if values.shape[:-1] != result.shape or pos.shape != result.shape:  # pragma: no cover
+            raise RuntimeError(
+                "pyrostruct: internal error laying out the straight-through lookup "
+                f"(result {tuple(result.shape)}, values {tuple(values.shape)}, positions "
+                f"{tuple(pos.shape)}); please report it with the indexing expression."
+            )
+        delta = (y - y.detach()).reshape(n, -1)[:, :num].to(values.dtype)
+        weights = delta[pos.reshape(-1)].reshape(pos.shape + (num,))
+        values = torch.where(torch.isfinite(values), values, torch.zeros_like(values))
+        term = (weights * values).sum(-1)
+        path = term if path is None else path + term
+    return result if path is None else result + path
+
+
+def _getitem(func, args, kwargs):
+    table, index = args[0], args[1]
+    if any(True for _ in _walk(index)):
+        plain_table = table.__dict__["_hard"] if isinstance(table, RelaxedIndex) else table
+        hard_result = _plain(func, plain_table, _unwrap(index))
+        return _lookup(plain_table, index, hard_result)
+    return _move(func, args, kwargs)
+
+
+def _gather(func, args, kwargs):
+    bound = _bind(args, kwargs, ("input", "dim", "index"))
+    if bound is None:
+        return NotImplemented
+    table, dim, index = bound
+    if isinstance(table, RelaxedIndex):
+        if isinstance(index, RelaxedIndex):
+            return NotImplemented
+        return _move(func, args, kwargs)
+    if not isinstance(index, RelaxedIndex):
+        return NotImplemented
+    hard = index.__dict__["_hard"]
+    result = _plain(torch.gather, table, dim, hard)
+    if not table.is_floating_point():
+        index.__dict__["_probe"].escape("gather from an integer table")
+        return result
+    d = dim % table.dim()
+    y = index.__dict__["_one_hot"]
+    num = min(y.size(-1), table.size(d))
+    expanded = table.detach().unsqueeze(-1).expand(*table.shape, num)
+    every = torch.arange(num, device=hard.device).expand(*hard.shape, num)
+    values = _plain(torch.gather, expanded, d, every)
+    values = torch.where(torch.isfinite(values), values, torch.zeros_like(values))
+    delta = (y - y.detach())[..., :num].to(values.dtype)
+    return result + (delta * values).sum(-1)
+
+
+def _index_select(func, args, kwargs):
+    bound = _bind(args, kwargs, ("input", "dim", "index"))
+    if bound is None:
+        return NotImplemented
+    table, dim, index = bound
+    if isinstance(table, RelaxedIndex):
+        if isinstance(index, RelaxedIndex):
+            return NotImplemented
+        return _move(func, args, kwargs)
+    if not isinstance(index, RelaxedIndex):
+        return NotImplemented
+    hard = index.__dict__["_hard"]
+    result = _plain(torch.index_select, table, dim, hard)
+    if not table.is_floating_point():
+        index.__dict__["_probe"].escape("index_select from an integer table")
+        return result
+    d = dim % table.dim()
+    y = index.__dict__["_one_hot"].reshape(-1, index.__dict__["_one_hot"].size(-1))
+    num = min(y.size(-1), table.size(d))
+    values = table.detach().movedim(d, -1)[..., :num]
+    values = torch.where(torch.isfinite(values), values, torch.zeros_like(values))
+    delta = (y - y.detach())[:, :num].to(values.dtype)
+    term = (values.unsqueeze(-2) * delta).sum(-1).movedim(-1, d)
+    return result + term
+
+
+def _embedding(func, args, kwargs):
+    bound = _bind(args, kwargs, ("input", "weight"))
+    if bound is None:
+        return NotImplemented
+    index, weight = bound
+    extra = dict(kwargs)
+    extra.pop("input", None)
+    extra.pop("weight", None)
+    if len(args) > 2 or any(v not in (None, False, 2.0) for v in extra.values()):
+        return NotImplemented  # padding_idx / max_norm / sparse: not straight-through
+    if not isinstance(index, RelaxedIndex) or isinstance(weight, RelaxedIndex):
+        return NotImplemented
+    hard_result = _plain(F.embedding, index.__dict__["_hard"], weight)
+    return _lookup(weight, (index,), hard_result)
+
+
+def _one_hot(func, args, kwargs):
+    bound = _bind(args, kwargs, ("input", "num_classes"), defaults={"num_classes": -1})
+    if bound is None:
+        return NotImplemented
+    index, num_classes = bound
+    if not isinstance(index, RelaxedIndex):
+        return NotImplemented
+    hard = index.__dict__["_hard"]
+    plain = _plain(F.one_hot, hard, num_classes)  # raises exactly as torch does
+    y = index.__dict__["_one_hot"]
+    width = plain.size(-1)
+    if width <= y.size(-1):
+        return y[..., :width]
+    return F.pad(y, (0, width - y.size(-1)))
+
+
+def _bind(args, kwargs, names, defaults=None):
+    values = dict(defaults or {})
+    for name, value in zip(names, args):
+        values[name] = value
+    for name in names:
+        if name in kwargs:
+            values[name] = kwargs[name]
+    if any(name not in values for name in names):
+        return None
+    return tuple(values[name] for name in names)
+
+
+# ------------------------------------------------------------------ dispatch table
+
+_MOVE = [
+    "reshape", "view", "view_as", "reshape_as", "flatten", "unflatten", "ravel", "squeeze",
+    "unsqueeze", "expand", "expand_as", "broadcast_to", "permute", "transpose", "swapaxes",
+    "swapdims", "movedim", "moveaxis", "t", "flip", "roll", "repeat", "tile", "narrow",
+    "select", "unbind", "split", "chunk", "tensor_split", "clone", "contiguous", "take",
+    "repeat_interleave", "atleast_1d", "atleast_2d", "atleast_3d", "stack", "cat", "concat",
+    "concatenate",
+]  # fmt: skip
+_CONVERT = [
+    "to", "type", "long", "int", "short", "char", "byte", "float", "double", "half",
+    "bfloat16", "cpu", "cuda", "type_as", "bool",
+]  # fmt: skip
+
+
+def _build_handlers():
+    handlers: dict[Any, Any] = {}
+
+    def add(names, handler):
+        for name in names:
+            for owner in (torch.Tensor, torch):
+                fn = getattr(owner, name, None)
+                if fn is not None:
+                    handlers[fn] = handler
+
+    add(_MOVE, _move)
+    add(_CONVERT, _convert)
+    add(["detach"], _detach)
+    add(["gather"], _gather)
+    add(["index_select"], _index_select)
+    handlers[torch.Tensor.__getitem__] = _getitem
+    handlers[torch.Tensor.T.__get__] = _move
+    handlers[torch.Tensor.mT.__get__] = _move
+    handlers[F.embedding] = _embedding
+    handlers[torch.embedding] = lambda func, args, kwargs: _embedding(
+        F.embedding, (args[1], args[0]) + tuple(args[2:]), kwargs
+    )
+    handlers[F.one_hot] = _one_hot
+    return handlers
+
+
+_HANDLERS = _build_handlers()
