@@ -492,6 +492,7 @@ def improve_order(
     *,
     weight_prior_scale: float = 1.0,
     max_sweeps: int = 10,
+    progress: bool = False,
 ) -> list[int]:
     """Greedy insertion search over orders on :func:`order_scores`, in two stages.
 
@@ -515,8 +516,22 @@ def improve_order(
     at its best position (same scores, same decision). The scores use the
     Gaussian slab ``N(0, weight_prior_scale^2)`` in the data's units whatever
     the SEM's weight prior: the search is a heuristic start for the variational
-    fit, which then uses the SEM's own prior.
+    fit, which then uses the SEM's own prior. ``progress`` shows a tqdm bar
+    (nodes scored, stage, sweep and score).
     """
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(desc="order search", unit="node", leave=False)
+    try:
+        return _improve_order(x, order, prior_logit, weight_prior_scale, max_sweeps, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _improve_order(x, order, prior_logit, weight_prior_scale, max_sweeps, bar) -> list[int]:
     xt = torch.as_tensor(np.asarray(x), dtype=torch.float64)
     n, d = xt.shape
     cov = torch.cov(xt.T, correction=0).reshape(d, d).numpy() + 1e-9 * np.eye(d)
@@ -526,11 +541,15 @@ def improve_order(
         local, _ = _local_scores(cov, n, best, prior_logit, tau2, refit)
         best_score = float(local.sum())
         moves, settled = 0, {}  # node -> number of moves when it was last found in place
-        for _ in range(max_sweeps):
+        for sweep in range(max_sweeps):
             improved, sweep_start = False, best_score
+            if bar is not None:
+                bar.set_postfix(stage=2 if refit else 1, sweep=sweep + 1, score=f"{best_score:.6g}")
             for node in list(best):
                 if settled.get(node) == moves:  # nothing moved since: same scores again
                     continue
+                if bar is not None:
+                    bar.update(1)
                 q = best.index(node)
                 scores, parts = _insertion_scores(
                     cov, n, best, q, local, prior_logit, tau2, refit

@@ -61,6 +61,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -263,6 +264,20 @@ def _consensus(probs: np.ndarray, threshold: float) -> np.ndarray:
     return adj
 
 
+def _layered_layout(graph: nx.DiGraph) -> dict:
+    """Positions by topological generation, roots on top, each row sorted by name.
+
+    Written out rather than ``nx.multipartite_layout``, whose order within a
+    layer follows set iteration (string hashing, so it changes between runs).
+    """
+    pos = {}
+    for level, generation in enumerate(nx.topological_generations(graph)):
+        row = sorted(generation, key=str)
+        for i, node in enumerate(row):
+            pos[node] = ((i - (len(row) - 1) / 2) / max(len(row) - 1, 1), -float(level))
+    return pos
+
+
 @dataclasses.dataclass
 class CausalResult:
     """What :func:`discover` learned.
@@ -286,7 +301,10 @@ class CausalResult:
     elbo_trace : numpy.ndarray
         ELBO per step (per data row).
     metadata : dict
-        Settings and run information (JSON-serializable).
+        Settings and run information (JSON-serializable), among them
+        ``fit_seconds`` (set-up with the order search, plus training) and
+        ``phase_seconds`` (``setup``, ``training``, ``result``), ``created``,
+        ``seed``, ``final_elbo`` and ``fingerprint``.
     threshold : float
         Adjacency probability needed to enter the consensus graph.
     equivalence_class : bool
@@ -393,12 +411,7 @@ class CausalResult:
             fig, ax = plt.subplots(figsize=(size, size))
         else:
             fig = ax.figure
-        layered = nx.DiGraph()
-        for level, generation in enumerate(nx.topological_generations(graph)):
-            for node in sorted(generation, key=str):
-                layered.add_node(node, layer=level)
-        pos = nx.multipartite_layout(layered, subset_key="layer", align="horizontal")
-        pos = {node: (xy[0], -xy[1]) for node, xy in pos.items()}  # roots on top
+        pos = _layered_layout(graph)
         probs = [graph.edges[e]["probability"] for e in graph.edges]
         nx.draw_networkx_nodes(graph, pos, ax=ax, node_color="#dde8f6", edgecolors="#345")
         nx.draw_networkx_labels(graph, pos, ax=ax, font_size=8)
@@ -427,6 +440,7 @@ class CausalResult:
         """Node-link data of :attr:`graph` (networkx) with everything else under
         ``graph["pyrostruct"]``; readable by ``networkx.node_link_graph``."""
         graph = self.graph
+        graph.graph.clear()  # the metadata is kept once, under "pyrostruct"
         graph.graph["pyrostruct"] = {
             "format": _FORMAT,
             "names": list(self.names),
@@ -708,16 +722,25 @@ def discover(
         pyro.validation_enabled(False),
     ):  # inputs were validated above; samples are DAGs
         pyro.set_rng_seed(seed)
-        run = _Run(columns, mask, names, sem, settings, init_order, hidden, noise, weight_prior)
-        start_step, elbo_trace = 0, []
+        state = None
         if checkpoint is not None and os.path.exists(checkpoint):
-            start_step, elbo_trace = run.load(checkpoint, fingerprint)
+            state = _read_checkpoint(checkpoint, fingerprint)
+        started = time.perf_counter()
+        run = _Run(
+            columns, mask, names, sem, settings, init_order, hidden, noise, weight_prior,
+            progress=progress, resuming=state is not None,
+        )  # fmt: skip
+        start_step, elbo_trace = (0, []) if state is None else run.restore(state)
+        phases = {"setup": time.perf_counter() - started}
         elbo_trace = list(elbo_trace)
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=settings["steps"], initial=start_step, desc="discover", unit="step")
+            if start_step:
+                message = f"discover: resuming from step {start_step} of {settings['steps']}"
+                bar.write(message, file=sys.stderr)
         started = time.perf_counter()
         try:
             for step in range(start_step, settings["steps"]):
@@ -737,8 +760,11 @@ def discover(
         finally:
             if bar is not None:
                 bar.close()
-        seconds = time.perf_counter() - started
-        result = run.result(elbo_trace, settings, config, seconds, fingerprint)
+        phases["training"] = time.perf_counter() - started
+        started = time.perf_counter()
+        result = run.result(elbo_trace, settings, config, phases, fingerprint)
+        phases["result"] = time.perf_counter() - started
+        result.metadata["phase_seconds"] = {k: round(v, 3) for k, v in phases.items()}
     return result
 
 
@@ -856,10 +882,32 @@ def _check_settings(**kw) -> dict:
     }
 
 
+_INIT_ORDERS = ("equal-variance", "greedy-sparsest", "sparse-sinks", "random")
+
+
+def _read_checkpoint(path, fingerprint) -> dict:
+    """The state saved by :meth:`_Run.save`, if it is this run's (tensors and plain data:
+    loading it runs no code)."""
+    try:
+        state = torch.load(path, weights_only=True)
+        ok = isinstance(state, dict) and "fingerprint" in state
+    except Exception as e:  # a truncated or foreign file
+        raise InputError(f"checkpoint {os.fspath(path)}: not readable ({e})") from None
+    if not ok or state["fingerprint"] != fingerprint:
+        raise InputError(
+            f"checkpoint {os.fspath(path)} was written by a different run (other data or "
+            "settings); delete it or pass another checkpoint path"
+        )
+    return state
+
+
 class _Run:
     """Model, guide, optimizer and schedule of one ``discover`` call."""
 
-    def __init__(self, columns, mask, names, sem, settings, init_order, hidden, noise, prior):
+    def __init__(
+        self, columns, mask, names, sem, settings, init_order, hidden, noise, prior, *,
+        progress=False, resuming=False,
+    ):  # fmt: skip
         n, d = columns.x.shape
         self.names, self.n, self.d = names, n, d
         self.columns = columns
@@ -886,6 +934,7 @@ class _Run:
         self.schedule = ExponentialSchedule(initial=t0, rate=rate, minimum=min(t0, t1))
         self.num_particles = settings["num_particles"]
         self._init_order = init_order
+        self.progress, self.resuming = progress, resuming
         self.build(settings["dag"])
 
     def build(self, dag: str):
@@ -948,6 +997,8 @@ class _Run:
                     f"got {order}"
                 )
             return order
+        if self.resuming and self._init_order in _INIT_ORDERS:
+            return list(range(self.d))  # the checkpoint's parameters replace the start
         if self._init_order == "equal-variance":
             return equal_variance_order(self.x.numpy())
         if self._init_order == "sparse-sinks":
@@ -955,8 +1006,11 @@ class _Run:
         if self._init_order == "greedy-sparsest":
             scale = getattr(self.sem, "weight_prior_scale", None) or 1.0
             start = sparse_sinks_order(self.x.numpy())
-            return improve_order(self.x.numpy(), start, self.prior_logit, weight_prior_scale=scale)
-        if self._init_order != "random":
+            return improve_order(
+                self.x.numpy(), start, self.prior_logit, weight_prior_scale=scale,
+                progress=self.progress,
+            )  # fmt: skip
+        if self._init_order not in _INIT_ORDERS:
             raise InputError(
                 "init_order must be 'equal-variance', 'greedy-sparsest', 'sparse-sinks', "
                 f"'random' or a list of node indices, got {self._init_order!r}"
@@ -1032,17 +1086,8 @@ class _Run:
             },
         )
 
-    def load(self, path, fingerprint):
-        try:
-            state = torch.load(path, weights_only=True)  # tensors and plain data only
-            ok = isinstance(state, dict) and "fingerprint" in state
-        except Exception as e:  # a truncated or foreign file
-            raise InputError(f"checkpoint {os.fspath(path)}: not readable ({e})") from None
-        if not ok or state["fingerprint"] != fingerprint:
-            raise InputError(
-                f"checkpoint {os.fspath(path)} was written by a different run (other data or "
-                "settings); delete it or pass another checkpoint path"
-            )
+    def restore(self, state: dict):
+        """Continue from a checkpoint's state; returns ``(step, elbo_trace)``."""
         self.guide.load_state_dict(state["guide"])
         self.sem.load_state_dict(state["sem"])
         self.optim.load_state_dict(state["optim"])
@@ -1052,7 +1097,7 @@ class _Run:
         return int(state["step"]), state["elbo_trace"]
 
     # -- the result -------------------------------------------------------------
-    def result(self, elbo_trace, settings, config, seconds, fingerprint) -> CausalResult:
+    def result(self, elbo_trace, settings, config, phases, fingerprint) -> CausalResult:
         average = settings["average_equivalent"]
         if average is None:  # only the Markov equivalence class is identified
             unidentified = isinstance(self.sem, LinearGaussianSEM) and self.sem.noise == "nonequal"
@@ -1079,7 +1124,7 @@ class _Run:
             "num_rows": int(self.n),
             "num_nodes": int(self.d),
             "interventional_rows": 0 if self.mask is None else int(self.mask.any(1).sum()),
-            "fit_seconds": round(float(seconds), 3),
+            "fit_seconds": round(float(phases["setup"] + phases["training"]), 3),
             "final_elbo": float(np.mean(elbo_trace[-50:])) if elbo_trace else float("nan"),
             "fingerprint": fingerprint,
             **{k: v for k, v in config.items()},

@@ -92,9 +92,6 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     result.metadata["source"] = str(args.data)
-    result.metadata["cli_arguments"] = {
-        k: v for k, v in vars(args).items() if k not in ("func", "command")
-    }
     if args.plot:
         result.plot(args.plot)
     result.save(args.out)

@@ -38,10 +38,12 @@ def test_round_trip(csv, tmp_path, capsys):
     assert list(graph.nodes) == ["X0", "X1", "X2", "X3"]
     for _, _, attrs in graph.edges(data=True):
         assert {"probability", "weight"} <= set(attrs)
-    meta = graph.graph
+    assert list(graph.graph) == ["pyrostruct"]  # the metadata once (issue 15, case 17)
+    meta = graph.graph["pyrostruct"]["metadata"]
     assert meta["steps"] == 40 and meta["seed"] == 3 and meta["interventional_rows"] == 60
     assert meta["estimator"] == "analytic"
-    assert meta["pyrostruct"]["metadata"]["source"] == str(csv)
+    assert meta["source"] == str(csv)
+    assert set(meta["phase_seconds"]) == {"setup", "training", "result"}
     assert png.read_bytes()[:4] == b"\x89PNG"
     result = load_result(out)
     assert result.edge_probs.shape == (4, 4) and len(result.elbo_trace) == 40
@@ -327,3 +329,62 @@ def test_bad_flag_values_name_the_flag(tmp_path, capsys, flag, message):
     assert cli.main(["discover", str(data), "--out", str(tmp_path / "g.json"), *flag]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
+
+
+def test_same_seed_same_picture_and_same_json_in_fresh_processes(tmp_path):
+    """Issue 15, case 17: the PNG's layout followed string hashing, so it flipped between runs."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "data.csv"
+    datasets.make_dataset(d=8, n=300, seed=3).data.to_csv(path, index=False)
+    outputs = []
+    for hash_seed in ("1", "2"):
+        out, png = tmp_path / f"g{hash_seed}.json", tmp_path / f"g{hash_seed}.png"
+        argv = [sys.executable, "-m", "pyrostruct", "discover", str(path), "--out", str(out),
+                "--plot", str(png), "--steps", "30", "--quiet"]  # fmt: skip
+        env = {**__import__("os").environ, "PYTHONHASHSEED": hash_seed}
+        subprocess.run(argv, check=True, env=env, capture_output=True)
+        meta = json.loads(out.read_text())["graph"]["pyrostruct"]
+        for volatile in ("created", "fit_seconds", "phase_seconds"):
+            meta["metadata"].pop(volatile)
+        outputs.append((png.read_bytes(), meta))
+    assert outputs[0][0] == outputs[1][0]
+    assert outputs[0][1] == outputs[1][1]
+
+
+def test_order_search_shows_progress_and_a_resumed_run_says_so(tmp_path, capsys, monkeypatch):
+    """Issue 15, case 16: the order search ran silently; a resume repeated it and said nothing."""
+    import importlib
+
+    discover_module = importlib.import_module("pyrostruct.causal.discover")
+    path = tmp_path / "data.csv"
+    datasets.make_dataset(d=6, n=200, seed=1).data.to_csv(path, index=False)
+    out, ckpt = tmp_path / "g.json", tmp_path / "run.ckpt"
+    argv = ["discover", str(path), "--out", str(out), "--steps", "220", "--checkpoint", str(ckpt)]
+    step = discover_module._Run.step
+    calls = {"n": 0}
+
+    def flaky(self):
+        calls["n"] += 1
+        if calls["n"] == 210:
+            raise KeyboardInterrupt
+        return step(self)
+
+    monkeypatch.setattr(discover_module._Run, "step", flaky)
+    assert cli.main(argv) == 130
+    assert "order search" in capsys.readouterr().err  # every 200 steps
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("the order search ran again on resume")
+
+    monkeypatch.setattr(discover_module, "improve_order", no_search)
+    monkeypatch.setattr(discover_module._Run, "step", step)
+    assert cli.main(argv) == 0
+    err = capsys.readouterr().err
+    assert "discover: resuming from step 200 of 220" in err
+    full = tmp_path / "full.json"
+    monkeypatch.undo()
+    assert cli.main(["discover", str(path), "--out", str(full), "--steps", "220", "--quiet"]) == 0
+    assert np.allclose(load_result(out).edge_probs, load_result(full).edge_probs)
+    assert np.allclose(load_result(out).elbo_trace, load_result(full).elbo_trace)

@@ -75,7 +75,7 @@ def test_result_api(er2_d10, tmp_path):
     assert nx.utils.graphs_equal(loaded.graph, result.graph)
     with open(path) as f:
         g2 = nx.node_link_graph(json.load(f))
-    assert set(g2.edges) == set(g.edges) and g2.graph["sem"] == "linear"
+    assert set(g2.edges) == set(g.edges) and g2.graph["pyrostruct"]["metadata"]["sem"] == "linear"
     png = tmp_path / "graph.png"
     result.plot(png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
