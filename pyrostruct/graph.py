@@ -23,6 +23,8 @@ __all__ = [
     "is_acyclic",
     "topological_order",
     "to_networkx",
+    "node_link_data",
+    "node_link_graph",
     "enumerate_dags",
     "NUM_DAGS",
 ]
@@ -197,3 +199,24 @@ def enumerate_dags(d: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     if not 0 <= d <= 5:
         raise ValueError(f"enumerate_dags supports 0 <= d <= 5 nodes (29281 DAGs), got d = {d}.")
     return _enumerate_dags_cached(d).to(dtype)
+
+
+def node_link_data(graph: nx.DiGraph) -> dict:
+    """``networkx.node_link_data`` with the edge list under ``"edges"``, on every networkx 3.x.
+
+    networkx 3.4 renamed the keyword that names the edge list (``link=`` became
+    ``edges=``; 3.0-3.3 know only ``link=``). The result reads back with
+    ``networkx.node_link_graph(data, edges="edges")`` (``link="edges"`` before 3.4).
+    """
+    try:
+        return nx.node_link_data(graph, edges="edges")
+    except TypeError:  # networkx < 3.4
+        return nx.node_link_data(graph, link="edges")
+
+
+def node_link_graph(data: dict) -> nx.DiGraph:
+    """Read :func:`node_link_data`'s output (a saved result) back, on every networkx 3.x."""
+    try:
+        return nx.node_link_graph(data, edges="edges")
+    except TypeError:  # networkx < 3.4
+        return nx.node_link_graph(data, link="edges")

@@ -93,6 +93,7 @@ from pyrostruct.causal.sem import (
 from pyrostruct.data import check_table, row_label
 from pyrostruct.distributions import ErdosRenyiDAG, OrderedDAG, SmoothOrientationDAG
 from pyrostruct.errors import InputError
+from pyrostruct.graph import node_link_data
 from pyrostruct.infer.autoguide.dag import AutoDAG
 from pyrostruct.infer.schedules import ExponentialSchedule
 
@@ -438,7 +439,8 @@ class CausalResult:
     # -- persistence ----------------------------------------------------------
     def to_json_dict(self) -> dict:
         """Node-link data of :attr:`graph` (networkx) with everything else under
-        ``graph["pyrostruct"]``; readable by ``networkx.node_link_graph``."""
+        ``graph["pyrostruct"]``; readable by ``networkx.node_link_graph(data, edges="edges")``
+        (:func:`pyrostruct.graph.node_link_graph` on any networkx 3.x)."""
         graph = self.graph
         graph.graph.clear()  # the metadata is kept once, under "pyrostruct"
         graph.graph["pyrostruct"] = {
@@ -456,7 +458,7 @@ class CausalResult:
             "equivalence_class": self.equivalence_class,
             "metadata": self.metadata,
         }
-        return nx.node_link_data(graph, edges="edges")
+        return node_link_data(graph)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write :meth:`to_json_dict` as JSON, atomically."""

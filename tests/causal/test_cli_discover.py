@@ -8,6 +8,7 @@ import pytest
 
 from pyrostruct import cli
 from pyrostruct.causal import datasets, load_result
+from pyrostruct.graph import node_link_graph
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def test_round_trip(csv, tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
     with open(out) as f:
         data = json.load(f)
-    graph = nx.node_link_graph(data)
+    graph = node_link_graph(data)
     assert graph.is_directed() and nx.is_directed_acyclic_graph(graph)
     assert list(graph.nodes) == ["X0", "X1", "X2", "X3"]
     for _, _, attrs in graph.edges(data=True):

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from pyrostruct.causal import CausalResult, datasets, discover, load_result, metrics
 from pyrostruct.causal.discover import _consensus, equal_variance_order, parse_interventions
 from pyrostruct.errors import InputError
+from pyrostruct.graph import node_link_graph
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,7 @@ def test_result_api(er2_d10, tmp_path):
     assert np.allclose(loaded.edge_probs, result.edge_probs)
     assert nx.utils.graphs_equal(loaded.graph, result.graph)
     with open(path) as f:
-        g2 = nx.node_link_graph(json.load(f))
+        g2 = node_link_graph(json.load(f))
     assert set(g2.edges) == set(g.edges) and g2.graph["pyrostruct"]["metadata"]["sem"] == "linear"
     png = tmp_path / "graph.png"
     result.plot(png)
