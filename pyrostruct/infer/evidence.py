@@ -285,7 +285,9 @@ def _is_delta(fn) -> bool:
     return isinstance(fn, dist.Delta)
 
 
-def _vmap_log_weights(model, guide, args, kwargs, max_plate_nesting, num_particles):
+def _vmap_log_weights(
+    model, guide, args, kwargs, max_plate_nesting, num_particles, with_draws=False
+):
     """Log weights of ``num_particles`` particles: guide draws, then model and guide densities
     computed per particle under :func:`torch.func.vmap`.
 
@@ -294,7 +296,8 @@ def _vmap_log_weights(model, guide, args, kwargs, max_plate_nesting, num_particl
     Distribution validation is switched off inside (its data-dependent checks
     cannot run under ``vmap``).
     """
-    template, values = _guide_draws(guide, args, kwargs, max_plate_nesting, num_particles)
+    template, draws = _guide_draws(guide, args, kwargs, max_plate_nesting, num_particles)
+    values = dict(draws)
     # Delta sites (an autoguide's constrained values) are recomputed from their
     # parents, not replayed: a replayed value that differs from the recomputed
     # one in the last bit would have log density -inf
@@ -313,7 +316,8 @@ def _vmap_log_weights(model, guide, args, kwargs, max_plate_nesting, num_particl
         )
 
     with pyro.validation_enabled(False):
-        return torch.func.vmap(one, randomness="error")(values)
+        lw = torch.func.vmap(one, randomness="error")(values)
+    return (lw, draws) if with_draws else lw
 
 
 def _vectorization_ok(model, guide, args, kwargs, max_plate_nesting) -> bool:
@@ -366,6 +370,7 @@ def log_importance_weights(
     max_plate_nesting: int | None = None,
     vectorize: bool = True,
     max_batch: int = 500,
+    guide_correction: Callable | None = None,
     **kwargs,
 ) -> torch.Tensor:
     """Per-particle ``log p(x, z_s) - log q(z_s)`` with ``z_s ~ guide``, shape ``(num_particles,)``.
@@ -378,6 +383,13 @@ def log_importance_weights(
     (see the module docstring); when neither runs, a loop over particles with
     one :class:`VectorizationWarning` naming the reason. ``vectorize=False``
     forces the loop.
+
+    ``guide_correction(draws)``, given the guide's values ``{site: (S, *shape)}``
+    of ``S`` particles, returns ``log q'(z_s) - log q(z_s)`` (shape ``(S,)``) for
+    a proposal ``q'`` that replaces the guide's density, e.g. the guide
+    symmetrized over the label permutations of a mixture
+    (:func:`pyrostruct.selection.select.label_symmetry`); it is subtracted from
+    the log weights.
     """
     _check_positive_int(num_particles, "num_particles")
     _check_positive_int(max_batch, "max_batch")
@@ -395,16 +407,35 @@ def log_importance_weights(
             VectorizationWarning,
             stacklevel=2,
         )
+    shapes = None
+    if guide_correction is not None:
+        rng = pyro.util.get_rng_state()
+        with poutine.block():
+            template = poutine.trace(guide).get_trace(*args, **kwargs)
+        pyro.util.set_rng_state(rng)
+        shapes = {n: s["value"].shape for n, s in template.nodes.items() if s["type"] == "sample"}
     chunks, done = [], 0
     while done < num_particles:
         size = min(max_batch, num_particles - done) if method[0] != "loop" else 1
+        traces = [] if shapes is not None else None
         if method[0] == "plate":
-            lw = _log_weights_once(model, guide, args, kwargs, max_plate_nesting, size)
+            lw = _log_weights_once(model, guide, args, kwargs, max_plate_nesting, size, traces)
         elif method[0] == "vmap":
-            lw = _vmap_log_weights(model, guide, args, kwargs, max_plate_nesting, size)
+            lw, draws = _vmap_log_weights(
+                model, guide, args, kwargs, max_plate_nesting, size, with_draws=True
+            )
         else:
-            lw = _log_weights_once(model, guide, args, kwargs, max_plate_nesting, None)
-        chunks.append(lw.reshape(size))
+            lw = _log_weights_once(model, guide, args, kwargs, max_plate_nesting, None, traces)
+        lw = lw.reshape(size)
+        if shapes is not None:
+            if method[0] != "vmap":
+                draws = {
+                    n: traces[0].nodes[n]["value"].reshape(size, *shape)
+                    for n, shape in shapes.items()
+                    if n in traces[0].nodes
+                }
+            lw = lw - guide_correction(draws).reshape(size)
+        chunks.append(lw)
         done += size
     return torch.cat(chunks)
 
@@ -453,6 +484,7 @@ def elbo_estimate(
     max_plate_nesting: int | None = None,
     vectorize: bool = True,
     max_batch: int = 500,
+    guide_correction: Callable | None = None,
     **kwargs,
 ) -> EvidenceEstimate:
     """The ELBO ``E_q[log p(x, z) - log q(z)]`` with its Monte Carlo standard error.
@@ -483,6 +515,7 @@ def elbo_estimate(
         max_plate_nesting=max_plate_nesting,
         vectorize=vectorize,
         max_batch=max_batch,
+        guide_correction=guide_correction,
         **kwargs,
     )
     _check_finite(lw, "elbo")
@@ -500,6 +533,7 @@ def iwae_estimate(
     vectorize: bool = True,
     max_batch: int = 500,
     ess_warning: float = 0.05,
+    guide_correction: Callable | None = None,
     **kwargs,
 ) -> EvidenceEstimate:
     """The importance-weighted bound ``L_K`` with ``K = num_particles``.
@@ -527,6 +561,7 @@ def iwae_estimate(
         max_plate_nesting=max_plate_nesting,
         vectorize=vectorize,
         max_batch=max_batch,
+        guide_correction=guide_correction,
         **kwargs,
     )
     _check_finite(lw, "iwae")

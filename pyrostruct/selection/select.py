@@ -62,6 +62,7 @@ from typing import Any
 
 import numpy as np
 import pyro
+import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.distributions.util import is_validation_enabled
@@ -87,7 +88,7 @@ from pyrostruct.infer.evidence import (
 )
 from pyrostruct.selection.executors import check_executor, executor_session
 
-__all__ = ["Candidate", "FittedCandidate", "select"]
+__all__ = ["Candidate", "FittedCandidate", "label_symmetry", "mixture_init", "select"]
 
 EVIDENCE_METHODS = ("elbo", "iwae")
 
@@ -217,6 +218,237 @@ def _is_enumerated(trace, discrete) -> bool:
     )
 
 
+def _support_size(fn) -> int | None:
+    if not fn.has_enumerate_support:
+        return None
+    try:
+        return int(fn.enumerate_support(expand=False).shape[0])
+    except (NotImplementedError, RuntimeError, ValueError):
+        return None
+
+
+def mixture_init(model: Callable, *args, **kwargs) -> Callable | None:
+    """A data-aware ``init(args, kwargs, rng)`` for a mixture-like model, or ``None``.
+
+    Recognizes the pattern of a finite mixture written with a discrete
+    assignment: every latent discrete site has the same support size ``K``, an
+    observed site holds ``N`` points of shape ``s`` (its event shape), and some
+    continuous latent site has shape ``(K, *s)`` with real support (the
+    component locations, as in ``Normal(locs[z], ...)``). Each call seeds ``K``
+    centers by k-means++ with a few Lloyd steps on the points (Arthur &
+    Vassilvitskii, "k-means++: the advantages of careful seeding", 2007), a
+    different seeding per ``rng``, and initializes
+
+    * real sites of shape ``(K, *s)`` at the centers;
+    * positive sites of shape ``(K, *s)`` or ``(K,)`` at the within-cluster
+      standard deviations, and positive sites of shape ``s`` or ``()`` at the
+      pooled within-cluster standard deviation;
+    * simplex sites of size ``K`` at the smoothed cluster proportions.
+
+    Other sites keep the default initialization. This is what Pyro's Gaussian
+    mixture tutorial does by hand (locations at data points, scale from the
+    data variance), made automatic.
+    """
+    from torch.distributions import constraints
+
+    with poutine.block(), torch.no_grad():
+        trace = poutine.trace(model).get_trace(*args, **kwargs)
+    sizes = {_support_size(trace.nodes[n]["fn"]) for n in _discrete_sites(trace)}
+    if len(sizes) != 1 or None in sizes:
+        return None
+    (k,) = sizes
+    points = None
+    for site in trace.nodes.values():
+        if site["type"] == "sample" and site["is_observed"] and not site_is_subsample(site):
+            value = site["value"]
+            event = tuple(value.shape[value.dim() - site["fn"].event_dim :])
+            if torch.is_tensor(value) and value.dim() > len(event) and value.is_floating_point():
+                points, shape = value.detach().reshape(-1, *event), event
+                break
+    if points is None or len(points) < k:
+        return None
+    roles = {}
+    for name, site in trace.nodes.items():
+        if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):
+            continue
+        if site["fn"].support.is_discrete:
+            continue
+        vshape, support = tuple(site["value"].shape), site["fn"].support
+        while isinstance(support, constraints.independent):
+            support = support.base_constraint
+        if vshape == (k, *shape) and support is constraints.real:
+            roles[name] = "loc"
+        elif support is constraints.positive and vshape in ((k, *shape), (k,)):
+            roles[name] = "scale"
+        elif support is constraints.positive and vshape in (shape, ()):
+            roles[name] = "pooled_scale"
+        elif support is constraints.simplex and vshape == (k,):
+            roles[name] = "weights"
+    if "loc" not in roles.values():
+        return None
+    x = points.reshape(len(points), -1).cpu().double().numpy()
+
+    def init(args_, kwargs_, rng):
+        from pyrostruct.selection.families import kmeans_plus_plus
+
+        centers, labels = kmeans_plus_plus(x, k, rng, n_init=1)
+        counts = np.bincount(labels, minlength=k)
+        spread = np.maximum(x.std(0), 1e-3)
+        sd = np.stack([x[labels == j].std(0) if counts[j] > 1 else spread for j in range(k)])
+        sd = np.clip(sd, 0.05 * spread, spread)
+        resid = x - centers[labels]
+        pooled = np.clip(np.sqrt((resid**2).mean(0)), 0.05 * spread, spread)
+        dtype = torch.get_default_dtype()
+        values = {}
+        for name, role in roles.items():
+            target = tuple(trace.nodes[name]["value"].shape)
+            if role == "loc":
+                value = centers
+            elif role == "scale":
+                value = sd if target == (k, *shape) else sd.mean(1)
+            elif role == "pooled_scale":
+                value = pooled if target == shape else pooled.mean()
+            else:
+                value = (counts + 1.0) / (counts.sum() + k)
+            values[name] = torch.as_tensor(np.asarray(value), dtype=dtype).reshape(target)
+        return values
+
+    return init
+
+
+_MAX_FULL_GROUP = 720  # symmetrize over all K! permutations up to K = 6
+
+
+@torch.no_grad()
+def label_symmetry(model, guide, args, kwargs, max_plate_nesting: int) -> Callable | None:
+    """The correction that symmetrizes an :class:`~pyro.infer.autoguide.AutoNormal` guide
+    over the label permutations of a mixture-like model, or ``None``.
+
+    A model whose discrete latent sites all have the same support size ``K``
+    is often invariant under relabelling: permuting the ``K``-sized axes of its
+    continuous latents (weights, locations, scales, the rows and columns of a
+    transition matrix) leaves ``p(x, z)`` unchanged, so the posterior has ``K!``
+    copies of each mode while a unimodal guide covers one, and its ELBO and
+    importance-weighted bounds fall short of ``log p(x)`` by up to ``log K!``.
+    The symmetrized proposal
+
+    .. math::
+
+        q_{\\mathrm{sym}}(z) = \\frac{1}{K!} \\sum_{\\pi} q(\\pi z)
+
+    is as easy to sample (draw from ``q``, permute at random) and, ``p`` being
+    invariant, its importance weights are ``p(x, z) / q_sym(z)`` at ``z ~ q``
+    (Frühwirth-Schnatter, "Estimating marginal likelihoods for mixture and
+    Markov switching models using bridge sampling techniques", 2004). The
+    returned ``correction(draws) = log q_sym(z) - log q(z)`` per particle is
+    what :func:`~pyrostruct.infer.evidence.log_importance_weights` takes as
+    ``guide_correction``; with well-separated modes it is ``-log K!``, with
+    overlapping ones (an empty component) less.
+
+    The invariance is checked numerically, never assumed: ``log p(x, z)`` at a
+    guide draw must be unchanged (to 1e-4 relative) under a transposition and a
+    cyclic shift of the labels, first permuting every ``K``-sized axis of every
+    continuous latent site, then only the first such axis of each. The sum
+    runs over all ``K!`` permutations up to ``K = 6``; above, over the
+    permutations that move at most three labels (the others contribute
+    nothing unless three or more components are nearly interchangeable).
+    """
+    import itertools
+
+    from pyro.infer.autoguide import AutoNormal as _AutoNormal
+    from torch.distributions import biject_to
+
+    from pyrostruct.infer.evidence import _log_weights_once
+
+    if not isinstance(guide, _AutoNormal):
+        return None
+    with poutine.block():
+        model_trace = poutine.trace(model).get_trace(*args, **kwargs)
+        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+    sizes = {_support_size(model_trace.nodes[n]["fn"]) for n in _discrete_sites(model_trace)}
+    if len(sizes) != 1 or None in sizes or next(iter(sizes)) < 2:
+        return None
+    (k,) = sizes
+    proto = guide.prototype_trace
+    latent = {
+        name: guide_trace.nodes[name]["value"]
+        for name, site in proto.iter_stochastic_nodes()
+        if name in guide_trace.nodes
+    }
+
+    def log_joint(values):
+        def empty(*a, **kw):
+            pass
+
+        conditioned = poutine.condition(model, data=values)
+        with pyro.validation_enabled(False):
+            return float(
+                _log_weights_once(conditioned, empty, args, kwargs, max_plate_nesting, None)
+            )
+
+    def permute(values, axes, perm):
+        out = dict(values)
+        for name, site_axes in axes.items():
+            v = out[name]
+            for a in site_axes:
+                v = v.index_select(a, perm)
+            out[name] = v
+        return out
+
+    all_axes = {n: [a for a, size in enumerate(v.shape) if size == k] for n, v in latent.items()}
+    options = [
+        {n: a for n, a in all_axes.items() if a},
+        {n: a[:1] for n, a in all_axes.items() if a},
+    ]
+    base = log_joint(latent)
+    if not math.isfinite(base):
+        return None
+    checks = [torch.tensor([1, 0] + list(range(2, k))), torch.roll(torch.arange(k), 1)]
+    axes = None
+    for option in options:
+        if not option or (axes is not None):
+            continue
+        ok = True
+        for perm in checks:
+            value = log_joint(permute(latent, option, perm))
+            if not abs(value - base) <= 1e-4 * (1 + abs(base)):
+                ok = False
+                break
+        if ok:
+            axes = option
+    if axes is None:
+        return None
+    if math.factorial(k) <= _MAX_FULL_GROUP:
+        perms = list(itertools.permutations(range(k)))
+    else:
+        perms = [
+            p for p in itertools.permutations(range(k)) if sum(i != j for i, j in enumerate(p)) <= 3
+        ]
+    perms = torch.tensor(perms)
+    log_group = math.lgamma(k + 1)
+
+    def correction(draws):
+        total = 0.0
+        for name, site_axes in axes.items():
+            value = draws[name]  # (S, *shape)
+            batched = value.unsqueeze(0).expand(len(perms), *value.shape)
+            for a in site_axes:  # index axis a + 2 of (G, S, *shape) by each row's permutation
+                shape = [len(perms)] + [1] * (value.dim())
+                shape[a + 2] = k
+                index = perms.reshape(shape).expand(batched.shape)
+                batched = batched.gather(a + 2, index)
+            loc, scale = guide._get_loc_and_scale(name)
+            transform = biject_to(proto.nodes[name]["fn"].support)
+            u = transform.inv(batched)
+            log_q = dist.Normal(loc, scale).log_prob(u).reshape(len(perms), len(value), -1).sum(-1)
+            ldj = transform.log_abs_det_jacobian(u, batched)
+            total = total + log_q - ldj.reshape(len(perms), len(value), -1).sum(-1)
+        identity = int(((perms == torch.arange(k)).all(-1)).nonzero()[0, 0])
+        return torch.logsumexp(total, 0) - log_group - total[identity]
+
+    return correction
+
+
 def _build(cand: Candidate, args, kwargs, init_values, restart: int):
     """Model, guide, loss and metadata for one restart of one candidate."""
     with poutine.block(), torch.no_grad():
@@ -265,6 +497,7 @@ class _Context:
     iwae_repeats: int
     rung_particles: int
     num_restarts: int = 1
+    symmetrize: bool = True
 
 
 def _run_task(ctx: _Context, payload: dict) -> dict:
@@ -309,12 +542,28 @@ def _optimizer(ctx: _Context, cand: Candidate) -> ClippedAdam:
 
 
 def _evidence(ctx: _Context, payload: dict, model, guide, mpn: int) -> dict:
-    """ELBO (rung or final particles) and, at the end, the IWAE bound of a plain model/guide."""
+    """ELBO (rung or final particles) and, at the end, the IWAE bound of a plain model/guide.
+
+    The final estimates use the guide symmetrized over label permutations
+    when the model is invariant under them (:func:`label_symmetry`) and
+    ``ctx.symmetrize`` is on; the rung estimates, which only rank restarts
+    and drive successive halving, do not.
+    """
     out = {}
     particles = ctx.elbo_particles if payload["final"] else ctx.rung_particles
     with pyro.validation_enabled(False):
+        correction = None
+        if payload["final"] and ctx.symmetrize:
+            correction = label_symmetry(model, guide, ctx.args, ctx.kwargs, mpn)
+        out["symmetrized"] = correction is not None
         est = elbo_estimate(
-            model, guide, *ctx.args, num_particles=particles, max_plate_nesting=mpn, **ctx.kwargs
+            model,
+            guide,
+            *ctx.args,
+            num_particles=particles,
+            max_plate_nesting=mpn,
+            guide_correction=correction,
+            **ctx.kwargs,
         )
         out["elbo"], out["elbo_se"] = est.value, est.se
         if payload["final"] and payload["iwae"]:
@@ -325,6 +574,7 @@ def _evidence(ctx: _Context, payload: dict, model, guide, mpn: int) -> dict:
                 num_particles=ctx.iwae_particles,
                 num_repeats=ctx.iwae_repeats,
                 max_plate_nesting=mpn,
+                guide_correction=correction,
                 **ctx.kwargs,
             )
             out["iwae"], out["iwae_se"], out["ess"] = iw.value, iw.se, iw.ess
@@ -767,6 +1017,7 @@ def select(
     progress: bool = False,
     vectorize_restarts: bool | None = None,
     on_error: str = "keep",
+    symmetrize: bool = True,
     **kwargs,
 ):
     """Fit each candidate model by SVI and rank them by their log evidence.
@@ -823,6 +1074,14 @@ def select(
         not dropped by successive halving (they cost little), candidates are.
         Vectorized and sequential restarts draw different random numbers, so
         their results differ within Monte Carlo error; each is reproducible.
+    symmetrize : bool
+        Estimate the final ELBO and IWAE bound of a candidate whose model is
+        invariant under relabelling (a mixture, checked numerically) with its
+        guide symmetrized over the label permutations (:func:`label_symmetry`):
+        a unimodal guide covers one of the ``K!`` copies of each posterior
+        mode, and without it the bounds of a ``K``-component candidate fall
+        short by up to ``log K!``, which biases the selection towards small
+        ``K``. ``result.symmetrized`` says which candidates were.
     on_error : {"keep", "raise"}
         What a candidate whose model raises (or whose ELBO becomes non-finite)
         does to the sweep. ``"keep"`` (default): the other candidates are
@@ -873,6 +1132,16 @@ def select(
     if bad or not evidence:
         raise InputError(f"evidence must be a subset of {list(EVIDENCE_METHODS)}, got {evidence}")
     _check_lr(lr, "lr")
+    data_init = {}
+    for j, (name, cand) in enumerate(cands):
+        if cand.guide is None and cand.guide_factory is None and cand.init is None:
+            try:
+                init = mixture_init(cand.model, *args, **kwargs)
+            except Exception:  # noqa: BLE001 - a model that raises fails later, named
+                init = None
+            if init is not None:
+                cands[j] = (name, dataclasses.replace(cand, init=init))
+        data_init[name] = cands[j][1].init is not None and cand.init is None
     for name, cand in cands:
         if cand.lr is not None:
             _check_lr(cand.lr, f"candidate {name!r}: lr")
@@ -924,6 +1193,7 @@ def select(
         iwae_repeats,
         rung_particles=min(100, elbo_particles),
         num_restarts=num_restarts,
+        symmetrize=bool(symmetrize),
     )
     tasks = {(i, r): None for i in range(len(cands)) for r in range(num_restarts)}
     state = {key: {"losses": [], "seconds": 0.0, "state": None} for key in tasks}
@@ -1046,6 +1316,11 @@ def select(
         },
     )
     result.vectorized_restarts = {name: i in vectorized for i, (name, _) in enumerate(cands)}
+    result.data_init = data_init
+    result.symmetrized = {
+        name: any(state[(i, r)].get("symmetrized", False) for r in range(num_restarts))
+        for i, (name, _) in enumerate(cands)
+    }
     result.not_vectorized = not_vectorized
     result.restart_elbos = {
         name: [state[(i, r)].get("rung_elbo", math.nan) for r in range(num_restarts)]

@@ -1,0 +1,199 @@
+"""select() on users' own enumerated models: data-aware inits and label-symmetrized evidence."""
+
+import itertools
+import math
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.infer import config_enumerate
+from pyro.infer.autoguide import AutoNormal
+from pyro.infer.autoguide.initialization import init_to_value
+
+from pyrostruct.infer.evidence import log_importance_weights
+from pyrostruct.selection import select
+from pyrostruct.selection.select import label_symmetry, mixture_init
+
+TUTORIAL_DATA = torch.tensor([0.0, 1.0, 10.0, 11.0, 12.0])
+
+
+def tutorial_gmm(K, loc_prior=None):
+    """The model of Pyro's Gaussian mixture tutorial (``locs[assignment]`` indexing)."""
+
+    @config_enumerate
+    def model(data):
+        weights = pyro.sample("weights", dist.Dirichlet(0.5 * torch.ones(K)))
+        scale = pyro.sample("scale", dist.LogNormal(0.0, 2.0))
+        with pyro.plate("components", K):
+            locs = pyro.sample(
+                "locs", dist.Normal(loc_prior if loc_prior is not None else 0.0, 10.0)
+            )
+        with pyro.plate("data", len(data)):
+            assignment = pyro.sample("assignment", dist.Categorical(weights))
+            pyro.sample("obs", dist.Normal(locs[assignment], scale), obs=data)
+
+    return model
+
+
+def user_gmm(K):
+    """A 2-D mixture as a user writes it: Dirichlet, Normal locs, LogNormal scales, locs[z]."""
+
+    @config_enumerate
+    def model(data):
+        n, d = data.shape
+        weights = pyro.sample("weights", dist.Dirichlet(torch.ones(K)))
+        with pyro.plate("components", K):
+            locs = pyro.sample("locs", dist.Normal(torch.zeros(d), 10.0).to_event(1))
+            scales = pyro.sample("scales", dist.LogNormal(torch.zeros(d), 1.0).to_event(1))
+        with pyro.plate("data", n):
+            z = pyro.sample("z", dist.Categorical(weights))
+            pyro.sample("obs", dist.Normal(locs[z], scales[z]).to_event(1), obs=data)
+
+    return model
+
+
+CENTERS = torch.tensor([[0.0, 0.0], [8.0, 0.0], [0.0, 8.0]])
+
+
+def blobs(n=300, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randint(3, (n,), generator=g)
+    return CENTERS[z] + torch.randn(n, 2, generator=g), z
+
+
+def exact_tutorial_log_evidence(K, data=TUTORIAL_DATA, alpha=0.5, loc_scale=10.0):
+    """log p(data | K): the 2^n..K^n assignments summed, weights and locations integrated in
+    closed form (Dirichlet-multinomial, Gaussian), the scale by quadrature on log-scale."""
+    data = data.double()
+    n = len(data)
+    log_s = torch.linspace(-12.0, 8.0, 4001, dtype=torch.float64)
+    s = log_s.exp()
+    log_prior = dist.Normal(0.0, 2.0).log_prob(log_s) + math.log(float(log_s[1] - log_s[0]))
+    a = torch.full((K,), alpha, dtype=torch.float64)
+    terms = []
+    for z in itertools.product(range(K), repeat=n):
+        z = torch.tensor(z)
+        counts = torch.bincount(z, minlength=K).double()
+        lw = torch.lgamma(a.sum()) - torch.lgamma(a.sum() + n)
+        lw = lw + (torch.lgamma(a + counts) - torch.lgamma(a)).sum()
+        ll = torch.zeros_like(s)
+        for k in range(K):
+            xs = data[z == k]
+            if len(xs):
+                cov = s[:, None, None] ** 2 * torch.eye(len(xs), dtype=torch.float64)
+                cov = cov + loc_scale**2 * torch.ones(len(xs), len(xs), dtype=torch.float64)
+                ll = ll + dist.MultivariateNormal(
+                    torch.zeros(len(xs), dtype=torch.float64), cov
+                ).log_prob(xs)
+        terms.append(lw + torch.logsumexp(ll + log_prior, 0))
+    return float(torch.logsumexp(torch.stack(terms), 0))
+
+
+def test_exact_evidence_of_one_component_matches_direct_quadrature():
+    # K = 1: no assignment to sum; x ~ N(0, s^2 I + 100 11^T) integrated over s directly
+    log_s = torch.linspace(-12.0, 8.0, 20001, dtype=torch.float64)
+    n = len(TUTORIAL_DATA)
+    cov = log_s.exp()[:, None, None] ** 2 * torch.eye(n, dtype=torch.float64) + 100.0
+    ll = dist.MultivariateNormal(torch.zeros(n, dtype=torch.float64), cov).log_prob(
+        TUTORIAL_DATA.double()
+    )
+    direct = torch.logsumexp(ll + dist.Normal(0.0, 2.0).log_prob(log_s), 0) + math.log(1e-3)
+    assert exact_tutorial_log_evidence(1) == pytest.approx(float(direct), abs=1e-4)
+
+
+# --- data-aware initialization --------------------------------------------------------------
+
+
+def test_mixture_init_puts_locations_on_the_clusters():
+    x, z = blobs()
+    init = mixture_init(user_gmm(3), x)
+    assert init is not None
+    values = init((x,), {}, np.random.default_rng(0))
+    assert set(values) == {"weights", "locs", "scales"}
+    assert values["locs"].shape == (3, 2) and values["scales"].shape == (3, 2)
+    assert torch.cdist(CENTERS, values["locs"]).min(1).values.max() < 0.5
+    assert (values["scales"] > 0.5).all() and (values["scales"] < 2.0).all()
+    assert values["weights"].sum() == pytest.approx(1.0)
+    # another seed, another seeding of the same clusters
+    other = init((x,), {}, np.random.default_rng(1))["locs"]
+    assert torch.cdist(CENTERS, other).min(1).values.max() < 0.5
+
+
+def test_mixture_init_on_the_tutorial_model_and_not_on_others():
+    values = mixture_init(tutorial_gmm(2), TUTORIAL_DATA)(
+        (TUTORIAL_DATA,), {}, np.random.default_rng(0)
+    )
+    assert sorted(values["locs"].tolist()) == pytest.approx([0.5, 11.0])
+    assert 0.3 < float(values["scale"]) < 1.5  # pooled within-cluster sd, not the data's (5.2)
+
+    def no_discrete(data):
+        loc = pyro.sample("loc", dist.Normal(0.0, 10.0))
+        with pyro.plate("data", len(data)):
+            pyro.sample("obs", dist.Normal(loc, 1.0), obs=data)
+
+    assert mixture_init(no_discrete, TUTORIAL_DATA) is None
+
+
+# --- label symmetry ---------------------------------------------------------------------------
+
+
+def _guide_at(model, locs, init_scale=0.02):
+    pyro.clear_param_store()
+    guide = AutoNormal(
+        pyro.poutine.block(model, hide=["assignment"]),
+        init_loc_fn=init_to_value(values={"locs": locs, "weights": torch.tensor([0.4, 0.6])}),
+        init_scale=init_scale,
+    )
+    guide(TUTORIAL_DATA)
+    return guide
+
+
+def test_label_symmetry_of_separated_modes_is_log_two():
+    model = tutorial_gmm(2)
+    guide = _guide_at(model, torch.tensor([0.5, 11.0]))
+    correction = label_symmetry(model, guide, (TUTORIAL_DATA,), {}, 1)
+    assert correction is not None
+    pyro.set_rng_seed(0)
+    plain = log_importance_weights(model, guide, TUTORIAL_DATA, num_particles=50)
+    pyro.set_rng_seed(0)
+    symmetric = log_importance_weights(
+        model, guide, TUTORIAL_DATA, num_particles=50, guide_correction=correction
+    )
+    assert torch.allclose(symmetric - plain, torch.full((50,), math.log(2.0)), atol=1e-3)
+
+
+def test_label_symmetry_of_overlapping_modes_is_smaller():
+    model = tutorial_gmm(2)
+    guide = _guide_at(model, torch.tensor([5.0, 5.0]), init_scale=1.0)  # components alike
+    correction = label_symmetry(model, guide, (TUTORIAL_DATA,), {}, 1)
+    pyro.set_rng_seed(0)
+    plain = log_importance_weights(model, guide, TUTORIAL_DATA, num_particles=50)
+    pyro.set_rng_seed(0)
+    symmetric = log_importance_weights(
+        model, guide, TUTORIAL_DATA, num_particles=50, guide_correction=correction
+    )
+    gain = symmetric - plain  # log q(z) - log q_sym(z) <= log 2, as q_sym >= q / 2
+    assert (gain <= math.log(2.0) + 1e-5).all() and (gain < math.log(2.0) - 0.05).all()
+
+
+def test_no_label_symmetry_without_exchangeable_components():
+    model = tutorial_gmm(2, loc_prior=torch.tensor([0.0, 10.0]))  # the labels mean something
+    guide = _guide_at(model, torch.tensor([0.5, 11.0]))
+    assert label_symmetry(model, guide, (TUTORIAL_DATA,), {}, 1) is None
+
+
+# --- acceptance: select on the GMM tutorial's data ---------------------------------------------
+
+
+@pytest.mark.slow
+def test_select_on_the_tutorial_gmm_matches_the_exact_posterior_over_k():
+    exact = np.array([exact_tutorial_log_evidence(K) for K in range(1, 5)])
+    exact_probs = np.exp(exact - np.logaddexp.reduce(exact))
+    result = select({K: tutorial_gmm(K) for K in range(1, 5)}, TUTORIAL_DATA, seed=0)
+    probs = result.posterior_probs.to_numpy()
+    assert np.abs(probs - exact_probs).max() < 0.1, (probs, exact_probs)
+    assert int(np.argmin(probs)) == 0  # K = 1 ranked last
+    assert all(result.data_init.values())
+    assert result.symmetrized == {1: False, 2: True, 3: True, 4: True}
