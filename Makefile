@@ -13,7 +13,10 @@ define run_pytest
 	$(PYTEST) $(1); rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; exit $$rc
 endef
 
-.PHONY: venv demo test test-all bench bench-quick lint format clean
+VENV_MIN := .venv-min
+STAMP_MIN := $(VENV_MIN)/.installed
+
+.PHONY: venv demo test test-all test-min bench bench-quick lint format clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +25,14 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $@
 
 venv: $(STAMP)
+
+# The lower bound of every dependency (constraints-min.txt, checked against
+# pyproject.toml by tests/test_package.py), in a venv of its own.
+$(STAMP_MIN): pyproject.toml constraints-min.txt
+	@test -x $(VENV_MIN)/bin/python || $(PYTHON) -m venv $(VENV_MIN)
+	$(VENV_MIN)/bin/python -m pip install -q --upgrade pip
+	$(VENV_MIN)/bin/python -m pip install -q -c constraints-min.txt -e '.[dev]'
+	@touch $@
 
 demo: $(STAMP)
 	$(BIN)/python -m pyrostruct.demo
@@ -35,6 +46,10 @@ test: lint
 test-all: lint
 	$(call run_pytest,-n 2)
 
+# The fast suite on the lowest versions pyproject.toml allows (CI runs it once).
+test-min: $(STAMP_MIN)
+	$(VENV_MIN)/bin/python -m pytest -m "not slow" -n 2 -p no:cacheprovider
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
@@ -46,4 +61,4 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(VENV_MIN) build *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -33,3 +33,36 @@ def test_importing_the_package_does_not_import_torch():
     code = "import sys, pyrostruct; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _lower_bounds() -> dict[str, str]:
+    import re
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    bounds = {}
+    for requirement in project["dependencies"] + project["optional-dependencies"]["dev"]:
+        match = re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9.]+)(,.*)?", requirement.replace(" ", ""))
+        assert match, f"{requirement!r} has no lower bound"
+        bounds[match.group(1).lower()] = match.group(2)
+    return bounds
+
+
+def test_the_minimum_constraints_pin_every_lower_bound_of_pyproject():
+    """`make test-min` must test exactly the lower bounds we publish (issue 15, case 5)."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "constraints-min.txt").read_text()
+    pins = dict(
+        line.split("==") for line in text.splitlines() if line and not line.startswith("#")
+    )
+    pins = {name.lower(): version for name, version in pins.items()}
+    bounds = _lower_bounds()
+    bounds.pop("ruff")  # the linter runs in `make test` only
+    from packaging.version import Version  # a dependency of pytest
+
+    for name, version in bounds.items():
+        assert name in pins and Version(pins[name]) == Version(version), (name, pins.get(name))

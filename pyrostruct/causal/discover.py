@@ -781,13 +781,15 @@ def _check_seed(seed) -> int:
     return int(seed)
 
 
+#: torch runs fused Adam on the CPU from 2.4 on; 2.2-2.3 accept ``fused=True`` and fail at
+#: the first step.
+_FUSED_ADAM_ON_CPU = tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4)
+
+
 def _adam(groups) -> torch.optim.Adam:
     """Adam with torch's fused kernel where it runs on these tensors (CPU: torch >= 2.4;
     a step over ~30k parameters costs about a third of the unfused loop's)."""
-    try:
-        return torch.optim.Adam(groups, fused=True)
-    except (RuntimeError, TypeError):  # older torch: fused Adam is CUDA-only
-        return torch.optim.Adam(groups)
+    return torch.optim.Adam(groups, fused=_FUSED_ADAM_ON_CPU)
 
 
 @contextlib.contextmanager

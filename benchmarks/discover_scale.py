@@ -1,0 +1,81 @@
+"""Time per phase and peak memory of ``discover`` as d grows (issue 15's probe at d = 200, 400).
+
+For each d: linear Gaussian ER data (expected degree 2, n = 2000, standardized),
+``discover`` with its defaults, one thread. Reported: the phases of the result's
+``metadata["phase_seconds"]`` (``setup`` = the greedy order search and the
+least-squares start; ``training``; ``result``), the peak resident memory the call
+adds, SHD to the truth, and the work floor: one covariance matrix and one
+Cholesky factorization of it (what any score-based method on these data does
+at least once).
+
+    python benchmarks/discover_scale.py --threads 1            # d = 200, 400
+    python benchmarks/discover_scale.py --threads 1 --quick    # d = 50, 100
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from harness import Report, parse_args, peak_memory, use_exact_memory_accounting
+
+use_exact_memory_accounting()
+
+
+def floor_seconds(x: np.ndarray) -> float:
+    import torch
+
+    xt = torch.as_tensor(x, dtype=torch.float64)
+    start = time.perf_counter()
+    cov = torch.cov(xt.T)
+    torch.linalg.cholesky(cov + 1e-9 * torch.eye(cov.shape[0], dtype=torch.float64))
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    args = parse_args("discover_scale", __doc__)
+    from pyrostruct.causal import datasets, discover, metrics
+
+    sizes = (50, 100) if args.quick else (200, 400)
+    report = Report("discover_scale", quick=args.quick, command=args.command)
+    discover(datasets.make_dataset(d=10, n=200, seed=0).data, steps=5)  # warm-up (imports)
+    for d in sizes:
+        ds = datasets.make_dataset(d=d, n=2000, graph="ER", edges_per_node=2, seed=args.seed)
+        out = {}
+
+        def run(data=ds.data, out=out):
+            out["result"] = discover(data, seed=args.seed)
+
+        started = time.perf_counter()
+        peak = peak_memory(run)
+        total = time.perf_counter() - started
+        result = out["result"]
+        phases = result.metadata["phase_seconds"]
+        report.add_row(
+            {
+                "d": d,
+                "n": 2000,
+                "setup s (order search)": phases["setup"],
+                "training s": phases["training"],
+                "result s": phases["result"],
+                "total s": total,
+                "peak MiB": peak / 2**20,
+                "SHD": metrics.shd(ds.adjacency, result.adjacency),
+                "true edges": int(ds.adjacency.sum()),
+                "floor s (cov + Cholesky)": floor_seconds(ds.data.to_numpy()),
+            }
+        )
+    last = report.rows[-1]
+    report.add_note(
+        "setup is the greedy order search with the least-squares start; issue 19 is to "
+        "make it scale (it grows about as d^3 per sweep)."
+    )
+    report.write(
+        headline=f"d = {last['d']}: {last['total s']:.0f} s in all, "
+        f"{last['setup s (order search)']:.0f} s of it the order search; "
+        f"peak {last['peak MiB']:.0f} MiB"
+    )
+
+
+if __name__ == "__main__":
+    main()
