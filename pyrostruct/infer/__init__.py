@@ -35,6 +35,15 @@ __all__ += [
     "log_importance_weights",
 ]
 
+from pyrostruct.infer.enum import (  # noqa: E402
+    apply_policy,
+    enumerate_policy,
+    enumerated_sites,
+    infer_max_plate_nesting,
+)
+
+__all__ += ["apply_policy", "enumerate_policy", "enumerated_sites", "infer_max_plate_nesting"]
+
 from pyrostruct.infer.fit import FitResult, fit  # noqa: E402
 from pyrostruct.infer.rloo import TraceRLOO_ELBO  # noqa: E402
 

@@ -33,6 +33,7 @@ from typing import Any
 
 import pyro.poutine as poutine
 from pyro.infer.autoguide import AutoGuideList, AutoNormal
+from pyro.infer.autoguide.guides import prototype_hide_fn
 from pyro.infer.autoguide.utils import helpful_support_errors
 from torch.distributions import biject_to
 
@@ -135,14 +136,23 @@ class AutoStructural(AutoGuideList):
         self._part_index: dict[str, int] = {}
         super().__init__(model, create_plates=create_plates)
 
+    def _prototype_hide_fn(self, msg) -> bool:
+        # Sites marked for enumeration are summed out by TraceEnum_ELBO, not guided:
+        # hidden from the prototype (so they may even sit in sequential plates).
+        if (
+            msg["type"] == "sample"
+            and not msg["is_observed"]
+            and (msg["infer"] or {}).get("enumerate")
+        ):
+            if msg["name"] not in self.enumerated_sites:
+                self.enumerated_sites.append(msg["name"])
+            return True
+        return prototype_hide_fn(msg)
+
     def _setup_prototype(self, *args, **kwargs):
+        self.enumerated_sites = []
         super()._setup_prototype(*args, **kwargs)
-        latent = {}
-        for name, site in self.prototype_trace.iter_stochastic_nodes():
-            if site["infer"].get("enumerate"):  # summed out by TraceEnum_ELBO, not guided
-                self.enumerated_sites.append(name)
-            else:
-                latent[name] = site
+        latent = dict(self.prototype_trace.iter_stochastic_nodes())
         unknown = sorted(set(self._overrides) - set(latent))
         if unknown:
             raise ValueError(
