@@ -23,7 +23,9 @@ to :math:`y`:
   with the others at their hard values (the derivative of the multilinear
   extension :math:`\sum_{k,j} \hat y_k \hat w_j T[k, j]` at the one-hot point);
 - **one-hot and numbers**: ``F.one_hot(z, K)`` is :math:`\hat y` (a float
-  tensor, forward exactly one-hot); ``z.float()`` / ``z.double()`` /
+  tensor, forward exactly one-hot; without a live gradient it is torch's
+  ``long`` one-hot, so write ``F.one_hot(z, K).float()`` or ``.to(locs)`` as
+  for any ``Categorical`` sample); ``z.float()`` / ``z.double()`` /
   ``z.to(float_dtype)`` and any operation whose result is floating
   (``z * 0.5``) use :math:`\sum_k k\,\hat y_k`, which equals ``z`` in the
   forward pass, i.e. treat the categories as the numbers ``0..K-1``;
@@ -31,9 +33,10 @@ to :math:`y`:
   ``expand``, ``permute``, ``transpose``, ``z[..., None]``, ``z[mask]``,
   ``stack``/``cat`` of relaxed indices, ``unbind``, ...) and integer casts
   (``z.long()``, ``z.to(torch.int64)``, ``z.int()``) return relaxed indices;
-- **integer or boolean results** (``z + 1``, ``z == k``, ``z.sum()``) are
-  computed on the hard values, exactly as for a ``Categorical`` sample, and have
-  no gradient;
+- **integer or boolean results** (``z + 1``, ``z == k``, ``z.sum()``) and
+  ops that need an integer tensor (``bincount``, ``scatter_add`` with ``z`` as
+  the index, ``torch.where(z == k, a, b)``) are computed on the hard values,
+  exactly as for a ``Categorical`` sample, and have no gradient through ``z``;
 - **leaving torch** (``int(z)``, ``float(z)``, ``bool(z)``, ``z.item()``,
   ``z.tolist()``, ``z.numpy()``, ``operator.index(z)``) would cut the
   gradient silently, so it raises :class:`RelaxedValueError` naming the site
@@ -324,7 +327,10 @@ def _default(func, args, kwargs):
         and isinstance(out, torch.Tensor)
         and (out.is_floating_point() or out.is_complex())
     ):
-        soft = _plain(func, *_unwrap(args, _number_of), **_unwrap(kwargs, _number_of))
+        try:
+            soft = _plain(func, *_unwrap(args, _number_of), **_unwrap(kwargs, _number_of))
+        except (RuntimeError, TypeError, IndexError, ValueError):
+            soft = None  # the op needs an integer tensor there (bincount, scatter_add, ...)
         if isinstance(soft, torch.Tensor) and soft.shape == out.shape:
             return soft.to(out.dtype)
     if _is_tensor_with(out, lambda t: True):
