@@ -8,7 +8,7 @@ import pyro.poutine as poutine
 import pytest
 import torch
 import torch.nn.functional as F
-from pyro.infer import SVI, Predictive, Trace_ELBO, TraceGraph_ELBO
+from pyro.infer import SVI, Predictive, Trace_ELBO, TraceEnum_ELBO, TraceGraph_ELBO
 from pyro.ops.indexing import Vindex
 from pyro.optim import Adam
 
@@ -384,3 +384,26 @@ def test_hmm_transition_chain_under_relax_infers_the_unobserved_states():
     # chance is 0.5 on the unobserved steps; exact Viterbi (infer_discrete) gets 0.92 and
     # the relaxed mean-field posterior 0.92 (measured)
     assert hidden >= 0.8, hidden
+
+
+def test_relaxed_and_enumerated_indices_in_one_lookup_under_trace_enum_elbo():
+    # fit(discrete="auto") may enumerate some sites and relax others in one model
+    data = torch.tensor([0.1, 5.2, 10.3, 4.9, 0.2])
+
+    def model(data):
+        locs = torch.tensor([[0.0, 5.0], [10.0, 15.0]])
+        with pyro.plate("data", len(data)):
+            z = pyro.sample("z", dist.Categorical(torch.ones(2) / 2))
+            x = pyro.sample("x", dist.Categorical(torch.ones(2) / 2), infer={"enumerate": "parallel"})
+            pyro.sample("obs", dist.Normal(Vindex(locs)[..., z, x], 1.0), obs=data)
+
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    relaxed = relax(model)
+    guide = AutoGumbelSoftmax(relaxed)
+    svi = SVI(relaxed, guide, Adam({"lr": 0.1}), TraceEnum_ELBO(max_plate_nesting=1))
+    for _ in range(150):
+        svi.step(data)
+    probs = guide.probs(data)["z"][:, 1]
+    # only the point at 10.3 belongs to row z = 1 (measured: 0.87 against at most 0.03)
+    assert probs[2] > 0.7 and (probs[[0, 1, 3, 4]] < 0.1).all(), probs
