@@ -133,6 +133,11 @@ def relax(
       its own log-density (the model used it in non-differentiable ways only), a
       :class:`~pyrostruct.distributions.relaxed.RelaxationWarning` names the site.
 
+    A relaxed ``Categorical`` site is scored by its *categorical* log-probability
+    (with a straight-through path), so with such sites ``Trace_ELBO``'s loss is an
+    unbiased estimate of the discrete model's ELBO; ``Bernoulli`` and
+    ``OneHotCategorical`` sites are scored by their Concrete densities.
+
     Order of handlers: put ``relax`` *outside* ``poutine.condition``
     (``relax(poutine.condition(model, data))``) so that conditioned sites are seen
     as observed. A per-site ``infer={"relax_hard": True}`` overrides ``hard``.
