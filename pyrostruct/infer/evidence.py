@@ -57,6 +57,7 @@ from pyro.infer.traceenum_elbo import _compute_model_factors
 from pyro.ops.contract import contract_to_tensor
 from pyro.ops.rings import LogRing
 from pyro.poutine.enum_messenger import EnumMessenger
+from pyro.poutine.util import site_is_subsample
 
 __all__ = [
     "EvidenceEstimate",
@@ -205,12 +206,20 @@ def _sum_to(packed_tensor: torch.Tensor, keep: str | None) -> torch.Tensor:
 
 
 def _log_weights_once(
-    model, guide, args, kwargs, max_plate_nesting, num_particles, trace=None, vmap_safe=False
+    model,
+    guide,
+    args,
+    kwargs,
+    max_plate_nesting,
+    num_particles,
+    trace=None,
+    vmap_safe=False,
+    detach=True,
 ):
     """One run of guide and model; returns log weights of shape (num_particles,) or ().
 
     ``vmap_safe`` uses the enumeration messenger and contraction ring that run
-    under :func:`torch.func.vmap`.
+    under :func:`torch.func.vmap`; ``detach=False`` keeps the autograd graph.
     """
     vectorized = num_particles is not None
     nesting = max_plate_nesting + (1 if vectorized else 0)
@@ -250,7 +259,7 @@ def _log_weights_once(
     for site in guide_trace.nodes.values():
         if site["type"] == "sample":
             total = total - _sum_to(site["packed"]["log_prob"], keep)
-    return total.detach()
+    return total.detach() if detach else total
 
 
 def _guide_draws(guide, args, kwargs, max_plate_nesting, num_particles):
@@ -263,7 +272,11 @@ def _guide_draws(guide, args, kwargs, max_plate_nesting, num_particles):
     rng = pyro.util.get_rng_state()
     template = poutine.trace(guide).get_trace(*args, **kwargs)  # shapes only: same draws after
     pyro.util.set_rng_state(rng)
-    names = [n for n, site in template.nodes.items() if site["type"] == "sample"]
+    names = [
+        n
+        for n, site in template.nodes.items()
+        if site["type"] == "sample" and not site_is_subsample(site)  # plates redo those
+    ]
     try:
         with pyro.plate(_PARTICLES, num_particles, dim=-(max_plate_nesting + 1)):
             batched = poutine.trace(guide).get_trace(*args, **kwargs)

@@ -319,7 +319,150 @@ def mixture_init(model: Callable, *args, **kwargs) -> Callable | None:
 _MAX_FULL_GROUP = 720  # symmetrize over all K! permutations up to K = 6
 
 
+class _MeanField:
+    """A snapshot of an :class:`~pyro.infer.autoguide.AutoNormal`: per latent site its
+    ``loc`` and ``scale`` (unconstrained) and the bijection to the site's support.
+
+    ``log_density(values)`` is the guide's log density at constrained values
+    with any number of leading batch dims: ``sum_site log N(T^{-1} v; loc, scale)
+    - log |det dT/du|``, as ``AutoNormal`` computes it.
+    """
+
+    def __init__(self, guide) -> None:
+        from torch.distributions import biject_to
+
+        self.sites = {}
+        for name, site in guide.prototype_trace.iter_stochastic_nodes():
+            loc, scale = guide._get_loc_and_scale(name)
+            transform = biject_to(site["fn"].support)
+            self.sites[name] = (loc.detach(), scale.detach(), transform, site["value"].dim())
+
+    def log_density(self, values: dict, name: str) -> torch.Tensor:
+        loc, scale, transform, dim = self.sites[name]
+        value = values[name]
+        batch = value.shape[: value.dim() - dim]
+        u = transform.inv(value)
+        log_q = dist.Normal(loc, scale).log_prob(u).reshape(*batch, -1).sum(-1)
+        return log_q - transform.log_abs_det_jacobian(u, value).reshape(*batch, -1).sum(-1)
+
+
+@dataclasses.dataclass
+class _LabelSymmetry:
+    """Relabellings that leave a model's joint density unchanged: the ``K``-sized
+    ``axes`` of each site, permuted together by each row of ``perms``."""
+
+    k: int
+    axes: dict
+    perms: torch.Tensor
+    log_group_size: float
+
+    def permute(self, values: dict) -> dict:
+        """``{site: (G, S, *shape)}``: each permutation applied to ``{site: (S, *shape)}``."""
+        g, out = len(self.perms), {}
+        for name, value in values.items():
+            batched = value.unsqueeze(0).expand(g, *value.shape)
+            for a in self.axes.get(name, ()):
+                shape = [g] + [1] * value.dim()
+                shape[a + 2] = self.k
+                index = self.perms.reshape(shape).expand(batched.shape)
+                batched = batched.gather(a + 2, index)
+            out[name] = batched
+        return out
+
+
 @torch.no_grad()
+def _find_label_symmetry(model, guide, args, kwargs, max_plate_nesting) -> _LabelSymmetry | None:
+    """A mixture-like model's label symmetry, checked numerically (:func:`label_symmetry`)."""
+    import itertools
+
+    from pyro.infer.autoguide import AutoNormal as _AutoNormal
+
+    from pyrostruct.infer.evidence import _log_weights_once
+
+    if not isinstance(guide, _AutoNormal):
+        return None
+    with poutine.block():
+        model_trace = poutine.trace(model).get_trace(*args, **kwargs)
+        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+    sizes = {_support_size(model_trace.nodes[n]["fn"]) for n in _discrete_sites(model_trace)}
+    if len(sizes) != 1 or None in sizes or next(iter(sizes)) < 2:
+        return None
+    (k,) = sizes
+    latent = {
+        name: guide_trace.nodes[name]["value"]
+        for name, _ in guide.prototype_trace.iter_stochastic_nodes()
+        if name in guide_trace.nodes
+    }
+
+    def empty(*a, **kw):
+        pass
+
+    def log_joint(values):
+        conditioned = poutine.condition(model, data=values)
+        with pyro.validation_enabled(False):
+            lw = _log_weights_once(conditioned, empty, args, kwargs, max_plate_nesting, None)
+        return float(lw)
+
+    base = log_joint(latent)
+    if not math.isfinite(base):
+        return None
+    all_axes = {n: [a for a, size in enumerate(v.shape) if size == k] for n, v in latent.items()}
+    checks = torch.stack([torch.tensor([1, 0] + list(range(2, k))), torch.roll(torch.arange(k), 1)])
+    for option in [
+        {n: a for n, a in all_axes.items() if a},
+        {n: a[:1] for n, a in all_axes.items() if a},
+    ]:
+        if not option:
+            continue
+        trial = _LabelSymmetry(k, option, checks, 0.0)
+        permuted = trial.permute({n: v.unsqueeze(0) for n, v in latent.items()})
+        values = [log_joint({n: v[g, 0] for n, v in permuted.items()}) for g in range(2)]
+        if all(abs(v - base) <= 1e-4 * (1 + abs(base)) for v in values):
+            if math.factorial(k) <= _MAX_FULL_GROUP:
+                perms = list(itertools.permutations(range(k)))
+            else:
+                perms = [
+                    p
+                    for p in itertools.permutations(range(k))
+                    if sum(i != j for i, j in enumerate(p)) <= 3
+                ]
+            return _LabelSymmetry(k, option, torch.tensor(perms), math.lgamma(k + 1))
+    return None
+
+
+def _mixture_correction(
+    components: list, log_weights: torch.Tensor, own: int, symmetry: _LabelSymmetry | None
+) -> Callable:
+    """``draws -> log q_mix(z) - log q_own(z)`` for the proposal
+
+    .. math::
+
+        q_{\\mathrm{mix}}(z) = \\sum_r \\alpha_r \\frac{1}{|G|} \\sum_{\\pi \\in G} q_r(\\pi z)
+
+    of mean-field snapshots ``components`` (:class:`_MeanField`) with weights
+    ``exp(log_weights)`` (normalized), symmetrized over the label permutations
+    ``G`` of ``symmetry`` (none: ``G`` is the identity).
+    """
+    log_alpha = log_weights - torch.logsumexp(log_weights, 0)
+
+    def correction(draws):
+        names = list(components[own].sites)
+        fixed = [n for n in names if symmetry is None or n not in symmetry.axes]
+        moved = [n for n in names if symmetry is not None and n in symmetry.axes]
+        permuted = symmetry.permute({n: draws[n] for n in moved}) if moved else {}
+        terms = []
+        for r, comp in enumerate(components):
+            total = sum((comp.log_density(draws, n) for n in fixed), torch.zeros(()))
+            if moved:  # (G, S): log q_r at every relabelling of the draws
+                total = total + sum(comp.log_density(permuted, n) for n in moved)
+                total = torch.logsumexp(total, 0) - symmetry.log_group_size
+            terms.append(log_alpha[r] + total)
+        own_density = sum(components[own].log_density(draws, n) for n in names)
+        return torch.logsumexp(torch.stack(terms), 0) - own_density
+
+    return correction
+
+
 def label_symmetry(model, guide, args, kwargs, max_plate_nesting: int) -> Callable | None:
     """The correction that symmetrizes an :class:`~pyro.infer.autoguide.AutoNormal` guide
     over the label permutations of a mixture-like model, or ``None``.
@@ -353,100 +496,10 @@ def label_symmetry(model, guide, args, kwargs, max_plate_nesting: int) -> Callab
     permutations that move at most three labels (the others contribute
     nothing unless three or more components are nearly interchangeable).
     """
-    import itertools
-
-    from pyro.infer.autoguide import AutoNormal as _AutoNormal
-    from torch.distributions import biject_to
-
-    from pyrostruct.infer.evidence import _log_weights_once
-
-    if not isinstance(guide, _AutoNormal):
+    symmetry = _find_label_symmetry(model, guide, args, kwargs, max_plate_nesting)
+    if symmetry is None:
         return None
-    with poutine.block():
-        model_trace = poutine.trace(model).get_trace(*args, **kwargs)
-        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-    sizes = {_support_size(model_trace.nodes[n]["fn"]) for n in _discrete_sites(model_trace)}
-    if len(sizes) != 1 or None in sizes or next(iter(sizes)) < 2:
-        return None
-    (k,) = sizes
-    proto = guide.prototype_trace
-    latent = {
-        name: guide_trace.nodes[name]["value"]
-        for name, site in proto.iter_stochastic_nodes()
-        if name in guide_trace.nodes
-    }
-
-    def log_joint(values):
-        def empty(*a, **kw):
-            pass
-
-        conditioned = poutine.condition(model, data=values)
-        with pyro.validation_enabled(False):
-            return float(
-                _log_weights_once(conditioned, empty, args, kwargs, max_plate_nesting, None)
-            )
-
-    def permute(values, axes, perm):
-        out = dict(values)
-        for name, site_axes in axes.items():
-            v = out[name]
-            for a in site_axes:
-                v = v.index_select(a, perm)
-            out[name] = v
-        return out
-
-    all_axes = {n: [a for a, size in enumerate(v.shape) if size == k] for n, v in latent.items()}
-    options = [
-        {n: a for n, a in all_axes.items() if a},
-        {n: a[:1] for n, a in all_axes.items() if a},
-    ]
-    base = log_joint(latent)
-    if not math.isfinite(base):
-        return None
-    checks = [torch.tensor([1, 0] + list(range(2, k))), torch.roll(torch.arange(k), 1)]
-    axes = None
-    for option in options:
-        if not option or (axes is not None):
-            continue
-        ok = True
-        for perm in checks:
-            value = log_joint(permute(latent, option, perm))
-            if not abs(value - base) <= 1e-4 * (1 + abs(base)):
-                ok = False
-                break
-        if ok:
-            axes = option
-    if axes is None:
-        return None
-    if math.factorial(k) <= _MAX_FULL_GROUP:
-        perms = list(itertools.permutations(range(k)))
-    else:
-        perms = [
-            p for p in itertools.permutations(range(k)) if sum(i != j for i, j in enumerate(p)) <= 3
-        ]
-    perms = torch.tensor(perms)
-    log_group = math.lgamma(k + 1)
-
-    def correction(draws):
-        total = 0.0
-        for name, site_axes in axes.items():
-            value = draws[name]  # (S, *shape)
-            batched = value.unsqueeze(0).expand(len(perms), *value.shape)
-            for a in site_axes:  # index axis a + 2 of (G, S, *shape) by each row's permutation
-                shape = [len(perms)] + [1] * (value.dim())
-                shape[a + 2] = k
-                index = perms.reshape(shape).expand(batched.shape)
-                batched = batched.gather(a + 2, index)
-            loc, scale = guide._get_loc_and_scale(name)
-            transform = biject_to(proto.nodes[name]["fn"].support)
-            u = transform.inv(batched)
-            log_q = dist.Normal(loc, scale).log_prob(u).reshape(len(perms), len(value), -1).sum(-1)
-            ldj = transform.log_abs_det_jacobian(u, batched)
-            total = total + log_q - ldj.reshape(len(perms), len(value), -1).sum(-1)
-        identity = int(((perms == torch.arange(k)).all(-1)).nonzero()[0, 0])
-        return torch.logsumexp(total, 0) - log_group - total[identity]
-
-    return correction
+    return _mixture_correction([_MeanField(guide)], torch.zeros(1), 0, symmetry)
 
 
 def _build(cand: Candidate, args, kwargs, init_values, restart: int):
@@ -498,6 +551,7 @@ class _Context:
     rung_particles: int
     num_restarts: int = 1
     symmetrize: bool = True
+    vmap_restarts: frozenset = frozenset()  # vectorized candidates whose model needs vmap
 
 
 def _run_task(ctx: _Context, payload: dict) -> dict:
@@ -541,21 +595,27 @@ def _optimizer(ctx: _Context, cand: Candidate) -> ClippedAdam:
     return ClippedAdam({"lr": lr, "lrd": 0.1 ** (1.0 / max(ctx.steps, 1)), "clip_norm": 10.0})
 
 
-def _evidence(ctx: _Context, payload: dict, model, guide, mpn: int) -> dict:
+def _evidence(ctx: _Context, payload: dict, model, guide, mpn: int, others=()) -> dict:
     """ELBO (rung or final particles) and, at the end, the IWAE bound of a plain model/guide.
 
-    The final estimates use the guide symmetrized over label permutations
-    when the model is invariant under them (:func:`label_symmetry`) and
-    ``ctx.symmetrize`` is on; the rung estimates, which only rank restarts
-    and drive successive halving, do not.
+    The final ELBO is that of the kept restart's guide, symmetrized over label
+    permutations when the model is invariant under them (:func:`label_symmetry`,
+    ``ctx.symmetrize``). The final IWAE bound uses as proposal the mixture of
+    every fitted restart's (symmetrized) guide, ``others`` being the restarts
+    besides the kept one, weighted by ``exp(ELBO_r)``; see
+    :func:`_mixture_iwae`. The rung estimates, which rank restarts and drive
+    successive halving, use the plain guide.
     """
     out = {}
     particles = ctx.elbo_particles if payload["final"] else ctx.rung_particles
     with pyro.validation_enabled(False):
-        correction = None
+        symmetry = None
         if payload["final"] and ctx.symmetrize:
-            correction = label_symmetry(model, guide, ctx.args, ctx.kwargs, mpn)
-        out["symmetrized"] = correction is not None
+            symmetry = _find_label_symmetry(model, guide, ctx.args, ctx.kwargs, mpn)
+        out["symmetrized"] = symmetry is not None
+        correction = None
+        if symmetry is not None:
+            correction = _mixture_correction([_MeanField(guide)], torch.zeros(1), 0, symmetry)
         est = elbo_estimate(
             model,
             guide,
@@ -567,18 +627,95 @@ def _evidence(ctx: _Context, payload: dict, model, guide, mpn: int) -> dict:
         )
         out["elbo"], out["elbo_se"] = est.value, est.se
         if payload["final"] and payload["iwae"]:
-            iw = iwae_estimate(
+            mixable = isinstance(guide, AutoNormal) and all(
+                isinstance(g, AutoNormal) for g, _, _ in others
+            )
+            if others and mixable:
+                store = pyro.get_param_store()
+                own = (guide, store.get_state(), payload.get("own_elbo", est.value))
+                out.update(_mixture_iwae(ctx, model, [own, *others], symmetry, mpn))
+            else:
+                iw = iwae_estimate(
+                    model,
+                    guide,
+                    *ctx.args,
+                    num_particles=ctx.iwae_particles,
+                    num_repeats=ctx.iwae_repeats,
+                    max_plate_nesting=mpn,
+                    guide_correction=correction,
+                    **ctx.kwargs,
+                )
+                out["iwae"], out["iwae_se"], out["ess"] = iw.value, iw.se, iw.ess
+                out["iwae_restarts"] = 1
+    return out
+
+
+def _mixture_iwae(ctx: _Context, model, restarts: list, symmetry, mpn: int) -> dict:
+    """The IWAE bound with the restarts' guides as a stratified mixture proposal.
+
+    With ``restarts = [(guide_r, params_r, ELBO_r)]`` (AutoNormal guides, each
+    living in its own parameter-store state), the proposal is
+
+    .. math::
+
+        q_{\\mathrm{mix}} = \\sum_r \\alpha_r\\, q_{r,\\mathrm{sym}}, \\qquad
+        \\alpha_r \\propto e^{\\mathrm{ELBO}_r},
+
+    (restarts with ``alpha_r < 0.01`` left out), each group of ``K`` particles
+    holds ``m_r ~ alpha_r K`` draws from each ``q_r`` (at least one), and a
+    group's estimate is the stratified one, ``log sum_r alpha_r mean_{k in r}
+    w_k`` with ``w = p(x, z) / q_mix(z)``, unbiased for ``p(x)`` before the log
+    (multiple importance sampling, Veach & Guibas 1995; Owen & Zhou, "Safe
+    and effective importance sampling", 2000). Restarts that reached
+    different posterior modes (different clusterings of a small data set,
+    say) then all count towards the evidence, which a single unimodal guide
+    misses; restarts at the same mode cost nothing but particles.
+    """
+    from pyrostruct.infer.evidence import effective_sample_size, log_importance_weights
+
+    elbos = torch.tensor([float(e) for _, _, e in restarts])
+    keep = (elbos - elbos.max()).exp() / (elbos - elbos.max()).exp().sum() >= 0.01
+    restarts = [r for r, k in zip(restarts, keep.tolist()) if k]
+    elbos = elbos[keep]
+    log_alpha = elbos - torch.logsumexp(elbos, 0)
+    k = ctx.iwae_particles
+    raw = log_alpha.exp() * k
+    counts = torch.clamp(raw.floor(), min=1).long()
+    while counts.sum() < k:  # largest remainders first
+        counts[int(torch.argmax(raw - counts))] += 1
+    while counts.sum() > k and (counts > 1).any():
+        counts[int(torch.argmax(counts))] -= 1
+    store = pyro.get_param_store()
+    snapshots = []
+    for guide, params, _ in restarts:
+        with store.scope(params):
+            snapshots.append(_MeanField(guide))
+    group_terms, all_lw = [], []
+    for r, (guide, params, _) in enumerate(restarts):
+        correction = _mixture_correction(snapshots, log_alpha, r, symmetry)
+        with store.scope(params):
+            lw = log_importance_weights(
                 model,
                 guide,
                 *ctx.args,
-                num_particles=ctx.iwae_particles,
-                num_repeats=ctx.iwae_repeats,
+                num_particles=int(counts[r]) * ctx.iwae_repeats,
                 max_plate_nesting=mpn,
                 guide_correction=correction,
                 **ctx.kwargs,
-            )
-            out["iwae"], out["iwae_se"], out["ess"] = iw.value, iw.se, iw.ess
-    return out
+            ).reshape(ctx.iwae_repeats, int(counts[r]))
+        if not bool(torch.isfinite(lw).all()):
+            raise ValueError("iwae: non-finite log importance weights in the mixture proposal")
+        group_terms.append(log_alpha[r] + torch.logsumexp(lw, -1) - math.log(int(counts[r])))
+        all_lw.append(lw + log_alpha[r] - math.log(int(counts[r])))
+    bounds = torch.logsumexp(torch.stack(group_terms), 0)
+    se = float(bounds.std() / math.sqrt(len(bounds))) if len(bounds) > 1 else math.nan
+    ess = float(effective_sample_size(torch.cat(all_lw, -1)).mean())
+    return {
+        "iwae": float(bounds.mean()),
+        "iwae_se": se,
+        "ess": ess,
+        "iwae_restarts": len(restarts),
+    }
 
 
 def _check_finite_loss(name, value) -> None:
@@ -626,9 +763,28 @@ def _run_sequential(ctx: _Context, payload: dict) -> dict:
             "enumerated": enumerated,
             "max_plate_nesting": mpn,
         }
-        result.update(_evidence(ctx, payload, model, guide, mpn))
+        others = _other_restarts(ctx, payload, cand) if payload["final"] else []
+        result.update(_evidence(ctx, payload, model, guide, mpn, others))
     result["seconds"] = time.perf_counter() - tic
     return result
+
+
+def _other_restarts(ctx: _Context, payload: dict, cand: Candidate) -> list:
+    """``[(guide, param store state, rung ELBO)]`` of a candidate's other fitted restarts."""
+    out = []
+    for restart, params, elbo in payload.get("others", ()):
+        with pyro.get_param_store().scope():
+            if payload["vectorized"]:
+                _, guide, _, _ = _slice_restart(
+                    cand, ctx.args, ctx.kwargs, payload["state"]["params"], restart
+                )
+            else:
+                _, guide, _, _, _ = _build(cand, ctx.args, ctx.kwargs, None, restart)
+                pyro.get_param_store().set_state(params)
+                with poutine.block(), torch.no_grad():
+                    guide(*ctx.args, **ctx.kwargs)
+            out.append((guide, pyro.get_param_store().get_state(), elbo))
+    return out
 
 
 def _run_vectorized(ctx: _Context, payload: dict) -> dict:
@@ -660,7 +816,8 @@ def _run_vectorized(ctx: _Context, payload: dict) -> dict:
                 "enumerated": enumerated,
                 "max_plate_nesting": mpn,
             }
-            result.update(_evidence(ctx, payload, model, guide, mpn))
+            others = _other_restarts(ctx, payload, cand)
+            result.update(_evidence(ctx, payload, model, guide, mpn, others))
         result["seconds"] = time.perf_counter() - tic
         return result
     inits = None
@@ -675,7 +832,10 @@ def _run_vectorized(ctx: _Context, payload: dict) -> dict:
         warnings.simplefilter("ignore", LowESSWarning)
         pyro.set_rng_seed(_derived_seed(ctx.seed, index, _VECTORIZED_STREAM, start))
         model, guide, enumerated, mpn = _build_vectorized(
-            cand, ctx.args, ctx.kwargs, inits, num_restarts
+            cand, ctx.args, ctx.kwargs, inits, num_restarts, vmap=index in ctx.vmap_restarts
+        )
+        log_weights = (
+            _vmap_restart_log_weights if index in ctx.vmap_restarts else _restart_log_weights
         )
         optim = _optimizer(ctx, cand)
         if payload["state"] is not None:
@@ -699,11 +859,7 @@ def _run_vectorized(ctx: _Context, payload: dict) -> dict:
         with pyro.validation_enabled(False), torch.no_grad():
             while done < ctx.rung_particles:
                 size = min(chunk, ctx.rung_particles - done)
-                lws.append(
-                    _restart_log_weights(
-                        model, guide, ctx.args, ctx.kwargs, mpn, num_restarts, size
-                    )
-                )
+                lws.append(log_weights(model, guide, ctx.args, ctx.kwargs, mpn, num_restarts, size))
                 done += size
         lw = torch.cat(lws)
         if not bool(torch.isfinite(lw).all()):
@@ -834,8 +990,101 @@ def _restart_init(inits, num_restarts):
     return init_fn
 
 
-def _build_vectorized(cand: Candidate, args, kwargs, inits, num_restarts: int):
-    """Restart-vectorized model and AutoNormal guide of a candidate (no user guide)."""
+class _VmapRestarts:
+    """The restarts of an AutoNormal guide, stacked, for models that do not broadcast.
+
+    The parameter store holds each AutoNormal parameter of the plain model's
+    guide with a leading restart dim (restart ``r``'s slice built from its own
+    initialization, as :func:`_build` would); ``sites`` maps each latent site
+    to its bijection, the names of its ``loc`` and ``scale`` parameters and
+    its unconstrained shape. See :func:`_vmap_restart_log_weights`.
+    """
+
+    def __init__(self, sites: dict) -> None:
+        self.sites = sites
+
+
+def _build_vmap_restarts(cand: Candidate, args, kwargs, inits, num_restarts: int):
+    """Fill the current parameter store with ``num_restarts`` stacked AutoNormal guides."""
+    from torch.distributions import biject_to
+
+    store = pyro.get_param_store()
+    states = []
+    for r in range(num_restarts):
+        with store.scope():
+            model, guide, _, _, _ = _build(
+                cand, args, kwargs, inits[r] if inits is not None else None, r
+            )
+            with poutine.block(), torch.no_grad():
+                guide(*args, **kwargs)
+            states.append(store.get_state())
+    params = {
+        key: torch.stack([st["params"][key].detach() for st in states]).requires_grad_()
+        for key in states[0]["params"]
+    }
+    store.set_state({"params": params, "constraints": states[0]["constraints"]})
+    sites = {}
+    for name, site in guide.prototype_trace.iter_stochastic_nodes():
+        loc_key = next(k for k in params if k.endswith(f".locs.{name}"))
+        scale_key = next(k for k in params if k.endswith(f".scales.{name}"))
+        sites[name] = (biject_to(site["fn"].support), loc_key, scale_key, site["value"].shape)
+    return model, _VmapRestarts(sites)
+
+
+def _empty_guide(*args, **kwargs) -> None:
+    pass
+
+
+def _vmap_restart_log_weights(
+    model, guide: _VmapRestarts, args, kwargs, max_plate_nesting, num_restarts, num_particles=None,
+    detach=True,
+) -> torch.Tensor:  # fmt: skip
+    """:func:`_restart_log_weights` for models that do not broadcast over a restart plate.
+
+    Each restart's guide is the mean-field normal of :class:`~pyro.infer.autoguide.AutoNormal`
+    (``u ~ N(loc_r, scale_r)``, ``z = T(u)``, ``log q = log N(u) - log|det dT/du|``),
+    computed batched over restarts (and particles); the model's log joint
+    ``log p(x, z)``, enumerated sites summed out, is computed per (particle,
+    restart) under :func:`torch.func.vmap`, so model code such as ``locs[z]``
+    runs as written. Shape ``(num_restarts,)`` or ``(num_particles, num_restarts)``.
+    """
+    from pyrostruct.infer.evidence import _log_weights_once
+
+    lead = (num_restarts,) if num_particles is None else (num_particles, num_restarts)
+    values, log_q = {}, torch.zeros(lead)
+    for name, (transform, loc_key, scale_key, shape) in guide.sites.items():
+        loc, scale = pyro.param(loc_key), pyro.param(scale_key)  # (R, *unconstrained shape)
+        u = loc + scale * torch.randn(lead + loc.shape[1:])
+        z = transform(u)
+        log_q = log_q + dist.Normal(loc, scale).log_prob(u).reshape(*lead, -1).sum(-1)
+        log_q = log_q - transform.log_abs_det_jacobian(u, z).reshape(*lead, -1).sum(-1)
+        values[name] = z.reshape(-1, *shape)
+
+    def log_joint(vals):
+        conditioned = poutine.condition(model, data=vals)
+        return _log_weights_once(
+            conditioned, _empty_guide, args, kwargs, max_plate_nesting, None, vmap_safe=True,
+            detach=False,
+        )  # fmt: skip
+
+    with pyro.validation_enabled(False):
+        log_p = torch.func.vmap(log_joint, randomness="error")(values).reshape(lead)
+    lw = log_p - log_q
+    return lw.detach() if detach else lw
+
+
+def _build_vectorized(cand: Candidate, args, kwargs, inits, num_restarts: int, vmap=False):
+    """Restart-vectorized model and AutoNormal guide of a candidate (no user guide).
+
+    With ``vmap``, the plain model and a :class:`_VmapRestarts` guide whose
+    stacked parameters this call puts in the current parameter store.
+    """
+    if vmap:
+        with poutine.block(), torch.no_grad():
+            trace = poutine.trace(cand.model).get_trace(*args, **kwargs)
+        discrete = _discrete_sites(trace)
+        model, guide = _build_vmap_restarts(cand, args, kwargs, inits, num_restarts)
+        return model, guide, _is_enumerated(trace, discrete), _max_plate_nesting(trace)
     with poutine.block(), torch.no_grad():
         trace = poutine.trace(cand.model).get_trace(*args, **kwargs)
     discrete = _discrete_sites(trace)
@@ -855,8 +1104,11 @@ def _vectorized_step(model, guide, optim, args, kwargs, mpn, num_restarts) -> to
     Restarts share no parameter and Adam's update is elementwise, so each
     restart follows the same path as if it were fitted alone (up to its random draws).
     """
+    log_weights = (
+        _vmap_restart_log_weights if isinstance(guide, _VmapRestarts) else _restart_log_weights
+    )
     with poutine.trace(param_only=True) as capture:
-        lw = _restart_log_weights(model, guide, args, kwargs, mpn, num_restarts, detach=False)
+        lw = log_weights(model, guide, args, kwargs, mpn, num_restarts, detach=False)
         (-lw.sum()).backward()
     params = {site["value"].unconstrained() for site in capture.trace.nodes.values()}
     optim(params)
@@ -864,15 +1116,20 @@ def _vectorized_step(model, guide, optim, args, kwargs, mpn, num_restarts) -> to
     return lw.detach()
 
 
-def _not_vectorizable(cand: Candidate, args, kwargs, num_restarts: int) -> str | None:
+def _not_vectorizable(
+    cand: Candidate, args, kwargs, num_restarts: int, vmap_ok=True, vmap_used=None
+) -> str | None:
     """Why the candidate's restarts cannot run as one vectorized SVI fit, or ``None``.
 
     Checks a user guide, ``pyro.param`` sites in the model (they would be shared
     by the restarts), latent sites with batch dims outside declared plates, and
-    that the model broadcasts correctly over an extra batch dim (the log weight
-    of a vectorized run equals that of a plain run on the same values, see
-    :func:`pyrostruct.infer.evidence._vectorization_ok`); then runs one
-    vectorized loss evaluation.
+    whether the model broadcasts correctly over an extra batch dim (the log
+    weight of a vectorized run equals that of a plain run on the same values,
+    see :func:`pyrostruct.infer.evidence._vectorization_ok`). A model that
+    does not (``locs[z]`` indexing, say) is vectorized with :func:`torch.func.vmap`
+    instead (:func:`_vmap_restart_log_weights`) unless ``vmap_ok`` is false;
+    ``vmap_used`` (a list) receives whether it was. Then runs one vectorized
+    loss evaluation.
     """
     if cand.guide is not None or cand.guide_factory is not None:
         return "it has its own guide"
@@ -902,19 +1159,25 @@ def _not_vectorizable(cand: Candidate, args, kwargs, num_restarts: int) -> str |
                 if site["value"].dim() - site["fn"].event_dim > mpn:
                     return f"site {site['name']!r} has batch dims outside its plates"
             model, guide, _, _, _ = _build(cand, args, kwargs, None, 0)
-            if not _vectorization_ok(model, guide, args, kwargs, mpn):
+            vmap = not _vectorization_ok(model, guide, args, kwargs, mpn)
+            if vmap and not vmap_ok:
                 return "its model does not broadcast over an extra batch dim"
-            model_v, guide_v, _, _ = _build_vectorized(cand, args, kwargs, None, num_restarts)
-            lw = _restart_log_weights(model_v, guide_v, args, kwargs, mpn, num_restarts)
-            lw2 = _restart_log_weights(model_v, guide_v, args, kwargs, mpn, num_restarts, 2)
+            model_v, guide_v, _, _ = _build_vectorized(
+                cand, args, kwargs, None, num_restarts, vmap=vmap
+            )
+            log_weights = _vmap_restart_log_weights if vmap else _restart_log_weights
+            lw = log_weights(model_v, guide_v, args, kwargs, mpn, num_restarts)
+            lw2 = log_weights(model_v, guide_v, args, kwargs, mpn, num_restarts, 2)
             if lw.shape != (num_restarts,) or lw2.shape != (2, num_restarts):
                 return "the vectorized log weights have the wrong shape"
             if not bool(torch.isfinite(lw).all()):
                 return "the vectorized log weights are not finite"
+            if vmap_used is not None:
+                vmap_used.append(vmap)
     except InputError:
         raise
     except _SHAPE_ERRORS as e:
-        return f"a vectorized run failed ({type(e).__name__}: {e})"
+        return f"a vectorized run failed ({type(e).__name__}: {str(e).splitlines()[0]})"
     finally:
         pyro.util.set_rng_state(rng_state)
     return None
@@ -1159,12 +1422,15 @@ def select(
         )
 
     # which candidates fit their restarts as one vectorized SVI run
-    vectorized, not_vectorized = set(), {}
+    vectorized, not_vectorized, vmap_restarts = set(), {}, set()
     failures: dict[int, dict] = {}  # candidate index -> _failure() record
     if num_restarts > 1 and vectorize_restarts is not False:
         for i, (name, cand) in enumerate(cands):
             try:
-                reason = _not_vectorizable(cand, args, kwargs, num_restarts)
+                used: list = []
+                reason = _not_vectorizable(cand, args, kwargs, num_restarts, vmap_used=used)
+                if reason is None and used[0]:
+                    vmap_restarts.add(i)
             except InputError:
                 raise
             except Exception as e:  # noqa: BLE001 - the model raised: this candidate fails
@@ -1194,6 +1460,7 @@ def select(
         rung_particles=min(100, elbo_particles),
         num_restarts=num_restarts,
         symmetrize=bool(symmetrize),
+        vmap_restarts=frozenset(vmap_restarts),
     )
     tasks = {(i, r): None for i in range(len(cands)) for r in range(num_restarts)}
     state = {key: {"losses": [], "seconds": 0.0, "state": None} for key in tasks}
@@ -1260,6 +1527,15 @@ def select(
             else _payload(i, r, steps, steps, True, evidence, state[(i, r)]["state"])
             for i, r in keys
         ]
+        for payload in payloads:  # the other restarts join the IWAE proposal (_evidence)
+            i, r = payload["index"], payload["restart"]
+            payload["others"] = [
+                (j, None if i in vectorized else state[(i, j)]["state"]["params"],
+                 state[(i, j)]["elbo"])
+                for j in range(num_restarts)
+                if j != r and (i, j) in alive and math.isfinite(state[(i, j)].get("elbo", math.nan))
+            ]  # fmt: skip
+            payload["own_elbo"] = state[(i, r)]["elbo"]
 
         def tick(payload, out):
             if bar is not None:

@@ -506,8 +506,8 @@ def test_user_guide_falls_back_to_sequential_restarts(conjugate, normal_data):
         select(cands, normal_data, steps=5, vectorize_restarts="yes")
 
 
-def test_models_that_do_not_broadcast_fall_back(normal_data):
-    def plain_indexing(y):  # mu[0] drops the restart dim: silently wrong when vectorized
+def test_models_that_do_not_broadcast_are_vmapped_or_fall_back(conjugate, normal_data):
+    def plain_indexing(y):  # mu[0] drops the restart dim of a plate: vmap runs it as written
         mu = pyro.sample("mu", dist.Normal(torch.zeros(2), 1.0).to_event(1))
         with pyro.plate("data", len(y)):
             pyro.sample("y", dist.Normal(mu[0], 1.0), obs=y)
@@ -521,15 +521,19 @@ def test_models_that_do_not_broadcast_fall_back(normal_data):
     r = select(
         {"idx": plain_indexing, "param": with_param},
         normal_data,
-        steps=30,
+        steps=300,
         num_restarts=2,
         halving=None,
         evidence=("elbo",),
         **FAST,
     )
-    assert r.vectorized_restarts == {"idx": False, "param": False}
-    assert "broadcast" in r.not_vectorized["idx"]
+    assert r.vectorized_restarts == {"idx": True, "param": False}
     assert "pyro.param" in r.not_vectorized["param"]
+    # mu[1] does not touch the data: the evidence is the conjugate one with prior scale 1
+    _, exact_fn = conjugate
+    t = r.table.set_index("candidate")
+    assert abs(t.loc["idx"].elbo - exact_fn(normal_data, 1.0)) < 0.1
+    assert all(len(v) == 2 and v[0] != v[1] for v in [r.restart_elbos["idx"]])
 
 
 def test_candidate_lr_must_be_finite(conjugate, normal_data):
