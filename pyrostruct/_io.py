@@ -30,7 +30,17 @@ __all__ = [
     "atomic_save",
     "check_output_paths",
     "check_finite_json",
+    "figure_format",
+    "save_figure",
 ]
+
+#: Figure formats by file suffix, and the metadata that keeps each file the same
+#: from run to run (PDF and SVG otherwise stamp the creation date).
+_FIGURE_FORMATS = {
+    ".png": {},
+    ".pdf": {"CreationDate": None, "ModDate": None},
+    ".svg": {"Date": None},
+}
 
 
 def _umask() -> int:
@@ -108,6 +118,29 @@ def atomic_save(path: str | os.PathLike, obj: Any) -> None:
 
     with atomic_open(path, "wb") as f:
         torch.save(obj, f)
+
+
+def figure_format(path: str | os.PathLike, *, flag: str = "figure") -> str:
+    """``"png"``, ``"pdf"`` or ``"svg"`` from ``path``'s suffix; :class:`InputError` (naming
+    ``flag``) otherwise."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in _FIGURE_FORMATS:
+        raise InputError(
+            f"{flag} {os.fspath(path)}: cannot tell the figure format from "
+            f"{suffix or 'a name without suffix'!r}; name the file .png, .pdf or .svg"
+        )
+    return suffix[1:]
+
+
+def save_figure(fig, path: str | os.PathLike, **savefig_kwargs: Any) -> None:
+    """Save a matplotlib figure atomically, in the format its suffix names, reproducibly
+    (no time stamps in the file: same figure, same bytes)."""
+    import matplotlib
+
+    fmt = figure_format(path)
+    # svg.hashsalt: SVG element ids are random otherwise
+    with matplotlib.rc_context({"svg.hashsalt": "pyrostruct"}), atomic_open(path, "wb") as f:
+        fig.savefig(f, format=fmt, metadata=_FIGURE_FORMATS[f".{fmt}"], **savefig_kwargs)
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -85,3 +85,33 @@ def test_write_errors_name_the_users_path_not_a_temporary_file(tmp_path):
     with pytest.raises(OSError, match=r"cannot write .*file/out.json") as info:
         atomic_write_json(blocker / "out.json", {})
     assert ".tmp" not in str(info.value)
+
+
+@pytest.mark.parametrize("suffix, magic", [(".png", b"\x89PNG"), (".pdf", b"%PDF"), (".svg", b"<?xml")])
+def test_figures_take_their_format_from_the_suffix_and_are_reproducible(tmp_path, suffix, magic):
+    """Found beyond issue 15's list: --plot graph.pdf wrote PNG bytes into a .pdf file."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pyrostruct._io import save_figure
+
+    files = []
+    for i in range(2):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [1, 0])
+        path = tmp_path / f"f{i}{suffix}"
+        save_figure(fig, path)
+        plt.close(fig)
+        files.append(path.read_bytes())
+    assert files[0].startswith(magic) and files[0] == files[1]
+
+
+@pytest.mark.parametrize("name", ["graph.jpg", "graph", "graph.png.txt"])
+def test_unknown_figure_formats_are_refused(name):
+    from pyrostruct._io import figure_format
+    from pyrostruct.errors import InputError
+
+    with pytest.raises(InputError, match=r"--plot .*name the file .png, .pdf or .svg"):
+        figure_format(name, flag="--plot")

@@ -74,7 +74,7 @@ import torch
 from pyro.infer import Trace_ELBO
 
 from pyrostruct import __version__
-from pyrostruct._io import atomic_open, atomic_save, atomic_write_json
+from pyrostruct._io import atomic_save, atomic_write_json, save_figure
 from pyrostruct.causal.collapsed import (
     CollapsedOrderVI,
     improve_order,
@@ -398,7 +398,8 @@ class CausalResult:
     def plot(self, path: str | os.PathLike | None = None, *, ax=None, min_probability=None):
         """Draw the consensus graph (edge width and darkness = probability).
 
-        ``path`` writes a PNG atomically. Returns the matplotlib ``Figure``.
+        ``path`` writes the figure atomically, as PNG, PDF or SVG by its suffix
+        (the same bytes for the same result). Returns the matplotlib ``Figure``.
         """
         import matplotlib
 
@@ -432,8 +433,7 @@ class CausalResult:
         ax.set_title(f"consensus DAG ({graph.number_of_edges()} edges, width = P(edge))")
         ax.set_axis_off()
         if path is not None:
-            with atomic_open(path, "wb") as f:
-                fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
+            save_figure(fig, path, dpi=110, bbox_inches="tight")
         return fig
 
     # -- persistence ----------------------------------------------------------

@@ -26,7 +26,8 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     )
     add_csv_arguments(parser)
     parser.add_argument("--out", required=True, metavar="graph.json", help="output JSON file")
-    parser.add_argument("--plot", metavar="graph.png", help="also draw the consensus DAG (PNG)")
+    parser.add_argument("--plot", metavar="graph.png",
+                        help="also draw the consensus DAG (.png, .pdf or .svg)")  # fmt: skip
     parser.add_argument("--sem", choices=["linear", "mlp"], default="linear",
                         help="structural equations (default: linear)")  # fmt: skip
     parser.add_argument("--dag", choices=["order", "smooth"], default="order",
@@ -64,7 +65,7 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pyrostruct._io import check_output_paths
+    from pyrostruct._io import check_output_paths, figure_format
     from pyrostruct.causal.discover import discover
     from pyrostruct.data import read_csv
 
@@ -72,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         {"DATA.csv": args.data},
         {"--out": args.out, "--plot": args.plot, "--checkpoint": args.checkpoint},
     )
+    if args.plot:
+        figure_format(args.plot, flag="--plot")
     exclude = [args.intervention_column] if args.intervention_column else []
     frame = read_csv(args.data, exclude=exclude, sep=args.sep, decimal=args.decimal)
     result = discover(

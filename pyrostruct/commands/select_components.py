@@ -31,7 +31,8 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--min", type=positive_int, default=1, metavar="K",
                         help="smallest count to try (1)")  # fmt: skip
     parser.add_argument("--out", required=True, metavar="table.csv", help="output CSV table")
-    parser.add_argument("--plot", metavar="evidence.png", help="also plot the evidence (PNG)")
+    parser.add_argument("--plot", metavar="evidence.png",
+                        help="also plot the evidence (.png, .pdf or .svg)")  # fmt: skip
     parser.add_argument("--executor", choices=["serial", "process", "ray"], default="serial",
                         help="where the fits run (serial)")  # fmt: skip
     parser.add_argument("--workers", type=positive_int, help="workers for process/ray")
@@ -47,7 +48,7 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pyrostruct._io import check_output_paths
+    from pyrostruct._io import check_output_paths, figure_format
     from pyrostruct.data import read_csv
     from pyrostruct.errors import InputError
     from pyrostruct.selection.families import select_components
@@ -55,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
     if args.min > args.max:
         raise InputError(f"--min {args.min} is larger than --max {args.max}")
     check_output_paths({"DATA.csv": args.data}, {"--out": args.out, "--plot": args.plot})
+    if args.plot:
+        figure_format(args.plot, flag="--plot")
     frame = read_csv(args.data, sep=args.sep, decimal=args.decimal)
     result = select_components(
         frame,

@@ -292,6 +292,7 @@ def test_a_data_column_as_intervention_column_is_refused(tmp_path, capsys):
         (["--out", "g.json", "--checkpoint", "g.json"], "--out and --checkpoint name the same"),
         (["--out", "{data}/g.json"], "is not a directory"),
         (["--out", "."], "is a directory"),
+        (["--out", "g.json", "--plot", "g.jpg"], "--plot g.jpg: cannot tell the figure format"),
     ],
 )
 def test_output_paths_that_would_lose_data_are_refused_before_any_work(
