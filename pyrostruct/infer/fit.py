@@ -97,10 +97,11 @@ class FitResult(_FitResultFields):
         global latents fixed by the guide:
 
         - ``temperature=0``: the global latents at the guide's median
-          (``guide.median()``; the MAP for ``AutoDelta``) and the joint MAP
-          :math:`rg\max_z p(z \mid x, \hat	heta)` of the enumerated sites;
-        - ``temperature=1``: one posterior sample, :math:`	heta \sim q(	heta)`
-          then :math:`z \sim p(z \mid x, 	heta)`; call repeatedly for more.
+          (``guide.median()``; the MAP for ``AutoDelta``; a guide sample when the
+          guide has no median) and the joint MAP
+          :math:`\arg\max_z p(z \mid x, \hat\theta)` of the enumerated sites;
+        - ``temperature=1``: one posterior sample, :math:`\theta \sim q(\theta)`
+          then :math:`z \sim p(z \mid x, \theta)`; call repeatedly for more.
 
         :param args, kwargs: the model's arguments; none given: the data of the fit.
             New data of the same structure classifies new points (as in Pyro's
@@ -134,8 +135,14 @@ class FitResult(_FitResultFields):
         nesting = self.max_plate_nesting
         if nesting is None:
             nesting = infer_max_plate_nesting(self.model, *args, **kwargs)
+        median = None
         if temperature == 0 and hasattr(self.guide, "median"):
-            fixed = poutine.condition(self.model, data=self.guide.median(*args, **kwargs))
+            try:
+                median = self.guide.median(*args, **kwargs)
+            except NotImplementedError:  # a part without a median: use a guide sample
+                median = None
+        if median is not None:
+            fixed = poutine.condition(self.model, data=median)
         else:
             guide_trace = poutine.trace(self.guide).get_trace(*args, **kwargs)
             fixed = poutine.replay(self.model, trace=guide_trace)
