@@ -364,8 +364,10 @@ print(table.to_string(index=False))
 # hidden states come back exactly, jointly (Viterbi-like MAP), from
 # `infer_discrete`. The relaxed fit guides every `x_t` with its own mean-field
 # Concrete posterior: one distribution per sequence and time step, no coupling
-# between neighbours, and a temperature bias; it learns slower and, with
-# $T \times$ sequences latent sites to guide, runs slower too.
+# between neighbours, and a temperature bias; in the full-size run it reached a
+# lower ELBO (about 18 nats below) and a lower state accuracy (0.973 against
+# 0.996) in the same number of steps. The times are wall-clock seconds of one
+# run on a shared CPU: compare them within a table, not across machines.
 #
 # ## 3. When to choose which
 #
