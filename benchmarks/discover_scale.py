@@ -25,7 +25,7 @@ use_exact_memory_accounting()
 def floor_seconds(x: np.ndarray) -> float:
     import torch
 
-    xt = torch.as_tensor(x, dtype=torch.float64)
+    xt = torch.as_tensor(np.array(x), dtype=torch.float64)
     start = time.perf_counter()
     cov = torch.cov(xt.T)
     torch.linalg.cholesky(cov + 1e-9 * torch.eye(cov.shape[0], dtype=torch.float64))

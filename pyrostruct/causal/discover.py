@@ -364,15 +364,15 @@ class CausalResult:
             raise InputError(f"n must be >= 1, got {n}")
         return self._draw(int(n), seed).astype(np.int64)
 
-    def _draw(self, n: int, seed: int | None) -> np.ndarray:
-        """:meth:`sample_dags` as booleans ``(n, d, d)``."""
+    def _draw(self, n: int, seed: int | None, tick=None) -> np.ndarray:
+        """:meth:`sample_dags` as booleans ``(n, d, d)`` (``tick``: see ``_equivalent_members``)."""
         with torch.random.fork_rng():
             if seed is not None:
                 torch.manual_seed(seed)
             samples = self._distribution().sample((n,)).numpy() != 0
             if self.equivalence_class:
                 rng = np.random.default_rng(int(torch.randint(2**62, ())))
-                samples = _equivalent_members(samples, rng)
+                samples = _equivalent_members(samples, rng, tick)
         return samples
 
     def to_inference_data(self, num_samples: int = 500, *, seed: int | None = 0):
@@ -1148,7 +1148,16 @@ class _Run:
             equivalence_class=bool(average),
         )
         if average:  # 0/1 draws: the standard deviation is sqrt(p (1 - p))
-            p = result._draw(num, config["seed"]).mean(0)
+            bar = None
+            if self.progress:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=num, desc="equivalence classes", unit="DAG", leave=False)
+            try:
+                p = result._draw(num, config["seed"], None if bar is None else bar.update).mean(0)
+            finally:
+                if bar is not None:
+                    bar.close()
             result.edge_probs = p
             result.edge_probs_stderr = np.sqrt(p * (1.0 - p) / num)
         return result

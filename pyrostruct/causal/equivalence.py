@@ -331,8 +331,9 @@ def sample_equivalent_dags(dags, rng: np.random.Generator | int | None = None) -
     return _equivalent_members(dags, np.random.default_rng(rng)).astype(np.int64)
 
 
-def _equivalent_members(dags: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """:func:`sample_equivalent_dags` of checked boolean DAGs ``(S, d, d)``, as booleans."""
+def _equivalent_members(dags: np.ndarray, rng: np.random.Generator, tick=None) -> np.ndarray:
+    """:func:`sample_equivalent_dags` of checked boolean DAGs ``(S, d, d)``, as booleans;
+    ``tick(1)`` is called after each DAG (a progress bar's ``update``)."""
     s = dags.shape[0]
     first: dict[bytes, int] = {}
     inverse = np.empty(s, dtype=np.int64)
@@ -343,4 +344,6 @@ def _equivalent_members(dags: np.ndarray, rng: np.random.Generator) -> np.ndarra
     out = np.empty(dags.shape, dtype=bool)
     for k, u in enumerate(inverse):
         out[k] = _member(*parts[u], sampler, rng)
+        if tick is not None:
+            tick(1)
     return out

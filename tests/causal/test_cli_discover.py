@@ -385,6 +385,7 @@ def test_order_search_shows_progress_and_a_resumed_run_says_so(tmp_path, capsys,
     assert cli.main(argv) == 0
     err = capsys.readouterr().err
     assert "discover: resuming from step 200 of 220" in err
+    assert "equivalence classes" in err  # the result phase's bar
     full = tmp_path / "full.json"
     monkeypatch.undo()
     assert cli.main(["discover", str(path), "--out", str(full), "--steps", "220", "--quiet"]) == 0
