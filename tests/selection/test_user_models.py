@@ -191,9 +191,75 @@ def test_no_label_symmetry_without_exchangeable_components():
 def test_select_on_the_tutorial_gmm_matches_the_exact_posterior_over_k():
     exact = np.array([exact_tutorial_log_evidence(K) for K in range(1, 5)])
     exact_probs = np.exp(exact - np.logaddexp.reduce(exact))
-    result = select({K: tutorial_gmm(K) for K in range(1, 5)}, TUTORIAL_DATA, seed=0)
+    # 8 restarts (vectorized by vmap) reach several clusterings of the 5 points, and
+    # 1000 IWAE particles spread over the restarts' mixture proposal
+    result = select(
+        {K: tutorial_gmm(K) for K in range(1, 5)}, TUTORIAL_DATA, num_restarts=8,
+        iwae_particles=1000, seed=0,
+    )  # fmt: skip
     probs = result.posterior_probs.to_numpy()
     assert np.abs(probs - exact_probs).max() < 0.1, (probs, exact_probs)
     assert int(np.argmin(probs)) == 0  # K = 1 ranked last
     assert all(result.data_init.values())
     assert result.symmetrized == {1: False, 2: True, 3: True, 4: True}
+    assert all(result.vectorized_restarts.values())
+
+
+# --- the restarts' guides as one mixture proposal --------------------------------------------
+
+
+def _folded(y):  # y_i ~ N(|mu|, 1): the posterior of mu has two mirror modes
+    mu = pyro.sample("mu", dist.Normal(0.0, 3.0))
+    with pyro.plate("data", len(y)):
+        pyro.sample("y", dist.Normal(mu.abs(), 1.0), obs=y)
+
+
+def _folded_exact(y):
+    mu = torch.linspace(-15.0, 15.0, 60001, dtype=torch.float64)
+    ll = dist.Normal(mu.abs()[:, None], 1.0).log_prob(y.double()).sum(-1)
+    joint = ll + dist.Normal(0.0, 3.0).log_prob(mu)
+    return float(torch.logsumexp(joint, 0) + math.log(float(mu[1] - mu[0])))
+
+
+def test_mixture_of_restarts_covers_both_modes():
+    from pyrostruct.selection.select import _Context, _mixture_iwae
+
+    y = 2.0 + torch.randn(20, generator=torch.Generator().manual_seed(0))
+    store = pyro.get_param_store()
+    restarts = []
+    for mode in [2.0, -2.0]:
+        with store.scope():
+            guide = AutoNormal(
+                _folded, init_loc_fn=init_to_value(values={"mu": torch.tensor(mode)}),
+                init_scale=1 / math.sqrt(20),
+            )  # fmt: skip
+            guide(y)
+            restarts.append((guide, store.get_state(), -40.0))
+    ctx = _Context([], (y,), {}, 1, 0.1, 0, 10, 500, 10, 10)
+    exact = _folded_exact(y)
+    pyro.set_rng_seed(0)
+    one = _mixture_iwae(ctx, _folded, restarts[:1], None, 1)
+    pyro.set_rng_seed(0)
+    both = _mixture_iwae(ctx, _folded, restarts, None, 1)
+    assert one["iwae_restarts"] == 1 and both["iwae_restarts"] == 2
+    assert one["iwae"] == pytest.approx(exact - math.log(2.0), abs=0.1)  # one mode of two
+    assert both["iwae"] == pytest.approx(exact, abs=0.1)
+    assert both["iwae"] - one["iwae"] > 0.5
+
+
+# --- restarts of locs[z] models run vectorized (vmap) ------------------------------------------
+
+
+def test_user_gmm_restarts_are_vectorized_and_pick_the_right_k():
+    x, _ = blobs(n=150, seed=1)
+    r = select(
+        {K: user_gmm(K) for K in [1, 2, 3, 4]}, x, steps=200, num_restarts=2, halving=None,
+        elbo_particles=100, iwae_particles=20, iwae_repeats=4,
+    )  # fmt: skip
+    assert r.vectorized_restarts == {1: True, 2: True, 3: True, 4: True}
+    assert r.not_vectorized == {}
+    assert r.best == 3
+    locs = r.posterior(3).median()["locs"]
+    assert torch.cdist(CENTERS, locs).min(1).values.max() < 0.5
+    # each restart started from its own k-means++ seeding and reports its own ELBO
+    assert all(len(set(v)) == 2 for v in r.restart_elbos.values())
