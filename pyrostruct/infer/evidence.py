@@ -509,7 +509,7 @@ def elbo_estimate(
 
     The ELBO is a lower bound on ``log p(x)``; the gap is ``KL(q || p(z | x))``
     (Jordan et al., "An introduction to variational methods for graphical
-    models", 1999).
+    models", 1999). ``guide_correction``: see :func:`log_importance_weights`.
 
     Examples
     --------
@@ -563,6 +563,7 @@ def iwae_estimate(
     ``ess`` is the mean over groups of ``(sum w)^2 / sum w^2``; when it is below
     ``ess_warning * K`` a :class:`LowESSWarning` says the bound is loose (the guide
     is too narrow for the posterior, typical of over-parameterized candidates).
+    ``guide_correction``: see :func:`log_importance_weights`.
     """
     _check_positive_int(num_repeats, "num_repeats")
     _check_positive_int(num_particles, "num_particles")

@@ -37,9 +37,26 @@ grows with ``R``: 4 restarts of a K = 1..8 mixture sweep at n = 1000 cost about
 weights of the traces summed over every dim but the restart plate (discrete
 sites summed out by tensor contraction, with the restart plate kept); the best
 restart is sliced out into an ordinary guide of the original model, so evidence
-estimates, posteriors and ArviZ export see a plain fit. Candidates with their
-own guide, or whose model does not broadcast over the extra batch dim, fit their
-restarts one by one (``vectorize_restarts``).
+estimates, posteriors and ArviZ export see a plain fit. A model that does not
+broadcast over the extra batch dim (``locs[z]`` indexing of an enumerated
+assignment: plain indexing acts on the leftmost dim, which the restart plate
+would occupy) is vectorized with :func:`torch.func.vmap` instead: the
+restarts' AutoNormal parameters are stacked, the mean-field draws and their
+log densities computed batched, and the model's log joint (enumerated sites
+summed out) per restart under ``vmap``, so the model runs as written
+(:func:`_vmap_restart_log_weights`). Candidates with their own guide, or that
+neither way vectorizes, fit their restarts one by one (``vectorize_restarts``).
+
+User models with a discrete assignment get a data-aware initialization
+(:func:`mixture_init`: k-means++ centers for the component locations, a
+different seeding per restart) when no ``init`` is given. Their evidence
+accounts for label switching (:func:`label_symmetry`): the final ELBO is that
+of the kept restart's guide symmetrized over the label permutations (when the
+model is checked to be invariant under them), and the final IWAE bound uses
+every fitted restart, symmetrized, as one mixture proposal (:func:`_mixture_iwae`),
+so that restarts which found different posterior modes all count.
+
+A candidate that raises while fitting is reported, not fatal: see ``on_error``.
 
 Successive halving (Jamieson & Talwalkar, "Non-stochastic best arm
 identification and hyperparameter optimization", AISTATS 2016) saves compute:
