@@ -142,3 +142,25 @@ def test_fit_with_a_given_guide_on_an_enumerated_model():
     result = fit(gmm, DATA, guide=guide, steps=5)
     assert isinstance(result.elbo, TraceEnum_ELBO)
     assert result.discrete_policy == {"k": "enumerate"}
+
+
+def test_auto_guide_policy_leaves_override_sites_alone():
+    def model(data):
+        p = pyro.sample("p", dist.Beta(2.0, 2.0))
+        with pyro.plate("data", len(data)):
+            z = pyro.sample("z", dist.Bernoulli(p))
+            pyro.sample("x", dist.Normal(3.0 * z, 0.5), obs=data)
+
+    guide = auto_guide(model, discrete="auto", overrides={"p": AutoNormal})
+    guide(DATA)
+    assert guide.discrete_policy == {"z": "enumerate"}
+    assert guide.site_parts == {"p": "override"}
+
+
+def test_fit_names_a_discrete_site_it_can_neither_enumerate_nor_relax():
+    def model(data):
+        n = pyro.sample("n", dist.Poisson(3.0))
+        pyro.sample("x", dist.Normal(n, 1.0), obs=data)
+
+    with pytest.raises(ValueError, match="'n'"):
+        fit(model, torch.tensor(2.0), steps=1)
