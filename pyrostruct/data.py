@@ -213,8 +213,17 @@ def check_table(
         names = [str(c) for c in data.columns]
         _check_unique_names(names, source=name)
         _check_shape(data.shape, min_rows, min_cols, name)
+        columns = {}
         for j, col in enumerate(data.columns):
             column = data.iloc[:, j]
+            if column.dtype == object and all(_is_number(v) for v in column):
+                column = column.astype(np.float64)  # numbers held as Python objects
+            columns[j] = column
+            if pd.api.types.is_complex_dtype(column):
+                raise InputError(
+                    f"{name}: column {str(col)!r} holds complex numbers; pass real parts, "
+                    "imaginary parts or magnitudes as columns of their own"
+                )
             if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
                 row = next((i for i, v in enumerate(column) if not _is_number(v)), None)
                 found = ""
@@ -224,10 +233,19 @@ def check_table(
                     f"{name}: column {str(col)!r} is not numeric{found}; "
                     "encode it as numbers or drop it"
                 )
-        array = data.to_numpy(dtype=np.float64)
+        array = (
+            np.stack([c.to_numpy(dtype=np.float64, na_value=np.nan) for c in columns.values()], 1)
+            if columns
+            else data.to_numpy(dtype=np.float64)
+        )
     else:
         if hasattr(data, "detach"):  # torch.Tensor
             data = data.detach().cpu().numpy()
+        if np.ma.is_masked(data):
+            raise InputError(
+                f"{name}: the masked array has masked entries; fill them (array.filled(...)) "
+                "or drop those rows first"
+            )
         array = np.asarray(data)
         if array.dtype.kind not in "iuf":
             raise InputError(f"{name}: expected a numeric array, got dtype {array.dtype}")

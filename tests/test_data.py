@@ -83,3 +83,36 @@ def test_read_csv_missing_file_and_missing_column(tmp_path):
     path.write_text("x,y\n1,2\n")
     with pytest.raises(InputError, match="no column named 'regime'"):
         read_csv(path, exclude=["regime"])
+
+
+def test_odd_but_numeric_frames_are_read_exactly():
+    """Found beyond issue 15's list: numbers held as objects were refused; nullable types."""
+    frame = pd.DataFrame(
+        {
+            "obj": pd.Series([1.0, 2, 3.5], dtype=object),
+            "int64": pd.array([1, 2, 3], dtype="Int64"),
+            "f32": np.array([0.5, 1.5, 2.5], dtype=np.float32),
+        }
+    )
+    array, names = check_table(frame)
+    assert names == ["obj", "int64", "f32"] and array.dtype == np.float64
+    np.testing.assert_array_equal(array, [[1, 1, 0.5], [2, 2, 1.5], [3.5, 3, 2.5]])
+
+
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        (pd.DataFrame({"a": np.arange(4) * 1j, "b": np.arange(4.0)}), "column 'a' holds complex"),
+        (pd.DataFrame({"a": pd.array([1, None, 3, 4], dtype="Int64"), "b": np.arange(4.0)}),
+         r"column 'a' contains a missing value \(NaN\) \(row 1\)"),
+        (np.ma.masked_array(np.random.default_rng(0).random((4, 2)), mask=np.eye(4, 2, dtype=bool)),
+         "masked entries"),
+        (pd.DataFrame({"a": pd.Series([1.0, "x", 2.0], dtype=object), "b": np.arange(3.0)}),
+         r"column 'a' is not numeric \(found 'x', row 1\)"),
+    ],
+    ids=["complex (imaginary part silently dropped before)", "nullable NA",
+         "masked array (mask silently ignored before)", "mixed object column"],
+)  # fmt: skip
+def test_values_that_would_be_silently_changed_are_refused(data, match):
+    with pytest.raises(InputError, match=match):
+        check_table(data)
