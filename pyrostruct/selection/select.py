@@ -97,6 +97,7 @@ from pyro.optim import ClippedAdam
 from pyro.poutine.util import site_is_subsample
 
 from pyrostruct.errors import InputError
+from pyrostruct.infer.enum import _support_size
 from pyrostruct.infer.evidence import (
     LowESSWarning,
     _vectorization_ok,
@@ -233,15 +234,6 @@ def _is_enumerated(trace, discrete) -> bool:
         site["type"] == "sample" and site["infer"].get("enumerate") == "parallel"
         for site in trace.nodes.values()
     )
-
-
-def _support_size(fn) -> int | None:
-    if not fn.has_enumerate_support:
-        return None
-    try:
-        return int(fn.enumerate_support(expand=False).shape[0])
-    except (NotImplementedError, RuntimeError, ValueError):
-        return None
 
 
 def mixture_init(model: Callable, *args, **kwargs) -> Callable | None:
