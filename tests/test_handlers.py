@@ -265,6 +265,8 @@ def _mixture(data, how="index"):
             loc = Vindex(locs)[..., z]
         elif how == "one_hot":
             loc = F.one_hot(z, 2).float() @ locs  # the usual idiom for a Categorical sample
+        elif how == "detach":  # no gradient path (what z.long() did before RelaxedIndex)
+            loc = locs[z.detach()]
         else:  # "where": no gradient path
             loc = torch.where(z == 1, locs[1], locs[0])
         pyro.sample("x", dist.Normal(loc, 1.0), obs=data)
@@ -292,14 +294,15 @@ def test_relaxed_mixture_assignments_are_learned_through_the_models_indexing(how
     assert (probs[torch.arange(6), MIX_TRUTH] > 0.8).all(), probs
 
 
-def test_value_used_without_a_gradient_path_warns_naming_the_site():
+@pytest.mark.parametrize("how, used", [("where", "eq"), ("detach", "detach")])
+def test_value_used_without_a_gradient_path_warns_naming_the_site(how, used):
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
     model = relax(_mixture, temperature=0.5)
     guide = AutoGumbelSoftmax(model, temperature=0.5)
     svi = SVI(model, guide, Adam({"lr": 0.1}), Trace_ELBO())
-    with pytest.warns(RelaxationWarning, match=r"site 'z' is relaxed.*no gradient path.*eq"):
-        svi.step(MIX_DATA, how="where")
+    with pytest.warns(RelaxationWarning, match=rf"site 'z' is relaxed.*no gradient path.*\({used}"):
+        svi.step(MIX_DATA, how=how)
 
 
 @pytest.mark.parametrize(

@@ -415,6 +415,8 @@ def _convert(func, args, kwargs):
 
 
 def _detach(func, args, kwargs):
+    for c in _walk(args):
+        c.__dict__["_probe"].escape("detach")
     return _plain(func, *_unwrap(args), **_unwrap(kwargs))
 
 
