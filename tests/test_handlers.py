@@ -294,7 +294,7 @@ def test_relaxed_mixture_assignments_are_learned_through_the_models_indexing(how
     assert (probs[torch.arange(6), MIX_TRUTH] > 0.8).all(), probs
 
 
-@pytest.mark.parametrize("how, used", [("where", "eq"), ("detach", "detach")])
+@pytest.mark.parametrize("how, used", [("where", "=="), ("detach", "detach")])
 def test_value_used_without_a_gradient_path_warns_naming_the_site(how, used):
     pyro.clear_param_store()
     pyro.set_rng_seed(0)

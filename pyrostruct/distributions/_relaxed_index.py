@@ -293,9 +293,17 @@ def _number_of(c: RelaxedIndex) -> torch.Tensor:
     return (y * ks).sum(-1)
 
 
+_OPERATORS = {
+    "eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "add": "+",
+    "radd": "+", "sub": "-", "rsub": "-", "mul": "*", "rmul": "*", "floordiv": "//",
+    "mod": "%", "and": "&", "or": "|", "xor": "^", "invert": "~", "neg": "-",
+}  # fmt: skip
+
+
 def _func_name(func) -> str:
+    """A readable name for an op: ``__eq__`` -> ``==``, ``torch.where`` -> ``where``."""
     name = getattr(func, "__name__", None) or repr(func)
-    return name
+    return _OPERATORS.get(name.strip("_"), name) if name.startswith("__") else name
 
 
 def _is_tensor_with(obj, pred) -> bool:
@@ -320,8 +328,9 @@ def _default(func, args, kwargs):
     """Anything else: compute on the hard values; a floating result is recomputed on
     the straight-through numbers :math:`\\sum_k k \\hat y_k`, so it keeps a gradient."""
     out = _plain(func, *_unwrap(args), **_unwrap(kwargs))
+    raw = getattr(func, "__name__", "")
+    inplace = raw.endswith("_") and not raw.endswith("__") or raw in _INPLACE_DUNDER
     name = _func_name(func)
-    inplace = name.endswith("_") and not name.endswith("__") or name in _INPLACE_DUNDER
     if (
         not inplace
         and isinstance(out, torch.Tensor)
