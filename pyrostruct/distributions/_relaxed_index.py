@@ -351,11 +351,6 @@ def _default(func, args, kwargs):
 # ------------------------------------------------------------------ data movement
 
 
-def _single_carrier(args, kwargs):
-    carriers = list(_walk((args, kwargs)))
-    return carriers
-
-
 def _move(func, args, kwargs):
     """Ops that copy elements around (reshape, permute, self-indexing, stack, ...).
 
