@@ -23,6 +23,20 @@ member, and reversible ones, which appear in both directions.
   maximum-cardinality search from a random start instead, which gives every
   member positive probability but not exactly equal ones.
 
+With perfect interventions on known targets the class shrinks to the
+*interventional* Markov equivalence class (Hauser & Bühlmann, "Characterization
+and greedy learning of interventional Markov equivalence classes of directed
+acyclic graphs", JMLR 2012): for a conservative family of targets (every node
+left alone in some regime, as with observational rows), two DAGs are
+I-equivalent when, for every target set ``I``, the DAGs with the edges into
+``I`` removed have the same skeleton and v-structures. Its summary, the
+I-essential graph (:func:`interventional_essential_graph`), orients besides
+the compelled edges every edge with exactly one end in some target set, then
+closes under Meek's rules; its undirected part is again chordal components
+oriented independently, so every function here takes ``targets=`` and counts
+or draws I-equivalent DAGs the same way (``targets=None`` or ``[]``: the
+observational class).
+
 Adjacency convention: ``A[i, j] = 1`` means ``i -> j``; a CPDAG has both
 ``C[i, j] = C[j, i] = 1`` for a reversible edge.
 """
@@ -38,6 +52,7 @@ from pyrostruct.graph import _levels as _graph_levels
 __all__ = [
     "EquivalenceSampler",
     "cpdag",
+    "interventional_essential_graph",
     "count_equivalent_dags",
     "sample_equivalent_dag",
     "sample_equivalent_dags",
@@ -111,6 +126,45 @@ def _label_chunk(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return compelled, reversible
 
 
+def _cut_by_targets(targets, d: int) -> np.ndarray | None:
+    """``(d, d)`` boolean: node pairs with exactly one end in some target set (``None``
+    when no target set cuts any pair)."""
+    cut = np.zeros((d, d), dtype=bool)
+    for target in targets or ():
+        m = np.zeros(d, dtype=bool)
+        m[list(target)] = True
+        cut |= m[:, None] ^ m[None, :]
+    return cut if cut.any() else None
+
+
+def _check_targets(targets, d: int) -> list[list[int]]:
+    """A family of target sets as lists of node indices; a one-line error otherwise."""
+    if targets is None:
+        return []
+    out = []
+    for target in targets:
+        nodes = sorted({int(v) for v in target})
+        if any(not 0 <= v < d for v in nodes):
+            raise InputError(f"target set {list(target)} names a node outside 0..{d - 1}")
+        out.append(nodes)
+    return out
+
+
+def _interventional_labels(dags: np.ndarray, targets) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_label_edges` for the I-equivalence class: edges cut by a target set are
+    compelled too, then Meek's rules orient what follows (Hauser & Bühlmann 2012)."""
+    compelled, reversible = _label_edges(dags)
+    cut = _cut_by_targets(targets, dags.shape[-1])
+    if cut is None or not (reversible & cut).any():
+        return compelled, reversible
+    compelled, reversible = compelled | (reversible & cut), reversible & ~cut
+    for k in np.flatnonzero(reversible.any((1, 2))):
+        undirected = reversible[k] | reversible[k].T
+        directed, left = _meek_closure(compelled[k], undirected)
+        compelled[k], reversible[k] = directed, left & dags[k]
+    return compelled, reversible
+
+
 def _check_one(adj) -> np.ndarray:
     a = _check_dags(adj)
     if a.ndim != 2:
@@ -129,6 +183,30 @@ def cpdag(adj) -> np.ndarray:
     [[0, 0, 1], [0, 0, 1], [0, 0, 0]]
     """
     compelled, reversible = _label_edges(_check_one(adj)[None])
+    return (compelled[0] | reversible[0] | reversible[0].T).astype(np.int64)
+
+
+def interventional_essential_graph(adj, targets) -> np.ndarray:
+    """I-essential graph of a DAG ``(d, d)`` for perfect interventions on ``targets``.
+
+    ``targets`` is the family of intervened node sets, one per regime (lists of
+    node indices; the observational regime is the empty set and may be left
+    out). Edges the same in every I-equivalent DAG are directed, the others
+    appear both ways. The family must be conservative (every node left alone in
+    some regime), as Hauser & Bühlmann's characterization assumes; ``discover``
+    refuses a node intervened on in every row. With no target,
+    :func:`cpdag`.
+
+    Examples
+    --------
+    >>> chain = [[0, 1, 0], [0, 0, 1], [0, 0, 0]]
+    >>> interventional_essential_graph(chain, [[1]]).tolist()  # 0 - 1 and 1 - 2 cut: oriented
+    [[0, 1, 0], [0, 0, 1], [0, 0, 0]]
+    >>> interventional_essential_graph(chain, [[0, 1]]).tolist()  # only 1 - 2 is cut
+    [[0, 1, 0], [1, 0, 1], [0, 0, 0]]
+    """
+    a = _check_one(adj)
+    compelled, reversible = _interventional_labels(a[None], _check_targets(targets, len(a)))
     return (compelled[0] | reversible[0] | reversible[0].T).astype(np.int64)
 
 
@@ -255,16 +333,17 @@ def _orient_mcs(u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return u & (rank[:, None] < rank[None, :])
 
 
-def _split(dags: np.ndarray) -> list[tuple[np.ndarray, list[tuple], np.ndarray]]:
-    """Per DAG of ``(S, d, d)``: its compelled edges, per component of its reversible
-    edges with three or more nodes ``(index, graph)`` (the ``np.ix_`` index of the
-    component and its undirected graph), and the reversible edges that are components
-    of their own ``(m, 2)`` (either direction: drawn together). The components of all
+def _split(dags: np.ndarray, targets=None) -> list[tuple[np.ndarray, list[tuple], np.ndarray]]:
+    """Per DAG of ``(S, d, d)`` (its class for ``targets``): its compelled edges, per
+    component of its reversible edges with three or more nodes ``(index, graph)``
+    (the ``np.ix_`` index of the component and its undirected graph), and the
+    reversible edges that are components of their own ``(m, 2)`` (either direction:
+    drawn together). The components of all
     DAGs come from one sparse connected-components call."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    compelled, reversible = _label_edges(dags)
+    compelled, reversible = _interventional_labels(dags, targets)
     undirected = reversible | np.swapaxes(reversible, -1, -2)
     s, d, _ = undirected.shape
     which, i, j = np.nonzero(undirected)
@@ -297,15 +376,17 @@ def _member(compelled, comps, edges, sampler, rng) -> np.ndarray:
     return out
 
 
-def count_equivalent_dags(adj, *, max_exact: int = MAX_EXACT) -> int:
-    """Number of DAGs Markov equivalent to ``adj`` (itself included).
+def count_equivalent_dags(adj, *, targets=None, max_exact: int = MAX_EXACT) -> int:
+    """Number of DAGs Markov equivalent to ``adj`` (itself included); I-equivalent for
+    perfect interventions on ``targets`` (see :func:`interventional_essential_graph`).
 
     Examples
     --------
     >>> count_equivalent_dags([[0, 1, 0], [0, 0, 1], [0, 0, 0]])  # chain: 3 of the 4 orientations
     3
     """
-    _, comps, edges = _split(_check_one(adj)[None])[0]
+    a = _check_one(adj)
+    _, comps, edges = _split(a[None], _check_targets(targets, len(a)))[0]
     sampler = EquivalenceSampler(max_exact)
     total = 2 ** len(edges)
     for _, graph in comps:
@@ -313,13 +394,18 @@ def count_equivalent_dags(adj, *, max_exact: int = MAX_EXACT) -> int:
     return total
 
 
-def sample_equivalent_dag(adj, rng: np.random.Generator | int | None = None) -> np.ndarray:
-    """One DAG drawn uniformly from the Markov equivalence class of ``adj`` ``(d, d)``."""
-    return sample_equivalent_dags(_check_one(adj)[None], rng)[0]
+def sample_equivalent_dag(
+    adj, rng: np.random.Generator | int | None = None, *, targets=None
+) -> np.ndarray:
+    """One DAG drawn uniformly from the (I-)Markov equivalence class of ``adj`` ``(d, d)``."""
+    return sample_equivalent_dags(_check_one(adj)[None], rng, targets=targets)[0]
 
 
-def sample_equivalent_dags(dags, rng: np.random.Generator | int | None = None) -> np.ndarray:
-    """Replace every DAG of ``dags`` ``(S, d, d)`` by a uniform member of its class.
+def sample_equivalent_dags(
+    dags, rng: np.random.Generator | int | None = None, *, targets=None
+) -> np.ndarray:
+    """Replace every DAG of ``dags`` ``(S, d, d)`` by a uniform member of its class
+    (its I-equivalence class for perfect interventions on ``targets``).
 
     Distinct DAGs are labelled together (vectorized over DAGs and over the
     nodes of each level), and all share the counts of their components, so
@@ -328,10 +414,13 @@ def sample_equivalent_dags(dags, rng: np.random.Generator | int | None = None) -
     dags = _check_dags(dags)
     if dags.ndim != 3:
         raise InputError(f"expected DAGs of shape (S, d, d), got shape {dags.shape}")
-    return _equivalent_members(dags, np.random.default_rng(rng)).astype(np.int64)
+    targets = _check_targets(targets, dags.shape[-1])
+    return _equivalent_members(dags, np.random.default_rng(rng), targets=targets).astype(np.int64)
 
 
-def _equivalent_members(dags: np.ndarray, rng: np.random.Generator, tick=None) -> np.ndarray:
+def _equivalent_members(
+    dags: np.ndarray, rng: np.random.Generator, tick=None, targets=None
+) -> np.ndarray:
     """:func:`sample_equivalent_dags` of checked boolean DAGs ``(S, d, d)``, as booleans;
     ``tick(1)`` is called after each DAG (a progress bar's ``update``)."""
     s = dags.shape[0]
@@ -339,7 +428,7 @@ def _equivalent_members(dags: np.ndarray, rng: np.random.Generator, tick=None) -
     inverse = np.empty(s, dtype=np.int64)
     for k, row in enumerate(np.packbits(dags.reshape(s, -1), axis=1)):
         inverse[k] = first.setdefault(row.tobytes(), len(first))
-    parts = _split(dags[np.unique(inverse, return_index=True)[1]])
+    parts = _split(dags[np.unique(inverse, return_index=True)[1]], targets)
     sampler = EquivalenceSampler()
     out = np.empty(dags.shape, dtype=bool)
     for k, u in enumerate(inverse):
