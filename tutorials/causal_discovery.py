@@ -191,6 +191,15 @@ pd.DataFrame(
 # the equivalent orientations. `pyrostruct.causal.equivalence` gives the class
 # itself (its CPDAG, its size, uniform members), and `metrics.shd_cpdag` scores
 # only what observational data can identify.
+#
+# Interventions identify more, but not everything: perfect interventions on
+# known targets identify the graph up to its *interventional* equivalence class
+# (Hauser & Bühlmann, JMLR 2012), where an edge is oriented when exactly one of
+# its ends is intervened on in some regime, or when Meek's rules force it. Here
+# both regimes cut both edges, so the interventional column is confident; an
+# edge that no target cuts would stay near 0.5 each way, as in the
+# observational column (`interventional.intervention_targets`,
+# `equivalence.interventional_essential_graph`).
 
 # %%
 from pyrostruct.causal.equivalence import count_equivalent_dags, cpdag

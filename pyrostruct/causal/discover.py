@@ -313,6 +313,11 @@ class CausalResult:
         uniformly drawn member of its Markov equivalence class
         (:mod:`pyrostruct.causal.equivalence`), in ``edge_probs`` and
         :meth:`sample_dags`: set when the data cannot tell the members apart.
+    intervention_targets : list of list of int
+        The intervened node sets of the data's regimes (observational: none).
+        With ``equivalence_class`` the class is the interventional one for
+        these targets (Hauser & Bühlmann 2012): edges with exactly one end in
+        a target set, and what they imply, are identified.
     """
 
     names: list[str]
@@ -325,6 +330,7 @@ class CausalResult:
     metadata: dict[str, Any]
     threshold: float = 0.5
     equivalence_class: bool = False
+    intervention_targets: list = dataclasses.field(default_factory=list)
 
     @property
     def adjacency(self) -> np.ndarray:
@@ -372,7 +378,7 @@ class CausalResult:
             samples = self._distribution().sample((n,)).numpy() != 0
             if self.equivalence_class:
                 rng = np.random.default_rng(int(torch.randint(2**62, ())))
-                samples = _equivalent_members(samples, rng, tick)
+                samples = _equivalent_members(samples, rng, tick, self.intervention_targets)
         return samples
 
     def to_inference_data(self, num_samples: int = 500, *, seed: int | None = 0):
@@ -456,6 +462,7 @@ class CausalResult:
             "elbo_trace": [float(v) for v in self.elbo_trace],
             "threshold": self.threshold,
             "equivalence_class": self.equivalence_class,
+            "intervention_targets": [list(map(int, t)) for t in self.intervention_targets],
             "metadata": self.metadata,
         }
         return node_link_data(graph)
@@ -486,6 +493,7 @@ def load_result(path: str | os.PathLike) -> CausalResult:
         metadata=dict(payload["metadata"]),
         threshold=float(payload["threshold"]),
         equivalence_class=bool(payload.get("equivalence_class", False)),
+        intervention_targets=[list(t) for t in payload.get("intervention_targets", [])],
     )
 
 
@@ -645,14 +653,17 @@ def discover(
     average_equivalent : bool, optional
         Spread every DAG drawn from the variational posterior uniformly over its
         Markov equivalence class (:mod:`pyrostruct.causal.equivalence`) before
-        computing ``edge_probs``. Default: on exactly when the data cannot tell
-        the members of a class apart, that is for the linear SEM with
-        ``noise="nonequal"`` and no interventions. There the variational
-        posterior settles on one member and would report an arbitrary
-        orientation of every reversible edge with probability near 1; averaged,
-        such an edge gets about 0.5 each way and the consensus graph keeps it
-        (in one direction). Equal noise variances, interventions and the MLP SEM
-        identify more than the class, so averaging is off for them.
+        computing ``edge_probs``; with interventions, over its *interventional*
+        class for the data's target sets (Hauser & Bühlmann 2012: perfect
+        interventions orient the edges with exactly one end in a target set and
+        what follows from them, no more). Default: on exactly when the data
+        cannot tell the members of a class apart, that is for the linear SEM
+        with ``noise="nonequal"``, with or without interventions. There the
+        variational posterior settles on one member and would report an
+        arbitrary orientation of every unidentified edge with probability near
+        1; averaged, such an edge gets about 0.5 each way and the consensus
+        graph keeps it (in one direction). Equal noise variances and the MLP
+        SEM identify more than the class, so averaging is off for them.
     checkpoint : path, optional
         Save the state every ``checkpoint_every`` steps (atomically); if the file
         exists and was made by the same call on the same data, resume from it.
@@ -886,6 +897,14 @@ def _check_settings(**kw) -> dict:
     }
 
 
+def _target_sets(mask) -> list[list[int]]:
+    """The distinct non-empty intervened node sets of the rows of ``mask`` ``(n, d)``."""
+    if mask is None:
+        return []
+    rows = np.unique(np.asarray(mask, dtype=bool), axis=0)
+    return [np.flatnonzero(r).tolist() for r in rows if r.any()]
+
+
 _INIT_ORDERS = ("equal-variance", "greedy-sparsest", "sparse-sinks", "random")
 
 
@@ -1103,9 +1122,8 @@ class _Run:
     # -- the result -------------------------------------------------------------
     def result(self, elbo_trace, settings, config, phases, fingerprint) -> CausalResult:
         average = settings["average_equivalent"]
-        if average is None:  # only the Markov equivalence class is identified
-            unidentified = isinstance(self.sem, LinearGaussianSEM) and self.sem.noise == "nonequal"
-            average = unidentified and (self.mask is None or not bool(self.mask.any()))
+        if average is None:  # only the (interventional) Markov equivalence class is identified
+            average = isinstance(self.sem, LinearGaussianSEM) and self.sem.noise == "nonequal"
         num = settings["num_samples"]
         custom = not isinstance(self.sem, (LinearGaussianSEM, MLPSEM))
         # averaged over equivalence classes, the Rao-Blackwellized estimate is replaced below
@@ -1146,6 +1164,7 @@ class _Run:
             metadata=metadata,
             threshold=settings["threshold"],
             equivalence_class=bool(average),
+            intervention_targets=_target_sets(self.mask),
         )
         if average:  # 0/1 draws: the standard deviation is sqrt(p (1 - p))
             bar = None

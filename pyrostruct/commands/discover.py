@@ -56,9 +56,9 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
                         help="adjacency probability for the consensus DAG (0.5)")  # fmt: skip
     parser.add_argument("--average-equivalent", action=argparse.BooleanOptionalAction,
                         default=None,
-                        help="spread the posterior over Markov equivalence classes (default: "
-                        "when only the class is identified: linear SEM, unequal noise, "
-                        "no interventions)")  # fmt: skip
+                        help="spread the posterior over (interventional) Markov equivalence "
+                        "classes (default: when only the class is identified: linear SEM, "
+                        "unequal noise)")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
     return parser

@@ -198,9 +198,33 @@ def test_edge_probabilities_average_over_the_equivalence_class(tmp_path):
     assert not discover(x, steps=50, noise="equal").equivalence_class
     mask = np.zeros(x.shape, dtype=bool)
     mask[:100, 0] = True
-    assert not discover(x, steps=50, interventions=mask).equivalence_class
+    with_interventions = discover(x, steps=50, interventions=mask)  # the interventional class
+    assert with_interventions.equivalence_class
+    assert with_interventions.intervention_targets == [[0]]
     with pytest.raises(InputError, match="average_equivalent"):
         discover(x, steps=5, average_equivalent="yes")
+
+
+def test_interventions_identify_only_their_interventional_class(tmp_path):
+    """Issue 24: do(X3) on the chain X0 -> X1 -> X2 -> X3 orients X2 -> X3 and nothing
+    else; the posterior spreads over the three orientations of X0 - X1 - X2 (P(X1 -> X2)
+    = 2/3, P(X0 -> X1) = 1/3) instead of settling confidently on one."""
+    w = np.zeros((4, 4))
+    w[0, 1], w[1, 2], w[2, 3] = 1.2, -1.0, 0.9
+    x, mask = datasets.simulate_linear_sem(
+        w, 1600, noise_scales=[1.4, 0.6, 0.9, 0.7], interventions=[[3]], seed=5
+    )
+    result = discover(x, interventions=mask, steps=400, seed=0)
+    assert result.equivalence_class and result.intervention_targets == [[3]]
+    p = result.edge_probs
+    assert p[2, 3] > 0.95 and p[3, 2] < 0.05
+    np.testing.assert_allclose([p[1, 2], p[0, 1]], [2 / 3, 1 / 3], atol=0.08)
+    assert p[1, 2] + p[2, 1] > 0.95 and p[0, 1] + p[1, 0] > 0.95
+    path = tmp_path / "r.json"
+    result.save(path)
+    assert load_result(path).intervention_targets == [[3]]
+    np.testing.assert_allclose(load_result(path).sample_dags(300, seed=2).mean(0)[1, 2], 2 / 3,
+                               atol=0.1)  # fmt: skip
 
 
 def test_intervention_column_and_entries():
