@@ -146,7 +146,9 @@ def relax(
     :param temperature: a positive float, tensor, or a
         :class:`~pyrostruct.infer.TemperatureSchedule` (read at every site, so
         stepping the schedule anneals the model).
-    :param bool hard: straight-through samples (exact 0/1 or one-hot in the forward pass).
+    :param bool hard: straight-through samples (exact 0/1 or one-hot in the forward pass)
+        for Bernoulli and OneHotCategorical sites; Categorical sites are straight-through
+        either way.
     :param exclude: names of sites to leave as they are.
     :raises NoRelaxationError: (a ``NotImplementedError`` and a ``ValueError``) when a
         latent site is discrete but has no relaxation (e.g. ``Poisson``); the
