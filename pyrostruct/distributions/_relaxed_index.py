@@ -9,8 +9,8 @@ Gumbel-softmax sample :math:`y = \mathrm{softmax}((\ell + g)/\tau)`). Through
 to :math:`y`:
 
 - **indexing a table** (``T[z]``, ``T[..., z]``, ``T[z, :, w]``,
-  ``Vindex(T)[..., z, :]``, ``torch.gather``, ``index_select``,
-  ``F.embedding``): the forward value is the hard lookup ``T[z]`` exactly; the
+  ``Vindex(T)[..., z, :]``, ``torch.gather``, ``torch.take_along_dim``,
+  ``index_select``, ``F.embedding``): the forward value is the hard lookup ``T[z]`` exactly; the
   backward pass sees :math:`\sum_k \hat y_k\, T[\ldots, k, \ldots]`, i.e.
 
   .. math::
@@ -535,6 +535,29 @@ def _gather(func, args, kwargs):
     return result + (delta * values).sum(-1)
 
 
+def _take_along_dim(func, args, kwargs):
+    bound = _bind(args, kwargs, ("input", "indices", "dim"), defaults={"dim": None})
+    if bound is None:
+        return NotImplemented
+    table, index, dim = bound
+    if (
+        dim is None
+        or not isinstance(index, RelaxedIndex)
+        or isinstance(table, RelaxedIndex)
+        or table.dim() != index.dim()
+    ):
+        return NotImplemented
+    d = dim % table.dim()
+    # take_along_dim = gather after broadcasting every dimension but d
+    others = torch.broadcast_shapes(
+        tuple(1 if j == d else n for j, n in enumerate(table.shape)),
+        tuple(1 if j == d else n for j, n in enumerate(index.shape)),
+    )
+    table = table.expand(*(table.size(d) if j == d else n for j, n in enumerate(others)))
+    index = index.expand(*(index.size(d) if j == d else n for j, n in enumerate(others)))
+    return _gather(torch.gather, (table, d, index), {})
+
+
 def _index_select(func, args, kwargs):
     bound = _bind(args, kwargs, ("input", "dim", "index"))
     if bound is None:
@@ -636,6 +659,7 @@ def _build_handlers():
     add(["detach"], _detach)
     add(["gather"], _gather)
     add(["index_select"], _index_select)
+    add(["take_along_dim"], _take_along_dim)
     handlers[torch.Tensor.__getitem__] = _getitem
     handlers[torch.Tensor.T.__get__] = _move
     handlers[torch.Tensor.mT.__get__] = _move

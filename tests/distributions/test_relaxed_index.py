@@ -135,7 +135,7 @@ def test_vindex_and_transition_chain():
     assert torch.allclose(g_x, P[prev].log())
 
 
-def test_gather_index_select_embedding():
+def test_gather_take_along_dim_index_select_embedding():
     logits = torch.randn(4, 3, requires_grad=True)
     z = sample(logits)
     table = torch.randn(4, 3)
@@ -143,6 +143,13 @@ def test_gather_index_select_embedding():
     assert torch.equal(out, table[torch.arange(4), z.as_plain()])
     up = torch.randn(4)
     assert torch.allclose(grad_y(out, z, up), up[:, None] * table)
+
+    out = torch.take_along_dim(table, z.unsqueeze(-1), dim=1).squeeze(-1)  # broadcasting gather
+    assert torch.equal(out, table[torch.arange(4), z.as_plain()])
+    assert torch.allclose(grad_y(out, z, up), up[:, None] * table)
+    row = torch.randn(1, 3)
+    out = torch.take_along_dim(row, z.unsqueeze(-1), dim=1).squeeze(-1)
+    assert out.shape == (4,) and torch.allclose(grad_y(out, z, up), up[:, None] * row)
 
     wide = torch.randn(2, 3)
     out = wide.index_select(1, z)
