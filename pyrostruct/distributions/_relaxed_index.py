@@ -496,6 +496,10 @@ def _lookup(table: torch.Tensor, index, hard_result: torch.Tensor) -> torch.Tens
         values = torch.where(torch.isfinite(values), values, torch.zeros_like(values))
         term = (weights * values).sum(-1)
         path = term if path is None else path + term
+    for item in index:
+        if not isinstance(item, RelaxedIndex):  # e.g. a Python list holding relaxed indices
+            for c in _walk(item):
+                c.__dict__["_probe"].escape("indexing inside a list (use a tuple or torch.stack)")
     return result if path is None else result + path
 
 
