@@ -150,3 +150,28 @@ def test_tracing_is_invisible_to_outer_handlers():
         enumerate_policy(plated_mixture, DATA)
         infer_max_plate_nesting(plated_mixture, DATA)
     assert len(outer.trace.nodes) == 0
+
+
+def test_auto_enumerates_an_unmarked_markov_chain():
+    """3^50 joint paths, but pyro.markov recycles two enumeration dims: affordable."""
+
+    def hmm(ys):
+        trans = pyro.sample("trans", dist.Dirichlet(torch.ones(3, 3)).to_event(1))
+        x = 0
+        with pyro.plate("seqs", ys.shape[0]):
+            for t in pyro.markov(range(ys.shape[1])):
+                x = pyro.sample(f"x_{t}", dist.Categorical(trans[x]))
+                pyro.sample(f"y_{t}", dist.Normal(x.float(), 0.5), obs=ys[:, t])
+
+    policy = enumerate_policy(hmm, torch.zeros(4, 50))
+    assert len(policy) == 50 and set(policy.values()) == {"enumerate"}
+
+    def no_markov(ys):  # the same chain without pyro.markov: every step keeps its dim
+        trans = pyro.sample("trans", dist.Dirichlet(torch.ones(3, 3)).to_event(1))
+        x = 0
+        with pyro.plate("seqs", ys.shape[0]):
+            for t in range(ys.shape[1]):
+                x = pyro.sample(f"x_{t}", dist.Categorical(trans[x]))
+                pyro.sample(f"y_{t}", dist.Normal(x.float(), 0.5), obs=ys[:, t])
+
+    assert set(enumerate_policy(no_markov, torch.zeros(4, 50)).values()) == {"relax"}
