@@ -136,7 +136,9 @@ class Candidate:
         space) of latent sites for one restart (``rng`` is a seeded
         :class:`numpy.random.Generator`, one per restart), e.g. k-means++ locations
         for a mixture. Vectorized restarts stack the restarts' values along the
-        restart dim.
+        restart dim. Without one, a model with a discrete assignment gets
+        :func:`mixture_init` when it recognizes the model (``result.data_init``
+        says which did); ``init=lambda args, kwargs, rng: {}`` turns that off.
     lr : float, optional
         Learning rate of the ClippedAdam optimizer (default: ``select``'s ``lr``).
     """
@@ -1371,8 +1373,12 @@ def select(
     SelectionResult
         With ``vectorized_restarts`` (candidate -> whether its restarts ran
         vectorized), ``not_vectorized`` (candidate -> why not, when tried) and
-        ``restart_elbos`` (candidate -> each restart's last 100-particle ELBO)
-        and ``failures`` (candidate -> error message, see ``on_error``).
+        ``restart_elbos`` (candidate -> each restart's last 100-particle ELBO),
+        ``failures`` (candidate -> error message, see ``on_error``),
+        ``data_init`` (candidate -> whether :func:`mixture_init` initialized it),
+        ``symmetrized`` (candidate -> whether its final evidence accounts for
+        label switching) and ``iwae_restarts`` (candidate -> how many restarts
+        the IWAE proposal mixes).
 
     Raises
     ------
@@ -1602,6 +1608,10 @@ def select(
     )
     result.vectorized_restarts = {name: i in vectorized for i, (name, _) in enumerate(cands)}
     result.data_init = data_init
+    result.iwae_restarts = {
+        name: max((state[(i, r)].get("iwae_restarts", 0) for r in range(num_restarts)), default=0)
+        for i, (name, _) in enumerate(cands)
+    }
     result.symmetrized = {
         name: any(state[(i, r)].get("symmetrized", False) for r in range(num_restarts))
         for i, (name, _) in enumerate(cands)

@@ -203,6 +203,7 @@ def test_select_on_the_tutorial_gmm_matches_the_exact_posterior_over_k():
     assert all(result.data_init.values())
     assert result.symmetrized == {1: False, 2: True, 3: True, 4: True}
     assert all(result.vectorized_restarts.values())
+    assert set(result.iwae_restarts.values()) - {1} and max(result.iwae_restarts.values()) <= 8
 
 
 # --- the restarts' guides as one mixture proposal --------------------------------------------
@@ -258,6 +259,7 @@ def test_user_gmm_restarts_are_vectorized_and_pick_the_right_k():
     )  # fmt: skip
     assert r.vectorized_restarts == {1: True, 2: True, 3: True, 4: True}
     assert r.not_vectorized == {}
+    assert r.data_init == {1: True, 2: True, 3: True, 4: True}
     assert r.best == 3
     locs = r.posterior(3).median()["locs"]
     assert torch.cdist(CENTERS, locs).min(1).values.max() < 0.5
