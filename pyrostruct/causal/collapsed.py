@@ -59,6 +59,7 @@ from pyrostruct.infer.autoguide.dag import EdgeProbs
 __all__ = [
     "CollapsedOrderVI",
     "improve_order",
+    "regime_covariances",
     "order_regression_init",
     "order_scores",
     "sparse_sinks_order",
@@ -233,7 +234,9 @@ def _regressions_in_order(cov: torch.Tensor, order, n: int, equal_noise: bool):
     return tuple(torch.from_numpy(np.ascontiguousarray(v)) for v in (coef, se2, noise_var))
 
 
-def order_regression_init(x: torch.Tensor, order, sem: LinearGaussianSEM, prior_logit: float):
+def order_regression_init(
+    x: torch.Tensor, order, sem: LinearGaussianSEM, prior_logit: float, mask=None
+):
     """Weights, weight scales, intercepts, noise and edge logits from least squares in ``order``.
 
     Every node is regressed on all its predecessors (:func:`_regressions_in_order`);
@@ -244,6 +247,8 @@ def order_regression_init(x: torch.Tensor, order, sem: LinearGaussianSEM, prior_
     against zero given its estimate ``b`` and standard error ``se``:
     ``0.5 log(se^2 / (se^2 + sigma_w^2)) + 0.5 b^2 (1/se^2 - 1/(se^2 + sigma_w^2))``,
     plus :func:`~pyrostruct.causal.priors.pmom_log_evidence_ratio` for the pMOM slab.
+    With ``mask`` ``(n, d)`` (perfect interventions), an intervened node is regressed
+    on the rows where it is not intervened only, as the likelihood scores it.
     Sets ``sem``'s parameters in place and returns the initial edge logits ``(d, d)``.
     """
     n, d = x.shape
@@ -253,6 +258,16 @@ def order_regression_init(x: torch.Tensor, order, sem: LinearGaussianSEM, prior_
     equal = sem.noise == "equal"
     coef, se2, noise_var = _regressions_in_order(cov, order, n, equal)
     coef_rev, se2_rev, _ = _regressions_in_order(cov, list(order)[::-1], n, equal)
+    regimes = regime_covariances(xd.numpy(), mask)
+    for j, (cov_j, n_j) in regimes.items():
+        cov_j = torch.from_numpy(cov_j)
+        fit = _regressions_in_order(cov_j, order, n_j, equal)
+        fit_rev = _regressions_in_order(cov_j, list(order)[::-1], n_j, equal)
+        coef[:, j], se2[:, j], coef_rev[:, j], se2_rev[:, j] = (
+            fit[0][:, j], fit[1][:, j], fit_rev[0][:, j], fit_rev[1][:, j]
+        )
+        if not equal:
+            noise_var[j] = fit[2][j]
     se2 = (se2 + se2_rev).clamp_min(1e-12)  # each pair is set by exactly one of the two
     tau2 = (sem.weight_prior_scale or 1.0) ** 2
     unit = sem.weight_unit.double()
@@ -269,7 +284,11 @@ def order_regression_init(x: torch.Tensor, order, sem: LinearGaussianSEM, prior_
     logits = off * (prior_logit + log_bf).clamp(-10.0, 10.0)
     with torch.no_grad():
         sem.weight.copy_((coef + coef_rev) * off / unit)
-        sem.bias.copy_(mean - coef.T @ mean)
+        bias = mean - coef.T @ mean
+        for j in regimes:  # the means of the rows where j is not intervened
+            m = xd[~torch.as_tensor(np.asarray(mask, dtype=bool))[:, j]].mean(0)
+            bias[j] = m[j] - coef[:, j] @ m
+        sem.bias.copy_(bias)
         log_noise = 0.5 * torch.log(noise_var)
         sem.log_scale.copy_(log_noise if sem.noise == "nonequal" else log_noise[:1])
         if sem.weight_prior_scale is not None:
@@ -412,17 +431,49 @@ def order_scores(
     return torch.from_numpy(_node_score(rss, penalty, n).sum(-1))
 
 
-def _local_scores(cov, n, order, prior_logit, tau2, refit=False, start=0):
+def _local_scores(cov, n, order, prior_logit, tau2, refit=False, start=0, regimes=None):
     """Local scores (numpy) of one order (node ``order[k]``'s term given ``order[:k]``), for
-    the positions ``start..d-1``, and the factors of :func:`_order_terms`."""
+    the positions ``start..d-1``, and the factors of :func:`_order_terms`.
+
+    ``regimes`` maps an intervened node to ``(cov, n)`` of the rows where it is not
+    intervened (:func:`regime_covariances`): its term is scored on those rows alone.
+    """
     orders = np.asarray([order], dtype=np.int64)
     rss, penalty, factors = _order_terms(
         cov, n, orders, prior_logit, tau2, refit=refit, start=start
     )
-    return _node_score(rss, penalty, n)[0], factors
+    scores = _node_score(rss, penalty, n)[0]
+    for k in range(start, len(order)) if regimes else ():
+        if order[k] in regimes:
+            cov_j, n_j = regimes[order[k]]
+            prefix = np.asarray([order[: k + 1]], dtype=np.int64)
+            rss_j, pen_j, _ = _order_terms(cov_j, n_j, prefix, prior_logit, tau2, refit=refit,
+                                           start=k)  # fmt: skip
+            scores[k - start] = _node_score(rss_j, pen_j, n_j)[0, 0]
+    return scores, factors
 
 
-def _insertion_scores(cov, n, order, q, local, prior_logit, tau2, refit=False):
+def regime_covariances(x: np.ndarray, mask) -> dict:
+    """Per node intervened on in some row of ``mask`` ``(n, d)``: ``(cov, count)`` of the rows
+    where it is not intervened.
+
+    A perfect intervention replaces a node's mechanism in its rows, so those rows
+    say nothing about how it depends on the others; every other node's
+    regression on its predecessors is the same in all regimes, and uses all rows.
+    """
+    if mask is None:
+        return {}
+    mask = np.asarray(mask, dtype=bool)
+    out = {}
+    for j in np.flatnonzero(mask.any(0)):
+        rows = x[~mask[:, j]]
+        d = x.shape[1]
+        cov = torch.cov(torch.as_tensor(rows, dtype=torch.float64).T, correction=0)
+        out[int(j)] = (cov.reshape(d, d).numpy() + 1e-9 * np.eye(d), len(rows))
+    return out
+
+
+def _insertion_scores(cov, n, order, q, local, prior_logit, tau2, refit=False, regimes=None):
     """Scores of moving ``v = order[q]`` to every position ``p = 0..d-1`` of the others.
 
     With ``rest`` the order without ``v``, ``scores[p]`` ``(d,)`` is the score
@@ -437,14 +488,22 @@ def _insertion_scores(cov, n, order, q, local, prior_logit, tau2, refit=False):
     first ``p`` nodes are ``sum_{m<p} L[v, m] L^{-1}[m, :]`` and the residual
     variance is ``cov[v, v] - sum_{m<p} L[v, m]^2 D_m``. ``O(d^3)``, numpy
     (``cov`` an array). Also returns the parts from which :func:`_moved_local`
-    forms the local terms of the order chosen.
+    forms the local terms of the order chosen. ``regimes``: see :func:`_local_scores`.
     """
     v, rest = order[q], order[:q] + order[q + 1 :]
     r = len(rest)
-    tail, factors = _local_scores(cov, n, rest + [v], prior_logit, tau2, refit, start=q)
+    tail, factors = _local_scores(
+        cov, n, rest + [v], prior_logit, tau2, refit, start=q, regimes=regimes
+    )
     without = np.concatenate([local[:q], tail[: r - q]])  # rest's terms, v not a predecessor
+    n_v = n
+    if regimes and v in regimes:  # v is scored on the rows where it is not intervened
+        cov_v, n_v = regimes[v]
+        _, factors = _local_scores(cov_v, n_v, rest + [v], prior_logit, tau2, refit, start=r)
     if q > 0:
-        head, _ = _local_scores(cov, n, [v] + order[:q], prior_logit, tau2, refit, start=1)
+        head, _ = _local_scores(
+            cov, n, [v] + order[:q], prior_logit, tau2, refit, start=1, regimes=regimes
+        )
         with_v = np.concatenate([head, local[q + 1 :]])  # rest's terms with v a predecessor
     else:
         with_v = local[1:]
@@ -461,7 +520,7 @@ def _insertion_scores(cov, n, order, q, local, prior_logit, tau2, refit=False):
     resid_v = np.maximum(c[r, r] - explained, 1e-12)  # (r + 1,)
     inv_prev = inv_prevs[:r, :].T  # (r + 1, r): [Sigma_{<p}^{-1}]_aa
     inside = _triangles(r + 1)[1].T[:, :r]  # a < p
-    se2 = np.maximum(inv_prev * (resid_v[:, None] / n), 1e-12)
+    se2 = np.maximum(inv_prev * (resid_v[:, None] / n_v), 1e-12)
     alpha, penalty = _coefficient_terms(coef, se2, inside, prior_logit, tau2)
     if refit:
         rss_v = resid_v + _shrinkage_cost(coef, se2, inv_prev, alpha, inside).sum(-1)
@@ -471,7 +530,7 @@ def _insertion_scores(cov, n, order, q, local, prior_logit, tau2, refit=False):
         c_rr, c_rv = c[:r, :r], c[:r, r]
         rss_v = c[r, r] - 2 * (b @ c_rv) + (_matmul(b, c_rr) * b).sum(-1)
         rss_v = rss_v + var @ np.diagonal(c_rr)
-    own = _node_score(np.maximum(rss_v, 1e-12), penalty.sum(-1), n)
+    own = _node_score(np.maximum(rss_v, 1e-12), penalty.sum(-1), n_v)
     return before + own + after, (without, own, with_v)
 
 
@@ -493,6 +552,7 @@ def improve_order(
     weight_prior_scale: float = 1.0,
     max_sweeps: int = 10,
     progress: bool = False,
+    mask=None,
 ) -> list[int]:
     """Greedy insertion search over orders on :func:`order_scores`, in two stages.
 
@@ -517,7 +577,10 @@ def improve_order(
     Gaussian slab ``N(0, weight_prior_scale^2)`` in the data's units whatever
     the SEM's weight prior: the search is a heuristic start for the variational
     fit, which then uses the SEM's own prior. ``progress`` shows a tqdm bar
-    (nodes scored, stage, sweep and score).
+    (nodes scored, stage, sweep and score). ``mask`` ``(n, d)`` marks perfect
+    interventions: a node intervened on in some rows is scored on the others
+    (:func:`regime_covariances`), as the likelihood does, so that interventional
+    rows orient its edges instead of blurring its regressions.
     """
     bar = None
     if progress:
@@ -525,20 +588,21 @@ def improve_order(
 
         bar = tqdm(desc="order search", unit="node", leave=False)
     try:
-        return _improve_order(x, order, prior_logit, weight_prior_scale, max_sweeps, bar)
+        return _improve_order(x, order, prior_logit, weight_prior_scale, max_sweeps, bar, mask)
     finally:
         if bar is not None:
             bar.close()
 
 
-def _improve_order(x, order, prior_logit, weight_prior_scale, max_sweeps, bar) -> list[int]:
+def _improve_order(x, order, prior_logit, weight_prior_scale, max_sweeps, bar, mask):
     xt = torch.as_tensor(np.asarray(x), dtype=torch.float64)
     n, d = xt.shape
     cov = torch.cov(xt.T, correction=0).reshape(d, d).numpy() + 1e-9 * np.eye(d)
+    regimes = regime_covariances(np.asarray(x, dtype=np.float64), mask)
     tau2 = weight_prior_scale**2
     best = [int(i) for i in order]
     for refit, tolerance in ((False, _GUIDE_TOLERANCE), (True, 0.0)):
-        local, _ = _local_scores(cov, n, best, prior_logit, tau2, refit)
+        local, _ = _local_scores(cov, n, best, prior_logit, tau2, refit, regimes=regimes)
         best_score = float(local.sum())
         moves, settled = 0, {}  # node -> number of moves when it was last found in place
         for sweep in range(max_sweeps):
@@ -552,7 +616,7 @@ def _improve_order(x, order, prior_logit, weight_prior_scale, max_sweeps, bar) -
                     bar.update(1)
                 q = best.index(node)
                 scores, parts = _insertion_scores(
-                    cov, n, best, q, local, prior_logit, tau2, refit
+                    cov, n, best, q, local, prior_logit, tau2, refit, regimes
                 )
                 k = int(np.argmax(scores))
                 if float(scores[k]) > best_score + 1e-6 * abs(best_score):

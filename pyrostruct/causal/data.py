@@ -52,10 +52,12 @@ class Columns:
             return np.ldexp(ratio, self.exponent[None, :] - self.exponent[:, None])
 
 
-def prepare_columns(x: np.ndarray, *, standardize: bool) -> Columns:
+def prepare_columns(x: np.ndarray, *, standardize: bool, mask=None, names=None) -> Columns:
     """Scale a finite, non-constant ``(n, d)`` table for fitting.
 
-    ``standardize=True``: every column to mean 0 and standard deviation 1.
+    ``standardize=True``: every column to mean 0 and standard deviation 1, over
+    the rows where it is not intervened on (``mask`` ``(n, d)``: a perfect
+    intervention sets the column by another law, which says nothing of its units).
     ``standardize=False``: the raw units, divided by one common power of two
     only where squares would under- or overflow (the columns' ratios, so the
     SEM's weights, unchanged); refused when the columns' magnitudes differ by
@@ -67,7 +69,18 @@ def prepare_columns(x: np.ndarray, *, standardize: bool) -> Columns:
     exponent = np.frexp(np.abs(x).max(0))[1].astype(np.int64)  # max |x_j| / 2**e in [0.5, 1)
     if standardize:
         scaled = np.ldexp(x, -exponent[None, :])
-        mean, sd = scaled.mean(0), scaled.std(0)
+        if mask is None:
+            mean, sd = scaled.mean(0), scaled.std(0)
+        else:
+            observed = np.ma.masked_array(scaled, mask=np.asarray(mask, dtype=bool))
+            mean, sd = observed.mean(0).filled(0.0), observed.std(0).filled(0.0)
+            if (sd <= 0).any():
+                j = int(np.flatnonzero(sd <= 0)[0])
+                name = repr(names[j]) if names is not None else j
+                raise InputError(
+                    f"data: column {name} is constant on the rows where it is not intervened "
+                    "on; it carries no information there"
+                )
         return Columns((scaled - mean) / sd, sd, exponent)
     lo, hi = int(exponent.min()), int(exponent.max())
     if hi - lo > _MAX_RAW_SPREAD:

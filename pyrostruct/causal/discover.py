@@ -602,7 +602,17 @@ def discover(
     interventions : optional
         Perfect interventions per row: a column name of ``data``, an ``(n, d)``
         boolean mask, or one entry per row (see :func:`parse_interventions`).
-        Intervened nodes' mechanisms are dropped from those rows' likelihood.
+        Intervened nodes' mechanisms are dropped from those rows' likelihood, and
+        every step before the fit treats them alike: an intervened node is
+        standardized, regressed (least-squares start) and scored (order search)
+        on the rows where it is not intervened only; the other nodes use every
+        row, their mechanisms being the same in all regimes. Assumed: perfect
+        (do) interventions on known targets. Soft interventions (a changed
+        mechanism rather than a set value) and interventions on unknown targets
+        are not modelled: marked as perfect, a soft intervention loses the
+        information its rows hold about the node's parents, and a wrong or
+        missing target biases the graph; leave such rows out, or mark them
+        observational only if the mechanisms are unchanged.
     standardize : bool
         Scale every column to mean 0 and standard deviation 1 first (default).
         Real data has arbitrary units; on raw simulated data the variance grows
@@ -709,7 +719,7 @@ def discover(
         threshold=threshold, num_samples=num_samples, checkpoint_every=checkpoint_every,
         average_equivalent=average_equivalent, d=d, n=n,
     )  # fmt: skip
-    columns = prepare_columns(x, standardize=bool(standardize))
+    columns = prepare_columns(x, standardize=bool(standardize), mask=mask, names=names)
     if init_order is None:
         init_order = "equal-variance" if noise == "equal" else "greedy-sparsest"
     config = {
@@ -936,6 +946,7 @@ class _Run:
         self.columns = columns
         self.x = torch.tensor(np.array(columns.x), dtype=torch.get_default_dtype())
         self.mask = None if mask is None else torch.as_tensor(mask)
+        self._mask_np = None if mask is None else np.asarray(mask, dtype=bool)
         self.sem = make_sem(sem, d, noise=noise, hidden=hidden, weight_prior=prior)
         self._init_sem()
         self.is_linear = isinstance(self.sem, LinearGaussianSEM)
@@ -974,7 +985,7 @@ class _Run:
         if self.settings["estimator"] == "analytic":
             if order is None:
                 order = torch.randperm(d).tolist()
-            logits = order_regression_init(self.x, order, self.sem, self.prior_logit)
+            logits = order_regression_init(self.x, order, self.sem, self.prior_logit, self._mask_np)
             scores = torch.empty(d)
             kind = self._init_order if isinstance(self._init_order, str) else "other"
             spacing = _ANALYTIC_SPACING.get(kind, _ANALYTIC_SPACING["other"])
@@ -1031,7 +1042,7 @@ class _Run:
             start = sparse_sinks_order(self.x.numpy())
             return improve_order(
                 self.x.numpy(), start, self.prior_logit, weight_prior_scale=scale,
-                progress=self.progress,
+                progress=self.progress, mask=self._mask_np,
             )  # fmt: skip
         if self._init_order not in _INIT_ORDERS:
             raise InputError(

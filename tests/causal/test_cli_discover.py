@@ -78,10 +78,10 @@ def test_average_equivalent_flag(csv, tmp_path):
     assert cli.main(["discover", str(observational), *argv, "--no-average-equivalent"]) == 0
     assert not load_result(out).equivalence_class
     argv = ["discover", str(csv), *argv, "--intervention-column", "regime"]
-    assert cli.main(argv) == 0
+    assert cli.main(argv) == 0  # the interventional class (issue 24)
+    assert load_result(out).equivalence_class and load_result(out).intervention_targets == [[1]]
+    assert cli.main([*argv, "--no-average-equivalent"]) == 0
     assert not load_result(out).equivalence_class
-    assert cli.main([*argv, "--average-equivalent"]) == 0
-    assert load_result(out).equivalence_class
 
 
 def test_progress_bar_shows_the_elbo(csv, tmp_path, capsys):

@@ -227,6 +227,28 @@ def test_interventions_identify_only_their_interventional_class(tmp_path):
                                atol=0.1)  # fmt: skip
 
 
+def test_interventional_rows_are_not_pooled_with_observational_ones():
+    """Issue 24: the standardization, the least-squares start and the order search read an
+    intervened node from the rows where it is not intervened. On this graph the pooled
+    order search put X0 before X6 and the fit kept 0 -> 6 at P = 1.0, although do(X0)
+    rows identify 6 -> 0 (and the true order reaches a higher ELBO)."""
+    from pyrostruct.causal.data import prepare_columns
+
+    ds = datasets.make_dataset(d=10, n=1400, graph="ER", edges_per_node=2.6,
+                               noise="nonequal", interventions=[[0]], seed=0)  # fmt: skip
+    assert ds.adjacency[6, 0] == 1
+    frame = ds.data.assign(regime=ds.intervention_column())
+    result = discover(frame, interventions="regime", seed=0)
+    assert result.edge_probs[6, 0] > 0.8 and result.edge_probs[0, 6] < 0.2
+    x = ds.data.to_numpy()
+    mask = np.zeros(x.shape, dtype=bool)
+    mask[:, 0] = ds.intervention_column() == "X0"
+    columns = prepare_columns(x, standardize=True, mask=mask)
+    observed = columns.x[~mask[:, 0], 0]
+    assert abs(observed.mean()) < 1e-9 and observed.std() == pytest.approx(1.0)
+    assert columns.x[mask[:, 0], 0].std() != pytest.approx(1.0, abs=1e-3)
+
+
 def test_intervention_column_and_entries():
     names = ["a", "b", "c"]
     mask = parse_interventions(["", "a", "b;c", None, float("nan"), [0, "c"]], 6, names)
