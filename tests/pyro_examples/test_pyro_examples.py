@@ -263,7 +263,9 @@ def _hmm_compare(model, steps, lr=0.05):
 def test_hmm_example_fits_as_written_by_enumeration(name):
     sequences, lengths, states = _hmm_data()
     args = argparse.Namespace(hidden_dim=3, jit=False)
-    result = pyrostruct.fit(getattr(hmm, name), sequences, lengths, args, steps=150, lr=0.05)
+    # 300 steps: at 150, model_2 decoded 0.77 of the states on the lowest supported
+    # versions (torch 2.2, pyro-ppl 1.9.0; `make test-min`) and 0.95 on current ones
+    result = pyrostruct.fit(getattr(hmm, name), sequences, lengths, args, steps=300, lr=0.05)
     assert result.max_plate_nesting == 2
     assert set(result.discrete_policy) == {f"x_{t}" for t in range(int(lengths.max()))}
     assert set(result.discrete_policy.values()) == {"enumerate"}
