@@ -25,7 +25,18 @@ import numpy as np
 
 from pyrostruct.errors import InputError
 
-__all__ = ["shd", "shd_cpdag", "tpr", "fdr", "auroc", "auprc", "expected_shd", "evaluate"]
+__all__ = [
+    "shd",
+    "shd_cpdag",
+    "shd_essential",
+    "tpr",
+    "fdr",
+    "auroc",
+    "auprc",
+    "calibration_error",
+    "expected_shd",
+    "evaluate",
+]
 
 
 def _as_adj(a, d: int | None = None) -> np.ndarray:
@@ -86,6 +97,41 @@ def shd_cpdag(true, est) -> int:
     t = _as_adj(true)
     e = _as_adj(est, t.shape[-1])
     return shd(cpdag(t), cpdag(e))
+
+
+def shd_essential(true, est, targets) -> int:
+    """SHD between the I-essential graphs of two DAGs for perfect interventions on
+    ``targets`` (:func:`pyrostruct.causal.equivalence.interventional_essential_graph`):
+    zero exactly when the DAGs are interventionally Markov equivalent. ``est`` may also be
+    an I-essential graph itself (an edge both ways is undirected), as GIES returns.
+
+    Examples
+    --------
+    >>> shd_essential([[0, 1], [0, 0]], [[0, 0], [1, 0]], [[1]])  # do(X1) orients X0 -> X1
+    1
+    """
+    from pyrostruct.causal.equivalence import interventional_essential_graph
+
+    t = _as_adj(true)
+    e = _as_adj(est, t.shape[-1]) != 0
+    if (e & e.T).any():  # already a partially directed graph
+        return shd(interventional_essential_graph(t, targets), e)
+    return shd(
+        interventional_essential_graph(t, targets), interventional_essential_graph(e, targets)
+    )
+
+
+def calibration_error(true, probs, bins: int = 10) -> float:
+    """Expected calibration error of edge probabilities over ordered pairs: the mean over
+    equal-width probability bins of ``|mean P - share of true edges|``, weighted by the
+    pairs in each bin (Naeini et al., AAAI 2015)."""
+    scores, labels = _scores_labels(true, probs)
+    which = np.minimum((scores * bins).astype(np.int64), bins - 1)
+    total = 0.0
+    for b in np.unique(which):
+        inside = which == b
+        total += inside.sum() * abs(scores[inside].mean() - labels[inside].mean())
+    return float(total / max(len(scores), 1))
 
 
 def _counts(true, est):

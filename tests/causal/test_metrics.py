@@ -84,3 +84,28 @@ def test_expected_shd_and_evaluate():
     assert out["shd"] == 1 and out["auprc"] == pytest.approx(1.0) and out["nnz"] == 4
     with pytest.raises(ValueError, match="square"):
         metrics.shd(TRUE, np.zeros((4, 3)))
+
+
+def test_shd_essential_counts_what_the_interventions_identify():
+    from pyrostruct.causal.metrics import shd_essential
+
+    chain = np.array([[0, 1, 0], [0, 0, 1], [0, 0, 0]])
+    reversed_chain = chain.T
+    assert shd_essential(chain, reversed_chain, []) == 0  # Markov equivalent
+    assert shd_essential(chain, reversed_chain, [[0]]) == 2  # do(X0) orients both edges
+    # do(X0, X1) cuts only X1 - X2; in the reversed chain Meek then orients X1 -> X0 too
+    assert shd_essential(chain, reversed_chain, [[0, 1]]) == 2
+    essential = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]])  # GIES-style output
+    assert shd_essential(chain, essential, []) == 0
+    assert shd_essential(chain, essential, [[2]]) == 1
+
+
+def test_calibration_error_exact():
+    from pyrostruct.causal.metrics import calibration_error
+
+    truth = np.array([[0, 1], [0, 0]])
+    assert calibration_error(truth, np.array([[0, 1.0], [0.0, 0]])) == 0.0
+    # pairs (0,1) P 0.9 true, (1,0) P 0.9 false: one bin, mean P 0.9 vs share 0.5
+    assert calibration_error(truth, np.array([[0, 0.9], [0.9, 0]])) == pytest.approx(0.4)
+    # two bins: |0.8 - 1| and |0.2 - 0|, weighted equally
+    assert calibration_error(truth, np.array([[0, 0.8], [0.2, 0]])) == pytest.approx(0.2)
