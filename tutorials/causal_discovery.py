@@ -195,11 +195,25 @@ pd.DataFrame(
 # Interventions identify more, but not everything: perfect interventions on
 # known targets identify the graph up to its *interventional* equivalence class
 # (Hauser & Bühlmann, JMLR 2012), where an edge is oriented when exactly one of
-# its ends is intervened on in some regime, or when Meek's rules force it. Here
-# both regimes cut both edges, so the interventional column is confident; an
-# edge that no target cuts would stay near 0.5 each way, as in the
-# observational column (`interventional.intervention_targets`,
-# `equivalence.interventional_essential_graph`).
+# its ends is intervened on in some regime, or when Meek's rules force it. Above,
+# the two regimes cut both edges, so the interventional column is confident.
+# With experiments on $X_2$ alone, only $X_1 - X_2$ is cut: the class has two
+# members, $X_0 \to X_1 \to X_2$ and $X_0 \leftarrow X_1 \to X_2$, and
+# `discover` spreads the posterior over them instead of settling on one, so
+# $X_0 - X_1$ gets about 0.5 each way while $X_1 \to X_2$ is certain.
+
+# %%
+from pyrostruct.causal.equivalence import interventional_essential_graph
+
+x_x2, mask_x2 = datasets.simulate_linear_sem(
+    w, 1200, noise_scales=[1.4, 0.6, 0.9], interventions=[[2]], seed=3
+)
+only_x2 = discover(x_x2, interventions=mask_x2, steps=STEPS, seed=1)
+print("targets:", only_x2.intervention_targets)
+print("I-essential graph of the truth (both ways = not identified):")
+print(interventional_essential_graph(w != 0, only_x2.intervention_targets))
+print(f"P(X0->X1) = {only_x2.edge_probs[0, 1]:.2f}, P(X1->X0) = {only_x2.edge_probs[1, 0]:.2f}, "
+      f"P(X1->X2) = {only_x2.edge_probs[1, 2]:.2f}")
 
 # %%
 from pyrostruct.causal.equivalence import count_equivalent_dags, cpdag
