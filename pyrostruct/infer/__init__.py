@@ -20,19 +20,23 @@ __all__ += [
 from pyrostruct.infer.evidence import (  # noqa: E402
     EvidenceEstimate,
     LowESSWarning,
+    VectorizationWarning,
     effective_sample_size,
     elbo_estimate,
     iwae_estimate,
     log_importance_weights,
+    vectorization_method,
 )
 
 __all__ += [
     "EvidenceEstimate",
     "LowESSWarning",
+    "VectorizationWarning",
     "effective_sample_size",
     "elbo_estimate",
     "iwae_estimate",
     "log_importance_weights",
+    "vectorization_method",
 ]
 
 from pyrostruct.infer.enum import (  # noqa: E402

@@ -92,6 +92,7 @@ __all__ = [
     "enumerate_policy",
     "enumerated_sites",
     "infer_max_plate_nesting",
+    "support_size",
 ]
 
 ENUMERATE, RELAX, AUTO = "enumerate", "relax", "auto"
@@ -190,7 +191,7 @@ def infer_max_plate_nesting(model, *args, **kwargs) -> int:
     return nesting
 
 
-def _support_size(fn) -> int | None:
+def support_size(fn) -> int | None:
     """Number of values of ``fn``'s support when it can be enumerated in parallel, else None."""
     if not getattr(fn, "has_enumerate_support", False):
         return None
@@ -223,7 +224,7 @@ class _EnumBudgetMessenger(Messenger):
             return
         dim = (msg["infer"] or {}).get("_enumerate_dim")
         if dim is not None:
-            self.dims[dim] = _support_size(msg["fn"]) or 1
+            self.dims[dim] = support_size(msg["fn"]) or 1
         bound = 1
         for size in self.dims.values():
             bound *= size
@@ -334,7 +335,7 @@ def enumerate_policy(
             choice = mode
         if choice is None and _is_marked(site):
             choice = ENUMERATE
-        if choice == ENUMERATE and not _is_marked(site) and _support_size(site["fn"]) is None:
+        if choice == ENUMERATE and not _is_marked(site) and support_size(site["fn"]) is None:
             raise InputError(
                 f"discrete site {name!r} ({type(base_distribution(site['fn'])).__name__}"
                 f"{'.to_event()' if site['fn'].event_dim else ''}) cannot be enumerated: its "
@@ -342,7 +343,7 @@ def enumerate_policy(
                 f"or discrete={{{name!r}: 'relax'}}), or write it without .to_event()."
             )
         if choice is None:
-            size = _support_size(site["fn"])
+            size = support_size(site["fn"])
             if size is not None and size <= max_support:
                 candidates.append(name)
                 choice = ENUMERATE  # provisional, checked against the budget below

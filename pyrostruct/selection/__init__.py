@@ -25,8 +25,18 @@ from pyrostruct.selection.hyper import (
     regression_log_evidence,
     type2_maximum_likelihood,
 )
-from pyrostruct.selection.result import AmbiguousSelectionWarning, SelectionResult
-from pyrostruct.selection.select import Candidate, FittedCandidate, select
+from pyrostruct.selection.result import (
+    AmbiguousSelectionWarning,
+    CandidateFailedWarning,
+    SelectionResult,
+)
+from pyrostruct.selection.select import (
+    Candidate,
+    FittedCandidate,
+    label_symmetry,
+    mixture_init,
+    select,
+)
 from pyrostruct.selection.structures import (
     are_markov_equivalent,
     dag_candidate,
@@ -37,6 +47,7 @@ from pyrostruct.selection.structures import (
 __all__ = [
     "AmbiguousSelectionWarning",
     "Candidate",
+    "CandidateFailedWarning",
     "EXECUTORS",
     "FittedCandidate",
     "SelectionResult",
@@ -47,8 +58,10 @@ __all__ = [
     "dag_log_evidence",
     "gaussian_mixture",
     "kmeans_plus_plus",
+    "label_symmetry",
     "make_gmm_data",
     "make_ppca_data",
+    "mixture_init",
     "pointwise_log_likelihood",
     "ppca",
     "regression_log_evidence",

@@ -206,8 +206,8 @@ class SelectionResult:
         Candidates stopped early by successive halving are drawn hollow, at
         their ELBO when stopped.
 
-        Returns the matplotlib Figure; with ``path``, also saves it as a PNG
-        (written atomically).
+        Returns the matplotlib Figure; with ``path``, also saves it atomically, as
+        PNG, PDF or SVG by its suffix.
         """
         import matplotlib
 
@@ -253,10 +253,9 @@ class SelectionResult:
         ax.legend()
         fig.tight_layout()
         if path is not None:
-            from pyrostruct._io import atomic_open
+            from pyrostruct._io import save_figure
 
-            with atomic_open(path, "wb") as f:
-                fig.savefig(f, format="png", dpi=120)
+            save_figure(fig, path, dpi=120)
         return fig
 
     def to_arviz(self, num_samples: int = 200, seed: int = 0) -> dict:

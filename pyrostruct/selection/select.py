@@ -97,7 +97,7 @@ from pyro.optim import ClippedAdam
 from pyro.poutine.util import site_is_subsample
 
 from pyrostruct.errors import InputError
-from pyrostruct.infer.enum import _support_size
+from pyrostruct.infer.enum import support_size
 from pyrostruct.infer.evidence import (
     LowESSWarning,
     _vectorization_ok,
@@ -264,7 +264,7 @@ def mixture_init(model: Callable, *args, **kwargs) -> Callable | None:
 
     with poutine.block(), torch.no_grad():
         trace = poutine.trace(model).get_trace(*args, **kwargs)
-    sizes = {_support_size(trace.nodes[n]["fn"]) for n in _discrete_sites(trace)}
+    sizes = {support_size(trace.nodes[n]["fn"]) for n in _discrete_sites(trace)}
     if len(sizes) != 1 or None in sizes:
         return None
     (k,) = sizes
@@ -395,7 +395,7 @@ def _find_label_symmetry(model, guide, args, kwargs, max_plate_nesting) -> _Labe
     with poutine.block():
         model_trace = poutine.trace(model).get_trace(*args, **kwargs)
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-    sizes = {_support_size(model_trace.nodes[n]["fn"]) for n in _discrete_sites(model_trace)}
+    sizes = {support_size(model_trace.nodes[n]["fn"]) for n in _discrete_sites(model_trace)}
     if len(sizes) != 1 or None in sizes or next(iter(sizes)) < 2:
         return None
     (k,) = sizes
