@@ -30,6 +30,7 @@ import torch
 
 from pyrostruct.data import check_table
 from pyrostruct.errors import InputError
+from pyrostruct.infer.init import kmeans_plus_plus
 from pyrostruct.selection.select import Candidate, select
 
 __all__ = [
@@ -40,44 +41,6 @@ __all__ = [
     "select_components",
     "FAMILIES",
 ]
-
-
-def kmeans_plus_plus(
-    x: np.ndarray, k: int, rng: np.random.Generator, lloyd_iters: int = 10, n_init: int = 10
-):
-    """Best of ``n_init`` k-means++ seedings, each refined by ``lloyd_iters`` Lloyd steps.
-
-    Each new center is drawn with probability proportional to the squared
-    distance to the nearest chosen center (Arthur & Vassilvitskii, 2007); the
-    run with the smallest within-cluster sum of squares wins (as scikit-learn's
-    ``KMeans(n_init=...)``). Returns ``(centers, labels)``.
-    """
-    best = None
-    for _ in range(n_init):
-        centers, labels = _kmeans_once(x, k, rng, lloyd_iters)
-        inertia = ((x - centers[labels]) ** 2).sum()
-        if best is None or inertia < best[0]:
-            best = (inertia, centers, labels)
-    return best[1], best[2]
-
-
-def _kmeans_once(x, k, rng, lloyd_iters):
-    n = len(x)
-    centers = [x[rng.integers(n)]]
-    d2 = ((x - centers[0]) ** 2).sum(1)
-    for _ in range(1, k):
-        p = d2 / d2.sum() if d2.sum() > 0 else np.full(n, 1.0 / n)
-        c = x[rng.choice(n, p=p)]
-        centers.append(c)
-        d2 = np.minimum(d2, ((x - c) ** 2).sum(1))
-    centers = np.array(centers)
-    labels = np.zeros(n, dtype=int)
-    for _ in range(lloyd_iters + 1):
-        labels = ((x[:, None, :] - centers[None]) ** 2).sum(-1).argmin(1)
-        for j in range(k):
-            if (labels == j).any():
-                centers[j] = x[labels == j].mean(0)
-    return centers, labels
 
 
 def gaussian_mixture(k: int, *, loc_scale: float = 3.0, alpha: float = 1.0) -> Candidate:

@@ -104,6 +104,7 @@ from pyrostruct.infer.evidence import (
     elbo_estimate,
     iwae_estimate,
 )
+from pyrostruct.infer.init import mixture_init
 from pyrostruct.selection.executors import check_executor, executor_session
 
 __all__ = ["Candidate", "FittedCandidate", "label_symmetry", "mixture_init", "select"]
@@ -236,95 +237,6 @@ def _is_enumerated(trace, discrete) -> bool:
         site["type"] == "sample" and site["infer"].get("enumerate") == "parallel"
         for site in trace.nodes.values()
     )
-
-
-def mixture_init(model: Callable, *args, **kwargs) -> Callable | None:
-    """A data-aware ``init(args, kwargs, rng)`` for a mixture-like model, or ``None``.
-
-    Recognizes the pattern of a finite mixture written with a discrete
-    assignment: every latent discrete site has the same support size ``K``, an
-    observed site holds ``N`` points of shape ``s`` (its event shape), and some
-    continuous latent site has shape ``(K, *s)`` with real support (the
-    component locations, as in ``Normal(locs[z], ...)``). Each call seeds ``K``
-    centers by k-means++ with a few Lloyd steps on the points (Arthur &
-    Vassilvitskii, "k-means++: the advantages of careful seeding", 2007), a
-    different seeding per ``rng``, and initializes
-
-    * real sites of shape ``(K, *s)`` at the centers;
-    * positive sites of shape ``(K, *s)`` or ``(K,)`` at the within-cluster
-      standard deviations, and positive sites of shape ``s`` or ``()`` at the
-      pooled within-cluster standard deviation;
-    * simplex sites of size ``K`` at the smoothed cluster proportions.
-
-    Other sites keep the default initialization. This is what Pyro's Gaussian
-    mixture tutorial does by hand (locations at data points, scale from the
-    data variance), made automatic.
-    """
-    from torch.distributions import constraints
-
-    with poutine.block(), torch.no_grad():
-        trace = poutine.trace(model).get_trace(*args, **kwargs)
-    sizes = {support_size(trace.nodes[n]["fn"]) for n in _discrete_sites(trace)}
-    if len(sizes) != 1 or None in sizes:
-        return None
-    (k,) = sizes
-    points = None
-    for site in trace.nodes.values():
-        if site["type"] == "sample" and site["is_observed"] and not site_is_subsample(site):
-            value = site["value"]
-            event = tuple(value.shape[value.dim() - site["fn"].event_dim :])
-            if torch.is_tensor(value) and value.dim() > len(event) and value.is_floating_point():
-                points, shape = value.detach().reshape(-1, *event), event
-                break
-    if points is None or len(points) < k:
-        return None
-    roles = {}
-    for name, site in trace.nodes.items():
-        if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):
-            continue
-        if site["fn"].support.is_discrete:
-            continue
-        vshape, support = tuple(site["value"].shape), site["fn"].support
-        while isinstance(support, constraints.independent):
-            support = support.base_constraint
-        if vshape == (k, *shape) and support is constraints.real:
-            roles[name] = "loc"
-        elif support is constraints.positive and vshape in ((k, *shape), (k,)):
-            roles[name] = "scale"
-        elif support is constraints.positive and vshape in (shape, ()):
-            roles[name] = "pooled_scale"
-        elif support is constraints.simplex and vshape == (k,):
-            roles[name] = "weights"
-    if "loc" not in roles.values():
-        return None
-    x = points.reshape(len(points), -1).cpu().double().numpy()
-
-    def init(args_, kwargs_, rng):
-        from pyrostruct.selection.families import kmeans_plus_plus
-
-        centers, labels = kmeans_plus_plus(x, k, rng, n_init=1)
-        counts = np.bincount(labels, minlength=k)
-        spread = np.maximum(x.std(0), 1e-3)
-        sd = np.stack([x[labels == j].std(0) if counts[j] > 1 else spread for j in range(k)])
-        sd = np.clip(sd, 0.05 * spread, spread)
-        resid = x - centers[labels]
-        pooled = np.clip(np.sqrt((resid**2).mean(0)), 0.05 * spread, spread)
-        dtype = torch.get_default_dtype()
-        values = {}
-        for name, role in roles.items():
-            target = tuple(trace.nodes[name]["value"].shape)
-            if role == "loc":
-                value = centers
-            elif role == "scale":
-                value = sd if target == (k, *shape) else sd.mean(1)
-            elif role == "pooled_scale":
-                value = pooled if target == shape else pooled.mean()
-            else:
-                value = (counts + 1.0) / (counts.sum() + k)
-            values[name] = torch.as_tensor(np.asarray(value), dtype=dtype).reshape(target)
-        return values
-
-    return init
 
 
 _MAX_FULL_GROUP = 720  # symmetrize over all K! permutations up to K = 6
