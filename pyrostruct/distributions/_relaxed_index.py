@@ -301,9 +301,10 @@ _OPERATORS = {
 
 
 def _func_name(func) -> str:
-    """A readable name for an op: ``__eq__`` -> ``==``, ``torch.where`` -> ``where``."""
+    """A readable name for an op: ``__eq__`` (or ``eq``, as torch 2.2 dispatches ``==``)
+    -> ``==``, ``torch.where`` -> ``where``."""
     name = getattr(func, "__name__", None) or repr(func)
-    return _OPERATORS.get(name.strip("_"), name) if name.startswith("__") else name
+    return _OPERATORS.get(name.strip("_"), name)
 
 
 def _is_tensor_with(obj, pred) -> bool:
