@@ -15,10 +15,12 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
+import numpy as np
 import pyro
 import pyro.poutine as poutine
 import torch
 from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO, TraceTMC_ELBO
+from pyro.infer.autoguide.initialization import init_to_feasible, init_to_value
 from pyro.optim import ClippedAdam
 
 from pyrostruct.errors import InputError
@@ -33,6 +35,7 @@ from pyrostruct.infer.enum import (
     enumerated_sites,
     infer_max_plate_nesting,
 )
+from pyrostruct.infer.init import mixture_init
 from pyrostruct.infer.schedules import TemperatureSchedule
 
 __all__ = ["FitResult", "fit"]
@@ -55,7 +58,10 @@ class FitResult(_FitResultFields):
     - ``elbo``: the ELBO object trained with (``TraceEnum_ELBO`` or ``Trace_ELBO``);
     - ``max_plate_nesting``: the value given to ``TraceEnum_ELBO`` (``None``
       when nothing was enumerated);
-    - ``args``, ``kwargs``: the data the model was fitted to.
+    - ``args``, ``kwargs``: the data the model was fitted to;
+    - ``restart_elbos``: the final ELBO of every restart (the best was kept), and
+      ``data_init``: whether the restarts started from the data
+      (:func:`~pyrostruct.infer.init.mixture_init`).
 
     ``model`` is the model as trained (enumeration marks and relaxations
     applied); use it, not the model you passed, with ``guide`` in ``Predictive``
@@ -78,6 +84,8 @@ class FitResult(_FitResultFields):
         self.discrete_policy = dict(discrete_policy or {})
         self.elbo = elbo
         self.max_plate_nesting = max_plate_nesting
+        self.restart_elbos: list[float] = []  # set by fit when it built the guide
+        self.data_init = False
         self.args = tuple(args)
         self.kwargs = dict(kwargs or {})
         return self
@@ -164,6 +172,8 @@ def fit(
     temperature: Any = 0.5,
     elbo=None,
     max_plate_nesting: int | None = None,
+    num_restarts: int = 1,
+    init: str | None = "auto",
     seed: int | None = 0,
     progress: bool = False,
     **kwargs,
@@ -201,6 +211,16 @@ def fit(
     :meth:`FitResult.infer_discrete` recovers the enumerated local latents (MAP
     or posterior samples).
 
+    Mixture-like models start from the data: with ``init="auto"`` and the guide
+    built here, a model that :func:`~pyrostruct.infer.init.mixture_init`
+    recognizes (a discrete assignment indexing component parameters, as in
+    Pyro's GMM tutorial) starts its component locations at k-means++ centres,
+    scales at within-cluster spreads and weights at cluster proportions, a
+    different seeding per restart; from the default start such a fit tends to
+    merge the components. ``num_restarts`` fits run one after another (each
+    with a fresh guide) and the one with the highest final ELBO (the mean of
+    its last tenth of steps) is returned; ``result.restart_elbos`` lists them.
+
     A :class:`~pyrostruct.infer.TemperatureSchedule` passed as ``temperature`` (or
     held by the guide or its parts as ``.temperature``) is stepped after every
     SVI step. The Pyro parameter store is cleared first and ``seed`` set, so the
@@ -222,6 +242,9 @@ def fit(
         with ``num_particles``, see above); with enumerated sites it must handle
         enumeration (``TraceEnum_ELBO``, ``JitTraceEnum_ELBO``, ``TraceTMC_ELBO``).
     :param max_plate_nesting: for ``TraceEnum_ELBO``; default: from a trace.
+    :param int num_restarts: independent fits, the best by final ELBO returned (>= 1).
+    :param init: ``"auto"`` (data-aware start of mixture-like models, see above) or
+        ``None`` (the guide's default start).
     :param seed: passed to ``pyro.set_rng_seed`` (``None``: leave the RNG alone).
     :param bool progress: show a tqdm progress bar with the ELBO.
     :returns: :class:`FitResult` ``(model, guide, losses)`` with
@@ -241,8 +264,14 @@ def fit(
     """
     if not (isinstance(steps, int) and steps >= 1):
         raise InputError(f"steps must be a positive integer, got {steps!r}")
-    if not (isinstance(lr, (int, float)) and lr > 0):
-        raise InputError(f"lr must be > 0, got {lr!r}")
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise InputError(f"lr must be a finite number > 0, got {lr!r}")
+    if not (isinstance(num_restarts, int) and num_restarts >= 1):
+        raise InputError(f"num_restarts must be a positive integer, got {num_restarts!r}")
+    if init not in ("auto", None):
+        raise InputError(f"init must be 'auto' or None, got {init!r}")
+    if guide is not None and num_restarts > 1:
+        raise InputError("num_restarts > 1 builds a fresh guide per restart: leave guide=None")
     if not (isinstance(num_particles, int) and num_particles >= 1):
         raise InputError(f"num_particles must be a positive integer, got {num_particles!r}")
     if max_plate_nesting is not None and not (
@@ -254,17 +283,50 @@ def fit(
     _check_policy(discrete)
     if seed is not None:
         pyro.set_rng_seed(seed)
-    pyro.clear_param_store()
-    from pyrostruct.infer.autoguide.structural import AutoStructural, auto_guide
+    from pyrostruct.infer.autoguide.structural import auto_guide
 
-    if guide is None:
-        policy = enumerate_policy(model, *args, discrete=discrete, **kwargs)
-        guide = auto_guide(model, discrete=policy, temperature=temperature)
-    elif discrete != "auto":
-        raise InputError(
-            f"discrete={discrete!r} needs the guide that fit builds: with guide= given, the "
-            "guide's model decides. Build it with auto_guide(model, discrete=...) instead."
-        )
+    if guide is not None:
+        if discrete != "auto":
+            raise InputError(
+                f"discrete={discrete!r} needs the guide that fit builds: with guide= given, "
+                "the guide's model decides. Build it with auto_guide(model, discrete=...) "
+                "instead."
+            )
+        pyro.clear_param_store()
+        return _fit_once(model, guide, args, kwargs, steps, lr, num_particles, temperature,
+                         elbo, max_plate_nesting, progress)  # fmt: skip
+    policy = enumerate_policy(model, *args, discrete=discrete, **kwargs)
+    starts = mixture_init(model, *args, **kwargs) if init == "auto" else None
+    rng = np.random.default_rng(0 if seed is None else seed)
+    best, best_state, elbos = None, None, []
+    for _ in range(num_restarts):
+        pyro.clear_param_store()
+        options = {}
+        if starts is not None:
+            options["init_loc_fn"] = init_to_value(
+                values=starts(args, kwargs, rng), fallback=init_to_feasible
+            )
+        guide = auto_guide(model, discrete=policy, temperature=temperature,
+                           continuous_options=options)  # fmt: skip
+        result = _fit_once(model, guide, args, kwargs, steps, lr, num_particles, temperature,
+                           elbo, max_plate_nesting, progress)  # fmt: skip
+        tail = result.losses[-max(1, steps // 10) :]
+        elbos.append(-float(np.mean(tail)))
+        if best is None or elbos[-1] > max(elbos[:-1]):
+            best, best_state = result, pyro.get_param_store().get_state()
+    pyro.get_param_store().set_state(best_state)  # the best restart's parameters
+    best.restart_elbos = elbos
+    best.data_init = starts is not None
+    return best
+
+
+def _fit_once(
+    model, guide, args, kwargs, steps, lr, num_particles, temperature, elbo,
+    max_plate_nesting, progress,
+) -> FitResult:  # fmt: skip
+    """One SVI run of ``guide`` on ``model`` (see :func:`fit`)."""
+    from pyrostruct.infer.autoguide.structural import AutoStructural
+
     if isinstance(guide, AutoStructural):
         model = guide.model  # the marked and relaxed model the guide was built on
     enumerated = enumerated_sites(model, *args, **kwargs)

@@ -85,7 +85,7 @@ def mixture_init(model: Callable, *args, **kwargs) -> Callable | None:
     """
     from torch.distributions import constraints
 
-    with poutine.block(), torch.no_grad():
+    with poutine.block(), torch.no_grad(), torch.random.fork_rng():  # draws nothing
         trace = poutine.trace(model).get_trace(*args, **kwargs)
     sizes = {support_size(site["fn"]) for site in trace.nodes.values() if _is_latent_discrete(site)}
     if len(sizes) != 1 or None in sizes:
