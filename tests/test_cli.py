@@ -40,19 +40,25 @@ def test_unknown_option_is_one_line_exit_2(capsys):
     assert "Traceback" not in err
 
 
+def _parser_with_command(func, name="fail"):
+    """A parser builder with one subcommand, ``name``, that runs ``func(args)``."""
+
+    def build():
+        parser = cli._Parser(prog="pyrostruct")
+        sub = parser.add_subparsers(dest="command", parser_class=cli._Parser)
+        sub.add_parser(name).set_defaults(func=func)
+        return parser
+
+    return build
+
+
 def _parser_with_failing_command(error):
     """A parser with one subcommand, ``fail``, that raises ``error``."""
 
     def failing(args):
         raise error
 
-    def build():
-        parser = cli._Parser(prog="pyrostruct")
-        sub = parser.add_subparsers(dest="command", parser_class=cli._Parser)
-        sub.add_parser("fail").set_defaults(func=failing)
-        return parser
-
-    return build
+    return _parser_with_command(failing)
 
 
 def test_input_errors_from_a_command_are_one_line(capsys, monkeypatch):
@@ -115,13 +121,7 @@ def test_interrupt_message_gets_a_line_of_its_own_after_an_open_progress_bar(cap
         bar.update(3)
         raise KeyboardInterrupt  # the bar is never closed
 
-    def build():
-        parser = cli._Parser(prog="pyrostruct")
-        sub = parser.add_subparsers(dest="command", parser_class=cli._Parser)
-        sub.add_parser("work").set_defaults(func=interrupted)
-        return parser
-
-    monkeypatch.setattr(cli, "build_parser", build)
+    monkeypatch.setattr(cli, "build_parser", _parser_with_command(interrupted, "work"))
     assert cli.main(["work"]) == 130
     err = capsys.readouterr().err
     assert "work:" in err and err.endswith("\npyrostruct: interrupted\n")
@@ -134,12 +134,6 @@ def test_warnings_are_one_line(capsys, monkeypatch):
         warnings.warn("few rows\nmore detail", UserWarning, stacklevel=2)
         return 0
 
-    def build():
-        parser = cli._Parser(prog="pyrostruct")
-        sub = parser.add_subparsers(dest="command", parser_class=cli._Parser)
-        sub.add_parser("w").set_defaults(func=warns)
-        return parser
-
-    monkeypatch.setattr(cli, "build_parser", build)
+    monkeypatch.setattr(cli, "build_parser", _parser_with_command(warns, "w"))
     assert cli.main(["w"]) == 0
     assert capsys.readouterr().err == "pyrostruct: warning: few rows\n"
