@@ -513,23 +513,33 @@ def _getitem(func, args, kwargs):
     return _move(func, args, kwargs)
 
 
-def _gather(func, args, kwargs):
+def _dim_lookup(func, args, kwargs, plain, what):
+    """The common start of ``gather`` and ``index_select`` along ``dim`` with a relaxed index:
+    ``(None, answer)`` when that is all (not ours, a relaxed table, an integer table), else
+    ``((table, d, index, hard), hard_result)`` for the caller to add the gradient path to."""
     bound = _bind(args, kwargs, ("input", "dim", "index"))
     if bound is None:
-        return NotImplemented
+        return None, NotImplemented
     table, dim, index = bound
     if isinstance(table, RelaxedIndex):
         if isinstance(index, RelaxedIndex):
-            return NotImplemented
-        return _move(func, args, kwargs)
+            return None, NotImplemented
+        return None, _move(func, args, kwargs)
     if not isinstance(index, RelaxedIndex):
-        return NotImplemented
+        return None, NotImplemented
     hard = index.__dict__["_hard"]
-    result = _plain(torch.gather, table, dim, hard)
+    result = _plain(plain, table, dim, hard)
     if not table.is_floating_point():
-        index.__dict__["_probe"].escape("gather from an integer table")
+        index.__dict__["_probe"].escape(f"{what} from an integer table")
+        return None, result
+    return (table, dim % table.dim(), index, hard), result
+
+
+def _gather(func, args, kwargs):
+    parts, result = _dim_lookup(func, args, kwargs, torch.gather, "gather")
+    if parts is None:
         return result
-    d = dim % table.dim()
+    table, d, index, hard = parts
     y = index.__dict__["_one_hot"]
     num = min(y.size(-1), table.size(d))
     expanded = table.detach().unsqueeze(-1).expand(*table.shape, num)
@@ -564,22 +574,10 @@ def _take_along_dim(func, args, kwargs):
 
 
 def _index_select(func, args, kwargs):
-    bound = _bind(args, kwargs, ("input", "dim", "index"))
-    if bound is None:
-        return NotImplemented
-    table, dim, index = bound
-    if isinstance(table, RelaxedIndex):
-        if isinstance(index, RelaxedIndex):
-            return NotImplemented
-        return _move(func, args, kwargs)
-    if not isinstance(index, RelaxedIndex):
-        return NotImplemented
-    hard = index.__dict__["_hard"]
-    result = _plain(torch.index_select, table, dim, hard)
-    if not table.is_floating_point():
-        index.__dict__["_probe"].escape("index_select from an integer table")
+    parts, result = _dim_lookup(func, args, kwargs, torch.index_select, "index_select")
+    if parts is None:
         return result
-    d = dim % table.dim()
+    table, d, index, _ = parts
     y = index.__dict__["_one_hot"].reshape(-1, index.__dict__["_one_hot"].size(-1))
     num = min(y.size(-1), table.size(d))
     values = table.detach().movedim(d, -1)[..., :num]
