@@ -51,8 +51,8 @@ def _scan(path: str, sep: str) -> tuple[list[str], list[int]]:
         header = None
         try:
             for fields in reader:
-                if not fields or (len(fields) == 1 and not fields[0].strip()):
-                    continue  # blank line
+                if not fields:
+                    continue  # an empty line (pandas skips it too)
                 if header is None:
                     header = fields
                     continue
@@ -135,6 +135,12 @@ def read_csv(
     except (pd.errors.ParserError, ValueError) as e:
         reason = str(e).strip().splitlines()[0]
         raise InputError(f"{path}: not a readable CSV file ({reason})") from None
+    if frame.shape != (len(lines), len(header)):  # pandas and the csv module disagree
+        raise InputError(
+            f"{path}: not a readable CSV file (read as {frame.shape[0]} rows and "
+            f"{frame.shape[1]} columns, but the file has {len(lines)} rows of {len(header)} "
+            "fields); check its quoting"
+        )
     frame.columns = header  # pandas would rename duplicates / strip nothing; keep the real names
     frame.attrs[SOURCE_ATTR] = {"path": path, "lines": lines}
     for col in header:

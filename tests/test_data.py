@@ -116,3 +116,18 @@ def test_odd_but_numeric_frames_are_read_exactly():
 def test_values_that_would_be_silently_changed_are_refused(data, match):
     with pytest.raises(InputError, match=match):
         check_table(data)
+
+
+def test_read_csv_blank_and_whitespace_lines(tmp_path):
+    """An empty line is skipped (as pandas does); a line of spaces is a row with too few
+    fields, reported with its line number, not read as a row of NaN."""
+    blank = tmp_path / "blank.csv"
+    blank.write_text("a,b\n1,2\n\n3,4\n5,6\n")
+    frame = read_csv(blank)
+    assert frame.shape == (3, 2)
+    x, _ = check_table(frame)
+    assert x.tolist() == [[1, 2], [3, 4], [5, 6]]
+    spaces = tmp_path / "spaces.csv"
+    spaces.write_text("a,b\n1,2\n   \n3,4\n")
+    with pytest.raises(InputError, match="line 3 has 1 fields but the header has 2"):
+        read_csv(spaces)
