@@ -13,6 +13,7 @@ writable, so that a long run never ends in a lost input or an unwritable path.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -66,13 +67,16 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open supports mode 'w' or 'wb', got {mode!r}")
-    path = Path(path)
+    shown = os.fspath(path)
+    path = Path(os.path.realpath(path))  # write through symbolic links, keep them
+    if path.exists() and not path.is_file():
+        raise OSError(errno.EINVAL, f"cannot write {shown}: not a regular file")
     directory = path.parent if str(path.parent) else Path(".")
     try:
         directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     except OSError as e:
-        raise OSError(e.errno, f"cannot write {os.fspath(path)}: {e.strerror}") from None
+        raise OSError(e.errno, f"cannot write {shown}: {e.strerror}") from None
     try:
         os.fchmod(fd, _new_file_mode(path))
         with os.fdopen(fd, mode) as f:
@@ -143,6 +147,18 @@ def save_figure(fig, path: str | os.PathLike, **savefig_kwargs: Any) -> None:
         fig.savefig(f, format=fmt, metadata=_FIGURE_FORMATS[f".{fmt}"], **savefig_kwargs)
 
 
+def _resolve(flag: str, value) -> Path:
+    """``value`` with symbolic links followed; :class:`InputError` naming ``flag`` for a
+    path that cannot be resolved (a loop of links, a component that is not a folder)."""
+    try:
+        os.stat(value)
+    except (FileNotFoundError, NotADirectoryError):
+        pass  # to be created, or refused with a reason by _writable_location
+    except OSError as e:
+        raise InputError(f"{flag} {os.fspath(value)}: {e.strerror}") from None
+    return Path(os.path.realpath(value))
+
+
 def _same_file(a: Path, b: Path) -> bool:
     if a == b:
         return True
@@ -156,6 +172,8 @@ def _writable_location(path: Path) -> str | None:
     """Why ``path`` cannot be written (``None`` if it can): the reason, in words."""
     if path.is_dir():
         return "is a directory"
+    if path.exists() and not path.is_file():
+        return "is not a regular file (a device, a pipe or a socket); name a file"
     if path.exists() and not os.access(path, os.W_OK):
         return "is not writable (permission denied)"
     parent = path.parent
@@ -182,8 +200,12 @@ def check_output_paths(
 
     :raises InputError: with the flag and the path.
     """
-    ins = {k: Path(os.path.realpath(v)) for k, v in inputs.items() if v is not None}
-    outs = {k: Path(os.path.realpath(v)) for k, v in outputs.items() if v is not None}
+    for flag, value in outputs.items():
+        text = os.fspath(value) if value is not None else None
+        if text is not None and (not text.strip() or text.endswith(("/", os.sep))):
+            raise InputError(f"{flag} {text!r} does not name a file")
+    ins = {k: _resolve(k, v) for k, v in inputs.items() if v is not None}
+    outs = {k: _resolve(k, v) for k, v in outputs.items() if v is not None}
     for flag, path in outs.items():
         shown = os.fspath(outputs[flag])
         for in_flag, in_path in ins.items():

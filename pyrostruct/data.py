@@ -19,7 +19,9 @@ cells, ``NA`` and ``NaN`` are refused (impute or drop them first).
 from __future__ import annotations
 
 import csv
+import io
 import os
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -43,10 +45,10 @@ def row_label(data, row: int) -> str:
     return f"row {row}"
 
 
-def _scan(path: str, sep: str) -> tuple[list[str], list[int]]:
+def _scan(text: str, path: str, sep: str) -> tuple[list[str], list[int]]:
     """The header and the file line of every data row; refuses ragged rows."""
     lines = []
-    with open(path, encoding="utf-8-sig", newline="") as f:
+    with io.StringIO(text, newline="") as f:
         reader = csv.reader(f, delimiter=sep, strict=True)
         header = None
         try:
@@ -102,17 +104,22 @@ def read_csv(
     if decimal not in (".", ","):
         raise InputError(f"decimal must be '.' or ',', got {decimal!r}")
     if decimal == sep:
-        raise InputError(f"sep and decimal cannot both be {sep!r}")
+        raise InputError(
+            f"the field separator and the decimal mark cannot both be {sep!r} "
+            "(--sep and --decimal / sep= and decimal=)"
+        )
     if not os.path.exists(path):
         raise InputError(f"{path}: no such file")
     if os.path.isdir(path):
         raise InputError(f"{path}: is a directory, not a CSV file")
-    if os.path.getsize(path) == 0:
-        raise InputError(f"{path}: the file is empty; expected a CSV with a header row")
-    try:
-        header, lines = _scan(path, sep)
+    try:  # read once: a pipe (``<(...)``) can only be read once
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            text = f.read()
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
+    if not text:
+        raise InputError(f"{path}: the file is empty; expected a CSV with a header row")
+    header, lines = _scan(text, path, sep)
     for j, name in enumerate(header):
         if not name.strip():
             raise InputError(f"{path}: column {j + 1} of the header has no name; name every column")
@@ -125,10 +132,9 @@ def read_csv(
         raise InputError(f"{path}: the header has no data rows below it{hint}")
     try:
         frame = pd.read_csv(
-            path,
+            io.StringIO(text),
             sep=sep,
             decimal=decimal,
-            encoding="utf-8-sig",
             index_col=False,
             dtype={c: str for c in exclude},
         )
@@ -146,13 +152,17 @@ def read_csv(
     for col in header:
         if col in exclude or pd.api.types.is_numeric_dtype(frame[col]):
             continue
-        row = next(i for i, v in enumerate(frame[col]) if not _parses_as_number(v))
+        # pandas' number parser is stricter than float() ('1_000', other scripts' digits)
+        row = next((i for i, v in enumerate(frame[col]) if not _parses_as_number(v)), None)
+        if row is None:
+            row = next(i for i, v in enumerate(frame[col]) if isinstance(v, str))
         value = frame[col].iloc[row]
-        decimal_hint = (
-            " (decimal commas? pass --decimal ',' / decimal=',')"
-            if isinstance(value, str) and _parses_as_number(value.replace(",", "."))
-            else hint
-        )
+        decimal_hint = hint
+        if isinstance(value, str) and decimal == "." and sep != ",":
+            if _parses_as_number(value.replace(",", ".")):
+                decimal_hint = " (decimal commas? pass --decimal ',' / decimal=',')"
+        elif isinstance(value, str) and decimal == "," and _parses_as_number(value):
+            decimal_hint = " (the numbers use '.' as decimal mark: drop --decimal ',')"
         raise InputError(
             f"{path}: column {col!r} is not numeric: {value!r} at line {lines[row]}; "
             f"encode it as numbers or drop it{decimal_hint}"
@@ -160,13 +170,16 @@ def read_csv(
     return frame
 
 
+#: A number as pandas reads one: optional sign, digits with one ``.``, optional exponent,
+#: or inf/nan (float() also takes '1_000' and other scripts' digits; pandas does not).
+_NUMBER = re.compile(
+    r"\s*[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|inf|infinity|nan)\s*", re.I | re.ASCII
+)
+
+
 def _parses_as_number(value) -> bool:
     if isinstance(value, str):
-        try:
-            float(value)
-        except ValueError:
-            return False
-        return True
+        return _NUMBER.fullmatch(value) is not None
     return _is_number(value)
 
 
@@ -245,8 +258,9 @@ def check_table(
             else data.to_numpy(dtype=np.float64)
         )
     else:
-        if hasattr(data, "detach"):  # torch.Tensor
-            data = data.detach().cpu().numpy()
+        if hasattr(data, "detach"):  # torch.Tensor (bfloat16 has no numpy dtype)
+            data = data.detach().cpu()
+            data = (data.double() if data.is_floating_point() else data).numpy()
         if np.ma.is_masked(data):
             raise InputError(
                 f"{name}: the masked array has masked entries; fill them (array.filled(...)) "
@@ -258,9 +272,10 @@ def check_table(
         array = array.astype(np.float64)
         names = None
     if array.ndim != 2:
+        hint = "; use array.reshape(-1, 1) for a single column" if array.ndim == 1 else ""
         raise InputError(
-            f"{name}: expected a 2-D table of shape (rows, columns), got shape {array.shape}; "
-            "use array.reshape(-1, 1) for a single column"
+            f"{name}: expected a 2-D table of shape (rows, columns), got shape {array.shape}"
+            + hint
         )
     _check_shape(array.shape, min_rows, min_cols, name)
     if names is None:

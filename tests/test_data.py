@@ -131,3 +131,13 @@ def test_read_csv_blank_and_whitespace_lines(tmp_path):
     spaces.write_text("a,b\n1,2\n   \n3,4\n")
     with pytest.raises(InputError, match="line 3 has 1 fields but the header has 2"):
         read_csv(spaces)
+
+
+def test_bfloat16_tensors_and_3d_arrays():
+    """Found by the hostile sweep: bfloat16 raised torch's TypeError; a 3-D table was told to
+    reshape(-1, 1)."""
+    x = torch.randn(12, 3).to(torch.bfloat16)
+    array, _ = check_table(x)
+    assert array.dtype == np.float64 and np.array_equal(array, x.double().numpy())
+    with pytest.raises(InputError, match=r"got shape \(1, 4, 3\)$"):
+        check_table(np.ones((1, 4, 3)))

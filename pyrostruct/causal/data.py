@@ -22,6 +22,9 @@ __all__ = ["Columns", "prepare_columns", "warn_if_few_rows", "FewRowsWarning"]
 #: In raw units (``standardize=False``) all columns share one scale factor, so
 #: their magnitudes must lie within this many powers of two of each other.
 _MAX_RAW_SPREAD = 400
+#: Columns whose magnitudes differ by more than 2**this cannot share a model: the
+#: weights between them in the data's units would overflow float64.
+_MAX_WEIGHT_SPREAD = 900
 #: Raw values whose largest magnitude is within 2**±this are used as they are.
 _SAFE_EXPONENT = 400
 
@@ -67,6 +70,12 @@ def prepare_columns(x: np.ndarray, *, standardize: bool, mask=None, names=None) 
     """
     d = x.shape[1]
     exponent = np.frexp(np.abs(x).max(0))[1].astype(np.int64)  # max |x_j| / 2**e in [0.5, 1)
+    if int(exponent.max() - exponent.min()) > _MAX_WEIGHT_SPREAD:
+        raise InputError(
+            f"data: the columns' magnitudes differ by a factor of about "
+            f"2**{int(exponent.max() - exponent.min())}; effects between them would not fit "
+            "in a float64 (over 1e300): rescale the columns to comparable units first"
+        )
     if standardize:
         scaled = np.ldexp(x, -exponent[None, :])
         if mask is None:

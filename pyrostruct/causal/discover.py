@@ -139,9 +139,11 @@ def _targets(entry, row: int, names: Sequence[str], source: str) -> list[int]:
     if entry is None or (isinstance(entry, (float, np.floating)) and math.isnan(entry)):
         return []
     if isinstance(entry, str):
-        tokens = [t.strip() for t in entry.replace("|", ";").replace(",", ";").split(";")]
         out = []
-        for token in filter(None, tokens):
+        for part in entry.split(";"):
+            token = part if part in index else part.strip()  # exact names first
+            if not token:
+                continue
             if token in index:
                 out.append(index[token])
             elif token.lower() in _FLAGS:
@@ -478,8 +480,9 @@ def load_result(path: str | os.PathLike) -> CausalResult:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
         payload = data["graph"]["pyrostruct"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
-        raise InputError(f"{path}: not a pyrostruct causal-discovery result ({e})") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:  # ValueError: JSON, UTF-8
+        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise InputError(f"{path}: not a pyrostruct causal-discovery result ({reason})") from None
     if payload.get("format") != _FORMAT:
         raise InputError(f"{path}: unknown result format {payload.get('format')!r}")
     return CausalResult(
@@ -924,8 +927,11 @@ def _read_checkpoint(path, fingerprint) -> dict:
     try:
         state = torch.load(path, weights_only=True)
         ok = isinstance(state, dict) and "fingerprint" in state
-    except Exception as e:  # a truncated or foreign file
-        raise InputError(f"checkpoint {os.fspath(path)}: not readable ({e})") from None
+    except Exception:  # a truncated or foreign file (torch's message advises unsafe loading)
+        raise InputError(
+            f"checkpoint {os.fspath(path)}: not a discover checkpoint (it does not load as "
+            "plain tensors and numbers); delete it or pass another --checkpoint path"
+        ) from None
     if not ok or state["fingerprint"] != fingerprint:
         raise InputError(
             f"checkpoint {os.fspath(path)} was written by a different run (other data or "

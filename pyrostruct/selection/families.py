@@ -145,6 +145,9 @@ def standardize(data, *, per_column: bool = True, name: str = "data") -> torch.T
     same constant for every candidate, so rankings are unaffected.
     """
     array, _ = check_table(data, min_rows=3, min_cols=1, name=name)
+    # exact powers of two first, so that no square under- or overflows (1e-300 .. 1e308)
+    exponent = np.frexp(np.abs(array).max(0))[1]
+    array = np.ldexp(array, -(exponent if per_column else exponent.max()))
     centered = array - array.mean(0)
     if per_column:
         scaled = centered / centered.std(0)

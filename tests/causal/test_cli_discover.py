@@ -264,11 +264,18 @@ def test_unusual_but_valid_files_give_the_right_graph(tmp_path, capsys, kwargs, 
 def test_raw_columns_of_incompatible_magnitudes_are_refused(tmp_path, capsys):
     path = tmp_path / "data.csv"
     rng = np.random.default_rng(0)
-    rows = ["a,b"] + [f"{rng.normal() * 1e-300!r},{rng.normal() * 1e300!r}" for _ in range(30)]
+    rows = ["a,b"] + [f"{rng.normal() * 1e-130!r},{rng.normal() * 1e130!r}" for _ in range(30)]
     path.write_text("\n".join(rows) + "\n")
     argv = ["discover", str(path), "--out", str(tmp_path / "g.json"), "--no-standardize"]
     assert cli.main(argv) == 2
     assert "standardize them" in capsys.readouterr().err
+    assert _outputs(tmp_path) == []
+    # 1e-300 next to 1e300: no float64 holds the effects between them, in any units; refused
+    # before any work (the sweep found it refused only when the JSON was written)
+    rows = ["a,b"] + [f"{rng.normal() * 1e-300!r},{rng.normal() * 1e300!r}" for _ in range(30)]
+    path.write_text("\n".join(rows) + "\n")
+    assert cli.main(argv[:-1]) == 2
+    assert "rescale the columns to comparable units" in capsys.readouterr().err
     assert _outputs(tmp_path) == []
 
 
@@ -391,3 +398,47 @@ def test_order_search_shows_progress_and_a_resumed_run_says_so(tmp_path, capsys,
     assert cli.main(["discover", str(path), "--out", str(full), "--steps", "220", "--quiet"]) == 0
     assert np.allclose(load_result(out).edge_probs, load_result(full).edge_probs)
     assert np.allclose(load_result(out).elbo_trace, load_result(full).elbo_trace)
+
+
+def test_hostile_sweep_cases(tmp_path, capsys, monkeypatch):
+    """Found by the hostile-user sweep: a FIFO or device as --out was replaced by a regular
+    file, a symbolic link replaced instead of written through, a loop of links gave an
+    errno line, a pipe as input read as empty, and numbers Python accepts but pandas does
+    not ('1_000') ended in a StopIteration traceback."""
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    data = _chain_csv(tmp_path / "data.csv")
+    os.mkfifo("fifo")
+    (tmp_path / "target.json").write_text("old")
+    os.symlink("target.json", "link.json")
+    os.symlink("loopB", "loopA")
+    os.symlink("loopA", "loopB")
+    run = ["discover", "data.csv", "--steps", "5", "--quiet", "--out"]
+    for out, message in [("fifo", "--out fifo is not a regular file"),
+                         ("loopA", "--out loopA: Too many levels of symbolic links"),
+                         ("", "--out '' does not name a file"),
+                         ("newdir/", "--out 'newdir/' does not name a file")]:  # fmt: skip
+        assert cli.main([*run, out]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+    assert stat_is_fifo(tmp_path / "fifo")
+    assert cli.main([*run, "link.json"]) == 0  # written through the link, which stays
+    assert os.path.islink("link.json") and load_result("target.json").names == ["a", "b", "c"]
+    text = data.read_text().splitlines()
+    text[1] = text[1].replace(".", "_", 1)
+    (tmp_path / "under.csv").write_text("\n".join(text) + "\n")
+    assert cli.main(["discover", "under.csv", "--out", "u.json", "--quiet"]) == 2
+    assert "is not numeric" in capsys.readouterr().err and not os.path.exists("u.json")
+    read_end, write_end = os.pipe()  # a pipe as input, like <(cat data.csv)
+    os.write(write_end, data.read_bytes())
+    os.close(write_end)
+    assert cli.main(["discover", f"/dev/fd/{read_end}", "--out", "p.json", "--quiet",
+                     "--steps", "5"]) == 0  # fmt: skip
+    os.close(read_end)
+
+
+def stat_is_fifo(path) -> bool:
+    import stat
+
+    return stat.S_ISFIFO(path.lstat().st_mode)

@@ -429,9 +429,10 @@ def test_a_checkpoint_cannot_run_code(tmp_path, monkeypatch):
     monkeypatch.setenv("PWNED", str(marker))
     ckpt = tmp_path / "run.ckpt"
     torch.save({"fingerprint": "x", "payload": _Exploit()}, ckpt)
-    with pytest.raises(InputError, match="not readable"):
+    with pytest.raises(InputError, match="not a discover checkpoint") as info:
         discover(ds.data, steps=5, checkpoint=ckpt)
     assert not marker.exists()
+    assert "weights_only=False" not in str(info.value)  # torch's unsafe advice is not passed on
 
 
 @pytest.mark.parametrize("estimator", ["analytic", "straight-through"])
@@ -443,3 +444,16 @@ def test_checkpoints_hold_only_tensors_and_plain_data(tmp_path, estimator):
     assert state["step"] == 6
     again = discover(ds.data, steps=6, checkpoint=ckpt, checkpoint_every=3, estimator=estimator)
     assert len(again.elbo_trace) == 6
+
+
+def test_intervention_targets_match_names_exactly_and_binary_results_are_refused(tmp_path):
+    """Found by the hostile sweep: ' X1 ' was stripped to 'X1' (another node, silently), and
+    load_result on a binary file raised UnicodeDecodeError."""
+    names = ["X1", " X1 ", "b"]
+    mask = parse_interventions([" X1 ", "X1", "", "b; X1 "], 4, names)
+    assert mask.tolist() == [[False, True, False], [True, False, False],
+                             [False, False, False], [False, True, True]]  # fmt: skip
+    binary = tmp_path / "run.ckpt"
+    torch.save({"a": torch.zeros(3)}, binary)
+    with pytest.raises(InputError, match="not a pyrostruct causal-discovery result"):
+        load_result(binary)

@@ -75,3 +75,16 @@ def test_written_table_has_open_permissions_and_no_nan(data, tmp_path):
     text = (tmp_path / "t.csv").read_text()
     assert "nan" not in text.lower() and "inf" not in text.lower()
     assert pd.read_csv(tmp_path / "t.csv").shape[0] == 2
+
+
+def test_values_near_float64s_limits(data, tmp_path):
+    """Found by the hostile sweep: data times 1e-300 failed every candidate (traceback)."""
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(size=(30, 2)), rng.normal(size=(30, 2)) + 8]) * 1e-300
+    pd.DataFrame(x, columns=["a", "b"]).to_csv("tiny.csv", index=False)
+    for family, count in (("gmm", "2"), ("ppca", "1")):
+        argv = ["select-components", "tiny.csv", *FAST[:-4], "--family", family, "--max", count,
+                "--out", f"{family}.csv"]  # fmt: skip
+        assert cli.main(argv) == 0
+        table = pd.read_csv(f"{family}.csv")
+        assert np.isfinite(table["elbo"]).all()
