@@ -8,7 +8,9 @@ column, the line of the file and the fix, in the style of scikit-learn's
 
 The CSV format
 --------------
-One header row of unique, non-empty column names, then one row per
+One header row of unique, non-empty column names (not all numbers, unless
+they count 0..d-1 or 1..d as pandas' default names do: a file whose first line
+is data is refused rather than losing that row), then one row per
 observation with exactly as many fields as the header; fields separated by
 ``sep`` (default ``,``), numbers with a ``.`` decimal point (``decimal=","``
 reads decimal commas); a UTF-8 byte-order mark is ignored. Blank lines are
@@ -124,6 +126,14 @@ def read_csv(
         if not name.strip():
             raise InputError(f"{path}: column {j + 1} of the header has no name; name every column")
     _check_unique_names(header, source=path)
+    counting = [str(i + start) for start in (0, 1) for i in range(len(header))]
+    default_names = header in (counting[: len(header)], counting[len(header) :])  # pandas' 0..d-1
+    if all(_parses_as_number(name) for name in header) and not default_names and lines:
+        raise InputError(
+            f"{path}: every name in the first line is a number ({', '.join(header[:4])}"
+            f"{', ...' if len(header) > 4 else ''}): the file seems to have no header row, and "
+            "its first row would be lost; add a header line of column names"
+        )
     hint = _delimiter_hint(header, sep) if len(header) == 1 else ""
     missing = [c for c in exclude if c not in header]
     if missing:

@@ -141,3 +141,19 @@ def test_bfloat16_tensors_and_3d_arrays():
     assert array.dtype == np.float64 and np.array_equal(array, x.double().numpy())
     with pytest.raises(InputError, match=r"got shape \(1, 4, 3\)$"):
         check_table(np.ones((1, 4, 3)))
+
+
+def test_a_file_without_header_is_refused_not_read_one_row_short(tmp_path):
+    """Found by the hostile sweep: '1,2,3' as the first line became the column names."""
+    path = tmp_path / "noheader.csv"
+    path.write_text("1.5,2,3\n4,5,6.5\n7,8,9\n")
+    with pytest.raises(InputError, match="seems to have no header row"):
+        read_csv(path)
+    path.write_text("x,2,3\n4,5,6.5\n7,8,9\n")  # one name is a name: a header
+    assert list(read_csv(path).columns) == ["x", "2", "3"]
+    for names in ("0,1,2", "1,2,3"):  # pandas' default names (DataFrame(array).to_csv)
+        path.write_text(f"{names}\n4,5,6.5\n7,8,9\n")
+        assert list(read_csv(path).columns) == names.split(",")
+    path.write_text("1,2,3.5\n4,5,6.5\n7,8,9\n")
+    with pytest.raises(InputError, match="no header row"):
+        read_csv(path)
