@@ -56,6 +56,7 @@ from pyro.optim import Adam  # noqa: E402
 
 import pyrostruct  # noqa: E402
 from pyrostruct.selection import select  # noqa: E402
+from pyrostruct.selection.datasets import make_hmm_data, state_accuracy  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "tests" / "pyro_examples"
 
@@ -189,43 +190,12 @@ def gmm_tutorial_rows(report, gmm, steps, lr, exact):
 # ------------------------------------------------------------------ HMM (examples/hmm.py)
 
 
-def hmm_data(num_sequences=20, max_length=10, data_dim=6, hidden_dim=3, seed=0):
-    """Sticky 3-state HMM; state h lights tones 2h and 2h+1 (prob 0.9, others 0.05)."""
-    g = torch.Generator().manual_seed(seed)
-    trans = torch.full((hidden_dim, hidden_dim), 0.1 / (hidden_dim - 1))
-    trans.fill_diagonal_(0.9)
-    emit = torch.full((hidden_dim, data_dim), 0.05)
-    for h in range(hidden_dim):
-        emit[h, 2 * h : 2 * h + 2] = 0.9
-    lengths = torch.randint(max_length // 2, max_length + 1, (num_sequences,), generator=g)
-    sequences = torch.zeros(num_sequences, max_length, data_dim)
-    states = torch.zeros(num_sequences, max_length, dtype=torch.long)
-    for i in range(num_sequences):
-        x = torch.randint(hidden_dim, (), generator=g)
-        for t in range(max_length):
-            if t:
-                x = torch.multinomial(trans[x], 1, generator=g)[0]
-            states[i, t] = x
-            sequences[i, t] = torch.bernoulli(emit[x], generator=g)
-    return sequences, lengths, states
-
-
-def hmm_accuracy(decoded, states, lengths, hidden_dim=3):
-    states = states[:, : decoded.shape[1]]
-    mask = torch.arange(decoded.shape[1]) < lengths[:, None]
-    best = 0.0
-    for perm in itertools.permutations(range(hidden_dim)):
-        relabelled = torch.tensor(perm)[decoded]
-        best = max(best, ((relabelled == states) & mask).sum().item() / mask.sum().item())
-    return best
-
-
 def _stack_states(values, num_sequences):
     return torch.stack([values[f"x_{t}"].reshape(num_sequences) for t in range(len(values))], 1)
 
 
 def hmm_rows(report, hmm, steps, lr):
-    sequences, lengths, states = hmm_data()
+    sequences, lengths, states = make_hmm_data()
     args = argparse.Namespace(hidden_dim=3, jit=False)
     data = (sequences, lengths, args)
     probs = lambda msg: msg["name"].startswith("probs_")  # noqa: E731 (as in examples/hmm.py)
@@ -259,7 +229,7 @@ def hmm_rows(report, hmm, steps, lr):
                 "method": method,
                 "ELBO": elbo,
                 "gap to exact": math.nan,
-                "posterior error": 1.0 - hmm_accuracy(decoded, states, lengths),
+                "posterior error": 1.0 - state_accuracy(decoded, states, lengths),
                 "error measure": "1 - hidden-state accuracy",
                 "seconds": seconds,
             }

@@ -261,37 +261,9 @@ def model_1(sequences, lengths, args, batch_size=None, include_prior=True):
 
 
 # %%
-def hmm_data(num_sequences, max_length, data_dim=6, hidden_dim=3, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    trans = torch.full((hidden_dim, hidden_dim), 0.1 / (hidden_dim - 1))
-    trans.fill_diagonal_(0.9)
-    emit = torch.full((hidden_dim, data_dim), 0.05)
-    for h in range(hidden_dim):
-        emit[h, 2 * h : 2 * h + 2] = 0.9
-    lengths = torch.randint(max_length // 2, max_length + 1, (num_sequences,), generator=g)
-    sequences = torch.zeros(num_sequences, max_length, data_dim)
-    states = torch.zeros(num_sequences, max_length, dtype=torch.long)
-    for i in range(num_sequences):
-        x = torch.randint(hidden_dim, (), generator=g)
-        for t in range(max_length):
-            if t:
-                x = torch.multinomial(trans[x], 1, generator=g)[0]
-            states[i, t] = x
-            sequences[i, t] = torch.bernoulli(emit[x], generator=g)
-    return sequences, lengths, states
+from pyrostruct.selection.datasets import make_hmm_data, state_accuracy
 
-
-def accuracy(decoded, states, lengths, hidden_dim=3):
-    """Share of observed time steps with the right state, under the best relabelling."""
-    states = states[:, : decoded.shape[1]]
-    mask = torch.arange(decoded.shape[1]) < lengths[:, None]
-    return max(
-        ((torch.tensor(perm)[decoded] == states) & mask).sum().item() / mask.sum().item()
-        for perm in itertools.permutations(range(hidden_dim))
-    )
-
-
-sequences, lengths, states = hmm_data(*((10, 8) if SMOKE else (40, 15)))
+sequences, lengths, states = make_hmm_data(*((10, 8) if SMOKE else (40, 15)))
 hmm_args = argparse.Namespace(hidden_dim=3, jit=False)
 HMM_STEPS = 40 if SMOKE else 600
 T = int(lengths.max())
@@ -317,7 +289,7 @@ def hmm_row(name, discrete):
         "way": name,
         "policy": f"{set(result.discrete_policy.values())} x {len(result.discrete_policy)} sites",
         "ELBO": elbo,
-        "posterior error": f"state accuracy {accuracy(decoded, states, lengths):.3f}",
+        "posterior error": f"state accuracy {state_accuracy(decoded, states, lengths):.3f}",
         "seconds": seconds,
     }
 

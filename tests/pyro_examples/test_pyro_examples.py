@@ -37,6 +37,7 @@ from pyro.infer.autoguide import AutoDelta, AutoNormal
 from pyro.optim import Adam
 
 import pyrostruct
+from pyrostruct.selection.datasets import make_hmm_data, state_accuracy
 
 HERE = Path(__file__).resolve().parent
 
@@ -193,38 +194,6 @@ def test_gmm_tutorial_fit_finds_both_clusters():
 # HMM of examples/hmm.py on sequences from a known 3-state HMM
 
 
-def _hmm_data(num_sequences=20, max_length=10, data_dim=6, hidden_dim=3, seed=0):
-    """Sticky 3-state HMM; state h lights tones 2h and 2h+1 (prob 0.9, others 0.05)."""
-    g = torch.Generator().manual_seed(seed)
-    trans = torch.full((hidden_dim, hidden_dim), 0.1 / (hidden_dim - 1))
-    trans.fill_diagonal_(0.9)
-    emit = torch.full((hidden_dim, data_dim), 0.05)
-    for h in range(hidden_dim):
-        emit[h, 2 * h : 2 * h + 2] = 0.9
-    lengths = torch.randint(max_length // 2, max_length + 1, (num_sequences,), generator=g)
-    sequences = torch.zeros(num_sequences, max_length, data_dim)
-    states = torch.zeros(num_sequences, max_length, dtype=torch.long)
-    for i in range(num_sequences):
-        x = torch.randint(hidden_dim, (), generator=g)
-        for t in range(max_length):
-            if t:
-                x = torch.multinomial(trans[x], 1, generator=g)[0]
-            states[i, t] = x
-            sequences[i, t] = torch.bernoulli(emit[x], generator=g)
-    return sequences, lengths, states
-
-
-def _accuracy(decoded, states, lengths, hidden_dim=3):
-    """Share of the observed time steps whose state is right, under the best relabelling."""
-    states = states[:, : decoded.shape[1]]
-    mask = torch.arange(decoded.shape[1]) < lengths[:, None]
-    best = 0.0
-    for perm in itertools.permutations(range(hidden_dim)):
-        relabelled = torch.tensor(perm)[decoded]
-        best = max(best, ((relabelled == states) & mask).sum().item() / mask.sum().item())
-    return best
-
-
 def _stack_states(values, num_sequences):
     return torch.stack([values[f"x_{t}"].reshape(num_sequences) for t in range(len(values))], 1)
 
@@ -239,19 +208,19 @@ def _decode_pyro(model, guide, sequences, lengths, args):
 
 
 def _hmm_compare(model, steps, lr=0.05):
-    sequences, lengths, states = _hmm_data()
+    sequences, lengths, states = make_hmm_data()
     args = argparse.Namespace(hidden_dim=3, jit=False)
     data = (sequences, lengths, args)
     result = pyrostruct.fit(model, *data, steps=steps, lr=lr)
     fit_elbo = _elbo(result.model, result.guide, *data, max_plate_nesting=2)
-    fit_acc = _accuracy(_stack_states(result.infer_discrete(), len(sequences)), states, lengths)
+    fit_acc = state_accuracy(_stack_states(result.infer_discrete(), len(sequences)), states, lengths)
     probs = lambda msg: msg["name"].startswith("probs_")  # noqa: E731 (as in examples/hmm.py)
     pyro_accs = {}
     for guide_class in (AutoNormal, AutoDelta):
         guide = _pyro_recipe(
             model, guide_class, probs, data, steps=steps, lr=lr, max_plate_nesting=2
         )
-        pyro_accs[guide_class.__name__] = _accuracy(
+        pyro_accs[guide_class.__name__] = state_accuracy(
             _decode_pyro(model, guide, *data), states, lengths
         )
         if guide_class is AutoNormal:
@@ -261,7 +230,7 @@ def _hmm_compare(model, steps, lr=0.05):
 
 @pytest.mark.parametrize("name", ["model_1", "model_2"])
 def test_hmm_example_fits_as_written_by_enumeration(name):
-    sequences, lengths, states = _hmm_data()
+    sequences, lengths, states = make_hmm_data()
     args = argparse.Namespace(hidden_dim=3, jit=False)
     # 300 steps: at 150, model_2 decoded 0.77 of the states on the lowest supported
     # versions (torch 2.2, pyro-ppl 1.9.0; `make test-min`) and 0.95 on current ones
@@ -271,11 +240,11 @@ def test_hmm_example_fits_as_written_by_enumeration(name):
     assert set(result.discrete_policy.values()) == {"enumerate"}
     assert set(result.guide.site_parts) == {"probs_x", "probs_y"}
     decoded = _stack_states(result.infer_discrete(), len(sequences))
-    assert _accuracy(decoded, states, lengths) > 0.9
+    assert state_accuracy(decoded, states, lengths) > 0.9
 
 
 def test_hmm_model_0_sequential_sequences_plate():
-    sequences, lengths, states = _hmm_data(num_sequences=3, max_length=4)
+    sequences, lengths, states = make_hmm_data(num_sequences=3, max_length=4)
     args = argparse.Namespace(hidden_dim=3, jit=False)
     result = pyrostruct.fit(hmm.model_0, sequences, lengths, args, steps=3)
     assert result.max_plate_nesting == 1  # the sequences plate is a Python loop

@@ -265,3 +265,18 @@ def test_user_gmm_restarts_are_vectorized_and_pick_the_right_k():
     assert torch.cdist(CENTERS, locs).min(1).values.max() < 0.5
     # each restart started from its own k-means++ seeding and reports its own ELBO
     assert all(len(set(v)) == 2 for v in r.restart_elbos.values())
+
+
+def test_hmm_data_and_state_accuracy():
+    from pyrostruct.selection.datasets import make_hmm_data, state_accuracy
+
+    sequences, lengths, states = make_hmm_data(num_sequences=4, max_length=6, seed=1)
+    assert sequences.shape == (4, 6, 6) and states.shape == (4, 6)
+    assert ((lengths >= 3) & (lengths <= 6)).all()
+    relabelled = (states + 1) % 3  # the labels are arbitrary: still all right
+    assert state_accuracy(relabelled, states, lengths) == 1.0
+    wrong = states.clone()
+    wrong[0, 0] = (states[0, 0] + 1) % 3
+    assert state_accuracy(wrong, states, lengths) == pytest.approx(1 - 1 / lengths.sum().item())
+    a, b, c = make_hmm_data(num_sequences=4, max_length=6, seed=1)
+    assert torch.equal(a, sequences) and torch.equal(c, states)
