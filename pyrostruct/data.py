@@ -31,7 +31,7 @@ import pandas as pd
 
 from pyrostruct.errors import InputError
 
-__all__ = ["read_csv", "check_table"]
+__all__ = ["read_csv", "check_table", "column_exponents", "parses_as_number"]
 
 #: DataFrame ``attrs`` key under which :func:`read_csv` keeps where the table
 #: came from: ``{"path": str, "lines": list of the file line of each row}``.
@@ -128,7 +128,7 @@ def read_csv(
     _check_unique_names(header, source=path)
     counting = [str(i + start) for start in (0, 1) for i in range(len(header))]
     default_names = header in (counting[: len(header)], counting[len(header) :])  # pandas' 0..d-1
-    if all(_parses_as_number(name) for name in header) and not default_names and lines:
+    if all(parses_as_number(name) for name in header) and not default_names and lines:
         raise InputError(
             f"{path}: every name in the first line is a number ({', '.join(header[:4])}"
             f"{', ...' if len(header) > 4 else ''}): the file seems to have no header row, and "
@@ -163,15 +163,15 @@ def read_csv(
         if col in exclude or pd.api.types.is_numeric_dtype(frame[col]):
             continue
         # pandas' number parser is stricter than float() ('1_000', other scripts' digits)
-        row = next((i for i, v in enumerate(frame[col]) if not _parses_as_number(v)), None)
+        row = next((i for i, v in enumerate(frame[col]) if not parses_as_number(v)), None)
         if row is None:
             row = next(i for i, v in enumerate(frame[col]) if isinstance(v, str))
         value = frame[col].iloc[row]
         decimal_hint = hint
         if isinstance(value, str) and decimal == "." and sep != ",":
-            if _parses_as_number(value.replace(",", ".")):
+            if parses_as_number(value.replace(",", ".")):
                 decimal_hint = " (decimal commas? pass --decimal ',' / decimal=',')"
-        elif isinstance(value, str) and decimal == "," and _parses_as_number(value):
+        elif isinstance(value, str) and decimal == "," and parses_as_number(value):
             decimal_hint = " (the numbers use '.' as decimal mark: drop --decimal ',')"
         raise InputError(
             f"{path}: column {col!r} is not numeric: {value!r} at line {lines[row]}; "
@@ -187,7 +187,8 @@ _NUMBER = re.compile(
 )
 
 
-def _parses_as_number(value) -> bool:
+def parses_as_number(value) -> bool:
+    """Whether ``value`` is a number as pandas reads one (a string) or a real number."""
     if isinstance(value, str):
         return _NUMBER.fullmatch(value) is not None
     return _is_number(value)
@@ -306,6 +307,13 @@ def check_table(
                 "drop it (it carries no information)"
             )
     return array, names
+
+
+def column_exponents(x: np.ndarray) -> np.ndarray:
+    """Per column, ``e`` with ``max |x| / 2**e`` in ``[0.5, 1)`` (0 for an all-zero column):
+    dividing by ``2**e`` is exact and brings every value to order one, so that no square
+    under- or overflows (values from 1e-300 to 1e308)."""
+    return np.frexp(np.abs(x).max(0))[1].astype(np.int64)
 
 
 def _check_shape(shape: tuple, min_rows: int, min_cols: int, name: str) -> None:

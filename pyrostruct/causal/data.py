@@ -15,6 +15,7 @@ import warnings
 
 import numpy as np
 
+from pyrostruct.data import column_exponents
 from pyrostruct.errors import InputError
 
 __all__ = ["Columns", "prepare_columns", "warn_if_few_rows", "FewRowsWarning"]
@@ -69,7 +70,7 @@ def prepare_columns(x: np.ndarray, *, standardize: bool, mask=None, names=None) 
     :raises InputError: columns too different in magnitude for raw units.
     """
     d = x.shape[1]
-    exponent = np.frexp(np.abs(x).max(0))[1].astype(np.int64)  # max |x_j| / 2**e in [0.5, 1)
+    exponent = column_exponents(x)
     if int(exponent.max() - exponent.min()) > _MAX_WEIGHT_SPREAD:
         raise InputError(
             f"data: the columns' magnitudes differ by a factor of about "

@@ -90,7 +90,7 @@ from pyrostruct.causal.sem import (
     StructuralEquationModel,
     make_sem,
 )
-from pyrostruct.data import check_table, row_label
+from pyrostruct.data import check_table, parses_as_number, row_label
 from pyrostruct.distributions import ErdosRenyiDAG, OrderedDAG, SmoothOrientationDAG
 from pyrostruct.errors import InputError
 from pyrostruct.graph import node_link_data
@@ -148,7 +148,7 @@ def _targets(entry, row: int, names: Sequence[str], source: str) -> list[int]:
                 out.append(index[token])
             elif token.lower() in _FLAGS:
                 refuse(f"{token!r} looks like a yes/no flag, not the name of a node")
-            elif _is_float(token):
+            elif parses_as_number(token):
                 refuse(f"{token!r} is a number, not the name of a node")
             else:
                 refuse(f"unknown node {token!r} (nodes are {list(names)[:20]})")
@@ -168,14 +168,6 @@ def _targets(entry, row: int, names: Sequence[str], source: str) -> list[int]:
                 refuse(f"{target!r} is neither a node name nor a node index")
         return out
     refuse(f"cannot read an entry of type {type(entry).__name__}")
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def parse_interventions(

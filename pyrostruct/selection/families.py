@@ -28,7 +28,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from pyrostruct.data import check_table
+from pyrostruct.data import check_table, column_exponents
 from pyrostruct.errors import InputError
 from pyrostruct.infer.init import kmeans_plus_plus
 from pyrostruct.selection.select import Candidate, select
@@ -145,8 +145,7 @@ def standardize(data, *, per_column: bool = True, name: str = "data") -> torch.T
     same constant for every candidate, so rankings are unaffected.
     """
     array, _ = check_table(data, min_rows=3, min_cols=1, name=name)
-    # exact powers of two first, so that no square under- or overflows (1e-300 .. 1e308)
-    exponent = np.frexp(np.abs(array).max(0))[1]
+    exponent = column_exponents(array)  # exact powers of two first (1e-300 .. 1e308)
     array = np.ldexp(array, -(exponent if per_column else exponent.max()))
     centered = array - array.mean(0)
     if per_column:
