@@ -67,7 +67,9 @@ def prepare_columns(x: np.ndarray, *, standardize: bool, mask=None, names=None) 
     SEM's weights, unchanged); refused when the columns' magnitudes differ by
     more than a factor ``2**400``, which no common unit holds.
 
-    :raises InputError: columns too different in magnitude for raw units.
+    :raises InputError: columns whose magnitudes differ by more than ``2**900``
+        (effects between them overflow float64 in any units), or by more than
+        ``2**400`` in raw units; a column constant on its non-intervened rows.
     """
     d = x.shape[1]
     exponent = column_exponents(x)
