@@ -1,9 +1,13 @@
-"""Graph utilities for adjacency tensors: acyclicity, topological order, networkx.
+"""Graph utilities for adjacency tensors: acyclicity, topological order, networkx, CPDAGs.
 
 Adjacency convention (everywhere in pyrostruct): ``A[..., i, j] != 0`` means the
 edge ``i -> j``. The torch functions are batched over leading dimensions and
 never loop over nodes in Python: they peel all current sources at once
 (parallel Kahn's algorithm, Kahn 1962), one round per level of the DAG.
+
+Markov equivalence (:func:`cpdag`, :func:`markov_equivalent`) lives here, below
+:mod:`pyrostruct.causal` and :mod:`pyrostruct.selection`, which both use it;
+uniform members and class sizes are in :mod:`pyrostruct.causal.equivalence`.
 
 References
 ----------
@@ -17,7 +21,10 @@ from collections.abc import Sequence
 from functools import cache
 
 import networkx as nx
+import numpy as np
 import torch
+
+from pyrostruct.errors import InputError
 
 __all__ = [
     "is_acyclic",
@@ -27,6 +34,11 @@ __all__ = [
     "node_link_graph",
     "enumerate_dags",
     "NUM_DAGS",
+    "as_dag",
+    "as_dags",
+    "cpdag",
+    "cpdag_edge_labels",
+    "markov_equivalent",
 ]
 
 #: Number of labelled DAGs on n nodes, n = 0..6 (OEIS A003024).
@@ -220,3 +232,124 @@ def node_link_graph(data: dict) -> nx.DiGraph:
         return nx.node_link_graph(data, edges="edges")
     except TypeError:  # networkx < 3.4
         return nx.node_link_graph(data, link="edges")
+
+
+# ---------------------------------------------------------------------------
+# Markov equivalence (numpy)
+
+
+def as_dags(adj) -> np.ndarray:
+    """Boolean ``(S, d, d)`` (or ``(d, d)``) numpy adjacency of DAGs.
+
+    :raises InputError: not square, or self-loops (cycles are found by the callers).
+    """
+    a = np.asarray(adj)
+    if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
+        raise InputError(f"expected a square (d, d) adjacency matrix, got shape {a.shape}")
+    a = a != 0
+    if np.diagonal(a, axis1=-2, axis2=-1).any():
+        raise InputError("adjacency has self-loops; expected a DAG")
+    return a
+
+
+def _dag_levels(a: np.ndarray) -> np.ndarray:
+    """Level of every node of DAGs ``(S, d, d)`` (0 = no parents), all DAGs at once
+    (:func:`_levels`); a one-line error for a cycle."""
+    level = _levels(torch.from_numpy(a)).numpy()
+    if (level >= a.shape[-1]).any():
+        raise InputError("adjacency has a directed cycle; expected a DAG")
+    return level
+
+
+def cpdag_edge_labels(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Chickering's Find-Compelled on boolean DAGs ``(S, d, d)`` (checked by :func:`as_dags`).
+
+    Returns boolean ``(compelled, reversible)`` ``(S, d, d)``: every edge of each DAG is
+    in exactly one of the two (Chickering, "A transformational characterization of
+    equivalent Bayesian network structures", UAI 1995). Computed in chunks of DAGs
+    that keep the temporaries small; all nodes of one level of all DAGs at once.
+
+    :raises InputError: a DAG with a directed cycle.
+    """
+    s, d, _ = a.shape
+    chunk = max(1, 2**22 // max(d * d, 1))
+    parts = [_label_chunk(a[k : k + chunk]) for k in range(0, s, chunk)]
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _label_chunk(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`cpdag_edge_labels` of one chunk.
+
+    The algorithm visits the edges into each node ``y`` from its highest-ranked
+    parent ``x`` in a topological order, and that first edge settles all edges
+    into ``y``: if a compelled ``w -> x`` has ``w`` not adjacent to ``y``, every
+    edge into ``y`` is compelled; otherwise each such ``w -> y`` is, and the rest
+    are compelled if some parent ``z`` of ``y`` is not adjacent to ``x`` (a
+    v-structure), reversible if not. The edges into ``y`` depend only on labels
+    of edges into lower levels, so all nodes of one level, in all DAGs, are
+    labelled together.
+    """
+    s, d, _ = a.shape
+    level = _dag_levels(a)
+    rank = level * d + np.arange(d)
+    x = np.argmax(np.where(a, rank[:, :, None], -1), axis=1)  # highest-ranked parent
+    a_x = np.take_along_axis(a, np.broadcast_to(x[:, None, :], a.shape), axis=2)  # a[s, z, x]
+    not_x = np.arange(d)[None, :, None] != x[:, None, :]
+    v_structure = (a & ~a_x & not_x).any(1)  # z -> y <- x, z and x not adjacent
+    has_parent = a.any(1)
+    compelled = np.zeros_like(a)
+    reversible = np.zeros_like(a)
+    for depth in range(1, int(level.max()) + 1 if level.size else 1):
+        s_idx, y_idx = np.nonzero((level == depth) & has_parent)  # the nodes y of this level
+        parents = a[s_idx, :, y_idx]  # (K, d)
+        w = compelled[s_idx, :, x[s_idx, y_idx]]  # compelled w -> x
+        shielded_chain = (w & ~parents).any(1)  # w -> x -> y, w and y not adjacent
+        all_compelled = shielded_chain | v_structure[s_idx, y_idx]
+        into_y = np.where(all_compelled[:, None], parents, w)
+        compelled[s_idx, :, y_idx] = into_y
+        reversible[s_idx, :, y_idx] = parents & ~into_y
+    return compelled, reversible
+
+
+def as_dag(adj) -> np.ndarray:
+    """:func:`as_dags` of a single DAG ``(d, d)``."""
+    a = as_dags(adj)
+    if a.ndim != 2:
+        raise InputError(f"expected a square (d, d) adjacency matrix, got shape {a.shape}")
+    return a
+
+
+def cpdag(adj) -> np.ndarray:
+    """CPDAG of a DAG ``(d, d)``: compelled edges one way, reversible edges both ways.
+
+    Examples
+    --------
+    >>> cpdag([[0, 1, 0], [0, 0, 1], [0, 0, 0]]).tolist()  # a chain: all reversible
+    [[0, 1, 0], [1, 0, 1], [0, 1, 0]]
+    >>> cpdag([[0, 0, 1], [0, 0, 1], [0, 0, 0]]).tolist()  # a v-structure: compelled
+    [[0, 0, 1], [0, 0, 1], [0, 0, 0]]
+    """
+    compelled, reversible = cpdag_edge_labels(as_dag(adj)[None])
+    return (compelled[0] | reversible[0] | reversible[0].T).astype(np.int64)
+
+
+def markov_equivalent(adj1, adj2) -> bool:
+    """Whether two DAGs ``(d, d)`` over the same nodes are Markov equivalent.
+
+    Two DAGs are Markov equivalent when they have the same skeleton and the same
+    v-structures (Verma & Pearl, "Equivalence and synthesis of causal models",
+    1990), that is when their CPDAGs (:func:`cpdag`) are equal.
+
+    Examples
+    --------
+    >>> markov_equivalent([[0, 1, 0], [0, 0, 1], [0, 0, 0]], [[0, 0, 0], [1, 0, 0], [0, 1, 0]])
+    True
+    >>> markov_equivalent([[0, 1, 0], [0, 0, 1], [0, 0, 0]], [[0, 1, 0], [0, 0, 0], [0, 1, 0]])
+    False
+    """
+    a, b = as_dag(adj1), as_dag(adj2)
+    if a.shape != b.shape:
+        raise InputError(f"expected two DAGs over the same nodes, got shapes {a.shape}, {b.shape}")
+    return bool(np.array_equal(cpdag(a), cpdag(b)))

@@ -9,7 +9,9 @@ member, and reversible ones, which appear in both directions.
 
 - :func:`cpdag` labels every edge compelled or reversible with Chickering's
   algorithm ("A transformational characterization of equivalent Bayesian
-  network structures", UAI 1995), ``O(|E| d)``.
+  network structures", UAI 1995), ``O(|E| d)``; it lives in
+  :mod:`pyrostruct.graph` (with :func:`~pyrostruct.graph.markov_equivalent`),
+  below this module and :mod:`pyrostruct.selection`, which both use it.
 - :func:`count_equivalent_dags` and :func:`sample_equivalent_dag` count the
   members and draw one uniformly. The reversible edges form undirected chordal
   components that are oriented independently; a component's orientations are
@@ -44,10 +46,9 @@ Adjacency convention: ``A[i, j] = 1`` means ``i -> j``; a CPDAG has both
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from pyrostruct.errors import InputError
-from pyrostruct.graph import _levels as _graph_levels
+from pyrostruct.graph import as_dag, as_dags, cpdag, cpdag_edge_labels
 
 __all__ = [
     "EquivalenceSampler",
@@ -59,71 +60,6 @@ __all__ = [
 ]
 
 MAX_EXACT = 12
-
-
-def _check_dags(adj) -> np.ndarray:
-    """Boolean ``(S, d, d)`` (or ``(d, d)``) adjacency of DAGs; a one-line error otherwise."""
-    a = np.asarray(adj)
-    if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
-        raise InputError(f"expected a square (d, d) adjacency matrix, got shape {a.shape}")
-    a = a != 0
-    if np.diagonal(a, axis1=-2, axis2=-1).any():
-        raise InputError("adjacency has self-loops; expected a DAG")
-    return a
-
-
-def _levels(a: np.ndarray) -> np.ndarray:
-    """Level of every node of DAGs ``(S, d, d)`` (0 = no parents), all DAGs at once
-    (:func:`pyrostruct.graph._levels`); a one-line error for a cycle."""
-    level = _graph_levels(torch.from_numpy(a)).numpy()
-    if (level >= a.shape[-1]).any():
-        raise InputError("adjacency has a directed cycle; expected a DAG")
-    return level
-
-
-def _label_edges(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Chickering's Find-Compelled on DAGs ``(S, d, d)``: boolean ``(compelled, reversible)``,
-    in chunks of DAGs that keep the temporaries small."""
-    s, d, _ = a.shape
-    chunk = max(1, 2**22 // max(d * d, 1))
-    parts = [_label_chunk(a[k : k + chunk]) for k in range(0, s, chunk)]
-    if len(parts) == 1:
-        return parts[0]
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-
-def _label_chunk(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_label_edges` of one chunk.
-
-    The algorithm visits the edges into each node ``y`` from its highest-ranked
-    parent ``x`` in a topological order, and that first edge settles all edges
-    into ``y``: if a compelled ``w -> x`` has ``w`` not adjacent to ``y``, every
-    edge into ``y`` is compelled; otherwise each such ``w -> y`` is, and the rest
-    are compelled if some parent ``z`` of ``y`` is not adjacent to ``x`` (a
-    v-structure), reversible if not. The edges into ``y`` depend only on labels
-    of edges into lower levels, so all nodes of one level, in all DAGs, are
-    labelled together.
-    """
-    s, d, _ = a.shape
-    level = _levels(a)
-    rank = level * d + np.arange(d)
-    x = np.argmax(np.where(a, rank[:, :, None], -1), axis=1)  # highest-ranked parent
-    a_x = np.take_along_axis(a, np.broadcast_to(x[:, None, :], a.shape), axis=2)  # a[s, z, x]
-    not_x = np.arange(d)[None, :, None] != x[:, None, :]
-    v_structure = (a & ~a_x & not_x).any(1)  # z -> y <- x, z and x not adjacent
-    has_parent = a.any(1)
-    compelled = np.zeros_like(a)
-    reversible = np.zeros_like(a)
-    for depth in range(1, int(level.max()) + 1 if level.size else 1):
-        s_idx, y_idx = np.nonzero((level == depth) & has_parent)  # the nodes y of this level
-        parents = a[s_idx, :, y_idx]  # (K, d)
-        w = compelled[s_idx, :, x[s_idx, y_idx]]  # compelled w -> x
-        shielded_chain = (w & ~parents).any(1)  # w -> x -> y, w and y not adjacent
-        all_compelled = shielded_chain | v_structure[s_idx, y_idx]
-        into_y = np.where(all_compelled[:, None], parents, w)
-        compelled[s_idx, :, y_idx] = into_y
-        reversible[s_idx, :, y_idx] = parents & ~into_y
-    return compelled, reversible
 
 
 def _cut_by_targets(targets, d: int) -> np.ndarray | None:
@@ -153,7 +89,7 @@ def _check_targets(targets, d: int) -> list[list[int]]:
 def _interventional_labels(dags: np.ndarray, targets) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_label_edges` for the I-equivalence class: edges cut by a target set are
     compelled too, then Meek's rules orient what follows (Hauser & Bühlmann 2012)."""
-    compelled, reversible = _label_edges(dags)
+    compelled, reversible = cpdag_edge_labels(dags)
     cut = _cut_by_targets(targets, dags.shape[-1])
     if cut is None or not (reversible & cut).any():
         return compelled, reversible
@@ -163,27 +99,6 @@ def _interventional_labels(dags: np.ndarray, targets) -> tuple[np.ndarray, np.nd
         directed, left = _meek_closure(compelled[k], undirected)
         compelled[k], reversible[k] = directed, left & dags[k]
     return compelled, reversible
-
-
-def _check_one(adj) -> np.ndarray:
-    a = _check_dags(adj)
-    if a.ndim != 2:
-        raise InputError(f"expected a square (d, d) adjacency matrix, got shape {a.shape}")
-    return a
-
-
-def cpdag(adj) -> np.ndarray:
-    """CPDAG of a DAG ``(d, d)``: compelled edges one way, reversible edges both ways.
-
-    Examples
-    --------
-    >>> cpdag([[0, 1, 0], [0, 0, 1], [0, 0, 0]]).tolist()  # a chain: all reversible
-    [[0, 1, 0], [1, 0, 1], [0, 1, 0]]
-    >>> cpdag([[0, 0, 1], [0, 0, 1], [0, 0, 0]]).tolist()  # a v-structure: compelled
-    [[0, 0, 1], [0, 0, 1], [0, 0, 0]]
-    """
-    compelled, reversible = _label_edges(_check_one(adj)[None])
-    return (compelled[0] | reversible[0] | reversible[0].T).astype(np.int64)
 
 
 def interventional_essential_graph(adj, targets) -> np.ndarray:
@@ -205,7 +120,7 @@ def interventional_essential_graph(adj, targets) -> np.ndarray:
     >>> interventional_essential_graph(chain, [[0, 1]]).tolist()  # only 1 - 2 is cut
     [[0, 1, 0], [1, 0, 1], [0, 0, 0]]
     """
-    a = _check_one(adj)
+    a = as_dag(adj)
     compelled, reversible = _interventional_labels(a[None], _check_targets(targets, len(a)))
     return (compelled[0] | reversible[0] | reversible[0].T).astype(np.int64)
 
@@ -385,7 +300,7 @@ def count_equivalent_dags(adj, *, targets=None, max_exact: int = MAX_EXACT) -> i
     >>> count_equivalent_dags([[0, 1, 0], [0, 0, 1], [0, 0, 0]])  # chain: 3 of the 4 orientations
     3
     """
-    a = _check_one(adj)
+    a = as_dag(adj)
     _, comps, edges = _split(a[None], _check_targets(targets, len(a)))[0]
     sampler = EquivalenceSampler(max_exact)
     total = 2 ** len(edges)
@@ -398,7 +313,7 @@ def sample_equivalent_dag(
     adj, rng: np.random.Generator | int | None = None, *, targets=None
 ) -> np.ndarray:
     """One DAG drawn uniformly from the (I-)Markov equivalence class of ``adj`` ``(d, d)``."""
-    return sample_equivalent_dags(_check_one(adj)[None], rng, targets=targets)[0]
+    return sample_equivalent_dags(as_dag(adj)[None], rng, targets=targets)[0]
 
 
 def sample_equivalent_dags(
@@ -411,7 +326,7 @@ def sample_equivalent_dags(
     nodes of each level), and all share the counts of their components, so
     the cost grows with the number of distinct DAGs rather than with ``S``.
     """
-    dags = _check_dags(dags)
+    dags = as_dags(dags)
     if dags.ndim != 3:
         raise InputError(f"expected DAGs of shape (S, d, d), got shape {dags.shape}")
     targets = _check_targets(targets, dags.shape[-1])

@@ -47,6 +47,7 @@ from pyro.infer.autoguide.initialization import init_to_median
 
 from pyrostruct.data import check_table
 from pyrostruct.errors import InputError
+from pyrostruct.graph import markov_equivalent
 from pyrostruct.selection.select import Candidate, select
 
 __all__ = [
@@ -190,25 +191,19 @@ def dag_log_evidence(
 
 def are_markov_equivalent(g1: nx.DiGraph, g2: nx.DiGraph) -> bool:
     """Same skeleton and same v-structures (Verma & Pearl, "Equivalence and synthesis of
-    causal models", 1990)."""
+    causal models", 1990): equal CPDAGs (:func:`pyrostruct.graph.markov_equivalent`).
+
+    Graphs over different node sets are not equivalent.
+
+    :raises InputError: a graph with a directed cycle or a self-loop.
+    """
     if set(g1.nodes) != set(g2.nodes):
         return False
-    if set(map(frozenset, g1.to_undirected().edges)) != set(
-        map(frozenset, g2.to_undirected().edges)
-    ):
-        return False
-
-    def v_structures(g):
-        out = set()
-        for v in g.nodes:
-            pa = list(g.predecessors(v))
-            for i, a in enumerate(pa):
-                for b in pa[i + 1 :]:
-                    if not g.has_edge(a, b) and not g.has_edge(b, a):
-                        out.add((frozenset((a, b)), v))
-        return out
-
-    return v_structures(g1) == v_structures(g2)
+    nodes = list(g1.nodes)
+    return markov_equivalent(
+        nx.to_numpy_array(g1, nodelist=nodes, weight=None),
+        nx.to_numpy_array(g2, nodelist=nodes, weight=None),
+    )
 
 
 def select_structures(

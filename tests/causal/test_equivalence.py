@@ -11,14 +11,13 @@ from scipy import stats
 from pyrostruct.causal import metrics
 from pyrostruct.causal.equivalence import (
     EquivalenceSampler,
-    _label_edges,
     count_equivalent_dags,
     cpdag,
     sample_equivalent_dag,
     sample_equivalent_dags,
 )
 from pyrostruct.errors import InputError
-from pyrostruct.graph import enumerate_dags
+from pyrostruct.graph import cpdag_edge_labels, enumerate_dags
 
 
 def _skeleton_and_v_structures(a):
@@ -66,7 +65,7 @@ def test_batched_draws_stay_in_each_dags_class():
     draws = sample_equivalent_dags(np.concatenate([dags, dags]), rng=1)
     for dag, draw in zip(np.concatenate([dags, dags]), draws):
         assert _skeleton_and_v_structures(draw) == _skeleton_and_v_structures(dag)
-    compelled, reversible = _label_edges(dags.astype(bool))
+    compelled, reversible = cpdag_edge_labels(dags.astype(bool))
     for dag, c, r in zip(dags, compelled, reversible):
         np.testing.assert_array_equal(cpdag(dag), c | r | r.T)
 

@@ -9,6 +9,7 @@ import pytest
 
 from pyrostruct.causal.datasets import simulate_linear_sem
 from pyrostruct.errors import InputError
+from pyrostruct.graph import enumerate_dags
 from pyrostruct.selection.structures import (
     are_markov_equivalent,
     dag_log_evidence,
@@ -35,13 +36,60 @@ def test_markov_equivalence_helper():
     assert not are_markov_equivalent(CHAIN, nx.DiGraph([(0, 1)]))
 
 
+def _skeleton_and_v_structures(g):
+    skeleton = set(map(frozenset, g.to_undirected().edges))
+    v = set()
+    for node in g.nodes:
+        parents = list(g.predecessors(node))
+        for i, a in enumerate(parents):
+            for b in parents[i + 1 :]:
+                if not g.has_edge(a, b) and not g.has_edge(b, a):
+                    v.add((frozenset((a, b)), node))
+    return skeleton, v
+
+
+def test_markov_equivalence_is_the_definition_on_every_pair_of_dags():
+    """The helper now compares CPDAGs (pyrostruct.graph, shared with pyrostruct.causal);
+    it must agree with the definition (same skeleton, same v-structures) on every pair of
+    DAGs on 3 nodes and on random pairs on 5, with names inserted in any order."""
+    rng = np.random.default_rng(0)
+
+    def named(adj):
+        g = nx.DiGraph()
+        g.add_nodes_from(f"v{k}" for k in rng.permutation(len(adj)))
+        g.add_edges_from((f"v{i}", f"v{j}") for i, j in zip(*np.nonzero(adj)))
+        return g
+
+    pairs = [
+        (named(a), named(b)) for a in enumerate_dags(3).numpy() for b in enumerate_dags(3).numpy()
+    ]
+    five = enumerate_dags(5).numpy()
+    for _ in range(300):
+        a = five[rng.integers(len(five))]
+        perm = rng.permutation(5)  # a relabelled copy with some edges flipped at random
+        pairs.append((named(a), named(a[np.ix_(perm, perm)])))
+        pairs.append((named(a), named(five[rng.integers(len(five))])))
+    expected = [
+        _skeleton_and_v_structures(g1) == _skeleton_and_v_structures(g2) for g1, g2 in pairs
+    ]
+    assert [are_markov_equivalent(g1, g2) for g1, g2 in pairs] == expected
+    assert 30 < sum(expected) < len(pairs) - 30
+
+
+def test_markov_equivalence_refuses_a_cycle():
+    with pytest.raises(InputError, match="cycle"):
+        are_markov_equivalent(nx.DiGraph([(0, 1), (1, 2), (2, 0)]), CHAIN)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_exact_evidence_is_score_equivalent(seed):
     x, _ = _data(seed=seed)
     rng = np.random.default_rng(seed)
     x = x + 0.3 * rng.normal(size=x.shape)  # any data, not only the true model's
-    values = {name: dag_log_evidence(x, g) for name, g in
-              [("chain", CHAIN), ("rev", REVERSED), ("fork", FORK), ("coll", COLLIDER)]}
+    values = {
+        name: dag_log_evidence(x, g)
+        for name, g in [("chain", CHAIN), ("rev", REVERSED), ("fork", FORK), ("coll", COLLIDER)]
+    }
     assert values["chain"] == pytest.approx(values["rev"], abs=1e-8)
     assert values["chain"] == pytest.approx(values["fork"], abs=1e-8)
     assert abs(values["chain"] - values["coll"]) > 1.0
@@ -59,10 +107,20 @@ def structure_result():
     x, _ = _data(n=200)
     frame = pd.DataFrame(x, columns=["a", "b", "c"])
     relabel = dict(enumerate("abc"))
-    graphs = {name: nx.relabel_nodes(g, relabel) for name, g in
-              [("chain", CHAIN), ("reversed", REVERSED), ("collider", COLLIDER)]}
-    result = select_structures(frame, graphs, steps=300, num_restarts=1, halving=None,
-                               elbo_particles=300, iwae_particles=100, iwae_repeats=4)
+    graphs = {
+        name: nx.relabel_nodes(g, relabel)
+        for name, g in [("chain", CHAIN), ("reversed", REVERSED), ("collider", COLLIDER)]
+    }
+    result = select_structures(
+        frame,
+        graphs,
+        steps=300,
+        num_restarts=1,
+        halving=None,
+        elbo_particles=300,
+        iwae_particles=100,
+        iwae_repeats=4,
+    )
     return x, result
 
 
@@ -82,9 +140,18 @@ def test_markov_equivalent_dags_get_equal_evidence_within_error(structure_result
 
 def test_select_structures_with_interventions_prefers_the_true_direction():
     x, mask = _data(n=200, interventions=[[0]])
-    result = select_structures(x, {"chain": CHAIN, "reversed": REVERSED}, intervention_mask=mask,
-                               standardize=False, steps=200, num_restarts=1, halving=None,
-                               elbo_particles=200, iwae_particles=50, iwae_repeats=4)
+    result = select_structures(
+        x,
+        {"chain": CHAIN, "reversed": REVERSED},
+        intervention_mask=mask,
+        standardize=False,
+        steps=200,
+        num_restarts=1,
+        halving=None,
+        elbo_particles=200,
+        iwae_particles=50,
+        iwae_repeats=4,
+    )
     assert result.best == "chain"
     assert result.posterior_probs["chain"] > 0.99
 
