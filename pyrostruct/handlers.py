@@ -18,8 +18,8 @@ from pyrostruct.distributions.relaxed import (
     _is_discrete,
     relax_distribution,
 )
+from pyrostruct.distributions.temperature import current_temperature
 from pyrostruct.distributions.util import is_structural
-from pyrostruct.infer.schedules import current_temperature
 
 if TYPE_CHECKING:
     from pyro.poutine.runtime import Message

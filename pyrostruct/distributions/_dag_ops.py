@@ -45,7 +45,6 @@ __all__ = [
 MAX_EXACT_NODES = 12
 
 
-
 def broadcast_shape(*shapes) -> torch.Size:
     """``torch.broadcast_shapes`` for small tuples, without its per-call overhead."""
     ndim = max(len(s) for s in shapes)
@@ -207,9 +206,7 @@ class OrderEdgeStraightThrough(torch.autograd.Function):
             rational = bool(lo > -bound) and bool(hi < bound)
         if rational:
             c = torch.neg(edge_logits, out=_buffer("c", edge_logits.shape, dtype, device)).exp_()
-            one_minus_c = torch.sub(
-                1.0, c, out=_buffer("omc", edge_logits.shape, dtype, device)
-            )
+            one_minus_c = torch.sub(1.0, c, out=_buffer("omc", edge_logits.shape, dtype, device))
         for n0, n1, i0, i1 in _blocks(n, d):
             shape = (n1 - n0, i1 - i0, d)
             # relaxed edges E = sigmoid((l + logit U) / tau)

@@ -47,12 +47,8 @@ from ._dag_ops import (
     ranks_from_order,
     relaxed_order_edges,
 )
-from .permutation import (
-    _check_temperature,
-    _current_temperature,
-    _validating,
-    relaxed_permutation_matrix,
-)
+from .permutation import _validating, relaxed_permutation_matrix
+from .temperature import current_temperature
 
 __all__ = ["OrderedDAG", "SmoothOrientationDAG", "get_order", "MAX_EXACT_NODES"]
 
@@ -136,8 +132,8 @@ class OrderedDAG(TorchDistribution):
         (the diagonal is ignored). Infinite logits force or forbid edges.
     :param temperature: relaxation temperature (> 0), gradients only: a float, a
         one-element tensor, or a schedule with a ``.temperature`` attribute (e.g.
-        :class:`pyrostruct.infer.schedules.ExponentialSchedule`), read at every ``rsample``
-        so that stepping the schedule anneals an existing distribution.
+        :class:`~pyrostruct.distributions.temperature.ExponentialSchedule`), read at every
+        ``rsample`` so that stepping the schedule anneals an existing distribution.
     :param bool hard: straight-through hard samples (default) or relaxed ones.
     :param str relaxation: ``"pairwise"`` (default), ``"softsort"`` or ``"sinkhorn"``.
     :param bool reparameterized: ``True`` (default): ``pyro.sample`` draws with
@@ -182,7 +178,7 @@ class OrderedDAG(TorchDistribution):
         scores, edge_logits = _check_params(
             type(self).__name__, scores, edge_logits, _validating(validate_args)
         )
-        _check_temperature(temperature)
+        current_temperature(temperature, name=f"{type(self).__name__}: temperature", scalar=True)
         self._set_params(scores, edge_logits)
         self.temperature = temperature
         self.hard = bool(hard)
@@ -255,7 +251,7 @@ class OrderedDAG(TorchDistribution):
         """``(A, order)``: a sample and its order (``order[..., k]`` = node at position k)."""
         g = self._perturbed_scores(sample_shape)
         el = self._minimal_edge_logits()
-        tau = _current_temperature(self.temperature)
+        tau = current_temperature(self.temperature, scalar=True)
         if not self.hard:
             order = order_from_scores(g.detach())
             adj = relaxed_order_edges(g, el, tau, self._shift)
@@ -339,9 +335,9 @@ class OrderedDAG(TorchDistribution):
         forward = forward_mask(ranks_from_order(order))
         lb = edge_log_bernoulli(self.edge_logits, value)
         edge_lp = torch.where(forward, lb, lb.new_zeros(())).sum((-1, -2))
-        bad = ((value != 0) & ~forward).any(-1).any(-1) | ((value != 0) & (value != 1)).any(
+        bad = ((value != 0) & ~forward).any(-1).any(-1) | ((value != 0) & (value != 1)).any(-1).any(
             -1
-        ).any(-1)
+        )
         lp = order_lp + edge_lp
         return lp.masked_fill(bad, -math.inf)
 

@@ -114,8 +114,10 @@ class SparsityPenalty(TorchDistribution):
     def __init__(self, num_nodes: int, strength, *, normalized: bool = True, validate_args=None):
         d = _check_num_nodes(num_nodes)
         lam = torch.as_tensor(strength, dtype=torch.get_default_dtype())
-        if bool(torch.isnan(lam).any()) or bool((lam <= 0).any()) or not bool(
-            torch.isfinite(lam).all()
+        if (
+            bool(torch.isnan(lam).any())
+            or bool((lam <= 0).any())
+            or not bool(torch.isfinite(lam).all())
         ):
             raise ValueError(f"SparsityPenalty: strength must be finite and > 0, got {strength}.")
         self.num_nodes = d
@@ -180,4 +182,3 @@ def _check_num_nodes(num_nodes) -> int:
     if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 1:
         raise ValueError(f"Expected num_nodes to be an int >= 1, got {num_nodes!r}.")
     return num_nodes
-

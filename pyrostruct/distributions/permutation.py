@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import math
 
 import torch
 from pyro.distributions import TorchDistribution, constraints
@@ -16,6 +15,7 @@ from ._dag_ops import (
     order_from_scores,
     plackett_luce_log_prob,
 )
+from .temperature import current_temperature
 
 __all__ = [
     "PlackettLuce",
@@ -113,7 +113,8 @@ class PlackettLuce(TorchDistribution):
     :param torch.Tensor scores: real scores of shape ``batch_shape + (d,)``.
     :param temperature: temperature of the relaxation (> 0): a float, a one-element
         tensor (no gradient), or a schedule with a ``.temperature`` attribute (e.g.
-        :class:`pyrostruct.infer.schedules.ExponentialSchedule`), read at every ``rsample``.
+        :class:`~pyrostruct.distributions.temperature.ExponentialSchedule`), read at every
+        ``rsample``.
     :param str relaxation: ``"softsort"`` or ``"sinkhorn"``.
     :param int sinkhorn_iters: Sinkhorn iterations (default 20).
 
@@ -151,7 +152,7 @@ class PlackettLuce(TorchDistribution):
                 f"Expected scores of shape batch_shape + (d,) with d >= 1, "
                 f"got {tuple(scores.shape)}."
             )
-        _check_temperature(temperature)
+        current_temperature(temperature, name="PlackettLuce: temperature", scalar=True)
         if relaxation not in _RELAXATIONS:
             raise ValueError(f"Expected relaxation in {_RELAXATIONS}, got {relaxation!r}.")
         if int(sinkhorn_iters) < 1:
@@ -199,7 +200,10 @@ class PlackettLuce(TorchDistribution):
         hard = permutation_matrix(order, dtype=g.dtype)
         if g.requires_grad:
             soft = relaxed_permutation_matrix(
-                g, _current_temperature(self.temperature), self.relaxation, self.sinkhorn_iters
+                g,
+                current_temperature(self.temperature, scalar=True),
+                self.relaxation,
+                self.sinkhorn_iters,
             )
             hard = hard + (soft - soft.detach())
         return attach_order(hard, order), order
@@ -253,34 +257,3 @@ def _validating(validate_args) -> bool:
     from torch.distributions import Distribution
 
     return Distribution._validate_args if validate_args is None else bool(validate_args)
-
-
-def _current_temperature(temperature) -> float:
-    """The temperature now: a number, a one-element tensor, or a schedule's ``.temperature``."""
-    if not isinstance(temperature, torch.Tensor) and hasattr(temperature, "temperature"):
-        temperature = temperature.temperature  # e.g. pyrostruct.infer.schedules objects
-    if isinstance(temperature, torch.Tensor):
-        return float(temperature.item())
-    return float(temperature)
-
-
-def _check_temperature(temperature) -> None:
-    value = temperature
-    if not isinstance(value, torch.Tensor) and hasattr(value, "temperature"):
-        value = value.temperature
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise ValueError(
-                f"Expected a scalar temperature, got a tensor of shape {tuple(value.shape)}."
-            )
-        value = value.item()
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        msg = f"Expected a positive number for temperature, got {temperature!r}."
-        raise ValueError(msg) from None
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(
-            f"Expected temperature > 0 (and finite), got {value}. The temperature scales the "
-            f"relaxation used for gradients; use a small positive value such as 0.1 for sharp ones."
-        )

@@ -33,7 +33,6 @@ References:
 from __future__ import annotations
 
 import math
-from numbers import Number
 
 import pyro.distributions as dist
 import torch
@@ -48,6 +47,7 @@ from pyrostruct.distributions._relaxed_index import (
     RelaxedValueError,
     _Probe,
 )
+from pyrostruct.distributions.temperature import current_temperature
 
 __all__ = [
     "ConcreteOneHotCategorical",
@@ -76,22 +76,10 @@ def _param_tensor(probs, logits, name: str) -> torch.Tensor:
 
 
 def _as_temperature(temperature, like: torch.Tensor, name: str) -> torch.Tensor:
-    """Temperature as a tensor of ``like``'s dtype; raises ValueError on bad values."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (Number, torch.Tensor)):
-        raise ValueError(
-            f"{name}: temperature must be a positive float or tensor, got "
-            f"{type(temperature).__name__}. Pass e.g. temperature=0.5 "
-            "(or schedule.temperature for a schedule object)."
-        )
+    """Temperature (read by :func:`current_temperature`) as a tensor of ``like``'s dtype."""
+    tau = current_temperature(temperature, name=f"{name}: temperature")
     dtype = like.dtype if like.is_floating_point() else torch.get_default_dtype()
-    tau = torch.as_tensor(temperature, dtype=dtype, device=like.device)
-    if not torch.jit.is_tracing() and not bool(((tau > 0) & torch.isfinite(tau)).all()):
-        raise ValueError(
-            f"{name}: temperature must be > 0 and finite, got {temperature!r}. "
-            "The relaxation only approaches the discrete distribution as temperature -> 0+; "
-            "use e.g. 0.5, or an ExponentialSchedule with a positive floor."
-        )
-    return tau
+    return torch.as_tensor(tau, dtype=dtype, device=like.device)
 
 
 def _check_temperature_shape(tau: torch.Tensor, batch_shape: torch.Size, name: str) -> None:

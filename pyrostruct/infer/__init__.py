@@ -1,6 +1,6 @@
-"""Inference helpers: temperature schedules, evidence estimators, autoguides."""
+"""Inference helpers: temperature schedules (re-exported), evidence estimators, autoguides."""
 
-from pyrostruct.infer.schedules import (
+from pyrostruct.distributions.temperature import (
     ConstantSchedule,
     ExponentialSchedule,
     LinearSchedule,

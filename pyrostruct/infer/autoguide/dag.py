@@ -39,9 +39,9 @@ from pyro.nn.module import PyroModule, PyroParam
 from torch.distributions import constraints
 
 from pyrostruct.distributions.dag import OrderedDAG, SmoothOrientationDAG, get_order
+from pyrostruct.distributions.temperature import current_temperature
 from pyrostruct.distributions.util import base_distribution
 from pyrostruct.infer.autoguide._base import SiteFamilyGuide
-from pyrostruct.infer.schedules import current_temperature
 
 __all__ = ["AutoDAG", "EdgeProbs", "is_dag_site"]
 
@@ -143,9 +143,7 @@ class AutoDAG(SiteFamilyGuide):
         self._init_scale = float(init_scale)
         self._order_spacing = float(order_spacing)
         if estimator not in ("straight-through", "score"):
-            raise ValueError(
-                f"estimator must be 'straight-through' or 'score', got {estimator!r}"
-            )
+            raise ValueError(f"estimator must be 'straight-through' or 'score', got {estimator!r}")
         self.estimator = estimator
         self.rao_blackwellize = bool(rao_blackwellize)
         super().__init__(model, create_plates=create_plates)
@@ -203,9 +201,7 @@ class AutoDAG(SiteFamilyGuide):
                     f"init_orders[{name!r}] must be a permutation of 0..{d - 1}, got {order}"
                 )
             scores = torch.empty(d, dtype=dtype)
-            scores[torch.tensor(order)] = self._order_spacing * torch.arange(
-                d, 0, -1, dtype=dtype
-            )
+            scores[torch.tensor(order)] = self._order_spacing * torch.arange(d, 0, -1, dtype=dtype)
             return scores - scores.mean()
         init = self._init_scores.get(name)
         if init is not None:

@@ -30,9 +30,9 @@ from pyrostruct.distributions.relaxed import (
     NoRelaxationError,
     _is_discrete,
 )
+from pyrostruct.distributions.temperature import current_temperature
 from pyrostruct.distributions.util import base_distribution, is_structural
 from pyrostruct.infer.autoguide._base import SiteFamilyGuide
-from pyrostruct.infer.schedules import current_temperature
 
 __all__ = ["AutoGumbelSoftmax", "auto_discrete_continuous_guide", "is_discrete_site"]
 

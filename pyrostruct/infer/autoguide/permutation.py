@@ -32,9 +32,9 @@ from pyro.nn.module import PyroModule, PyroParam
 from torch.distributions import constraints
 
 from pyrostruct.distributions.permutation import PlackettLuce
+from pyrostruct.distributions.temperature import current_temperature
 from pyrostruct.distributions.util import base_distribution
 from pyrostruct.infer.autoguide._base import SiteFamilyGuide
-from pyrostruct.infer.schedules import current_temperature
 
 __all__ = ["AutoPermutation", "PositionProbs", "is_permutation_site"]
 

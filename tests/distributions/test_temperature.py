@@ -1,13 +1,16 @@
-"""Temperature schedules: values, stepping, checkpoints, bad input."""
+"""Temperatures: the one parser (current_temperature) and the schedules: values, stepping,
+checkpoints, bad input, and where they may be imported from."""
 
 import io
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from pyrostruct.infer import (
+from pyrostruct.distributions.temperature import (
     ConstantSchedule,
     ExponentialSchedule,
     LinearSchedule,
@@ -121,3 +124,75 @@ def test_current_temperature_resolves_floats_tensors_and_schedules():
     for bad in [0.0, -1.0, float("inf"), torch.tensor([0.5, 0.0]), None]:
         with pytest.raises(ValueError):
             current_temperature(bad)
+
+
+def test_current_temperature_scalar_mode_gives_one_float():
+    assert current_temperature(torch.tensor(0.25), scalar=True) == 0.25
+    assert isinstance(current_temperature(torch.tensor([0.25]), scalar=True), float)
+    assert current_temperature(ConstantSchedule(0.3), scalar=True) == 0.3
+    with pytest.raises(ValueError, match="expected a scalar temperature"):
+        current_temperature(torch.tensor([0.5, 1.0]), scalar=True)
+
+
+def test_current_temperature_type_rules():
+    # integer tensors are numbers like any other; booleans, strings, complex are refused
+    t = current_temperature(torch.tensor(2))
+    assert t.is_floating_point() and t.item() == 2.0
+    for bad in [True, "0.5", torch.tensor(True), torch.tensor(1j), [0.5]]:
+        with pytest.raises(ValueError, match="temperature"):
+            current_temperature(bad)
+    with pytest.raises(ValueError, match="relax: temperature must be > 0"):
+        current_temperature(-1.0, name="relax: temperature")
+
+
+class _LookAlike:
+    """Not a TemperatureSchedule, but has ``.temperature``: read like one."""
+
+    temperature = 0.25
+
+
+def test_every_consumer_reads_temperatures_through_the_one_parser():
+    from pyrostruct.distributions import (
+        ConcreteBernoulli,
+        ConcreteCategorical,
+        OrderedDAG,
+        PlackettLuce,
+    )
+    from pyrostruct.handlers import RelaxMessenger
+
+    schedule = LinearSchedule(initial=1.0, final=0.5, num_steps=2)
+    schedule.step()
+    # the same inputs are accepted (schedules and look-alikes included) ...
+    assert ConcreteBernoulli(schedule, logits=torch.zeros(2)).temperature.item() == 0.75
+    assert ConcreteCategorical(_LookAlike(), logits=torch.zeros(3)).temperature.item() == 0.25
+    PlackettLuce(torch.zeros(3), temperature=_LookAlike())
+    OrderedDAG(None, torch.zeros(3, 3), temperature=torch.tensor([0.5]))
+    RelaxMessenger(temperature=schedule)
+    # ... and the same ones refused, with the same message
+    for make in [
+        lambda t: ConcreteBernoulli(t, logits=torch.zeros(2)),
+        lambda t: PlackettLuce(torch.zeros(3), temperature=t),
+        lambda t: OrderedDAG(None, torch.zeros(3, 3), temperature=t),
+        lambda t: RelaxMessenger(temperature=t),
+    ]:
+        for bad in [0.0, float("nan"), "0.5", True]:
+            with pytest.raises(ValueError, match="temperature"):
+                make(bad)
+
+
+def test_handlers_and_distributions_do_not_import_infer():
+    code = (
+        "import sys, pyrostruct.handlers, pyrostruct.distributions; "
+        "print(sorted(m for m in sys.modules if m.startswith('pyrostruct.infer')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_old_home_reexports_the_same_objects():
+    import pyrostruct.infer as infer
+    import pyrostruct.infer.schedules as old
+    from pyrostruct.distributions import temperature as new
+
+    for name in new.__all__:
+        assert getattr(old, name) is getattr(new, name) is getattr(infer, name)
