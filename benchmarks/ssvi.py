@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT / "models"))
 import bnn  # noqa: E402
 
 from pyrostruct.infer.autoguide.sparse_subspace import _index_dtype  # noqa: E402
+from pyrostruct.nn import BayesianMLP  # noqa: E402
 
 use_exact_memory_accounting()  # peak_memory below must be exact
 
@@ -65,7 +66,7 @@ def run_task(task, *, hidden, num_steps, batch_size, num_samples, seed, rounds, 
     # Warm-up: a few steps of each guide first, so that one-time allocations of the
     # process (kernels, allocator pools) are not charged to the first measured run.
     for density in (None, DENSITIES[0]):
-        model = bnn.BayesianMLP(sizes, task=kind, prior_scale=prior_scale)
+        model = BayesianMLP(sizes, task=kind, prior_scale=prior_scale)
         bnn.fit(
             model,
             bnn.make_guide(model, density, seed=seed),
@@ -78,7 +79,7 @@ def run_task(task, *, hidden, num_steps, batch_size, num_samples, seed, rounds, 
         )
     for density in (None, *DENSITIES):
         pyro.set_rng_seed(seed)
-        model = bnn.BayesianMLP(sizes, task=kind, prior_scale=prior_scale)
+        model = BayesianMLP(sizes, task=kind, prior_scale=prior_scale)
         guide = bnn.make_guide(model, density, seed=seed)
         result = {}
 
@@ -162,7 +163,7 @@ def memory_bound_notes(report, sizes, densities=(0.1, 0.09, 0.085, 0.08)):
 
     def bytes_of(density):
         pyro.set_rng_seed(0)
-        model = bnn.BayesianMLP(sizes)
+        model = BayesianMLP(sizes)
         guide = bnn.make_guide(model, density)
         optim = pyro.optim.Adam({"lr": 1e-3})
         SVI(model, guide, optim, Trace_ELBO()).step(x, y)  # creates Adam's state

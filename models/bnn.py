@@ -11,7 +11,9 @@ sites with Gaussian priors, on a data set that ships with scikit-learn:
 It trains a dense ``AutoNormal`` guide and ``AutoSparseSubspace`` guides at the
 requested densities for the same number of steps, and prints test accuracy
 (or RMSE), NLL, expected calibration error and the number of variational
-parameters of each. The functions here are also used by ``benchmarks/ssvi.py``.
+parameters of each. The model is :class:`pyrostruct.nn.BayesianMLP`, its guides
+start from :func:`pyrostruct.nn.init_to_fan_in`; the functions here are also
+used by ``benchmarks/ssvi.py``.
 
     python models/bnn.py --task digits --densities 0.1 0.05
     python models/bnn.py --smoke
@@ -24,72 +26,13 @@ import math
 import time
 
 import pyro
-import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.infer import SVI, Trace_ELBO
 from pyro.infer.autoguide import AutoNormal
-from pyro.infer.autoguide.initialization import init_to_median
-from pyro.nn import PyroModule, PyroSample
-from torch import nn
 
 from pyrostruct.infer.autoguide import AutoSparseSubspace, SubspaceScheduler
-
-
-class BayesianMLP(PyroModule):
-    """MLP with Gaussian priors on every weight and bias.
-
-    A float ``prior_scale`` (default 1.0): ``N(0, prior_scale^2)`` on every weight
-    and bias. ``prior_scale="fan_in"``: ``N(0, 1/fan_in)`` for a layer with
-    ``fan_in`` inputs (unit-variance pre-activations under the prior). On the
-    digits MLP of ``benchmarks/ssvi.py`` (1000-odd training points), the narrow
-    priors (``"fan_in"``, 0.1) let the KL term win: mean-field guides collapse
-    towards the prior (dense ``AutoNormal`` underfits, sparse guides predict
-    chance); 1.0 gives dense ``AutoNormal`` its best validation accuracy and
-    calibration, 0.5 its best validation NLL (``benchmarks/results/ssvi.md``).
-
-    ``task="classification"``: ``y ~ Categorical(logits=net(x))``.
-    ``task="regression"``: ``y ~ Normal(net(x), sigma)`` with ``sigma ~ LogNormal(-1, 1)``
-    (a positive latent that ``AutoSparseSubspace`` guides densely).
-    The deterministic network is ``self.net`` (a ``PyroModule[nn.Sequential]``),
-    so ``guide.export_module(root="net")`` returns a plain ``nn.Sequential``.
-    """
-
-    def __init__(self, sizes, *, task="classification", prior_scale=1.0):
-        super().__init__()
-        if task not in ("classification", "regression"):
-            raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
-        if prior_scale != "fan_in" and not (
-            isinstance(prior_scale, (int, float)) and prior_scale > 0
-        ):
-            raise ValueError(f"prior_scale must be 'fan_in' or > 0, got {prior_scale!r}")
-        self.task = task
-        layers = []
-        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            layer = PyroModule[nn.Linear](fan_in, fan_out)
-            scale = 1.0 / math.sqrt(fan_in) if prior_scale == "fan_in" else float(prior_scale)
-            prior = dist.Normal(0.0, scale)
-            layer.weight = PyroSample(prior.expand([fan_out, fan_in]).to_event(2))
-            layer.bias = PyroSample(prior.expand([fan_out]).to_event(1))
-            layers.append(layer)
-            if i < len(sizes) - 2:
-                layers.append(nn.ReLU())
-        self.net = PyroModule[nn.Sequential](*layers)
-
-    def forward(self, x, y=None, num_data=None):
-        # With a minibatch, num_data (the full data size) scales the likelihood.
-        batch = x.shape[0]
-        plate = pyro.plate("data", num_data or batch, subsample=torch.arange(batch))
-        out = self.net(x)
-        if self.task == "classification":
-            with plate:
-                pyro.sample("obs", dist.Categorical(logits=out), obs=y)
-            return out
-        out = out.squeeze(-1)
-        sigma = pyro.sample("sigma", dist.LogNormal(-1.0, 1.0))
-        with plate:
-            pyro.sample("obs", dist.Normal(out, sigma), obs=y)
-        return out
+from pyrostruct.nn import BayesianMLP, init_to_fan_in
 
 
 def load_data(task: str, seed: int = 0, test_fraction: float = 0.25):
@@ -118,23 +61,6 @@ def load_data(task: str, seed: int = 0, test_fraction: float = 0.25):
     y_tr = torch.as_tensor((y_tr - y_mean) / y_std, dtype=torch.float32)
     y_te = torch.as_tensor((y_te - y_mean) / y_std, dtype=torch.float32)
     return x_tr, y_tr, x_te, y_te
-
-
-def init_to_fan_in(site):
-    """Initial means: ``N(0, 1/fan_in)`` draws for weight matrices, zeros for biases,
-    the prior median for other (e.g. positive) sites.
-
-    The usual fan-in scaling of a network's initialization; ``AutoSparseSubspace``
-    rescales the active means by ``1/sqrt(density)`` on top (its ``init_rescale``).
-    """
-    shape = site["fn"].shape()
-    if site["fn"].support is not dist.constraints.real and not isinstance(
-        site["fn"].support, dist.constraints.independent
-    ):
-        return init_to_median(site)  # e.g. the regression noise scale
-    if len(shape) == 2:
-        return torch.randn(shape) / math.sqrt(shape[-1])
-    return torch.zeros(shape)
 
 
 def make_guide(model, density: float | None, init_scale: float = 0.01, seed: int = 0):

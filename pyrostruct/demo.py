@@ -68,16 +68,12 @@ def gumbel_variable_selection(out: Path) -> None:
 
 @section("Sparse subspace VI: a Bayesian MLP on 8x8 digits with 10% of the variational parameters")
 def sparse_subspace_bnn(out: Path) -> None:
-    import math
-
     import pyro
-    import pyro.distributions as dist
     from pyro import poutine
     from pyro.infer import SVI, Trace_ELBO
-    from pyro.nn import PyroModule, PyroSample
-    from torch import nn
 
     from pyrostruct.infer.autoguide import AutoSparseSubspace, SubspaceScheduler
+    from pyrostruct.nn import BayesianMLP, init_to_fan_in
 
     try:
         from sklearn.datasets import load_digits
@@ -92,31 +88,9 @@ def sparse_subspace_bnn(out: Path) -> None:
     perm = torch.randperm(len(x))
     train, test = perm[:1347], perm[1347:]
 
-    class BNN(PyroModule):
-        def __init__(self, sizes):
-            super().__init__()
-            layers = []
-            for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-                layer = PyroModule[nn.Linear](fan_in, fan_out)
-                prior = dist.Normal(0.0, 1.0)
-                layer.weight = PyroSample(prior.expand([fan_out, fan_in]).to_event(2))
-                layer.bias = PyroSample(prior.expand([fan_out]).to_event(1))
-                layers += [layer, nn.ReLU()]
-            self.net = PyroModule[nn.Sequential](*layers[:-1])
-
-        def forward(self, x, y=None, num_data=None):
-            logits = self.net(x)
-            with pyro.plate("data", num_data or len(x), subsample=torch.arange(len(x))):
-                pyro.sample("obs", dist.Categorical(logits=logits), obs=y)
-            return logits
-
-    def init_fan_in(site):  # N(0, 1/fan_in) means for weight matrices, zero biases
-        shape = site["fn"].shape()
-        return torch.randn(shape) / math.sqrt(shape[-1]) if len(shape) == 2 else torch.zeros(shape)
-
     sizes = [64, 128, 128, 10]
-    model = BNN(sizes)
-    guide = AutoSparseSubspace(model, density=0.1, init_loc_fn=init_fan_in, init_scale=0.01)
+    model = BayesianMLP(sizes)  # N(0, 1) priors on every weight and bias
+    guide = AutoSparseSubspace(model, density=0.1, init_loc_fn=init_to_fan_in, init_scale=0.01)
     optim = pyro.optim.Adam({"lr": 0.01})
     svi = SVI(model, guide, optim, Trace_ELBO())
     num_steps = 800
@@ -134,8 +108,10 @@ def sparse_subspace_bnn(out: Path) -> None:
     accuracy = (probs.argmax(-1) == y[test]).float().mean().item()
     dense = 2 * sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
     print(f"  test accuracy {accuracy:.3f} (posterior predictive, 50 draws)")
-    print(f"  variational parameters: {guide.num_variational_params} "
-          f"(density {guide.density:.3f}); a dense AutoNormal would train {dense}")
+    print(
+        f"  variational parameters: {guide.num_variational_params} "
+        f"(density {guide.density:.3f}); a dense AutoNormal would train {dense}"
+    )
     print(f"  {len(scheduler.history)} layer updates moved the subspace during training")
 
 
@@ -165,8 +141,10 @@ def dag_sampling(out: Path) -> None:
         print(f"  order {orders[k].tolist()}  edges {edges}")
         print(f"    log p(order, G) = {joint[k].item():.2f}, log p(G) = {marginal.item():.2f}")
     mean_edges = graphs.detach().sum((-1, -2)).mean().item()
-    print(f"  mean edge count {mean_edges:.2f}; |grad scores| {scores.grad.norm():.2f}, "
-          f"|grad edge_logits| {edge_logits.grad.norm():.2f}")
+    print(
+        f"  mean edge count {mean_edges:.2f}; |grad scores| {scores.grad.norm():.2f}, "
+        f"|grad edge_logits| {edge_logits.grad.norm():.2f}"
+    )
 
 
 @section("Structural autoguides: a ranking of 6 items from noisy games, guide built by auto_guide")

@@ -49,17 +49,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pyro
-import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.infer import SVI, Trace_ELBO
 from pyro.infer.autoguide import AutoNormal
-from pyro.nn import PyroModule, PyroSample
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
-from torch import nn
 
 from pyrostruct.infer.autoguide import AutoSparseSubspace, SubspaceScheduler
+from pyrostruct.nn import BayesianMLP, init_to_fan_in
 
 SMOKE = os.environ.get("PYROSTRUCT_SMOKE") == "1"
 HIDDEN = 32 if SMOKE else 128
@@ -89,7 +87,9 @@ print(x_train.shape, x_test.shape)
 # ## The model
 #
 # An MLP 64 → H → H → 10 with a Gaussian prior $\mathcal N(0, 1)$ on each weight
-# and bias (the prior of `models/bnn.py` and `benchmarks/ssvi.py`). A narrower
+# and bias: `pyrostruct.nn.BayesianMLP`, the model of `models/bnn.py` and
+# `benchmarks/ssvi.py`, whose weights and biases are `PyroSample` sites and whose
+# likelihood is $y \sim \text{Categorical}(\text{logits} = f(x))$. A narrower
 # prior such as $\mathcal N(0, 1/\text{fan-in})$ sounds more natural, but with
 # about a thousand training images the KL term then wins: mean-field guides
 # collapse towards the prior and the sparse ones predict at chance
@@ -98,26 +98,8 @@ print(x_train.shape, x_test.shape)
 
 
 # %%
-class BNN(PyroModule):
-    def __init__(self, sizes):
-        super().__init__()
-        layers = []
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-            layer = PyroModule[nn.Linear](fan_in, fan_out)
-            prior = dist.Normal(0.0, 1.0)
-            layer.weight = PyroSample(prior.expand([fan_out, fan_in]).to_event(2))
-            layer.bias = PyroSample(prior.expand([fan_out]).to_event(1))
-            layers += [layer, nn.ReLU()]
-        self.net = PyroModule[nn.Sequential](*layers[:-1])
-
-    def forward(self, x, y=None, num_data=None):
-        logits = self.net(x)
-        with pyro.plate("data", num_data or len(x), subsample=torch.arange(len(x))):
-            pyro.sample("obs", dist.Categorical(logits=logits), obs=y)
-        return logits
-
-
 SIZES = [64, HIDDEN, HIDDEN, 10]
+print(BayesianMLP(SIZES).net)
 
 # %% [markdown]
 # ## Training
@@ -129,26 +111,22 @@ SIZES = [64, HIDDEN, HIDDEN, 10]
 # (the gradient with respect to the would-be means of the inactive coordinates)
 # and then swaps coordinates. It is given the optimizer, so that Adam's moments
 # stay with the coordinates that are kept and start from zero for new ones.
-# Both guides start from the usual fan-in-scaled means ($\mathcal N(0, 1/\text{fan-in})$
-# draws for the weights, zero biases) and standard deviations 0.01.
+# Both guides start from the usual fan-in-scaled means
+# (`pyrostruct.nn.init_to_fan_in`: $\mathcal N(0, 1/\text{fan-in})$ draws for the
+# weights, zero biases) and standard deviations 0.01.
 
 
 # %%
-def init_fan_in(site):
-    shape = site["fn"].shape()
-    if len(shape) == 2:
-        return torch.randn(shape) / math.sqrt(shape[-1])
-    return torch.zeros(shape)
-
-
 def train(density, seed=0):
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
-    model = BNN(SIZES)
+    model = BayesianMLP(SIZES)
     if density is None:
-        guide = AutoNormal(model, init_loc_fn=init_fan_in, init_scale=0.01)
+        guide = AutoNormal(model, init_loc_fn=init_to_fan_in, init_scale=0.01)
     else:
-        guide = AutoSparseSubspace(model, density=density, init_loc_fn=init_fan_in, init_scale=0.01)
+        guide = AutoSparseSubspace(
+            model, density=density, init_loc_fn=init_to_fan_in, init_scale=0.01
+        )
     optim = pyro.optim.Adam({"lr": 0.01})
     svi = SVI(model, guide, optim, Trace_ELBO())
     scheduler = None

@@ -9,7 +9,7 @@ import torch
 from pyro import poutine
 from pyro.infer import SVI, Predictive, Trace_ELBO
 from pyro.infer.autoguide import AutoNormal
-from pyro.nn import PyroModule, PyroSample
+from pyro.nn import PyroModule
 from torch import nn
 
 from pyrostruct.infer.autoguide.sparse_subspace import (
@@ -18,29 +18,25 @@ from pyrostruct.infer.autoguide.sparse_subspace import (
     active_count,
     folded_normal_snr,
 )
+from pyrostruct.nn import BayesianMLP
 
 
-class BNN(PyroModule):
-    """Two-layer MLP classifier with N(0, 1) priors on all weights and biases."""
-
-    def __init__(self, d=8, h=16, c=3, noise_site=False):
-        super().__init__()
-        self.net = PyroModule[nn.Sequential](
-            PyroModule[nn.Linear](d, h), nn.ReLU(), PyroModule[nn.Linear](h, c)
-        )
-        for layer in (self.net[0], self.net[2]):
-            layer.weight = PyroSample(dist.Normal(0.0, 1.0).expand(layer.weight.shape).to_event(2))
-            layer.bias = PyroSample(dist.Normal(0.0, 1.0).expand(layer.bias.shape).to_event(1))
-        self.noise_site = noise_site
+class TemperedMLP(BayesianMLP):
+    """A BayesianMLP classifier whose logits are divided by a positive latent temperature
+    (a latent site that is not a weight)."""
 
     def forward(self, x, y=None):
         logits = self.net(x)
-        if self.noise_site:  # a positive latent that is not a weight
-            temp = pyro.sample("temperature", dist.LogNormal(0.0, 0.3))
-            logits = logits / temp
+        temp = pyro.sample("temperature", dist.LogNormal(0.0, 0.3))
+        logits = logits / temp
         with pyro.plate("data", x.shape[0]):
             pyro.sample("obs", dist.Categorical(logits=logits), obs=y)
         return logits
+
+
+def make_bnn(d=8, h=16, c=3, noise_site=False):
+    """Two-layer MLP classifier with N(0, 1) priors on all weights and biases."""
+    return (TemperedMLP if noise_site else BayesianMLP)([d, h, c])
 
 
 def data(n=60, d=8, c=3, seed=0):
@@ -55,7 +51,7 @@ def train(guide_fn, num_steps=40, update_every=5, criterion="snr", seed=1, lr=0.
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
     x, y = data()
-    model = BNN() if model is None else model
+    model = make_bnn() if model is None else model
     guide = guide_fn(model)
     optim = pyro.optim.Adam({"lr": lr})
     svi = SVI(model, guide, optim, Trace_ELBO())
@@ -102,7 +98,7 @@ def test_active_count_rule():
 @pytest.mark.parametrize("density", [0.05, 0.1, 0.5])
 def test_compact_storage_matches_density(density):
     pyro.clear_param_store()
-    model = BNN(d=20, h=50, c=4)
+    model = make_bnn(d=20, h=50, c=4)
     x, y = torch.randn(5, 20), torch.randint(0, 4, (5,))
     guide = AutoSparseSubspace(model, density=density)
     guide(x, y)
@@ -141,7 +137,7 @@ def _guide_and_adam_bytes(guide, optim):
 
 def test_guide_and_adam_bytes_per_coordinate_bound_the_memory_ratio():
     """24 B per active coordinate plus its index, against 24 B per dense weight (docstring)."""
-    model = BNN(d=200, h=200, c=4)  # 40000 first-layer weights: int32 indices
+    model = make_bnn(d=200, h=200, c=4)  # 40000 first-layer weights: int32 indices
     x, y = torch.randn(5, 200), torch.randint(0, 4, (5,))
     sizes = {"net.0.weight": 40000, "net.0.bias": 200, "net.2.weight": 800, "net.2.bias": 4}
     measured = {}
@@ -161,7 +157,7 @@ def test_guide_and_adam_bytes_per_coordinate_bound_the_memory_ratio():
 
 def test_forward_scatters_active_samples_and_zeros_elsewhere():
     pyro.clear_param_store()
-    model = BNN()
+    model = make_bnn()
     x, y = data()
     guide = AutoSparseSubspace(model, density=0.25)
     trace = poutine.trace(guide).get_trace(x, y)
@@ -181,7 +177,7 @@ def test_exact_active_counts_after_every_update():
     pyro.clear_param_store()
     pyro.set_rng_seed(3)
     x, y = data()
-    model = BNN()
+    model = make_bnn()
     guide = AutoSparseSubspace(model, density=0.2)
     optim = pyro.optim.Adam({"lr": 0.02})
     svi = SVI(model, guide, optim, Trace_ELBO())
@@ -221,7 +217,7 @@ def test_exact_active_counts_after_every_update():
 
 def test_removal_fraction_is_cosine_decayed():
     pyro.clear_param_store()
-    guide = AutoSparseSubspace(BNN(), density=0.5)
+    guide = AutoSparseSubspace(make_bnn(), density=0.5)
     s = SubspaceScheduler(guide, num_steps=1000, update_every=100, removal_fraction=0.3)
     assert s.fraction_at(0) == pytest.approx(0.3)
     assert s.fraction_at(375) == pytest.approx(0.15)
@@ -332,7 +328,7 @@ def test_density_one_without_updates_matches_autonormal(noise_site):
     def run(make_guide):
         pyro.clear_param_store()
         pyro.set_rng_seed(7)
-        model = BNN(noise_site=noise_site)
+        model = make_bnn(noise_site=noise_site)
         guide = make_guide(model)
         svi = SVI(model, guide, pyro.optim.Adam({"lr": 0.05}), Trace_ELBO(num_particles=2))
         return [svi.step(x, y) for _ in range(8)], guide
@@ -360,7 +356,7 @@ def test_adam_state_follows_coordinates(use_pyro_optim):
     pyro.clear_param_store()
     pyro.set_rng_seed(2)
     x, y = data()
-    model = BNN()
+    model = make_bnn()
     guide = AutoSparseSubspace(model, density=0.3)
     if use_pyro_optim:
         optim = pyro.optim.Adam({"lr": 0.02})
@@ -458,10 +454,10 @@ def test_same_seed_same_result():
 def test_guide_seed_fixes_initial_subspace():
     pyro.clear_param_store()
     x, y = data()
-    a = AutoSparseSubspace(BNN(), density=0.2, seed=4)
+    a = AutoSparseSubspace(make_bnn(), density=0.2, seed=4)
     a(x, y)
     pyro.set_rng_seed(123)
-    b = AutoSparseSubspace(BNN(), density=0.2, seed=4)
+    b = AutoSparseSubspace(make_bnn(), density=0.2, seed=4)
     b(x, y)
     assert torch.equal(a.active_indices("net.0.weight"), b.active_indices("net.0.weight"))
 
@@ -473,7 +469,7 @@ def test_predictive_and_export_module():
     model, guide, *_ = train(lambda m: AutoSparseSubspace(m, density=0.25), num_steps=20)
     x, y = data()
     samples = Predictive(model, guide=guide, num_samples=7)(x)
-    dense = AutoNormal(BNN())
+    dense = AutoNormal(make_bnn())
     dense(x, y)
     reference = Predictive(model, guide=dense, num_samples=7)(x)
     assert {k: v.shape for k, v in samples.items()} == {k: v.shape for k, v in reference.items()}
@@ -497,7 +493,7 @@ def test_predictive_and_export_module():
     assert torch.allclose(net(x), expected, atol=1e-6)
     assert torch.equal(net(x), net(x))  # deterministic
     with pytest.raises(ValueError, match="root="):
-        guide.export_module()  # BNN's own forward calls pyro.sample
+        guide.export_module()  # BayesianMLP's own forward calls pyro.sample
 
 
 def test_quantiles_and_median_respect_the_point_mass():
@@ -515,7 +511,7 @@ def test_quantiles_and_median_respect_the_point_mass():
 def test_non_weight_latents_fall_back_to_dense_normal():
     pyro.clear_param_store()
     x, y = data()
-    model = BNN(noise_site=True)
+    model = make_bnn(noise_site=True)
     guide = AutoSparseSubspace(model, density=0.1, exclude=["net.2.bias"])
     guide(x, y)
     assert guide.weight_sites == ["net.0.weight", "net.0.bias", "net.2.weight"]
@@ -542,7 +538,7 @@ def test_non_weight_latents_fall_back_to_dense_normal():
 @pytest.mark.parametrize("density", [0.0, -0.1, 1.5, True, "0.1", float("nan")])
 def test_bad_density(density):
     with pytest.raises(ValueError, match="density"):
-        AutoSparseSubspace(BNN(), density=density)
+        AutoSparseSubspace(make_bnn(), density=density)
 
 
 def test_model_without_weight_sites():
@@ -574,7 +570,7 @@ def test_model_without_weight_sites():
     ],
 )
 def test_bad_scheduler_arguments(kwargs, match):
-    guide = AutoSparseSubspace(BNN())
+    guide = AutoSparseSubspace(make_bnn())
     kwargs = {"num_steps": 100, **kwargs}
     with pytest.raises(ValueError, match=match):
         SubspaceScheduler(guide, None, **kwargs)
@@ -583,21 +579,21 @@ def test_bad_scheduler_arguments(kwargs, match):
 def test_bad_guide_arguments():
     x, y = data()
     with pytest.raises(ValueError, match="name no latent site"):
-        AutoSparseSubspace(BNN(), sites=["net.9.weight"])(x, y)
+        AutoSparseSubspace(make_bnn(), sites=["net.9.weight"])(x, y)
     with pytest.raises(ValueError, match="name no latent site"):
-        AutoSparseSubspace(BNN(), exclude=["nope"])(x, y)
+        AutoSparseSubspace(make_bnn(), exclude=["nope"])(x, y)
     with pytest.raises(ValueError, match="cannot be a weight site"):
-        AutoSparseSubspace(BNN(noise_site=True), sites=["temperature"])(x, y)
+        AutoSparseSubspace(make_bnn(noise_site=True), sites=["temperature"])(x, y)
     with pytest.raises(ValueError, match="init_scale"):
-        AutoSparseSubspace(BNN(), init_scale=-1.0)
+        AutoSparseSubspace(make_bnn(), init_scale=-1.0)
     with pytest.raises(ValueError, match="fallback"):
-        AutoSparseSubspace(BNN(), fallback="drop")
+        AutoSparseSubspace(make_bnn(), fallback="drop")
     with pytest.raises(ValueError, match="AutoSparseSubspace"):
-        SubspaceScheduler(AutoNormal(BNN()), num_steps=10)
+        SubspaceScheduler(AutoNormal(make_bnn()), num_steps=10)
     with pytest.raises(ValueError, match="optim"):
-        SubspaceScheduler(AutoSparseSubspace(BNN()), "adam", num_steps=10)
+        SubspaceScheduler(AutoSparseSubspace(make_bnn()), "adam", num_steps=10)
     with pytest.raises(RuntimeError, match="not set up"):
-        AutoSparseSubspace(BNN()).density  # noqa: B018
+        AutoSparseSubspace(make_bnn()).density  # noqa: B018
 
 
 @pytest.mark.parametrize("rescale", [True, False])
@@ -605,7 +601,7 @@ def test_initial_means_are_rescaled_by_inverse_sqrt_density(rescale):
     pyro.clear_param_store()
     x, y = data()
     ones = lambda site: torch.ones(site["fn"].shape())  # noqa: E731
-    guide = AutoSparseSubspace(BNN(), density=0.25, init_loc_fn=ones, init_rescale=rescale)
+    guide = AutoSparseSubspace(make_bnn(), density=0.25, init_loc_fn=ones, init_rescale=rescale)
     guide(x, y)
     for name, k in guide.active_counts().items():
         numel = guide._weight_sites[name].numel
@@ -620,7 +616,7 @@ def test_adam_state_follows_coordinates_with_module_local_params():
     with pyro.settings.context(module_local_params=True):
         pyro.set_rng_seed(4)
         x, y = data()
-        model = BNN()
+        model = make_bnn()
         guide = AutoSparseSubspace(model, density=0.3)
         optim = pyro.optim.Adam({"lr": 0.02})
         svi = SVI(model, guide, optim, Trace_ELBO())
