@@ -20,10 +20,19 @@ import pyro
 import pyro.poutine as poutine
 import torch
 from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO, TraceTMC_ELBO
+from pyro.infer.autoguide import AutoGuideList
 from pyro.infer.autoguide.initialization import init_to_feasible, init_to_value
 from pyro.optim import ClippedAdam
 
 from pyrostruct.errors import InputError
+from pyrostruct.infer.engine import (
+    CallbackHook,
+    ProgressHook,
+    SubspaceHook,
+    TemperatureHook,
+    param_scope,
+    train,
+)
 from pyrostruct.infer.enum import (
     ENUMERATE,
     RELAX,
@@ -176,6 +185,7 @@ def fit(
     init: str | None = "auto",
     seed: int | None = 0,
     progress: bool = False,
+    callback=None,
     **kwargs,
 ) -> FitResult:
     """Fit ``guide`` (default: ``auto_guide(model)``) to ``model(*args, **kwargs)`` by SVI.
@@ -221,10 +231,18 @@ def fit(
     with a fresh guide) and the one with the highest final ELBO (the mean of
     its last tenth of steps) is returned; ``result.restart_elbos`` lists them.
 
-    A :class:`~pyrostruct.infer.TemperatureSchedule` passed as ``temperature`` (or
+    Training runs through the one loop of :mod:`pyrostruct.infer.engine`. A
+    :class:`~pyrostruct.infer.TemperatureSchedule` passed as ``temperature`` (or
     held by the guide or its parts as ``.temperature``) is stepped after every
-    SVI step. The Pyro parameter store is cleared first and ``seed`` set, so the
-    same call gives the same result.
+    SVI step; an :class:`~pyrostruct.infer.autoguide.AutoSparseSubspace` guide (or
+    part) gets a :class:`~pyrostruct.infer.autoguide.SubspaceScheduler` with its
+    default settings, so its subspace evolves (Li et al., ICLR 2024); for other
+    settings write the loop with :func:`pyrostruct.infer.engine.train` and a
+    :class:`~pyrostruct.infer.engine.SubspaceHook`. Each restart trains in a
+    parameter store of its own (:func:`~pyrostruct.infer.engine.param_scope`),
+    and the returned guide's parameters are then written into the caller's
+    store, replacing those of the same name and keeping the others (what a plain
+    ``SVI`` run leaves); with ``seed`` set, the same call gives the same result.
 
     :param model: a Pyro model.
     :param args, kwargs: the model's arguments (data).
@@ -247,13 +265,15 @@ def fit(
         ``None`` (the guide's default start).
     :param seed: passed to ``pyro.set_rng_seed`` (``None``: leave the RNG alone).
     :param bool progress: show a tqdm progress bar with the ELBO.
+    :param callback: ``callback(step, loss)`` after every step; returning ``True``
+        stops the fit early.
     :returns: :class:`FitResult` ``(model, guide, losses)`` with
         ``discrete_policy``, ``elbo``, ``max_plate_nesting`` and
         :meth:`~FitResult.infer_discrete`.
     :raises InputError: (a ``ValueError``) bad ``steps``/``lr``/``num_particles``/
         ``discrete``/``max_plate_nesting``, or an ELBO that cannot enumerate for a
         model that enumerates.
-    :raises RuntimeError: when the loss becomes NaN or infinite.
+    :raises NonFiniteLossError: (a ``RuntimeError``) when the loss becomes NaN or infinite.
 
     Example (the Gaussian mixture of Pyro's GMM tutorial, ``@config_enumerate``)::
 
@@ -285,6 +305,7 @@ def fit(
         pyro.set_rng_seed(seed)
     from pyrostruct.infer.autoguide.structural import auto_guide
 
+    options = (steps, lr, num_particles, temperature, elbo, max_plate_nesting, progress, callback)
     if guide is not None:
         if discrete != "auto":
             raise InputError(
@@ -292,29 +313,28 @@ def fit(
                 "the guide's model decides. Build it with auto_guide(model, discrete=...) "
                 "instead."
             )
-        pyro.clear_param_store()
-        return _fit_once(model, guide, args, kwargs, steps, lr, num_particles, temperature,
-                         elbo, max_plate_nesting, progress)  # fmt: skip
+        with param_scope(publish=True):
+            return _fit_once(model, guide, args, kwargs, *options)
     policy = enumerate_policy(model, *args, discrete=discrete, **kwargs)
     starts = mixture_init(model, *args, **kwargs) if init == "auto" else None
     rng = np.random.default_rng(0 if seed is None else seed)
     best, best_state, elbos = None, None, []
     for _ in range(num_restarts):
-        pyro.clear_param_store()
-        options = {}
-        if starts is not None:
-            options["init_loc_fn"] = init_to_value(
-                values=starts(args, kwargs, rng), fallback=init_to_feasible
-            )
-        guide = auto_guide(model, discrete=policy, temperature=temperature,
-                           continuous_options=options)  # fmt: skip
-        result = _fit_once(model, guide, args, kwargs, steps, lr, num_particles, temperature,
-                           elbo, max_plate_nesting, progress)  # fmt: skip
-        tail = result.losses[-max(1, steps // 10) :]
-        elbos.append(-float(np.mean(tail)))
-        if best is None or elbos[-1] > max(elbos[:-1]):
-            best, best_state = result, pyro.get_param_store().get_state()
-    pyro.get_param_store().set_state(best_state)  # the best restart's parameters
+        with param_scope() as store:
+            init = {}
+            if starts is not None:
+                init["init_loc_fn"] = init_to_value(
+                    values=starts(args, kwargs, rng), fallback=init_to_feasible
+                )
+            guide = auto_guide(model, discrete=policy, temperature=temperature,
+                               continuous_options=init)  # fmt: skip
+            result = _fit_once(model, guide, args, kwargs, *options)
+            tail = result.losses[-max(1, steps // 10) :]
+            elbos.append(-float(np.mean(tail)))
+            if best is None or elbos[-1] > max(elbos[:-1]):
+                best, best_state = result, store.get_state()
+    with param_scope(best_state, publish=True):
+        pass  # the best restart's parameters, into the caller's store
     best.restart_elbos = elbos
     best.data_init = starts is not None
     return best
@@ -322,7 +342,7 @@ def fit(
 
 def _fit_once(
     model, guide, args, kwargs, steps, lr, num_particles, temperature, elbo,
-    max_plate_nesting, progress,
+    max_plate_nesting, progress, callback,
 ) -> FitResult:  # fmt: skip
     """One SVI run of ``guide`` on ``model`` (see :func:`fit`)."""
     from pyrostruct.infer.autoguide.structural import AutoStructural
@@ -348,33 +368,16 @@ def _fit_once(
             "sample without gradient; pass elbo=TraceEnum_ELBO(max_plate_nesting="
             f"{nesting}) or leave elbo=None."
         )
-    svi = SVI(model, guide, ClippedAdam({"lr": lr}), elbo)
+    optim = ClippedAdam({"lr": lr})
+    svi = SVI(model, guide, optim, elbo)
     svi.evaluate_loss(*args, **kwargs)  # sets the guide up, so its schedules can be found
-    schedules = _schedules(temperature, guide)
-    losses: list[float] = []
-    bar = None
+    hooks = [TemperatureHook(_schedules(temperature, guide))]
+    hooks += [SubspaceHook(scheduler) for scheduler in _subspace_schedulers(guide, optim, steps)]
     if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, desc="fit", unit="step")
-    try:
-        for step in range(steps):
-            loss = svi.step(*args, **kwargs)
-            if not math.isfinite(loss):
-                raise RuntimeError(
-                    f"the loss became {loss} at step {step}; lower lr, raise the "
-                    "temperature, or check the model for impossible values"
-                )
-            losses.append(loss)
-            for schedule in schedules:
-                schedule.step()
-            if bar is not None:
-                bar.update()
-                if step % 10 == 0 or step == steps - 1:
-                    bar.set_postfix(elbo=f"{-loss:.4g}")
-    finally:
-        if bar is not None:
-            bar.close()
+        hooks.append(ProgressHook("fit", total=steps))
+    if callback is not None:
+        hooks.append(CallbackHook(callback))
+    losses = train(lambda: svi.step(*args, **kwargs), steps, hooks=hooks, name="fit")
     return FitResult(
         model,
         guide,
@@ -385,6 +388,20 @@ def _fit_once(
         args=args,
         kwargs=kwargs,
     )
+
+
+def _subspace_schedulers(guide, optim, steps: int) -> list:
+    """A default :class:`~pyrostruct.infer.autoguide.SubspaceScheduler` for each
+    :class:`~pyrostruct.infer.autoguide.AutoSparseSubspace` that is ``guide`` or one of its parts.
+    """
+    from pyrostruct.infer.autoguide import AutoSparseSubspace, SubspaceScheduler
+
+    parts = list(guide) if isinstance(guide, AutoGuideList) else [guide]
+    return [
+        SubspaceScheduler(part, optim, num_steps=steps)
+        for part in parts
+        if isinstance(part, AutoSparseSubspace)
+    ]
 
 
 def _policy_of(model, guide, args, kwargs) -> dict[str, str]:

@@ -163,7 +163,8 @@ class SelectionResult:
             se = math.hypot(_nz(a["log_evidence_se"]), _nz(b["log_evidence_se"]))
             if gap < 2 * se:
                 warnings.warn(
-                    f"candidates {a['candidate']!r} and {b['candidate']!r} differ by "
+                    f"candidates {_plain(a['candidate'])!r} and {_plain(b['candidate'])!r} "
+                    "differ by "
                     f"{gap:.2f} nats in log evidence, within the Monte Carlo error "
                     f"(2 se = {2 * se:.2f}); increase the particles or treat them as tied",
                     AmbiguousSelectionWarning,
@@ -299,3 +300,9 @@ def _attach_model_and_guide(fit, cand, ctx) -> None:
         with pyro.poutine.block(), pyro.poutine.trace():
             guide(*ctx.args, **ctx.kwargs)
     fit.model, fit.guide = model, guide
+
+
+def _plain(value):
+    """A table cell as the user wrote it: numpy scalars as Python ones (``2``, not
+    ``np.int64(2)``)."""
+    return value.item() if isinstance(value, np.generic) else value

@@ -82,7 +82,6 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from pyro.distributions.util import is_validation_enabled
 from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO, config_enumerate
 from pyro.infer.autoguide import AutoNormal
 from pyro.infer.autoguide.initialization import (
@@ -97,6 +96,7 @@ from pyro.optim import ClippedAdam
 from pyro.poutine.util import site_is_subsample
 
 from pyrostruct.errors import InputError
+from pyrostruct.infer.engine import ValidateFirstStep, param_scope, train
 from pyrostruct.infer.enum import support_size
 from pyrostruct.infer.evidence import (
     LowESSWarning,
@@ -641,14 +641,6 @@ def _mixture_iwae(ctx: _Context, model, restarts: list, symmetry, mpn: int) -> d
     }
 
 
-def _check_finite_loss(name, value) -> None:
-    if not math.isfinite(value):
-        raise ValueError(
-            f"candidate {name!r}: the ELBO became {value} during fitting; "
-            "lower lr or check the model's supports"
-        )
-
-
 def _run_sequential(ctx: _Context, payload: dict) -> dict:
     """Fit one (candidate, restart) from ``start`` to ``stop`` steps, then estimate evidence."""
     index, restart = payload["index"], payload["restart"]
@@ -659,7 +651,7 @@ def _run_sequential(ctx: _Context, payload: dict) -> dict:
         rng = np.random.default_rng(_derived_seed(ctx.seed, index, restart, 999))
         init_values = cand.init(ctx.args, ctx.kwargs, rng)
     tic = time.perf_counter()
-    with pyro.get_param_store().scope(), warnings.catch_warnings():
+    with param_scope(), warnings.catch_warnings():
         warnings.simplefilter("ignore", LowESSWarning)
         pyro.set_rng_seed(_derived_seed(ctx.seed, index, restart, start))
         model, guide, loss, enumerated, mpn = _build(
@@ -670,18 +662,17 @@ def _run_sequential(ctx: _Context, payload: dict) -> dict:
             pyro.get_param_store().set_state(payload["state"]["params"])
             optim.set_state(payload["state"]["optim"])
         svi = SVI(model, guide, optim, loss)
-        losses = []
-        validate = is_validation_enabled()
-        for step in range(start, stop):
-            # validate the model's arguments on the first step only (validation costs ~4x)
-            with pyro.validation_enabled(validate and step == 0):
-                value = svi.step(*ctx.args, **ctx.kwargs)
-            _check_finite_loss(name, value)
-            losses.append(-value)
+        elbos = train(
+            lambda: -svi.step(*ctx.args, **ctx.kwargs),
+            stop,
+            start=start,
+            hooks=[ValidateFirstStep()],
+            name=f"candidate {name!r}",
+        )
         result = {
             "index": index,
             "restart": restart,
-            "losses": losses,
+            "losses": elbos,
             "state": {"params": pyro.get_param_store().get_state(), "optim": optim.get_state()},
             "enumerated": enumerated,
             "max_plate_nesting": mpn,
@@ -696,7 +687,7 @@ def _other_restarts(ctx: _Context, payload: dict, cand: Candidate) -> list:
     """``[(guide, param store state, rung ELBO)]`` of a candidate's other fitted restarts."""
     out = []
     for restart, params, elbo in payload.get("others", ()):
-        with pyro.get_param_store().scope():
+        with param_scope():
             if payload["vectorized"]:
                 _, guide, _, _ = _slice_restart(
                     cand, ctx.args, ctx.kwargs, payload["state"]["params"], restart
@@ -725,7 +716,7 @@ def _run_vectorized(ctx: _Context, payload: dict) -> dict:
     tic = time.perf_counter()
     if payload["final"]:
         restart = payload["restart"]
-        with pyro.get_param_store().scope(), warnings.catch_warnings():
+        with param_scope(), warnings.catch_warnings():
             warnings.simplefilter("ignore", LowESSWarning)
             pyro.set_rng_seed(_derived_seed(ctx.seed, index, restart, start))
             model, guide, enumerated, mpn = _slice_restart(
@@ -751,7 +742,7 @@ def _run_vectorized(ctx: _Context, payload: dict) -> dict:
             )
             for r in range(num_restarts)
         ]
-    with pyro.get_param_store().scope(), warnings.catch_warnings():
+    with param_scope(), warnings.catch_warnings():
         warnings.simplefilter("ignore", LowESSWarning)
         pyro.set_rng_seed(_derived_seed(ctx.seed, index, _VECTORIZED_STREAM, start))
         model, guide, enumerated, mpn = _build_vectorized(
@@ -764,16 +755,13 @@ def _run_vectorized(ctx: _Context, payload: dict) -> dict:
         if payload["state"] is not None:
             pyro.get_param_store().set_state(payload["state"]["params"])
             optim.set_state(payload["state"]["optim"])
-        losses = []
-        validate = is_validation_enabled()
-        for step in range(start, stop):
-            with pyro.validation_enabled(validate and step == 0):
-                values = _vectorized_step(
-                    model, guide, optim, ctx.args, ctx.kwargs, mpn, num_restarts
-                )
-            if not bool(torch.isfinite(values).all()):
-                _check_finite_loss(name, float(values[~torch.isfinite(values)][0]))
-            losses.append(values)
+        losses = train(
+            lambda: _vectorized_step(model, guide, optim, ctx.args, ctx.kwargs, mpn, num_restarts),
+            stop,
+            start=start,
+            hooks=[ValidateFirstStep()],
+            name=f"candidate {name!r}",
+        )
         losses = torch.stack(losses).T.tolist() if losses else [[]] * num_restarts
         state = {"params": pyro.get_param_store().get_state(), "optim": optim.get_state()}
         # each restart's ELBO, particles vectorized in chunks of ~500 particle-restarts
@@ -1058,7 +1046,7 @@ def _not_vectorizable(
         return "it has its own guide"
     rng_state = pyro.util.get_rng_state()
     try:
-        with pyro.get_param_store().scope(), poutine.block(), warnings.catch_warnings():
+        with param_scope(), poutine.block(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with torch.no_grad():
                 trace = poutine.trace(cand.model).get_trace(*args, **kwargs)

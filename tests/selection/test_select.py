@@ -112,6 +112,13 @@ def test_tied_candidates_warn(conjugate, normal_data):
     assert abs(probs["a"] - 0.5) < 0.2
 
 
+def test_tie_warning_names_integer_candidates_as_the_user_wrote_them(conjugate, normal_data):
+    make, _ = conjugate
+    r = select({1: make(1.0), 2: make(1.0)}, normal_data, steps=100, num_restarts=1, **FAST)
+    with pytest.warns(AmbiguousSelectionWarning, match=r"candidates [12] and [12] differ"):
+        r.posterior_probs  # not "np.int64(1)"
+
+
 def test_prior_shifts_posterior_probs(conjugate, normal_data):
     make, _ = conjugate
     kw = dict(steps=100, num_restarts=1, halving=None, **FAST)
