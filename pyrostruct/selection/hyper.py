@@ -36,6 +36,7 @@ from pyro.infer.autoguide import AutoNormal
 from pyro.optim import ClippedAdam
 
 from pyrostruct.errors import InputError
+from pyrostruct.infer.engine import CallbackHook, param_scope, train
 from pyrostruct.infer.evidence import EvidenceEstimate, elbo_estimate
 from pyrostruct.selection.select import Candidate
 
@@ -138,7 +139,7 @@ def type2_maximum_likelihood(
     if isinstance(model, Candidate):
         model = model.model
     tic = time.perf_counter()
-    with pyro.get_param_store().scope() as _:
+    with param_scope():
         pyro.set_rng_seed(seed)
         guide = guide if guide is not None else AutoNormal(model)
         elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=True)
@@ -153,13 +154,19 @@ def type2_maximum_likelihood(
                 "pyro.param(name, init, constraint=...) inside the model"
             )
         history = {name: [] for name in model_params}
-        losses = []
+
+        def record(step, loss) -> None:
+            if step % record_every == 0 or step == steps - 1:
+                for name in model_params:
+                    history[name].append(pyro.param(name).detach().clone())
+
         with pyro.validation_enabled(False):
-            for step in range(steps):
-                losses.append(-svi.step(*args, **kwargs))
-                if step % record_every == 0 or step == steps - 1:
-                    for name in model_params:
-                        history[name].append(pyro.param(name).detach().clone())
+            losses = train(
+                lambda: -svi.step(*args, **kwargs),
+                steps,
+                hooks=[CallbackHook(record)],
+                name="type2_maximum_likelihood",
+            )
             values = {name: pyro.param(name).detach().clone() for name in model_params}
             est = elbo_estimate(model, guide, *args, num_particles=elbo_particles, **kwargs)
         params = pyro.get_param_store().get_state()
