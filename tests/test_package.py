@@ -56,9 +56,7 @@ def test_the_minimum_constraints_pin_every_lower_bound_of_pyproject():
     from pathlib import Path
 
     text = (Path(__file__).resolve().parents[1] / "constraints-min.txt").read_text()
-    pins = dict(
-        line.split("==") for line in text.splitlines() if line and not line.startswith("#")
-    )
+    pins = dict(line.split("==") for line in text.splitlines() if line and not line.startswith("#"))
     pins = {name.lower(): version for name, version in pins.items()}
     bounds = _lower_bounds()
     bounds.pop("ruff")  # the linter runs in `make test` only
@@ -66,3 +64,29 @@ def test_the_minimum_constraints_pin_every_lower_bound_of_pyproject():
 
     for name, version in bounds.items():
         assert name in pins and Version(pins[name]) == Version(version), (name, pins.get(name))
+
+
+def test_pyro_ppl_has_an_upper_bound_that_the_installed_pyro_meets():
+    """pyrostruct uses Pyro internals (pyrostruct/_pyro_compat.py), so pyro-ppl is bounded
+    above by the next minor release nobody has tested (issue 17, item 6). Raising the bound
+    means running tests/test_pyro_compat.py on that release first."""
+    from importlib.metadata import version
+    from pathlib import Path
+
+    from packaging.requirements import Requirement  # a dependency of pytest
+    from packaging.version import Version
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    (requirement,) = [
+        Requirement(r) for r in project["dependencies"] if Requirement(r).name == "pyro-ppl"
+    ]
+    upper = [spec for spec in requirement.specifier if spec.operator == "<"]
+    assert len(upper) == 1, f"pyro-ppl needs one '<' bound, got {requirement}"
+    bound = Version(upper[0].version)
+    assert bound.micro == 0 and len(bound.release) == 2, f"bound a minor release: {bound}"
+    installed = version("pyro-ppl")
+    assert requirement.specifier.contains(installed), (installed, str(requirement))
+    # the bound is the next minor release after the newest one tested, not a later one
+    assert Version(installed).release[:2] == (bound.major, bound.minor - 1), (installed, bound)

@@ -73,8 +73,8 @@ import pyro.poutine as poutine
 import torch
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
-from pyro.util import get_rng_state, set_rng_state
 
+from pyrostruct._pyro_compat import enumerate_dim, get_rng_state, set_rng_state
 from pyrostruct.distributions.relaxed import _is_discrete
 from pyrostruct.distributions.util import base_distribution, is_structural
 from pyrostruct.errors import InputError
@@ -222,7 +222,7 @@ class _EnumBudgetMessenger(Messenger):
     def _postprocess_message(self, msg: Message) -> None:
         if msg["type"] != "sample":
             return
-        dim = (msg["infer"] or {}).get("_enumerate_dim")
+        dim = enumerate_dim(msg)
         if dim is not None:
             self.dims[dim] = support_size(msg["fn"]) or 1
         bound = 1

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import torch
 from pyro.infer import Trace_ELBO
-from pyro.infer.util import torch_item
-from pyro.util import warn_if_nan
+
+from pyrostruct._pyro_compat import elbo_traces, torch_item, warn_if_nan
 
 __all__ = ["TraceRLOO_ELBO"]
 
@@ -57,7 +57,7 @@ class TraceRLOO_ELBO(Trace_ELBO):
         super().__init__(num_particles=num_particles, **kwargs)
 
     def _particle_terms(self, model, guide, args, kwargs):
-        (model_trace, guide_trace), = self._get_traces(model, guide, args, kwargs)
+        ((model_trace, guide_trace),) = elbo_traces(self, model, guide, args, kwargs)
         K, dim = self.num_particles, -self.max_plate_nesting
         elbo = 0.0
         score = 0.0

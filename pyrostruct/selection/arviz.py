@@ -23,6 +23,8 @@ import pyro
 import torch
 from pyro import poutine
 
+from pyrostruct._pyro_compat import enumerate_dim
+
 __all__ = ["to_inference_data", "pointwise_log_likelihood"]
 
 
@@ -43,7 +45,7 @@ def pointwise_log_likelihood(fit, samples: dict[str, torch.Tensor]) -> dict[str,
             if (
                 site["type"] == "sample"
                 and not site["is_observed"]
-                and site["infer"].get("_enumerate_dim") is not None
+                and enumerate_dim(site) is not None
             ):
                 enum_terms.append(site["fn"].log_prob(site["value"]))
         for name, site in tr.nodes.items():

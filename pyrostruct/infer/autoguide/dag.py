@@ -34,10 +34,10 @@ from typing import NamedTuple
 
 import pyro
 import torch
-from pyro.infer.autoguide.utils import deep_setattr
 from pyro.nn.module import PyroModule, PyroParam
 from torch.distributions import constraints
 
+from pyrostruct._pyro_compat import deep_setattr
 from pyrostruct.distributions.dag import OrderedDAG, SmoothOrientationDAG, get_order
 from pyrostruct.distributions.temperature import current_temperature
 from pyrostruct.distributions.util import base_distribution

@@ -15,13 +15,11 @@ from typing import Any
 import pyro.poutine as poutine
 import torch
 from pyro.infer.autoguide import AutoGuideList, AutoNormal
-from pyro.infer.autoguide.guides import prototype_hide_fn
-from pyro.infer.autoguide.utils import deep_setattr
 from pyro.nn.module import PyroModule, PyroParam
-from pyro.ops.tensor_utils import periodic_repeat
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import constraints
 
+from pyrostruct._pyro_compat import deep_setattr, periodic_repeat, prototype_hide_fn
 from pyrostruct.distributions.relaxed import (
     RELAXED_TYPES,
     ConcreteBernoulli,

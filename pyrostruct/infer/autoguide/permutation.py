@@ -27,10 +27,10 @@ from operator import attrgetter
 from typing import NamedTuple
 
 import torch
-from pyro.infer.autoguide.utils import deep_setattr
 from pyro.nn.module import PyroModule, PyroParam
 from torch.distributions import constraints
 
+from pyrostruct._pyro_compat import deep_setattr
 from pyrostruct.distributions.permutation import PlackettLuce
 from pyrostruct.distributions.temperature import current_temperature
 from pyrostruct.distributions.util import base_distribution

@@ -50,13 +50,26 @@ import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.distributions import constraints
-from pyro.distributions.util import sum_rightmost
-from pyro.infer.autoguide.guides import AutoGuide
+from pyro.infer.autoguide import AutoGuide
 from pyro.infer.autoguide.initialization import InitMessenger, init_to_feasible
-from pyro.infer.autoguide.utils import deep_setattr, helpful_support_errors
-from pyro.nn.module import PyroModule, PyroParam, _make_name, _PyroModuleMeta
-from pyro.ops.tensor_utils import periodic_repeat
+from pyro.nn import PyroModule, PyroParam
 from torch.distributions import biject_to, transform_to
+
+from pyrostruct._pyro_compat import (
+    deep_setattr,
+    demote_pyro_module,
+    helpful_support_errors,
+    param_name,
+    periodic_repeat,
+    pyro_module_context,
+    pyro_module_name,
+    pyro_optim_states,
+    pyro_param_constraints,
+    pyro_sample_names,
+    sum_rightmost,
+    torch_class_of,
+    unconstrained_name,
+)
 
 __all__ = [
     "AutoSparseSubspace",
@@ -545,7 +558,7 @@ class AutoSparseSubspace(AutoGuide):
             raise ValueError("new_indices must be distinct inactive coordinates")
         if new_indices.max() >= meta.numel:
             raise ValueError(f"new_indices out of range for site '{name}' of size {meta.numel}")
-        with self._pyro_context:
+        with pyro_module_context(self):
             loc, scale = self._get_loc_and_scale(name)
             loc_u, scale_u = loc.unconstrained(), scale.unconstrained()
             mean_scale = scale[keep].mean() if keep.any() else scale.mean()
@@ -575,7 +588,6 @@ class AutoSparseSubspace(AutoGuide):
                 f"{type(model).__name__}. Use guide.median() to get the pruned weights."
             )
         target = model if root is None else attrgetter(root)(model)
-        base_of = {v: k for k, v in _PyroModuleMeta._pyro_mixin_cache.items()}
         medians = self.median()
         store = pyro.get_param_store()
         exported = copy.deepcopy(target)
@@ -584,36 +596,34 @@ class AutoSparseSubspace(AutoGuide):
             if not isinstance(module, PyroModule):
                 continue
             original = originals[path]
-            torch_class = base_of.get(type(module))
+            torch_class = torch_class_of(module)
             if torch_class is None:
                 raise ValueError(
                     f"cannot export {type(module).__name__} at '{path or '<root>'}': only "
                     "PyroModule[nn.X] layers become plain torch modules. Pass root='...' "
                     "naming the deterministic sub-network (e.g. root='net')."
                 )
-            prefix = original._pyro_name
-            samples = list(module._pyro_samples)
-            params = dict(module._pyro_params)
+            prefix = pyro_module_name(original)
+            samples = pyro_sample_names(module)
+            params = pyro_param_constraints(module)
             own = list(module._parameters)
-            module.__class__ = torch_class
-            for attr in ("_pyro_name", "_pyro_context", "_pyro_params", "_pyro_samples"):
-                module.__dict__.pop(attr, None)
+            demote_pyro_module(module, torch_class)
             for pname in own:
-                fullname = _make_name(prefix, pname)
+                fullname = param_name(prefix, pname)
                 if fullname in store:
                     value = store[fullname].detach().clone()
                     module._parameters[pname] = torch.nn.Parameter(value, requires_grad=False)
             for pname, (constraint, _) in params.items():
-                fullname = _make_name(prefix, pname)
+                fullname = param_name(prefix, pname)
                 if fullname in store:
                     value = store[fullname].detach().clone()
                 else:
-                    unconstrained = module._parameters[pname + "_unconstrained"]
+                    unconstrained = module._parameters[unconstrained_name(pname)]
                     value = transform_to(constraint)(unconstrained.detach())
-                del module._parameters[pname + "_unconstrained"]
+                del module._parameters[unconstrained_name(pname)]
                 module._parameters[pname] = torch.nn.Parameter(value, requires_grad=False)
             for sname in samples:
-                fullname = _make_name(prefix, sname)
+                fullname = param_name(prefix, sname)
                 if fullname not in medians:
                     raise ValueError(
                         f"cannot export: sampled attribute '{fullname}' has no posterior in "
@@ -648,15 +658,7 @@ def _optimizer_states(optim, param: torch.Tensor) -> Iterator[dict]:
             yield optim.state[param]
         return
     if isinstance(optim, pyro.optim.PyroOptim):
-        obj = optim.optim_objs.get(param)
-        if obj is not None:
-            torch_optim = obj if isinstance(obj, torch.optim.Optimizer) else obj.optimizer
-            if param in torch_optim.state:
-                yield torch_optim.state[param]
-        name = pyro.get_param_store()._param_to_name.get(param)
-        pending = optim._state_waiting_to_be_consumed.get(name)
-        if pending is not None:
-            yield from pending.get("state", {}).values()
+        yield from pyro_optim_states(optim, param)
         return
     raise ValueError(
         f"optim must be a pyro.optim.PyroOptim, a torch.optim.Optimizer or None, got "

@@ -33,10 +33,9 @@ from typing import Any
 
 import pyro.poutine as poutine
 from pyro.infer.autoguide import AutoGuideList, AutoNormal
-from pyro.infer.autoguide.guides import prototype_hide_fn
-from pyro.infer.autoguide.utils import helpful_support_errors
 from torch.distributions import biject_to
 
+from pyrostruct._pyro_compat import helpful_support_errors, prototype_hide_fn
 from pyrostruct.handlers import relax
 from pyrostruct.infer.autoguide.dag import AutoDAG, is_dag_site
 from pyrostruct.infer.autoguide.gumbel import AutoGumbelSoftmax, is_discrete_site
