@@ -194,6 +194,8 @@ def select_components(
             f"max components {max_components} exceeds the number of rows ({n}); lower it"
         )
     return select(
-        FAMILIES[family], x, grid=range(int(min_components), int(max_components) + 1),
+        FAMILIES[family],
+        x,
+        grid=range(int(min_components), int(max_components) + 1),
         **select_kwargs,
     )

@@ -66,9 +66,7 @@ def bayesian_regression(prior_scale: float | None = 1.0, noise_scale: float = 1.
 
     def model(X, y):
         if prior_scale is None:
-            tau = pyro.param(
-                "prior_scale", torch.tensor(1.0), constraint=dist.constraints.positive
-            )
+            tau = pyro.param("prior_scale", torch.tensor(1.0), constraint=dist.constraints.positive)
         else:
             tau = torch.tensor(prior_scale)
         w = pyro.sample("w", dist.Normal(0.0, tau).expand([X.shape[1]]).to_event(1))
@@ -170,9 +168,7 @@ def type2_maximum_likelihood(
             values = {name: pyro.param(name).detach().clone() for name in model_params}
             est = elbo_estimate(model, guide, *args, num_particles=elbo_particles, **kwargs)
         params = pyro.get_param_store().get_state()
-    return Type2Result(
-        values, est, history, losses, guide, params, time.perf_counter() - tic
-    )
+    return Type2Result(values, est, history, losses, guide, params, time.perf_counter() - tic)
 
 
 def _model_param_names(model, guide, args, kwargs) -> list[str]:

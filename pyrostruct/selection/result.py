@@ -70,7 +70,7 @@ class SelectionResult:
     def _from_fits(
         cls, cands, ctx, state, alive, dropped_at, log_prior, evidence, failures, savings
     ):
-        from pyrostruct.selection.select import FittedCandidate, _posterior_probs
+        from pyrostruct.selection.candidates import FittedCandidate
 
         rows, fits = [], {}
         use = "iwae" if "iwae" in evidence else "elbo"
@@ -292,7 +292,7 @@ def _attach_model_and_guide(fit, cand, ctx) -> None:
     """Rebuild the fitted candidate's model and guide (cheap; params come from ``fit.params``)."""
     import pyro
 
-    from pyrostruct.selection.select import _build
+    from pyrostruct.selection.candidates import _build
 
     with pyro.get_param_store().scope(fit.params):
         model, guide, _, _, _ = _build(cand, ctx.args, ctx.kwargs, None, fit.restart)
@@ -306,3 +306,13 @@ def _plain(value):
     """A table cell as the user wrote it: numpy scalars as Python ones (``2``, not
     ``np.int64(2)``)."""
     return value.item() if isinstance(value, np.generic) else value
+
+
+def _posterior_probs(log_evidence: np.ndarray, log_prior: np.ndarray) -> np.ndarray:
+    joint = log_evidence + log_prior
+    finite = np.isfinite(joint)
+    out = np.full_like(joint, -np.inf)
+    if finite.any():
+        m = joint[finite].max()
+        out[finite] = joint[finite] - (m + np.log(np.exp(joint[finite] - m).sum()))
+    return out

@@ -419,7 +419,7 @@ def test_vectorized_and_sequential_restarts_pick_the_same_ppca_rank():
 def test_vectorized_restarts_start_from_different_inits():
     import importlib
 
-    sel = importlib.import_module("pyrostruct.selection.select")
+    sel = importlib.import_module("pyrostruct.selection.restarts")
     x = torch.randn(30, generator=torch.Generator().manual_seed(0))
     with pyro.get_param_store().scope():
         pyro.set_rng_seed(0)

@@ -223,7 +223,8 @@ def _folded_exact(y):
 
 
 def test_mixture_of_restarts_covers_both_modes():
-    from pyrostruct.selection.select import _Context, _mixture_iwae
+    from pyrostruct.selection.candidates import _Context
+    from pyrostruct.selection.evidence import _mixture_iwae
 
     y = 2.0 + torch.randn(20, generator=torch.Generator().manual_seed(0))
     store = pyro.get_param_store()
