@@ -57,8 +57,11 @@ __all__ = [
     "pyro_sample_names",
     "torch_class_of",
     "unconstrained_name",
-    # ELBO, param store and PyroOptim private state
+    # autoguide, distribution, ELBO, param store and PyroOptim private state
+    "autonormal_loc_and_scale",
+    "distribution_mask",
     "elbo_traces",
+    "guide_plates",
     "param_store_name",
     "pyro_optim_states",
     # helpers of unpublished modules, re-exported unchanged
@@ -153,6 +156,32 @@ def demote_pyro_module(module: PyroModule, torch_class: type) -> None:
     module.__class__ = torch_class
     for attr in PYRO_MODULE_ATTRS:
         module.__dict__.pop(attr, None)
+
+
+# ---------------------------------------------------------------- autoguides and distributions
+
+
+def guide_plates(guide, *args, **kwargs) -> dict:
+    """``{plate name: plate}`` of an autoguide's model, to enter around a site's sample.
+
+    The guide's own (``create_plates``) plates and the model's vectorized
+    plates, built for the model's arguments. (``AutoGuide._create_plates``.)
+    """
+    return guide._create_plates(*args, **kwargs)
+
+
+def autonormal_loc_and_scale(guide, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The unconstrained-space loc and scale of site ``name`` of an ``AutoNormal``.
+
+    (``AutoNormal._get_loc_and_scale``; ``AutoSparseSubspace`` has a method of
+    the same name and meaning.)
+    """
+    return guide._get_loc_and_scale(name)
+
+
+def distribution_mask(fn) -> torch.Tensor | bool:
+    """The mask of a :class:`~pyro.distributions.MaskedDistribution` (``fn._mask``)."""
+    return fn._mask
 
 
 # ---------------------------------------------------------------- ELBOs, param store, optimizers

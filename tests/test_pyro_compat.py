@@ -117,6 +117,47 @@ def test_demote_pyro_module_gives_a_plain_torch_module():
     assert sorted(name for name, _ in layer.named_parameters()) == ["bias", "weight"]
 
 
+# ---------------------------------------------------------------- autoguides and distributions
+
+
+def _local_model(x):
+    with pyro.plate("data", len(x), subsample_size=2) as idx:
+        z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        pyro.sample("x", dist.Normal(z, 1.0), obs=x[idx])
+
+
+def test_guide_plates_are_the_models_plates_with_the_guides_subsample():
+    from pyro.infer.autoguide import AutoNormal
+
+    x = torch.arange(5.0)
+    guide = AutoNormal(_local_model)
+    guide(x)  # set-up
+    plates = compat.guide_plates(guide, x)
+    assert set(plates) == {"data"}
+    with plates["data"] as idx:
+        assert idx.shape == (2,) and plates["data"].size == 5
+
+
+def test_autonormal_loc_and_scale_are_the_unconstrained_site_parameters():
+    from pyro.infer.autoguide import AutoNormal
+
+    def model():
+        pyro.sample("s", dist.LogNormal(0.0, 1.0))
+
+    guide = AutoNormal(model, init_loc_fn=lambda site: torch.tensor(2.0), init_scale=0.3)
+    guide()
+    loc, scale = compat.autonormal_loc_and_scale(guide, "s")
+    assert torch.allclose(loc, torch.tensor(math.log(2.0)))  # log space
+    assert torch.allclose(scale, torch.tensor(0.3))
+
+
+def test_distribution_mask():
+    mask = torch.tensor([True, False])
+    fn = dist.Normal(torch.zeros(2), 1.0).mask(mask)
+    assert torch.equal(compat.distribution_mask(fn), mask)
+    assert compat.distribution_mask(dist.Normal(0.0, 1.0).mask(False)) is False
+
+
 # ---------------------------------------------------------------- param store and optimizers
 
 

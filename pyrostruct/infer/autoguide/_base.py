@@ -7,6 +7,8 @@ from contextlib import ExitStack
 import pyro
 from pyro.infer.autoguide import AutoGuide
 
+from pyrostruct._pyro_compat import guide_plates
+
 __all__ = ["SiteFamilyGuide"]
 
 
@@ -29,7 +31,7 @@ class SiteFamilyGuide(AutoGuide):
         """Sample every guided site; returns ``{name: value}``."""
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
-        plates = self._create_plates(*args, **kwargs)
+        plates = guide_plates(self, *args, **kwargs)
         result = {}
         for name, site in self.prototype_trace.iter_stochastic_nodes():
             with ExitStack() as stack:

@@ -58,6 +58,7 @@ from torch.distributions import biject_to, transform_to
 from pyrostruct._pyro_compat import (
     deep_setattr,
     demote_pyro_module,
+    guide_plates,
     helpful_support_errors,
     param_name,
     periodic_repeat,
@@ -364,7 +365,7 @@ class AutoSparseSubspace(AutoGuide):
         """Sample every latent site; returns ``{site name: value}``."""
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
-        plates = self._create_plates(*args, **kwargs)
+        plates = guide_plates(self, *args, **kwargs)
         result = {}
         for name, site in self.prototype_trace.iter_stochastic_nodes():
             site_loc, site_scale = self._get_loc_and_scale(name)
