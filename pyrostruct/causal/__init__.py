@@ -5,10 +5,21 @@ probabilities, an always-acyclic consensus ``networkx.DiGraph``, DAG samples,
 the ELBO trace, ArviZ export, a plot, and JSON persistence. The likelihoods
 (:mod:`pyrostruct.causal.sem`), metrics (:mod:`pyrostruct.causal.metrics`) and
 synthetic data (:mod:`pyrostruct.causal.datasets`) are usable on their own.
+
+Layout: :mod:`~pyrostruct.causal.discover` (the pipeline),
+:mod:`~pyrostruct.causal.data` and :mod:`~pyrostruct.causal.interventions`
+(checked data), :mod:`~pyrostruct.causal.settings`,
+:mod:`~pyrostruct.causal.orders` (initial orders and the order search, one module
+per method), :mod:`~pyrostruct.causal.estimators` (analytic and straight-through
+strategies), :mod:`~pyrostruct.causal.result`, :mod:`~pyrostruct.causal.sem`,
+:mod:`~pyrostruct.causal.collapsed` (the analytic estimator's maths) and
+:mod:`~pyrostruct.causal.equivalence`.
 """
 
 from pyrostruct.causal import datasets, metrics
-from pyrostruct.causal.discover import CausalResult, discover, load_result, parse_interventions
+from pyrostruct.causal.discover import discover
+from pyrostruct.causal.interventions import parse_interventions
+from pyrostruct.causal.result import CausalResult, load_result
 from pyrostruct.causal.sem import (
     MLPSEM,
     CustomSEM,

@@ -1,10 +1,12 @@
-"""Numerically safe scaling of a checked data table before causal discovery.
+"""Data of a causal-discovery problem: numerically safe scaling, then :class:`Problem`.
 
 Values anywhere in float64's range (``1e-300`` to ``1e308``) are brought to
 order one by exact powers of two before any moment is computed, so squares
 neither underflow nor overflow; the results are reported back in the data's
 own units. A power-of-two scaling is exact in floating point: on ordinary
-data nothing changes, bit for bit.
+data nothing changes, bit for bit. :class:`Problem` is what every later stage of
+:func:`~pyrostruct.causal.discover` reads: the scaled table as a tensor, the
+node names and the intervention mask.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import math
 import warnings
 
 import numpy as np
+import torch
 
 from pyrostruct.data import column_exponents
 from pyrostruct.errors import InputError
 
-__all__ = ["Columns", "prepare_columns", "warn_if_few_rows", "FewRowsWarning"]
+__all__ = ["Columns", "Problem", "prepare_columns", "warn_if_few_rows", "FewRowsWarning"]
 
 #: In raw units (``standardize=False``) all columns share one scale factor, so
 #: their magnitudes must lie within this many powers of two of each other.
@@ -115,3 +118,46 @@ def warn_if_few_rows(n: int, d: int) -> None:
             FewRowsWarning,
             stacklevel=3,
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """A checked, scaled table ready for fitting: build with :meth:`create`.
+
+    :ivar names: node names (the data's columns).
+    :ivar columns: the scaled table and the way back to the data's units.
+    :ivar x: ``columns.x`` as a tensor of torch's default dtype ``(n, d)``.
+    :ivar mask: boolean tensor ``(n, d)`` of perfect interventions, or ``None``.
+    :ivar mask_np: the same as a numpy array, or ``None``.
+    """
+
+    names: list
+    columns: Columns
+    x: torch.Tensor
+    mask: torch.Tensor | None
+    mask_np: np.ndarray | None
+
+    @classmethod
+    def create(cls, columns: Columns, names, mask=None) -> Problem:
+        """:param columns: from :func:`prepare_columns`.
+        :param names: one name per column.
+        :param mask: ``(n, d)`` boolean intervention mask, or ``None``.
+        """
+        x = torch.tensor(np.array(columns.x), dtype=torch.get_default_dtype())
+        return cls(
+            names=list(names),
+            columns=columns,
+            x=x,
+            mask=None if mask is None else torch.as_tensor(mask),
+            mask_np=None if mask is None else np.asarray(mask, dtype=bool),
+        )
+
+    @property
+    def n(self) -> int:
+        """Number of rows."""
+        return self.x.shape[0]
+
+    @property
+    def d(self) -> int:
+        """Number of nodes."""
+        return self.x.shape[1]

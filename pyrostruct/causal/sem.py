@@ -165,6 +165,26 @@ class StructuralEquationModel(PyroModule):
         """Summaries of the data for :meth:`log_prob_from_statistics` (``None``: no fast path)."""
         return None
 
+    #: Whether data from this SEM identify only the Markov equivalence class of the DAG
+    #: (then ``discover`` averages edge probabilities over each class by default).
+    identifies_equivalence_class_only: bool = False
+
+    def initialize(self, data: torch.Tensor) -> None:
+        """Set the parameters to a start fitted to ``data`` ``(n, d)`` before training.
+
+        ``discover`` calls it once on the prepared table; the default leaves the
+        parameters as they are. Override it to start from the data.
+        """
+
+    def edge_strengths(self, columns) -> torch.Tensor | None:
+        """The strength of every edge ``i -> j`` ``(d, d)`` to report, or ``None`` for none
+        (then ``discover`` reports the edge probabilities).
+
+        :param columns: the :class:`~pyrostruct.causal.data.Columns` the SEM was fitted
+            on, which convert effects back to the data's units.
+        """
+        return None
+
     def log_prob_from_statistics(self, stats, adjacency: torch.Tensor) -> torch.Tensor:
         """Total log-likelihood over all rows from :meth:`sufficient_statistics`: ``(*B,)``
         (for SEMs with latent parameters integrated analytically: their ELBO term)."""
@@ -281,6 +301,29 @@ class LinearGaussianSEM(StructuralEquationModel):
         # makes the parameters scale-free (better conditioned for Adam on raw data)
         # without changing the model.
         self.register_buffer("weight_unit", torch.ones(d, d))
+
+    @property
+    def identifies_equivalence_class_only(self) -> bool:
+        """Unequal noise variances: observational data identify the Markov equivalence
+        class only (equal ones identify the DAG, Peters & Bühlmann 2014)."""
+        return self.noise == "nonequal"
+
+    @torch.no_grad()
+    def initialize(self, data: torch.Tensor) -> None:
+        """Start from the marginal fit: intercepts = column means, noise = column scales,
+        and weights in units of ``sd_j / sd_i`` (scale-free parameters)."""
+        mean = data.mean(0)
+        log_sd = torch.log(data.std(0).clamp_min(1e-6))
+        sd = data.std(0).clamp_min(1e-6)
+        self.weight_unit.copy_(sd[None, :] / sd[:, None])
+        self.bias.copy_(mean)
+        self.log_scale.copy_(log_sd if self.noise == "nonequal" else log_sd.mean())
+
+    @torch.no_grad()
+    def edge_strengths(self, columns) -> torch.Tensor:
+        """The posterior mean weights in the data's units (the effect of a unit change of
+        ``i`` on ``j``)."""
+        return torch.from_numpy(columns.to_data_units(self.weights().double().numpy()))
 
     def _scales(self):
         return self.log_scale.expand(self.num_nodes)
@@ -498,6 +541,19 @@ class MLPSEM(StructuralEquationModel):
         self.w_out = nn.Parameter(torch.randn(d, h) / math.sqrt(h))
         self.b_out = nn.Parameter(torch.zeros(d))
         self.log_scale = nn.Parameter(torch.zeros(d if noise == "nonequal" else 1))
+
+    @torch.no_grad()
+    def initialize(self, data: torch.Tensor) -> None:
+        """Start from the marginal fit: output biases = column means, noise = column scales."""
+        mean = data.mean(0)
+        log_sd = torch.log(data.std(0).clamp_min(1e-6))
+        self.b_out.copy_(mean)
+        self.log_scale.copy_(log_sd if self.noise == "nonequal" else log_sd.mean())
+
+    @torch.no_grad()
+    def edge_strengths(self, columns) -> torch.Tensor:
+        """The norm of node ``j``'s input weights for ``i`` (a strength, not an effect)."""
+        return self.w_in.double().norm(dim=-1)
 
     @_pyro_params
     def mean(self, data, adjacency):

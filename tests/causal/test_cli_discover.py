@@ -127,13 +127,20 @@ BAD_TABLES = {
         "'-1' is a number, not the name of a node",
     ),
     "fewer rows than columns": (
-        ",".join(f"v{j}" for j in range(20)) + "\n"
+        ",".join(f"v{j}" for j in range(20))
+        + "\n"
         + "".join(",".join(str((i * 7 + j * j) % 11) for j in range(20)) + "\n" for i in range(12)),
         "12 rows for 20 columns",
     ),
     "semicolon-separated": ("a;b\n" + "1;2\n2;5\n" * 10, "the file looks ';'-separated"),
-    "byte-order mark and a duplicate name": ("\ufeffa,b,a\n" + "1,2,3\n2,5,1\n" * 10, "duplicate column name 'a'"),
-    "a column without a name": ("a,,b\n" + "1,2,3\n2,5,1\n" * 10, "column 2 of the header has no name"),
+    "byte-order mark and a duplicate name": (
+        "\ufeffa,b,a\n" + "1,2,3\n2,5,1\n" * 10,
+        "duplicate column name 'a'",
+    ),
+    "a column without a name": (
+        "a,,b\n" + "1,2,3\n2,5,1\n" * 10,
+        "column 2 of the header has no name",
+    ),
     "non-numeric cell names its line": ("a,b\n" + "1,2\n" * 5 + "1,x\n", "'x' at line 7"),
     "missing intervention column": ("a,b\n" + "1,2\n2,3\n" * 10, "no column named 'regime'"),
 }
@@ -182,12 +189,12 @@ def test_missing_file(tmp_path, capsys):
 def test_interrupt_leaves_no_output_and_checkpoint_resumes(csv, tmp_path, capsys, monkeypatch):
     import importlib
 
-    discover_module = importlib.import_module("pyrostruct.causal.discover")
+    estimator = importlib.import_module("pyrostruct.causal.estimators.base").Estimator
 
     out, ckpt = tmp_path / "graph.json", tmp_path / "run.ckpt"
     argv = ["discover", str(csv), "--out", str(out), "--steps", "230", "--checkpoint",
             str(ckpt), "--quiet", "--intervention-column", "regime"]  # fmt: skip
-    step = discover_module._Run.step
+    step = estimator.step
     calls = {"n": 0}
 
     def flaky(self):
@@ -196,18 +203,18 @@ def test_interrupt_leaves_no_output_and_checkpoint_resumes(csv, tmp_path, capsys
             raise KeyboardInterrupt
         return step(self)
 
-    monkeypatch.setattr(discover_module._Run, "step", flaky)
+    monkeypatch.setattr(estimator, "step", flaky)
     assert cli.main(argv) == 130
     assert not out.exists() and ckpt.exists()
     assert _outputs(tmp_path) == ["run.ckpt"]
-    monkeypatch.setattr(discover_module._Run, "step", step)
+    monkeypatch.setattr(estimator, "step", step)
     calls["n"] = 0
 
     def counting(self):
         calls["n"] += 1
         return step(self)
 
-    monkeypatch.setattr(discover_module._Run, "step", counting)
+    monkeypatch.setattr(estimator, "step", counting)
     assert cli.main(argv) == 0
     assert calls["n"] == 30  # resumed at step 200
     result = load_result(out)
@@ -239,8 +246,17 @@ def _chain_csv(path, *, scale=1.0, sep=",", decimal=".", header=("a", "b", "c"),
         ({"header": ('"a,b"', "a", "c")}, []),  # was refused: "duplicate column name 'a'"
         ({"bom": True}, []),
     ],
-    ids=["tiny", "tiny-raw", "huge", "huge-raw", "semicolon", "decimal-comma", "tab",
-         "quoted-header-with-comma", "byte-order-mark"],  # fmt: skip
+    ids=[
+        "tiny",
+        "tiny-raw",
+        "huge",
+        "huge-raw",
+        "semicolon",
+        "decimal-comma",
+        "tab",
+        "quoted-header-with-comma",
+        "byte-order-mark",
+    ],  # fmt: skip
 )
 def test_unusual_but_valid_files_give_the_right_graph(tmp_path, capsys, kwargs, flags):
     """Values near float64's limits, other delimiters, quoted names, a BOM: a -> b found,
@@ -366,12 +382,13 @@ def test_order_search_shows_progress_and_a_resumed_run_says_so(tmp_path, capsys,
     """Issue 15, case 16: the order search ran silently; a resume repeated it and said nothing."""
     import importlib
 
-    discover_module = importlib.import_module("pyrostruct.causal.discover")
+    estimator = importlib.import_module("pyrostruct.causal.estimators.base").Estimator
+    search = importlib.import_module("pyrostruct.causal.orders.greedy_sparsest")
     path = tmp_path / "data.csv"
     datasets.make_dataset(d=6, n=200, seed=1).data.to_csv(path, index=False)
     out, ckpt = tmp_path / "g.json", tmp_path / "run.ckpt"
     argv = ["discover", str(path), "--out", str(out), "--steps", "220", "--checkpoint", str(ckpt)]
-    step = discover_module._Run.step
+    step = estimator.step
     calls = {"n": 0}
 
     def flaky(self):
@@ -380,15 +397,15 @@ def test_order_search_shows_progress_and_a_resumed_run_says_so(tmp_path, capsys,
             raise KeyboardInterrupt
         return step(self)
 
-    monkeypatch.setattr(discover_module._Run, "step", flaky)
+    monkeypatch.setattr(estimator, "step", flaky)
     assert cli.main(argv) == 130
     assert "order search" in capsys.readouterr().err  # every 200 steps
 
     def no_search(*args, **kwargs):
         raise AssertionError("the order search ran again on resume")
 
-    monkeypatch.setattr(discover_module, "improve_order", no_search)
-    monkeypatch.setattr(discover_module._Run, "step", step)
+    monkeypatch.setattr(search, "improve_order", no_search)
+    monkeypatch.setattr(estimator, "step", step)
     assert cli.main(argv) == 0
     err = capsys.readouterr().err
     assert "discover: resuming from step 200 of 220" in err

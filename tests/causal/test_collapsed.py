@@ -9,16 +9,10 @@ import pytest
 import torch
 
 from pyrostruct.causal import datasets, discover, metrics
-from pyrostruct.causal.collapsed import (
-    CollapsedOrderVI,
-    _insertion_scores,
-    _local_scores,
-    _moved_local,
-    improve_order,
-    order_regression_init,
-    order_scores,
-    sparse_sinks_order,
-)
+from pyrostruct.causal.collapsed import CollapsedOrderVI, order_regression_init
+from pyrostruct.causal.orders import improve_order, order_scores, sparse_sinks_order
+from pyrostruct.causal.orders.greedy_sparsest import _insertion_scores, _moved_local
+from pyrostruct.causal.orders.scores import local_scores
 from pyrostruct.causal.sem import LinearGaussianSEM
 from pyrostruct.distributions.permutation import PlackettLuce
 from pyrostruct.errors import InputError
@@ -237,14 +231,14 @@ def test_insertion_scores_equal_the_scores_of_the_inserted_orders(refit, q):
     order = [3, 1, 7, 0, 5, 2, 6, 4]
     order.insert(q, order.pop(order.index(4)))
     cov = cov.numpy()
-    local, _ = _local_scores(cov, n, order, -1.0, 1.0, refit)
+    local, _ = local_scores(cov, n, order, -1.0, 1.0, refit)
     fast, parts = _insertion_scores(cov, n, order, q, local, -1.0, 1.0, refit)
     rest = [i for i in order if i != 4]
     orders = [rest[:p] + [4] + rest[p:] for p in range(d)]
     slow = order_scores(cov, n, torch.tensor(orders), -1.0, refit=refit).numpy()
     np.testing.assert_allclose(fast, slow, rtol=1e-9, atol=1e-6)
     for p in range(d):  # the local terms of the chosen order, for the next move
-        expected, _ = _local_scores(cov, n, orders[p], -1.0, 1.0, refit)
+        expected, _ = local_scores(cov, n, orders[p], -1.0, 1.0, refit)
         np.testing.assert_allclose(_moved_local(parts, p), expected, rtol=1e-9, atol=1e-6)
 
 
@@ -350,7 +344,7 @@ def _term(cov, n, prefix, refit):
 def test_insertion_scores_with_interventions_score_each_node_on_its_own_rows(refit, q):
     """Issue 24: a node intervened on in some rows is scored on the others only; every
     insertion score equals the sum of the node terms computed from scratch that way."""
-    from pyrostruct.causal.collapsed import regime_covariances
+    from pyrostruct.causal.regressions import regime_covariances
 
     _, x = _standardized(6, "ER", 1)
     mask = np.zeros(x.shape, dtype=bool)
@@ -362,7 +356,7 @@ def test_insertion_scores_with_interventions_score_each_node_on_its_own_rows(ref
     cov = torch.cov(torch.tensor(x).T, correction=0).numpy() + 1e-9 * np.eye(d)
     order = [3, 1, 5, 0, 2, 4]
     order.insert(q, order.pop(order.index(2)))
-    local, _ = _local_scores(cov, n, order, -1.0, 1.0, refit, regimes=regimes)
+    local, _ = local_scores(cov, n, order, -1.0, 1.0, refit, regimes=regimes)
     fast, parts = _insertion_scores(cov, n, order, q, local, -1.0, 1.0, refit, regimes)
     rest = [i for i in order if i != 2]
     for p in range(d):

@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pyrostruct.causal import CausalResult, datasets, discover, load_result, metrics
-from pyrostruct.causal.discover import _consensus, equal_variance_order, parse_interventions
+from pyrostruct.causal.discover import equal_variance_order, parse_interventions
+from pyrostruct.causal.result import _consensus
 from pyrostruct.errors import InputError
 from pyrostruct.graph import node_link_graph
 

@@ -1,0 +1,94 @@
+"""Initial orders of :func:`~pyrostruct.causal.discover`, one module per method.
+
+As in dodiscover's ``toporder/``, each method is a module of its own and this
+package only dispatches on the name:
+
+- ``"equal-variance"`` (:mod:`.equal_variance`): the top-down order of the
+  equal-variance SEM (Chen, Drton, Wang 2019), consistent under that model;
+- ``"sparse-sinks"`` (:mod:`.sparse_sinks`): a bottom-up heuristic from the
+  concentration graph;
+- ``"greedy-sparsest"`` (:mod:`.greedy_sparsest`): a greedy insertion search
+  from the sparse-sinks start for the order whose least-squares DAG is sparsest
+  by its approximate evidence (:mod:`.scores`; Raskutti & Uhler 2018);
+- ``"random"``: none; the estimator draws one;
+- a sequence of node indices: the user's order.
+
+Every method works on the standardized table in numpy float64 through torch's
+linear algebra; :func:`~pyrostruct.causal.discover` sets the thread count once,
+around the whole call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from pyrostruct.causal.orders import greedy_sparsest
+from pyrostruct.causal.orders.equal_variance import equal_variance_order
+from pyrostruct.causal.orders.greedy_sparsest import improve_order
+from pyrostruct.causal.orders.scores import order_scores
+from pyrostruct.causal.orders.sparse_sinks import sparse_sinks_order
+from pyrostruct.errors import InputError
+
+__all__ = [
+    "INIT_ORDERS",
+    "check_init_order",
+    "equal_variance_order",
+    "improve_order",
+    "initial_order",
+    "order_scores",
+    "sparse_sinks_order",
+]
+
+#: The named initial orders.
+INIT_ORDERS = ("equal-variance", "greedy-sparsest", "sparse-sinks", "random")
+
+
+def check_init_order(spec, d: int) -> str | tuple[int, ...]:
+    """``spec`` as a method name or a tuple of node indices; an :class:`InputError` if it
+    is neither a known name nor a permutation of ``0..d-1``."""
+    if isinstance(spec, str):
+        if spec not in INIT_ORDERS:
+            raise InputError(
+                "init_order must be 'equal-variance', 'greedy-sparsest', 'sparse-sinks', "
+                f"'random' or a list of node indices, got {spec!r}"
+            )
+        return spec
+    order = [int(i) for i in spec]
+    if sorted(order) != list(range(d)):
+        raise InputError(
+            f"init_order must be a permutation of the node indices 0..{d - 1}, got {order}"
+        )
+    return tuple(order)
+
+
+def initial_order(
+    spec: str | Sequence[int],
+    x: np.ndarray,
+    prior_logit: float,
+    *,
+    weight_prior_scale: float = 1.0,
+    mask=None,
+    progress: bool = False,
+) -> list[int] | None:
+    """The initial order named by ``spec`` (checked by :func:`check_init_order`) for the
+    table ``x`` ``(n, d)``, or ``None`` for ``"random"``.
+
+    :param prior_logit: prior log-odds of an edge given the order (the search's sparsity).
+    :param weight_prior_scale: slab scale of the search's score.
+    :param mask: ``(n, d)`` perfect interventions (the search scores an intervened node
+        on the other rows).
+    :param progress: show the search's progress bar.
+    """
+    if not isinstance(spec, str):
+        return [int(i) for i in spec]
+    if spec == "equal-variance":
+        return equal_variance_order(x)
+    if spec == "sparse-sinks":
+        return sparse_sinks_order(x)
+    if spec == "greedy-sparsest":
+        return greedy_sparsest.greedy_sparsest_order(
+            x, prior_logit, weight_prior_scale=weight_prior_scale, progress=progress, mask=mask
+        )
+    return None

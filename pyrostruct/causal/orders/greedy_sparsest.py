@@ -1,0 +1,188 @@
+"""``init_order="greedy-sparsest"``: a greedy insertion search for the order whose
+least-squares DAG is sparsest by its approximate evidence (:mod:`.scores`), from the
+sparse-sinks start (:mod:`.sparse_sinks`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pyrostruct.causal.orders.scores import (
+    _coefficient_terms,
+    _node_score,
+    _shrinkage_cost,
+    local_scores,
+)
+from pyrostruct.causal.orders.sparse_sinks import sparse_sinks_order
+from pyrostruct.causal.regressions import _matmul, _triangles, regime_covariances
+
+__all__ = ["greedy_sparsest_order", "improve_order"]
+
+
+def greedy_sparsest_order(
+    x: np.ndarray, prior_logit: float, *, weight_prior_scale: float = 1.0, progress=False,
+    mask=None,
+) -> list[int]:  # fmt: skip
+    """:func:`improve_order` started from :func:`sparse_sinks_order` of ``x`` ``(n, d)``."""
+    start = sparse_sinks_order(x)
+    return improve_order(
+        x, start, prior_logit, weight_prior_scale=weight_prior_scale, progress=progress,
+        mask=mask,
+    )  # fmt: skip
+
+
+def _insertion_scores(cov, n, order, q, local, prior_logit, tau2, refit=False, regimes=None):
+    """Scores of moving ``v = order[q]`` to every position ``p = 0..d-1`` of the others.
+
+    With ``rest`` the order without ``v``, ``scores[p]`` ``(d,)`` is the score
+    of ``rest[:p] + [v] + rest[p:]``. The score is a sum of local terms, each
+    depending on a node's predecessors only, and ``local`` ``(d,)`` holds those
+    of ``order``: nodes before ``p`` keep their terms in ``rest`` (new only for
+    the nodes after ``q``, which lose ``v``: read off ``rest + [v]``), nodes after
+    ``p`` gain ``v`` as a predecessor (new only for the nodes before ``q``: read
+    off ``[v] + order[:q]``), and ``v`` itself is regressed on every prefix of
+    ``rest`` at once from the Cholesky factor of ``rest + [v]``: with ``L`` its
+    unit lower factor and ``D`` the innovation variances, the coefficients on the
+    first ``p`` nodes are ``sum_{m<p} L[v, m] L^{-1}[m, :]`` and the residual
+    variance is ``cov[v, v] - sum_{m<p} L[v, m]^2 D_m``. ``O(d^3)``, numpy
+    (``cov`` an array). Also returns the parts from which :func:`_moved_local`
+    forms the local terms of the order chosen. ``regimes``: see :func:`local_scores`.
+    """
+    v, rest = order[q], order[:q] + order[q + 1 :]
+    r = len(rest)
+    tail, factors = local_scores(
+        cov, n, rest + [v], prior_logit, tau2, refit, start=q, regimes=regimes
+    )
+    without = np.concatenate([local[:q], tail[: r - q]])  # rest's terms, v not a predecessor
+    n_v = n
+    if regimes and v in regimes:  # v is scored on the rows where it is not intervened
+        cov_v, n_v = regimes[v]
+        _, factors = local_scores(cov_v, n_v, rest + [v], prior_logit, tau2, refit, start=r)
+    if q > 0:
+        head, _ = local_scores(
+            cov, n, [v] + order[:q], prior_logit, tau2, refit, start=1, regimes=regimes
+        )
+        with_v = np.concatenate([head, local[q + 1 :]])  # rest's terms with v a predecessor
+    else:
+        with_v = local[1:]
+    before = np.concatenate([[0.0], np.cumsum(without)])
+    cum = np.cumsum(with_v)
+    after = cum[-1] - np.concatenate([[0.0], cum])
+    # v on every prefix of rest, from the factor of rest + [v] above: the leading block
+    # of L^{-1} inverts L's, and L's last row holds L[v, :r]
+    c, inv_prevs, resid, l_invs, units = (f[0] for f in factors)
+    innov, l_inv, ell = resid[:r], l_invs[:r, :r], units[r, :r]
+    coef = np.zeros((r + 1, r))
+    coef[1:] = torch.cumsum(torch.from_numpy(ell[:, None] * l_inv), 0)  # row p: on rest[:p]
+    explained = np.concatenate([[0.0], np.cumsum(ell**2 * innov)])
+    resid_v = np.maximum(c[r, r] - explained, 1e-12)  # (r + 1,)
+    inv_prev = inv_prevs[:r, :].T  # (r + 1, r): [Sigma_{<p}^{-1}]_aa
+    inside = _triangles(r + 1)[1].T[:, :r]  # a < p
+    se2 = np.maximum(inv_prev * (resid_v[:, None] / n_v), 1e-12)
+    alpha, penalty = _coefficient_terms(coef, se2, inside, prior_logit, tau2)
+    if refit:
+        rss_v = resid_v + _shrinkage_cost(coef, se2, inv_prev, alpha, inside).sum(-1)
+    else:
+        b = alpha * coef
+        var = alpha * (coef * coef + se2) - b * b
+        c_rr, c_rv = c[:r, :r], c[:r, r]
+        rss_v = c[r, r] - 2 * (b @ c_rv) + (_matmul(b, c_rr) * b).sum(-1)
+        rss_v = rss_v + var @ np.diagonal(c_rr)
+    own = _node_score(np.maximum(rss_v, 1e-12), penalty.sum(-1), n_v)
+    return before + own + after, (without, own, with_v)
+
+
+def _moved_local(parts, p: int) -> np.ndarray:
+    """Local terms of ``rest[:p] + [v] + rest[p:]`` from the parts of :func:`_insertion_scores`."""
+    without, own, with_v = parts
+    return np.concatenate([without[:p], own[p : p + 1], with_v[p:]])
+
+
+#: The first stage of :func:`improve_order` stops after a sweep that gains less (nats).
+_GUIDE_TOLERANCE = 2.0
+
+
+def improve_order(
+    x: np.ndarray,
+    order,
+    prior_logit: float,
+    *,
+    weight_prior_scale: float = 1.0,
+    max_sweeps: int = 10,
+    progress: bool = False,
+    mask=None,
+) -> list[int]:
+    """Greedy insertion search over orders on :func:`order_scores`, in two stages.
+
+    Each sweep takes every node in turn and moves it to the position that
+    maximizes the score, all positions scored at once by
+    :func:`_insertion_scores` (``O(d^3)`` per node, reusing the local terms of
+    the current order), until a sweep changes
+    nothing or ``max_sweeps`` sweeps. The first stage scores orders by the
+    mean-field ELBO at the least-squares start (``refit=False``): it overstates
+    the cost of dropping correlated inputs, but its landscape leads the greedy
+    moves well (scale-free d = 50: 4-5 reversed edges left of 60-74). The second
+    stage continues with the refitted score (``refit=True``), which ranks orders
+    more accurately (it prefers a chain's Markov-equivalent orders to complete
+    ones, where the first stage did not) but stalls when started far away.
+    The first stage only leads the second, so it stops once a sweep gains less
+    than 2 nats (on the 16 standardized benchmark cases at d = 20-100 this cut
+    SHD at d = 100 from 27 / 8 / 15 to 17 / 7 / 14 and changed no case for the
+    worse). Meant for the start of the order when nothing but sparsity
+    identifies it.
+    A node is not scored again while no node has moved since it was last found
+    at its best position (same scores, same decision). The scores use the
+    Gaussian slab ``N(0, weight_prior_scale^2)`` in the data's units whatever
+    the SEM's weight prior: the search is a heuristic start for the variational
+    fit, which then uses the SEM's own prior. ``progress`` shows a tqdm bar
+    (nodes scored, stage, sweep and score). ``mask`` ``(n, d)`` marks perfect
+    interventions: a node intervened on in some rows is scored on the others
+    (:func:`regime_covariances`), as the likelihood does, so that interventional
+    rows orient its edges instead of blurring its regressions.
+    """
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(desc="order search", unit="node", leave=False)
+    try:
+        return _improve_order(x, order, prior_logit, weight_prior_scale, max_sweeps, bar, mask)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _improve_order(x, order, prior_logit, weight_prior_scale, max_sweeps, bar, mask):
+    xt = torch.as_tensor(np.asarray(x), dtype=torch.float64)
+    n, d = xt.shape
+    cov = torch.cov(xt.T, correction=0).reshape(d, d).numpy() + 1e-9 * np.eye(d)
+    regimes = regime_covariances(np.asarray(x, dtype=np.float64), mask)
+    tau2 = weight_prior_scale**2
+    best = [int(i) for i in order]
+    for refit, tolerance in ((False, _GUIDE_TOLERANCE), (True, 0.0)):
+        local, _ = local_scores(cov, n, best, prior_logit, tau2, refit, regimes=regimes)
+        best_score = float(local.sum())
+        moves, settled = 0, {}  # node -> number of moves when it was last found in place
+        for sweep in range(max_sweeps):
+            improved, sweep_start = False, best_score
+            if bar is not None:
+                bar.set_postfix(stage=2 if refit else 1, sweep=sweep + 1, score=f"{best_score:.6g}")
+            for node in list(best):
+                if settled.get(node) == moves:  # nothing moved since: same scores again
+                    continue
+                if bar is not None:
+                    bar.update(1)
+                q = best.index(node)
+                scores, parts = _insertion_scores(
+                    cov, n, best, q, local, prior_logit, tau2, refit, regimes
+                )
+                k = int(np.argmax(scores))
+                if float(scores[k]) > best_score + 1e-6 * abs(best_score):
+                    rest = best[:q] + best[q + 1 :]
+                    best, local = rest[:k] + [node] + rest[k:], _moved_local(parts, k)
+                    best_score, improved, moves = float(scores[k]), True, moves + 1
+                settled[node] = moves  # at its best position given the others
+            if not improved or best_score - sweep_start < tolerance:
+                break
+    return best

@@ -1,0 +1,301 @@
+"""What :func:`~pyrostruct.causal.discover` returns: :class:`CausalResult`, its consensus
+graph, plot and JSON persistence (:func:`load_result`).
+
+The consensus DAG splits a pair's adjacency from its direction, so an edge whose
+direction is unidentified (a reversible edge of a Markov equivalence class, at
+about 0.5 each way) is kept in one direction rather than lost. DAG samples are
+drawn from the stored variational parameters (an
+:class:`~pyrostruct.distributions.OrderedDAG`), spread over their (interventional)
+Markov equivalence classes when ``equivalence_class`` is set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import torch
+
+from pyrostruct import __version__
+from pyrostruct._io import atomic_write_json, save_figure
+from pyrostruct.causal.equivalence import _equivalent_members
+from pyrostruct.distributions import OrderedDAG
+from pyrostruct.errors import InputError
+from pyrostruct.graph import node_link_data
+
+__all__ = ["CausalResult", "load_result"]
+
+_FORMAT = "pyrostruct.causal.CausalResult/1"
+
+
+def _consensus(probs: np.ndarray, threshold: float) -> np.ndarray:
+    """Acyclic consensus DAG of edge probabilities ``(d, d)``.
+
+    A node pair enters when it is adjacent with probability ``P(i -> j) + P(j ->
+    i) >= threshold`` and its more probable direction is also more probable
+    than no edge; it enters in that direction. Pairs are added from the most
+    probable down. A pair whose direction would close a cycle is added the
+    other way round (which cannot close one) if that direction is more probable
+    than no edge, else left out: per pair, the choice that errs least often.
+    Splitting the adjacency from the direction keeps an edge whose direction is
+    uncertain, such as a reversible edge of a Markov equivalence class at about
+    0.5 each way.
+    """
+    d = probs.shape[0]
+    adj = np.zeros((d, d), dtype=np.int64)
+    graph = nx.DiGraph()
+    graph.add_nodes_from(range(d))
+    both = probs + probs.T
+    rows, cols = np.nonzero(np.triu(both >= threshold, k=1))
+    candidates = []
+    for i, j in zip(rows.tolist(), cols.tolist()):
+        if probs[j, i] > probs[i, j]:
+            i, j = j, i
+        if probs[i, j] <= 1.0 - both[i, j]:
+            continue
+        candidates.append((both[i, j], probs[i, j], i, j))
+    for _, _, i, j in sorted(candidates, key=lambda t: (-t[0], -t[1], t[2], t[3])):
+        if nx.has_path(graph, j, i):
+            if probs[j, i] <= 1.0 - both[i, j]:
+                continue
+            i, j = j, i
+        graph.add_edge(i, j)
+        adj[i, j] = 1
+    return adj
+
+
+def _layered_layout(graph: nx.DiGraph) -> dict:
+    """Positions by topological generation, roots on top, each row sorted by name.
+
+    Written out rather than ``nx.multipartite_layout``, whose order within a
+    layer follows set iteration (string hashing, so it changes between runs).
+    """
+    pos = {}
+    for level, generation in enumerate(nx.topological_generations(graph)):
+        row = sorted(generation, key=str)
+        for i, node in enumerate(row):
+            pos[node] = ((i - (len(row) - 1) / 2) / max(len(row) - 1, 1), -float(level))
+    return pos
+
+
+@dataclasses.dataclass
+class CausalResult:
+    """What :func:`discover` learned.
+
+    Attributes
+    ----------
+    names : list of str
+        Node names (the data's columns).
+    edge_probs : numpy.ndarray ``(d, d)``
+        Posterior ``P(i -> j)``: Monte Carlo over orders with the edges
+        Rao-Blackwellized, or over DAG samples spread over their Markov
+        equivalence classes (``equivalence_class``).
+    edge_probs_stderr : numpy.ndarray ``(d, d)``
+        Monte Carlo standard error of ``edge_probs``.
+    weights : numpy.ndarray ``(d, d)``
+        Linear SEM: posterior mean edge weights in the data's units (the effect
+        of a unit change of ``i`` on ``j``). MLP SEM: the norm of node ``j``'s
+        input weights for ``i`` (a strength, not an effect size).
+    scores, edge_logits : numpy.ndarray
+        Parameters of the variational DAG distribution (higher score = upstream).
+    elbo_trace : numpy.ndarray
+        ELBO per step (per data row).
+    metadata : dict
+        Settings and run information (JSON-serializable), among them
+        ``fit_seconds`` (set-up with the order search, plus training) and
+        ``phase_seconds`` (``setup``, ``training``, ``result``), ``created``,
+        ``seed``, ``final_elbo`` and ``fingerprint``.
+    threshold : float
+        Adjacency probability needed to enter the consensus graph.
+    equivalence_class : bool
+        Whether every DAG drawn from the variational posterior is replaced by a
+        uniformly drawn member of its Markov equivalence class
+        (:mod:`pyrostruct.causal.equivalence`), in ``edge_probs`` and
+        :meth:`sample_dags`: set when the data cannot tell the members apart.
+    intervention_targets : list of list of int
+        The intervened node sets of the data's regimes (observational: none).
+        With ``equivalence_class`` the class is the interventional one for
+        these targets (Hauser & Bühlmann 2012): edges with exactly one end in
+        a target set, and what they imply, are identified.
+    """
+
+    names: list[str]
+    edge_probs: np.ndarray
+    edge_probs_stderr: np.ndarray
+    weights: np.ndarray
+    scores: np.ndarray
+    edge_logits: np.ndarray
+    elbo_trace: np.ndarray
+    metadata: dict[str, Any]
+    threshold: float = 0.5
+    equivalence_class: bool = False
+    intervention_targets: list = dataclasses.field(default_factory=list)
+
+    @property
+    def adjacency(self) -> np.ndarray:
+        """The consensus DAG as a ``(d, d)`` 0/1 array (``A[i, j] = 1``: ``i -> j``)."""
+        return _consensus(self.edge_probs, self.threshold)
+
+    @property
+    def graph(self) -> nx.DiGraph:
+        """The consensus DAG: node pairs adjacent with probability ``>= threshold``,
+        in their more probable direction, most probable first and turned round
+        where that direction would close a cycle (so it is always acyclic). Edge
+        attributes ``probability`` (``P(i -> j)``) and ``weight``."""
+        adj = self.adjacency
+        g = nx.DiGraph()
+        g.add_nodes_from(self.names)
+        for i, j in zip(*np.nonzero(adj)):
+            g.add_edge(
+                self.names[i],
+                self.names[j],
+                probability=float(self.edge_probs[i, j]),
+                weight=float(self.weights[i, j]),
+            )
+        g.graph.update(
+            {k: v for k, v in self.metadata.items() if isinstance(v, (str, int, float, bool))}
+        )
+        return g
+
+    def _distribution(self) -> OrderedDAG:
+        scores = torch.as_tensor(self.scores, dtype=torch.float64)
+        logits = torch.as_tensor(self.edge_logits, dtype=torch.float64)
+        return OrderedDAG(scores, logits)
+
+    def sample_dags(self, n: int, *, seed: int | None = None) -> np.ndarray:
+        """``n`` DAGs ``(n, d, d)`` drawn from the variational posterior (each moved
+        to a uniform member of its Markov equivalence class if ``equivalence_class``)."""
+        if int(n) < 1:
+            raise InputError(f"n must be >= 1, got {n}")
+        return self._draw(int(n), seed).astype(np.int64)
+
+    def _draw(self, n: int, seed: int | None, tick=None) -> np.ndarray:
+        """:meth:`sample_dags` as booleans ``(n, d, d)`` (``tick``: see ``_equivalent_members``)."""
+        with torch.random.fork_rng():
+            if seed is not None:
+                torch.manual_seed(seed)
+            samples = self._distribution().sample((n,)).numpy() != 0
+            if self.equivalence_class:
+                rng = np.random.default_rng(int(torch.randint(2**62, ())))
+                samples = _equivalent_members(samples, rng, tick, self.intervention_targets)
+        return samples
+
+    def to_inference_data(self, num_samples: int = 500, *, seed: int | None = 0):
+        """ArviZ ``InferenceData``: posterior ``adjacency`` draws (dims ``source``,
+        ``target``), ``edge_probs`` and the ``elbo`` trace as constant data."""
+        import arviz as az
+
+        dags = self.sample_dags(num_samples, seed=seed)
+        steps = np.arange(len(self.elbo_trace))
+        coords = {"source": self.names, "target": self.names, "step": steps}
+        return az.from_dict(
+            posterior={"adjacency": dags[None]},
+            constant_data={"edge_probs": self.edge_probs, "elbo": np.asarray(self.elbo_trace)},
+            coords=coords,
+            dims={
+                "adjacency": ["source", "target"],
+                "edge_probs": ["source", "target"],
+                "elbo": ["step"],
+            },
+            attrs={"inference_library": "pyrostruct", "pyrostruct_version": __version__},
+        )
+
+    def plot(self, path: str | os.PathLike | None = None, *, ax=None, min_probability=None):
+        """Draw the consensus graph (edge width and darkness = probability).
+
+        ``path`` writes the figure atomically, as PNG, PDF or SVG by its suffix
+        (the same bytes for the same result). Returns the matplotlib ``Figure``.
+        """
+        import matplotlib
+
+        if ax is None and os.environ.get("MPLBACKEND") is None:
+            matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        graph = self.graph
+        if ax is None:
+            size = min(16.0, 4.0 + 0.12 * len(self.names))
+            fig, ax = plt.subplots(figsize=(size, size))
+        else:
+            fig = ax.figure
+        pos = _layered_layout(graph)
+        probs = [graph.edges[e]["probability"] for e in graph.edges]
+        nx.draw_networkx_nodes(graph, pos, ax=ax, node_color="#dde8f6", edgecolors="#345")
+        nx.draw_networkx_labels(graph, pos, ax=ax, font_size=8)
+        nx.draw_networkx_edges(
+            graph,
+            pos,
+            ax=ax,
+            width=[0.5 + 3.5 * p for p in probs],
+            edge_color=probs,
+            edge_cmap=plt.cm.Blues,
+            edge_vmin=0.0,
+            edge_vmax=1.0,
+            arrows=True,
+            arrowsize=12,
+            node_size=300,
+        )
+        ax.set_title(f"consensus DAG ({graph.number_of_edges()} edges, width = P(edge))")
+        ax.set_axis_off()
+        if path is not None:
+            save_figure(fig, path, dpi=110, bbox_inches="tight")
+        return fig
+
+    # -- persistence ----------------------------------------------------------
+    def to_json_dict(self) -> dict:
+        """Node-link data of :attr:`graph` (networkx) with everything else under
+        ``graph["pyrostruct"]``; readable by ``networkx.node_link_graph(data, edges="edges")``
+        (:func:`pyrostruct.graph.node_link_graph` on any networkx 3.x)."""
+        graph = self.graph
+        graph.graph.clear()  # the metadata is kept once, under "pyrostruct"
+        graph.graph["pyrostruct"] = {
+            "format": _FORMAT,
+            "names": list(self.names),
+            "edge_probs": self.edge_probs.tolist(),
+            "edge_probs_stderr": self.edge_probs_stderr.tolist(),
+            "weights": self.weights.tolist(),
+            "scores": self.scores.tolist(),
+            "edge_logits": np.where(
+                np.isfinite(self.edge_logits), self.edge_logits, np.sign(self.edge_logits) * 50
+            ).tolist(),
+            "elbo_trace": [float(v) for v in self.elbo_trace],
+            "threshold": self.threshold,
+            "equivalence_class": self.equivalence_class,
+            "intervention_targets": [list(map(int, t)) for t in self.intervention_targets],
+            "metadata": self.metadata,
+        }
+        return node_link_data(graph)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write :meth:`to_json_dict` as JSON, atomically."""
+        atomic_write_json(path, self.to_json_dict())
+
+
+def load_result(path: str | os.PathLike) -> CausalResult:
+    """Read a :class:`CausalResult` written by :meth:`CausalResult.save` (or the CLI)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        payload = data["graph"]["pyrostruct"]
+    except (OSError, ValueError, KeyError, TypeError) as e:  # ValueError: JSON, UTF-8
+        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise InputError(f"{path}: not a pyrostruct causal-discovery result ({reason})") from None
+    if payload.get("format") != _FORMAT:
+        raise InputError(f"{path}: unknown result format {payload.get('format')!r}")
+    return CausalResult(
+        names=list(payload["names"]),
+        edge_probs=np.asarray(payload["edge_probs"], dtype=np.float64),
+        edge_probs_stderr=np.asarray(payload["edge_probs_stderr"], dtype=np.float64),
+        weights=np.asarray(payload["weights"], dtype=np.float64),
+        scores=np.asarray(payload["scores"], dtype=np.float64),
+        edge_logits=np.asarray(payload["edge_logits"], dtype=np.float64),
+        elbo_trace=np.asarray(payload["elbo_trace"], dtype=np.float64),
+        metadata=dict(payload["metadata"]),
+        threshold=float(payload["threshold"]),
+        equivalence_class=bool(payload.get("equivalence_class", False)),
+        intervention_targets=[list(t) for t in payload.get("intervention_targets", [])],
+    )

@@ -1,0 +1,195 @@
+"""The settings of one :func:`~pyrostruct.causal.discover` call, checked once.
+
+:class:`Settings` is a frozen dataclass built from ``discover``'s keyword
+arguments by :meth:`Settings.create`, which fills the defaults that depend on
+the data and on other settings (the estimator, the number of steps, the
+learning rate, the expected number of edges, the initial order) and refuses bad
+values with an :class:`~pyrostruct.errors.InputError` naming the argument.
+:meth:`Settings.config` is the JSON record of the run (the result's metadata and
+the checkpoint's fingerprint).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+from pyrostruct.causal.orders import check_init_order
+from pyrostruct.causal.priors import WEIGHT_PRIORS
+from pyrostruct.causal.sem import MLPSEM, LinearGaussianSEM, StructuralEquationModel
+from pyrostruct.errors import InputError
+
+__all__ = ["Settings", "check_seed"]
+
+_SEMS = ("linear", "linear-equal", "mlp")
+
+
+def check_seed(seed) -> int:
+    """``seed`` as an int in numpy's range; ``None`` draws a fresh one."""
+    if seed is None:
+        return int(np.random.SeedSequence().entropy % 2**32)
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise InputError(f"seed must be an integer from 0 to 2**32 - 1 or None, got {seed!r}")
+    if not 0 <= int(seed) < 2**32:
+        raise InputError(f"seed must be an integer from 0 to 2**32 - 1, got {seed}")
+    return int(seed)
+
+
+def _is_linear(sem) -> bool:
+    return sem in ("linear", "linear-equal") or isinstance(sem, LinearGaussianSEM)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Checked settings of a ``discover`` call (see :func:`~pyrostruct.causal.discover` for
+    each one's meaning); build with :meth:`create`."""
+
+    sem: str | StructuralEquationModel
+    dag: str
+    estimator: str
+    steps: int
+    expected_edges: float
+    lr: float
+    num_particles: int
+    batch_size: int | None
+    temperature: tuple[float, float]
+    threshold: float
+    num_samples: int
+    checkpoint_every: int
+    average_equivalent: bool | None
+    seed: int
+    standardize: bool
+    noise: str
+    init_order: str | tuple[int, ...]
+    hidden: int
+    weight_prior: str
+
+    @classmethod
+    def create(
+        cls, *, n: int, d: int, sem, dag, steps, estimator, seed, standardize, noise,
+        expected_edges, lr, num_particles, batch_size, temperature, init_order, hidden,
+        weight_prior, threshold, average_equivalent, num_samples, checkpoint_every,
+    ) -> Settings:  # fmt: skip
+        """Check ``discover``'s arguments for data of ``n`` rows and ``d`` columns and fill
+        the defaults.
+
+        :raises InputError: an unknown name or a value out of range, naming the argument.
+        """
+        if isinstance(sem, str) and sem not in _SEMS:
+            raise InputError(
+                f"unknown sem {sem!r}; use 'linear', 'mlp' or a StructuralEquationModel"
+            )
+        if dag not in ("order", "smooth"):
+            raise InputError(f"unknown dag {dag!r}; use 'order' or 'smooth'")
+        if noise not in ("equal", "nonequal"):
+            raise InputError(f"noise must be 'equal' or 'nonequal', got {noise!r}")
+        if weight_prior not in WEIGHT_PRIORS:
+            raise InputError(f"weight_prior must be one of {WEIGHT_PRIORS}, got {weight_prior!r}")
+        is_linear = _is_linear(sem)
+        if estimator is None:
+            analytic_ok = is_linear and dag == "order" and batch_size is None
+            estimator = "analytic" if analytic_ok else "straight-through"
+        elif estimator not in ("analytic", "straight-through"):
+            raise InputError(
+                f"unknown estimator {estimator!r}; use 'analytic' or 'straight-through'"
+            )
+        elif estimator == "analytic" and not (is_linear and dag == "order"):
+            raise InputError(
+                "estimator='analytic' needs the linear SEM and dag='order' (the edges are "
+                "integrated in closed form); use estimator='straight-through'"
+            )
+        elif estimator == "analytic" and batch_size is not None:
+            raise InputError(
+                "estimator='analytic' uses the full data through its Gram matrix; drop "
+                "batch_size or use estimator='straight-through'"
+            )
+        if steps is None:
+            steps = 500 if estimator == "analytic" else 2000
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+            raise InputError(f"steps must be a positive integer, got {steps!r}")
+        pairs = d * (d - 1) / 2
+        m = min(float(d), pairs / 2) if expected_edges is None else float(expected_edges)
+        if not 0 < m < pairs:
+            raise InputError(
+                f"expected_edges must lie strictly between 0 and d(d-1)/2 = {pairs:g}, got {m}"
+            )
+        is_mlp = sem == "mlp" or isinstance(sem, MLPSEM)
+        default_lr = 0.1 if estimator == "analytic" else 0.01 if is_mlp else 0.2
+        lr = lr if lr is not None else default_lr
+        if not (isinstance(lr, (int, float, np.number)) and math.isfinite(lr) and lr > 0):
+            raise InputError(f"lr must be a finite number > 0, got {lr!r}")
+        if int(num_particles) < 1:
+            raise InputError(f"num_particles must be >= 1, got {num_particles}")
+        if batch_size is not None and not 1 <= int(batch_size):
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        t0, t1 = (float(v) for v in temperature)
+        if not (0 < t0 < math.inf and 0 < t1 < math.inf):
+            raise InputError(f"temperatures must be finite and > 0, got {temperature}")
+        if not 0 < float(threshold) <= 1:
+            raise InputError(f"threshold must lie in (0, 1], got {threshold}")
+        if int(num_samples) < 2:
+            raise InputError(f"num_samples must be >= 2, got {num_samples}")
+        if int(checkpoint_every) < 1:
+            raise InputError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+        if average_equivalent not in (None, True, False):
+            raise InputError(
+                f"average_equivalent must be True, False or None, got {average_equivalent!r}"
+            )
+        if init_order is None:
+            init_order = "equal-variance" if noise == "equal" else "greedy-sparsest"
+        return cls(
+            sem=sem,
+            dag=dag,
+            estimator=estimator,
+            steps=int(steps),
+            expected_edges=m,
+            lr=float(lr),
+            num_particles=int(num_particles),
+            batch_size=None if batch_size is None else min(int(batch_size), n),
+            temperature=(t0, t1),
+            threshold=float(threshold),
+            num_samples=int(num_samples),
+            checkpoint_every=int(checkpoint_every),
+            average_equivalent=average_equivalent,
+            seed=seed,
+            standardize=bool(standardize),
+            noise=noise,
+            init_order=check_init_order(init_order, d),
+            hidden=int(hidden),
+            weight_prior=weight_prior,
+        )
+
+    def prior_logit(self, d: int) -> float:
+        """Prior log-odds of an edge between two nodes given their order: ``log(p / (1 -
+        p))`` with ``p = expected_edges / (d (d - 1) / 2)``."""
+        p = self.expected_edges / (d * (d - 1) / 2)
+        return math.log(p / (1 - p))
+
+    def config(self) -> dict[str, Any]:
+        """The run's settings as JSON data, in the order the result's metadata lists them
+        (its keys and values are the checkpoint fingerprint's: keep them stable)."""
+        init_order = self.init_order
+        return {
+            "sem": self.sem if isinstance(self.sem, str) else type(self.sem).__name__,
+            "dag": self.dag,
+            "seed": self.seed,
+            "standardize": self.standardize,
+            "noise": self.noise,
+            "init_order": init_order if isinstance(init_order, str) else list(init_order),
+            "hidden": self.hidden,
+            "weight_prior": self.weight_prior,
+            "estimator": self.estimator,
+            "steps": self.steps,
+            "expected_edges": self.expected_edges,
+            "lr": self.lr,
+            "num_particles": self.num_particles,
+            "batch_size": self.batch_size,
+            "temperature": list(self.temperature),
+            "threshold": self.threshold,
+            "num_samples": self.num_samples,
+            "checkpoint_every": self.checkpoint_every,
+            "average_equivalent": self.average_equivalent,
+        }
