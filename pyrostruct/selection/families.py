@@ -166,7 +166,9 @@ def select_components(
 
     Examples
     --------
-    >>> result = select_components(X, "gmm", 6, steps=500)  # doctest: +SKIP
+    >>> from pyrostruct.selection import make_gmm_data
+    >>> x, _ = make_gmm_data(300, 3, seed=0)  # three well-separated clusters
+    >>> result = select_components(x, "gmm", 4, steps=300)
     >>> result.best
     3
     """
