@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "models"))
 import bnn  # noqa: E402
 
-from pyrostruct.infer.autoguide.sparse_subspace import _index_dtype  # noqa: E402
+from pyrostruct.infer.autoguide.sparse_subspace.subspace import _index_dtype  # noqa: E402
 from pyrostruct.nn import BayesianMLP  # noqa: E402
 
 use_exact_memory_accounting()  # peak_memory below must be exact

@@ -633,3 +633,20 @@ def test_adam_state_follows_coordinates_with_module_local_params():
         assert changed.any() and (before[changed] != 0).all()
         assert (after[changed] == 0).all()
         assert (loc_u[changed] == 0).all()
+
+
+def test_export_posterior_mean_takes_any_guides_medians():
+    """The export surgery is not tied to AutoSparseSubspace: AutoNormal's medians work."""
+    from pyrostruct.infer.autoguide.sparse_subspace.export import export_posterior_mean
+
+    model, guide, *_ = train(lambda m: AutoNormal(m), num_steps=5)
+    x, _ = data()
+    medians = guide.median()
+    net = export_posterior_mean(model, medians, root="net")
+    assert type(net) is nn.Sequential and not any(p.requires_grad for p in net.parameters())
+    expected = poutine.condition(model, data=medians)(x)
+    assert torch.allclose(net(x), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="PyroModule"):
+        export_posterior_mean(lambda x: x, medians)
+    with pytest.raises(ValueError, match="no posterior"):
+        export_posterior_mean(model, {}, root="net")

@@ -1,49 +1,19 @@
-"""Sparse subspace variational inference (SSVI) for Bayesian neural networks.
+"""The sparse subspace guide: :class:`AutoSparseSubspace`.
 
-:class:`AutoSparseSubspace` is an autoguide whose Gaussian variational family
-lives on a sparse, evolving subset of a Bayesian neural network's weights, and
-:class:`SubspaceScheduler` evolves that subset during an ordinary ``SVI`` loop.
-Both implement
-
-    Junbo Li, Zichen Miao, Qiang Qiu, Ruqi Zhang. *Training Bayesian Neural
-    Networks with Sparse Subspace Variational Inference.* ICLR 2024.
-
-The variational distribution of one weight site :math:`\\theta \\in \\mathbb{R}^N`
-with active set :math:`S` (:math:`|S| = k \\approx \\text{density} \\cdot N`) is
-
-.. math::
-
-    q(\\theta) = \\prod_{j \\in S} \\mathcal{N}(\\theta_j; \\mu_j, \\sigma_j^2)
-                 \\prod_{j \\notin S} \\delta_0(\\theta_j),
-
-so only the :math:`2k` numbers :math:`(\\mu_S, \\sigma_S)` and the :math:`k`
-indices :math:`S` are stored and optimized. A forward pass samples the
-:math:`k` active coordinates by reparameterization and scatters them into a
-dense zero tensor of the layer's shape (``Tensor.scatter``; measured faster
-than ``index_put`` and than building a sparse COO tensor, see
-``benchmarks/ssvi.py``).
-
-Every ``update_every`` steps until a fraction of training, the scheduler
-removes the fraction :math:`r_t = r_0 \\tfrac12 (1 + \\cos(\\pi t / T_{\\rm stop}))`
-of each site's active coordinates with the lowest score and adds as many
-inactive coordinates with the largest :math:`|\\partial \\mathcal{L} /
-\\partial \\mu_j|`. For an inactive :math:`j`, :math:`\\theta_j = 0` exactly, so the
-gradient of the ELBO with respect to its would-be mean (at :math:`\\mu_j = 0`)
-is the gradient with respect to the weight itself, read from the dense weight
-tensor the forward pass builds anyway; no dense variational parameter is ever
-stored.
+Set-up (which sites are weight sites, the initial active sets), sampling
+(scatter of the active coordinates into a dense weight tensor), summaries,
+and the two moves the scheduler drives (:meth:`~AutoSparseSubspace.removal_scores`,
+:meth:`~AutoSparseSubspace.replace_coordinates`). The maths is in the
+package docstring, :mod:`pyrostruct.infer.autoguide.sparse_subspace`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
-import dataclasses
 import math
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from operator import attrgetter
-from typing import Any
 
 import pyro
 import pyro.distributions as dist
@@ -57,79 +27,25 @@ from torch.distributions import biject_to, transform_to
 
 from pyrostruct._pyro_compat import (
     deep_setattr,
-    demote_pyro_module,
     guide_plates,
     helpful_support_errors,
-    param_name,
     periodic_repeat,
     pyro_module_context,
-    pyro_module_name,
-    pyro_optim_states,
-    pyro_param_constraints,
-    pyro_sample_names,
     sum_rightmost,
-    torch_class_of,
-    unconstrained_name,
+)
+from pyrostruct.infer.autoguide.sparse_subspace.export import export_posterior_mean
+from pyrostruct.infer.autoguide.sparse_subspace.optim_state import reset_optimizer_slots
+from pyrostruct.infer.autoguide.sparse_subspace.subspace import (
+    CRITERIA,
+    _check_density,
+    _has_real_support,
+    _index_dtype,
+    _WeightSite,
+    active_count,
+    folded_normal_snr,
 )
 
-__all__ = [
-    "AutoSparseSubspace",
-    "SubspaceScheduler",
-    "SubspaceUpdate",
-    "active_count",
-    "folded_normal_snr",
-    "reset_optimizer_slots",
-]
-
-CRITERIA = ("snr", "magnitude", "random")
-
-
-def active_count(numel: int, density: float) -> int:
-    """Number of active coordinates of a site with ``numel`` weights.
-
-    The rule is the same for every site (uniform density per layer):
-    ``k = max(1, floor(density * numel))``, i.e. ``density * numel`` rounded down
-    (so a guide never has more than ``density`` of a layer's coordinates, except
-    that every site keeps at least one).
-    """
-    # The epsilon keeps e.g. 0.29 * 100 = 28.999999999999996 at 29.
-    return int(min(numel, max(1, math.floor(density * numel + 1e-9))))
-
-
-def _index_dtype(numel: int) -> torch.dtype:
-    """Smallest integer dtype that can hold the flat indices ``0 .. numel-1``."""
-    if numel <= torch.iinfo(torch.int16).max + 1:
-        return torch.int16
-    if numel <= torch.iinfo(torch.int32).max + 1:
-        return torch.int32
-    return torch.int64
-
-
-def _has_real_support(fn) -> bool:
-    support = fn.support
-    while isinstance(support, constraints.independent):
-        support = support.base_constraint
-    return support is constraints.real
-
-
-def _check_density(density: Any) -> float:
-    if isinstance(density, bool) or not isinstance(density, (int, float)):
-        raise ValueError(f"density must be a float in (0, 1], got {density!r}")
-    if not 0.0 < density <= 1.0:
-        raise ValueError(
-            f"density must be in (0, 1], got {density}. It is the fraction of each weight "
-            "site's coordinates that carry a Gaussian; use density=1.0 for a dense guide."
-        )
-    return float(density)
-
-
-@dataclasses.dataclass
-class _WeightSite:
-    shape: torch.Size  # full value shape of the site
-    numel: int
-    active: int
-    event_dim: int
-    buffer: str  # name of the index buffer
+__all__ = ["AutoSparseSubspace"]
 
 
 class AutoSparseSubspace(AutoGuide):
@@ -569,7 +485,6 @@ class AutoSparseSubspace(AutoGuide):
         reset_optimizer_slots(optim, [loc_u, scale_u], slots)
 
     # ------------------------------------------------------------------ export
-    @torch.no_grad()
     def export_module(self, root: str | None = None) -> torch.nn.Module:
         """The posterior mean as a pruned, deterministic ``torch.nn.Module``.
 
@@ -579,259 +494,8 @@ class AutoSparseSubspace(AutoGuide):
         ``nn.X``, so the result runs without Pyro. ``root`` must name a part of
         the model built from ``PyroModule[nn.X]`` layers: a custom
         ``PyroModule`` subclass (whose ``forward`` may call ``pyro.sample``)
-        cannot be exported and raises ``ValueError``.
+        cannot be exported and raises ``ValueError``
+        (:func:`~pyrostruct.infer.autoguide.sparse_subspace.export.export_posterior_mean`).
         """
         self._require_setup()
-        model = self._original_model[0]
-        if not isinstance(model, PyroModule):
-            raise ValueError(
-                "export_module needs the model to be a PyroModule; got "
-                f"{type(model).__name__}. Use guide.median() to get the pruned weights."
-            )
-        target = model if root is None else attrgetter(root)(model)
-        medians = self.median()
-        store = pyro.get_param_store()
-        exported = copy.deepcopy(target)
-        originals = dict(target.named_modules())
-        for path, module in list(exported.named_modules()):
-            if not isinstance(module, PyroModule):
-                continue
-            original = originals[path]
-            torch_class = torch_class_of(module)
-            if torch_class is None:
-                raise ValueError(
-                    f"cannot export {type(module).__name__} at '{path or '<root>'}': only "
-                    "PyroModule[nn.X] layers become plain torch modules. Pass root='...' "
-                    "naming the deterministic sub-network (e.g. root='net')."
-                )
-            prefix = pyro_module_name(original)
-            samples = pyro_sample_names(module)
-            params = pyro_param_constraints(module)
-            own = list(module._parameters)
-            demote_pyro_module(module, torch_class)
-            for pname in own:
-                fullname = param_name(prefix, pname)
-                if fullname in store:
-                    value = store[fullname].detach().clone()
-                    module._parameters[pname] = torch.nn.Parameter(value, requires_grad=False)
-            for pname, (constraint, _) in params.items():
-                fullname = param_name(prefix, pname)
-                if fullname in store:
-                    value = store[fullname].detach().clone()
-                else:
-                    unconstrained = module._parameters[unconstrained_name(pname)]
-                    value = transform_to(constraint)(unconstrained.detach())
-                del module._parameters[unconstrained_name(pname)]
-                module._parameters[pname] = torch.nn.Parameter(value, requires_grad=False)
-            for sname in samples:
-                fullname = param_name(prefix, sname)
-                if fullname not in medians:
-                    raise ValueError(
-                        f"cannot export: sampled attribute '{fullname}' has no posterior in "
-                        "this guide (was it hidden from the guide?)"
-                    )
-                value = medians[fullname].clone()
-                module._parameters[sname] = torch.nn.Parameter(value, requires_grad=False)
-        for p in exported.parameters():
-            p.requires_grad_(False)
-        return exported.eval()
-
-
-def folded_normal_snr(loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """SNR of :math:`|\\theta|` for :math:`\\theta \\sim \\mathcal{N}(\\mu, \\sigma^2)`.
-
-    :math:`E|\\theta| / \\sqrt{Var|\\theta|}` of the folded normal; a function of
-    :math:`|\\mu|/\\sigma` alone, increasing in it (about :math:`1.32` at
-    :math:`\\mu = 0`, about :math:`|\\mu|/\\sigma` for large ratios).
-    """
-    r = (loc / scale).abs()
-    normal = torch.distributions.Normal(r.new_zeros(()), r.new_ones(()))
-    mean = math.sqrt(2 / math.pi) * torch.exp(-0.5 * r * r) + r * (1 - 2 * normal.cdf(-r))
-    var = (r * r + 1 - mean * mean).clamp_min(torch.finfo(r.dtype).tiny)
-    return mean / var.sqrt()
-
-
-def _optimizer_states(optim, param: torch.Tensor) -> Iterator[dict]:
-    if optim is None:
-        return
-    if isinstance(optim, torch.optim.Optimizer):
-        if param in optim.state:
-            yield optim.state[param]
-        return
-    if isinstance(optim, pyro.optim.PyroOptim):
-        yield from pyro_optim_states(optim, param)
-        return
-    raise ValueError(
-        f"optim must be a pyro.optim.PyroOptim, a torch.optim.Optimizer or None, got "
-        f"{type(optim).__name__}"
-    )
-
-
-@torch.no_grad()
-def reset_optimizer_slots(optim, params: Iterable[torch.Tensor], slots: torch.Tensor) -> None:
-    """Zero the per-coordinate optimizer state (Adam moments) of ``params`` at ``slots``.
-
-    Per-coordinate state tensors are those with the parameter's shape; scalar
-    state such as Adam's step count is shared by the slots and left alone.
-    """
-    for param in params:
-        for state in _optimizer_states(optim, param):
-            for value in state.values():
-                if torch.is_tensor(value) and value.shape == param.shape:
-                    value[slots] = 0
-
-
-@dataclasses.dataclass
-class SubspaceUpdate:
-    """What one subspace update did to one site (flat indices)."""
-
-    step: int
-    site: str
-    removed: torch.Tensor
-    added: torch.Tensor
-    fraction: float
-
-
-class SubspaceScheduler:
-    """Removal-and-addition updates of an :class:`AutoSparseSubspace`'s active sets.
-
-    Every ``update_every`` SVI steps while ``step <= update_until * num_steps``,
-    each weight site of :math:`k` active coordinates loses
-    :math:`\\lfloor r_t k \\rfloor` of them, those with the lowest
-    ``criterion`` score, where
-
-    .. math:: r_t = r_0 \\tfrac12 \\bigl(1 + \\cos(\\pi t / (u T))\\bigr),
-
-    (:math:`r_0` = ``removal_fraction``, :math:`u` = ``update_until``,
-    :math:`T` = ``num_steps``), and gains as many of the coordinates that were
-    inactive, those with the largest :math:`|\\partial \\text{ELBO}/\\partial
-    \\mu_j|`, measured on the SVI step that triggers the update. The counts
-    stay exact; new coordinates start at mean 0 and the site's mean scale, and
-    the optimizer state of the replaced slots is reset (kept coordinates keep
-    their Adam moments). Li et al., ICLR 2024, Algorithm 1.
-
-    Usage with a plain loop::
-
-        scheduler = SubspaceScheduler(guide, optim, num_steps=n)
-        for _ in range(n):
-            loss = scheduler.step(svi.step, x, y)
-
-    :param AutoSparseSubspace guide: the guide to update.
-    :param optim: the optimizer given to ``SVI`` (``pyro.optim.PyroOptim``), a
-        ``torch.optim.Optimizer``, or ``None`` (no optimizer state to remap).
-    :param int num_steps: total number of training steps planned.
-    :param int update_every: steps between updates.
-    :param float update_until: fraction of ``num_steps`` after which the
-        subspace is frozen, in [0, 1].
-    :param float removal_fraction: initial fraction removed, in [0, 1].
-    :param str criterion: ``"snr"`` (default), ``"magnitude"`` or ``"random"``.
-    :param int seed: seed of the ``"random"`` criterion (default: torch's
-        global generator).
-    """
-
-    def __init__(
-        self,
-        guide: AutoSparseSubspace,
-        optim=None,
-        *,
-        num_steps: int,
-        update_every: int = 100,
-        update_until: float = 0.75,
-        removal_fraction: float = 0.3,
-        criterion: str = "snr",
-        seed: int | None = None,
-    ) -> None:
-        if not isinstance(guide, AutoSparseSubspace):
-            raise ValueError(f"guide must be an AutoSparseSubspace, got {type(guide).__name__}")
-        optim_types = (pyro.optim.PyroOptim, torch.optim.Optimizer)
-        if optim is not None and not isinstance(optim, optim_types):
-            raise ValueError(
-                "optim must be the pyro.optim optimizer given to SVI, a torch.optim.Optimizer, "
-                f"or None; got {type(optim).__name__}"
-            )
-        for label, value in (("num_steps", num_steps), ("update_every", update_every)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{label} must be a positive integer, got {value!r}")
-        fractions = (("update_until", update_until), ("removal_fraction", removal_fraction))
-        for label, value in fractions:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"{label} must be a float in [0, 1], got {value!r}")
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(
-                    f"{label} must be in [0, 1], got {value}"
-                    + (
-                        " (it is a fraction of num_steps, not a step count)"
-                        if label == "update_until"
-                        else " (it is the fraction of active coordinates replaced at first)"
-                    )
-                )
-        if criterion not in CRITERIA:
-            raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
-        self.guide = guide
-        self.optim = optim
-        self.num_steps = num_steps
-        self.update_every = update_every
-        self.update_until = float(update_until)
-        self.removal_fraction = float(removal_fraction)
-        self.criterion = criterion
-        self.generator = None if seed is None else torch.Generator().manual_seed(seed)
-        self.step_count = 0
-        self.history: list[SubspaceUpdate] = []
-
-    def fraction_at(self, step: int) -> float:
-        """Cosine-decayed removal fraction at (1-based) ``step``."""
-        horizon = self.update_until * self.num_steps
-        if horizon <= 0 or step > horizon:
-            return 0.0
-        return self.removal_fraction * 0.5 * (1.0 + math.cos(math.pi * step / horizon))
-
-    def is_update_step(self, step: int) -> bool:
-        """Whether the (1-based) ``step`` ends with a subspace update."""
-        return step % self.update_every == 0 and step <= self.update_until * self.num_steps
-
-    def step(self, svi_step: Callable[..., Any], *args, **kwargs) -> Any:
-        """Run one training step ``svi_step(*args, **kwargs)``, then update if due.
-
-        Returns what ``svi_step`` returns (the loss for ``SVI.step``).
-        """
-        self.step_count += 1
-        if not self.is_update_step(self.step_count):
-            return svi_step(*args, **kwargs)
-        with self.guide.capture_gradients() as grads:
-            loss = svi_step(*args, **kwargs)
-        self.update(grads)
-        return loss
-
-    @torch.no_grad()
-    def update(self, gradients: dict[str, torch.Tensor]) -> list[SubspaceUpdate]:
-        """Remove-and-add on every weight site, using ``gradients`` for the additions.
-
-        ``gradients`` maps each weight site to the flat gradient of the loss
-        with respect to its dense weight tensor, as captured by
-        :meth:`AutoSparseSubspace.capture_gradients`.
-        """
-        guide = self.guide
-        guide._require_setup()
-        fraction = self.fraction_at(max(self.step_count, 1))
-        updates = []
-        for name, meta in guide._weight_sites.items():
-            num = min(int(fraction * meta.active), meta.numel - meta.active)
-            if num <= 0:
-                continue
-            if name not in gradients:
-                raise RuntimeError(
-                    f"no gradient captured for weight site '{name}': run the SVI step inside "
-                    "guide.capture_gradients() (SubspaceScheduler.step does this)"
-                )
-            scores = guide.removal_scores(name, self.criterion, generator=self.generator)
-            slots = torch.topk(scores, num, largest=False, sorted=False).indices
-            index = guide._index(name).long()
-            removed = index[slots].clone()
-            grow = gradients[name].detach().abs().reshape(-1).clone()
-            grow[index] = -math.inf
-            added = torch.topk(grow, num, largest=True, sorted=False).indices
-            guide.replace_coordinates(name, slots, added, self.optim)
-            update = SubspaceUpdate(self.step_count, name, removed, added, fraction)
-            updates.append(update)
-        self.history.extend(updates)
-        return updates
+        return export_posterior_mean(self._original_model[0], self.median(), root)
