@@ -160,14 +160,14 @@ runs = {"AutoNormal": train(None)}
 
 # %%
 @torch.no_grad()
-def predictive_probs(model, guide, x, num_samples=NUM_SAMPLES):
+def predictive_log_probs(model, guide, x, num_samples=NUM_SAMPLES):
     log_probs = []
     for _ in range(num_samples):
         guide_trace = poutine.trace(guide).get_trace(x)
         with poutine.block():
             logits = poutine.replay(model, trace=guide_trace)(x)
         log_probs.append(torch.log_softmax(logits, -1))
-    return (torch.stack(log_probs).logsumexp(0) - math.log(num_samples)).exp()
+    return torch.stack(log_probs).logsumexp(0) - math.log(num_samples)
 
 
 def ece(probs, y, num_bins=15):
@@ -183,10 +183,15 @@ def ece(probs, y, num_bins=15):
 
 
 def metrics(model, guide):
-    probs = predictive_probs(model, guide, x_test)
+    # The NLL is read from the log-probabilities: a confidently wrong prediction
+    # can have a probability that rounds to 0 in float32 (log 0 = -inf).
+    log_probs = predictive_log_probs(model, guide, x_test)
+    probs = log_probs.exp()
+    nll = -log_probs.gather(-1, y_test[:, None]).mean().item()
+    assert math.isfinite(nll), nll
     return {
         "accuracy": (probs.argmax(-1) == y_test).float().mean().item(),
-        "NLL": -probs.gather(-1, y_test[:, None]).log().mean().item(),
+        "NLL": nll,
         "ECE": ece(probs, y_test),
         "variational params": sum(p.numel() for p in guide.parameters()),
         "probs": probs,
