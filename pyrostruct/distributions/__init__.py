@@ -17,7 +17,12 @@ __all__ += [
     "relax_distribution",
 ]
 
-from pyrostruct.distributions.dag import OrderedDAG, SmoothOrientationDAG, get_order  # noqa: E402
+from pyrostruct.distributions.dag import (  # noqa: E402
+    OrderedDAG,
+    OrderLostWarning,
+    SmoothOrientationDAG,
+    get_order,
+)
 from pyrostruct.distributions.dag_priors import ErdosRenyiDAG, SparsityPenalty  # noqa: E402
 from pyrostruct.distributions.permutation import PlackettLuce, permutation_matrix  # noqa: E402
 
@@ -25,6 +30,7 @@ __all__ += [
     "PlackettLuce",
     "permutation_matrix",
     "OrderedDAG",
+    "OrderLostWarning",
     "SmoothOrientationDAG",
     "get_order",
     "ErdosRenyiDAG",

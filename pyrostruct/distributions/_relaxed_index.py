@@ -161,12 +161,22 @@ class RelaxedIndex(torch.Tensor):
     _hard: torch.Tensor
     _one_hot: torch.Tensor
     _probe: _Probe
+    _scored: torch.Tensor | None
 
     @staticmethod
     def wrap(
-        hard: torch.Tensor, one_hot: torch.Tensor, probe: _Probe | None = None
+        hard: torch.Tensor,
+        one_hot: torch.Tensor,
+        probe: _Probe | None = None,
+        scored: torch.Tensor | None = None,
     ) -> RelaxedIndex:
-        """A relaxed index with value ``hard`` (integer) and straight-through ``one_hot``."""
+        """A relaxed index with value ``hard`` (integer) and straight-through ``one_hot``.
+
+        ``scored`` is a second straight-through one-hot of the same sample, the one
+        that :meth:`ConcreteCategorical.log_prob` differentiates (kept apart from
+        ``one_hot`` so that the hooks behind :class:`RelaxationWarning` see only the
+        model's uses); values derived by moving data around carry both.
+        """
         if hard.is_floating_point() or hard.is_complex() or hard.dtype == torch.bool:
             raise TypeError(f"RelaxedIndex: expected an integer tensor, got {hard.dtype}.")
         if one_hot.shape[:-1] != hard.shape:
@@ -179,6 +189,7 @@ class RelaxedIndex(torch.Tensor):
         out._hard = hard
         out._one_hot = one_hot
         out._probe = probe if probe is not None else _Probe()
+        out._scored = scored
         return out
 
     # public read-only views ------------------------------------------------
@@ -369,7 +380,7 @@ def _move(func, args, kwargs):
     seen: dict[int, int] = {}
     offset = 0
     ids_of: dict[int, torch.Tensor] = {}
-    rows = []
+    rows, scored_rows = [], []
     for c in carriers:
         if id(c) in seen:
             continue
@@ -378,6 +389,8 @@ def _move(func, args, kwargs):
         ids = torch.arange(offset, offset + hard.numel(), device=hard.device)
         ids_of[id(c)] = ids.view(hard.shape)
         rows.append(c.__dict__["_one_hot"].reshape(-1, c.__dict__["_one_hot"].size(-1)))
+        scored = c.__dict__.get("_scored")
+        scored_rows.append(None if scored is None else scored.reshape(rows[-1].shape))
         offset += hard.numel()
     if isinstance(args, tuple) and args and isinstance(args[0], (tuple, list)):
         if any(type(t) is torch.Tensor for t in args[0]):
@@ -387,6 +400,9 @@ def _move(func, args, kwargs):
         func, *_unwrap(args, lambda c: ids_of[id(c)]), **_unwrap(kwargs, lambda c: ids_of[id(c)])
     )
     table = rows[0] if len(rows) == 1 else torch.cat(rows, 0)
+    scored_table = None
+    if all(t is not None for t in scored_rows):
+        scored_table = scored_rows[0] if len(rows) == 1 else torch.cat(scored_rows, 0)
     probe = carriers[0].__dict__["_probe"]
 
     def rewrap(h, ids):
@@ -394,7 +410,9 @@ def _move(func, args, kwargs):
             return h
         if h.is_floating_point() or h.dtype == torch.bool or h.shape != ids.shape:
             return h
-        return RelaxedIndex.wrap(h, table[ids.reshape(-1)].reshape(ids.shape + (-1,)), probe)
+        flat = ids.reshape(-1)
+        scored = None if scored_table is None else scored_table[flat].reshape(ids.shape + (-1,))
+        return RelaxedIndex.wrap(h, table[flat].reshape(ids.shape + (-1,)), probe, scored)
 
     if isinstance(hard_out, (tuple, list)):
         return type(hard_out)(rewrap(h, i) for h, i in zip(hard_out, ids_out))
@@ -416,7 +434,10 @@ def _convert(func, args, kwargs):
     if hard_out.dtype == torch.bool:
         self.__dict__["_probe"].escape(_func_name(func))
         return hard_out
-    return RelaxedIndex.wrap(hard_out, y.to(hard_out.device), self.__dict__["_probe"])
+    scored = self.__dict__.get("_scored")
+    if scored is not None:
+        scored = scored.to(hard_out.device)
+    return RelaxedIndex.wrap(hard_out, y.to(hard_out.device), self.__dict__["_probe"], scored)
 
 
 def _detach(func, args, kwargs):

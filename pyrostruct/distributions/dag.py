@@ -14,17 +14,30 @@ differ in how they are parameterised and relaxed for gradients:
 Values are adjacency matrices of event shape ``(d, d)``, ``A[..., i, j] = 1``
 meaning the edge ``i -> j``. Every sampled value carries the order it was
 drawn with (``order[..., k]`` = node at position ``k``, upstream first), read
-with :func:`get_order` or returned by ``rsample_with_order``. ``log_prob``
-scores the *joint* ``(order, edges)`` when the value carries an order (or
-``order=`` is passed): that is the extended space on which a guide and a prior
-of these classes give a valid ELBO. For values without an order (e.g. from
-``enumerate_support``) it returns the exact *marginal* ``log p(A)``, summed over
-the linear extensions of ``A``, for ``d <= 12``.
+with :func:`get_order` or returned by ``rsample_with_order``.
+
+**Two log-probabilities.** ``joint_log_prob(A, order)`` is the density of the
+pair ``(order, A)``, O(d^2); ``marginal_log_prob(A)`` is the density of ``A``
+alone, summed over its linear extensions, exact but O(2^d d^2) and only for
+``d <= 12``. ``log_prob(A)`` is the joint when the order is known (attached to
+the value, or ``order=``) and the marginal otherwise. Both are correct in their
+place: in SVI, the model and the guide score the *same* sampled tensor, so both
+use the joint, and the ELBO is a bound on the extended space ``(order, A)``
+(the only choice that scales past 12 nodes); enumeration and exact posteriors
+need the marginal. Mixing them is wrong: a guide's joint carries
+``log q(order | A)``, which a model's marginal has no counterpart for, and the
+mixture is then not a bound. Since the order rides on the tensor object, a value
+derived from a sample (``clone``, ``detach``, arithmetic, ``expand``) has lost it
+and cannot be told apart from a value that never had one; so the implicit
+fall-back to the marginal warns (:class:`OrderLostWarning`) unless the value
+comes from ``enumerate_support``. Call ``marginal_log_prob`` to ask for the
+marginal on purpose, or pass ``order=get_order(sample)``.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from pyro.distributions import TorchDistribution, constraints
@@ -50,9 +63,28 @@ from ._dag_ops import (
 from .permutation import _validating, relaxed_permutation_matrix
 from .temperature import current_temperature
 
-__all__ = ["OrderedDAG", "SmoothOrientationDAG", "get_order", "MAX_EXACT_NODES"]
+__all__ = [
+    "OrderedDAG",
+    "SmoothOrientationDAG",
+    "OrderLostWarning",
+    "get_order",
+    "MAX_EXACT_NODES",
+]
 
 _EMPTY = torch.Size()
+
+# marks the values of enumerate_support: scored by the marginal on purpose
+_UNORDERED_ATTR = "_pyrostruct_unordered"
+
+
+class OrderLostWarning(UserWarning):
+    """``log_prob`` of a DAG value without its order fell back to the exact marginal.
+
+    See the module docstring of :mod:`pyrostruct.distributions.dag`: the joint and
+    the marginal are different quantities; call ``marginal_log_prob`` to ask for
+    the marginal, or pass ``order=``.
+    """
+
 
 _RELAXATIONS = ("pairwise", "softsort", "sinkhorn")
 
@@ -209,6 +241,18 @@ class OrderedDAG(TorchDistribution):
     def support(self):
         return _AcyclicAdjacency(self.num_nodes)
 
+    @classmethod
+    def infer_shapes(cls, scores=(), edge_logits=None, **kwargs):
+        """Shapes from the argument shapes: ``batch_shape`` broadcasts ``scores[:-1]`` with
+        ``edge_logits[:-2]``, ``event_shape = edge_logits[-2:]``. ``scores=()`` stands for
+        ``scores=None`` (a tensor of scores has at least one dimension)."""
+        if edge_logits is None or len(edge_logits) < 2:
+            raise ValueError(
+                f"{cls.__name__}.infer_shapes needs the shape of edge_logits, (..., d, d)."
+            )
+        batch = broadcast_shape(tuple(scores[:-1]), tuple(edge_logits[:-2]))
+        return torch.Size(batch), torch.Size(edge_logits[-2:])
+
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(type(self), _instance)
         batch_shape = torch.Size(batch_shape)
@@ -296,21 +340,55 @@ class OrderedDAG(TorchDistribution):
 
     # -- densities --------------------------------------------------------
     def log_prob(self, value: torch.Tensor, order: torch.Tensor | None = None) -> torch.Tensor:
-        """Joint ``log p(order, A)`` if an order is known, else exact marginal ``log p(A)``."""
+        """Joint ``log p(order, A)`` if an order is known, else exact marginal ``log p(A)``.
+
+        :param torch.Tensor value: adjacency matrices ``(..., d, d)``.
+        :param torch.Tensor order: orders ``(..., d)``; by default the one attached to
+            ``value`` (every sample of this class carries its own).
+        :returns: :meth:`joint_log_prob` when an order is known, else
+            :meth:`marginal_log_prob`, with an :class:`OrderLostWarning` unless
+            ``value`` comes from :meth:`enumerate_support` (see the module docstring
+            for why the two are different quantities).
+        """
         if getattr(value, RELAXED_ATTR, False):
             raise ValueError(
                 "log_prob got a relaxed (hard=False) sample, which has no tractable density. "
                 "Use hard=True (straight-through) samples in guides and models."
             )
-        if order is None:
-            order = get_order(value)
         if self._validate_args:
             self._check_value_shape(value)
-            if order is None:
-                self._validate_sample(value)
         if order is None:
-            return marginal_dag_log_prob(self.scores, self.edge_logits, value)
-        return self.joint_log_prob(value, order)
+            order = get_order(value)
+        if order is not None:
+            return self.joint_log_prob(value, order)
+        if not getattr(value, _UNORDERED_ATTR, False):
+            warnings.warn(
+                f"{type(self).__name__}.log_prob got an adjacency matrix without its sampled "
+                "order, so it returns the exact marginal log p(A) (summed over the orders "
+                "consistent with A), not the joint log p(order, A) that this class's samples "
+                "are scored with. If the value was derived from a sample (clone, detach, "
+                "arithmetic, expand), its order was lost, and mixing the two quantities in one "
+                "ELBO is wrong: score the sampled tensor itself or pass "
+                "order=get_order(sample). To ask for the marginal, call marginal_log_prob(value).",
+                OrderLostWarning,
+                stacklevel=2,
+            )
+        return self.marginal_log_prob(value)
+
+    def marginal_log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """Exact marginal ``log p(A) = log sum_{orders consistent with A} p(order, A)``.
+
+        Dynamic programming over the subsets of placed nodes, O(2^d d^2) per value.
+
+        :param torch.Tensor value: adjacency matrices ``(..., d, d)`` (an attached
+            order is ignored).
+        :returns: the marginal log-probability, ``-inf`` for a cyclic or non-0/1 value.
+        :raises ValueError: for ``d > MAX_EXACT_NODES`` (12) nodes.
+        """
+        if self._validate_args:
+            self._check_value_shape(value)
+            self._validate_sample(value.detach().clone())  # a copy: checked without its order
+        return marginal_dag_log_prob(self.scores, self.edge_logits, value)
 
     def _check_value_shape(self, value):
         d = self.num_nodes
@@ -344,7 +422,8 @@ class OrderedDAG(TorchDistribution):
     def enumerate_support(self, expand=True):
         """All DAGs on ``d <= 5`` nodes (25 for d = 3, 543 for d = 4, 29281 for d = 5).
 
-        The values carry no order, so ``log_prob`` scores them by the exact marginal.
+        The values carry no order; ``log_prob`` scores them by the exact marginal,
+        without an :class:`OrderLostWarning`.
         """
         d = self.num_nodes
         if d > 5:
@@ -355,6 +434,7 @@ class OrderedDAG(TorchDistribution):
         values = values.reshape((len(values),) + (1,) * len(self.batch_shape) + (d, d))
         if expand:
             values = values.expand((values.shape[0],) + self.batch_shape + (d, d))
+        setattr(values, _UNORDERED_ATTR, True)
         return values
 
     @lazy_property
@@ -442,6 +522,11 @@ class SmoothOrientationDAG(OrderedDAG):
             reparameterized=reparameterized,
             validate_args=validate_args,
         )
+
+    @classmethod
+    def infer_shapes(cls, priorities=(), edge_logits=None, **kwargs):
+        """As :meth:`OrderedDAG.infer_shapes`, with ``priorities`` in place of ``scores``."""
+        return super().infer_shapes(scores=priorities, edge_logits=edge_logits)
 
     @property
     def shift(self) -> float:

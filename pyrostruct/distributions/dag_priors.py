@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 from pyro.distributions import TorchDistribution, constraints
+from torch.distributions import biject_to, transform_to
+from torch.distributions.transforms import Transform
 
 from .dag import OrderedDAG
 
@@ -81,6 +83,24 @@ class ErdosRenyiDAG(OrderedDAG):
             torch.zeros(d, dtype=logits.dtype), edge_logits, validate_args=validate_args
         )
 
+    @classmethod
+    def infer_shapes(cls, num_nodes, expected_edges=(), edge_prob=(), **kwargs):
+        """``batch_shape`` from ``expected_edges`` (or ``edge_prob``), ``event_shape = (d, d)``.
+
+        The event shape depends on the *value* of ``num_nodes``, so pass the int itself.
+        """
+        d = _check_num_nodes(num_nodes)
+        batch = expected_edges if len(expected_edges) else edge_prob
+        return torch.Size(batch), torch.Size((d, d))
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(ErdosRenyiDAG, _instance)
+        new = super().expand(batch_shape, _instance=new)
+        batch_shape = torch.Size(batch_shape)
+        new.edge_prob = self.edge_prob.expand(batch_shape)
+        new.expected_edges = self.expected_edges.expand(batch_shape)
+        return new
+
 
 class SparsityPenalty(TorchDistribution):
     r"""L1 sparsity penalty on (weighted) adjacency matrices, optionally normalised.
@@ -97,6 +117,11 @@ class SparsityPenalty(TorchDistribution):
     bare penalty ``-lambda ||W||_1``, an unnormalised factor for
     ``pyro.factor("sparsity", penalty.log_prob(A))`` on DAG samples (e.g.
     ``-lambda |A|`` edges); it claims no normalisation and ``sample`` refuses.
+
+    The support is the real ``(d, d)`` matrices with a zero diagonal (the density
+    has no factor for the diagonal, so a value with a non-zero one is outside it).
+    ``biject_to(support)`` maps the ``d(d-1)`` free weights to such a matrix, so an
+    autoguide (e.g. ``AutoNormal``) learns the off-diagonal weights only.
 
     :param int num_nodes: ``d >= 1``.
     :param strength: ``lambda > 0`` (float or tensor giving a batch shape).
@@ -127,7 +152,13 @@ class SparsityPenalty(TorchDistribution):
 
     @constraints.dependent_property(is_discrete=False, event_dim=2)
     def support(self):
-        return constraints.independent(constraints.real, 2)
+        return _ZeroDiagonalReal(self.num_nodes)
+
+    @classmethod
+    def infer_shapes(cls, num_nodes, strength=(), **kwargs):
+        """``batch_shape = strength``, ``event_shape = (d, d)``; pass ``num_nodes`` as the int."""
+        d = _check_num_nodes(num_nodes)
+        return torch.Size(strength), torch.Size((d, d))
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(SparsityPenalty, _instance)
@@ -148,6 +179,8 @@ class SparsityPenalty(TorchDistribution):
         d = self.num_nodes
         if value.dim() < 2 or tuple(value.shape[-2:]) != (d, d):
             raise ValueError(f"Expected values of shape (..., {d}, {d}), got {tuple(value.shape)}.")
+        if self._validate_args:
+            self._validate_sample(value)
         lam = self.strength
         lp = -lam * self._off_diagonal(value).abs().sum((-1, -2))
         if self.normalized:
@@ -176,6 +209,79 @@ class SparsityPenalty(TorchDistribution):
         d = self.num_nodes
         var = (2 / self.strength**2)[..., None, None].expand(self._extended_shape())
         return self._off_diagonal(var.clone()) if d else var
+
+
+class _ZeroDiagonalReal(constraints.Constraint):
+    """Real ``(d, d)`` matrices whose diagonal is exactly 0 (``check``: batch-shaped mask)."""
+
+    is_discrete = False
+    event_dim = 2
+
+    def __init__(self, num_nodes: int):
+        self.num_nodes = num_nodes
+        super().__init__()
+
+    def check(self, value):
+        real = (value == value).all(-1).all(-1)  # no NaN, as constraints.real
+        zero_diagonal = (value.diagonal(dim1=-2, dim2=-1) == 0).all(-1)
+        return real & zero_diagonal
+
+    def __repr__(self):
+        return f"{type(self).__name__}(num_nodes={self.num_nodes})"
+
+
+class _OffDiagonalTransform(Transform):
+    """Bijection from ``d(d-1)`` free weights (row-major off-diagonal order) to a
+    ``(d, d)`` matrix with a zero diagonal; volume preserving (log-Jacobian 0)."""
+
+    domain = constraints.real_vector
+    bijective = True
+
+    def __init__(self, num_nodes: int, cache_size: int = 0):
+        super().__init__(cache_size=cache_size)
+        self.num_nodes = num_nodes
+        self.codomain = _ZeroDiagonalReal(num_nodes)
+        d = num_nodes
+        self._index = (~torch.eye(d, dtype=torch.bool)).reshape(-1).nonzero().squeeze(-1)
+
+    def with_cache(self, cache_size=1):
+        return (
+            self
+            if self._cache_size == cache_size
+            else _OffDiagonalTransform(self.num_nodes, cache_size=cache_size)
+        )
+
+    def __eq__(self, other):
+        return isinstance(other, _OffDiagonalTransform) and other.num_nodes == self.num_nodes
+
+    def _call(self, x):
+        d = self.num_nodes
+        flat = x.new_zeros(x.shape[:-1] + (d * d,))
+        flat = flat.index_copy(-1, self._index.to(x.device), x)
+        return flat.reshape(x.shape[:-1] + (d, d))
+
+    def _inverse(self, y):
+        d = self.num_nodes
+        return y.reshape(y.shape[:-2] + (d * d,)).index_select(-1, self._index.to(y.device))
+
+    def log_abs_det_jacobian(self, x, y):
+        return x.new_zeros(x.shape[:-1])
+
+    def forward_shape(self, shape):
+        d = self.num_nodes
+        if shape[-1:] != (d * (d - 1),):
+            raise ValueError(f"Expected {d * (d - 1)} free weights, got shape {tuple(shape)}.")
+        return torch.Size(shape[:-1]) + (d, d)
+
+    def inverse_shape(self, shape):
+        d = self.num_nodes
+        return torch.Size(shape[:-2]) + (d * (d - 1),)
+
+
+@biject_to.register(_ZeroDiagonalReal)
+@transform_to.register(_ZeroDiagonalReal)
+def _zero_diagonal_transform(constraint):
+    return _OffDiagonalTransform(constraint.num_nodes)
 
 
 def _check_num_nodes(num_nodes) -> int:

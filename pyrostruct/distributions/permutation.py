@@ -173,6 +173,13 @@ class PlackettLuce(TorchDistribution):
     def support(self):
         return _PermutationMatrices(self.num_items)
 
+    @classmethod
+    def infer_shapes(cls, scores, **kwargs):
+        """Shapes from the shape of ``scores``: ``batch_shape = scores[:-1]``, ``event_shape =
+        (d, d)``; the other arguments do not enter."""
+        d = scores[-1]
+        return torch.Size(scores[:-1]), torch.Size((d, d))
+
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(PlackettLuce, _instance)
         batch_shape = torch.Size(batch_shape)

@@ -65,7 +65,6 @@ _EMPTY = torch.Size()
 # Attributes under which rsample() leaves the log-space sample on its output.
 _LOG_VALUE = "_concrete_log_value"  # log of a point on the simplex (ExpConcrete)
 _LOGIT_VALUE = "_concrete_logit_value"  # logit of a point in (0, 1) (logit-Concrete)
-_SCORED = "_scored_one_hot"  # the straight-through one-hot that ConcreteCategorical.log_prob uses
 
 
 def _param_tensor(probs, logits, name: str) -> torch.Tensor:
@@ -186,6 +185,16 @@ class ConcreteOneHotCategorical(dist.RelaxedOneHotCategorical):
             super().__init__(tau, probs=param, validate_args=validate_args)
         else:
             super().__init__(tau, logits=param, validate_args=validate_args)
+
+    @classmethod
+    def infer_shapes(cls, temperature=(), probs=None, logits=None):
+        """``batch_shape`` broadcasts ``temperature`` with ``probs[:-1]`` (or ``logits[:-1]``),
+        ``event_shape = probs[-1:]``."""
+        param = probs if probs is not None else logits
+        if param is None or len(param) < 1:
+            raise ValueError(f"{cls.__name__}.infer_shapes needs the shape of probs or logits.")
+        batch = torch.broadcast_shapes(torch.Size(temperature), torch.Size(param[:-1]))
+        return batch, torch.Size(param[-1:])
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(ConcreteOneHotCategorical, _instance)
@@ -442,16 +451,16 @@ class ConcreteCategorical(TorchDistribution):
             # after-backward check that the value reached the loss (see RelaxationWarning)
             one_hot.register_hook(probe.mark_value)
             scores.register_hook(probe.check_scores)
-        value = RelaxedIndex.wrap(log_y.argmax(-1), one_hot, probe)
-        value.__dict__[_SCORED] = scored
-        return value
+        return RelaxedIndex.wrap(log_y.argmax(-1), one_hot, probe, scored)
 
     def sample(self, sample_shape=_EMPTY) -> torch.Tensor:
         with torch.no_grad():
             return self.rsample(sample_shape)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        scored = value.__dict__.get(_SCORED) if isinstance(value, RelaxedIndex) else None
+        # values derived from a sample (clone, reshape, Pyro's ExpandedDistribution, ...)
+        # carry the scored one-hot too, so they get the same straight-through path
+        scored = value.__dict__.get("_scored") if isinstance(value, RelaxedIndex) else None
         if isinstance(value, RelaxedIndex):
             hard = value.as_plain()
         else:

@@ -8,6 +8,7 @@ hypothesis property checked by networkx and by the batched torch check.
 
 import itertools
 import math
+import warnings
 
 import networkx as nx
 import pyro
@@ -22,6 +23,7 @@ from pyro.optim import Adam
 from pyrostruct.distributions import (
     ErdosRenyiDAG,
     OrderedDAG,
+    OrderLostWarning,
     PlackettLuce,
     SmoothOrientationDAG,
     get_order,
@@ -97,7 +99,7 @@ def test_infinite_edge_logits_force_and_forbid_edges():
     assert (pair == 1).all()  # exactly one orientation of the forced pair
     assert value.sum((-1, -2)).eq(1).all()
     assert torch.isfinite(dist.log_prob(value)).all()
-    assert dist.log_prob(torch.zeros(4, 4)).item() == -math.inf
+    assert dist.marginal_log_prob(torch.zeros(4, 4)).item() == -math.inf
 
 
 # ---------------------------------------------------------------------------
@@ -132,7 +134,7 @@ def test_joint_log_prob_sums_to_one_over_orders_and_dags():
     total = torch.stack(total)  # (orders, dags); -inf where the DAG is not forward in the order
     assert abs(total.logsumexp((0, 1)).item()) < 1e-12
     # the marginal is the sum of the joint over linear extensions
-    assert torch.allclose(total.logsumexp(0), dist.log_prob(values), atol=1e-12)
+    assert torch.allclose(total.logsumexp(0), dist.marginal_log_prob(values), atol=1e-12)
     # each order carries 2^3 compatible DAGs
     assert (total > -math.inf).sum().item() == math.factorial(d) * 2**3
 
@@ -159,7 +161,7 @@ def test_joint_log_prob_closed_form():
 def test_marginal_is_refused_beyond_the_exact_limit():
     dist = OrderedDAG(torch.zeros(13), torch.zeros(13, 13))
     with pytest.raises(ValueError, match="d <= 12"):
-        dist.log_prob(torch.zeros(13, 13))
+        dist.marginal_log_prob(torch.zeros(13, 13))
     value = dist.sample()  # carries its order: joint log_prob works at any d
     assert torch.isfinite(dist.log_prob(value))
 
@@ -383,7 +385,7 @@ def test_log_prob_validation():
     dist = OrderedDAG(torch.zeros(3), torch.zeros(3, 3), validate_args=True)
     cycle = torch.tensor([[0.0, 1, 0], [0, 0, 1], [1, 0, 0]])
     with pytest.raises(ValueError):
-        dist.log_prob(cycle)
+        dist.marginal_log_prob(cycle)
     with pytest.raises(ValueError, match=r"shape \(\.\.\., 3, 3\)"):
         dist.log_prob(torch.zeros(4, 4))
     relaxed = OrderedDAG(torch.zeros(3), torch.zeros(3, 3), hard=False).rsample()
@@ -428,8 +430,8 @@ def test_joint_elbo_in_svi_with_model_and_guide():
     fitted = OrderedDAG(pyro.param("scores").detach(), pyro.param("logits").detach())
     assert torch.equal(fitted.mode, target)
     # the fitted guide concentrates on the target (exact marginals at d = 3)
-    prior = ErdosRenyiDAG(d, expected_edges=1.5).log_prob(target).exp()
-    assert fitted.log_prob(target).exp() > max(0.3, 10 * prior)
+    prior = ErdosRenyiDAG(d, expected_edges=1.5).marginal_log_prob(target).exp()
+    assert fitted.marginal_log_prob(target).exp() > max(0.3, 10 * prior)
 
 
 def test_pyro_sample_inside_plate_and_predictive():
@@ -484,7 +486,7 @@ def test_score_function_mode_with_exact_joint_log_prob():
         svi.step()
     fitted = OrderedDAG(pyro.param("scores").detach(), pyro.param("logits").detach())
     assert torch.equal(fitted.mode, target)
-    assert fitted.log_prob(target).exp() > 0.3
+    assert fitted.marginal_log_prob(target).exp() > 0.3
 
 
 @pytest.mark.parametrize("shared_logits", [True, False])
@@ -512,3 +514,29 @@ def test_fused_backward_in_several_work_blocks(n, d, shared_logits):
     (soft * weight * ~torch.eye(d, dtype=torch.bool)).sum().backward()
     assert torch.allclose(grad_g, g.grad, atol=1e-9)
     assert torch.allclose(grad_l, logits.grad, atol=1e-9)
+
+
+# ---------------------------------------------------------------- issue 17 defects
+
+
+@pytest.mark.parametrize("cls", [OrderedDAG, SmoothOrientationDAG, ErdosRenyiDAG])
+def test_a_value_that_lost_its_order_is_not_silently_scored_by_the_marginal(cls):
+    torch.manual_seed(0)
+    d = ErdosRenyiDAG(4, expected_edges=2.0) if cls is ErdosRenyiDAG else cls(
+        torch.randn(4), torch.randn(4, 4)
+    )
+    a = d.sample((3,))
+    joint = d.log_prob(a)
+    torch.testing.assert_close(joint, d.joint_log_prob(a, get_order(a)))
+    # the order rides on the tensor object: a copy has none. The marginal is a different
+    # quantity, so falling back to it says so ...
+    with pytest.warns(OrderLostWarning, match="marginal_log_prob"):
+        lost = d.log_prob(a.clone())
+    assert not torch.allclose(lost, joint)
+    # ... and asking for it explicitly is quiet
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        torch.testing.assert_close(d.marginal_log_prob(a.clone()), lost)
+        torch.testing.assert_close(d.log_prob(a.clone(), order=get_order(a)), joint)
+        support = d.enumerate_support()  # values that never had an order: the marginal
+        torch.testing.assert_close(d.log_prob(support).logsumexp(0), torch.zeros(()))

@@ -36,7 +36,7 @@ def test_erdos_renyi_marginal_counts_linear_extensions():
     for adj, n_ext in ((chain, 1), (empty, 24), (star, 6)):
         k = int(adj.sum())
         expected = math.log(n_ext / 24) + k * math.log(p) + (6 - k) * math.log(1 - p)
-        assert prior.log_prob(adj).item() == pytest.approx(expected, abs=1e-5)
+        assert prior.marginal_log_prob(adj).item() == pytest.approx(expected, abs=1e-5)
 
 
 def test_erdos_renyi_joint_log_prob_and_samples():
@@ -56,12 +56,12 @@ def test_erdos_renyi_joint_log_prob_and_samples():
 def test_erdos_renyi_extremes():
     empty = ErdosRenyiDAG(4, expected_edges=0.0)
     assert empty.sample((10,)).sum() == 0
-    assert empty.log_prob(torch.zeros(4, 4)).item() == pytest.approx(0.0, abs=1e-6)
+    assert empty.marginal_log_prob(torch.zeros(4, 4)).item() == pytest.approx(0.0, abs=1e-6)
     full = ErdosRenyiDAG(4, edge_prob=1.0)
     value = full.sample((10,))
     assert (value.sum((-1, -2)) == 6).all()
     # a complete DAG has one linear extension: probability 1 / 4!
-    assert full.log_prob(value[0].clone()).item() == pytest.approx(-math.log(24), abs=1e-5)
+    assert full.marginal_log_prob(value[0].clone()).item() == pytest.approx(-math.log(24), abs=1e-5)
 
 
 def test_erdos_renyi_is_an_ordered_dag_with_batch_shape():
@@ -95,15 +95,18 @@ def test_erdos_renyi_errors(kwargs, match):
 def test_sparsity_penalty_normalized_is_a_laplace_density():
     d, lam = 3, 2.5
     penalty = SparsityPenalty(d, lam)
-    w = torch.randn(7, d, d)
     off = ~torch.eye(d, dtype=torch.bool)
+    w = torch.randn(7, d, d) * off
     laplace = torch.distributions.Laplace(0.0, 1 / lam)
     expected = laplace.log_prob(w[:, off]).sum(-1)
     assert torch.allclose(penalty.log_prob(w), expected, atol=1e-5)
-    # the diagonal does not enter
+    # the diagonal is outside the support: refused when validating, ignored when not
     w2 = w.clone()
     w2[:, 0, 0] = 100.0
-    assert torch.allclose(penalty.log_prob(w2), penalty.log_prob(w))
+    with pytest.raises(ValueError, match="support"):
+        SparsityPenalty(d, lam, validate_args=True).log_prob(w2)
+    unchecked = SparsityPenalty(d, lam, validate_args=False)
+    assert torch.allclose(unchecked.log_prob(w2), penalty.log_prob(w))
 
 
 def test_sparsity_penalty_samples_agree_with_log_prob():
@@ -138,3 +141,52 @@ def test_sparsity_penalty_errors_and_shapes():
     assert penalty.expand((4, 2)).rsample().shape == (4, 2, 3, 3)
     with pytest.raises(ValueError, match=r"shape \(\.\.\., 3, 3\)"):
         penalty.log_prob(torch.zeros(2, 2))
+
+
+# ---------------------------------------------------------------- issue 17 defects
+
+
+@pytest.mark.parametrize("kwargs", [{"expected_edges": torch.tensor([1.0, 2.0])}, {"edge_prob": 0.25}])
+def test_erdos_renyi_expand_expands_its_own_parameters(kwargs):
+    prior = ErdosRenyiDAG(3, **kwargs)
+    big = prior.expand((4,) + tuple(prior.batch_shape))
+    assert big.batch_shape == (4,) + tuple(prior.batch_shape)
+    assert big.edge_prob.shape == big.batch_shape
+    assert big.expected_edges.shape == big.batch_shape
+    torch.testing.assert_close(big.expected_edges[0], prior.expected_edges)
+    assert prior.edge_prob.shape == prior.batch_shape  # the original is untouched
+
+
+def test_sparsity_penalty_support_has_a_zero_diagonal():
+    penalty = SparsityPenalty(3, 2.0)
+    w = penalty.sample((5,))
+    assert penalty.support.event_dim == 2
+    assert penalty.support.check(w).shape == (5,) and penalty.support.check(w).all()
+    w[1, 0, 0] = 0.5  # the density ignores the diagonal: it is not in the support
+    assert penalty.support.check(w).tolist() == [True, False, True, True, True]
+    # a guide built from the support has the d(d-1) free weights only, and keeps the
+    # diagonal at 0 (an unconstrained diagonal would make the ELBO unbounded)
+    transform = torch.distributions.biject_to(penalty.support)
+    free = torch.randn(6)
+    matrix = transform(free)
+    assert matrix.shape == (3, 3) and (matrix.diagonal() == 0).all()
+    torch.testing.assert_close(transform.inv(matrix), free)
+
+
+def test_sparsity_penalty_as_a_latent_site_with_autonormal():
+    from pyro.infer import SVI, Trace_ELBO
+    from pyro.infer.autoguide import AutoNormal
+    from pyro.optim import Adam
+
+    def model():
+        w = pyro.sample("W", SparsityPenalty(3, 2.0))
+        pyro.sample("obs", pyro.distributions.Normal(w.sum(), 1.0), obs=torch.tensor(1.0))
+
+    pyro.clear_param_store()
+    guide = AutoNormal(model)
+    svi = SVI(model, guide, Adam({"lr": 0.01}), Trace_ELBO())
+    for _ in range(3):
+        svi.step()
+    w = guide()["W"]
+    assert w.shape == (3, 3) and (w.diagonal() == 0).all()
+    assert pyro.param("AutoNormal.locs.W").shape == (6,)

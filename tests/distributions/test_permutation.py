@@ -2,6 +2,7 @@
 
 import itertools
 import math
+import warnings
 
 import pyro
 import pytest
@@ -169,3 +170,15 @@ def test_integer_and_boolean_scores_act_as_floats(scores):
     assert torch.isfinite(d.log_prob(sample))
     ref = PlackettLuce(scores.to(torch.get_default_dtype()))
     assert torch.equal(d.log_prob(sample), ref.log_prob(sample))
+
+
+def test_log_prob_is_the_same_quantity_with_or_without_the_attached_order():
+    # a permutation matrix determines its order: nothing can switch when the order is lost
+    torch.manual_seed(0)
+    d = PlackettLuce(torch.randn(5, requires_grad=True))
+    p = d.rsample((4,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for copy in (p.clone(), p.detach() + 0, p.expand(2, 4, 5, 5)):
+            assert get_order(copy) is None
+            torch.testing.assert_close(d.log_prob(copy), d.log_prob(p).expand(copy.shape[:-2]))

@@ -226,7 +226,7 @@ def test_categorical_log_prob_is_the_categorical_log_probability_with_a_straight
     expected = dist.Categorical(logits=logits).log_prob(z.as_plain())
     assert torch.equal(d.log_prob(z), expected)
     # d log_prob / d y_k = log p_k: the straight-through linearization sum_k y_k log p_k
-    (g,) = torch.autograd.grad(d.log_prob(z).sum(), z.__dict__["_scored_one_hot"])
+    (g,) = torch.autograd.grad(d.log_prob(z).sum(), z.__dict__["_scored"])
     assert torch.allclose(g, logits.log_softmax(-1).detach().expand(7, 2, 3))
     # plain integer values (e.g. from a Categorical guide) are scored too
     plain = torch.tensor([[0, 2], [1, 1]])
@@ -332,3 +332,60 @@ def test_wrong_shapes_and_arguments_raise():
         ConcreteCategorical(0.5, logits=torch.zeros(3), validate_args=True).log_prob(torch.tensor(3))
     with pytest.raises(ValueError, match="support"):
         ConcreteOneHotCategorical(0.5, logits=LOGITS3, validate_args=True).log_prob(torch.tensor([0.5, 0.6, 0.1]))
+
+
+# ---------------------------------------------------------------- issue 17 defects
+
+
+def _log_prob_grad(make_value, dist_fn, seed=0):
+    logits = torch.tensor([[0.3, -0.5, 1.0, 0.2], [1.0, 0.0, -1.0, 0.5]], requires_grad=True)
+    torch.manual_seed(seed)
+    d = dist_fn(logits)
+    return torch.autograd.grad(d.log_prob(make_value(d)).sum(), logits)[0]
+
+
+@pytest.mark.parametrize(
+    "derive",
+    [
+        lambda z: z.clone(),
+        lambda z: z.reshape(-1).reshape(z.shape),
+        lambda z: z.unsqueeze(0).squeeze(0),
+        lambda z: z.long(),
+        lambda z: torch.stack([z[0], z[1]]),
+    ],
+    ids=["clone", "reshape", "unsqueeze", "long", "stack"],
+)
+def test_categorical_log_prob_keeps_its_straight_through_path_on_derived_values(derive):
+    # the straight-through term of log_prob (d log_prob / d y_k = log p_k) was dropped
+    # for any value other than the exact output of rsample: a different gradient
+    def make(d):
+        return d.rsample()
+
+    def dist_fn(logits):
+        return ConcreteCategorical(0.5, logits=logits, validate_args=True)
+
+    exact = _log_prob_grad(make, dist_fn)
+    derived = _log_prob_grad(lambda d: derive(d.rsample()), dist_fn)
+    assert_close = torch.testing.assert_close
+    assert_close(derived, exact)
+    # the test has teeth: without the straight-through term the gradient differs
+    plain = _log_prob_grad(lambda d: d.rsample().as_plain(), dist_fn)
+    assert not torch.allclose(plain, exact)
+    # and the derived value is still scored with the hard index (the forward value)
+    torch.manual_seed(0)
+    d = dist_fn(torch.zeros(2, 4, requires_grad=True))
+    z = d.rsample()
+    assert_close(d.log_prob(derive(z)), d.log_prob(z))
+
+
+def test_categorical_log_prob_through_pyros_expanded_distribution():
+    from pyro.distributions.torch_distribution import ExpandedDistribution
+
+    logits = torch.tensor([0.3, -0.5, 1.0, 0.2], requires_grad=True)
+    grads = []
+    for expand in (ExpandedDistribution, lambda base, shape: base.expand(shape)):
+        torch.manual_seed(0)  # the same noise either way
+        d = expand(ConcreteCategorical(0.5, logits=logits, validate_args=True), (2, 3))
+        z = d.rsample()
+        grads.append(torch.autograd.grad(d.log_prob(z).sum(), logits)[0])
+    torch.testing.assert_close(grads[0], grads[1])

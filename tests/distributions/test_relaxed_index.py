@@ -130,7 +130,7 @@ def test_vindex_and_transition_chain():
     # the log-probability reaches both relaxed states: through the lookup for x_prev
     # (the linear form in the rows: d/dy_j log(P[j, x] / sum_k P[j, k]) = P[j, x]/P[prev, x] - 1)
     # and through the scored one-hot for x (d/dy_k = log P[prev, k])
-    g_prev, g_x = torch.autograd.grad(lp.sum(), [x_prev.one_hot, x.__dict__["_scored_one_hot"]])
+    g_prev, g_x = torch.autograd.grad(lp.sum(), [x_prev.one_hot, x.__dict__["_scored"]])
     assert torch.allclose(g_prev, P[:, nxt].permute(1, 2, 0) / P[prev, nxt].unsqueeze(-1) - 1, atol=1e-6)
     assert torch.allclose(g_x, P[prev].log())
 
