@@ -44,9 +44,13 @@ def test_relax_replaces_latent_discrete_sites_and_leaves_the_rest_unchanged():
     relaxed = poutine.trace(relax(mixed_model, temperature=0.3, exclude=["by_name"])).get_trace()
     fns = {name: site["fn"] for name, site in relaxed.nodes.items() if site["type"] == "sample"}
 
-    assert isinstance(fns["flip"], ConcreteBernoulli) and float(fns["flip"].temperature) == pytest.approx(0.3)
+    assert isinstance(fns["flip"], ConcreteBernoulli) and float(
+        fns["flip"].temperature
+    ) == pytest.approx(0.3)
     assert isinstance(fns["idx"], ConcreteCategorical)
-    assert isinstance(fns["code"].base_dist, ConcreteOneHotCategorical) and fns["code"].event_shape == (2, 3)
+    assert isinstance(fns["code"].base_dist, ConcreteOneHotCategorical) and fns[
+        "code"
+    ].event_shape == (2, 3)
     assert isinstance(fns["mask"], ConcreteBernoulli) and fns["mask"].batch_shape == (5,)
     # unchanged: the observed site (same class and identical data), excluded by flag and by name,
     # and the continuous site
@@ -66,7 +70,9 @@ def test_relax_replaces_latent_discrete_sites_and_leaves_the_rest_unchanged():
 def test_context_manager_form_hard_values_and_per_site_hard_override():
     def model():
         a = pyro.sample("a", dist.Bernoulli(torch.full((100,), 0.4)).to_event(1))
-        b = pyro.sample("b", dist.Bernoulli(torch.full((100,), 0.4)).to_event(1), infer={"relax_hard": True})
+        b = pyro.sample(
+            "b", dist.Bernoulli(torch.full((100,), 0.4)).to_event(1), infer={"relax_hard": True}
+        )
         c = pyro.sample("c", dist.OneHotCategorical(logits=torch.zeros(50, 3)).to_event(1))
         return a, b, c
 
@@ -202,11 +208,17 @@ def test_relaxed_gradient_variance_is_lower_than_score_function_at_equal_particl
     repeats = 150
     relaxed = torch.stack(
         [
-            _wide_gradient(Trace_ELBO(), relax(_wide_model, temperature=0.5), relax(_wide_guide, temperature=0.5))
+            _wide_gradient(
+                Trace_ELBO(),
+                relax(_wide_model, temperature=0.5),
+                relax(_wide_guide, temperature=0.5),
+            )
             for _ in range(repeats)
         ]
     )
-    score = torch.stack([_wide_gradient(TraceGraph_ELBO(), _wide_model, _wide_guide) for _ in range(repeats)])
+    score = torch.stack(
+        [_wide_gradient(TraceGraph_ELBO(), _wide_model, _wide_guide) for _ in range(repeats)]
+    )
     var_relaxed = relaxed.var(0).sum().item()
     var_score = score.var(0).sum().item()
     # measured: about 40 vs 4700 (ratio ~100) with one particle each
@@ -306,16 +318,23 @@ def test_value_used_without_a_gradient_path_warns_naming_the_site(how, used):
 
 
 @pytest.mark.parametrize(
-    "convert", [int, lambda z: z.item(), lambda z: z.tolist(), lambda z: z.numpy(), lambda z: [0.0, 5.0][z]]
+    "convert",
+    [int, lambda z: z.item(), lambda z: z.tolist(), lambda z: z.numpy(), lambda z: [0.0, 5.0][z]],
 )
 def test_conversions_of_a_relaxed_value_are_refused_naming_the_site(convert):
     def model():
         phi = pyro.param("phi", torch.zeros(2))
         z = pyro.sample("assignment", dist.Categorical(logits=phi))
-        pyro.sample("x", dist.Normal(torch.tensor(convert(z), dtype=torch.float), 1.0), obs=torch.tensor(1.0))
+        pyro.sample(
+            "x",
+            dist.Normal(torch.tensor(convert(z), dtype=torch.float), 1.0),
+            obs=torch.tensor(1.0),
+        )
 
     pyro.clear_param_store()
-    with pytest.raises(RelaxedValueError, match=r"site 'assignment' is relaxed.*locs\[assignment\]"):
+    with pytest.raises(
+        RelaxedValueError, match=r"site 'assignment' is relaxed.*locs\[assignment\]"
+    ):
         poutine.trace(relax(model)).get_trace()
     # the unrelaxed model, and the relaxed one without gradients, run as before
     poutine.trace(model).get_trace()
@@ -360,7 +379,9 @@ def _hmm(observations, probs_x, locs):
             x = pyro.sample(f"x_{t}", dist.Categorical(probs_x[x]))
             if t % 2 == 0:
                 with dims:
-                    pyro.sample(f"y_{t}", dist.Normal(locs[x.squeeze(-1)], 1.0), obs=observations[:, t])
+                    pyro.sample(
+                        f"y_{t}", dist.Normal(locs[x.squeeze(-1)], 1.0), obs=observations[:, t]
+                    )
 
 
 def test_hmm_transition_chain_under_relax_infers_the_unobserved_states():
@@ -397,7 +418,9 @@ def test_relaxed_and_enumerated_indices_in_one_lookup_under_trace_enum_elbo():
         locs = torch.tensor([[0.0, 5.0], [10.0, 15.0]])
         with pyro.plate("data", len(data)):
             z = pyro.sample("z", dist.Categorical(torch.ones(2) / 2))
-            x = pyro.sample("x", dist.Categorical(torch.ones(2) / 2), infer={"enumerate": "parallel"})
+            x = pyro.sample(
+                "x", dist.Categorical(torch.ones(2) / 2), infer={"enumerate": "parallel"}
+            )
             pyro.sample("obs", dist.Normal(Vindex(locs)[..., z, x], 1.0), obs=data)
 
     pyro.clear_param_store()

@@ -65,13 +65,11 @@ def test_erdos_renyi_extremes():
 
 
 def test_erdos_renyi_is_an_ordered_dag_with_batch_shape():
+    # (shapes, expand, support, validation, pickling: the generic tests in test_distributions.py)
     prior = ErdosRenyiDAG(5, expected_edges=torch.tensor([1.0, 4.0]))
     assert isinstance(prior, OrderedDAG)
-    assert prior.batch_shape == (2,) and prior.event_shape == (5, 5)
-    value = prior.sample((3,))
-    assert value.shape == (3, 2, 5, 5)
-    assert prior.log_prob(value).shape == (3, 2)
     assert torch.allclose(prior.expected_edges, torch.tensor([1.0, 4.0]))
+    torch.testing.assert_close(prior.edge_prob, torch.tensor([0.1, 0.4]))
 
 
 @pytest.mark.parametrize(
@@ -129,24 +127,21 @@ def test_sparsity_penalty_unnormalized_factor_on_dag_samples():
         penalty.sample()
 
 
-def test_sparsity_penalty_errors_and_shapes():
+def test_sparsity_penalty_error_messages():
     with pytest.raises(ValueError, match="strength"):
         SparsityPenalty(3, 0.0)
-    with pytest.raises(ValueError, match="strength"):
-        SparsityPenalty(3, float("inf"))
     with pytest.raises(ValueError, match="num_nodes"):
         SparsityPenalty(0, 1.0)
-    penalty = SparsityPenalty(3, torch.tensor([1.0, 2.0]))
-    assert penalty.batch_shape == (2,) and penalty.event_shape == (3, 3)
-    assert penalty.expand((4, 2)).rsample().shape == (4, 2, 3, 3)
     with pytest.raises(ValueError, match=r"shape \(\.\.\., 3, 3\)"):
-        penalty.log_prob(torch.zeros(2, 2))
+        SparsityPenalty(3, torch.tensor([1.0, 2.0])).log_prob(torch.zeros(2, 2))
 
 
 # ---------------------------------------------------------------- issue 17 defects
 
 
-@pytest.mark.parametrize("kwargs", [{"expected_edges": torch.tensor([1.0, 2.0])}, {"edge_prob": 0.25}])
+@pytest.mark.parametrize(
+    "kwargs", [{"expected_edges": torch.tensor([1.0, 2.0])}, {"edge_prob": 0.25}]
+)
 def test_erdos_renyi_expand_expands_its_own_parameters(kwargs):
     prior = ErdosRenyiDAG(3, **kwargs)
     big = prior.expand((4,) + tuple(prior.batch_shape))

@@ -106,14 +106,11 @@ def test_rsample_gradient_sorts_items_toward_a_target_order():
     assert torch.equal(PlackettLuce(scores).mode.argmax(-1), target)
 
 
-def test_shapes_expand_and_broadcast_log_prob():
+def test_log_prob_broadcasts_and_enumerate_support_shapes():
+    # (shapes, expand, support, validation, pickling: the generic tests in test_distributions.py)
     dist = PlackettLuce(torch.randn(2, 1, 4))
-    assert dist.batch_shape == (2, 1) and dist.event_shape == (4, 4)
     big = dist.expand((2, 3))
-    assert big.batch_shape == (2, 3)
     value = big.sample((7,))
-    assert value.shape == (7, 2, 3, 4, 4)
-    assert big.log_prob(value).shape == (7, 2, 3)
     assert dist.log_prob(value).shape == (7, 2, 3)
     support = big.enumerate_support()
     assert support.shape == (24, 2, 3, 4, 4)

@@ -219,7 +219,9 @@ def test_categorical_index_is_exact_integer_with_relaxed_gradient():
 
 
 def test_categorical_log_prob_is_the_categorical_log_probability_with_a_straight_through_path():
-    logits = torch.tensor([[0.3, -0.5, 1.0], [2.0, 0.0, -1.0]], dtype=torch.float64, requires_grad=True)
+    logits = torch.tensor(
+        [[0.3, -0.5, 1.0], [2.0, 0.0, -1.0]], dtype=torch.float64, requires_grad=True
+    )
     d = ConcreteCategorical(0.5, logits=logits)
     pyro.set_rng_seed(3)
     z = d.rsample((7,))
@@ -257,36 +259,26 @@ def test_bias_of_relaxed_gradient_shrinks_with_temperature():
 # ---------------------------------------------------------------- shapes
 
 
-def test_shapes_expand_and_batched_temperature():
-    logits = torch.randn(2, 3, 4)
-    d = ConcreteOneHotCategorical(torch.tensor([0.5, 1.0, 2.0]), logits=logits)
-    assert d.batch_shape == (2, 3) and d.event_shape == (4,)
-    y = d.rsample((5,))
-    assert y.shape == (5, 2, 3, 4) and d.log_prob(y).shape == (5, 2, 3)
-    e = d.expand((7, 2, 3))
-    assert e.batch_shape == (7, 2, 3) and e.rsample().shape == (7, 2, 3, 4)
-    assert e.log_prob(e.rsample()).shape == (7, 2, 3)
+def test_batched_temperature_and_hard_flag_survive_expand():
+    # (shapes, expand, support, validation, pickling: the generic tests in test_distributions.py)
     # batched temperatures really apply per batch element
     d2 = ConcreteOneHotCategorical(torch.tensor([0.01, 5.0]), logits=torch.zeros(2, 3))
     y2 = d2.sample((2000,))
     assert y2[:, 0].max(-1).values.mean() > 0.99 and y2[:, 1].max(-1).values.mean() < 0.6
 
     b = ConcreteBernoulli(0.5, probs=torch.full((3, 2), 0.3), hard=True)
-    assert b.batch_shape == (3, 2) and b.event_shape == ()
     eb = b.expand((4, 3, 2))
-    assert eb.hard and eb.rsample().shape == (4, 3, 2)
+    assert eb.hard and set(eb.rsample().unique().tolist()) <= {0.0, 1.0}
     ind = b.to_event(1)
     assert ind.log_prob(ind.rsample((6,))).shape == (6, 3)
-
-    c = ConcreteCategorical(0.5, logits=torch.zeros(3, 5))
-    assert c.batch_shape == (3,) and c.event_shape == () and c.num_categories == 5
-    ec = c.expand((2, 3))
-    assert ec.rsample().shape == (2, 3) and ec.log_prob(ec.rsample()).shape == (2, 3)
+    assert ConcreteCategorical(0.5, logits=torch.zeros(3, 5)).num_categories == 5
 
 
 def test_relax_distribution_maps_each_discrete_family():
     assert isinstance(relax_distribution(dist.Bernoulli(0.3), 0.5), ConcreteBernoulli)
-    assert isinstance(relax_distribution(dist.Categorical(logits=torch.zeros(3)), 0.5), ConcreteCategorical)
+    assert isinstance(
+        relax_distribution(dist.Categorical(logits=torch.zeros(3)), 0.5), ConcreteCategorical
+    )
     oh = relax_distribution(dist.OneHotCategorical(logits=torch.zeros(3)), 0.5, hard=True)
     assert isinstance(oh, ConcreteOneHotCategorical) and oh.hard
     wrapped = relax_distribution(dist.Bernoulli(torch.full((2, 3), 0.3)).to_event(1), 0.5)
@@ -307,12 +299,6 @@ def test_bad_temperature_raises(cls, tau):
         cls(tau, logits=torch.zeros(2, 3))
 
 
-@pytest.mark.parametrize("cls", [ConcreteBernoulli, ConcreteOneHotCategorical, ConcreteCategorical])
-def test_nan_logits_raise(cls):
-    with pytest.raises(ValueError, match="logits"):
-        cls(0.5, logits=torch.tensor([[0.0, float("nan"), 1.0]]))
-
-
 def test_wrong_shapes_and_arguments_raise():
     with pytest.raises(ValueError, match="does not broadcast to the batch shape"):
         ConcreteOneHotCategorical(torch.ones(5), logits=torch.zeros(3, 4))
@@ -329,9 +315,13 @@ def test_wrong_shapes_and_arguments_raise():
     with pytest.raises(ValueError, match="probs"):
         ConcreteOneHotCategorical(0.5, probs=torch.tensor([-0.1, 1.1]))
     with pytest.raises(ValueError, match="support"):
-        ConcreteCategorical(0.5, logits=torch.zeros(3), validate_args=True).log_prob(torch.tensor(3))
+        ConcreteCategorical(0.5, logits=torch.zeros(3), validate_args=True).log_prob(
+            torch.tensor(3)
+        )
     with pytest.raises(ValueError, match="support"):
-        ConcreteOneHotCategorical(0.5, logits=LOGITS3, validate_args=True).log_prob(torch.tensor([0.5, 0.6, 0.1]))
+        ConcreteOneHotCategorical(0.5, logits=LOGITS3, validate_args=True).log_prob(
+            torch.tensor([0.5, 0.6, 0.1])
+        )
 
 
 # ---------------------------------------------------------------- issue 17 defects

@@ -109,7 +109,9 @@ def test_several_relaxed_indices_in_one_expression():
     assert torch.equal(out, table[z.as_plain(), w.as_plain()])
     up = torch.randn(4, 2)
     # each index's gradient with the other at its hard value
-    assert torch.allclose(grad_y(out, z, up), torch.einsum("id,kid->ik", up, table[:, w.as_plain()]))
+    assert torch.allclose(
+        grad_y(out, z, up), torch.einsum("id,kid->ik", up, table[:, w.as_plain()])
+    )
     assert torch.allclose(grad_y(out, w, up), torch.einsum("id,ikd->ik", up, table[z.as_plain()]))
 
 
@@ -120,7 +122,9 @@ def test_vindex_and_transition_chain():
     rows = Vindex(probs_x)[..., x_prev, :]
     assert rows.shape == (4, 1, 3) and torch.equal(rows, probs_x.detach()[x_prev.as_plain()])
     up = torch.randn(4, 1, 3)
-    assert torch.allclose(grad_y(rows, x_prev, up), torch.einsum("abj,kj->abk", up, probs_x.detach()))
+    assert torch.allclose(
+        grad_y(rows, x_prev, up), torch.einsum("abj,kj->abk", up, probs_x.detach())
+    )
     # the next state, drawn by a guide and scored by the model (as Trace_ELBO does)
     x = sample(torch.randn(4, 1, 3, requires_grad=True), seed=4)
     lp = ConcreteCategorical(0.5, probs=rows).log_prob(x)
@@ -131,7 +135,9 @@ def test_vindex_and_transition_chain():
     # (the linear form in the rows: d/dy_j log(P[j, x] / sum_k P[j, k]) = P[j, x]/P[prev, x] - 1)
     # and through the scored one-hot for x (d/dy_k = log P[prev, k])
     g_prev, g_x = torch.autograd.grad(lp.sum(), [x_prev.one_hot, x.__dict__["_scored"]])
-    assert torch.allclose(g_prev, P[:, nxt].permute(1, 2, 0) / P[prev, nxt].unsqueeze(-1) - 1, atol=1e-6)
+    assert torch.allclose(
+        g_prev, P[:, nxt].permute(1, 2, 0) / P[prev, nxt].unsqueeze(-1) - 1, atol=1e-6
+    )
     assert torch.allclose(g_x, P[prev].log())
 
 

@@ -87,7 +87,9 @@ def test_load_state_dict_restores_hyperparameters_and_rejects_other_types():
     b = ExponentialSchedule()
     b.load_state_dict(a.state_dict())
     assert (b.initial, b.rate, b.minimum) == (3.0, 0.5, 0.1)
-    with pytest.raises(ValueError, match="Cannot load a LinearSchedule state into a ExponentialSchedule"):
+    with pytest.raises(
+        ValueError, match="Cannot load a LinearSchedule state into a ExponentialSchedule"
+    ):
         b.load_state_dict(LinearSchedule().state_dict())
     with pytest.raises(ValueError, match="num_steps_taken"):
         b.load_state_dict({**a.state_dict(), "num_steps_taken": -3})
