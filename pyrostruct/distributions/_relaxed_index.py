@@ -52,6 +52,18 @@ scores behind it; when a backward pass reaches the scores (through the Concrete
 ``log_prob``) but not the one-hot, the site's value did not influence the loss
 differentiably, and a :class:`RelaxationWarning` names the site.
 
+**Why one module of about 700 lines.** The tensor subclass, its
+``__torch_function__`` and the handlers it dispatches to form one closed
+protocol: every handler reads and writes the subclass's private fields
+(``_hard``, ``_one_hot``, ``_scored``, ``_probe``) and re-wraps its results with
+:meth:`RelaxedIndex.wrap`, while ``__torch_function__`` needs the table of every
+handler. Split over modules, the handlers would import the class and the class
+the handler table: an import cycle, or a table filled in as a side effect of
+importing another module. So the module stays whole and is read in sections:
+the class and its conversions; helpers; data movement (``_move``, ``_convert``);
+table lookups (``_lookup`` and the ``gather`` / ``index_select`` / ``embedding`` /
+``one_hot`` handlers); the dispatch table.
+
 References:
 
 [1] E. Jang, S. Gu, B. Poole, "Categorical Reparameterization with Gumbel-Softmax",
