@@ -18,8 +18,8 @@ from pyrostruct.distributions import (
     ConcreteOneHotCategorical,
 )
 from pyrostruct.distributions.relaxed import RelaxationWarning, RelaxedIndex, RelaxedValueError
+from pyrostruct.distributions.temperature import LinearSchedule
 from pyrostruct.handlers import RelaxMessenger, relax
-from pyrostruct.infer import LinearSchedule
 from pyrostruct.infer.autoguide import AutoGumbelSoftmax
 
 DATA = torch.tensor([1.0, 0.0, 1.0, 1.0])

@@ -32,6 +32,11 @@ and cannot be told apart from a value that never had one; so the implicit
 fall-back to the marginal warns (:class:`OrderLostWarning`) unless the value
 comes from ``enumerate_support``. Call ``marginal_log_prob`` to ask for the
 marginal on purpose, or pass ``order=get_order(sample)``.
+
+The module is over 500 lines because the two classes share one sampler and one
+pair of densities (``SmoothOrientationDAG`` is an ``OrderedDAG`` with scores
+``-priorities`` and a shifted relaxation) and about half of it is the
+docstrings that state their maths; the kernels live in ``_dag_ops.py``.
 """
 
 from __future__ import annotations

@@ -22,6 +22,12 @@ The classes here subclass Pyro's and add:
 - :class:`ConcreteCategorical`: an *index*-valued relaxed categorical, the
   relaxation that :func:`pyrostruct.relax` uses for ``Categorical`` sites.
 
+The module is over 500 lines because it holds the three Concrete classes and
+the one mapping (:func:`relax_distribution`) from Pyro's discrete families to
+them; about half of it is docstrings with the densities and what each class
+adds to Pyro's. The index tensor behind :class:`ConcreteCategorical` lives in
+``_relaxed_index.py``.
+
 References:
 
 [1] Chris J. Maddison, Andriy Mnih, Yee Whye Teh, "The Concrete Distribution: A
