@@ -5,7 +5,8 @@ sparse forward edges), a linear Gaussian structural equation per node whose
 parents are read off the sampled adjacency ``G[i, j] = 1`` (``i -> j``), and a
 subsampled plate over rows. The guide is :class:`pyrostruct.infer.autoguide.AutoDAG`
 (a Plackett-Luce order and Bernoulli edges with learnable parameters); the
-relaxation temperature is annealed with :class:`pyrostruct.infer.schedules.ExponentialSchedule`.
+relaxation temperature is annealed with
+:class:`pyrostruct.distributions.temperature.ExponentialSchedule`.
 :func:`pyrostruct.causal.discover` runs the same model with more machinery
 (Bayesian weights with a non-local pMOM slab, :mod:`pyrostruct.causal.priors`,
 instead of the point weights and Gaussian penalty here; vectorized particles;
@@ -28,8 +29,8 @@ from pyro.optim import Adam
 
 from pyrostruct.causal import datasets, metrics
 from pyrostruct.distributions import ErdosRenyiDAG
+from pyrostruct.distributions.temperature import ExponentialSchedule
 from pyrostruct.infer.autoguide import AutoDAG
-from pyrostruct.infer.schedules import ExponentialSchedule
 
 
 def model(data, expected_edges, batch_size=None):

@@ -6,7 +6,7 @@ reads it through :func:`current_temperature`, which accepts a positive float,
 a tensor, or a schedule, and raises ``ValueError`` for anything else. The
 module lives in ``distributions/`` because that is the lowest floor that needs
 a temperature; ``handlers.py`` and ``infer/`` import it from here
-(``pyrostruct.infer.schedules`` re-exports it).
+(``pyrostruct.infer`` re-exports the schedules).
 
 A schedule is a small stateful object that an SVI loop steps once per
 optimisation step; whatever consumes a temperature reads

@@ -48,7 +48,8 @@ from pyrostruct.infer.enum import (  # noqa: E402
 
 __all__ += ["apply_policy", "enumerate_policy", "enumerated_sites", "infer_max_plate_nesting"]
 
+from pyrostruct.infer.engine import param_scope, train  # noqa: E402
 from pyrostruct.infer.fit import FitResult, fit  # noqa: E402
 from pyrostruct.infer.rloo import TraceRLOO_ELBO  # noqa: E402
 
-__all__ += ["FitResult", "fit", "TraceRLOO_ELBO"]
+__all__ += ["FitResult", "fit", "param_scope", "train", "TraceRLOO_ELBO"]

@@ -24,6 +24,7 @@ from pyro.infer.autoguide import AutoGuideList
 from pyro.infer.autoguide.initialization import init_to_feasible, init_to_value
 from pyro.optim import ClippedAdam
 
+from pyrostruct.distributions.temperature import TemperatureSchedule
 from pyrostruct.errors import InputError
 from pyrostruct.infer.engine import (
     CallbackHook,
@@ -45,7 +46,6 @@ from pyrostruct.infer.enum import (
     infer_max_plate_nesting,
 )
 from pyrostruct.infer.init import mixture_init
-from pyrostruct.infer.schedules import TemperatureSchedule
 
 __all__ = ["FitResult", "fit"]
 

@@ -191,10 +191,9 @@ def test_handlers_and_distributions_do_not_import_infer():
     assert out.stdout.strip() == "[]"
 
 
-def test_old_home_reexports_the_same_objects():
+def test_infer_reexports_the_same_objects():
     import pyrostruct.infer as infer
-    import pyrostruct.infer.schedules as old
     from pyrostruct.distributions import temperature as new
 
     for name in new.__all__:
-        assert getattr(old, name) is getattr(new, name) is getattr(infer, name)
+        assert getattr(new, name) is getattr(infer, name)

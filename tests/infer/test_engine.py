@@ -9,6 +9,7 @@ import torch
 from pyro.nn import PyroModule, PyroSample
 
 import pyrostruct
+from pyrostruct.distributions.temperature import ExponentialSchedule
 from pyrostruct.errors import NonFiniteLossError
 from pyrostruct.infer.autoguide import AutoSparseSubspace
 from pyrostruct.infer.engine import (
@@ -20,7 +21,6 @@ from pyrostruct.infer.engine import (
     param_scope,
     train,
 )
-from pyrostruct.infer.schedules import ExponentialSchedule
 
 
 def test_train_runs_the_steps_from_start_to_stop_and_returns_their_losses():

@@ -20,8 +20,8 @@ import torch
 from pyrostruct.causal.data import Problem
 from pyrostruct.causal.sem import StructuralEquationModel
 from pyrostruct.causal.settings import Settings
+from pyrostruct.distributions.temperature import ExponentialSchedule
 from pyrostruct.infer.autoguide.dag import EdgeProbs
-from pyrostruct.infer.schedules import ExponentialSchedule
 
 __all__ = ["Estimator", "train"]
 

@@ -13,8 +13,8 @@ from pyro.infer import SVI, Predictive, Trace_ELBO
 from pyro.optim import Adam
 
 from pyrostruct.distributions import ErdosRenyiDAG, OrderedDAG, SmoothOrientationDAG
+from pyrostruct.distributions.temperature import ExponentialSchedule
 from pyrostruct.infer.autoguide import AutoDAG
-from pyrostruct.infer.schedules import ExponentialSchedule
 
 
 def _dag_model(d=4, expected_edges=2.0):

@@ -13,6 +13,7 @@ from pyro.optim import Adam, ClippedAdam
 from pyro.poutine.util import site_is_subsample
 
 from pyrostruct.distributions import ErdosRenyiDAG, OrderedDAG, PlackettLuce, get_order
+from pyrostruct.distributions.temperature import ExponentialSchedule
 from pyrostruct.infer import TraceRLOO_ELBO, fit
 from pyrostruct.infer.autoguide import (
     AutoDAG,
@@ -22,7 +23,6 @@ from pyrostruct.infer.autoguide import (
     auto_guide,
     classify_site,
 )
-from pyrostruct.infer.schedules import ExponentialSchedule
 
 # ---------------------------------------------------------------------------
 # exact posterior over all DAGs on 3 nodes: weights integrated out analytically
