@@ -9,7 +9,9 @@ Errors a user can cause (bad arguments, unreadable or malformed input files)
 print one line ``pyrostruct: error: ...`` to stderr and exit with code 2, with
 no traceback; warnings print one line ``pyrostruct: warning: ...``. Ctrl-C
 exits with code 130, its message on a line of its own (progress bars are
-closed first). Exit codes: 0 done, 2 bad input or arguments (nothing
+closed first). A training run whose loss becomes NaN or infinite
+(:class:`~pyrostruct.errors.NonFiniteLossError`) prints one line too. Exit
+codes: 0 done, 1 training diverged, 2 bad input or arguments (nothing
 written), 130 interrupted.
 """
 
@@ -22,6 +24,7 @@ import warnings
 from collections.abc import Sequence
 
 from pyrostruct import __version__
+from pyrostruct.errors import NonFiniteLossError
 
 __all__ = ["main", "build_parser", "COMMAND_MODULES", "UsageError"]
 
@@ -31,6 +34,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pyrostruct.commands.select_components",
 )
 
+EXIT_DIVERGED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -76,11 +80,11 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"pyrostruct: warning: {text}", file=sys.stderr)
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, code: int = EXIT_USAGE) -> int:
     _close_progress_bars()
     first_line = str(message).strip().splitlines()[0] if str(message).strip() else "failed"
     print(f"pyrostruct: error: {first_line}", file=sys.stderr)
-    return EXIT_USAGE
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -98,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             return int(func(args) or 0)
+    except NonFiniteLossError as e:
+        return _fail(str(e), EXIT_DIVERGED)
     except (ValueError, OSError) as e:
         # ValueError covers pyrostruct.errors.InputError; OSError covers missing,
         # unreadable or unwritable files.

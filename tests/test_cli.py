@@ -77,6 +77,17 @@ def test_multiline_error_message_is_cut_to_its_first_line(capsys, monkeypatch):
     assert capsys.readouterr().err == "pyrostruct: error: column 'x' is constant\n"
 
 
+def test_a_diverged_training_run_is_one_line_and_exit_1(capsys, monkeypatch):
+    from pyrostruct.errors import NonFiniteLossError
+
+    error = NonFiniteLossError("discover: the loss became nan at step 12; lower lr")
+    monkeypatch.setattr(cli, "build_parser", _parser_with_failing_command(error))
+    assert cli.main(["fail"]) == 1
+    assert capsys.readouterr().err == (
+        "pyrostruct: error: discover: the loss became nan at step 12; lower lr\n"
+    )
+
+
 def test_keyboard_interrupt_exits_130(capsys, monkeypatch):
     monkeypatch.setattr(cli, "build_parser", _parser_with_failing_command(KeyboardInterrupt()))
     assert cli.main(["fail"]) == 130

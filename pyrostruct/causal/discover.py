@@ -66,6 +66,7 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 
@@ -76,7 +77,7 @@ import torch
 from pyrostruct import __version__
 from pyrostruct._io import atomic_save
 from pyrostruct.causal.data import Problem, prepare_columns, warn_if_few_rows
-from pyrostruct.causal.estimators import ESTIMATORS, train
+from pyrostruct.causal.estimators import ESTIMATORS
 from pyrostruct.causal.interventions import (
     parse_interventions,
     resolve_interventions,
@@ -88,6 +89,7 @@ from pyrostruct.causal.sem import StructuralEquationModel, make_sem
 from pyrostruct.causal.settings import Settings, check_seed
 from pyrostruct.data import check_table
 from pyrostruct.errors import InputError
+from pyrostruct.infer.engine import CallbackHook, CheckpointHook, ProgressHook, train
 
 __all__ = [
     "discover",
@@ -127,7 +129,7 @@ def discover(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 200,
     progress: bool = False,
-    callback: Callable[[int, float], None] | None = None,
+    callback: Callable[[int, float], bool | None] | None = None,
 ) -> CausalResult:
     """Learn a posterior over causal DAGs from a data table by variational inference.
 
@@ -235,6 +237,8 @@ def discover(
     progress : bool
         Show a tqdm progress bar with the ELBO.
     callback : callable ``(step, elbo)``, optional
+        Called after every training step; returning ``True`` stops training
+        there (the result is built from the steps taken).
 
     Returns
     -------
@@ -245,6 +249,8 @@ def discover(
     InputError
         Bad data (see :func:`pyrostruct.data.check_table`), unknown nodes in
         ``interventions``, bad settings, or a checkpoint of another run.
+    NonFiniteLossError
+        The ELBO became NaN or infinite during training (a ``RuntimeError``).
 
     Examples
     --------
@@ -306,21 +312,28 @@ def discover(
             start_step, elbo_trace = int(state["step"]), list(state["elbo_trace"])
         phases = {"setup": time.perf_counter() - started}
 
-        def save(done: int, trace: list) -> None:
-            if checkpoint is not None and (
-                done % settings.checkpoint_every == 0 or done == settings.steps
-            ):
-                atomic_save(
-                    checkpoint,
-                    {"fingerprint": fingerprint, "step": done, "elbo_trace": list(trace),
-                     **fit.state_dict(), "rng": torch.get_rng_state()},
-                )  # fmt: skip
+        def save(done: int) -> None:
+            atomic_save(
+                checkpoint,
+                {"fingerprint": fingerprint, "step": done, "elbo_trace": list(elbo_trace),
+                 **fit.state_dict(), "rng": torch.get_rng_state()},
+            )  # fmt: skip
 
+        hooks = [CallbackHook(lambda step, elbo: elbo_trace.append(elbo))]
+        if progress:
+            bar = ProgressHook(
+                "discover", total=settings.steps, initial=start_step, info=fit.progress_info
+            )
+            if start_step:
+                bar.write(f"discover: resuming from step {start_step} of {settings.steps}",
+                          file=sys.stderr)  # fmt: skip
+            hooks.append(bar)
+        if callback is not None:
+            hooks.append(CallbackHook(callback))
+        if checkpoint is not None:
+            hooks.append(CheckpointHook(save, every=settings.checkpoint_every, stop=settings.steps))
         started = time.perf_counter()
-        elbo_trace = train(
-            fit, settings.steps, start_step=start_step, elbo_trace=elbo_trace,
-            progress=progress, callback=callback, on_step=save,
-        )  # fmt: skip
+        train(fit.step, settings.steps, start=start_step, hooks=hooks, name="discover")
         phases["training"] = time.perf_counter() - started
         started = time.perf_counter()
         result = _result(fit, elbo_trace, settings, config, phases, fingerprint, progress)

@@ -458,3 +458,13 @@ def test_intervention_targets_match_names_exactly_and_binary_results_are_refused
     torch.save({"a": torch.zeros(3)}, binary)
     with pytest.raises(InputError, match="not a pyrostruct causal-discovery result"):
         load_result(binary)
+
+
+def test_a_callback_returning_true_stops_training_early():
+    ds = datasets.make_dataset(d=4, n=100, seed=0)
+    seen = []
+    result = discover(
+        ds.data, steps=50, seed=0, callback=lambda step, elbo: seen.append(step) or step == 9
+    )
+    assert seen == list(range(10))
+    assert len(result.elbo_trace) == 10

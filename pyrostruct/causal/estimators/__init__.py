@@ -7,14 +7,14 @@
   sampled with straight-through gradients.
 
 Each owns its guide, model and optimizer; :class:`~.base.Estimator` holds the
-shared step and :func:`~.base.train` the one step loop.
+shared step; training runs in :func:`pyrostruct.infer.engine.train`.
 """
 
 from pyrostruct.causal.estimators.analytic import AnalyticEstimator
-from pyrostruct.causal.estimators.base import Estimator, train
+from pyrostruct.causal.estimators.base import Estimator
 from pyrostruct.causal.estimators.straight_through import StraightThroughEstimator
 
-__all__ = ["ESTIMATORS", "AnalyticEstimator", "Estimator", "StraightThroughEstimator", "train"]
+__all__ = ["ESTIMATORS", "AnalyticEstimator", "Estimator", "StraightThroughEstimator"]
 
 #: Estimator classes by the name ``discover(estimator=...)`` takes.
 ESTIMATORS = {cls.name: cls for cls in (AnalyticEstimator, StraightThroughEstimator)}

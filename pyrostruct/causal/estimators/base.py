@@ -12,8 +12,6 @@ user's callback and the checkpoints as hooks.
 from __future__ import annotations
 
 import math
-import sys
-from collections.abc import Callable
 
 import torch
 
@@ -23,7 +21,7 @@ from pyrostruct.causal.settings import Settings
 from pyrostruct.distributions.temperature import ExponentialSchedule
 from pyrostruct.infer.autoguide.dag import EdgeProbs
 
-__all__ = ["Estimator", "train"]
+__all__ = ["Estimator"]
 
 #: Fraction of the steps during which the order is held at its initial value
 #: while the mechanisms and edges adapt to it.
@@ -127,46 +125,3 @@ class Estimator:
         self.optim.load_state_dict(state["optim"])
         self.schedule.load_state_dict(state["schedule"])
         self.num_steps_taken = int(step)
-
-
-def train(
-    estimator: Estimator,
-    steps: int,
-    *,
-    start_step: int = 0,
-    elbo_trace: list | None = None,
-    progress: bool = False,
-    callback: Callable[[int, float], None] | None = None,
-    on_step: Callable[[int, list], None] | None = None,
-) -> list[float]:
-    """Run ``estimator.step()`` from ``start_step`` to ``steps``; returns the ELBO trace.
-
-    :param elbo_trace: the ELBOs of the steps already taken (resuming), extended in place.
-    :param progress: a tqdm bar with the ELBO (and what :meth:`Estimator.progress_info` adds).
-    :param callback: ``callback(step, elbo)`` after every step.
-    :param on_step: ``on_step(steps_done, elbo_trace)`` after every step (checkpoints).
-    """
-    elbo_trace = [] if elbo_trace is None else elbo_trace
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=steps, initial=start_step, desc="discover", unit="step")
-        if start_step:
-            bar.write(f"discover: resuming from step {start_step} of {steps}", file=sys.stderr)
-    try:
-        for step in range(start_step, steps):
-            elbo = estimator.step()
-            elbo_trace.append(elbo)
-            if bar is not None:
-                bar.update(1)
-                if step % 10 == 0 or step == steps - 1:
-                    bar.set_postfix(estimator.progress_info(elbo))
-            if callback is not None:
-                callback(step, elbo)
-            if on_step is not None:
-                on_step(step + 1, elbo_trace)
-    finally:
-        if bar is not None:
-            bar.close()
-    return elbo_trace
