@@ -52,6 +52,7 @@ from pyro.distributions import constraints
 from pyro.nn import PyroModule
 from torch import nn
 
+from pyrostruct._pyro_compat import pyro_module_context, pyro_module_name
 from pyrostruct.causal.priors import WEIGHT_PRIORS, slab_kl
 from pyrostruct.errors import InputError
 
@@ -73,7 +74,7 @@ def _pyro_params(method):
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        with self._pyro_context:
+        with pyro_module_context(self):
             return method(self, *args, **kwargs)
 
     return wrapper
@@ -155,7 +156,7 @@ class StructuralEquationModel(PyroModule):
 
     def register_params(self) -> None:
         """Register every parameter with Pyro's param store (as ``forward`` does)."""
-        with self._pyro_context:
+        with pyro_module_context(self):
             for name, _ in self.named_parameters():
                 obj = self
                 for part in name.split("."):
@@ -613,7 +614,7 @@ class CustomSEM(StructuralEquationModel):
     def register_params(self) -> None:
         super().register_params()
         if self.module is not None and not isinstance(self.module, PyroModule):
-            pyro.module(f"{self._pyro_name or 'sem'}.module", self.module)
+            pyro.module(f"{pyro_module_name(self) or 'sem'}.module", self.module)
 
     def node_log_prob(self, data, adjacency):
         self.register_params()

@@ -47,6 +47,7 @@ from pyro.distributions import TorchDistribution, constraints
 from pyro.distributions.torch_distribution import ExpandedDistribution, MaskedDistribution
 from torch.distributions.utils import clamp_probs
 
+from pyrostruct._pyro_compat import distribution_mask
 from pyrostruct.distributions._relaxed_index import (
     RelaxationWarning,
     RelaxedIndex,
@@ -523,7 +524,7 @@ def relax_distribution(fn, temperature, hard: bool = False, *, site: str | None 
         return base if base is fn.base_dist else base.to_event(fn.reinterpreted_batch_ndims)
     if isinstance(fn, MaskedDistribution):
         base = relax_distribution(fn.base_dist, temperature, hard, site=site)
-        return base if base is fn.base_dist else base.mask(fn._mask)
+        return base if base is fn.base_dist else base.mask(distribution_mask(fn))
     if isinstance(fn, ExpandedDistribution):
         base = relax_distribution(fn.base_dist, temperature, hard, site=site)
         return base if base is fn.base_dist else base.expand(fn.batch_shape)

@@ -23,11 +23,16 @@ from pyro.infer.autoguide.initialization import (
     init_to_feasible,
     init_to_uniform,
 )
-from pyro.infer.enum import get_importance_trace
-from pyro.infer.traceenum_elbo import _compute_model_factors
-from pyro.ops.contract import contract_to_tensor
 from pyro.poutine.util import site_is_subsample
 
+from pyrostruct._pyro_compat import (
+    compute_model_factors,
+    contract_to_tensor,
+    get_importance_trace,
+    get_rng_state,
+    packed_dims,
+    set_rng_state,
+)
 from pyrostruct.errors import InputError
 from pyrostruct.infer.engine import param_scope
 from pyrostruct.infer.evidence import (
@@ -72,7 +77,7 @@ def _keep_dims(term, keep: tuple, shape: tuple) -> torch.Tensor:
     """Sum a packed log-prob tensor over every dim but the plate symbols ``keep``, in that order."""
     if not torch.is_tensor(term):
         term = torch.as_tensor(term)
-    dims = getattr(term, "_pyro_dims", "")
+    dims = packed_dims(term)
     present = [s for s in dims if s in keep]
     other = [i for i, s in enumerate(dims) if s not in keep]
     if other:
@@ -111,7 +116,7 @@ def _restart_log_weights(
     symbols = model_trace.plate_to_symbol
     keep = ((symbols[_PARTICLES],) if num_particles is not None else ()) + (symbols[_RESTARTS],)
     shape = ((num_particles,) if num_particles is not None else ()) + (num_restarts,)
-    marginal_costs, log_factors, _, sum_dims, scale = _compute_model_factors(
+    marginal_costs, log_factors, _, sum_dims, scale = compute_model_factors(
         model_trace, guide_trace
     )
     total = torch.zeros(shape)
@@ -297,7 +302,7 @@ def _not_vectorizable(
     """
     if cand.guide is not None or cand.guide_factory is not None:
         return "it has its own guide"
-    rng_state = pyro.util.get_rng_state()
+    rng_state = get_rng_state()
     try:
         with param_scope(), poutine.block(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -343,7 +348,7 @@ def _not_vectorizable(
     except _SHAPE_ERRORS as e:
         return f"a vectorized run failed ({type(e).__name__}: {str(e).splitlines()[0]})"
     finally:
-        pyro.util.set_rng_state(rng_state)
+        set_rng_state(rng_state)
     return None
 
 

@@ -18,6 +18,7 @@ import pyro.distributions as dist
 import torch
 from pyro import poutine
 
+from pyrostruct._pyro_compat import autonormal_loc_and_scale
 from pyrostruct.infer.enum import support_size
 from pyrostruct.selection.candidates import _discrete_sites
 
@@ -38,7 +39,7 @@ class _MeanField:
 
         self.sites = {}
         for name, site in guide.prototype_trace.iter_stochastic_nodes():
-            loc, scale = guide._get_loc_and_scale(name)
+            loc, scale = autonormal_loc_and_scale(guide, name)
             transform = biject_to(site["fn"].support)
             self.sites[name] = (loc.detach(), scale.detach(), transform, site["value"].dim())
 
