@@ -143,14 +143,22 @@ class EvidenceEstimate:
     se : float
         Its Monte Carlo standard error.
     num_particles : int
-        Particles per estimate (``K`` for the IWAE bound, ``S`` for the ELBO).
+        Particles per estimate (``K`` for the IWAE bound, ``S`` for the ELBO,
+        ``N`` per run for SMC).
     method : str
-        ``"elbo"`` or ``"iwae"``.
+        ``"elbo"``, ``"iwae"`` or ``"smc"``
+        (:func:`pyrostruct.infer.smc.smc_estimate`, an estimate of ``log p(x)``
+        itself, not a bound).
     ess : float
         Effective sample size of the ``K`` importance weights (mean over
-        groups); ``nan`` for the ELBO.
+        groups); for SMC the smallest ESS of the weights over the temperatures
+        (mean over runs); ``nan`` for the ELBO.
     num_repeats : int
-        Independent groups averaged (1 for the ELBO).
+        Independent groups (runs for SMC) averaged (1 for the ELBO).
+    num_temperatures : float
+        SMC only: temperatures from prior to posterior (mean over runs).
+    acceptance : float
+        SMC only: mean acceptance rate of the Metropolis moves.
     """
 
     value: float
@@ -159,6 +167,8 @@ class EvidenceEstimate:
     method: str
     ess: float = float("nan")
     num_repeats: int = 1
+    num_temperatures: float = float("nan")
+    acceptance: float = float("nan")
 
     def __float__(self) -> float:
         return self.value
@@ -215,11 +225,15 @@ def _log_weights_once(
     trace=None,
     vmap_safe=False,
     detach=True,
+    split_sites=None,
 ):
     """One run of guide and model; returns log weights of shape (num_particles,) or ().
 
     ``vmap_safe`` uses the enumeration messenger and contraction ring that run
     under :func:`torch.func.vmap`; ``detach=False`` keeps the autograd graph.
+    With ``split_sites`` (model site names), returns ``(log_weights, part)``
+    where ``part`` is the model's log density at those sites alone, of the same
+    shape (the sites must not depend on enumerated ones).
     """
     vectorized = num_particles is not None
     nesting = max_plate_nesting + (1 if vectorized else 0)
@@ -259,6 +273,11 @@ def _log_weights_once(
     for site in guide_trace.nodes.values():
         if site["type"] == "sample":
             total = total - _sum_to(site["packed"]["log_prob"], keep)
+    if split_sites is not None:
+        part = torch.zeros(num_particles if vectorized else ())
+        for name in split_sites:
+            part = part + _sum_to(model_trace.nodes[name]["packed"]["log_prob"], keep)
+        return (total.detach(), part.detach()) if detach else (total, part)
     return total.detach() if detach else total
 
 
