@@ -77,7 +77,8 @@ x, y = load_digits(return_X_y=True)
 x_train, x_test, y_train, y_test = train_test_split(
     x, y, test_size=0.25, random_state=0, stratify=y
 )
-mean, std = x_train.mean(0), x_train.std(0) + 1e-6
+mean, std = x_train.mean(0), x_train.std(0)
+std[std == 0] = 1.0  # a pixel blank in every training image is only centred
 x_train = torch.tensor((x_train - mean) / std, dtype=torch.float32)
 x_test = torch.tensor((x_test - mean) / std, dtype=torch.float32)
 y_train, y_test = torch.tensor(y_train), torch.tensor(y_test)
