@@ -6,12 +6,10 @@ reported as :class:`~pyrostruct.errors.InputError` naming the problem, the
 column, the line of the file and the fix, in the style of scikit-learn's
 ``check_array``.
 
-The CSV format
---------------
-One header row of unique, non-empty column names (not all numbers, unless
-they count 0..d-1 or 1..d as pandas' default names do: a file whose first line
-is data is refused rather than losing that row), then one row per
-observation with exactly as many fields as the header; fields separated by
+**The CSV format.** One header row of unique, non-empty column names (not all
+numbers, unless they count 0..d-1 or 1..d as pandas' default names do: a file
+whose first line is data is refused rather than losing that row), then one row
+per observation with exactly as many fields as the header; fields separated by
 ``sep`` (default ``,``), numbers with a ``.`` decimal point (``decimal=","``
 reads decimal commas); a UTF-8 byte-order mark is ignored. Blank lines are
 skipped. Every data cell of a numeric column must be a finite number: empty
@@ -93,12 +91,22 @@ def read_csv(
 ) -> pd.DataFrame:
     """Read a CSV file in the format of this module's docstring.
 
-    Raises :class:`InputError` for a missing, empty, ragged or unparsable
-    file, an empty or duplicate column name, no data rows, or a cell of a data
-    column that is not a number (naming its line). ``exclude`` names columns
-    that must exist (for example an intervention column): they are read as
-    text and not checked. Other checks of the values are left to
-    :func:`check_table`, which names file lines for tables read here.
+    Other checks of the values are left to :func:`check_table`, which names
+    file lines for tables read here.
+
+    :param path: the CSV file.
+    :type path: str or os.PathLike
+    :param exclude: columns that must exist (for example an intervention
+        column): they are read as text and not checked.
+    :type exclude: sequence of str
+    :param str sep: the field separator, one character (default ``,``).
+    :param str decimal: the decimal mark, ``"."`` (default) or ``","``.
+    :returns: the table, with the file's column names; its ``attrs`` keep the
+        path and the file line of every row (:data:`SOURCE_ATTR`).
+    :rtype: pandas.DataFrame
+    :raises InputError: for a bad ``sep`` or ``decimal``, a missing, empty,
+        ragged or unparsable file, an empty or duplicate column name, no data
+        rows, or a cell of a data column that is not a number (naming its line).
     """
     path = os.fspath(path)
     if not isinstance(sep, str) or len(sep) != 1 or sep in '\r\n"':
@@ -214,30 +222,21 @@ def check_table(
 ) -> tuple[np.ndarray, list[str]]:
     """Validate a numeric data table and return ``(array, column_names)``.
 
-    Parameters
-    ----------
-    data : numpy.ndarray, torch.Tensor or pandas.DataFrame
-        Shape ``(n_rows, n_columns)``. A DataFrame's column names become the
-        names; otherwise columns are named ``"X0", "X1", ...``.
-    min_rows, min_cols : int
-        The fewest rows / columns the caller can use.
-    allow_constant : bool
-        Whether a column with a single repeated value is allowed (it cannot be
-        standardized and carries no information for most models).
-    name : str
-        What to call the table in messages.
-
-    Returns
-    -------
-    (numpy.ndarray of float64, list of str)
-
-    Raises
-    ------
-    InputError
-        Wrong dimensionality, too few rows or columns, duplicate column names,
-        non-numeric columns, NaN or infinite values, constant columns. Rows
-        are named by their file line for tables from :func:`read_csv`, else
-        by their position (from 0).
+    :param data: shape ``(n_rows, n_columns)``. A DataFrame's column names become
+        the names; otherwise columns are named ``"X0", "X1", ...``.
+    :type data: numpy.ndarray, torch.Tensor or pandas.DataFrame
+    :param int min_rows: the fewest rows the caller can use.
+    :param int min_cols: the fewest columns the caller can use.
+    :param bool allow_constant: whether a column with a single repeated value is
+        allowed (it cannot be standardized and carries no information for most
+        models).
+    :param str name: what to call the table in messages.
+    :returns: the values as float64 and the column names.
+    :rtype: tuple(numpy.ndarray, list(str))
+    :raises InputError: for the wrong dimensionality, too few rows or columns,
+        duplicate column names, non-numeric columns, NaN or infinite values, or
+        constant columns. Rows are named by their file line for tables from
+        :func:`read_csv`, else by their position (from 0).
     """
     if isinstance(data, pd.DataFrame):
         names = [str(c) for c in data.columns]
@@ -285,8 +284,7 @@ def check_table(
     if array.ndim != 2:
         hint = "; use array.reshape(-1, 1) for a single column" if array.ndim == 1 else ""
         raise InputError(
-            f"{name}: expected a 2-D table of shape (rows, columns), got shape {array.shape}"
-            + hint
+            f"{name}: expected a 2-D table of shape (rows, columns), got shape {array.shape}" + hint
         )
     _check_shape(array.shape, min_rows, min_cols, name)
     if names is None:

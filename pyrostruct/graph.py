@@ -9,10 +9,10 @@ Markov equivalence (:func:`cpdag`, :func:`markov_equivalent`) lives here, below
 :mod:`pyrostruct.causal` and :mod:`pyrostruct.selection`, which both use it;
 uniform members and class sizes are in :mod:`pyrostruct.causal.equivalence`.
 
-References
-----------
-.. [1] A. B. Kahn, "Topological sorting of large networks", Communications of
-   the ACM, 1962.
+References:
+
+[1] A. B. Kahn, "Topological sorting of large networks", Communications of
+    the ACM, 1962.
 """
 
 from __future__ import annotations
@@ -76,21 +76,17 @@ def _levels(adj: torch.Tensor) -> torch.Tensor:
 def is_acyclic(adj: torch.Tensor) -> torch.Tensor:
     """Batched acyclicity check: ``True`` where the graph ``adj[..., :, :]`` is a DAG.
 
-    Parameters
-    ----------
-    adj : torch.Tensor of shape ``(..., d, d)``
-        Adjacency matrices; any non-zero entry is an edge (self-loops are cycles).
+    :param torch.Tensor adj: adjacency matrices of shape ``(..., d, d)``; any
+        non-zero entry is an edge (self-loops are cycles).
+    :returns: a bool tensor of shape ``(...)``.
+    :rtype: torch.Tensor
 
-    Returns
-    -------
-    torch.Tensor of dtype bool and shape ``(...)``.
+    Example::
 
-    Examples
-    --------
-    >>> is_acyclic(torch.tensor([[0., 1.], [0., 0.]])).item()
-    True
-    >>> is_acyclic(torch.tensor([[0., 1.], [1., 0.]])).item()
-    False
+        >>> is_acyclic(torch.tensor([[0., 1.], [0., 0.]])).item()
+        True
+        >>> is_acyclic(torch.tensor([[0., 1.], [1., 0.]])).item()
+        False
     """
     _check_square(adj)
     d = adj.shape[-1]
@@ -105,15 +101,16 @@ def topological_order(adj: torch.Tensor) -> torch.Tensor:
     Nodes are ordered by level (sources first), ties by index, so every edge
     ``i -> j`` has ``i`` before ``j``.
 
-    Raises
-    ------
-    ValueError
-        If any graph in the batch has a cycle.
+    :param torch.Tensor adj: adjacency matrices of shape ``(..., d, d)``.
+    :returns: a long tensor of shape ``(..., d)``.
+    :rtype: torch.Tensor
+    :raises ValueError: if any graph in the batch has a cycle, or ``adj`` is not a
+        square tensor.
 
-    Examples
-    --------
-    >>> topological_order(torch.tensor([[0., 0.], [1., 0.]])).tolist()
-    [1, 0]
+    Example::
+
+        >>> topological_order(torch.tensor([[0., 0.], [1., 0.]])).tolist()
+        [1, 0]
     """
     _check_square(adj)
     d = adj.shape[-1]
@@ -141,18 +138,21 @@ def to_networkx(
     when ``weights`` is given, ``weight = weights[i, j]``. A thresholded
     probability matrix need not be acyclic; check with ``nx.is_directed_acyclic_graph``.
 
-    Parameters
-    ----------
-    matrix : torch.Tensor of shape ``(d, d)`` with entries in ``[0, 1]``
-    threshold : float, default 0.0
-    weights : torch.Tensor of shape ``(d, d)``, optional
-    node_names : sequence of d hashables, optional (default ``range(d)``)
+    :param torch.Tensor matrix: a 0/1 sample or edge probabilities, shape
+        ``(d, d)``, entries in ``[0, 1]``.
+    :param float threshold: keep the edges whose entry exceeds it (default 0.0).
+    :param torch.Tensor weights: optional edge weights of shape ``(d, d)``.
+    :param node_names: the nodes' labels (default ``range(d)``).
+    :type node_names: sequence of d distinct hashables
+    :rtype: networkx.DiGraph
+    :raises ValueError: for a matrix that is not one square tensor, entries
+        outside ``[0, 1]``, or ``weights`` or ``node_names`` of the wrong size.
 
-    Examples
-    --------
-    >>> g = to_networkx(torch.tensor([[0.0, 0.9], [0.2, 0.0]]), threshold=0.5)
-    >>> list(g.edges(data=True))
-    [(0, 1, {'probability': 0.8999999761581421})]
+    Example::
+
+        >>> g = to_networkx(torch.tensor([[0.0, 0.9], [0.2, 0.0]]), threshold=0.5)
+        >>> list(g.edges(data=True))
+        [(0, 1, {'probability': 0.8999999761581421})]
     """
     _check_square(matrix, "matrix")
     if matrix.dim() != 2:
@@ -324,12 +324,12 @@ def as_dag(adj) -> np.ndarray:
 def cpdag(adj) -> np.ndarray:
     """CPDAG of a DAG ``(d, d)``: compelled edges one way, reversible edges both ways.
 
-    Examples
-    --------
-    >>> cpdag([[0, 1, 0], [0, 0, 1], [0, 0, 0]]).tolist()  # a chain: all reversible
-    [[0, 1, 0], [1, 0, 1], [0, 1, 0]]
-    >>> cpdag([[0, 0, 1], [0, 0, 1], [0, 0, 0]]).tolist()  # a v-structure: compelled
-    [[0, 0, 1], [0, 0, 1], [0, 0, 0]]
+    Example::
+
+        >>> cpdag([[0, 1, 0], [0, 0, 1], [0, 0, 0]]).tolist()  # a chain: all reversible
+        [[0, 1, 0], [1, 0, 1], [0, 1, 0]]
+        >>> cpdag([[0, 0, 1], [0, 0, 1], [0, 0, 0]]).tolist()  # a v-structure: compelled
+        [[0, 0, 1], [0, 0, 1], [0, 0, 0]]
     """
     compelled, reversible = cpdag_edge_labels(as_dag(adj)[None])
     return (compelled[0] | reversible[0] | reversible[0].T).astype(np.int64)
@@ -342,12 +342,12 @@ def markov_equivalent(adj1, adj2) -> bool:
     v-structures (Verma & Pearl, "Equivalence and synthesis of causal models",
     1990), that is when their CPDAGs (:func:`cpdag`) are equal.
 
-    Examples
-    --------
-    >>> markov_equivalent([[0, 1, 0], [0, 0, 1], [0, 0, 0]], [[0, 0, 0], [1, 0, 0], [0, 1, 0]])
-    True
-    >>> markov_equivalent([[0, 1, 0], [0, 0, 1], [0, 0, 0]], [[0, 1, 0], [0, 0, 0], [0, 1, 0]])
-    False
+    Example::
+
+        >>> markov_equivalent([[0, 1, 0], [0, 0, 1], [0, 0, 0]], [[0, 0, 0], [1, 0, 0], [0, 1, 0]])
+        True
+        >>> markov_equivalent([[0, 1, 0], [0, 0, 1], [0, 0, 0]], [[0, 1, 0], [0, 0, 0], [0, 1, 0]])
+        False
     """
     a, b = as_dag(adj1), as_dag(adj2)
     if a.shape != b.shape:
