@@ -66,55 +66,52 @@ def is_dag_site(site) -> bool:
 class AutoDAG(SiteFamilyGuide):
     """Autoguide for the DAG sample sites of a model (order-then-edges family).
 
-    Parameters
-    ----------
-    model : callable
-        A Pyro model; its latent sites must all be DAG sites (combine with other
-        guides in an ``AutoGuideList`` and ``poutine.block`` otherwise).
-    temperature : float or TemperatureSchedule, default 1.0
-        Relaxation temperature of the straight-through gradients, read at every
-        call (anneal it by stepping the schedule).
-    init_scores : dict name -> Tensor ``(d,)`` or ``"random"``, optional
-        Initial node scores (higher = more upstream). Default: small random
-        scores ``N(0, init_scale^2)``, i.e. a near-uniform order.
-    init_orders : dict name -> sequence of node indices, optional
-        Initial order (upstream first): scores decreasing by ``order_spacing``
+    :param callable model: a Pyro model; its latent sites must all be DAG sites
+        (combine with other guides in an ``AutoGuideList`` and ``poutine.block``
+        otherwise).
+    :param temperature: relaxation temperature of the straight-through
+        gradients, read at every call (anneal it by stepping the schedule);
+        default 1.0.
+    :type temperature: float or TemperatureSchedule
+    :param dict init_scores: optional, site name -> tensor ``(d,)`` or
+        ``"random"``: initial node scores (higher = more upstream). Default:
+        small random scores ``N(0, init_scale^2)``, i.e. a near-uniform order.
+    :param dict init_orders: optional, site name -> sequence of node indices:
+        initial order (upstream first), scores decreasing by ``order_spacing``
         along it. Overrides ``init_scores``.
-    init_edge_prob : float or dict name -> float, optional
-        Initial ``P(i -> j | i before j)``. Default: the prior's edge
-        probabilities (its ``edge_logits``).
-    init_scale : float, default 0.01
-        Spread of the random initial scores.
-    order_spacing : float, default 1.0
-        Score gap between consecutive nodes of an ``init_orders`` order.
-    estimator : {"straight-through", "score"}, default "straight-through"
-        Gradient estimator of the DAG sites. ``"straight-through"`` (pathwise
-        through the relaxed order and edges): low variance, but biased; fine
-        when the likelihood is smooth in the adjacency (SEMs whose weights are
-        multiplied by ``A``), badly biased when ``A`` enters non-linearly (for
-        example a marginal likelihood with the weights integrated out).
+    :param init_edge_prob: optional, initial ``P(i -> j | i before j)``.
+        Default: the prior's edge probabilities (its ``edge_logits``).
+    :type init_edge_prob: float or dict site name -> float
+    :param float init_scale: spread of the random initial scores (default 0.01).
+    :param float order_spacing: score gap between consecutive nodes of an
+        ``init_orders`` order (default 1.0).
+    :param str estimator: gradient estimator of the DAG sites,
+        ``"straight-through"`` (default) or ``"score"``. ``"straight-through"``
+        (pathwise through the relaxed order and edges): low variance, but biased;
+        fine when the likelihood is smooth in the adjacency (SEMs whose weights
+        are multiplied by ``A``), badly biased when ``A`` enters non-linearly
+        (for example a marginal likelihood with the weights integrated out).
         ``"score"``: samples are not reparameterized, so Pyro uses the unbiased
         score-function estimator; train with
         :class:`~pyrostruct.infer.TraceRLOO_ELBO` (leave-one-out baselines).
-    rao_blackwellize : bool, default False
-        Replace the Monte Carlo edge term ``log q(A | pi) - log p(A | pi)`` of
-        the ELBO by its exact conditional expectation, the Bernoulli KL
-        ``sum_{forward pairs} KL(q_ij || p_ij)`` (same ELBO in expectation, lower
-        variance). It adds a guide-side ``pyro.factor`` site ``"<name>_edge_kl"``
-        worth ``sum_fwd (q_ij - A_ij)(l_ij - l^prior_ij)`` and reads the prior's
-        edge logits once, at set-up: use it only when they are fixed.
-    create_plates : callable, optional
-        As in Pyro's autoguides.
+    :param bool rao_blackwellize: replace the Monte Carlo edge term
+        ``log q(A | pi) - log p(A | pi)`` of the ELBO by its exact conditional
+        expectation, the Bernoulli KL ``sum_{forward pairs} KL(q_ij || p_ij)``
+        (same ELBO in expectation, lower variance); default False. It adds a
+        guide-side ``pyro.factor`` site ``"<name>_edge_kl"`` worth
+        ``sum_fwd (q_ij - A_ij)(l_ij - l^prior_ij)`` and reads the prior's edge
+        logits once, at set-up: use it only when they are fixed.
+    :param callable create_plates: optional, as in Pyro's autoguides.
 
-    Examples
-    --------
-    >>> import pyro, torch
-    >>> from pyrostruct.distributions import ErdosRenyiDAG
-    >>> def model():
-    ...     return pyro.sample("G", ErdosRenyiDAG(4, expected_edges=3.0))
-    >>> guide = AutoDAG(model)
-    >>> guide()["G"].shape
-    torch.Size([4, 4])
+    Example::
+
+        >>> import pyro, torch
+        >>> from pyrostruct.distributions import ErdosRenyiDAG
+        >>> def model():
+        ...     return pyro.sample("G", ErdosRenyiDAG(4, expected_edges=3.0))
+        >>> guide = AutoDAG(model)
+        >>> guide()["G"].shape
+        torch.Size([4, 4])
     """
 
     _site_kind = "DAG"

@@ -59,29 +59,28 @@ def is_permutation_site(site) -> bool:
 class AutoPermutation(SiteFamilyGuide):
     """Autoguide for the ``PlackettLuce`` sample sites of a model.
 
-    Parameters
-    ----------
-    model : callable
-        A Pyro model whose latent sites are all permutation sites (combine with
-        other guides in an ``AutoGuideList``, or use
+    :param callable model: a Pyro model whose latent sites are all permutation
+        sites (combine with other guides in an ``AutoGuideList``, or use
         :class:`~pyrostruct.infer.autoguide.AutoStructural`, otherwise).
-    temperature : float or TemperatureSchedule, default 1.0
-        Temperature of the straight-through relaxation, read at every call.
-    relaxation : {"softsort", "sinkhorn"}, default "softsort"
-        The relaxed permutation matrix that carries the gradient.
-    init_scores : dict name -> Tensor ``(d,)``, optional
-        Initial scores (higher = earlier). Default: ``N(0, init_scale^2)``.
-    init_scale : float, default 0.01
-        Spread of the random initial scores (near-uniform over permutations).
+    :param temperature: temperature of the straight-through relaxation, read at
+        every call; default 1.0.
+    :type temperature: float or TemperatureSchedule
+    :param str relaxation: the relaxed permutation matrix that carries the
+        gradient, ``"softsort"`` (default) or ``"sinkhorn"``.
+    :param dict init_scores: optional, site name -> tensor ``(d,)``: initial
+        scores (higher = earlier). Default: ``N(0, init_scale^2)``.
+    :param float init_scale: spread of the random initial scores (near-uniform
+        over permutations); default 0.01.
+    :param callable create_plates: optional, as in Pyro's autoguides.
 
-    Examples
-    --------
-    >>> import pyro, torch
-    >>> from pyrostruct.distributions import PlackettLuce
-    >>> def model():
-    ...     return pyro.sample("rank", PlackettLuce(torch.zeros(4)))
-    >>> AutoPermutation(model)()["rank"].shape
-    torch.Size([4, 4])
+    Example::
+
+        >>> import pyro, torch
+        >>> from pyrostruct.distributions import PlackettLuce
+        >>> def model():
+        ...     return pyro.sample("rank", PlackettLuce(torch.zeros(4)))
+        >>> AutoPermutation(model)()["rank"].shape
+        torch.Size([4, 4])
     """
 
     _site_kind = "permutation"

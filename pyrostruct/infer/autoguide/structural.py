@@ -81,19 +81,6 @@ class AutoStructural(AutoGuideList):
     Build it with :func:`auto_guide`, which also relaxes the model's discrete
     sites; train with ``SVI(guide.model, guide, optim, Trace_ELBO())``.
 
-    Parameters
-    ----------
-    model : callable
-        A Pyro model (already relaxed when it has discrete sites).
-    continuous_guide : AutoGuide class, default ``AutoNormal``
-        Guide for the continuous sites.
-    overrides : dict name -> callable, optional
-        Per-site guides: each is called with ``poutine.block(model, expose=[name])``
-        and must return an autoguide for that site.
-    dag_options, permutation_options, discrete_options, continuous_options : dict
-        Keyword arguments for ``AutoDAG``, ``AutoPermutation``,
-        ``AutoGumbelSoftmax`` and ``continuous_guide``.
-
     After the first call, :attr:`site_parts` maps every guided site to its part
     (``"dag"``, ``"permutation"``, ``"discrete"``, ``"continuous"`` or
     ``"override"``), :meth:`part` returns the guide of a site,
@@ -101,6 +88,21 @@ class AutoStructural(AutoGuideList):
     for enumeration: the guide does not sample them) and
     :attr:`discrete_policy` maps every latent discrete site to ``"enumerate"`` or
     ``"relax"``.
+
+    :param callable model: a Pyro model (already relaxed when it has discrete
+        sites).
+    :param continuous_guide: guide class for the continuous sites (default
+        ``AutoNormal``).
+    :type continuous_guide: AutoGuide class
+    :param overrides: optional per-site guides: each is called with
+        ``poutine.block(model, expose=[name])`` and must return an autoguide for
+        that site.
+    :type overrides: dict site name -> callable
+    :param dict dag_options: keyword arguments for ``AutoDAG``.
+    :param dict permutation_options: keyword arguments for ``AutoPermutation``.
+    :param dict discrete_options: keyword arguments for ``AutoGumbelSoftmax``.
+    :param dict continuous_options: keyword arguments for ``continuous_guide``.
+    :param callable create_plates: optional, as in Pyro's autoguides.
     """
 
     def __init__(
