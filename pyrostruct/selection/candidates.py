@@ -35,32 +35,29 @@ from pyrostruct.errors import InputError
 class Candidate:
     """A candidate model for :func:`select`, with optional guide and initialization.
 
-    Parameters
-    ----------
-    model : callable
-        A Pyro model called as ``model(*args, **kwargs)``.
-    guide : callable, optional
-        A guide, or ``None`` for an automatic one: :class:`~pyro.infer.autoguide.AutoNormal`
-        over the continuous latent sites, with discrete latent sites summed out
-        by parallel enumeration (:class:`~pyro.infer.TraceEnum_ELBO`). Discrete
-        sites are never relaxed automatically: the ELBO of a Gumbel-softmax
-        relaxation (:func:`pyrostruct.relax`) bounds the evidence of a different,
-        continuous model, so it would not rank the candidates' evidence; a discrete
-        site without finite support (Poisson, ...) needs a user guide. A guide
-        that is a :class:`~pyro.nn.PyroModule` must be built afresh for each
-        restart: pass a zero-argument factory as ``guide_factory`` instead.
-    guide_factory : callable, optional
-        ``guide_factory(model) -> guide``; called once per restart.
-    init : callable, optional
-        ``init(args, kwargs, rng) -> {site: value}``: initial values (constrained
-        space) of latent sites for one restart (``rng`` is a seeded
-        :class:`numpy.random.Generator`, one per restart), e.g. k-means++ locations
-        for a mixture. Vectorized restarts stack the restarts' values along the
-        restart dim. Without one, a model with a discrete assignment gets
-        :func:`mixture_init` when it recognizes the model (``result.data_init``
-        says which did); ``init=lambda args, kwargs, rng: {}`` turns that off.
-    lr : float, optional
-        Learning rate of the ClippedAdam optimizer (default: ``select``'s ``lr``).
+    :param callable model: a Pyro model called as ``model(*args, **kwargs)``.
+    :param callable guide: optional, a guide, or ``None`` for an automatic one:
+        :class:`~pyro.infer.autoguide.AutoNormal` over the continuous latent
+        sites, with discrete latent sites summed out by parallel enumeration
+        (:class:`~pyro.infer.TraceEnum_ELBO`). Discrete sites are never relaxed
+        automatically: the ELBO of a Gumbel-softmax relaxation
+        (:func:`pyrostruct.relax`) bounds the evidence of a different, continuous
+        model, so it would not rank the candidates' evidence; a discrete site
+        without finite support (Poisson, ...) needs a user guide. A guide that
+        is a :class:`~pyro.nn.PyroModule` must be built afresh for each restart:
+        pass a zero-argument factory as ``guide_factory`` instead.
+    :param callable guide_factory: optional, ``guide_factory(model) -> guide``;
+        called once per restart.
+    :param callable init: optional, ``init(args, kwargs, rng) -> {site: value}``:
+        initial values (constrained space) of latent sites for one restart
+        (``rng`` is a seeded :class:`numpy.random.Generator`, one per restart),
+        e.g. k-means++ locations for a mixture. Vectorized restarts stack the
+        restarts' values along the restart dim. Without one, a model with a
+        discrete assignment gets :func:`mixture_init` when it recognizes the
+        model (``result.data_init`` says which did);
+        ``init=lambda args, kwargs, rng: {}`` turns that off.
+    :param float lr: optional, learning rate of the ClippedAdam optimizer
+        (default: ``select``'s ``lr``).
     """
 
     model: Callable

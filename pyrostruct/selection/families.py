@@ -164,13 +164,13 @@ def select_components(
     :func:`~pyrostruct.selection.select` over ``min_components..max_components``
     with the family's candidates; the candidate names are the counts.
 
-    Examples
-    --------
-    >>> from pyrostruct.selection import make_gmm_data
-    >>> x, _ = make_gmm_data(300, 3, seed=0)  # three well-separated clusters
-    >>> result = select_components(x, "gmm", 4, steps=300)
-    >>> result.best
-    3
+    Example::
+
+        >>> from pyrostruct.selection import make_gmm_data
+        >>> x, _ = make_gmm_data(300, 3, seed=0)  # three well-separated clusters
+        >>> result = select_components(x, "gmm", 4, steps=300)
+        >>> result.best
+        3
     """
     if family not in FAMILIES:
         raise InputError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")

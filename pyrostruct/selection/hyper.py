@@ -88,20 +88,16 @@ def regression_log_evidence(X, y, prior_scale: float, noise_scale: float = 1.0) 
 class Type2Result:
     """Hyperparameters learned by type-II maximum likelihood.
 
-    Attributes
-    ----------
-    values : dict
-        Name -> learned value (constrained) of every ``pyro.param`` of the model.
-    elbo : EvidenceEstimate
-        The ELBO at the learned hyperparameters (a lower bound on their evidence).
-    history : dict
-        Name -> list of values during training (every ``record_every`` steps).
-    losses : list
-        Per-step ELBO.
-    guide : callable
-        The fitted guide; its parameters are in ``params`` (a param-store state).
-    params : dict
-    seconds : float
+    :ivar dict values: name -> learned value (constrained) of every
+        ``pyro.param`` of the model.
+    :ivar EvidenceEstimate elbo: the ELBO at the learned hyperparameters (a lower
+        bound on their evidence).
+    :ivar dict history: name -> list of values during training (every
+        ``record_every`` steps).
+    :ivar list losses: per-step ELBO.
+    :ivar callable guide: the fitted guide; its parameters are in ``params``.
+    :ivar dict params: the guide's parameters (a param-store state).
+    :ivar float seconds: training time.
     """
 
     values: dict

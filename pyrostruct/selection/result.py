@@ -24,35 +24,30 @@ class CandidateFailedWarning(UserWarning):
 class SelectionResult:
     """Evidence of each candidate, posterior model probabilities and fitted posteriors.
 
-    Attributes
-    ----------
-    table : pandas.DataFrame
-        One row per candidate, sorted as given: ``candidate``, ``elbo``,
-        ``elbo_se``, ``iwae``, ``iwae_se``, ``ess`` (of the IWAE weights),
-        ``log_evidence`` (the bound used: IWAE when computed, else ELBO),
-        ``log_evidence_se``, ``log_prior``, ``log_posterior_prob``,
+    :ivar pandas.DataFrame table: one row per candidate, sorted as given:
+        ``candidate``, ``elbo``, ``elbo_se``, ``iwae``, ``iwae_se``, ``ess`` (of
+        the IWAE weights), ``log_evidence`` (the bound used: IWAE when computed,
+        else ELBO), ``log_evidence_se``, ``log_prior``, ``log_posterior_prob``,
         ``posterior_prob``, ``fit_seconds``, ``steps`` (SVI steps run, all
-        restarts), ``best_restart`` and ``status`` (``"fitted"``, ``"dropped
-        at step N"`` by successive halving (a dropped candidate's evidence is its
+        restarts), ``best_restart`` and ``status`` (``"fitted"``, ``"dropped at
+        step N"`` by successive halving (a dropped candidate's evidence is its
         ELBO at that step, a lower bound), or ``"failed: <error>"``: a candidate
-        that raised has NaN evidence and posterior probability, and the
-        others' posterior probabilities are normalized over the candidates
-        that did not fail).
-    fits : dict
-        Candidate name -> :class:`~pyrostruct.selection.FittedCandidate` (the
-        best restart), for candidates fitted to the end.
-    savings : dict
-        ``steps_full``, ``steps_run`` and ``fraction_saved`` by successive halving.
-    vectorized_restarts : dict
-        Candidate name -> whether its restarts ran as one vectorized SVI fit.
-    not_vectorized : dict
-        Candidate name -> why its restarts were not vectorized (when tried).
-    restart_elbos : dict
-        Candidate name -> list of each restart's last ELBO estimate (100
-        particles), the ranking that picks ``best_restart``.
-    failures : dict
-        Candidate name -> the error it raised (``"TypeError: ..."``), for the
-        candidates that failed (``select(on_error="keep")``).
+        that raised has NaN evidence and posterior probability, and the others'
+        posterior probabilities are normalized over the candidates that did not
+        fail).
+    :ivar dict fits: candidate name -> :class:`~pyrostruct.selection.FittedCandidate`
+        (the best restart), for candidates fitted to the end.
+    :ivar dict savings: ``steps_full``, ``steps_run`` and ``fraction_saved`` by
+        successive halving.
+    :ivar dict vectorized_restarts: candidate name -> whether its restarts ran as
+        one vectorized SVI fit.
+    :ivar dict not_vectorized: candidate name -> why its restarts were not
+        vectorized (when tried).
+    :ivar dict restart_elbos: candidate name -> list of each restart's last ELBO
+        estimate (100 particles), the ranking that picks ``best_restart``.
+    :ivar dict failures: candidate name -> the error it raised
+        (``"TypeError: ..."``), for the candidates that failed
+        (``select(on_error="keep")``).
     """
 
     def __init__(self, table: pd.DataFrame, fits: dict, savings: dict, evidence: tuple, names=None):

@@ -31,21 +31,20 @@ dim, each restart's slice starting from its own initialization) and the loss
 summed over restarts. Restarts share no parameter and Adam's update is
 elementwise (so is ClippedAdam's clipping), so each restart follows its own
 path. One step pays the Python overhead of a step once, while its tensor work
-grows with ``R``: 4 restarts of a K = 1..8 mixture sweep at n = 1000 cost about
-2.3 times one restart, against 3.5 times sequentially
-(``benchmarks/vectorized_restarts.py``). Each restart's ELBO comes from the log
-weights of the traces summed over every dim but the restart plate (discrete
-sites summed out by tensor contraction, with the restart plate kept); the best
-restart is sliced out into an ordinary guide of the original model, so evidence
-estimates, posteriors and ArviZ export see a plain fit. A model that does not
-broadcast over the extra batch dim (``locs[z]`` indexing of an enumerated
-assignment: plain indexing acts on the leftmost dim, which the restart plate
-would occupy) is vectorized with :func:`torch.func.vmap` instead: the
-restarts' AutoNormal parameters are stacked, the mean-field draws and their
-log densities computed batched, and the model's log joint (enumerated sites
-summed out) per restart under ``vmap``, so the model runs as written
-(:func:`_vmap_restart_log_weights`). Candidates with their own guide, or that
-neither way vectorizes, fit their restarts one by one (``vectorize_restarts``).
+grows with ``R`` (timings: ``benchmarks/results/vectorized_restarts.md``). Each
+restart's ELBO comes from the log weights of the traces summed over every dim
+but the restart plate (discrete sites summed out by tensor contraction, with
+the restart plate kept); the best restart is sliced out into an ordinary guide
+of the original model, so evidence estimates, posteriors and ArviZ export see a
+plain fit. A model that does not broadcast over the extra batch dim
+(``locs[z]`` indexing of an enumerated assignment: plain indexing acts on the
+leftmost dim, which the restart plate would occupy) is vectorized with
+:func:`torch.func.vmap` instead: the restarts' AutoNormal parameters are
+stacked, the mean-field draws and their log densities computed batched, and the
+model's log joint (enumerated sites summed out) per restart under ``vmap``, so
+the model runs as written (:func:`_vmap_restart_log_weights`). Candidates with
+their own guide, or that neither way vectorizes, fit their restarts one by one
+(``vectorize_restarts``).
 
 User models with a discrete assignment get a data-aware initialization
 (:func:`mixture_init`: k-means++ centers for the component locations, a
@@ -133,89 +132,95 @@ def select(
 ):
     """Fit each candidate model by SVI and rank them by their log evidence.
 
-    Parameters
-    ----------
-    candidates : mapping or callable
-        ``{name: model}``, ``{name: (model, guide)}``, ``{name: Candidate}``, or a
-        family ``lambda g: model`` together with ``grid`` (names are the grid values).
-    *args, **kwargs
-        Passed to every model and guide (typically the data).
-    steps : int
-        SVI steps per restart (ClippedAdam, learning rate decaying tenfold).
-    num_restarts : int
-        Initializations per candidate; the restart with the best final ELBO
-        (a 100-particle estimate) is kept as the candidate's posterior, and the
-        IWAE bound uses every fitted restart as a mixture proposal (restarts
-        that reached other posterior modes add their mass). Restarts are cheap
-        when vectorized; posteriors with several modes beyond label switching
-        (small data, many components) need more of them, and more
-        ``iwae_particles``: on the 5 points of Pyro's mixture tutorial,
-        ``num_restarts=8, iwae_particles=1000`` gets the posterior over
-        K = 1..4 within 0.1 of the exact one, the defaults within 0.16.
-    evidence : sequence of {"elbo", "iwae"}
-        Estimators to compute; the log evidence used for the posterior model
-        probabilities is the IWAE bound when computed (it is the tighter), else the ELBO.
-    prior : mapping, optional
-        Prior probabilities of the candidates (normalized); uniform by default.
-    executor : {"serial", "process", "ray"}
-        Where the fits run (:mod:`pyrostruct.selection.executors`); same seed, same result.
-    seed : int
-        Seed of every random choice (initializations, SVI, estimators).
-    halving : sequence of float or None
-        Fractions of ``steps`` after which clearly worse restarts and candidates
-        stop (successive halving); ``None`` fits everything to the end.
-    halving_z, halving_margin : float
-        A candidate stops when its ELBO is below the best one's by more than
-        ``halving_z`` combined standard errors plus ``halving_margin`` nats
-        (default ``max(10, 0.02 |best ELBO|)``: early ELBOs are not converged).
-    elbo_particles, iwae_particles, iwae_repeats : int
-        Particles of the final ELBO estimate, ``K`` of the IWAE bound and its
-        number of independent repeats; computed for the best restart of each
-        candidate (restarts are ranked by a 100-particle ELBO).
-    ess_warning : float
-        Warn (:class:`~pyrostruct.infer.LowESSWarning`) naming the candidates whose
-        importance weights have an effective sample size below this fraction of
-        ``iwae_particles``.
-    progress : bool
-        Show a progress bar over candidates.
-    vectorize_restarts : bool or None
-        Fit the ``num_restarts`` restarts of a candidate in one SVI run, batched
-        along an extra outermost plate (see the module docstring), instead of
-        one run per restart. ``None`` (default): vectorize every candidate whose
-        guide ``select`` builds and whose model broadcasts over the extra dim
-        (checked by a trial run; models with ``pyro.param`` sites, shared by the
-        restarts, are not vectorized), others fit their restarts one by one.
-        ``True``: the same, but raise :class:`InputError` if a candidate cannot
-        be vectorized. ``False``: one SVI run per restart. A task of the
-        executor is one candidate with all its restarts when vectorized, one
-        (candidate, restart) otherwise; restarts of a vectorized candidate are
-        not dropped by successive halving (they cost little), candidates are.
-        Vectorized and sequential restarts draw different random numbers, so
-        their results differ within Monte Carlo error; each is reproducible.
-    symmetrize : bool
-        Estimate the final ELBO and IWAE bound of a candidate whose model is
-        invariant under relabelling (a mixture, checked numerically) with its
-        guide symmetrized over the label permutations (:func:`label_symmetry`):
-        a unimodal guide covers one of the ``K!`` copies of each posterior
-        mode, and without it the bounds of a ``K``-component candidate fall
-        short by up to ``log K!``, which biases the selection towards small
-        ``K``. ``result.symmetrized`` says which candidates were.
-    on_error : {"keep", "raise"}
-        What a candidate whose model raises (or whose ELBO becomes non-finite)
-        does to the sweep. ``"keep"`` (default): the other candidates are
-        fitted and returned; the failed one gets ``status`` ``"failed: <error>"``,
-        NaN evidence and posterior probability, an entry in
-        ``result.failures``, and a :class:`~pyrostruct.selection.result.CandidateFailedWarning`
-        names it; the posterior probabilities are then over the fitted
-        candidates only. When every candidate fails, a :class:`RuntimeError`
-        lists each error. ``"raise"``: the first failure stops the sweep with a
+    :param candidates: ``{name: model}``, ``{name: (model, guide)}``,
+        ``{name: Candidate}``, or a family ``lambda g: model`` together with
+        ``grid``.
+    :type candidates: mapping or callable
+    :param args, kwargs: passed to every model and guide (typically the data).
+    :param grid: the values ``g`` of a family ``candidates``; they are the
+        candidates' names.
+    :type grid: iterable, optional
+    :param int steps: SVI steps per restart (ClippedAdam, learning rate
+        decaying tenfold).
+    :param int num_restarts: initializations per candidate; the restart with the
+        best final ELBO (a 100-particle estimate) is kept as the candidate's
+        posterior, and the IWAE bound uses every fitted restart as a mixture
+        proposal (restarts that reached other posterior modes add their mass).
+        Restarts are cheap when vectorized; posteriors with several modes beyond
+        label switching (small data, many components) need more of them, and
+        more ``iwae_particles``.
+    :param evidence: estimators to compute, among ``"elbo"`` and ``"iwae"``; the
+        log evidence used for the posterior model probabilities is the IWAE bound
+        when computed (it is the tighter), else the ELBO.
+    :type evidence: sequence of str
+    :param prior: prior probabilities of the candidates (normalized); uniform by
+        default.
+    :type prior: mapping, optional
+    :param str executor: where the fits run, ``"serial"``, ``"process"`` or
+        ``"ray"`` (:mod:`pyrostruct.selection.executors`); same seed, same result.
+    :param int seed: seed of every random choice (initializations, SVI,
+        estimators).
+    :param float lr: learning rate of the ClippedAdam optimizer, for the
+        candidates that do not set their own (:class:`Candidate` ``lr``).
+    :param halving: fractions of ``steps`` after which clearly worse restarts and
+        candidates stop (successive halving); ``None`` fits everything to the
+        end.
+    :type halving: sequence of float or None
+    :param float halving_z: a candidate stops when its ELBO is below the best
+        one's by more than ``halving_z`` combined standard errors plus
+        ``halving_margin`` nats.
+    :param halving_margin: the margin of that rule in nats; ``None`` (default)
+        means ``max(10, 0.02 |best ELBO|)`` (early ELBOs are not converged).
+    :type halving_margin: float, optional
+    :param int elbo_particles: particles of the final ELBO estimate, computed
+        for the best restart of each candidate (restarts are ranked by a
+        100-particle ELBO).
+    :param int iwae_particles: ``K`` of the IWAE bound, computed for the best
+        restart of each candidate.
+    :param int iwae_repeats: number of independent repeats of the IWAE bound.
+    :param max_workers: worker processes of the ``"process"`` executor (default
+        ``min(cpu count, 8)``), CPUs of the ``"ray"`` one.
+    :type max_workers: int, optional
+    :param float ess_warning: warn (:class:`~pyrostruct.infer.LowESSWarning`)
+        naming the candidates whose importance weights have an effective sample
+        size below this fraction of ``iwae_particles``.
+    :param bool progress: show a progress bar over candidates.
+    :param vectorize_restarts: fit the ``num_restarts`` restarts of a candidate in
+        one SVI run, batched along an extra outermost plate (see the module
+        docstring), instead of one run per restart. ``None`` (default):
+        vectorize every candidate whose guide ``select`` builds and whose model
+        broadcasts over the extra dim (checked by a trial run; models with
+        ``pyro.param`` sites, shared by the restarts, are not vectorized), others
+        fit their restarts one by one. ``True``: the same, but raise
+        :class:`InputError` if a candidate cannot be vectorized. ``False``: one
+        SVI run per restart. A task of the executor is one candidate with all its
+        restarts when vectorized, one (candidate, restart) otherwise; restarts of
+        a vectorized candidate are not dropped by successive halving (they cost
+        little), candidates are. Vectorized and sequential restarts draw
+        different random numbers, so their results differ within Monte Carlo
+        error; each is reproducible.
+    :type vectorize_restarts: bool or None
+    :param str on_error: what a candidate whose model raises (or whose ELBO
+        becomes non-finite) does to the sweep, ``"keep"`` or ``"raise"``.
+        ``"keep"`` (default): the other candidates are fitted and returned; the
+        failed one gets ``status`` ``"failed: <error>"``, NaN evidence and
+        posterior probability, an entry in ``result.failures``, and a
+        :class:`~pyrostruct.selection.result.CandidateFailedWarning` names it; the
+        posterior probabilities are then over the fitted candidates only. When
+        every candidate fails, a :class:`RuntimeError` lists each error.
+        ``"raise"``: the first failure stops the sweep with a
         :class:`RuntimeError` naming the candidate (chained to the original
         exception) and the results computed so far are discarded.
-
-    Returns
-    -------
-    SelectionResult
-        With ``vectorized_restarts`` (candidate -> whether its restarts ran
+    :param bool symmetrize: estimate the final ELBO and IWAE bound of a candidate
+        whose model is invariant under relabelling (a mixture, checked
+        numerically) with its guide symmetrized over the label permutations
+        (:func:`label_symmetry`): a unimodal guide covers one of the ``K!``
+        copies of each posterior mode, and without it the bounds of a
+        ``K``-component candidate fall short by up to ``log K!``, which biases
+        the selection towards small ``K``. ``result.symmetrized`` says which
+        candidates were.
+    :returns: the evidence and posterior probability of every candidate, with
+        ``vectorized_restarts`` (candidate -> whether its restarts ran
         vectorized), ``not_vectorized`` (candidate -> why not, when tried) and
         ``restart_elbos`` (candidate -> each restart's last 100-particle ELBO),
         ``failures`` (candidate -> error message, see ``on_error``),
@@ -223,15 +228,12 @@ def select(
         ``symmetrized`` (candidate -> whether its final evidence accounts for
         label switching) and ``iwae_restarts`` (candidate -> how many restarts
         the IWAE proposal mixes).
-
-    Raises
-    ------
-    InputError
-        No candidates, bad option values (``lr`` not a finite positive number,
-        ...), unknown executor or prior names, or ``vectorize_restarts=True``
-        for a candidate that cannot be vectorized.
-    RuntimeError
-        A candidate failed with ``on_error="raise"``, or every candidate failed.
+    :rtype: ~pyrostruct.selection.SelectionResult
+    :raises InputError: for no candidates, bad option values (``lr`` not a finite
+        positive number, ...), unknown executor or prior names, or
+        ``vectorize_restarts=True`` for a candidate that cannot be vectorized.
+    :raises RuntimeError: when a candidate failed with ``on_error="raise"``, or
+        every candidate failed.
     """
     from pyrostruct.selection.result import CandidateFailedWarning, SelectionResult
 

@@ -218,16 +218,25 @@ def select_structures(
 ):
     """Rank candidate DAGs by their log evidence with :func:`~pyrostruct.selection.select`.
 
-    Parameters
-    ----------
-    data : DataFrame or array ``(n, d)``
-        Columns are the variables (a DataFrame's column names are the node names;
-        otherwise nodes are ``0..d-1``).
-    graphs : mapping name -> networkx.DiGraph, or a list of DiGraphs (named 0, 1, ...)
-    intervention_mask : array ``(n, d)`` of bool, optional
-        ``True`` where a node was set by a perfect intervention in that row.
-    standardize : bool
-        Give each column mean 0 and variance 1 first (the prior assumes it).
+    :param data: shape ``(n, d)``; columns are the variables (a DataFrame's
+        column names are the node names; otherwise nodes are ``0..d-1``).
+    :type data: pandas.DataFrame or array
+    :param graphs: the candidates, ``{name: networkx.DiGraph}``, or a list of
+        DiGraphs (named 0, 1, ...).
+    :type graphs: mapping or sequence
+    :param intervention_mask: optional, bool array ``(n, d)``: ``True`` where a
+        node was set by a perfect intervention in that row.
+    :param prior_df: ``nu`` of the inverse-Wishart prior (see the module
+        docstring); must exceed ``d - 1``; default ``d + 2``.
+    :type prior_df: float, optional
+    :param float prior_scale: ``c`` of the inverse-Wishart prior (> 0, default 1).
+    :param bool standardize: give each column mean 0 and variance 1 first (the
+        prior assumes it).
+    :param select_kwargs: passed to :func:`~pyrostruct.selection.select`.
+    :returns: the result of :func:`~pyrostruct.selection.select` over the graphs.
+    :rtype: ~pyrostruct.selection.SelectionResult
+    :raises InputError: for bad data, no graphs, a graph that is not a DAG over
+        the data's columns, or an ``intervention_mask`` of another shape.
     """
     import pandas as pd
 
