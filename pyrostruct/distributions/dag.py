@@ -180,7 +180,7 @@ class OrderedDAG(TorchDistribution):
         score-function estimator with the exact joint ``log_prob`` (higher
         variance; useful when the likelihood is far from linear in ``A``).
 
-    References
+    References:
 
     [1] B. Charpentier, S. Kibler, S. Günnemann, "Differentiable DAG Sampling", ICLR 2022.
     [2] R. L. Plackett, "The Analysis of Permutations", Applied Statistics, 1975.
@@ -486,7 +486,7 @@ class SmoothOrientationDAG(OrderedDAG):
     :param bool hard: straight-through hard samples (default) or relaxed ones.
     :param bool reparameterized: as for :class:`OrderedDAG`.
 
-    References
+    References:
 
     [1] R. Massidda, F. Landolfi, M. Cinquini, D. Bacciu, "Constraint-Free Structure
         Learning with Smooth Acyclic Orientations", ICLR 2024.

@@ -44,7 +44,7 @@ class ErdosRenyiDAG(OrderedDAG):
         (float or tensor giving a batch shape).
     :param edge_prob: alternatively the edge probability ``p`` in ``[0, 1]``.
 
-    References
+    References:
 
     [1] P. Erdős, A. Rényi, "On Random Graphs I", 1959.
     [2] X. Zheng, B. Aragam, P. Ravikumar, E. Xing, "DAGs with NO TEARS: Continuous
@@ -127,7 +127,7 @@ class SparsityPenalty(TorchDistribution):
     :param strength: ``lambda > 0`` (float or tensor giving a batch shape).
     :param bool normalized: Laplace density (True) or bare penalty (False).
 
-    References
+    References:
 
     [1] R. Tibshirani, "Regression Shrinkage and Selection via the Lasso", 1996.
     [2] T. Park, G. Casella, "The Bayesian Lasso", JASA 2008.

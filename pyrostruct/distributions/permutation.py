@@ -118,7 +118,7 @@ class PlackettLuce(TorchDistribution):
     :param str relaxation: ``"softsort"`` or ``"sinkhorn"``.
     :param int sinkhorn_iters: Sinkhorn iterations (default 20).
 
-    References
+    References:
 
     [1] R. L. Plackett, "The Analysis of Permutations", Applied Statistics, 1975.
     [2] S. Prillo, J. Eisenschlos, "SoftSort: A Continuous Relaxation for the argsort

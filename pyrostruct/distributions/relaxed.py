@@ -380,10 +380,10 @@ class ConcreteCategorical(TorchDistribution):
     categorical KL). The Concrete density of the relaxed one-hot (what
     :class:`ConcreteOneHotCategorical` scores) is not used here: with a hard
     forward value it would mix two objectives, and the Concrete KL grows
-    linearly in the logit gap, which holds the posterior back (measured on a
-    two-component mixture with known means: ``q`` stalls near 0.97 where the
-    likelihood ratio is :math:`e^{50}`, and mixture fits with learned means
-    collapse to one component). Plain integer values (e.g. from a
+    linearly in the logit gap, which holds the posterior back: ``q`` stalls
+    short of what the likelihood supports, and mixture fits with learned means
+    can collapse to one component (measurements in
+    ``benchmarks/results/gumbel-quick.md``). Plain integer values (e.g. from a
     ``Categorical`` guide) are scored too, without a gradient path.
 
     This is what :func:`pyrostruct.relax` turns a latent ``Categorical`` site
