@@ -83,12 +83,10 @@ class BayesianMLP(PyroModule):
     :math:`\\sigma \\sim \\text{LogNormal}(-1, 1)` (``f(x)`` of width 1,
     squeezed), a positive latent that ``AutoSparseSubspace`` guides densely.
 
-    On the digits MLP of ``benchmarks/ssvi.py`` (1000-odd training points) the
-    narrow priors (``"fan_in"``, 0.1) let the KL term win: mean-field guides
-    collapse towards the prior (dense ``AutoNormal`` underfits, sparse guides
-    predict chance); 1.0 gives dense ``AutoNormal`` its best validation
-    accuracy and calibration, 0.5 its best validation NLL
-    (``benchmarks/results/ssvi.md``).
+    With little training data, a narrow prior (``"fan_in"``, or a small
+    ``prior_scale``) can let the KL term win, so that mean-field guides collapse
+    towards the prior; a comparison of prior scales on the digits MLP of
+    ``benchmarks/ssvi.py`` is in ``benchmarks/results/ssvi.md``.
 
     The deterministic network is ``self.net``, a ``PyroModule[nn.Sequential]``
     of ``PyroModule[nn.Linear]`` and ``nn.ReLU`` layers, so

@@ -19,9 +19,9 @@ with active set :math:`S` (:math:`|S| = k \\approx \\text{density} \\cdot N`) is
 so only the :math:`2k` numbers :math:`(\\mu_S, \\sigma_S)` and the :math:`k`
 indices :math:`S` are stored and optimized. A forward pass samples the
 :math:`k` active coordinates by reparameterization and scatters them into a
-dense zero tensor of the layer's shape (``Tensor.scatter``; measured faster
-than ``index_put`` and than building a sparse COO tensor, see
-``benchmarks/ssvi.py``).
+dense zero tensor of the layer's shape (``Tensor.scatter``; its timings
+against ``index_put`` and a sparse COO tensor are in
+``benchmarks/results/ssvi.md``).
 
 Every ``update_every`` steps until a fraction of training, the scheduler
 removes the fraction :math:`r_t = r_0 \\tfrac12 (1 + \\cos(\\pi t / T_{\\rm stop}))`
