@@ -178,9 +178,8 @@ def order_regression_init(
     equal = sem.noise == "equal"
     coef, se2, noise_var = regressions_in_order(cov, order, n, equal)
     coef_rev, se2_rev, _ = regressions_in_order(cov, list(order)[::-1], n, equal)
-    regimes = regime_covariances(xd.numpy(), mask)
+    regimes = regime_covariances(xd, mask)
     for j, (cov_j, n_j) in regimes.items():
-        cov_j = torch.from_numpy(cov_j)
         fit = regressions_in_order(cov_j, order, n_j, equal)
         fit_rev = regressions_in_order(cov_j, list(order)[::-1], n_j, equal)
         coef[:, j], se2[:, j], coef_rev[:, j], se2_rev[:, j] = (

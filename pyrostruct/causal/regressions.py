@@ -13,30 +13,20 @@ import functools
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 __all__ = ["regime_covariances", "regressions_in_order"]
 
 
 @functools.lru_cache(maxsize=16)
-def _triangles(d: int):
-    """``(eye, forward)``: the ``(d, d)`` identity and strict upper triangle of ones
-    (cached, read-only: the order search asks for them thousands of times)."""
-    eye, forward = np.eye(d), np.triu(np.ones((d, d)), 1)
-    eye.flags.writeable = forward.flags.writeable = False
-    return eye, forward
+def _triangles(d: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(eye, forward)``: the ``(d, d)`` float64 identity and strict upper triangle of ones
+    (cached: the order search asks for them thousands of times; never modify them)."""
+    eye = torch.eye(d, dtype=torch.float64)
+    return eye, torch.ones(d, d, dtype=torch.float64).triu(1)
 
 
-@functools.lru_cache(maxsize=16)
-def _torch_eye(d: int) -> torch.Tensor:
-    return torch.eye(d, dtype=torch.float64)
-
-
-def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` through torch (see :func:`_position_regressions`)."""
-    return torch.matmul(torch.from_numpy(a), torch.from_numpy(b)).numpy()
-
-
-def _position_regressions(cov: np.ndarray, orders: np.ndarray):
+def _position_regressions(cov: torch.Tensor, orders: torch.Tensor):
     """Least squares of every node on all its predecessors, for a batch of orders ``(S, d)``.
 
     Through the Cholesky factor of the permuted covariance ``Sigma_pi = L D L^T``:
@@ -49,28 +39,27 @@ def _position_regressions(cov: np.ndarray, orders: np.ndarray):
     n``), the residual variances ``D`` ``(S, d)``, the inverse unit factor
     ``L^{-1}`` and the unit factor ``L`` ``(S, d, d)``.
 
-    The order search works in numpy float64: it needs no gradients, and
-    numpy's elementwise kernels and call overhead are the cheaper at these
-    sizes. Its factorizations and products go through torch (:func:`_matmul`),
-    whose thread count the caller sets: numpy's BLAS would start threads of its
-    own for these small matrices, which only costs time on a busy machine.
+    Everything here and in the order search is float64 torch (no gradients):
+    one backend, whose thread count :func:`~pyrostruct.causal.discover` sets
+    once for the whole call. Measured against the former numpy/torch mix: the
+    same factorizations (so the same orders, bit for bit), but the search takes
+    1.2-1.4 times as long at d = 50-100, torch's float64 ``exp``/``log`` being
+    slower than numpy's at these sizes. Numpy alone ran 5-10% faster but rounds
+    the factorizations differently (its LAPACK is not torch's), which flipped
+    near-ties of the greedy search (3 of 40 test problems; at d = 100 of the
+    ``discover_scale`` benchmark, SHD 8 became 5).
     """
     s, d = orders.shape
     eye, forward = _triangles(d)
     c = cov[orders[:, :, None], orders[:, None, :]]
-    chol = torch.linalg.cholesky(torch.from_numpy(c))
+    chol = torch.linalg.cholesky(c)
     diag = torch.diagonal(chol, dim1=-2, dim2=-1)
-    unit_t = chol / diag[:, None, :]
-    l_inv = torch.linalg.solve_triangular(
-        unit_t, _torch_eye(d), upper=False, unitriangular=True
-    ).numpy()
-    unit, diag = unit_t.numpy(), diag.numpy()
+    unit = chol / diag[:, None, :]
+    l_inv = torch.linalg.solve_triangular(unit, eye, upper=False, unitriangular=True)
     resid = diag**2
-    coef = np.swapaxes(eye - l_inv, -1, -2) * forward
-    # [s, a, k]: block 0..k (torch's cumsum: numpy's is slow along a leading axis)
-    inv_diag = torch.cumsum(torch.from_numpy(l_inv**2 / resid[:, :, None]), 1).numpy()
-    inv_diag = np.swapaxes(inv_diag, -1, -2)
-    inv_prev = np.concatenate([np.zeros((s, d, 1)), inv_diag[:, :, :-1]], -1) * forward
+    coef = (eye - l_inv).transpose(-1, -2) * forward
+    inv_diag = torch.cumsum(l_inv**2 / resid[:, :, None], 1).transpose(-1, -2)  # block 0..k
+    inv_prev = F.pad(inv_diag[:, :, :-1], (1, 0)) * forward
     return c, coef, inv_prev, resid, l_inv, unit
 
 
@@ -80,21 +69,21 @@ def regressions_in_order(cov: torch.Tensor, order, n: int, equal_noise: bool):
     ``coef[i, j]`` is the coefficient of ``i`` for ``j`` (zero unless ``i``
     precedes ``j``) and ``se2`` its squared standard error.
     """
-    perm = np.asarray(list(order), dtype=np.int64)
-    _, coef, inv_diag_prev, resid_var, _, _ = _position_regressions(cov.numpy(), perm[None])
-    back = np.argsort(perm)
-    coef = coef[0][np.ix_(back, back)]
-    inv_diag_prev = inv_diag_prev[0][np.ix_(back, back)]
+    perm = torch.as_tensor(list(order), dtype=torch.long)
+    _, coef, inv_diag_prev, resid_var, _, _ = _position_regressions(cov, perm[None])
+    back = torch.argsort(perm)
+    coef = coef[0][back][:, back]
+    inv_diag_prev = inv_diag_prev[0][back][:, back]
     noise_var = resid_var[0][back]
     if equal_noise:
-        noise_var = np.full_like(noise_var, noise_var.mean())
+        noise_var = torch.full_like(noise_var, float(noise_var.mean()))
     se2 = inv_diag_prev * noise_var[None, :] / n
-    return tuple(torch.from_numpy(np.ascontiguousarray(v)) for v in (coef, se2, noise_var))
+    return coef, se2, noise_var
 
 
-def regime_covariances(x: np.ndarray, mask) -> dict:
+def regime_covariances(x, mask) -> dict:
     """Per node intervened on in some row of ``mask`` ``(n, d)``: ``(cov, count)`` of the rows
-    where it is not intervened.
+    of ``x`` ``(n, d)`` where it is not intervened (``cov`` a float64 tensor).
 
     A perfect intervention replaces a node's mechanism in its rows, so those rows
     say nothing about how it depends on the others; every other node's
@@ -102,11 +91,12 @@ def regime_covariances(x: np.ndarray, mask) -> dict:
     """
     if mask is None:
         return {}
+    x = torch.as_tensor(np.asarray(x), dtype=torch.float64)
     mask = np.asarray(mask, dtype=bool)
     out = {}
+    d = x.shape[1]
     for j in np.flatnonzero(mask.any(0)):
-        rows = x[~mask[:, j]]
-        d = x.shape[1]
-        cov = torch.cov(torch.as_tensor(rows, dtype=torch.float64).T, correction=0)
-        out[int(j)] = (cov.reshape(d, d).numpy() + 1e-9 * np.eye(d), len(rows))
+        rows = x[torch.from_numpy(~mask[:, j])]
+        cov = torch.cov(rows.T, correction=0).reshape(d, d)
+        out[int(j)] = (cov + 1e-9 * torch.eye(d, dtype=torch.float64), len(rows))
     return out

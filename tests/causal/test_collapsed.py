@@ -230,7 +230,6 @@ def test_insertion_scores_equal_the_scores_of_the_inserted_orders(refit, q):
     cov = torch.cov(xt.T, correction=0) + 1e-9 * torch.eye(d, dtype=torch.float64)
     order = [3, 1, 7, 0, 5, 2, 6, 4]
     order.insert(q, order.pop(order.index(4)))
-    cov = cov.numpy()
     local, _ = local_scores(cov, n, order, -1.0, 1.0, refit)
     fast, parts = _insertion_scores(cov, n, order, q, local, -1.0, 1.0, refit)
     rest = [i for i in order if i != 4]
@@ -353,7 +352,7 @@ def test_insertion_scores_with_interventions_score_each_node_on_its_own_rows(ref
     regimes = regime_covariances(x, mask)
     assert set(regimes) == {2, 4} and regimes[2][1] == len(x) - 150
     n, d = x.shape
-    cov = torch.cov(torch.tensor(x).T, correction=0).numpy() + 1e-9 * np.eye(d)
+    cov = torch.cov(torch.tensor(x).T, correction=0) + 1e-9 * torch.eye(d, dtype=torch.float64)
     order = [3, 1, 5, 0, 2, 4]
     order.insert(q, order.pop(order.index(2)))
     local, _ = local_scores(cov, n, order, -1.0, 1.0, refit, regimes=regimes)

@@ -13,9 +13,11 @@ package only dispatches on the name:
 - ``"random"``: none; the estimator draws one;
 - a sequence of node indices: the user's order.
 
-Every method works on the standardized table in numpy float64 through torch's
-linear algebra; :func:`~pyrostruct.causal.discover` sets the thread count once,
-around the whole call.
+The order search computes in float64 torch tensors (one numeric backend, no
+conversions back and forth; tables may come in as numpy arrays), so torch's
+thread setting is the only one that matters: :func:`~pyrostruct.causal.discover`
+sets it once, around the whole call. Only :mod:`.equal_variance`, a few lines of
+numpy with no factorization, stays in numpy (its module says why).
 """
 
 from __future__ import annotations

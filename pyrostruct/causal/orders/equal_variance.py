@@ -1,4 +1,10 @@
-"""``init_order="equal-variance"``: the top-down order of the equal-variance SEM."""
+"""``init_order="equal-variance"``: the top-down order of the equal-variance SEM.
+
+It stays in numpy (``np.cov``, rank-one updates), unlike the torch order search:
+on standardized columns every variance is the same up to rounding, so the first
+picks follow the rounding of this covariance, and computing it with another
+library changes the order (and the result) on such data.
+"""
 
 from __future__ import annotations
 

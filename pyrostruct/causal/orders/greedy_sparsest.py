@@ -15,7 +15,7 @@ from pyrostruct.causal.orders.scores import (
     local_scores,
 )
 from pyrostruct.causal.orders.sparse_sinks import sparse_sinks_order
-from pyrostruct.causal.regressions import _matmul, _triangles, regime_covariances
+from pyrostruct.causal.regressions import _triangles, regime_covariances
 
 __all__ = ["greedy_sparsest_order", "improve_order"]
 
@@ -45,8 +45,8 @@ def _insertion_scores(cov, n, order, q, local, prior_logit, tau2, refit=False, r
     ``rest`` at once from the Cholesky factor of ``rest + [v]``: with ``L`` its
     unit lower factor and ``D`` the innovation variances, the coefficients on the
     first ``p`` nodes are ``sum_{m<p} L[v, m] L^{-1}[m, :]`` and the residual
-    variance is ``cov[v, v] - sum_{m<p} L[v, m]^2 D_m``. ``O(d^3)``, numpy
-    (``cov`` an array). Also returns the parts from which :func:`_moved_local`
+    variance is ``cov[v, v] - sum_{m<p} L[v, m]^2 D_m``. ``O(d^3)``, float64
+    tensors. Also returns the parts from which :func:`_moved_local`
     forms the local terms of the order chosen. ``regimes``: see :func:`local_scores`.
     """
     v, rest = order[q], order[:q] + order[q + 1 :]
@@ -54,7 +54,7 @@ def _insertion_scores(cov, n, order, q, local, prior_logit, tau2, refit=False, r
     tail, factors = local_scores(
         cov, n, rest + [v], prior_logit, tau2, refit, start=q, regimes=regimes
     )
-    without = np.concatenate([local[:q], tail[: r - q]])  # rest's terms, v not a predecessor
+    without = torch.cat([local[:q], tail[: r - q]])  # rest's terms, v not a predecessor
     n_v = n
     if regimes and v in regimes:  # v is scored on the rows where it is not intervened
         cov_v, n_v = regimes[v]
@@ -63,23 +63,23 @@ def _insertion_scores(cov, n, order, q, local, prior_logit, tau2, refit=False, r
         head, _ = local_scores(
             cov, n, [v] + order[:q], prior_logit, tau2, refit, start=1, regimes=regimes
         )
-        with_v = np.concatenate([head, local[q + 1 :]])  # rest's terms with v a predecessor
+        with_v = torch.cat([head, local[q + 1 :]])  # rest's terms with v a predecessor
     else:
         with_v = local[1:]
-    before = np.concatenate([[0.0], np.cumsum(without)])
-    cum = np.cumsum(with_v)
-    after = cum[-1] - np.concatenate([[0.0], cum])
+    zero = local.new_zeros(1)
+    before = torch.cat([zero, torch.cumsum(without, 0)])
+    cum = torch.cumsum(with_v, 0)
+    after = cum[-1] - torch.cat([zero, cum])
     # v on every prefix of rest, from the factor of rest + [v] above: the leading block
     # of L^{-1} inverts L's, and L's last row holds L[v, :r]
     c, inv_prevs, resid, l_invs, units = (f[0] for f in factors)
     innov, l_inv, ell = resid[:r], l_invs[:r, :r], units[r, :r]
-    coef = np.zeros((r + 1, r))
-    coef[1:] = torch.cumsum(torch.from_numpy(ell[:, None] * l_inv), 0)  # row p: on rest[:p]
-    explained = np.concatenate([[0.0], np.cumsum(ell**2 * innov)])
-    resid_v = np.maximum(c[r, r] - explained, 1e-12)  # (r + 1,)
+    coef = torch.cat([zero.new_zeros(1, r), torch.cumsum(ell[:, None] * l_inv, 0)])  # on rest[:p]
+    explained = torch.cat([zero, torch.cumsum(ell**2 * innov, 0)])
+    resid_v = (c[r, r] - explained).clamp_min(1e-12)  # (r + 1,)
     inv_prev = inv_prevs[:r, :].T  # (r + 1, r): [Sigma_{<p}^{-1}]_aa
     inside = _triangles(r + 1)[1].T[:, :r]  # a < p
-    se2 = np.maximum(inv_prev * (resid_v[:, None] / n_v), 1e-12)
+    se2 = (inv_prev * (resid_v[:, None] / n_v)).clamp_min(1e-12)
     alpha, penalty = _coefficient_terms(coef, se2, inside, prior_logit, tau2)
     if refit:
         rss_v = resid_v + _shrinkage_cost(coef, se2, inv_prev, alpha, inside).sum(-1)
@@ -87,16 +87,16 @@ def _insertion_scores(cov, n, order, q, local, prior_logit, tau2, refit=False, r
         b = alpha * coef
         var = alpha * (coef * coef + se2) - b * b
         c_rr, c_rv = c[:r, :r], c[:r, r]
-        rss_v = c[r, r] - 2 * (b @ c_rv) + (_matmul(b, c_rr) * b).sum(-1)
-        rss_v = rss_v + var @ np.diagonal(c_rr)
-    own = _node_score(np.maximum(rss_v, 1e-12), penalty.sum(-1), n_v)
+        rss_v = c[r, r] - 2 * (b @ c_rv) + ((b @ c_rr) * b).sum(-1)
+        rss_v = rss_v + var @ torch.diagonal(c_rr)
+    own = _node_score(rss_v.clamp_min(1e-12), penalty.sum(-1), n_v)
     return before + own + after, (without, own, with_v)
 
 
-def _moved_local(parts, p: int) -> np.ndarray:
+def _moved_local(parts, p: int) -> torch.Tensor:
     """Local terms of ``rest[:p] + [v] + rest[p:]`` from the parts of :func:`_insertion_scores`."""
     without, own, with_v = parts
-    return np.concatenate([without[:p], own[p : p + 1], with_v[p:]])
+    return torch.cat([without[:p], own[p : p + 1], with_v[p:]])
 
 
 #: The first stage of :func:`improve_order` stops after a sweep that gains less (nats).
@@ -138,8 +138,8 @@ def improve_order(
     fit, which then uses the SEM's own prior. ``progress`` shows a tqdm bar
     (nodes scored, stage, sweep and score). ``mask`` ``(n, d)`` marks perfect
     interventions: a node intervened on in some rows is scored on the others
-    (:func:`regime_covariances`), as the likelihood does, so that interventional
-    rows orient its edges instead of blurring its regressions.
+    (:func:`~pyrostruct.causal.regressions.regime_covariances`), as the likelihood
+    does, so that interventional rows orient its edges instead of blurring its regressions.
     """
     bar = None
     if progress:
@@ -153,11 +153,12 @@ def improve_order(
             bar.close()
 
 
+@torch.inference_mode()  # no gradients: skips autograd's per-operation bookkeeping
 def _improve_order(x, order, prior_logit, weight_prior_scale, max_sweeps, bar, mask):
     xt = torch.as_tensor(np.asarray(x), dtype=torch.float64)
     n, d = xt.shape
-    cov = torch.cov(xt.T, correction=0).reshape(d, d).numpy() + 1e-9 * np.eye(d)
-    regimes = regime_covariances(np.asarray(x, dtype=np.float64), mask)
+    cov = torch.cov(xt.T, correction=0).reshape(d, d) + 1e-9 * torch.eye(d, dtype=xt.dtype)
+    regimes = regime_covariances(xt, mask)
     tau2 = weight_prior_scale**2
     best = [int(i) for i in order]
     for refit, tolerance in ((False, _GUIDE_TOLERANCE), (True, 0.0)):
@@ -177,7 +178,7 @@ def _improve_order(x, order, prior_logit, weight_prior_scale, max_sweeps, bar, m
                 scores, parts = _insertion_scores(
                     cov, n, best, q, local, prior_logit, tau2, refit, regimes
                 )
-                k = int(np.argmax(scores))
+                k = int(torch.argmax(scores))
                 if float(scores[k]) > best_score + 1e-6 * abs(best_score):
                     rest = best[:q] + best[q + 1 :]
                     best, local = rest[:k] + [node] + rest[k:], _moved_local(parts, k)

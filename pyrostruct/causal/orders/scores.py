@@ -17,7 +17,7 @@ import math
 import numpy as np
 import torch
 
-from pyrostruct.causal.regressions import _matmul, _position_regressions, _triangles
+from pyrostruct.causal.regressions import _position_regressions, _triangles
 
 __all__ = ["order_scores", "local_scores"]
 
@@ -35,21 +35,21 @@ def _coefficient_terms(coef, se2, inside, prior_logit: float, tau2: float):
     """
     coef2 = coef * coef
     ratio = tau2 / se2
-    log_bf = 0.5 * (coef2 * ratio / (se2 + tau2) - np.log1p(ratio))  # 1/se2 - 1/(se2 + tau2)
-    logit = np.clip(prior_logit + log_bf, -30.0, 30.0)
-    odds = np.exp(logit)
+    log_bf = 0.5 * (coef2 * ratio / (se2 + tau2) - torch.log1p(ratio))  # 1/se2 - 1/(se2 + tau2)
+    logit = (prior_logit + log_bf).clamp(-30.0, 30.0)
+    odds = torch.exp(logit)
     q = odds / (1.0 + odds)
-    kl_weight = 0.5 * ((se2 + coef2) / tau2 - 1.0 + np.log(ratio))
+    kl_weight = 0.5 * ((se2 + coef2) / tau2 - 1.0 + torch.log(ratio))
     # KL(Bernoulli(q) || Bernoulli(q0)) = q (l - l0) + log(1 - q) - log(1 - q0), and
     # log(1 - q) = -log(1 + e^l): safe for |l| <= 30
-    kl_edge = q * (logit - prior_logit) - np.log1p(odds) + math.log1p(math.exp(prior_logit))
+    kl_edge = q * (logit - prior_logit) - torch.log1p(odds) + math.log1p(math.exp(prior_logit))
     return q * inside, inside * (q * kl_weight + kl_edge)
 
 
 def _order_terms(cov, n, orders, prior_logit, tau2, equal_noise=False, refit=False, start=0):
     """Per position ``start..d-1`` of each order ``(S, d)``: expected RSS/n and KL penalty of the
     node there, ``(S, d - start)`` each, and the factors of :func:`_position_regressions`
-    ``(c, inv_prev, resid, l_inv, unit)`` of all positions (numpy arrays).
+    ``(c, inv_prev, resid, l_inv, unit)`` of all positions (float64 tensors).
 
     ``refit=False``: every coefficient is kept with probability ``alpha`` at its
     least-squares value, the others fixed (the mean-field ELBO at the start).
@@ -60,10 +60,10 @@ def _order_terms(cov, n, orders, prior_logit, tau2, equal_noise=False, refit=Fal
     d = orders.shape[-1]
     eye, forward = _triangles(d)
     c, coef, inv_prev, resid, l_inv, unit = _position_regressions(cov, orders)
-    noise = np.broadcast_to(resid.mean(-1, keepdims=True), resid.shape) if equal_noise else resid
+    noise = resid.mean(-1, keepdim=True).expand(resid.shape) if equal_noise else resid
     cols = slice(start, None)
     coef, inv_cols, inside = coef[..., cols], inv_prev[..., cols], forward[:, cols]
-    se2 = np.maximum(inv_cols * (noise[:, None, cols] / n), 1e-12)
+    se2 = (inv_cols * (noise[:, None, cols] / n)).clamp_min(1e-12)
     alpha, penalty = _coefficient_terms(coef, se2, inside, prior_logit, tau2)
     if refit:
         rss = resid[:, cols] + _shrinkage_cost(coef, se2, inv_cols, alpha, inside).sum(-2)
@@ -71,9 +71,9 @@ def _order_terms(cov, n, orders, prior_logit, tau2, equal_noise=False, refit=Fal
         b = alpha * coef
         var = alpha * (coef * coef + se2) - b * b
         mean = eye[:, cols] - b  # column j: coefficients of node j's residual
-        x2 = np.diagonal(c, axis1=-2, axis2=-1)[..., None]
-        rss = (mean * _matmul(c, mean)).sum(-2) + (var * x2).sum(-2)
-    return np.maximum(rss, 1e-12), penalty.sum(-2), (c, inv_prev, resid, l_inv, unit)
+        x2 = torch.diagonal(c, dim1=-2, dim2=-1)[..., None]
+        rss = (mean * (c @ mean)).sum(-2) + (var * x2).sum(-2)
+    return rss.clamp_min(1e-12), penalty.sum(-2), (c, inv_prev, resid, l_inv, unit)
 
 
 def _shrinkage_cost(coef, se2, inv_prev, alpha, inside):
@@ -85,11 +85,11 @@ def _shrinkage_cost(coef, se2, inv_prev, alpha, inside):
     where ``inside`` is (there ``coef`` and ``alpha`` are zero too).
     """
     cost = (1 - alpha) * coef * coef + alpha * se2
-    return inside * cost / np.maximum(inv_prev, 1e-300)
+    return inside * cost / inv_prev.clamp_min(1e-300)
 
 
 def _node_score(rss, penalty, n):
-    return -0.5 * n * (np.log(rss) + 1.0 + math.log(2 * math.pi)) - penalty
+    return -0.5 * n * (torch.log(rss) + 1.0 + math.log(2 * math.pi)) - penalty
 
 
 def order_scores(
@@ -105,31 +105,36 @@ def order_scores(
     """Approximate log evidence of orders ``(S, d)`` at the least-squares start: ``(S,)``.
 
     For every order each node is regressed on all its predecessors (batched
-    Cholesky, as in :func:`_regressions_in_order`), each coefficient is kept
-    with probability ``sigmoid(prior log-odds + log Bayes factor)``, and the
-    collapsed ELBO of that variational distribution is returned with the noise
+    Cholesky, as in :func:`~pyrostruct.causal.regressions.regressions_in_order`),
+    each coefficient is kept with probability ``sigmoid(prior log-odds + log Bayes
+    factor)``, and the collapsed ELBO of that variational distribution is returned with the noise
     profiled: ``sum_j -n/2 (log E[RSS_j]/n + 1 + log 2 pi) - sum alpha
     KL(weight) - sum KL(edge)``. It rewards orders whose minimal I-map is sparse
     (the sparsest-permutation principle, Raskutti & Uhler 2018); ``O(S d^3)``.
     """
     tau2 = weight_prior_scale**2
-    cov, orders = np.asarray(cov, dtype=np.float64), np.asarray(orders, dtype=np.int64)
-    rss, penalty, _ = _order_terms(cov, n, orders, prior_logit, tau2, equal_noise, refit)
-    if equal_noise:
-        d = orders.shape[-1]
-        ll = -0.5 * n * d * (np.log(rss.mean(-1)) + 1.0 + math.log(2 * math.pi))
-        return torch.from_numpy(ll - penalty.sum(-1))
-    return torch.from_numpy(_node_score(rss, penalty, n).sum(-1))
+    cov = torch.as_tensor(np.asarray(cov), dtype=torch.float64)
+    orders = torch.as_tensor(np.asarray(orders), dtype=torch.long)
+    with torch.inference_mode():  # no gradients: skips autograd's per-operation bookkeeping
+        rss, penalty, _ = _order_terms(cov, n, orders, prior_logit, tau2, equal_noise, refit)
+        if equal_noise:
+            d = orders.shape[-1]
+            ll = -0.5 * n * d * (torch.log(rss.mean(-1)) + 1.0 + math.log(2 * math.pi))
+            out = ll - penalty.sum(-1)
+        else:
+            out = _node_score(rss, penalty, n).sum(-1)
+    return out.clone()  # an ordinary tensor
 
 
 def local_scores(cov, n, order, prior_logit, tau2, refit=False, start=0, regimes=None):
-    """Local scores (numpy) of one order (node ``order[k]``'s term given ``order[:k]``), for
+    """Local scores (a tensor) of one order (node ``order[k]``'s term given ``order[:k]``), for
     the positions ``start..d-1``, and the factors of :func:`_order_terms`.
 
     ``regimes`` maps an intervened node to ``(cov, n)`` of the rows where it is not
-    intervened (:func:`regime_covariances`): its term is scored on those rows alone.
+    intervened (:func:`~pyrostruct.causal.regressions.regime_covariances`): its term is
+    scored on those rows alone.
     """
-    orders = np.asarray([order], dtype=np.int64)
+    orders = torch.tensor([list(order)], dtype=torch.long)
     rss, penalty, factors = _order_terms(
         cov, n, orders, prior_logit, tau2, refit=refit, start=start
     )
@@ -137,7 +142,7 @@ def local_scores(cov, n, order, prior_logit, tau2, refit=False, start=0, regimes
     for k in range(start, len(order)) if regimes else ():
         if order[k] in regimes:
             cov_j, n_j = regimes[order[k]]
-            prefix = np.asarray([order[: k + 1]], dtype=np.int64)
+            prefix = torch.tensor([list(order[: k + 1])], dtype=torch.long)
             rss_j, pen_j, _ = _order_terms(cov_j, n_j, prefix, prior_logit, tau2, refit=refit,
                                            start=k)  # fmt: skip
             scores[k - start] = _node_score(rss_j, pen_j, n_j)[0, 0]

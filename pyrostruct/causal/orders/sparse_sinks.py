@@ -10,6 +10,7 @@ import torch
 __all__ = ["sparse_sinks_order"]
 
 
+@torch.inference_mode()
 def sparse_sinks_order(x: np.ndarray, z_threshold: float = 3.0) -> list[int]:
     """Bottom-up order: the sink is the node with the fewest strong partial correlations.
 
@@ -23,23 +24,22 @@ def sparse_sinks_order(x: np.ndarray, z_threshold: float = 3.0) -> list[int]:
     (then the order is identified only through sparsity), not a consistent
     estimator.
     """
-    x = np.asarray(x, dtype=np.float64)
+    x = torch.as_tensor(np.asarray(x), dtype=torch.float64)
     n, d = x.shape
-    cov = torch.cov(torch.from_numpy(x).T).reshape(d, d)  # torch: no BLAS threads of numpy's
-    precision = torch.linalg.pinv(cov).numpy()
+    precision = torch.linalg.pinv(torch.cov(x.T).reshape(d, d))
     remaining = list(range(d))
     sinks = []
     while remaining:
-        scale = np.sqrt(np.clip(np.diag(precision), 1e-300, None))
-        partial = -precision / np.outer(scale, scale)
-        np.fill_diagonal(partial, 0.0)
-        z = np.abs(np.arctanh(np.clip(partial, -0.999999, 0.999999)))
+        scale = torch.diagonal(precision).clamp_min(1e-300).sqrt()
+        partial = -precision / torch.outer(scale, scale)
+        partial.fill_diagonal_(0.0)
+        z = torch.atanh(partial.clamp(-0.999999, 0.999999)).abs()
         z *= math.sqrt(max(n - len(remaining) - 1, 1))
-        strength = (z > z_threshold).sum(1) + 1e-3 * np.minimum(z, z_threshold).sum(1)
-        k = int(np.argmin(strength))
+        strength = (z > z_threshold).sum(1) + 1e-3 * z.clamp_max(z_threshold).sum(1)
+        k = int(torch.argmin(strength))
         sinks.append(remaining.pop(k))
-        keep = np.arange(len(precision)) != k
-        precision = precision[np.ix_(keep, keep)] - np.outer(
+        keep = torch.arange(len(precision)) != k
+        precision = precision[keep][:, keep] - torch.outer(
             precision[keep, k], precision[k, keep]
-        ) / max(precision[k, k], 1e-300)
+        ) / max(float(precision[k, k]), 1e-300)
     return sinks[::-1]
