@@ -468,3 +468,63 @@ def test_a_callback_returning_true_stops_training_early():
     )
     assert seen == list(range(10))
     assert len(result.elbo_trace) == 10
+
+
+def test_a_new_sem_plugs_in_without_editing_the_pipeline():
+    """Issue 17: discover wrote into the linear and MLP SEMs' internals and switched on their
+    types; a SEM now starts itself from the data (``initialize``), reports its own edge
+    strengths and says whether only the equivalence class is identified."""
+    from pyrostruct.causal.sem import StructuralEquationModel
+
+    class ShiftSEM(StructuralEquationModel):
+        """Unit-variance Gaussian mechanisms x_j = shift_j + sum of parents."""
+
+        def __init__(self, d):
+            super().__init__(d)
+            self.shift = torch.nn.Parameter(torch.zeros(d))
+            self.seen = None
+
+        def initialize(self, data):
+            self.seen = data.clone()
+            with torch.no_grad():
+                self.shift.copy_(data.mean(0))
+
+        def edge_strengths(self, columns):
+            return torch.full((self.num_nodes, self.num_nodes), 7.0)
+
+        def node_log_prob(self, data, adjacency):
+            mean = data @ adjacency + self.shift
+            return torch.distributions.Normal(mean, 1.0).log_prob(data)
+
+    ds = datasets.make_dataset(d=4, n=120, seed=0)
+    sem = ShiftSEM(4)
+    result = discover(ds.data, sem=sem, steps=3, init_order="random", num_samples=10)
+    x = ds.data.to_numpy()
+    standardized = (x - x.mean(0)) / x.std(0)
+    np.testing.assert_allclose(sem.seen.numpy(), standardized, atol=1e-5)
+    assert result.weights.tolist() == (7.0 * (1 - np.eye(4))).tolist()
+    assert not result.equivalence_class  # the default of a SEM that says nothing
+    assert result.metadata["sem"] == "ShiftSEM"
+
+
+def test_settings_are_checked_once_and_frozen():
+    import dataclasses
+
+    from pyrostruct.causal.settings import Settings
+
+    args = dict(
+        n=100, d=5, sem="linear", dag="order", steps=None, estimator=None, seed=0,
+        standardize=True, noise="nonequal", expected_edges=None, lr=None, num_particles=8,
+        batch_size=None, temperature=(1.0, 0.2), init_order=None, hidden=10,
+        weight_prior="pmom", threshold=0.5, average_equivalent=None, num_samples=100,
+        checkpoint_every=50,
+    )  # fmt: skip
+    settings = Settings.create(**args)
+    assert (settings.estimator, settings.steps, settings.lr) == ("analytic", 500, 0.1)
+    assert settings.init_order == "greedy-sparsest" and settings.expected_edges == 5.0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.steps = 3
+    with pytest.raises(InputError, match="init_order must be a permutation"):
+        Settings.create(**{**args, "init_order": [0, 1, 2, 3, 3]})
+    with pytest.raises(InputError, match="estimator='analytic' needs the linear SEM"):
+        Settings.create(**{**args, "sem": "mlp", "estimator": "analytic"})
