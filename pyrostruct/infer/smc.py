@@ -47,6 +47,11 @@ proposal (with ``num_repeats=1`` there are only random-walk steps). Particles ar
 vectorized with an outer particle plate when the model broadcasts over one,
 else with :func:`torch.func.vmap` (the ``locs[z]`` idiom), as in
 :mod:`pyrostruct.infer.evidence`; never one by one.
+
+The module is longer than 500 lines because the sampler, its vectorized
+model evaluation and prior draws, and its two move kernels share private
+state (the latent-site maps, the chosen vectorization) and are used nowhere
+else; split them if a second sampler needs them.
 """
 
 from __future__ import annotations
