@@ -211,13 +211,22 @@ class Report:
         return "\n".join(parts)
 
     def write(self, headline: str = "", directory: Path | None = None) -> Path:
-        """Print the table and write it atomically to ``results/<name>[-quick].md``."""
+        """Print the table and write it atomically to ``results/<name>[-quick].md``.
+
+        A hand-written section of the old file that starts with a ``## Notes``
+        heading (notes on earlier measurements) is kept, at the end.
+        """
         text = self.render(headline)
         print(text)
         directory = Path(directory) if directory is not None else RESULTS_DIR
         directory.mkdir(parents=True, exist_ok=True)
         suffix = "-quick" if self.quick else ""
         path = directory / f"{self.name}{suffix}.md"
+        if path.exists():
+            old = path.read_text()
+            at = old.find("\n## Notes")
+            if at >= 0:
+                text = text.rstrip("\n") + "\n" + old[at:]
         tmp = path.with_suffix(".md.tmp")
         tmp.write_text(text)
         os.replace(tmp, path)

@@ -61,3 +61,14 @@ def test_markdown_table_and_report_file(tmp_path):
     assert "**ratio 3x**" in text
     assert "torch" in text and "cores" in text
     assert "python benchmarks/unit.py --quick" in text
+
+
+def test_rewriting_a_report_keeps_its_hand_written_notes(tmp_path):
+    report = harness.Report("unit", quick=False, command="python benchmarks/unit.py")
+    report.add_row({"d": 10})
+    path = report.write(directory=tmp_path)
+    path.write_text(path.read_text() + "\n## Notes moved from docstrings\n\n- a note\n")
+    report.write(directory=tmp_path)
+    text = path.read_text()
+    assert text.count("| d |") == 1
+    assert text.endswith("## Notes moved from docstrings\n\n- a note\n")
