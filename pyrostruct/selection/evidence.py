@@ -1,9 +1,11 @@
 """The final evidence of a fitted candidate, from all its restarts.
 
 The ELBO of the kept restart's guide (symmetrized over label permutations
-when the model is invariant under them) and the IWAE bound with every fitted
-restart's guide as a stratified mixture proposal (:func:`_mixture_iwae`);
-the estimators themselves are :mod:`pyrostruct.infer.evidence`'s.
+when the model is invariant under them), the IWAE bound with every fitted
+restart's guide as a stratified mixture proposal (:func:`_mixture_iwae`), and
+for small models the guide-free tempered SMC estimate (:func:`_smc`); the
+estimators themselves are :mod:`pyrostruct.infer.evidence`'s and
+:mod:`pyrostruct.infer.smc`'s.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pyrostruct.infer.evidence import (
     elbo_estimate,
     iwae_estimate,
 )
+from pyrostruct.infer.smc import smc_affordable, smc_estimate
 from pyrostruct.selection.candidates import _Context
 from pyrostruct.selection.symmetry import _find_label_symmetry, _MeanField, _mixture_correction
 
@@ -74,7 +77,30 @@ def _evidence(ctx: _Context, payload: dict, model, guide, mpn: int, others=()) -
                 )
                 out["iwae"], out["iwae_se"], out["ess"] = iw.value, iw.se, iw.ess
                 out["iwae_restarts"] = 1
+    if payload["final"] and payload.get("smc"):
+        out.update(_smc(ctx, model, mpn))
     return out
+
+
+def _smc(ctx: _Context, model, mpn: int) -> dict:
+    """The guide-free SMC estimate of a small candidate, or why it was not computed.
+
+    :func:`~pyrostruct.infer.smc.smc_estimate` with ``ctx.smc_particles``
+    particles in 8 independent runs (fewer runs make its standard error
+    unreliable), for models :func:`~pyrostruct.infer.smc.smc_affordable` accepts.
+    """
+    reason = smc_affordable(model, *ctx.args, max_plate_nesting=mpn, **ctx.kwargs)
+    if reason is not None:
+        return {"smc_skipped": reason}
+    est = smc_estimate(
+        model,
+        *ctx.args,
+        num_particles=ctx.smc_particles,
+        num_repeats=8,
+        max_plate_nesting=mpn,
+        **ctx.kwargs,
+    )
+    return {"smc": est.value, "smc_se": est.se}
 
 
 def _mixture_iwae(ctx: _Context, model, restarts: list, symmetry, mpn: int) -> dict:

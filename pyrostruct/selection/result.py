@@ -26,8 +26,9 @@ class SelectionResult:
 
     :ivar pandas.DataFrame table: one row per candidate, sorted as given:
         ``candidate``, ``elbo``, ``elbo_se``, ``iwae``, ``iwae_se``, ``ess`` (of
-        the IWAE weights), ``log_evidence`` (the bound used: IWAE when computed,
-        else ELBO), ``log_evidence_se``, ``log_prior``, ``log_posterior_prob``,
+        the IWAE weights), ``smc``, ``smc_se`` (the guide-free SMC estimate, NaN
+        for candidates too large for it), ``log_evidence`` (the estimate used,
+        ``evidence_method``), ``log_evidence_se``, ``log_prior``, ``log_posterior_prob``,
         ``posterior_prob``, ``fit_seconds``, ``steps`` (SVI steps run, all
         restarts), ``best_restart`` and ``status`` (``"fitted"``, ``"dropped at
         step N"`` by successive halving (a dropped candidate's evidence is its
@@ -48,6 +49,11 @@ class SelectionResult:
     :ivar dict failures: candidate name -> the error it raised
         (``"TypeError: ..."``), for the candidates that failed
         (``select(on_error="keep")``).
+    :ivar str evidence_method: the estimate behind ``log_evidence`` and the
+        posterior probabilities: ``"smc"`` when every fitted candidate has one,
+        else ``"iwae"`` when computed, else ``"elbo"``.
+    :ivar dict smc_skipped: candidate name -> why it got no SMC estimate (too many
+        latent dimensions or observed values, or a model SMC cannot take).
     """
 
     def __init__(self, table: pd.DataFrame, fits: dict, savings: dict, evidence: tuple, names=None):
@@ -60,6 +66,8 @@ class SelectionResult:
         self.not_vectorized: dict = {}
         self.restart_elbos: dict = {}
         self.failures: dict = {}
+        self.smc_skipped: dict = {}
+        self.evidence_method: str = "iwae"
 
     @classmethod
     def _from_fits(
@@ -68,7 +76,13 @@ class SelectionResult:
         from pyrostruct.selection.candidates import FittedCandidate
 
         rows, fits = [], {}
-        use = "iwae" if "iwae" in evidence else "elbo"
+        live_rows = [
+            state[k] for k in state if k in alive and state[k].get("chosen")
+        ]  # the kept restart of each fitted candidate
+        if "smc" in evidence and live_rows and all("smc" in st for st in live_rows):
+            use = "smc"
+        else:
+            use = "iwae" if "iwae" in evidence else "elbo"
         for i, (name, cand) in enumerate(cands):
             keys = [k for k in state if k[0] == i]
             if name in failures:
@@ -85,9 +99,11 @@ class SelectionResult:
                 "iwae": st.get("iwae", math.nan) if live else math.nan,
                 "iwae_se": st.get("iwae_se", math.nan) if live else math.nan,
                 "ess": st.get("ess", math.nan) if live else math.nan,
+                "smc": st.get("smc", math.nan) if live else math.nan,
+                "smc_se": st.get("smc_se", math.nan) if live else math.nan,
             }
-            if live and use == "iwae":
-                row["log_evidence"], row["log_evidence_se"] = row["iwae"], row["iwae_se"]
+            if live and use in ("iwae", "smc"):
+                row["log_evidence"], row["log_evidence_se"] = row[use], row[f"{use}_se"]
             else:
                 row["log_evidence"], row["log_evidence_se"] = row["elbo"], row["elbo_se"]
             row["fit_seconds"] = sum(state[k]["seconds"] for k in keys)
@@ -123,6 +139,8 @@ class SelectionResult:
             "iwae",
             "iwae_se",
             "ess",
+            "smc",
+            "smc_se",
             "log_evidence",
             "log_evidence_se",
             "log_prior",
@@ -135,6 +153,7 @@ class SelectionResult:
         ]
         result = cls(table[order], fits, savings, tuple(evidence), [n for n, _ in cands])
         result.failures = dict(failures)
+        result.evidence_method = use
         return result
 
     # ------------------------------------------------------------------ queries

@@ -237,5 +237,6 @@ def _payload(i, r, start, stop, final, evidence, state, vectorized=None) -> dict
         "stop": stop,
         "final": final,
         "iwae": "iwae" in evidence,
+        "smc": "smc" in evidence,
         "state": state,
     }

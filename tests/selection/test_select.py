@@ -50,6 +50,10 @@ def test_conjugate_evidence_within_error_of_exact(prior_scale_result, conjugate,
         assert exact - row.elbo < 0.1
         assert abs(row.iwae - exact) < 3 * row.iwae_se + 5e-3
         assert row.iwae >= row.elbo - 3 * math.hypot(row.elbo_se, row.iwae_se)
+        assert abs(row.smc - exact) < 4 * row.smc_se + 0.02  # guide-free, small model
+        assert row.log_evidence == row.smc
+    assert prior_scale_result.evidence_method == "smc"
+    assert prior_scale_result.smc_skipped == {}
     # the data (mean ~2) support scale 1-10; a tiny scale is strongly disfavoured
     assert prior_scale_result.best in (1.0, 10.0)
     probs = prior_scale_result.posterior_probs
@@ -58,6 +62,25 @@ def test_conjugate_evidence_within_error_of_exact(prior_scale_result, conjugate,
     exact_post = np.array([exact_fn(normal_data, s) for s in [0.1, 1.0, 10.0, 100.0]])
     exact_post = np.exp(exact_post - np.logaddexp.reduce(exact_post))
     assert np.allclose(probs.to_numpy(), exact_post, atol=0.03)
+
+
+def test_smc_is_skipped_with_a_reason_for_large_data_and_iwae_ranks(conjugate):
+    make, _ = conjugate
+    y = torch.randn(300, generator=torch.Generator().manual_seed(1))  # > 200 observed values
+    r = select({"a": make(1.0), "b": make(5.0)}, y, steps=100, num_restarts=1, **FAST)
+    assert r.evidence_method == "iwae"
+    assert r.smc_skipped == {n: "300 observed values (SMC is used up to 200)" for n in "ab"}
+    assert r.table.smc.isna().all()
+    assert (r.table.log_evidence == r.table.iwae).all()
+
+
+def test_evidence_without_smc_ranks_by_iwae(conjugate, normal_data):
+    make, _ = conjugate
+    r = select({"a": make(1.0)}, normal_data, steps=50, num_restarts=1, evidence=("elbo", "iwae"),
+               **FAST)  # fmt: skip
+    assert r.evidence_method == "iwae" and r.table.smc.isna().all()
+    with pytest.raises(InputError, match="evidence must be a subset"):
+        select({"a": make(1.0)}, normal_data, evidence=("elbo", "ais"))
 
 
 def test_table_columns_and_types(prior_scale_result):
@@ -116,7 +139,7 @@ def test_tie_warning_names_integer_candidates_as_the_user_wrote_them(conjugate, 
     make, _ = conjugate
     r = select({1: make(1.0), 2: make(1.0)}, normal_data, steps=100, num_restarts=1, **FAST)
     with pytest.warns(AmbiguousSelectionWarning, match=r"candidates [12] and [12] differ"):
-        r.posterior_probs  # not "np.int64(1)"
+        _ = r.posterior_probs  # not "np.int64(1)"
 
 
 def test_prior_shifts_posterior_probs(conjugate, normal_data):

@@ -191,19 +191,18 @@ def test_no_label_symmetry_without_exchangeable_components():
 def test_select_on_the_tutorial_gmm_matches_the_exact_posterior_over_k():
     exact = np.array([exact_tutorial_log_evidence(K) for K in range(1, 5)])
     exact_probs = np.exp(exact - np.logaddexp.reduce(exact))
-    # 8 restarts (vectorized by vmap) reach several clusterings of the 5 points, and
-    # 1000 IWAE particles spread over the restarts' mixture proposal
-    result = select(
-        {K: tutorial_gmm(K) for K in range(1, 5)}, TUTORIAL_DATA, num_restarts=8,
-        iwae_particles=1000, seed=0,
-    )  # fmt: skip
+    # defaults: the bounds of the mean-field guides fall 0.2-1.2 nats short on these 5
+    # points (several clusterings, label switching); the guide-free SMC estimate does not
+    result = select({K: tutorial_gmm(K) for K in range(1, 5)}, TUTORIAL_DATA, seed=0)
     probs = result.posterior_probs.to_numpy()
     assert np.abs(probs - exact_probs).max() < 0.1, (probs, exact_probs)
     assert int(np.argmin(probs)) == 0  # K = 1 ranked last
     assert all(result.data_init.values())
     assert result.symmetrized == {1: False, 2: True, 3: True, 4: True}
     assert all(result.vectorized_restarts.values())
-    assert set(result.iwae_restarts.values()) - {1} and max(result.iwae_restarts.values()) <= 8
+    assert result.evidence_method == "smc"
+    error = np.abs(result.table.smc.to_numpy() - exact)
+    assert (error < 0.15).all(), (result.table.smc, exact)
 
 
 # --- the restarts' guides as one mixture proposal --------------------------------------------
