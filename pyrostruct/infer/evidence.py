@@ -35,7 +35,7 @@ ways that works for the model:
    acts on the leftmost dim, which a particle plate would occupy). Under
    ``vmap`` each particle sees unbatched values, so any per-particle model
    code is computed exactly; Pyro's enumeration and tensor contraction run
-   through vmap-safe twins (:class:`_VmapEnumMessenger`, :class:`_VmapLogRing`);
+   through vmap-safe twins (:class:`VmapEnumMessenger`, :class:`VmapLogRing`);
 3. a Python loop over particles, with one :class:`VectorizationWarning` that
    says why (``vectorize=False`` forces the loop, without warning).
 """
@@ -52,12 +52,19 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from pyro.infer.enum import get_importance_trace
-from pyro.infer.traceenum_elbo import _compute_model_factors
-from pyro.ops.contract import contract_to_tensor
-from pyro.ops.rings import LogRing
 from pyro.poutine.enum_messenger import EnumMessenger
 from pyro.poutine.util import site_is_subsample
+
+from pyrostruct._pyro_compat import (
+    VmapEnumMessenger,
+    VmapLogRing,
+    compute_model_factors,
+    contract_to_tensor,
+    get_importance_trace,
+    get_rng_state,
+    packed_dims,
+    set_rng_state,
+)
 
 __all__ = [
     "EvidenceEstimate",
@@ -79,57 +86,6 @@ class LowESSWarning(UserWarning):
 
 class VectorizationWarning(UserWarning):
     """Particles could not be vectorized; they are computed one by one (slow)."""
-
-
-class _VmapEnumMessenger(EnumMessenger):
-    """:class:`~pyro.poutine.enum_messenger.EnumMessenger` that runs under :func:`torch.func.vmap`.
-
-    Pyro's messenger reads ``value.data.shape`` after each sample site, which
-    ``vmap`` forbids; this reads ``value.shape`` (the same shape) instead.
-    """
-
-    def _pyro_post_sample(self, msg) -> None:
-        value = msg["value"]
-        if value is None or not hasattr(msg["fn"], "event_dim"):
-            return
-        shape = value.shape[: value.dim() - msg["fn"].event_dim]
-        dim_to_id = msg["infer"].setdefault("_dim_to_id", {})
-        dim_to_id.update(self._param_dims.get(msg["name"], {}))
-        self._value_dims[msg["name"]] = {
-            dim: id_ for dim, id_ in dim_to_id.items() if len(shape) >= -dim and shape[dim] > 1
-        }
-
-
-def _align(term, all_dims: str) -> torch.Tensor:
-    """A packed tensor permuted and unsqueezed to the (sorted) packed dims ``all_dims``."""
-    if not torch.is_tensor(term):
-        return torch.as_tensor(term)
-    dims = getattr(term, "_pyro_dims", "")
-    order = sorted(range(len(dims)), key=lambda i: dims[i])
-    if order != list(range(len(dims))):
-        term = term.permute(order)
-    present = "".join(sorted(dims))
-    return term.reshape([term.shape[present.index(d)] if d in present else 1 for d in all_dims])
-
-
-class _VmapLogRing(LogRing):
-    """:class:`~pyro.ops.rings.LogRing` whose sum-product runs under :func:`torch.func.vmap`.
-
-    Pyro's log-space einsum calls an ``autograd.Function`` without
-    ``setup_context``, which ``vmap`` refuses; here the terms are broadcast,
-    added and log-sum-exp'd over the summed dims (same result, more memory
-    for many-term contractions).
-    """
-
-    def sumproduct(self, terms, dims):
-        all_dims = "".join(sorted(set("".join(t._pyro_dims for t in terms))))
-        total = _align(terms[0], all_dims)
-        for term in terms[1:]:
-            total = total + _align(term, all_dims)
-        summed = [i for i, d in enumerate(all_dims) if d in dims]
-        total = total.logsumexp(summed) if summed else total.clone()
-        total._pyro_dims = "".join(d for d in all_dims if d not in dims)
-        return total
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,16 +159,25 @@ def _guess_max_plate_nesting(model, guide, args, kwargs) -> int:
     return max(dims, default=0)
 
 
-def _sum_to(packed_tensor: torch.Tensor, keep: str | None) -> torch.Tensor:
-    """Sum a packed log-prob tensor over all its dims except ``keep`` (a plate symbol)."""
-    if not torch.is_tensor(packed_tensor):
-        return torch.as_tensor(packed_tensor)
-    dims = getattr(packed_tensor, "_pyro_dims", "")
-    if keep is not None and keep in dims:
-        pos = dims.index(keep)
-        other = [i for i in range(packed_tensor.dim()) if i != pos]
-        return packed_tensor.sum(other) if other else packed_tensor
-    return packed_tensor.sum()
+def _keep_dims(term, keep: tuple, shape: tuple) -> torch.Tensor:
+    """Sum a packed log-prob tensor over every dim but the plate symbols ``keep``, in that order.
+
+    A term constant along a kept plate counts once for every index of it (it is
+    expanded to ``shape``).
+    """
+    if not torch.is_tensor(term):
+        term = torch.as_tensor(term)
+    dims = packed_dims(term)
+    present = [s for s in dims if s in keep]
+    other = [i for i, s in enumerate(dims) if s not in keep]
+    if other:
+        term = term.sum(other)
+    for s in keep:
+        if s not in present:
+            term = term.unsqueeze(-1)
+            present.append(s)
+    term = term.permute([present.index(s) for s in keep]) if len(keep) > 1 else term
+    return term.expand(shape)
 
 
 def _log_weights_once(
@@ -226,11 +191,16 @@ def _log_weights_once(
     vmap_safe=False,
     detach=True,
     split_sites=None,
+    keep_plates=None,
 ):
     """One run of guide and model; returns log weights of shape (num_particles,) or ().
 
-    ``vmap_safe`` uses the enumeration messenger and contraction ring that run
-    under :func:`torch.func.vmap`; ``detach=False`` keeps the autograd graph.
+    ``keep_plates`` (``{plate name: size}``, plates the model and guide already
+    run in, counted in ``max_plate_nesting``) are kept as trailing dims of the
+    result, which is then of shape ``(num_particles, *sizes)`` (restarts fitted
+    in one batch, :mod:`pyrostruct.selection.restarts`). ``vmap_safe`` uses the
+    enumeration messenger and contraction ring that run under
+    :func:`torch.func.vmap`; ``detach=False`` keeps the autograd graph.
     With ``split_sites`` (model site names), returns ``(log_weights, part)``
     where ``part`` is the model's log density at those sites alone, of the same
     shape (the sites must not depend on enumerated ones).
@@ -247,7 +217,7 @@ def _log_weights_once(
             return wrapped
 
         model, guide = wrap(model), wrap(guide)
-    enum = _VmapEnumMessenger if vmap_safe else EnumMessenger
+    enum = VmapEnumMessenger if vmap_safe else EnumMessenger
     guide = enum(first_available_dim=-1 - nesting)(guide)
     model = enum()(model)  # continues the enumeration dims after the guide's
     model_trace, guide_trace = get_importance_trace("flat", nesting, model, guide, args, kwargs)
@@ -255,28 +225,31 @@ def _log_weights_once(
         trace.append(guide_trace)
     guide_trace.pack_tensors()
     model_trace.pack_tensors(guide_trace.plate_to_symbol)
-    keep = guide_trace.plate_to_symbol.get(_PARTICLES) if vectorized else None
-    marginal_costs, log_factors, _, sum_dims, scale = _compute_model_factors(
+    symbols = model_trace.plate_to_symbol
+    kept = {**({_PARTICLES: num_particles} if vectorized else {}), **(keep_plates or {})}
+    keep = tuple(symbols[name] for name in kept)
+    shape = tuple(kept.values())
+    marginal_costs, log_factors, _, sum_dims, scale = compute_model_factors(
         model_trace, guide_trace
     )
-    total = torch.zeros(num_particles if vectorized else ())
+    total = torch.zeros(shape)
     for terms in marginal_costs.values():
         for term in terms:
-            total = total + _sum_to(term, keep)
+            total = total + _keep_dims(term, keep, shape)
     if log_factors:
-        target = frozenset({keep}) if keep is not None else frozenset()
+        target = frozenset(keep)
         # contract_to_tensor needs every factor's ordinal to contain the target ordinal
         tree = OrderedDict((t | target, terms) for t, terms in log_factors.items())
-        ring = _VmapLogRing() if vmap_safe else None
+        ring = VmapLogRing() if vmap_safe else None
         contracted = contract_to_tensor(tree, sum_dims, target_ordinal=target, ring=ring)
-        total = total + scale * _sum_to(contracted, keep)
+        total = total + scale * _keep_dims(contracted, keep, shape)
     for site in guide_trace.nodes.values():
         if site["type"] == "sample":
-            total = total - _sum_to(site["packed"]["log_prob"], keep)
+            total = total - _keep_dims(site["packed"]["log_prob"], keep, shape)
     if split_sites is not None:
-        part = torch.zeros(num_particles if vectorized else ())
+        part = torch.zeros(shape)
         for name in split_sites:
-            part = part + _sum_to(model_trace.nodes[name]["packed"]["log_prob"], keep)
+            part = part + _keep_dims(model_trace.nodes[name]["packed"]["log_prob"], keep, shape)
         return (total.detach(), part.detach()) if detach else (total, part)
     return total.detach() if detach else total
 
@@ -288,9 +261,9 @@ def _guide_draws(guide, args, kwargs, max_plate_nesting, num_particles):
     carry the particle dim in front of their plain shape (Pyro's autoguides
     do), else once per particle.
     """
-    rng = pyro.util.get_rng_state()
+    rng = get_rng_state()
     template = poutine.trace(guide).get_trace(*args, **kwargs)  # shapes only: same draws after
-    pyro.util.set_rng_state(rng)
+    set_rng_state(rng)
     names = [
         n
         for n, site in template.nodes.items()
@@ -441,10 +414,10 @@ def log_importance_weights(
         )
     shapes = None
     if guide_correction is not None:
-        rng = pyro.util.get_rng_state()
+        rng = get_rng_state()
         with poutine.block():
             template = poutine.trace(guide).get_trace(*args, **kwargs)
-        pyro.util.set_rng_state(rng)
+        set_rng_state(rng)
         shapes = {n: s["value"].shape for n, s in template.nodes.items() if s["type"] == "sample"}
     chunks, done = [], 0
     while done < num_particles:
@@ -489,7 +462,7 @@ def vectorization_method(
     """
     if max_plate_nesting is None:
         max_plate_nesting = _guess_max_plate_nesting(model, guide, args, kwargs)
-    rng = pyro.util.get_rng_state()
+    rng = get_rng_state()
     try:
         with poutine.block():
             if _vectorization_ok(model, guide, args, kwargs, max_plate_nesting):
@@ -505,7 +478,7 @@ def vectorization_method(
                 return "loop", f"vmap gave log weights of shape {tuple(lw.shape)}, not (2,)"
             return "vmap", "the model does not broadcast over a particle plate"
     finally:
-        pyro.util.set_rng_state(rng)
+        set_rng_state(rng)
 
 
 def elbo_estimate(

@@ -67,6 +67,7 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import biject_to
 
+from pyrostruct._pyro_compat import get_rng_state, set_rng_state
 from pyrostruct.errors import InputError
 from pyrostruct.infer.evidence import (
     _PARTICLES,
@@ -316,7 +317,7 @@ def _draw_prior(model, args, kwargs, latents, max_plate_nesting, num, method):
         with pyro.plate(_PARTICLES, num, dim=-(max_plate_nesting + 1)):
             return model(*a, **k)
 
-    rng = pyro.util.get_rng_state()
+    rng = get_rng_state()
     try:
         recorder = record(in_plate)
         values = {n: v.reshape(num, *latents.shapes[n]) for n, v in recorder.values.items()}
@@ -330,7 +331,7 @@ def _draw_prior(model, args, kwargs, latents, max_plate_nesting, num, method):
             return values
     except _VECTORIZE_ERRORS:
         pass
-    pyro.util.set_rng_state(rng)
+    set_rng_state(rng)
 
     def one(_):
         vals = record(model).values

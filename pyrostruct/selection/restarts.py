@@ -11,7 +11,6 @@ of the two works, or why neither does.
 from __future__ import annotations
 
 import warnings
-from collections import OrderedDict
 
 import pyro
 import pyro.distributions as dist
@@ -26,11 +25,7 @@ from pyro.infer.autoguide.initialization import (
 from pyro.poutine.util import site_is_subsample
 
 from pyrostruct._pyro_compat import (
-    compute_model_factors,
-    contract_to_tensor,
-    get_importance_trace,
     get_rng_state,
-    packed_dims,
     set_rng_state,
 )
 from pyrostruct.errors import InputError
@@ -49,7 +44,6 @@ from pyrostruct.selection.candidates import (
 _RESTARTS = "_pyrostruct_restarts"
 
 
-_PARTICLES = "_pyrostruct_restart_particles"
 
 
 _VECTORIZED_STREAM = 1_000_003  # seeds of vectorized tasks, apart from per-restart ones
@@ -73,23 +67,6 @@ def _in_plate(fn, name, size, dim):
     return wrapped
 
 
-def _keep_dims(term, keep: tuple, shape: tuple) -> torch.Tensor:
-    """Sum a packed log-prob tensor over every dim but the plate symbols ``keep``, in that order."""
-    if not torch.is_tensor(term):
-        term = torch.as_tensor(term)
-    dims = packed_dims(term)
-    present = [s for s in dims if s in keep]
-    other = [i for i, s in enumerate(dims) if s not in keep]
-    if other:
-        term = term.sum(other)
-    for s in keep:  # a term constant along a kept plate counts once for every index of it
-        if s not in present:
-            term = term.unsqueeze(-1)
-            present.append(s)
-    term = term.permute([present.index(s) for s in keep]) if len(keep) > 1 else term
-    return term.expand(shape)
-
-
 def _restart_log_weights(
     model, guide, args, kwargs, max_plate_nesting, num_restarts, num_particles=None, detach=True
 ) -> torch.Tensor:
@@ -101,37 +78,21 @@ def _restart_log_weights(
     is a plate of the contraction, so the restarts stay independent). Shape
     ``(num_restarts,)``, or ``(num_particles, num_restarts)`` with an outer plate of
     particles. With a reparameterized guide, ``-sum`` of it is the ELBO loss whose
-    gradient SVI follows.
+    gradient SVI follows. The computation is :mod:`pyrostruct.infer.evidence`'s,
+    with the restart plate kept.
     """
-    nesting = max_plate_nesting + 1
-    if num_particles is not None:
-        nesting += 1
-        model = _in_plate(model, _PARTICLES, num_particles, -nesting)
-        guide = _in_plate(guide, _PARTICLES, num_particles, -nesting)
-    guide = poutine.enum(guide, first_available_dim=-1 - nesting)
-    model = poutine.enum(model)
-    model_trace, guide_trace = get_importance_trace("flat", nesting, model, guide, args, kwargs)
-    guide_trace.pack_tensors()
-    model_trace.pack_tensors(guide_trace.plate_to_symbol)
-    symbols = model_trace.plate_to_symbol
-    keep = ((symbols[_PARTICLES],) if num_particles is not None else ()) + (symbols[_RESTARTS],)
-    shape = ((num_particles,) if num_particles is not None else ()) + (num_restarts,)
-    marginal_costs, log_factors, _, sum_dims, scale = compute_model_factors(
-        model_trace, guide_trace
+    from pyrostruct.infer.evidence import _log_weights_once
+
+    return _log_weights_once(
+        model,
+        guide,
+        args,
+        kwargs,
+        max_plate_nesting + 1,
+        num_particles,
+        detach=detach,
+        keep_plates={_RESTARTS: num_restarts},
     )
-    total = torch.zeros(shape)
-    for terms in marginal_costs.values():
-        for term in terms:
-            total = total + _keep_dims(term, keep, shape)
-    if log_factors:
-        target = frozenset(keep)
-        tree = OrderedDict((t | target, terms) for t, terms in log_factors.items())
-        contracted = contract_to_tensor(tree, sum_dims, target_ordinal=target)
-        total = total + scale * _keep_dims(contracted, keep, shape)
-    for site in guide_trace.nodes.values():
-        if site["type"] == "sample":
-            total = total - _keep_dims(site["packed"]["log_prob"], keep, shape)
-    return total.detach() if detach else total
 
 
 def _restart_init(inits, num_restarts):
