@@ -40,15 +40,23 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# The docstrings' >>> examples run as doctests, in a pytest run of their own: under the
+# suite's --import-mode=importlib, doctests of several modules in one run can import a
+# second copy of a module.
+DOCTEST = --doctest-modules pyrostruct --import-mode=prepend -q -p no:cacheprovider
+
 test: lint
 	$(call run_pytest,-m "not slow" -n 2)
+	$(call run_pytest,$(DOCTEST))
 
 test-all: lint
 	$(call run_pytest,-n 2)
+	$(call run_pytest,$(DOCTEST))
 
 # The fast suite on the lowest versions pyproject.toml allows (CI runs it once).
 test-min: $(STAMP_MIN)
 	$(VENV_MIN)/bin/python -m pytest -m "not slow" -n 2 -p no:cacheprovider
+	$(VENV_MIN)/bin/python -m pytest $(DOCTEST)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
