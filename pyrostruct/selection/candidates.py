@@ -258,4 +258,4 @@ class _Context:
     num_restarts: int = 1
     symmetrize: bool = True
     vmap_restarts: frozenset = frozenset()  # vectorized candidates whose model needs vmap
-    smc_particles: int = 1000
+    smc_particles: int = 500

@@ -20,7 +20,7 @@ from pyrostruct.infer.evidence import (
     elbo_estimate,
     iwae_estimate,
 )
-from pyrostruct.infer.smc import smc_affordable, smc_estimate
+from pyrostruct.infer.smc import smc_estimate
 from pyrostruct.selection.candidates import _Context
 from pyrostruct.selection.symmetry import _find_label_symmetry, _MeanField, _mixture_correction
 
@@ -77,29 +77,30 @@ def _evidence(ctx: _Context, payload: dict, model, guide, mpn: int, others=()) -
                 )
                 out["iwae"], out["iwae_se"], out["ess"] = iw.value, iw.se, iw.ess
                 out["iwae_restarts"] = 1
-    if payload["final"] and payload.get("smc"):
-        out.update(_smc(ctx, model, mpn))
     return out
 
 
 def _smc(ctx: _Context, model, mpn: int) -> dict:
-    """The guide-free SMC estimate of a small candidate, or why it was not computed.
+    """The guide-free SMC estimate of a candidate :func:`~pyrostruct.select` found small enough.
 
     :func:`~pyrostruct.infer.smc.smc_estimate` with ``ctx.smc_particles``
     particles in 8 independent runs (fewer runs make its standard error
-    unreliable), for models :func:`~pyrostruct.infer.smc.smc_affordable` accepts.
+    unreliable). An estimator that fails (too many temperatures, non-finite
+    densities) leaves the candidate fitted, with the reason.
     """
-    reason = smc_affordable(model, *ctx.args, max_plate_nesting=mpn, **ctx.kwargs)
-    if reason is not None:
-        return {"smc_skipped": reason}
-    est = smc_estimate(
-        model,
-        *ctx.args,
-        num_particles=ctx.smc_particles,
-        num_repeats=8,
-        max_plate_nesting=mpn,
-        **ctx.kwargs,
-    )
+    try:
+        est = smc_estimate(
+            model,
+            *ctx.args,
+            num_particles=ctx.smc_particles,
+            num_repeats=8,
+            max_plate_nesting=mpn,
+            **ctx.kwargs,
+        )
+    except (ValueError, RuntimeError) as e:
+        return {"smc_failed": f"{type(e).__name__}: {e}"}
+    if not (math.isfinite(est.value) and math.isfinite(est.se)):
+        return {"smc_failed": f"non-finite estimate {est.value} +- {est.se}"}
     return {"smc": est.value, "smc_se": est.se}
 
 

@@ -44,8 +44,6 @@ from pyrostruct.selection.candidates import (
 _RESTARTS = "_pyrostruct_restarts"
 
 
-
-
 _VECTORIZED_STREAM = 1_000_003  # seeds of vectorized tasks, apart from per-restart ones
 
 

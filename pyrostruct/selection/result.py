@@ -50,10 +50,13 @@ class SelectionResult:
         (``"TypeError: ..."``), for the candidates that failed
         (``select(on_error="keep")``).
     :ivar str evidence_method: the estimate behind ``log_evidence`` and the
-        posterior probabilities: ``"smc"`` when every fitted candidate has one,
+        posterior probabilities: ``"smc"`` when computed (for every candidate),
         else ``"iwae"`` when computed, else ``"elbo"``.
-    :ivar dict smc_skipped: candidate name -> why it got no SMC estimate (too many
-        latent dimensions or observed values, or a model SMC cannot take).
+    :ivar dict smc_skipped: candidate name -> why no candidate got an SMC
+        estimate (one of them has too many latent dimensions or observed values,
+        or is a model SMC cannot take); empty when SMC ran or was not asked for.
+    :ivar dict smc_failed: candidate name -> the error of an SMC estimate that
+        failed; the candidates are then ranked by the IWAE bound.
     """
 
     def __init__(self, table: pd.DataFrame, fits: dict, savings: dict, evidence: tuple, names=None):
@@ -68,6 +71,7 @@ class SelectionResult:
         self.failures: dict = {}
         self.smc_skipped: dict = {}
         self.evidence_method: str = "iwae"
+        self.smc_failed: dict = {}
 
     @classmethod
     def _from_fits(
@@ -76,10 +80,10 @@ class SelectionResult:
         from pyrostruct.selection.candidates import FittedCandidate
 
         rows, fits = [], {}
-        live_rows = [
-            state[k] for k in state if k in alive and state[k].get("chosen")
-        ]  # the kept restart of each fitted candidate
-        if "smc" in evidence and live_rows and all("smc" in st for st in live_rows):
+        chosen = [st for k, st in state.items() if k in alive and st.get("chosen")]
+        smc_failed = {cands[k[0]][0]: st["smc_failed"] for k, st in state.items()
+                      if "smc_failed" in st}  # fmt: skip
+        if "smc" in evidence and chosen and not smc_failed:
             use = "smc"
         else:
             use = "iwae" if "iwae" in evidence else "elbo"
@@ -154,6 +158,7 @@ class SelectionResult:
         result = cls(table[order], fits, savings, tuple(evidence), [n for n, _ in cands])
         result.failures = dict(failures)
         result.evidence_method = use
+        result.smc_failed = smc_failed
         return result
 
     # ------------------------------------------------------------------ queries

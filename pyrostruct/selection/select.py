@@ -85,9 +85,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pyrostruct.errors import InputError
 from pyrostruct.infer.evidence import LowESSWarning
 from pyrostruct.infer.init import mixture_init
+from pyrostruct.infer.smc import smc_affordable
 from pyrostruct.selection.candidates import (
     Candidate,
     FittedCandidate,
+    _build,
     _check_int,
     _check_lr,
     _Context,
@@ -122,7 +124,7 @@ def select(
     elbo_particles: int = 500,
     iwae_particles: int = 100,
     iwae_repeats: int = 10,
-    smc_particles: int = 1000,
+    smc_particles: int = 500,
     max_workers: int | None = None,
     ess_warning: float = 0.05,
     progress: bool = False,
@@ -155,11 +157,15 @@ def select(
         (:func:`~pyrostruct.infer.smc.smc_estimate`, ``smc_particles`` particles,
         8 runs), computed only for candidates small enough for it
         (:func:`~pyrostruct.infer.smc.smc_affordable`: at most 10 continuous latent
-        dimensions and 200 observed values; ``result.smc_skipped`` says why not).
-        The bounds fall short of the evidence by a gap that grows with the
-        model's size and its posterior's modes; SMC's estimate does not. The log
-        evidence used for the posterior model probabilities is SMC's when every
-        fitted candidate has one, else the IWAE bound when computed (the tighter
+        dimensions and 200 observed values), and only when every candidate is:
+        the candidates are ranked by one estimator (``result.smc_skipped`` says
+        why it did not run). A bound's effective sample size cannot tell that
+        its guide missed a mode (it weighs only what the guide proposes); SMC,
+        which starts from the prior, can. The bounds fall short of the evidence
+        by a gap that grows with the model's size and its posterior's modes;
+        SMC's estimate does not. The log
+        evidence used for the posterior model probabilities is SMC's when
+        computed, else the IWAE bound when computed (the tighter
         bound), else the ELBO; ``result.evidence_method`` says which.
     :type evidence: sequence of str
     :param prior: prior probabilities of the candidates (normalized); uniform by
@@ -286,6 +292,9 @@ def select(
         raise InputError(f"halving fractions must lie strictly between 0 and 1, got {halving}")
     rungs = [r for r in rungs if 0 < r < steps] + [steps]
     log_prior = _log_prior(prior, names)
+    smc_skipped = _smc_skipped(cands, args, kwargs) if "smc" in evidence else {}
+    if smc_skipped:  # one estimator ranks all candidates: no SMC pass for any
+        evidence = tuple(e for e in evidence if e != "smc")
     check_executor(executor)
     if vectorize_restarts is not None and not isinstance(vectorize_restarts, bool):
         raise InputError(
@@ -429,6 +438,29 @@ def select(
             st["chosen"] = True
         if bar is not None:
             bar.close()
+        # 3. the guide-free SMC estimate of every fitted candidate (all small enough)
+        kept = [k for k in keys if k in alive]
+        if "smc" in evidence and kept:
+            smc_bar = None
+            if progress:
+                from tqdm.auto import tqdm
+
+                smc_bar = tqdm(total=len(kept), desc="SMC evidence", unit="model")
+            tasks = [{"index": i, "restart": r, "task": "smc"} for i, r in kept]
+
+            def smc_tick(payload, out):
+                if smc_bar is not None:
+                    smc_bar.update(1)
+
+            for key, out in zip(kept, run(_run_task, tasks, smc_tick)):
+                st = state[key]
+                if "failed" in out:  # SMC's failure leaves the fitted candidate as it is
+                    st["smc_failed"] = out["failed"]
+                    continue
+                st["seconds"] += out.pop("seconds")
+                st.update(out)
+            if smc_bar is not None:
+                smc_bar.close()
 
     if len(failures) == len(cands):
         # a bad input of every candidate stays an InputError (the CLI's exit code 2)
@@ -474,11 +506,7 @@ def select(
         for i, (name, _) in enumerate(cands)
     }
     result.not_vectorized = not_vectorized
-    result.smc_skipped = {
-        name: reason
-        for i, (name, _) in enumerate(cands)
-        for reason in {state[(i, r)].get("smc_skipped") for r in range(num_restarts)} - {None}
-    }
+    result.smc_skipped = smc_skipped
     result.restart_elbos = {
         name: [state[(i, r)].get("rung_elbo", math.nan) for r in range(num_restarts)]
         for i, (name, _) in enumerate(cands)
@@ -496,6 +524,30 @@ def select(
                 stacklevel=2,
             )
     return result
+
+
+def _smc_skipped(cands, args, kwargs) -> dict:
+    """``{candidate: why not}`` when some candidate is too large for the SMC estimate, else ``{}``.
+
+    SMC ranks the candidates only if every one of them can have it
+    (:func:`~pyrostruct.infer.smc.smc_affordable`); the others are then told
+    which candidate stood in the way.
+    """
+    reasons = {}
+    for name, cand in cands:
+        try:
+            model, _, _, _, mpn = _build(cand, args, kwargs, None, 0)
+            reasons[name] = smc_affordable(model, *args, max_plate_nesting=mpn, **kwargs)
+        except Exception:  # noqa: BLE001 - a model that raises fails later, named
+            reasons[name] = None
+    blocking = {name: why for name, why in reasons.items() if why is not None}
+    if not blocking:
+        return {}
+    first, why = next(iter(blocking.items()))
+    return {
+        name: blocking.get(name, f"not computed: candidate {first!r} is too large for it ({why})")
+        for name, _ in cands
+    }
 
 
 def _record_failure(failures: dict, out: dict, cands, on_error: str, state) -> None:

@@ -25,7 +25,7 @@ from pyrostruct.infer.evidence import (
     LowESSWarning,
 )
 from pyrostruct.selection.candidates import Candidate, _build, _Context, _derived_seed
-from pyrostruct.selection.evidence import _evidence
+from pyrostruct.selection.evidence import _evidence, _smc
 from pyrostruct.selection.restarts import (
     _VECTORIZED_STREAM,
     _build_vectorized,
@@ -35,9 +35,12 @@ from pyrostruct.selection.restarts import (
     _vmap_restart_log_weights,
 )
 
+_SMC_STREAM = 2_000_003  # seeds of the SMC tasks, apart from the fitting ones
+
 
 def _run_task(ctx: _Context, payload: dict) -> dict:
-    """One task: a (candidate, restart), or a candidate with all its restarts vectorized.
+    """One task: a (candidate, restart), a candidate with all its restarts vectorized, or
+    (``payload["task"] == "smc"``) a candidate's SMC evidence estimate.
 
     An exception raised while fitting (the model's own, or a non-finite ELBO)
     is returned as ``{"failed": message, "exception": exc}`` so that the sweep
@@ -45,11 +48,25 @@ def _run_task(ctx: _Context, payload: dict) -> dict:
     ``None`` when it cannot be pickled back from a worker process.
     """
     try:
+        if payload.get("task") == "smc":
+            return _run_smc(ctx, payload)
         if payload.get("vectorized"):
             return _run_vectorized(ctx, payload)
         return _run_sequential(ctx, payload)
     except Exception as e:  # noqa: BLE001 - reported per candidate, see select(on_error=...)
         return _failure(payload["index"], payload["restart"], e)
+
+
+def _run_smc(ctx: _Context, payload: dict) -> dict:
+    """The guide-free SMC estimate of one candidate's evidence (it needs no fitted guide)."""
+    index = payload["index"]
+    _, cand = ctx.candidates[index]
+    tic = time.perf_counter()
+    pyro.set_rng_seed(_derived_seed(ctx.seed, index, _SMC_STREAM))
+    model, _, _, _, mpn = _build(cand, ctx.args, ctx.kwargs, None, 0)
+    out = {"index": index, "restart": payload["restart"], **_smc(ctx, model, mpn)}
+    out["seconds"] = time.perf_counter() - tic
+    return out
 
 
 def _failure(index, restart, exc: Exception) -> dict:
@@ -237,6 +254,5 @@ def _payload(i, r, start, stop, final, evidence, state, vectorized=None) -> dict
         "stop": stop,
         "final": final,
         "iwae": "iwae" in evidence,
-        "smc": "smc" in evidence,
         "state": state,
     }

@@ -64,8 +64,15 @@ def test_enumerated_pointwise_loglik_equals_marginal():
         return {"locs": torch.tensor([-2.0, 2.0])}
 
     result = select(
-        {"enum": Candidate(enum_mixture, init=init), "marg": Candidate(marginal_mixture, init=init)},
-        x, steps=50, num_restarts=1, halving=None, **FAST,
+        {
+            "enum": Candidate(enum_mixture, init=init),
+            "marg": Candidate(marginal_mixture, init=init),
+        },
+        x,
+        steps=50,
+        num_restarts=1,
+        halving=None,
+        **FAST,
     )
     from pyrostruct.selection import pointwise_log_likelihood
 

@@ -22,8 +22,22 @@ def gmm_csv(tmp_path):
 
 def test_gmm_table_and_plot(gmm_csv, tmp_path, capsys):
     out, png = tmp_path / "table.csv", tmp_path / "evidence.png"
-    code = cli.main(["select-components", str(gmm_csv), "--family", "gmm", "--max", "4",
-                     "--out", str(out), "--plot", str(png), "--quiet", *FAST])
+    code = cli.main(
+        [
+            "select-components",
+            str(gmm_csv),
+            "--family",
+            "gmm",
+            "--max",
+            "4",
+            "--out",
+            str(out),
+            "--plot",
+            str(png),
+            "--quiet",
+            *FAST,
+        ]
+    )
     assert code == 0
     table = pd.read_csv(out)
     assert list(table.candidate) == [1, 2, 3, 4]
@@ -40,9 +54,23 @@ def test_ppca_through_python_m_shows_progress(tmp_path):
     pd.DataFrame(x, columns=[f"x{i}" for i in range(6)]).to_csv(data, index=False)
     out = tmp_path / "t.csv"
     proc = subprocess.run(
-        [sys.executable, "-m", "pyrostruct", "select-components", str(data), "--family", "ppca",
-         "--max", "3", "--out", str(out), *FAST],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pyrostruct",
+            "select-components",
+            str(data),
+            "--family",
+            "ppca",
+            "--max",
+            "3",
+            "--out",
+            str(out),
+            *FAST,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     assert "candidates" in proc.stderr  # the tqdm bar over candidates
@@ -65,8 +93,21 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(content, extra, match, 
     data = tmp_path / "bad.csv"
     data.write_text(content)
     out, png = tmp_path / "t.csv", tmp_path / "e.png"
-    argv = ["select-components", str(data), "--family", "gmm", "--max", "2", "--out", str(out),
-            "--plot", str(png), "--quiet", *FAST, *extra]
+    argv = [
+        "select-components",
+        str(data),
+        "--family",
+        "gmm",
+        "--max",
+        "2",
+        "--out",
+        str(out),
+        "--plot",
+        str(png),
+        "--quiet",
+        *FAST,
+        *extra,
+    ]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("pyrostruct: error:") and err.count("\n") == 1
@@ -94,6 +135,19 @@ def test_bad_arguments(argv, match, gmm_csv, tmp_path, capsys):
 
 
 def test_missing_file(tmp_path, capsys):
-    assert cli.main(["select-components", str(tmp_path / "nope.csv"), "--family", "gmm",
-                     "--max", "2", "--out", str(tmp_path / "t.csv")]) == 2
+    assert (
+        cli.main(
+            [
+                "select-components",
+                str(tmp_path / "nope.csv"),
+                "--family",
+                "gmm",
+                "--max",
+                "2",
+                "--out",
+                str(tmp_path / "t.csv"),
+            ]
+        )
+        == 2
+    )
     assert "no such file" in capsys.readouterr().err

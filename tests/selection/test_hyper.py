@@ -31,8 +31,17 @@ def regression():
 
 def test_grid_picks_the_grid_point_with_the_highest_exact_evidence(regression):
     X, y, _ = regression
-    result = select(bayesian_regression, X, y, grid=GRID, steps=300, num_restarts=1,
-                    elbo_particles=300, iwae_particles=50, iwae_repeats=4)
+    result = select(
+        bayesian_regression,
+        X,
+        y,
+        grid=GRID,
+        steps=300,
+        num_restarts=1,
+        elbo_particles=300,
+        iwae_particles=50,
+        iwae_repeats=4,
+    )
     exact = [regression_log_evidence(X, y, s) for s in GRID]
     assert result.best == GRID[int(np.argmax(exact))]
     t = result.table.set_index("candidate")

@@ -74,6 +74,69 @@ def test_smc_is_skipped_with_a_reason_for_large_data_and_iwae_ranks(conjugate):
     assert (r.table.log_evidence == r.table.iwae).all()
 
 
+def _twelve_means(y):
+    mu = pyro.sample("mu", dist.Normal(0.0, 1.0).expand([12]).to_event(1))
+    with pyro.plate("data", len(y)):
+        pyro.sample("y", dist.Normal(mu.mean(), 1.0), obs=y)
+
+
+def test_one_candidate_too_large_for_smc_means_iwae_ranks_them_all(conjugate, normal_data):
+    make, _ = conjugate
+    r = select({"small": make(1.0), "big": _twelve_means}, normal_data, steps=50,
+               num_restarts=1, **FAST)  # fmt: skip
+    assert r.evidence_method == "iwae" and r.table.smc.isna().all()
+    assert r.smc_skipped == {
+        "big": "12 continuous latent dimensions (SMC is used up to 10)",
+        "small": "not computed: candidate 'big' is too large for it (12 continuous latent "
+        "dimensions (SMC is used up to 10))",
+    }
+
+
+def test_a_failing_smc_estimate_leaves_the_candidates_fitted_and_ranked_by_iwae(
+    conjugate, normal_data, monkeypatch
+):
+    import pyrostruct.selection.evidence as final_evidence
+
+    def fails(*args, **kwargs):
+        raise ValueError("no temperature schedule within 1000 steps")
+
+    monkeypatch.setattr(final_evidence, "smc_estimate", fails)
+    r = select({"a": _folded, "b": _folded}, FOLDED_DATA, steps=100, num_restarts=1, **FAST)
+    assert (r.table.status == "fitted").all()
+    assert r.evidence_method == "iwae"
+    assert r.smc_failed == {
+        n: "ValueError: no temperature schedule within 1000 steps" for n in "ab"
+    }
+
+
+def _folded(y):  # y_i ~ N(|mu|, 1): two mirror modes, a mean-field guide finds one
+    mu = pyro.sample("mu", dist.Normal(0.0, 3.0))
+    with pyro.plate("data", len(y)):
+        pyro.sample("y", dist.Normal(mu.abs(), 1.0), obs=y)
+
+
+FOLDED_DATA = torch.tensor([2.1, 1.7, 2.6, 2.2])
+
+
+def _folded_log_evidence(y):
+    mu = torch.linspace(-15.0, 15.0, 30001, dtype=torch.float64)
+    y = y.double()
+    lp = dist.Normal(0.0, 3.0).log_prob(mu) + dist.Normal(mu.abs()[:, None], 1.0).log_prob(y).sum(
+        -1
+    )
+    return float(torch.logsumexp(lp, 0) + math.log(float(mu[1] - mu[0])))
+
+
+def test_smc_ranks_when_a_guide_misses_a_mode():
+    r = select({"folded": _folded}, FOLDED_DATA, steps=200, num_restarts=1, **FAST)
+    row = r.table.iloc[0]
+    exact = _folded_log_evidence(FOLDED_DATA)
+    assert row.ess > 40  # the guide fits one of the two modes well: its ESS cannot tell
+    assert r.evidence_method == "smc" and r.smc_skipped == {}
+    assert abs(row.smc - exact) < 4 * row.smc_se + 0.05
+    assert exact - row.iwae > 0.5  # the bound misses the other mode's mass (log 2)
+
+
 def test_evidence_without_smc_ranks_by_iwae(conjugate, normal_data):
     make, _ = conjugate
     r = select({"a": make(1.0)}, normal_data, steps=50, num_restarts=1, evidence=("elbo", "iwae"),
