@@ -1,6 +1,5 @@
 """Tempered SMC evidence (pyrostruct.infer.smc) against models whose log evidence is exact."""
 
-import itertools
 import math
 
 import pyro
@@ -12,6 +11,11 @@ from pyro.infer import config_enumerate
 from pyrostruct.errors import InputError
 from pyrostruct.infer.evidence import EvidenceEstimate
 from pyrostruct.infer.smc import _choose_method, _Latents, smc_estimate
+from pyrostruct.selection.datasets import (
+    TUTORIAL_GMM_DATA,
+    tutorial_gmm,
+    tutorial_gmm_log_evidence,
+)
 
 TAU, SIGMA = 1.0, 0.5
 
@@ -188,51 +192,10 @@ def test_bad_arguments_are_refused(kwargs, match):
 # --- the GMM of Pyro's tutorial, whose evidence the IWAE bound underestimates --------------
 
 
-def tutorial_gmm(K):
-    @config_enumerate
-    def model(data):
-        weights = pyro.sample("weights", dist.Dirichlet(0.5 * torch.ones(K)))
-        scale = pyro.sample("scale", dist.LogNormal(0.0, 2.0))
-        with pyro.plate("components", K):
-            locs = pyro.sample("locs", dist.Normal(0.0, 10.0))
-        with pyro.plate("data", len(data)):
-            assignment = pyro.sample("assignment", dist.Categorical(weights))
-            pyro.sample("obs", dist.Normal(locs[assignment], scale), obs=data)
-
-    return model
-
-
-TUTORIAL_DATA = torch.tensor([0.0, 1.0, 10.0, 11.0, 12.0])
-
-
-def tutorial_exact(K, x=TUTORIAL_DATA):
-    """All K^n assignments summed; weights and locs in closed form, log-scale by quadrature."""
-    x = x.double()
-    log_s = torch.linspace(-12.0, 8.0, 4001, dtype=torch.float64)
-    s = log_s.exp()
-    log_prior = dist.Normal(0.0, 2.0).log_prob(log_s) + math.log(float(log_s[1] - log_s[0]))
-    a = torch.full((K,), 0.5, dtype=torch.float64)
-    terms = []
-    for z in itertools.product(range(K), repeat=len(x)):
-        z = torch.tensor(z)
-        counts = torch.bincount(z, minlength=K).double()
-        lw = torch.lgamma(a.sum()) - torch.lgamma(a.sum() + len(x))
-        lw = lw + (torch.lgamma(a + counts) - torch.lgamma(a)).sum()
-        ll = torch.zeros_like(s)
-        for k in range(K):
-            xs = x[z == k]
-            if len(xs):
-                eye = torch.eye(len(xs), dtype=torch.float64)
-                cov = s[:, None, None] ** 2 * eye + 100.0 * torch.ones_like(eye)
-                ll = ll + dist.MultivariateNormal(torch.zeros_like(xs), cov).log_prob(xs)
-        terms.append(lw + torch.logsumexp(ll + log_prior, 0))
-    return float(torch.logsumexp(torch.stack(terms), 0))
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("K", [1, 2, 3, 4])
 def test_tutorial_gmm_within_a_tenth_of_a_nat(K):
     pyro.set_rng_seed(0)
-    est = smc_estimate(tutorial_gmm(K), TUTORIAL_DATA, num_particles=2000, num_repeats=8)
-    assert abs(est.value - tutorial_exact(K)) < 0.1
+    est = smc_estimate(tutorial_gmm(K), TUTORIAL_GMM_DATA, num_particles=2000, num_repeats=8)
+    assert abs(est.value - tutorial_gmm_log_evidence(K)) < 0.1
     assert est.se < 0.05

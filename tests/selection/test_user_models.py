@@ -1,6 +1,5 @@
 """select() on users' own enumerated models: data-aware inits and label-symmetrized evidence."""
 
-import itertools
 import math
 
 import numpy as np
@@ -8,50 +7,21 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from pyro.infer import config_enumerate
 from pyro.infer.autoguide import AutoNormal
 from pyro.infer.autoguide.initialization import init_to_value
 
 from pyrostruct.infer.evidence import log_importance_weights
 from pyrostruct.selection import select
+from pyrostruct.selection.datasets import (
+    TUTORIAL_GMM_DATA,
+    mixture_model,
+    tutorial_gmm,
+    tutorial_gmm_log_evidence,
+)
 from pyrostruct.selection.select import label_symmetry, mixture_init
 
-TUTORIAL_DATA = torch.tensor([0.0, 1.0, 10.0, 11.0, 12.0])
-
-
-def tutorial_gmm(K, loc_prior=None):
-    """The model of Pyro's Gaussian mixture tutorial (``locs[assignment]`` indexing)."""
-
-    @config_enumerate
-    def model(data):
-        weights = pyro.sample("weights", dist.Dirichlet(0.5 * torch.ones(K)))
-        scale = pyro.sample("scale", dist.LogNormal(0.0, 2.0))
-        with pyro.plate("components", K):
-            locs = pyro.sample(
-                "locs", dist.Normal(loc_prior if loc_prior is not None else 0.0, 10.0)
-            )
-        with pyro.plate("data", len(data)):
-            assignment = pyro.sample("assignment", dist.Categorical(weights))
-            pyro.sample("obs", dist.Normal(locs[assignment], scale), obs=data)
-
-    return model
-
-
-def user_gmm(K):
-    """A 2-D mixture as a user writes it: Dirichlet, Normal locs, LogNormal scales, locs[z]."""
-
-    @config_enumerate
-    def model(data):
-        n, d = data.shape
-        weights = pyro.sample("weights", dist.Dirichlet(torch.ones(K)))
-        with pyro.plate("components", K):
-            locs = pyro.sample("locs", dist.Normal(torch.zeros(d), 10.0).to_event(1))
-            scales = pyro.sample("scales", dist.LogNormal(torch.zeros(d), 1.0).to_event(1))
-        with pyro.plate("data", n):
-            z = pyro.sample("z", dist.Categorical(weights))
-            pyro.sample("obs", dist.Normal(locs[z], scales[z]).to_event(1), obs=data)
-
-    return model
+TUTORIAL_DATA = TUTORIAL_GMM_DATA
+user_gmm = mixture_model
 
 
 CENTERS = torch.tensor([[0.0, 0.0], [8.0, 0.0], [0.0, 8.0]])
@@ -63,32 +33,8 @@ def blobs(n=300, seed=0):
     return CENTERS[z] + torch.randn(n, 2, generator=g), z
 
 
-def exact_tutorial_log_evidence(K, data=TUTORIAL_DATA, alpha=0.5, loc_scale=10.0):
-    """log p(data | K): the 2^n..K^n assignments summed, weights and locations integrated in
-    closed form (Dirichlet-multinomial, Gaussian), the scale by quadrature on log-scale."""
-    data = data.double()
-    n = len(data)
-    log_s = torch.linspace(-12.0, 8.0, 4001, dtype=torch.float64)
-    s = log_s.exp()
-    log_prior = dist.Normal(0.0, 2.0).log_prob(log_s) + math.log(float(log_s[1] - log_s[0]))
-    a = torch.full((K,), alpha, dtype=torch.float64)
-    terms = []
-    for z in itertools.product(range(K), repeat=n):
-        z = torch.tensor(z)
-        counts = torch.bincount(z, minlength=K).double()
-        lw = torch.lgamma(a.sum()) - torch.lgamma(a.sum() + n)
-        lw = lw + (torch.lgamma(a + counts) - torch.lgamma(a)).sum()
-        ll = torch.zeros_like(s)
-        for k in range(K):
-            xs = data[z == k]
-            if len(xs):
-                cov = s[:, None, None] ** 2 * torch.eye(len(xs), dtype=torch.float64)
-                cov = cov + loc_scale**2 * torch.ones(len(xs), len(xs), dtype=torch.float64)
-                ll = ll + dist.MultivariateNormal(
-                    torch.zeros(len(xs), dtype=torch.float64), cov
-                ).log_prob(xs)
-        terms.append(lw + torch.logsumexp(ll + log_prior, 0))
-    return float(torch.logsumexp(torch.stack(terms), 0))
+def exact_tutorial_log_evidence(K):
+    return tutorial_gmm_log_evidence(K, TUTORIAL_DATA)
 
 
 def test_exact_evidence_of_one_component_matches_direct_quadrature():
