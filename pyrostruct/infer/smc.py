@@ -69,10 +69,10 @@ from torch.distributions import biject_to
 
 from pyrostruct._pyro_compat import get_rng_state, set_rng_state
 from pyrostruct.errors import InputError
-from pyrostruct.infer.evidence import (
+from pyrostruct.infer.evidence import EvidenceEstimate
+from pyrostruct.infer.importance import (
     _PARTICLES,
     _VECTORIZE_ERRORS,
-    EvidenceEstimate,
     _check_positive_int,
     _guess_max_plate_nesting,
     _log_weights_once,
@@ -542,8 +542,7 @@ def smc_affordable(model: Callable, *args, max_plate_nesting: int | None = None,
         return str(e)
     if latents.dim > SMC_MAX_LATENT_DIM:
         return (
-            f"{latents.dim} continuous latent dimensions (SMC is used up to "
-            f"{SMC_MAX_LATENT_DIM})"
+            f"{latents.dim} continuous latent dimensions (SMC is used up to {SMC_MAX_LATENT_DIM})"
         )
     with poutine.block(), torch.no_grad():
         trace = poutine.trace(model).get_trace(*args, **kwargs)

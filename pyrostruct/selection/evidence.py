@@ -16,12 +16,9 @@ import pyro
 import torch
 from pyro.infer.autoguide import AutoNormal
 
-from pyrostruct.infer.evidence import (
-    elbo_estimate,
-    iwae_estimate,
-)
-from pyrostruct.infer.smc import smc_estimate
-from pyrostruct.selection.candidates import _Context
+from pyrostruct.infer.evidence import elbo_estimate, iwae_estimate
+from pyrostruct.infer.smc import smc_affordable, smc_estimate
+from pyrostruct.selection.candidates import _build, _Context
 from pyrostruct.selection.symmetry import _find_label_symmetry, _MeanField, _mixture_correction
 
 
@@ -169,4 +166,28 @@ def _mixture_iwae(ctx: _Context, model, restarts: list, symmetry, mpn: int) -> d
         "iwae_se": se,
         "ess": ess,
         "iwae_restarts": len(restarts),
+    }
+
+
+def _smc_skipped(cands, args, kwargs) -> dict:
+    """``{candidate: why not}`` when some candidate is too large for the SMC estimate, else ``{}``.
+
+    SMC ranks the candidates only if every one of them can have it
+    (:func:`~pyrostruct.infer.smc.smc_affordable`); the others are then told
+    which candidate stood in the way.
+    """
+    reasons = {}
+    for name, cand in cands:
+        try:
+            model, _, _, _, mpn = _build(cand, args, kwargs, None, 0)
+            reasons[name] = smc_affordable(model, *args, max_plate_nesting=mpn, **kwargs)
+        except Exception:  # noqa: BLE001 - a model that raises fails later, named
+            reasons[name] = None
+    blocking = {name: why for name, why in reasons.items() if why is not None}
+    if not blocking:
+        return {}
+    first, why = next(iter(blocking.items()))
+    return {
+        name: blocking.get(name, f"not computed: candidate {first!r} is too large for it ({why})")
+        for name, _ in cands
     }

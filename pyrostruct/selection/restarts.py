@@ -30,9 +30,7 @@ from pyrostruct._pyro_compat import (
 )
 from pyrostruct.errors import InputError
 from pyrostruct.infer.engine import param_scope
-from pyrostruct.infer.evidence import (
-    _vectorization_ok,
-)
+from pyrostruct.infer.importance import _vectorization_ok
 from pyrostruct.selection.candidates import (
     Candidate,
     _build,
@@ -79,7 +77,7 @@ def _restart_log_weights(
     gradient SVI follows. The computation is :mod:`pyrostruct.infer.evidence`'s,
     with the restart plate kept.
     """
-    from pyrostruct.infer.evidence import _log_weights_once
+    from pyrostruct.infer.importance import _log_weights_once
 
     return _log_weights_once(
         model,
@@ -176,7 +174,7 @@ def _vmap_restart_log_weights(
     restart) under :func:`torch.func.vmap`, so model code such as ``locs[z]``
     runs as written. Shape ``(num_restarts,)`` or ``(num_particles, num_restarts)``.
     """
-    from pyrostruct.infer.evidence import _log_weights_once
+    from pyrostruct.infer.importance import _log_weights_once
 
     lead = (num_restarts,) if num_particles is None else (num_particles, num_restarts)
     values, log_q = {}, torch.zeros(lead)

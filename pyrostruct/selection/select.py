@@ -72,7 +72,9 @@ built (:mod:`~pyrostruct.selection.candidates`), vectorized restarts
 (:mod:`~pyrostruct.selection.tasks`), a candidate's final evidence
 (:mod:`~pyrostruct.selection.evidence`), successive halving
 (:mod:`~pyrostruct.selection.halving`) and the result
-(:mod:`~pyrostruct.selection.result`); this module is the sweep itself.
+(:mod:`~pyrostruct.selection.result`); this module is the sweep itself: one
+function whose docstring documents every option (about 130 of its lines), hence
+over 500 lines.
 """
 
 from __future__ import annotations
@@ -85,17 +87,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pyrostruct.errors import InputError
 from pyrostruct.infer.evidence import LowESSWarning
 from pyrostruct.infer.init import mixture_init
-from pyrostruct.infer.smc import smc_affordable
 from pyrostruct.selection.candidates import (
     Candidate,
     FittedCandidate,
-    _build,
     _check_int,
     _check_lr,
     _Context,
     _log_prior,
     _normalize_candidates,
 )
+from pyrostruct.selection.evidence import _smc_skipped
 from pyrostruct.selection.executors import check_executor, executor_session
 from pyrostruct.selection.halving import _halve
 from pyrostruct.selection.restarts import _not_vectorizable
@@ -524,30 +525,6 @@ def select(
                 stacklevel=2,
             )
     return result
-
-
-def _smc_skipped(cands, args, kwargs) -> dict:
-    """``{candidate: why not}`` when some candidate is too large for the SMC estimate, else ``{}``.
-
-    SMC ranks the candidates only if every one of them can have it
-    (:func:`~pyrostruct.infer.smc.smc_affordable`); the others are then told
-    which candidate stood in the way.
-    """
-    reasons = {}
-    for name, cand in cands:
-        try:
-            model, _, _, _, mpn = _build(cand, args, kwargs, None, 0)
-            reasons[name] = smc_affordable(model, *args, max_plate_nesting=mpn, **kwargs)
-        except Exception:  # noqa: BLE001 - a model that raises fails later, named
-            reasons[name] = None
-    blocking = {name: why for name, why in reasons.items() if why is not None}
-    if not blocking:
-        return {}
-    first, why = next(iter(blocking.items()))
-    return {
-        name: blocking.get(name, f"not computed: candidate {first!r} is too large for it ({why})")
-        for name, _ in cands
-    }
 
 
 def _record_failure(failures: dict, out: dict, cands, on_error: str, state) -> None:

@@ -83,7 +83,7 @@ def _find_label_symmetry(model, guide, args, kwargs, max_plate_nesting) -> _Labe
 
     from pyro.infer.autoguide import AutoNormal as _AutoNormal
 
-    from pyrostruct.infer.evidence import _log_weights_once
+    from pyrostruct.infer.importance import _log_weights_once
 
     if not isinstance(guide, _AutoNormal):
         return None

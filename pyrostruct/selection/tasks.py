@@ -21,9 +21,7 @@ from pyro.optim import ClippedAdam
 
 from pyrostruct.errors import InputError
 from pyrostruct.infer.engine import ValidateFirstStep, param_scope, train
-from pyrostruct.infer.evidence import (
-    LowESSWarning,
-)
+from pyrostruct.infer.evidence import LowESSWarning
 from pyrostruct.selection.candidates import Candidate, _build, _Context, _derived_seed
 from pyrostruct.selection.evidence import _evidence, _smc
 from pyrostruct.selection.restarts import (
