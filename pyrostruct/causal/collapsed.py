@@ -78,23 +78,20 @@ def _bernoulli_kl(logits: torch.Tensor, prior_logit: float) -> torch.Tensor:
 class CollapsedOrderVI(nn.Module):
     """Variational order and edges of a linear Gaussian SEM, edges integrated exactly.
 
-    Parameters
-    ----------
-    sem : LinearGaussianSEM
-        Holds the weights' Gaussian posterior, intercepts and noise scales.
-    stats : dict
-        ``sem.sufficient_statistics(data, intervention_mask)``.
-    prior_logit : float
-        Prior log-odds of an edge between two nodes given their order (the
-        Erdős–Rényi prior of :class:`~pyrostruct.distributions.ErdosRenyiDAG`).
-    init_scores : Tensor ``(d,)``
-        Initial Plackett-Luce scores (higher = more upstream).
-    init_edge_logits : Tensor ``(d, d)``
-        Initial edge logits ``l``.
-    profile_noise : bool, default True
-        Set the noise scales to their optimum for each sampled order (see
+    :param LinearGaussianSEM sem: holds the weights' Gaussian posterior, intercepts
+        and noise scales.
+    :param dict stats: ``sem.sufficient_statistics(data, intervention_mask)``.
+    :param float prior_logit: prior log-odds of an edge between two nodes given
+        their order (the Erdős–Rényi prior of
+        :class:`~pyrostruct.distributions.ErdosRenyiDAG`).
+    :param torch.Tensor init_scores: initial Plackett-Luce scores ``(d,)`` (higher
+        = more upstream).
+    :param torch.Tensor init_edge_logits: initial edge logits ``l``, ``(d, d)``.
+    :param bool profile_noise: set the noise scales to their optimum for each
+        sampled order (see
         :meth:`~pyrostruct.causal.sem.LinearGaussianSEM.expected_log_prob_from_statistics`)
-        rather than sharing the SEM's scale parameters across orders.
+        rather than sharing the SEM's scale parameters across orders (default
+        ``True``).
     """
 
     def __init__(

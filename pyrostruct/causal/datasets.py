@@ -211,16 +211,13 @@ def simulate_nonlinear_sem(
 class CausalDataset:
     """A synthetic data set with its ground truth.
 
-    Attributes
-    ----------
-    data : pandas.DataFrame
-        ``(n, d)`` samples, columns ``X0 .. X{d-1}``.
-    adjacency : numpy.ndarray
-        ``(d, d)`` true DAG, ``adjacency[i, j] = 1`` for ``i -> j``.
-    weights : numpy.ndarray or None
-        True linear weights (``None`` for nonlinear SEMs).
-    intervention_mask : numpy.ndarray
-        ``(n, d)`` booleans, ``True`` where the entry was set by an intervention.
+    :ivar pandas.DataFrame data: ``(n, d)`` samples, columns ``X0 .. X{d-1}``.
+    :ivar numpy.ndarray adjacency: ``(d, d)`` true DAG, ``adjacency[i, j] = 1`` for
+        ``i -> j``.
+    :ivar weights: true linear weights (``None`` for nonlinear SEMs).
+    :vartype weights: numpy.ndarray or None
+    :ivar numpy.ndarray intervention_mask: ``(n, d)`` booleans, ``True`` where the
+        entry was set by an intervention.
     """
 
     data: pd.DataFrame
@@ -251,11 +248,11 @@ def make_dataset(
 ) -> CausalDataset:
     """One seeded synthetic data set: random DAG, SEM, optional interventions.
 
-    Examples
-    --------
-    >>> ds = make_dataset(d=5, n=100, graph="ER", sem="linear", seed=1)
-    >>> ds.data.shape, int(ds.adjacency.sum()) >= 0
-    ((100, 5), True)
+    Example::
+
+        >>> ds = make_dataset(d=5, n=100, graph="ER", sem="linear", seed=1)
+        >>> ds.data.shape, int(ds.adjacency.sum()) >= 0
+        ((100, 5), True)
     """
     rng = _rng(seed)
     adj = random_dag(d, graph, edges_per_node, seed=rng)

@@ -133,18 +133,18 @@ def discover(
 ) -> CausalResult:
     """Learn a posterior over causal DAGs from a data table by variational inference.
 
-    Parameters
-    ----------
-    data : numpy.ndarray, torch.Tensor or pandas.DataFrame ``(n, d)``
-        Numeric data; a DataFrame's column names become node names.
-    sem : ``"linear"``, ``"mlp"`` or a :class:`~pyrostruct.causal.sem.StructuralEquationModel`
-        The likelihood ``p(X | A)``.
-    dag : ``"order"`` or ``"smooth"``
-        DAG family: :class:`OrderedDAG` or :class:`SmoothOrientationDAG` (COSMO).
-    steps : int, optional
-        Optimization steps (default 500 with ``estimator="analytic"``, 2000
-        otherwise).
-    estimator : ``"analytic"`` or ``"straight-through"``, optional
+    :param data: numeric data ``(n, d)``; a DataFrame's column names become node
+        names.
+    :type data: numpy.ndarray, torch.Tensor or pandas.DataFrame
+    :param sem: the likelihood ``p(X | A)``: ``"linear"``, ``"mlp"`` or a
+        :class:`~pyrostruct.causal.sem.StructuralEquationModel`.
+    :type sem: str or ~pyrostruct.causal.sem.StructuralEquationModel
+    :param str dag: DAG family, ``"order"`` or ``"smooth"``: :class:`OrderedDAG` or
+        :class:`SmoothOrientationDAG` (COSMO).
+    :param int steps: optimization steps (default 500 with
+        ``estimator="analytic"``, 2000 otherwise).
+    :param str estimator: the estimator (optional), ``"analytic"`` or
+        ``"straight-through"``.
         ``"analytic"`` (default for the linear SEM with ``dag="order"`` and no
         ``batch_size``): only the order is sampled; the edges and weights are
         integrated exactly given it (:mod:`pyrostruct.causal.collapsed`), the
@@ -153,112 +153,107 @@ def discover(
         ``"straight-through"``: order and edges are sampled by
         :class:`~pyrostruct.infer.autoguide.AutoDAG` and trained with
         ``Trace_ELBO`` (any SEM, either DAG family).
-    seed : int or None
-        Seed of every random choice, ``0 .. 2**32 - 1`` (same seed, same
+    :param seed: seed of every random choice, ``0 .. 2**32 - 1`` (same seed, same
         result). ``None`` draws one, recorded in ``metadata["seed"]``.
-    interventions : optional
-        Perfect interventions per row: a column name of ``data``, an ``(n, d)``
-        boolean mask, or one entry per row (see :func:`parse_interventions`).
-        Intervened nodes' mechanisms are dropped from those rows' likelihood, and
-        every step before the fit treats them alike: an intervened node is
-        standardized, regressed (least-squares start) and scored (order search)
-        on the rows where it is not intervened only; the other nodes use every
-        row, their mechanisms being the same in all regimes. Assumed: perfect
-        (do) interventions on known targets. Soft interventions (a changed
-        mechanism rather than a set value) and interventions on unknown targets
-        are not modelled: marked as perfect, a soft intervention loses the
-        information its rows hold about the node's parents, and a wrong or
-        missing target biases the graph; leave such rows out, or mark them
-        observational only if the mechanisms are unchanged.
-    standardize : bool
-        Scale every column to mean 0 and standard deviation 1 first (default).
-        Real data has arbitrary units; on raw simulated data the variance grows
-        along the causal order, which no real data promises (Reisach et al.,
-        "Beware of the Simulated DAG!", NeurIPS 2021).
-    noise : ``"nonequal"`` or ``"equal"``
-        Noise variances of the SEM: one per node, or one shared (identifiable
-        from observational linear Gaussian data, Peters & Bühlmann 2014).
-    expected_edges : float, optional
-        Prior expected number of edges (default ``min(d, d (d - 1) / 4)``); sets the prior edge
-        probability ``m / (d (d - 1) / 2)`` of the Erdős–Rényi prior.
-    lr : float, optional
-        Adam learning rate (default 0.1 analytic, 0.2 linear straight-through,
-        0.01 MLP).
-    num_particles : int
-        DAG samples per step (vectorized).
-    batch_size : int, optional
-        Rows per step for row-wise likelihoods (subsampled plate). Default: all
-        rows up to 2000, else 1000. The linear SEM uses the full data through
-        its Gram matrix unless ``batch_size`` is given.
-    temperature : (float, float)
-        Initial and final relaxation temperature (exponential annealing over
-        the first 60% of the steps).
-    init_order : str or node indices
-        Initial order: ``"equal-variance"`` (default for ``noise="equal"``: the
-        top-down order of Chen, Drton & Wang 2019), ``"greedy-sparsest"``
-        (default otherwise: the
+    :type seed: int or None
+    :param interventions: perfect interventions per row (optional): a column name
+        of ``data``, an ``(n, d)`` boolean mask, or one entry per row (see
+        :func:`parse_interventions`). Intervened nodes' mechanisms are dropped
+        from those rows' likelihood, and every step before the fit treats them
+        alike: an intervened node is standardized, regressed (least-squares
+        start) and scored (order search) on the rows where it is not intervened
+        only; the other nodes use every row, their mechanisms being the same in
+        all regimes. Assumed: perfect (do) interventions on known targets. Soft
+        interventions (a changed mechanism rather than a set value) and
+        interventions on unknown targets are not modelled: marked as perfect, a
+        soft intervention loses the information its rows hold about the node's
+        parents, and a wrong or missing target biases the graph; leave such rows
+        out, or mark them observational only if the mechanisms are unchanged.
+    :param bool standardize: scale every column to mean 0 and standard deviation 1
+        first (default). Real data has arbitrary units; on raw simulated data the
+        variance grows along the causal order, which no real data promises
+        (Reisach et al., "Beware of the Simulated DAG!", NeurIPS 2021).
+    :param str noise: noise variances of the SEM, ``"nonequal"`` or ``"equal"``:
+        one per node, or one shared (identifiable from observational linear
+        Gaussian data, Peters & Bühlmann 2014).
+    :param float expected_edges: prior expected number of edges ``m`` (optional;
+        default ``min(d, d (d - 1) / 4)``); sets the prior edge probability
+        ``m / (d (d - 1) / 2)`` of the Erdős–Rényi prior.
+    :param float lr: Adam learning rate (optional; default 0.1 analytic, 0.2
+        linear straight-through, 0.01 MLP).
+    :param int num_particles: DAG samples per step (vectorized).
+    :param int batch_size: rows per step for row-wise likelihoods (subsampled
+        plate; optional). Default: all rows up to 2000, else 1000. The linear SEM
+        uses the full data through its Gram matrix unless ``batch_size`` is given.
+    :param temperature: initial and final relaxation temperature (exponential
+        annealing over the first 60% of the steps).
+    :type temperature: tuple(float, float)
+    :param init_order: initial order: ``"equal-variance"`` (default for
+        ``noise="equal"``: the top-down order of Chen, Drton & Wang 2019),
+        ``"greedy-sparsest"`` (default otherwise: the
         :func:`~pyrostruct.causal.collapsed.sparse_sinks_order` heuristic
         improved by :func:`~pyrostruct.causal.collapsed.improve_order`, a greedy
         search for the order whose least-squares DAG is sparsest by its
         approximate evidence; linear, but a useful start for the MLP SEM too),
         ``"sparse-sinks"`` (the heuristic alone), ``"random"``, or a sequence of
         node indices.
-    weight_prior : ``"pmom"`` or ``"normal"``
-        Slab prior of a present edge's weight in the linear SEM
-        (:mod:`pyrostruct.causal.priors`). ``"pmom"`` (default): the non-local
-        product moment prior with variance 1 on the standardized effect ``W_ij
-        sd_i / sd_j`` (Johnson & Rossell 2012): it vanishes at zero, so an edge
-        must have an effect bounded away from zero to enter, which removes weak
-        spurious edges (``|t| ~ 3``) that a Gaussian slab keeps, and it does not
-        depend on the columns' units; the price is about ``log(w^2)`` nats per
-        true edge of standardized effect ``w``, so with few rows and weak true
-        effects it misses edges sooner. ``"normal"``: ``N(0, 1)`` in the data's
-        units. Other SEMs, and a SEM instance passed as ``sem``, keep their own
-        priors.
-    threshold : float
-        Adjacency probability needed in the consensus :attr:`CausalResult.graph`.
-    average_equivalent : bool, optional
-        Spread every DAG drawn from the variational posterior uniformly over its
-        Markov equivalence class (:mod:`pyrostruct.causal.equivalence`) before
-        computing ``edge_probs``; with interventions, over its *interventional*
-        class for the data's target sets (Hauser & Bühlmann 2012: perfect
-        interventions orient the edges with exactly one end in a target set and
-        what follows from them, no more). Default: on exactly when the data
-        cannot tell the members of a class apart, that is for the linear SEM
-        with ``noise="nonequal"``, with or without interventions. There the
-        variational posterior settles on one member and would report an
-        arbitrary orientation of every unidentified edge with probability near
-        1; averaged, such an edge gets about 0.5 each way and the consensus
-        graph keeps it (in one direction). Equal noise variances and the MLP
-        SEM identify more than the class, so averaging is off for them.
-    checkpoint : path, optional
-        Save the state every ``checkpoint_every`` steps (atomically); if the file
-        exists and was made by the same call on the same data, resume from it.
-    progress : bool
-        Show a tqdm progress bar with the ELBO.
-    callback : callable ``(step, elbo)``, optional
-        Called after every training step; returning ``True`` stops training
-        there (the result is built from the steps taken).
+    :type init_order: str or sequence of int
+    :param int hidden: hidden units of each node's MLP in the ``"mlp"`` SEM
+        (:class:`~pyrostruct.causal.sem.MLPSEM`); ignored otherwise.
+    :param str weight_prior: slab prior of a present edge's weight in the linear
+        SEM (:mod:`pyrostruct.causal.priors`), ``"pmom"`` or ``"normal"``.
+        ``"pmom"`` (default): the non-local product moment prior with variance 1
+        on the standardized effect ``W_ij sd_i / sd_j`` (Johnson & Rossell 2012):
+        it vanishes at zero, so an edge must have an effect bounded away from
+        zero to enter, which removes weak spurious edges (``|t| ~ 3``) that a
+        Gaussian slab keeps, and it does not depend on the columns' units; the
+        price is about ``log(w^2)`` nats per true edge of standardized effect
+        ``w``, so with few rows and weak true effects it misses edges sooner.
+        ``"normal"``: ``N(0, 1)`` in the data's units. Other SEMs, and a SEM
+        instance passed as ``sem``, keep their own priors.
+    :param float threshold: adjacency probability needed in the consensus
+        :attr:`CausalResult.graph`.
+    :param bool average_equivalent: spread every DAG drawn from the variational
+        posterior uniformly over its Markov equivalence class
+        (:mod:`pyrostruct.causal.equivalence`) before computing ``edge_probs``;
+        with interventions, over its *interventional* class for the data's target
+        sets (Hauser & Bühlmann 2012: perfect interventions orient the edges with
+        exactly one end in a target set and what follows from them, no more).
+        Default (``None``): on exactly when the data cannot tell the members of a
+        class apart, that is for the linear SEM with ``noise="nonequal"``, with or
+        without interventions. There the variational posterior settles on one
+        member and would report an arbitrary orientation of every unidentified
+        edge with probability near 1; averaged, such an edge gets about 0.5 each
+        way and the consensus graph keeps it (in one direction). Equal noise
+        variances and the MLP SEM identify more than the class, so averaging is
+        off for them.
+    :param int num_samples: DAGs drawn from the variational posterior to estimate
+        ``edge_probs`` (and their Monte Carlo error).
+    :param checkpoint: save the state every ``checkpoint_every`` steps
+        (atomically); if the file exists and was made by the same call on the
+        same data, resume from it.
+    :type checkpoint: str or os.PathLike, optional
+    :param int checkpoint_every: steps between two checkpoint saves.
+    :param bool progress: show a tqdm progress bar with the ELBO.
+    :param callback: called as ``callback(step, elbo)`` after every training step
+        (optional); returning ``True`` stops training there (the result is built
+        from the steps taken).
+    :type callback: callable
+    :returns: the posterior over DAGs, its consensus graph and the fit's record.
+    :rtype: CausalResult
+    :raises InputError: bad data (see :func:`pyrostruct.data.check_table`),
+        unknown nodes in ``interventions``, bad settings, or a checkpoint of
+        another run.
+    :raises NonFiniteLossError: the ELBO became NaN or infinite during training
+        (a ``RuntimeError``).
 
-    Returns
-    -------
-    CausalResult
+    Example::
 
-    Raises
-    ------
-    InputError
-        Bad data (see :func:`pyrostruct.data.check_table`), unknown nodes in
-        ``interventions``, bad settings, or a checkpoint of another run.
-    NonFiniteLossError
-        The ELBO became NaN or infinite during training (a ``RuntimeError``).
-
-    Examples
-    --------
-    >>> from pyrostruct.causal import datasets
-    >>> ds = datasets.make_dataset(d=5, n=200, seed=0)
-    >>> result = discover(ds.data, steps=50)
-    >>> result.edge_probs.shape
-    (5, 5)
+        >>> from pyrostruct.causal import datasets
+        >>> ds = datasets.make_dataset(d=5, n=200, seed=0)
+        >>> result = discover(ds.data, steps=50)
+        >>> result.edge_probs.shape
+        (5, 5)
     """
     seed = check_seed(seed)
     data, interventions, source = resolve_interventions(data, interventions)

@@ -112,13 +112,13 @@ def interventional_essential_graph(adj, targets) -> np.ndarray:
     refuses a node intervened on in every row. With no target,
     :func:`cpdag`.
 
-    Examples
-    --------
-    >>> chain = [[0, 1, 0], [0, 0, 1], [0, 0, 0]]
-    >>> interventional_essential_graph(chain, [[1]]).tolist()  # 0 - 1 and 1 - 2 cut: oriented
-    [[0, 1, 0], [0, 0, 1], [0, 0, 0]]
-    >>> interventional_essential_graph(chain, [[0, 1]]).tolist()  # only 1 - 2 is cut
-    [[0, 1, 0], [1, 0, 1], [0, 0, 0]]
+    Example::
+
+        >>> chain = [[0, 1, 0], [0, 0, 1], [0, 0, 0]]
+        >>> interventional_essential_graph(chain, [[1]]).tolist()  # 0 - 1 and 1 - 2 cut: oriented
+        [[0, 1, 0], [0, 0, 1], [0, 0, 0]]
+        >>> interventional_essential_graph(chain, [[0, 1]]).tolist()  # only 1 - 2 is cut
+        [[0, 1, 0], [1, 0, 1], [0, 0, 0]]
     """
     a = as_dag(adj)
     compelled, reversible = _interventional_labels(a[None], _check_targets(targets, len(a)))
@@ -295,10 +295,11 @@ def count_equivalent_dags(adj, *, targets=None, max_exact: int = MAX_EXACT) -> i
     """Number of DAGs Markov equivalent to ``adj`` (itself included); I-equivalent for
     perfect interventions on ``targets`` (see :func:`interventional_essential_graph`).
 
-    Examples
-    --------
-    >>> count_equivalent_dags([[0, 1, 0], [0, 0, 1], [0, 0, 0]])  # chain: 3 of the 4 orientations
-    3
+    Example::
+
+        >>> chain = [[0, 1, 0], [0, 0, 1], [0, 0, 0]]
+        >>> count_equivalent_dags(chain)  # 3 of the chain's 4 orientations
+        3
     """
     a = as_dag(adj)
     _, comps, edges = _split(a[None], _check_targets(targets, len(a)))[0]

@@ -69,10 +69,10 @@ def shd(true, est) -> int | np.ndarray:
     ``est`` may carry a leading batch dimension (``(S, d, d)``); then one SHD per
     sample is returned.
 
-    Examples
-    --------
-    >>> shd([[0, 1], [0, 0]], [[0, 0], [1, 0]])
-    1
+    Example::
+
+        >>> shd([[0, 1], [0, 0]], [[0, 0], [1, 0]])
+        1
     """
     t = _as_adj(true)
     e = _as_adj(est, t.shape[-1])
@@ -87,10 +87,10 @@ def shd_cpdag(true, est) -> int:
 
     Zero exactly when the DAGs are Markov equivalent.
 
-    Examples
-    --------
-    >>> shd_cpdag([[0, 1], [0, 0]], [[0, 0], [1, 0]])  # equivalent
-    0
+    Example::
+
+        >>> shd_cpdag([[0, 1], [0, 0]], [[0, 0], [1, 0]])  # equivalent
+        0
     """
     from pyrostruct.causal.equivalence import cpdag
 
@@ -105,10 +105,10 @@ def shd_essential(true, est, targets) -> int:
     zero exactly when the DAGs are interventionally Markov equivalent. ``est`` may also be
     an I-essential graph itself (an edge both ways is undirected), as GIES returns.
 
-    Examples
-    --------
-    >>> shd_essential([[0, 1], [0, 0]], [[0, 0], [1, 0]], [[1]])  # do(X1) orients X0 -> X1
-    1
+    Example::
+
+        >>> shd_essential([[0, 1], [0, 0]], [[0, 0], [1, 0]], [[1]])  # do(X1) orients X0 -> X1
+        1
     """
     from pyrostruct.causal.equivalence import interventional_essential_graph
 

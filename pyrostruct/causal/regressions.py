@@ -41,13 +41,11 @@ def _position_regressions(cov: torch.Tensor, orders: torch.Tensor):
 
     Everything here and in the order search is float64 torch (no gradients):
     one backend, whose thread count :func:`~pyrostruct.causal.discover` sets
-    once for the whole call. Measured against the former numpy/torch mix: the
-    same factorizations (so the same orders, bit for bit), but the search takes
-    1.2-1.4 times as long at d = 50-100, torch's float64 ``exp``/``log`` being
-    slower than numpy's at these sizes. Numpy alone ran 5-10% faster but rounds
-    the factorizations differently (its LAPACK is not torch's), which flipped
-    near-ties of the greedy search (3 of 40 test problems; at d = 100 of the
-    ``discover_scale`` benchmark, SHD 8 became 5).
+    once for the whole call. It gives the same factorizations as the former
+    numpy/torch mix (so the same orders, bit for bit); numpy alone rounds the
+    factorizations differently (its LAPACK is not torch's), which flips
+    near-ties of the greedy search. The measurements behind this choice are in
+    ``benchmarks/results/discover_scale.md`` ("Notes moved from docstrings").
     """
     s, d = orders.shape
     eye, forward = _triangles(d)

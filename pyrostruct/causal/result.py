@@ -86,41 +86,39 @@ def _layered_layout(graph: nx.DiGraph) -> dict:
 class CausalResult:
     """What :func:`discover` learned.
 
-    Attributes
-    ----------
-    names : list of str
-        Node names (the data's columns).
-    edge_probs : numpy.ndarray ``(d, d)``
-        Posterior ``P(i -> j)``: Monte Carlo over orders with the edges
-        Rao-Blackwellized, or over DAG samples spread over their Markov
-        equivalence classes (``equivalence_class``).
-    edge_probs_stderr : numpy.ndarray ``(d, d)``
-        Monte Carlo standard error of ``edge_probs``.
-    weights : numpy.ndarray ``(d, d)``
-        Linear SEM: posterior mean edge weights in the data's units (the effect
-        of a unit change of ``i`` on ``j``). MLP SEM: the norm of node ``j``'s
-        input weights for ``i`` (a strength, not an effect size).
-    scores, edge_logits : numpy.ndarray
-        Parameters of the variational DAG distribution (higher score = upstream).
-    elbo_trace : numpy.ndarray
-        ELBO per step (per data row).
-    metadata : dict
-        Settings and run information (JSON-serializable), among them
-        ``fit_seconds`` (set-up with the order search, plus training) and
+    :ivar names: node names (the data's columns).
+    :vartype names: list of str
+    :ivar numpy.ndarray edge_probs: posterior ``P(i -> j)``, ``(d, d)``: Monte
+        Carlo over orders with the edges Rao-Blackwellized, or over DAG samples
+        spread over their Markov equivalence classes (``equivalence_class``).
+    :ivar numpy.ndarray edge_probs_stderr: Monte Carlo standard error of
+        ``edge_probs``, ``(d, d)``.
+    :ivar numpy.ndarray weights: ``(d, d)``. Linear SEM: posterior mean edge
+        weights in the data's units (the effect of a unit change of ``i`` on
+        ``j``). MLP SEM: the norm of node ``j``'s input weights for ``i`` (a
+        strength, not an effect size).
+    :ivar numpy.ndarray scores: parameters of the variational DAG distribution
+        (higher score = upstream), with ``edge_logits``.
+    :ivar numpy.ndarray edge_logits: parameters of the variational DAG
+        distribution, with ``scores``.
+    :ivar numpy.ndarray elbo_trace: ELBO per step (per data row).
+    :ivar dict metadata: settings and run information (JSON-serializable), among
+        them ``fit_seconds`` (set-up with the order search, plus training) and
         ``phase_seconds`` (``setup``, ``training``, ``result``), ``created``,
         ``seed``, ``final_elbo`` and ``fingerprint``.
-    threshold : float
-        Adjacency probability needed to enter the consensus graph.
-    equivalence_class : bool
-        Whether every DAG drawn from the variational posterior is replaced by a
-        uniformly drawn member of its Markov equivalence class
-        (:mod:`pyrostruct.causal.equivalence`), in ``edge_probs`` and
-        :meth:`sample_dags`: set when the data cannot tell the members apart.
-    intervention_targets : list of list of int
-        The intervened node sets of the data's regimes (observational: none).
-        With ``equivalence_class`` the class is the interventional one for
-        these targets (Hauser & Bühlmann 2012): edges with exactly one end in
-        a target set, and what they imply, are identified.
+    :ivar float threshold: adjacency probability needed to enter the consensus
+        graph.
+    :ivar bool equivalence_class: whether every DAG drawn from the variational
+        posterior is replaced by a uniformly drawn member of its Markov
+        equivalence class (:mod:`pyrostruct.causal.equivalence`), in
+        ``edge_probs`` and :meth:`sample_dags`: set when the data cannot tell the
+        members apart.
+    :ivar intervention_targets: the intervened node sets of the data's regimes
+        (observational: none). With ``equivalence_class`` the class is the
+        interventional one for these targets (Hauser & Bühlmann 2012): edges
+        with exactly one end in a target set, and what they imply, are
+        identified.
+    :vartype intervention_targets: list of list of int
     """
 
     names: list[str]

@@ -62,29 +62,22 @@ class LowESSWarning(UserWarning):
 class EvidenceEstimate:
     """A Monte Carlo estimate of a bound on ``log p(x)``.
 
-    Attributes
-    ----------
-    value : float
-        The estimate (nats).
-    se : float
-        Its Monte Carlo standard error.
-    num_particles : int
-        Particles per estimate (``K`` for the IWAE bound, ``S`` for the ELBO,
-        ``N`` per run for SMC).
-    method : str
-        ``"elbo"``, ``"iwae"`` or ``"smc"``
+    :ivar float value: the estimate (nats).
+    :ivar float se: its Monte Carlo standard error.
+    :ivar int num_particles: particles per estimate (``K`` for the IWAE bound,
+        ``S`` for the ELBO, ``N`` per run for SMC).
+    :ivar str method: ``"elbo"``, ``"iwae"`` or ``"smc"``
         (:func:`pyrostruct.infer.smc.smc_estimate`, an estimate of ``log p(x)``
         itself, not a bound).
-    ess : float
-        Effective sample size of the ``K`` importance weights (mean over
-        groups); for SMC the smallest ESS of the weights over the temperatures
-        (mean over runs); ``nan`` for the ELBO.
-    num_repeats : int
-        Independent groups (runs for SMC) averaged (1 for the ELBO).
-    num_temperatures : float
-        SMC only: temperatures from prior to posterior (mean over runs).
-    acceptance : float
-        SMC only: mean acceptance rate of the Metropolis moves.
+    :ivar float ess: effective sample size of the ``K`` importance weights (mean
+        over groups); for SMC the smallest ESS of the weights over the
+        temperatures (mean over runs); ``nan`` for the ELBO.
+    :ivar int num_repeats: independent groups (runs for SMC) averaged (1 for the
+        ELBO).
+    :ivar float num_temperatures: SMC only: temperatures from prior to posterior
+        (mean over runs).
+    :ivar float acceptance: SMC only: mean acceptance rate of the Metropolis
+        moves.
     """
 
     value: float
@@ -127,14 +120,14 @@ def elbo_estimate(
     (Jordan et al., "An introduction to variational methods for graphical
     models", 1999). ``guide_correction``: see :func:`log_importance_weights`.
 
-    Examples
-    --------
-    >>> import pyro, pyro.distributions as dist, torch
-    >>> def model():
-    ...     pyro.sample("x", dist.Normal(0.0, 1.0), obs=torch.tensor(0.0))
-    >>> est = elbo_estimate(model, lambda: None, num_particles=10)
-    >>> round(est.value, 4), est.se
-    (-0.9189, 0.0)
+    Example::
+
+        >>> import pyro, pyro.distributions as dist, torch
+        >>> def model():
+        ...     pyro.sample("x", dist.Normal(0.0, 1.0), obs=torch.tensor(0.0))
+        >>> est = elbo_estimate(model, lambda: None, num_particles=10)
+        >>> round(est.value, 4), est.se
+        (-0.9189, 0.0)
     """
     lw = log_importance_weights(
         model,

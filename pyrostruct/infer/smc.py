@@ -516,9 +516,9 @@ def _move(density, u, log_prior, log_like, log_w, beta, scale, num_moves, fit_on
 
 
 #: The size up to which :func:`smc_affordable` says yes: continuous latent dimensions and
-#: observed values. Measured (benchmarks/results/user_models.md, 2-D Gaussian mixtures,
-#: 1000 particles): within 0.05 nat at 9 dimensions and 200 points; at 1000 points or ~20
-#: dimensions the standard error exceeds a nat and a run takes minutes.
+#: observed values. Up to them SMC was accurate on Gaussian mixtures; well beyond them its
+#: standard error exceeded a nat (the measurements: benchmarks/results/user_models.md,
+#: "Notes moved from docstrings").
 SMC_MAX_LATENT_DIM = 10
 SMC_MAX_OBSERVED = 200
 
@@ -605,19 +605,19 @@ def smc_estimate(
         models with no continuous latent site, continuous sites below an
         enumerated one, and models whose particles cannot be vectorized.
 
-    Examples
-    --------
-    >>> import pyro, pyro.distributions as dist, torch
-    >>> def model(x):
-    ...     mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
-    ...     with pyro.plate("data", len(x)):
-    ...         pyro.sample("x", dist.Normal(mu, 1.0), obs=x)
-    >>> pyro.set_rng_seed(0)
-    >>> est = smc_estimate(model, torch.tensor([0.5, 1.5]), num_particles=200)
-    >>> exact = float(dist.MultivariateNormal(torch.zeros(2), torch.eye(2) + 1).log_prob(
-    ...     torch.tensor([0.5, 1.5])))
-    >>> abs(est.value - exact) < 0.05
-    True
+    Example::
+
+        >>> import pyro, pyro.distributions as dist, torch
+        >>> def model(x):
+        ...     mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+        ...     with pyro.plate("data", len(x)):
+        ...         pyro.sample("x", dist.Normal(mu, 1.0), obs=x)
+        >>> pyro.set_rng_seed(0)
+        >>> est = smc_estimate(model, torch.tensor([0.5, 1.5]), num_particles=200)
+        >>> exact = float(dist.MultivariateNormal(torch.zeros(2), torch.eye(2) + 1).log_prob(
+        ...     torch.tensor([0.5, 1.5])))
+        >>> abs(est.value - exact) < 0.05
+        True
     """
     _check_positive_int(num_particles, "num_particles")
     _check_positive_int(num_repeats, "num_repeats")

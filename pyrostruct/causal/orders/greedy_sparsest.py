@@ -127,10 +127,10 @@ def improve_order(
     more accurately (it prefers a chain's Markov-equivalent orders to complete
     ones, where the first stage did not) but stalls when started far away.
     The first stage only leads the second, so it stops once a sweep gains less
-    than 2 nats (on the 16 standardized benchmark cases at d = 20-100 this cut
-    SHD at d = 100 from 27 / 8 / 15 to 17 / 7 / 14 and changed no case for the
-    worse). Meant for the start of the order when nothing but sparsity
-    identifies it.
+    than 2 nats (its effect on the benchmark is in
+    ``benchmarks/results/causal_discovery_d100_standardized.md``, "Notes moved
+    from docstrings"). Meant for the start of the order when nothing but
+    sparsity identifies it.
     A node is not scored again while no node has moved since it was last found
     at its best position (same scores, same decision). The scores use the
     Gaussian slab ``N(0, weight_prior_scale^2)`` in the data's units whatever

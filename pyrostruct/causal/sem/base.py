@@ -88,16 +88,15 @@ class StructuralEquationModel(PyroModule):
     ) -> torch.Tensor:
         """Per-row log-likelihood ``log p(x_r | A)``, intervened nodes dropped.
 
-        Parameters
-        ----------
-        data : Tensor ``(n, d)``
-        adjacency : Tensor ``(*B, d, d)``, ``A[..., i, j] = 1`` for ``i -> j``
-        intervention_mask : bool Tensor ``(n, d)``, optional
-            ``True`` where the node was set by a perfect intervention in that row.
-
-        Returns
-        -------
-        Tensor ``(*B, n)`` (or ``(*B[:-1], n)``, see the module docstring).
+        :param torch.Tensor data: the data ``(n, d)``.
+        :param torch.Tensor adjacency: adjacency ``(*B, d, d)``,
+            ``A[..., i, j] = 1`` for ``i -> j``.
+        :param intervention_mask: booleans ``(n, d)`` (optional), ``True`` where
+            the node was set by a perfect intervention in that row.
+        :type intervention_mask: torch.Tensor or None
+        :returns: the per-row log-likelihoods ``(*B, n)`` (or ``(*B[:-1], n)``,
+            see the module docstring).
+        :rtype: torch.Tensor
         """
         self._check(data, adjacency)
         lp = self.node_log_prob(data, adjacency.to(data.dtype))
