@@ -259,3 +259,51 @@ class _Context:
     symmetrize: bool = True
     vmap_restarts: frozenset = frozenset()  # vectorized candidates whose model needs vmap
     smc_particles: int = 500
+
+
+@dataclasses.dataclass
+class RestartFit:
+    """What the sweep knows of one (candidate, restart): its fit so far and its evidence.
+
+    :ivar list losses: the ELBO sample of every SVI step taken.
+    :ivar float seconds: time spent on it (a vectorized fit's time split evenly).
+    :ivar checkpoint: ``{"params": param-store state, "optim": optimizer state}`` to
+        resume from, or ``None`` before the first rung (the vectorized candidates
+        keep theirs per candidate).
+    :ivar float elbo: the latest ELBO estimate (rung particles, then final).
+    :ivar float rung_elbo: the ELBO at the last rung, which ranks the restarts.
+    :ivar bool chosen: the candidate's kept restart, whose final evidence was estimated.
+    """
+
+    losses: list = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+    checkpoint: dict | None = None
+    elbo: float = math.nan
+    elbo_se: float = math.nan
+    rung_elbo: float = math.nan
+    enumerated: bool = False
+    max_plate_nesting: int = 0
+    iwae: float = math.nan
+    iwae_se: float = math.nan
+    ess: float = math.nan
+    iwae_restarts: int = 0
+    symmetrized: bool = False
+    smc: float = math.nan
+    smc_se: float = math.nan
+    smc_failed: str | None = None
+    chosen: bool = False
+
+    def absorb(self, out: dict) -> None:
+        """Take a task's result (:mod:`~pyrostruct.selection.tasks`): steps and seconds add
+        up, its ``state`` becomes the checkpoint, every other field is replaced."""
+        for key, value in out.items():
+            if key == "losses":
+                self.losses += value
+            elif key == "seconds":
+                self.seconds += value
+            elif key == "state":
+                self.checkpoint = value
+            elif key not in ("index", "restart"):
+                if not hasattr(self, key):
+                    raise AttributeError(f"RestartFit has no field {key!r} (task output)")
+                setattr(self, key, value)

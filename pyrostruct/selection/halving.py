@@ -21,12 +21,12 @@ def _optimistic(st, remaining: int) -> float:
     recent trend over-estimates the final ELBO: a candidate still improving fast
     is not dropped for being slow.
     """
-    losses = st["losses"]
+    losses = st.losses
     w = max(5, len(losses) // 5)
     if len(losses) < 2 * w:
         return math.inf
     slope = (np.mean(losses[-w:]) - np.mean(losses[-2 * w : -w])) / w
-    return st["elbo"] + max(0.0, float(slope)) * remaining
+    return st.elbo + max(0.0, float(slope)) * remaining
 
 
 def _halve(alive, state, z, margin, dropped_at, step, steps, vectorized=()) -> int:
@@ -37,9 +37,9 @@ def _halve(alive, state, z, margin, dropped_at, step, steps, vectorized=()) -> i
     """
 
     def worse(a, b):  # a clearly worse than b, even extrapolating a's recent progress
-        gap = b["elbo"] - _optimistic(a, steps - step)
-        se = math.hypot(a["elbo_se"], b["elbo_se"])
-        m = margin if margin is not None else max(10.0, 0.02 * abs(b["elbo"]))
+        gap = b.elbo - _optimistic(a, steps - step)
+        se = math.hypot(a.elbo_se, b.elbo_se)
+        m = margin if margin is not None else max(10.0, 0.02 * abs(b.elbo))
         return gap > z * se + m
 
     by_cand: dict[int, list] = {}
@@ -47,12 +47,12 @@ def _halve(alive, state, z, margin, dropped_at, step, steps, vectorized=()) -> i
         by_cand.setdefault(key[0], []).append(key)
     best_restart = {}
     for i, keys in by_cand.items():
-        best = max(keys, key=lambda k: state[k]["elbo"])
+        best = max(keys, key=lambda k: state[k].elbo)
         best_restart[i] = best
         for k in keys:
             if i not in vectorized and k != best and worse(state[k], state[best]):
                 alive.discard(k)
-    overall = max(best_restart.values(), key=lambda k: state[k]["elbo"])
+    overall = max(best_restart.values(), key=lambda k: state[k].elbo)
     count = 0
     for i, k in best_restart.items():
         if worse(state[k], state[overall]):

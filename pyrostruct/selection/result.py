@@ -80,9 +80,9 @@ class SelectionResult:
         from pyrostruct.selection.candidates import FittedCandidate
 
         rows, fits = [], {}
-        chosen = [st for k, st in state.items() if k in alive and st.get("chosen")]
-        smc_failed = {cands[k[0]][0]: st["smc_failed"] for k, st in state.items()
-                      if "smc_failed" in st}  # fmt: skip
+        chosen = [st for k, st in state.items() if k in alive and st.chosen]
+        smc_failed = {cands[k[0]][0]: st.smc_failed for k, st in state.items()
+                      if st.smc_failed is not None}  # fmt: skip
         if "smc" in evidence and chosen and not smc_failed:
             use = "smc"
         else:
@@ -93,25 +93,25 @@ class SelectionResult:
                 rows.append(_failed_row(name, failures[name], state, keys))
                 continue
             live = [k for k in keys if k in alive]
-            picked = [k for k in live if state[k].get("chosen")]
-            best = picked[0] if picked else max(keys, key=lambda k: state[k]["elbo"])
+            picked = [k for k in live if state[k].chosen]
+            best = picked[0] if picked else max(keys, key=lambda k: state[k].elbo)
             st = state[best]
             row = {
                 "candidate": name,
-                "elbo": st["elbo"],
-                "elbo_se": st["elbo_se"],
-                "iwae": st.get("iwae", math.nan) if live else math.nan,
-                "iwae_se": st.get("iwae_se", math.nan) if live else math.nan,
-                "ess": st.get("ess", math.nan) if live else math.nan,
-                "smc": st.get("smc", math.nan) if live else math.nan,
-                "smc_se": st.get("smc_se", math.nan) if live else math.nan,
+                "elbo": st.elbo,
+                "elbo_se": st.elbo_se,
+                "iwae": st.iwae if live else math.nan,
+                "iwae_se": st.iwae_se if live else math.nan,
+                "ess": st.ess if live else math.nan,
+                "smc": st.smc if live else math.nan,
+                "smc_se": st.smc_se if live else math.nan,
             }
             if live and use in ("iwae", "smc"):
                 row["log_evidence"], row["log_evidence_se"] = row[use], row[f"{use}_se"]
             else:
                 row["log_evidence"], row["log_evidence_se"] = row["elbo"], row["elbo_se"]
-            row["fit_seconds"] = sum(state[k]["seconds"] for k in keys)
-            row["steps"] = sum(len(state[k]["losses"]) for k in keys)
+            row["fit_seconds"] = sum(state[k].seconds for k in keys)
+            row["steps"] = sum(len(state[k].losses) for k in keys)
             row["best_restart"] = best[1]
             row["status"] = "fitted" if live else f"dropped at step {dropped_at.get(i, '?')}"
             rows.append(row)
@@ -120,13 +120,13 @@ class SelectionResult:
                     name=name,
                     model=None,
                     guide=None,
-                    params=st["state"]["params"],
+                    params=st.checkpoint["params"],
                     args=ctx.args,
                     kwargs=ctx.kwargs,
-                    losses=st["losses"],
+                    losses=st.losses,
                     restart=best[1],
-                    enumerated=st["enumerated"],
-                    max_plate_nesting=st["max_plate_nesting"],
+                    enumerated=st.enumerated,
+                    max_plate_nesting=st.max_plate_nesting,
                 )
                 _attach_model_and_guide(fits[name], cand, ctx)
         table = pd.DataFrame(rows)
@@ -296,8 +296,8 @@ def _failed_row(name, message: str, state: dict, keys: list) -> dict:
     nan = math.nan
     row = {c: nan for c in ["elbo", "elbo_se", "iwae", "iwae_se", "ess"]}
     row.update(candidate=name, log_evidence=nan, log_evidence_se=nan)
-    row["fit_seconds"] = sum(state[k]["seconds"] for k in keys)
-    row["steps"] = sum(len(state[k]["losses"]) for k in keys)
+    row["fit_seconds"] = sum(state[k].seconds for k in keys)
+    row["steps"] = sum(len(state[k].losses) for k in keys)
     row["best_restart"] = -1
     row["status"] = f"failed: {message}"
     return row

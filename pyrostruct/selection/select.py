@@ -90,6 +90,7 @@ from pyrostruct.infer.init import mixture_init
 from pyrostruct.selection.candidates import (
     Candidate,
     FittedCandidate,
+    RestartFit,
     _check_int,
     _check_lr,
     _Context,
@@ -345,7 +346,7 @@ def select(
         vmap_restarts=frozenset(vmap_restarts),
     )
     tasks = {(i, r): None for i in range(len(cands)) for r in range(num_restarts)}
-    state = {key: {"losses": [], "seconds": 0.0, "state": None} for key in tasks}
+    state = {key: RestartFit() for key in tasks}
     alive = {key for key in tasks if key[0] not in failures}
     group_state: dict[int, dict] = {}  # parameters of the vectorized candidates
     dropped_at: dict[int, int] = {}
@@ -364,7 +365,7 @@ def select(
             payloads = [
                 _payload(i, r, start, stop, False, evidence, group_state.get(i))
                 if r is None
-                else _payload(i, r, start, stop, False, evidence, state[(i, r)]["state"])
+                else _payload(i, r, start, stop, False, evidence, state[(i, r)].checkpoint)
                 for i, r in keys
             ]
             for (i, r), out in zip(keys, run(_run_task, payloads)):
@@ -376,18 +377,19 @@ def select(
                     group_state[i] = out["state"]
                     for j in range(num_restarts):
                         st = state[(i, j)]
-                        st["losses"] += out["losses"][j]
-                        st["seconds"] += out["seconds"] / num_restarts
-                        st["elbo"], st["elbo_se"] = out["elbo"][j], out["elbo_se"][j]
-                        st["rung_elbo"] = st["elbo"]
-                        st["enumerated"] = out["enumerated"]
-                        st["max_plate_nesting"] = out["max_plate_nesting"]
+                        st.absorb({
+                            "losses": out["losses"][j],
+                            "seconds": out["seconds"] / num_restarts,
+                            "elbo": out["elbo"][j],
+                            "elbo_se": out["elbo_se"][j],
+                            "rung_elbo": out["elbo"][j],
+                            "enumerated": out["enumerated"],
+                            "max_plate_nesting": out["max_plate_nesting"],
+                        })  # fmt: skip
                     continue
                 st = state[(i, r)]
-                st["losses"] += out.pop("losses")
-                st["seconds"] += out.pop("seconds")
-                st.update(out)
-                st["rung_elbo"] = st["elbo"]
+                st.absorb(out)
+                st.rung_elbo = st.elbo
             start = stop
             if not alive:
                 break
@@ -400,24 +402,24 @@ def select(
         # 2. the evidence of the best restart of each remaining candidate
         chosen = {}
         for key in sorted(alive):
-            if key[0] not in chosen or state[key]["elbo"] > state[chosen[key[0]]]["elbo"]:
+            if key[0] not in chosen or state[key].elbo > state[chosen[key[0]]].elbo:
                 chosen[key[0]] = key
         keys = [chosen[i] for i in sorted(chosen)]
         payloads = [
             _payload(i, r, steps, steps, True, evidence, group_state[i], vectorized=True)
             if i in vectorized
-            else _payload(i, r, steps, steps, True, evidence, state[(i, r)]["state"])
+            else _payload(i, r, steps, steps, True, evidence, state[(i, r)].checkpoint)
             for i, r in keys
         ]
         for payload in payloads:  # the other restarts join the IWAE proposal (_evidence)
             i, r = payload["index"], payload["restart"]
             payload["others"] = [
-                (j, None if i in vectorized else state[(i, j)]["state"]["params"],
-                 state[(i, j)]["elbo"])
+                (j, None if i in vectorized else state[(i, j)].checkpoint["params"],
+                 state[(i, j)].elbo)
                 for j in range(num_restarts)
-                if j != r and (i, j) in alive and math.isfinite(state[(i, j)].get("elbo", math.nan))
+                if j != r and (i, j) in alive and math.isfinite(state[(i, j)].elbo)
             ]  # fmt: skip
-            payload["own_elbo"] = state[(i, r)]["elbo"]
+            payload["own_elbo"] = state[(i, r)].elbo
 
         def tick(payload, out):
             if bar is not None:
@@ -433,10 +435,8 @@ def select(
                 alive.difference_update([k for k in alive if k[0] == i])
                 continue
             st = state[(i, r)]
-            st["seconds"] += out.pop("seconds")
-            out.pop("losses")
-            st.update(out)
-            st["chosen"] = True
+            st.absorb(out)
+            st.chosen = True
         if bar is not None:
             bar.close()
         # 3. the guide-free SMC estimate of every fitted candidate (all small enough)
@@ -456,10 +456,9 @@ def select(
             for key, out in zip(kept, run(_run_task, tasks, smc_tick)):
                 st = state[key]
                 if "failed" in out:  # SMC's failure leaves the fitted candidate as it is
-                    st["smc_failed"] = out["failed"]
+                    st.smc_failed = out["failed"]
                     continue
-                st["seconds"] += out.pop("seconds")
-                st.update(out)
+                st.absorb(out)
             if smc_bar is not None:
                 smc_bar.close()
 
@@ -480,7 +479,7 @@ def select(
             stacklevel=2,
         )
     total_steps = steps * num_restarts * len(cands)
-    run_steps = sum(len(s["losses"]) for s in state.values())
+    run_steps = sum(len(s.losses) for s in state.values())
     result = SelectionResult._from_fits(
         cands,
         ctx,
@@ -499,17 +498,17 @@ def select(
     result.vectorized_restarts = {name: i in vectorized for i, (name, _) in enumerate(cands)}
     result.data_init = data_init
     result.iwae_restarts = {
-        name: max((state[(i, r)].get("iwae_restarts", 0) for r in range(num_restarts)), default=0)
+        name: max((state[(i, r)].iwae_restarts for r in range(num_restarts)), default=0)
         for i, (name, _) in enumerate(cands)
     }
     result.symmetrized = {
-        name: any(state[(i, r)].get("symmetrized", False) for r in range(num_restarts))
+        name: any(state[(i, r)].symmetrized for r in range(num_restarts))
         for i, (name, _) in enumerate(cands)
     }
     result.not_vectorized = not_vectorized
     result.smc_skipped = smc_skipped
     result.restart_elbos = {
-        name: [state[(i, r)].get("rung_elbo", math.nan) for r in range(num_restarts)]
+        name: [state[(i, r)].rung_elbo for r in range(num_restarts)]
         for i, (name, _) in enumerate(cands)
     }
     if "iwae" in evidence and iwae_particles > 1:
@@ -533,7 +532,7 @@ def _record_failure(failures: dict, out: dict, cands, on_error: str, state) -> N
     name = cands[i][0]
     if on_error == "raise":
         done = sorted(
-            {cands[k[0]][0] for k, st in (state or {}).items() if st.get("losses")} - {name},
+            {cands[k[0]][0] for k, st in (state or {}).items() if st.losses} - {name},
             key=repr,
         )
         raise RuntimeError(
