@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import warnings
@@ -21,6 +22,7 @@ class CandidateFailedWarning(UserWarning):
     """Some candidates raised while fitting; the result holds the others."""
 
 
+@dataclasses.dataclass(eq=False)
 class SelectionResult:
     """Evidence of each candidate, posterior model probabilities and fitted posteriors.
 
@@ -57,21 +59,34 @@ class SelectionResult:
         or is a model SMC cannot take); empty when SMC ran or was not asked for.
     :ivar dict smc_failed: candidate name -> the error of an SMC estimate that
         failed; the candidates are then ranked by the IWAE bound.
+    :ivar tuple evidence: the estimators computed.
+    :ivar list names: the candidate names, in the order given.
+    :ivar dict data_init: candidate name -> whether a data-aware initialization
+        (:func:`~pyrostruct.infer.init.mixture_init`) started it.
+    :ivar dict iwae_restarts: candidate name -> how many restarts the IWAE
+        proposal mixes.
+    :ivar dict symmetrized: candidate name -> whether its final evidence accounts
+        for label switching.
     """
 
-    def __init__(self, table: pd.DataFrame, fits: dict, savings: dict, evidence: tuple, names=None):
-        self.table = table
-        self.names = list(names) if names is not None else list(table["candidate"])
-        self.fits = fits
-        self.savings = savings
-        self.evidence = evidence
-        self.vectorized_restarts: dict = {}
-        self.not_vectorized: dict = {}
-        self.restart_elbos: dict = {}
-        self.failures: dict = {}
-        self.smc_skipped: dict = {}
-        self.evidence_method: str = "iwae"
-        self.smc_failed: dict = {}
+    table: pd.DataFrame
+    fits: dict
+    savings: dict
+    evidence: tuple
+    names: list | None = None
+    vectorized_restarts: dict = dataclasses.field(default_factory=dict)
+    not_vectorized: dict = dataclasses.field(default_factory=dict)
+    restart_elbos: dict = dataclasses.field(default_factory=dict)
+    failures: dict = dataclasses.field(default_factory=dict)
+    smc_skipped: dict = dataclasses.field(default_factory=dict)
+    smc_failed: dict = dataclasses.field(default_factory=dict)
+    evidence_method: str = "iwae"
+    data_init: dict = dataclasses.field(default_factory=dict)
+    iwae_restarts: dict = dataclasses.field(default_factory=dict)
+    symmetrized: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.names = list(self.names if self.names is not None else self.table["candidate"])
 
     @classmethod
     def _from_fits(
