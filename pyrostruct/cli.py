@@ -44,7 +44,13 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line (no usage dump)."""
+    """An ArgumentParser whose errors are one line (no usage dump), and which takes options
+    only as spelled: ``--thresh`` is not silently read as ``--threshold``.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # noqa: D401 - argparse API
         raise UsageError(message)

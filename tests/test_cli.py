@@ -88,6 +88,14 @@ def test_a_diverged_training_run_is_one_line_and_exit_1(capsys, monkeypatch):
     )
 
 
+def test_abbreviated_options_are_refused_not_guessed(capsys, tmp_path):
+    # found by the hostile sweep: --thresh was read as --threshold, --out-... prefixes too
+    argv = ["discover", str(tmp_path / "x.csv"), "--out", str(tmp_path / "g.json"),
+            "--thresh", "0.5"]  # fmt: skip
+    assert cli.main(argv) == 2
+    assert "unrecognized arguments: --thresh 0.5" in capsys.readouterr().err
+
+
 def test_keyboard_interrupt_exits_130(capsys, monkeypatch):
     monkeypatch.setattr(cli, "build_parser", _parser_with_failing_command(KeyboardInterrupt()))
     assert cli.main(["fail"]) == 130
