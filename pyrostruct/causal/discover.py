@@ -231,7 +231,10 @@ def discover(
         ``edge_probs`` (and their Monte Carlo error).
     :param checkpoint: save the state every ``checkpoint_every`` steps
         (atomically); if the file exists and was made by the same call on the
-        same data, resume from it.
+        same data, resume from it. Settings that shape only the result
+        (``threshold``, ``num_samples``, ``checkpoint_every``,
+        ``average_equivalent``) may differ: a finished checkpoint then rebuilds
+        the result without training.
     :type checkpoint: str or os.PathLike, optional
     :param int checkpoint_every: steps between two checkpoint saves.
     :param bool progress: show a tqdm progress bar with the ELBO.
@@ -355,7 +358,14 @@ def _checked_table(data, interventions, source):
     return x, names, parse_interventions(interventions, n, names, source=source)
 
 
+#: Settings that shape only the result built after training, not the training itself: a
+#: checkpoint made with other values resumes (a finished one just rebuilds the result).
+RESULT_SETTINGS = ("threshold", "num_samples", "checkpoint_every", "average_equivalent")
+
+
 def _fingerprint(x: np.ndarray, mask, config: dict) -> str:
+    """A hash of the data, the mask and the settings that shape training."""
+    config = {k: v for k, v in config.items() if k not in RESULT_SETTINGS}
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(x, dtype=np.float64).tobytes())
     if mask is not None:

@@ -340,6 +340,20 @@ def test_resume_from_checkpoint_gives_the_uninterrupted_result(tmp_path):
         discover(ds.data, steps=61, seed=1, checkpoint=ckpt)
 
 
+def test_a_finished_checkpoint_rebuilds_the_result_under_new_result_settings(tmp_path):
+    # found by the hostile sweep: changing only --threshold used to refuse the checkpoint
+    ds = datasets.make_dataset(d=5, n=200, seed=7)
+    ckpt = tmp_path / "run.ckpt"
+    first = discover(ds.data, steps=40, seed=1, checkpoint=ckpt, threshold=0.5)
+    steps = []
+    again = discover(ds.data, steps=40, seed=1, checkpoint=ckpt, threshold=0.9,
+                     num_samples=500, callback=lambda step, elbo: steps.append(step))  # fmt: skip
+    assert steps == []  # nothing retrained
+    assert np.array_equal(again.elbo_trace, first.elbo_trace)
+    assert again.threshold == 0.9
+    assert again.adjacency.sum() <= first.adjacency.sum()
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
