@@ -516,11 +516,11 @@ def _move(density, u, log_prior, log_like, log_w, beta, scale, num_moves, fit_on
 
 
 #: The size up to which :func:`smc_affordable` says yes: continuous latent dimensions and
-#: observed values. Up to them SMC was accurate on Gaussian mixtures; well beyond them its
-#: standard error exceeded a nat (the measurements: benchmarks/results/user_models.md,
-#: "Notes moved from docstrings").
+#: observed values. Up to them SMC was accurate on Gaussian mixtures and takes seconds per
+#: model; well beyond them its standard error exceeded a nat and a run took minutes (the
+#: measurements: benchmarks/results/user_models.md, "Notes moved from docstrings").
 SMC_MAX_LATENT_DIM = 10
-SMC_MAX_OBSERVED = 200
+SMC_MAX_OBSERVED = 100
 
 
 def smc_affordable(model: Callable, *args, max_plate_nesting: int | None = None, **kwargs):

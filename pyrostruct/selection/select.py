@@ -159,8 +159,9 @@ def select(
         (:func:`~pyrostruct.infer.smc.smc_estimate`, ``smc_particles`` particles,
         8 runs), computed only for candidates small enough for it
         (:func:`~pyrostruct.infer.smc.smc_affordable`: at most 10 continuous latent
-        dimensions and 200 observed values), and only when every candidate is:
-        the candidates are ranked by one estimator (``result.smc_skipped`` says
+        dimensions and 100 observed values), only when every candidate is (the
+        candidates are ranked by one estimator), and only when at least two are
+        left to rank after successive halving (``result.smc_skipped`` says
         why it did not run). A bound's effective sample size cannot tell that
         its guide missed a mode (it weighs only what the guide proposes); SMC,
         which starts from the prior, can. The bounds fall short of the evidence
@@ -441,7 +442,10 @@ def select(
             bar.close()
         # 3. the guide-free SMC estimate of every fitted candidate (all small enough)
         kept = [k for k in keys if k in alive]
-        if "smc" in evidence and kept:
+        if "smc" in evidence and len(kept) < 2:  # nothing left to rank: not worth its cost
+            smc_skipped = {cands[i][0]: "not needed: one candidate left to rank" for i, _ in keys}
+            evidence = tuple(e for e in evidence if e != "smc")
+        if "smc" in evidence:
             smc_bar = None
             if progress:
                 from tqdm.auto import tqdm
