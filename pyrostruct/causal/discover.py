@@ -154,7 +154,8 @@ def discover(
         :class:`~pyrostruct.infer.autoguide.AutoDAG` and trained with
         ``Trace_ELBO`` (any SEM, either DAG family).
     :param seed: seed of every random choice, ``0 .. 2**32 - 1`` (same seed, same
-        result). ``None`` draws one, recorded in ``metadata["seed"]``.
+        result). ``None`` draws one, recorded in ``metadata["seed"]`` (and in the
+        checkpoint: ``None`` with an existing checkpoint resumes with its seed).
     :type seed: int or None
     :param interventions: perfect interventions per row (optional): a column name
         of ``data``, an ``(n, d)`` boolean mask, or one entry per row (see
@@ -258,6 +259,8 @@ def discover(
         >>> result.edge_probs.shape
         (5, 5)
     """
+    if seed is None and checkpoint is not None and os.path.exists(checkpoint):
+        seed = _checkpoint_seed(checkpoint)  # seed=None resumes with the run's own seed
     seed = check_seed(seed)
     data, interventions, source = resolve_interventions(data, interventions)
     x, names, mask = _checked_table(data, interventions, source)
@@ -313,7 +316,8 @@ def discover(
         def save(done: int) -> None:
             atomic_save(
                 checkpoint,
-                {"fingerprint": fingerprint, "step": done, "elbo_trace": list(elbo_trace),
+                {"fingerprint": fingerprint, "seed": seed, "step": done,
+                 "elbo_trace": list(elbo_trace),
                  **fit.state_dict(), "rng": torch.get_rng_state()},
             )  # fmt: skip
 
@@ -382,6 +386,16 @@ def _num_threads(n: int):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def _checkpoint_seed(path) -> int | None:
+    """The seed a checkpoint's run drew (``None`` when the file holds none or does not load:
+    the fingerprint check then reports it)."""
+    try:
+        seed = torch.load(path, weights_only=True).get("seed")
+    except Exception:  # noqa: BLE001 - _read_checkpoint names the problem
+        return None
+    return int(seed) if isinstance(seed, int) else None
 
 
 def _read_checkpoint(path, fingerprint) -> dict:

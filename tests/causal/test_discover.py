@@ -340,6 +340,25 @@ def test_resume_from_checkpoint_gives_the_uninterrupted_result(tmp_path):
         discover(ds.data, steps=61, seed=1, checkpoint=ckpt)
 
 
+def test_seed_none_resumes_a_checkpoint_with_the_runs_own_seed(tmp_path):
+    # found by the hostile sweep: seed=None drew a fresh seed, so the checkpoint was refused
+    ds = datasets.make_dataset(d=5, n=200, seed=7)
+    ckpt = tmp_path / "run.ckpt"
+
+    def interrupt(step, elbo):
+        if step == 25:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        discover(ds.data, steps=40, seed=None, checkpoint=ckpt, checkpoint_every=20,
+                 callback=interrupt)  # fmt: skip
+    seed = torch.load(ckpt, weights_only=True)["seed"]
+    resumed = discover(ds.data, steps=40, seed=None, checkpoint=ckpt, checkpoint_every=20)
+    assert resumed.metadata["seed"] == seed
+    full = discover(ds.data, steps=40, seed=seed)
+    assert np.allclose(resumed.edge_probs, full.edge_probs)
+
+
 def test_a_finished_checkpoint_rebuilds_the_result_under_new_result_settings(tmp_path):
     # found by the hostile sweep: changing only --threshold used to refuse the checkpoint
     ds = datasets.make_dataset(d=5, n=200, seed=7)
