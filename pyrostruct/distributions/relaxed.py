@@ -14,9 +14,11 @@ The classes here subclass Pyro's and add:
   (the ExpConcrete / logit-Concrete variable of Maddison et al.) and carries it
   on the returned tensor; :meth:`log_prob` scores that log-space value, so the
   density stays finite and accurate down to temperature 0.01 in float32;
-- **``hard=True``** straight-through samples whose forward value is *exactly*
-  one-hot / ``{0, 1}`` (the argmax of ``logits + Gumbel noise``, hence an exact
-  categorical / Bernoulli draw) and whose gradient is the relaxed one;
+- **hard samples** whose forward value is *exactly* one-hot / ``{0, 1}`` (the
+  argmax of ``logits + Gumbel noise``, hence an exact categorical / Bernoulli
+  draw), with the gradient estimator chosen by ``estimator=``:
+  ``"straight-through"`` (``hard=True``, the relaxed sample's gradient),
+  ``"reinmax"`` or ``"gumbel-rao"`` (see :mod:`pyrostruct.distributions.estimators`);
 - **validation** of ``temperature`` (``> 0``, finite, broadcastable to the
   batch shape) and a float ``temperature`` accepted as well as a tensor;
 - :class:`ConcreteCategorical`: an *index*-valued relaxed categorical, the
@@ -54,7 +56,15 @@ from pyrostruct.distributions._relaxed_index import (
     RelaxedValueError,
     _Probe,
 )
+from pyrostruct.distributions.estimators import (
+    ESTIMATORS,
+    gumbel_rao_surrogate,
+    hard_binary,
+    hard_one_hot,
+    resolve_estimator,
+)
 from pyrostruct.distributions.temperature import current_temperature
+from pyrostruct.errors import InputError
 
 __all__ = [
     "ConcreteOneHotCategorical",
@@ -65,6 +75,7 @@ __all__ = [
     "RelaxedIndex",
     "RelaxedValueError",
     "RelaxationWarning",
+    "ESTIMATORS",
 ]
 
 _EMPTY = torch.Size()
@@ -101,31 +112,6 @@ def _check_temperature_shape(tau: torch.Tensor, batch_shape: torch.Size, name: s
         )
 
 
-class _StraightThroughOneHot(torch.autograd.Function):
-    """Forward: exact one-hot of ``argmax(log_soft)``; backward: identity to ``soft``."""
-
-    @staticmethod
-    def forward(ctx, soft, log_soft):
-        index = log_soft.argmax(-1, keepdim=True)
-        return torch.zeros_like(soft).scatter_(-1, index, 1.0)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad, None
-
-
-class _StraightThroughBinary(torch.autograd.Function):
-    """Forward: ``1[logit > 0]`` exactly; backward: identity to ``soft``."""
-
-    @staticmethod
-    def forward(ctx, soft, logit):
-        return (logit > 0).to(soft.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad, None
-
-
 class ConcreteOneHotCategorical(dist.RelaxedOneHotCategorical):
     r"""Gumbel-softmax (Concrete) relaxation of a one-hot categorical, scored in log space.
 
@@ -145,11 +131,14 @@ class ConcreteOneHotCategorical(dist.RelaxedOneHotCategorical):
     What this adds to :class:`pyro.distributions.RelaxedOneHotCategorical` (which it
     subclasses): finite, accurate ``log_prob`` of its own samples down to
     temperature 0.01 in float32; samples that pass the simplex support check;
-    ``hard=True`` straight-through samples (forward: the exact one-hot of
-    :math:`\arg\max_k(\ell_k + g_k)`, a draw from ``OneHotCategorical(logits)``;
-    backward: the gradient of the relaxed sample, like
-    :class:`pyro.distributions.RelaxedOneHotCategoricalStraightThrough`); a
-    validated float-or-tensor ``temperature`` of scalar or batch shape.
+    hard samples (forward: the exact one-hot of
+    :math:`\arg\max_k(\ell_k + g_k)`, a draw from ``OneHotCategorical(logits)``)
+    with a choice of gradient estimator (``estimator=``: ``"straight-through"``,
+    the gradient of the relaxed sample, like
+    :class:`pyro.distributions.RelaxedOneHotCategoricalStraightThrough`;
+    ``"reinmax"``, second-order accurate; ``"gumbel-rao"``, lower variance; see
+    :mod:`pyrostruct.distributions.estimators`); a validated float-or-tensor
+    ``temperature`` of scalar or batch shape.
 
     ``log_prob`` of a hard sample scores the relaxed sample behind it (as Pyro's
     straight-through class does). A value that does not come from ``rsample`` is
@@ -159,7 +148,12 @@ class ConcreteOneHotCategorical(dist.RelaxedOneHotCategorical):
         broadcastable to the batch shape).
     :param probs: event probabilities (``(..., K)``), or
     :param logits: unnormalized log probabilities (``(..., K)``).
-    :param bool hard: return exact one-hot samples with straight-through gradients.
+    :param bool hard: older spelling of ``estimator="straight-through"`` (``hard=False``
+        with no ``estimator`` means ``"gumbel-softmax"``).
+    :param str estimator: ``"gumbel-softmax"`` (soft samples, the default),
+        ``"straight-through"``, ``"reinmax"`` or ``"gumbel-rao"`` (exact one-hot
+        samples with that gradient estimator).
+    :param int num_rao_samples: conditional noise draws per sample for ``"gumbel-rao"``.
 
     References:
 
@@ -177,8 +171,21 @@ class ConcreteOneHotCategorical(dist.RelaxedOneHotCategorical):
     support = constraints.simplex
     has_rsample = True
 
-    def __init__(self, temperature, probs=None, logits=None, *, hard=False, validate_args=None):
+    def __init__(
+        self,
+        temperature,
+        probs=None,
+        logits=None,
+        *,
+        hard=False,
+        estimator=None,
+        num_rao_samples=None,
+        validate_args=None,
+    ):
         name = type(self).__name__
+        self.estimator, self.num_rao_samples = resolve_estimator(
+            estimator, hard, num_rao_samples, name
+        )
         param = _param_tensor(probs, logits, name)
         if param.dim() < 1 or param.size(-1) < 1:
             raise ValueError(
@@ -187,7 +194,7 @@ class ConcreteOneHotCategorical(dist.RelaxedOneHotCategorical):
             )
         tau = _as_temperature(temperature, param, name)
         _check_temperature_shape(tau, param.shape[:-1], name)
-        self.hard = bool(hard)
+        self.hard = self.estimator != "gumbel-softmax"
         if probs is not None:
             super().__init__(tau, probs=param, validate_args=validate_args)
         else:
@@ -207,6 +214,7 @@ class ConcreteOneHotCategorical(dist.RelaxedOneHotCategorical):
         new = self._get_checked_instance(ConcreteOneHotCategorical, _instance)
         new = super().expand(batch_shape, _instance=new)
         new.hard = self.hard
+        new.estimator, new.num_rao_samples = self.estimator, self.num_rao_samples
         return new
 
     def _tau(self) -> torch.Tensor:
@@ -225,7 +233,9 @@ class ConcreteOneHotCategorical(dist.RelaxedOneHotCategorical):
         log_y = scores.log_softmax(-1)
         y = scores.softmax(-1)
         if self.hard:
-            y = _StraightThroughOneHot.apply(y, log_y.detach())
+            y = hard_one_hot(
+                self.estimator, y, log_y, self.logits, self._tau(), self.num_rao_samples
+            )
         setattr(y, _LOG_VALUE, log_y)
         return y
 
@@ -268,17 +278,22 @@ class ConcreteBernoulli(dist.RelaxedBernoulli):
     subclasses): finite ``log_prob`` of its own samples at any temperature
     (Pyro's inverts ``sigmoid`` of a float32 sample that has saturated to
     exactly 0 or 1, and its ``log1p(exp(.))`` overflows); noise built from
-    ``logits`` rather than clamped ``probs``; ``hard=True`` straight-through
-    samples (forward: exactly ``1[l > 0]``, a draw from ``Bernoulli(logits)``;
-    backward: the gradient of the relaxed sample, like
-    :class:`pyro.distributions.RelaxedBernoulliStraightThrough`); a validated
-    float-or-tensor ``temperature``.
+    ``logits`` rather than clamped ``probs``; hard samples (forward: exactly
+    ``1[l > 0]``, a draw from ``Bernoulli(logits)``) with a choice of gradient
+    estimator (``estimator=``: ``"straight-through"``, the gradient of the relaxed
+    sample, like :class:`pyro.distributions.RelaxedBernoulliStraightThrough`;
+    ``"reinmax"``; ``"gumbel-rao"``; see :mod:`pyrostruct.distributions.estimators`);
+    a validated float-or-tensor ``temperature``.
 
     :param temperature: relaxation temperature :math:`\tau > 0` (float or tensor
         broadcastable to the batch shape).
     :param probs: probability of 1, or
     :param logits: log-odds of 1.
-    :param bool hard: return exact ``{0, 1}`` samples with straight-through gradients.
+    :param bool hard: older spelling of ``estimator="straight-through"``.
+    :param str estimator: ``"gumbel-softmax"`` (soft samples, the default),
+        ``"straight-through"``, ``"reinmax"`` or ``"gumbel-rao"`` (exact ``{0, 1}``
+        samples with that gradient estimator).
+    :param int num_rao_samples: conditional noise draws per sample for ``"gumbel-rao"``.
 
     References:
 
@@ -296,12 +311,25 @@ class ConcreteBernoulli(dist.RelaxedBernoulli):
     support = constraints.unit_interval
     has_rsample = True
 
-    def __init__(self, temperature, probs=None, logits=None, *, hard=False, validate_args=None):
+    def __init__(
+        self,
+        temperature,
+        probs=None,
+        logits=None,
+        *,
+        hard=False,
+        estimator=None,
+        num_rao_samples=None,
+        validate_args=None,
+    ):
         name = type(self).__name__
+        self.estimator, self.num_rao_samples = resolve_estimator(
+            estimator, hard, num_rao_samples, name
+        )
         param = _param_tensor(probs, logits, name)
         tau = _as_temperature(temperature, param, name)
         _check_temperature_shape(tau, param.shape, name)
-        self.hard = bool(hard)
+        self.hard = self.estimator != "gumbel-softmax"
         if probs is not None:
             super().__init__(tau, probs=param, validate_args=validate_args)
         else:
@@ -311,6 +339,7 @@ class ConcreteBernoulli(dist.RelaxedBernoulli):
         new = self._get_checked_instance(ConcreteBernoulli, _instance)
         new = super().expand(batch_shape, _instance=new)
         new.hard = self.hard
+        new.estimator, new.num_rao_samples = self.estimator, self.num_rao_samples
         return new
 
     def rsample(self, sample_shape=_EMPTY) -> torch.Tensor:
@@ -320,7 +349,9 @@ class ConcreteBernoulli(dist.RelaxedBernoulli):
         logit = (logits + (u.log() - (-u).log1p())) / self.temperature
         y = logit.sigmoid()
         if self.hard:
-            y = _StraightThroughBinary.apply(y, logit.detach())
+            y = hard_binary(
+                self.estimator, y, logit, self.logits, self.temperature, self.num_rao_samples
+            )
         setattr(y, _LOGIT_VALUE, logit)
         return y
 
@@ -390,9 +421,17 @@ class ConcreteCategorical(TorchDistribution):
     into. What this class adds to Pyro: Pyro has no index-valued relaxed
     categorical, and its relaxed one-hot values cannot index a table.
 
+    The gradient estimator behind :math:`\hat y` is ``estimator=``:
+    ``"straight-through"`` (the default, as above), ``"reinmax"`` or ``"gumbel-rao"``
+    (see :mod:`pyrostruct.distributions.estimators`); the forward value is the same
+    exact index for all three. ``"gumbel-softmax"`` (soft values) is refused: an
+    index cannot be soft (use :class:`ConcreteOneHotCategorical` for soft one-hots).
+
     :param temperature: relaxation temperature :math:`\tau > 0`.
     :param probs: event probabilities (``(..., K)``), or
     :param logits: unnormalized log probabilities (``(..., K)``).
+    :param str estimator: ``"straight-through"``, ``"reinmax"`` or ``"gumbel-rao"``.
+    :param int num_rao_samples: conditional noise draws per sample for ``"gumbel-rao"``.
 
     References:
 
@@ -410,9 +449,29 @@ class ConcreteCategorical(TorchDistribution):
     }
     has_rsample = True
 
-    def __init__(self, temperature, probs=None, logits=None, *, validate_args=None):
+    def __init__(
+        self,
+        temperature,
+        probs=None,
+        logits=None,
+        *,
+        estimator="straight-through",
+        num_rao_samples=None,
+        validate_args=None,
+    ):
+        if estimator == "gumbel-softmax":
+            raise InputError(
+                "ConcreteCategorical: estimator='gumbel-softmax' gives soft samples, and an "
+                "index cannot be soft; choose 'straight-through', 'reinmax' or 'gumbel-rao', "
+                "or use ConcreteOneHotCategorical for soft one-hot samples."
+            )
         self._one_hot = ConcreteOneHotCategorical(
-            temperature, probs=probs, logits=logits, hard=True, validate_args=validate_args
+            temperature,
+            probs=probs,
+            logits=logits,
+            estimator=estimator,
+            num_rao_samples=num_rao_samples,
+            validate_args=validate_args,
         )
         super().__init__(self._one_hot.batch_shape, torch.Size(), validate_args=False)
         self._validate_args = self._one_hot._validate_args
@@ -424,6 +483,14 @@ class ConcreteCategorical(TorchDistribution):
     @property
     def logits(self) -> torch.Tensor:
         return self._one_hot.logits
+
+    @property
+    def estimator(self) -> str:
+        return self._one_hot.estimator
+
+    @property
+    def num_rao_samples(self) -> int:
+        return self._one_hot.num_rao_samples
 
     @property
     def probs(self) -> torch.Tensor:
@@ -451,8 +518,7 @@ class ConcreteCategorical(TorchDistribution):
         soft = scores.softmax(-1)
         # two straight-through one-hots of the same sample: one for the model's code,
         # one for log_prob, so that the hook on the first sees only the model's uses
-        one_hot = _StraightThroughOneHot.apply(soft, log_y)
-        scored = _StraightThroughOneHot.apply(soft, log_y)
+        one_hot, scored = _two_hard_one_hots(self._one_hot, soft, log_y)
         probe = _Probe()
         if one_hot.requires_grad:
             # after-backward check that the value reached the loss (see RelaxationWarning)
@@ -486,6 +552,21 @@ class ConcreteCategorical(TorchDistribution):
         return result
 
 
+def _two_hard_one_hots(one_hot_dist, soft, log_y):
+    """Two hard one-hots of one sample with ``one_hot_dist``'s estimator and one shared
+    surrogate (Gumbel-Rao's conditional noise is drawn once)."""
+    estimator = one_hot_dist.estimator
+    args = (log_y, one_hot_dist.logits, one_hot_dist._tau(), one_hot_dist.num_rao_samples)
+    if estimator == "gumbel-rao":
+        index = log_y.argmax(-1, keepdim=True)
+        hard = torch.zeros_like(soft).scatter_(-1, index, 1.0)
+        surrogate = gumbel_rao_surrogate(args[1], hard, args[2], args[3])
+        return hard_one_hot("straight-through", surrogate, *args), hard_one_hot(
+            "straight-through", surrogate, *args
+        )
+    return hard_one_hot(estimator, soft, *args), hard_one_hot(estimator, soft, *args)
+
+
 class NoRelaxationError(NotImplementedError, ValueError):
     """A latent discrete site whose distribution has no Gumbel-softmax relaxation.
 
@@ -498,7 +579,15 @@ class NoRelaxationError(NotImplementedError, ValueError):
 RELAXED_TYPES = (ConcreteBernoulli, ConcreteOneHotCategorical, ConcreteCategorical)
 
 
-def relax_distribution(fn, temperature, hard: bool = False, *, site: str | None = None):
+def relax_distribution(
+    fn,
+    temperature,
+    hard: bool = False,
+    *,
+    site: str | None = None,
+    estimator: str | None = None,
+    num_rao_samples: int | None = None,
+):
     r"""The Concrete relaxation of a discrete distribution ``fn``.
 
     A discrete :math:`z \sim \mathrm{Cat}(\mathrm{softmax}(\ell))` becomes
@@ -513,27 +602,39 @@ def relax_distribution(fn, temperature, hard: bool = False, *, site: str | None 
     the relaxed base. Continuous distributions and already relaxed ones are
     returned unchanged.
 
+    ``estimator`` (``hard=True`` is ``"straight-through"``) picks the gradient
+    estimator of Bernoulli and OneHotCategorical relaxations; Categorical sites are
+    hard either way: ``"gumbel-softmax"`` (or ``None``) gives them
+    ``"straight-through"``, the other estimators are passed on.
+
     :raises NoRelaxationError: (a ``NotImplementedError`` and a ``ValueError``) for a
         discrete distribution without a relaxation (``Poisson``, ``Binomial``, ...);
         the message names ``site``.
     """
     if isinstance(fn, RELAXED_TYPES):
         return fn
+    estimator, num_rao_samples = resolve_estimator(
+        estimator, hard, num_rao_samples, "relax_distribution"
+    )
+    kw = {"site": site, "estimator": estimator, "num_rao_samples": num_rao_samples}
     if isinstance(fn, dist.Independent):
-        base = relax_distribution(fn.base_dist, temperature, hard, site=site)
+        base = relax_distribution(fn.base_dist, temperature, **kw)
         return base if base is fn.base_dist else base.to_event(fn.reinterpreted_batch_ndims)
     if isinstance(fn, MaskedDistribution):
-        base = relax_distribution(fn.base_dist, temperature, hard, site=site)
+        base = relax_distribution(fn.base_dist, temperature, **kw)
         return base if base is fn.base_dist else base.mask(distribution_mask(fn))
     if isinstance(fn, ExpandedDistribution):
-        base = relax_distribution(fn.base_dist, temperature, hard, site=site)
+        base = relax_distribution(fn.base_dist, temperature, **kw)
         return base if base is fn.base_dist else base.expand(fn.batch_shape)
+    kw = {"estimator": estimator, "num_rao_samples": num_rao_samples}
     if isinstance(fn, torch.distributions.Bernoulli):
-        return ConcreteBernoulli(temperature, logits=fn.logits, hard=hard)
+        return ConcreteBernoulli(temperature, logits=fn.logits, **kw)
     if isinstance(fn, torch.distributions.OneHotCategorical):
-        return ConcreteOneHotCategorical(temperature, logits=fn.logits, hard=hard)
+        return ConcreteOneHotCategorical(temperature, logits=fn.logits, **kw)
     if isinstance(fn, torch.distributions.Categorical):
-        return ConcreteCategorical(temperature, logits=fn.logits)
+        if estimator == "gumbel-softmax":
+            kw["estimator"] = "straight-through"
+        return ConcreteCategorical(temperature, logits=fn.logits, **kw)
     if not _is_discrete(fn):
         return fn
     where = f"sample site '{site}'" if site is not None else "this distribution"
