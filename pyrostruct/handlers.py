@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyro.poutine.messenger import Messenger
 
+from pyrostruct.distributions.estimators import resolve_estimator
 from pyrostruct.distributions.relaxed import (
     RELAXED_TYPES,
     RelaxedIndex,
@@ -41,15 +42,18 @@ class RelaxMessenger(Messenger):
         temperature: Any = 0.5,
         hard: bool = False,
         exclude: Iterable[str] = (),
+        estimator: str | None = None,
+        num_rao_samples: int | None = None,
     ) -> None:
         current_temperature(temperature, name="relax: temperature")  # validate early
-        if not isinstance(hard, bool):
-            raise ValueError(f"relax: hard must be True or False, got {hard!r}.")
+        self.estimator, self.num_rao_samples = resolve_estimator(
+            estimator, hard, num_rao_samples, "relax"
+        )
         if isinstance(exclude, str):
             exclude = [exclude]
         super().__init__()
         self.temperature = temperature
-        self.hard = hard
+        self.hard = self.estimator != "gumbel-softmax"
         self.exclude = frozenset(exclude)
 
     def _process_message(self, msg: Message) -> None:
@@ -66,8 +70,20 @@ class RelaxMessenger(Messenger):
         if isinstance(fn, RELAXED_TYPES) or is_structural(fn) or not _is_discrete(fn):
             return
         tau = current_temperature(self.temperature, name="relax: temperature")
-        hard = infer.get("relax_hard", self.hard)
-        msg["fn"] = relax_distribution(fn, tau, hard, site=msg["name"])
+        estimator = infer.get("relax_estimator")
+        if estimator is None:
+            hard = infer.get("relax_hard")
+            if hard is None or hard == self.hard:
+                estimator = self.estimator
+            else:
+                estimator = "straight-through" if hard else "gumbel-softmax"
+        msg["fn"] = relax_distribution(
+            fn,
+            tau,
+            site=msg["name"],
+            estimator=estimator,
+            num_rao_samples=self.num_rao_samples,
+        )
 
     def _postprocess_message(self, msg: Message) -> None:
         # Name the site on its relaxed index (sampled here or replayed from a guide), so
@@ -83,6 +99,8 @@ def relax(
     temperature: Any = 0.5,
     hard: bool = False,
     exclude: Iterable[str] = (),
+    estimator: str | None = None,
+    num_rao_samples: int | None = None,
 ):
     r"""Relax the latent discrete sites of a Pyro model (Gumbel-softmax / Concrete).
 
@@ -104,8 +122,17 @@ def relax(
     permutation distributions (discrete, but with gradient estimators of their own).
 
     Shapes: a relaxed site returns a value of the shape the model expects.
-    ``Bernoulli`` gives a value in ``(0, 1)`` (``hard=True``: exactly 0 or 1);
-    ``OneHotCategorical`` a point of the simplex (``hard=True``: exactly one-hot).
+    ``Bernoulli`` gives a value in ``(0, 1)`` (a hard estimator: exactly 0 or 1);
+    ``OneHotCategorical`` a point of the simplex (a hard estimator: exactly one-hot).
+
+    Gradient estimators (``estimator=``, see
+    :mod:`pyrostruct.distributions.estimators`): ``"gumbel-softmax"`` (soft values,
+    the default), ``"straight-through"`` (``hard=True``: exact values, the relaxed
+    sample's gradient), ``"reinmax"`` (exact values, a second-order accurate
+    gradient: unbiased for quadratic losses at :math:`\tau = 1`; use
+    :math:`\tau \ge 1`), ``"gumbel-rao"`` (exact values, straight-through's
+    gradient averaged over ``num_rao_samples`` draws of the noise given the value:
+    the same mean, a lower variance).
 
     ``Categorical`` sites give an exact **index** (``torch.long``, whatever
     ``hard`` says), a :class:`~pyrostruct.distributions.relaxed.RelaxedIndex`
@@ -140,7 +167,9 @@ def relax(
 
     Order of handlers: put ``relax`` *outside* ``poutine.condition``
     (``relax(poutine.condition(model, data))``) so that conditioned sites are seen
-    as observed. A per-site ``infer={"relax_hard": True}`` overrides ``hard``.
+    as observed. A per-site ``infer={"relax_estimator": "reinmax"}`` overrides
+    ``estimator``, and ``infer={"relax_hard": True}`` (``"straight-through"``) or
+    ``False`` (``"gumbel-softmax"``) overrides ``hard``.
 
     :param fn: a model (or guide); omit to use ``relax`` as a context manager.
     :param temperature: a positive float, tensor, or a
@@ -150,6 +179,10 @@ def relax(
         for Bernoulli and OneHotCategorical sites; Categorical sites are straight-through
         either way.
     :param exclude: names of sites to leave as they are.
+    :param str estimator: ``"gumbel-softmax"``, ``"straight-through"``, ``"reinmax"`` or
+        ``"gumbel-rao"`` (default: from ``hard``); Categorical sites get
+        ``"straight-through"`` for ``"gumbel-softmax"``.
+    :param int num_rao_samples: noise draws per sample for ``"gumbel-rao"`` (default 10).
     :raises NoRelaxationError: (a ``NotImplementedError`` and a ``ValueError``) when a
         latent site is discrete but has no relaxation (e.g. ``Poisson``); the
         message names the site.
@@ -170,5 +203,11 @@ def relax(
     Propagating Gradients Through Stochastic Neurons for Conditional Computation",
     arXiv:1308.3432, 2013 (straight-through).
     """
-    msngr = RelaxMessenger(temperature=temperature, hard=hard, exclude=exclude)
+    msngr = RelaxMessenger(
+        temperature=temperature,
+        hard=hard,
+        exclude=exclude,
+        estimator=estimator,
+        num_rao_samples=num_rao_samples,
+    )
     return msngr(fn) if fn is not None else msngr

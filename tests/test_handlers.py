@@ -19,6 +19,7 @@ from pyrostruct.distributions import (
 )
 from pyrostruct.distributions.relaxed import RelaxationWarning, RelaxedIndex, RelaxedValueError
 from pyrostruct.distributions.temperature import LinearSchedule
+from pyrostruct.distributions.util import base_distribution
 from pyrostruct.handlers import RelaxMessenger, relax
 from pyrostruct.infer.autoguide import AutoGumbelSoftmax
 
@@ -433,3 +434,70 @@ def test_relaxed_and_enumerated_indices_in_one_lookup_under_trace_enum_elbo():
     probs = guide.probs(data)["z"][:, 1]
     # only the point at 10.3 belongs to row z = 1 (measured: 0.87 against at most 0.03)
     assert probs[2] > 0.7 and (probs[[0, 1, 3, 4]] < 0.1).all(), probs
+
+
+# ------------------------------------------------------------- gradient estimators
+
+
+@pytest.mark.parametrize(
+    "estimator", ["gumbel-softmax", "straight-through", "reinmax", "gumbel-rao"]
+)
+def test_estimator_reaches_every_relaxed_site(estimator):
+    with relax(temperature=0.5, estimator=estimator, num_rao_samples=3):
+        trace = poutine.trace(mixed_model).get_trace()
+    hard = estimator != "gumbel-softmax"
+    for name in ("flip", "by_name", "mask", "code"):
+        base = base_distribution(trace.nodes[name]["fn"])
+        assert (base.estimator, base.num_rao_samples, base.hard) == (estimator, 3, hard)
+        value = trace.nodes[name]["value"]
+        assert ((value == 0) | (value == 1)).all() == hard
+    # Categorical sites are hard either way: soft becomes straight-through
+    idx = trace.nodes["idx"]["fn"]
+    assert idx.estimator == (estimator if hard else "straight-through")
+
+
+def test_per_site_estimator_and_hard_overrides():
+    def model():
+        a = pyro.sample("a", dist.Bernoulli(0.4), infer={"relax_estimator": "gumbel-rao"})
+        b = pyro.sample("b", dist.Bernoulli(0.4), infer={"relax_hard": False})
+        c = pyro.sample("c", dist.Bernoulli(0.4), infer={"relax_hard": True})
+        return a, b, c
+
+    with relax(temperature=0.5, estimator="reinmax"):
+        trace = poutine.trace(model).get_trace()
+    estimators = [trace.nodes[name]["fn"].estimator for name in "abc"]
+    assert estimators == ["gumbel-rao", "gumbel-softmax", "reinmax"]
+
+
+def test_bad_estimator_raises_naming_the_choices():
+    with pytest.raises(ValueError, match="'reinmax', 'gumbel-rao'"):
+        relax(mixed_model, estimator="rao")
+    with pytest.raises(ValueError, match="contradicts"):
+        relax(mixed_model, hard=True, estimator="gumbel-softmax")
+    with pytest.raises(ValueError, match="num_rao_samples"):
+        relax(mixed_model, estimator="gumbel-rao", num_rao_samples=-1)
+
+
+def test_reinmax_under_relax_gives_the_exact_gradient_of_a_quadratic_model():
+    # E[(w . z)^2] over a one-hot z at tau = 1: ReinMax is unbiased for quadratics
+    # (Liu et al. 2023); straight-through Gumbel-softmax is not.
+    w = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64)
+    logits0 = torch.tensor([0.5, -0.3, 0.2], dtype=torch.float64)
+    exact = logits0.clone().requires_grad_()
+    (exact.softmax(-1) * w**2).sum().backward()
+
+    def grad(estimator):
+        logits = logits0.clone().requires_grad_()
+
+        def model():
+            with pyro.plate("draws", 200000):
+                return pyro.sample("z", dist.OneHotCategorical(logits=logits))
+
+        pyro.set_rng_seed(0)
+        with relax(temperature=1.0, estimator=estimator):
+            z = model()
+        ((z @ w) ** 2).mean().backward()
+        return logits.grad
+
+    assert (grad("reinmax") - exact.grad).abs().max() < 0.03
+    assert (grad("straight-through") - exact.grad).abs().max() > 0.5

@@ -1,5 +1,6 @@
 """Pyro distributions for structural latents (relaxed discrete, permutations, DAGs)."""
 
+from pyrostruct.distributions.estimators import ESTIMATORS
 from pyrostruct.distributions.relaxed import (
     ConcreteBernoulli,
     ConcreteCategorical,
@@ -10,6 +11,7 @@ from pyrostruct.distributions.relaxed import (
 
 __all__: list[str] = []
 __all__ += [
+    "ESTIMATORS",
     "ConcreteBernoulli",
     "ConcreteCategorical",
     "ConcreteOneHotCategorical",

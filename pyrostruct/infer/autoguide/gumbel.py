@@ -20,6 +20,7 @@ from pyro.poutine.util import site_is_subsample
 from torch.distributions import constraints
 
 from pyrostruct._pyro_compat import deep_setattr, periodic_repeat, prototype_hide_fn
+from pyrostruct.distributions.estimators import resolve_estimator
 from pyrostruct.distributions.relaxed import (
     RELAXED_TYPES,
     ConcreteBernoulli,
@@ -110,7 +111,14 @@ class AutoGumbelSoftmax(SiteFamilyGuide):
     :param callable model: a Pyro model (plain or relaxed).
     :param temperature: guide temperature: positive float, tensor, or a
         :class:`~pyrostruct.infer.TemperatureSchedule` read at every call.
-    :param bool hard: straight-through samples (exact 0/1 / one-hot forward values).
+    :param bool hard: straight-through samples (exact 0/1 / one-hot forward values);
+        the older spelling of ``estimator="straight-through"``.
+    :param str estimator: gradient estimator of the guide's samples:
+        ``"gumbel-softmax"`` (soft, the default), ``"straight-through"``,
+        ``"reinmax"`` or ``"gumbel-rao"`` (see
+        :mod:`pyrostruct.distributions.estimators`). Categorical sites are hard either
+        way (``"gumbel-softmax"`` gives them ``"straight-through"``).
+    :param int num_rao_samples: noise draws per sample for ``"gumbel-rao"`` (default 10).
     :param float init_logits: initial logits (0 = uniform probabilities).
     :param callable create_plates: as in :class:`~pyro.infer.autoguide.AutoGuide`.
 
@@ -131,10 +139,14 @@ class AutoGumbelSoftmax(SiteFamilyGuide):
         hard: bool = False,
         init_logits: float = 0.0,
         create_plates=None,
+        estimator: str | None = None,
+        num_rao_samples: int | None = None,
     ) -> None:
         current_temperature(temperature, name="AutoGumbelSoftmax: temperature")
-        if not isinstance(hard, bool):
-            raise ValueError(f"AutoGumbelSoftmax: hard must be True or False, got {hard!r}.")
+        self.estimator, self.num_rao_samples = resolve_estimator(
+            estimator, hard, num_rao_samples, "AutoGumbelSoftmax"
+        )
+        hard = self.estimator != "gumbel-softmax"
         init_logits = float(init_logits)
         if init_logits != init_logits or abs(init_logits) == float("inf"):
             raise ValueError(f"AutoGumbelSoftmax: init_logits must be finite, got {init_logits}.")
@@ -169,12 +181,15 @@ class AutoGumbelSoftmax(SiteFamilyGuide):
         temperature = current_temperature(self.temperature, name="AutoGumbelSoftmax: temperature")
         logits = attrgetter(name)(self.logits)
         kind, _, extra_event_dim = self._kinds[name]
+        kw = {"estimator": self.estimator, "num_rao_samples": self.num_rao_samples}
         if kind == _BERNOULLI:
-            fn = ConcreteBernoulli(temperature, logits=logits, hard=self.hard)
+            fn = ConcreteBernoulli(temperature, logits=logits, **kw)
         elif kind == _CATEGORICAL:
-            fn = ConcreteCategorical(temperature, logits=logits)
+            if kw["estimator"] == "gumbel-softmax":
+                kw["estimator"] = "straight-through"
+            fn = ConcreteCategorical(temperature, logits=logits, **kw)
         else:
-            fn = ConcreteOneHotCategorical(temperature, logits=logits, hard=self.hard)
+            fn = ConcreteOneHotCategorical(temperature, logits=logits, **kw)
         return fn.to_event(extra_event_dim) if extra_event_dim else fn
 
     def _require_setup(self, *args, **kwargs) -> None:
@@ -234,6 +249,8 @@ def auto_discrete_continuous_guide(
     hard: bool = False,
     init_logits: float = 0.0,
     continuous_guide=AutoNormal,
+    estimator: str | None = None,
+    num_rao_samples: int | None = None,
     **continuous_kwargs,
 ) -> AutoGuideList:
     """One guide for a model with discrete and continuous latents.
@@ -247,7 +264,8 @@ def auto_discrete_continuous_guide(
     discrete probabilities are ``guide[0].probs()``.
 
     :param model: a Pyro model (plain or relaxed).
-    :param temperature, hard, init_logits: passed to :class:`AutoGumbelSoftmax`.
+    :param temperature, hard, init_logits, estimator, num_rao_samples: passed to
+        :class:`AutoGumbelSoftmax`.
     :param continuous_guide: an autoguide class for the continuous sites.
     :param continuous_kwargs: keyword arguments for ``continuous_guide`` (e.g. ``init_scale``).
 
@@ -256,7 +274,14 @@ def auto_discrete_continuous_guide(
     """
     guide = AutoGuideList(model)
     guide.append(
-        AutoGumbelSoftmax(model, temperature=temperature, hard=hard, init_logits=init_logits)
+        AutoGumbelSoftmax(
+            model,
+            temperature=temperature,
+            hard=hard,
+            init_logits=init_logits,
+            estimator=estimator,
+            num_rao_samples=num_rao_samples,
+        )
     )
     guide.append(
         continuous_guide(poutine.block(model, hide_fn=is_discrete_site), **continuous_kwargs)

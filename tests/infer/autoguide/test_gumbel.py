@@ -45,7 +45,11 @@ def test_guide_learns_prior_probabilities_when_there_is_no_data(relaxed_prototyp
         svi.step()
     probs = guide.probs()
     assert set(probs) == {"flag", "label", "code"}  # the continuous site is not the guide's
-    assert probs["flag"].shape == (6,) and probs["label"].shape == (6, 3) and probs["code"].shape == (3,)
+    assert (
+        probs["flag"].shape == (6,)
+        and probs["label"].shape == (6, 3)
+        and probs["code"].shape == (3,)
+    )
     assert torch.allclose(probs["flag"], torch.full((6,), 0.2), atol=0.06)
     assert torch.allclose(probs["label"], torch.tensor([0.5, 0.3, 0.2]).expand(6, 3), atol=0.08)
     assert torch.allclose(probs["code"], torch.tensor([0.1, 0.6, 0.3]), atol=0.08)
@@ -71,7 +75,9 @@ def test_guide_samples_relaxed_values_of_the_model_shapes_and_median_is_hard():
         guide.logits.code.copy_(torch.tensor([0.0, 0.0, 4.0]))
     median = guide.median()
     assert torch.equal(median["flag"], torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0, 0.0]))
-    assert median["label"].dtype == torch.long and torch.equal(median["label"], torch.ones(6, dtype=torch.long))
+    assert median["label"].dtype == torch.long and torch.equal(
+        median["label"], torch.ones(6, dtype=torch.long)
+    )
     assert torch.equal(median["code"], torch.tensor([0.0, 0.0, 1.0]))
     # hard medians can be plugged into the original (unrelaxed) model
     conditioned = poutine.trace(poutine.condition(prior_model, data=median)).get_trace()
@@ -83,7 +89,9 @@ def test_hard_guide_gives_exact_values_and_schedule_sets_temperature():
     guide = AutoGumbelSoftmax(prior_model, temperature=schedule, hard=True)
     trace = poutine.trace(guide).get_trace()
     assert set(trace.nodes["flag"]["value"].unique().tolist()) <= {0.0, 1.0}
-    assert (trace.nodes["code"]["value"].sum() == 1) and ((trace.nodes["code"]["value"] == 0) | (trace.nodes["code"]["value"] == 1)).all()
+    assert (trace.nodes["code"]["value"].sum() == 1) and (
+        (trace.nodes["code"]["value"] == 0) | (trace.nodes["code"]["value"] == 1)
+    ).all()
     assert float(trace.nodes["flag"]["fn"].temperature) == pytest.approx(1.0)
     for _ in range(10):
         schedule.step()
@@ -95,7 +103,11 @@ def test_is_discrete_site_classification():
     trace = poutine.trace(relax(prior_model)).get_trace()
     plain = poutine.trace(prior_model).get_trace()
     for t in (trace, plain):
-        assert is_discrete_site(t.nodes["flag"]) and is_discrete_site(t.nodes["label"]) and is_discrete_site(t.nodes["code"])
+        assert (
+            is_discrete_site(t.nodes["flag"])
+            and is_discrete_site(t.nodes["label"])
+            and is_discrete_site(t.nodes["code"])
+        )
         assert not is_discrete_site(t.nodes["loc"])
         assert not is_discrete_site(t.nodes["items"])  # the plate's subsample site
 
@@ -211,3 +223,36 @@ def test_subsampled_plate_gets_full_size_logits():
     probs = guide.probs()["z"]
     assert probs.shape == (100,)
     assert probs[:50].mean() > 0.8 and probs[50:].mean() < 0.2
+
+
+@pytest.mark.parametrize("estimator", ["straight-through", "reinmax", "gumbel-rao"])
+def test_guide_estimator_gives_hard_values_to_every_site(estimator):
+    guide = AutoGumbelSoftmax(prior_model, estimator=estimator, num_rao_samples=2)
+    trace = poutine.trace(guide).get_trace()
+    for name in ("flag", "code"):
+        value = trace.nodes[name]["value"]
+        assert ((value == 0) | (value == 1)).all()
+        fn = trace.nodes[name]["fn"]
+        assert (fn.estimator, fn.num_rao_samples) == (estimator, 2)
+    assert trace.nodes["label"]["fn"].estimator == estimator
+    assert guide.hard
+    soft = AutoGumbelSoftmax(prior_model)
+    assert poutine.trace(soft).get_trace().nodes["label"]["fn"].estimator == "straight-through"
+    with pytest.raises(ValueError, match="'straight-through'"):
+        AutoGumbelSoftmax(prior_model, estimator="ST")
+
+
+@pytest.mark.parametrize("estimator", ["reinmax", "gumbel-rao"])
+def test_new_estimators_train_the_spike_and_slab_selection(estimator):
+    pyro.set_rng_seed(0)
+    X, y, truth = spike_slab_data(p=30, n=100, k=3, seed=1)
+    model = relax(spike_slab_model, temperature=1.0, estimator=estimator)
+    guide = auto_discrete_continuous_guide(
+        spike_slab_model, temperature=1.0, estimator=estimator, num_rao_samples=4
+    )
+    assert guide[0].estimator == estimator
+    svi = SVI(model, guide, Adam({"lr": 0.05}), Trace_ELBO())
+    for _ in range(600):
+        svi.step(X, y)
+    selected = set((guide[0].probs()["include"] > 0.5).nonzero().flatten().tolist())
+    assert selected == truth
