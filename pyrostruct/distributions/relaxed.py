@@ -28,7 +28,8 @@ The module is over 500 lines because it holds the three Concrete classes and
 the one mapping (:func:`relax_distribution`) from Pyro's discrete families to
 them; about half of it is docstrings with the densities and what each class
 adds to Pyro's. The index tensor behind :class:`ConcreteCategorical` lives in
-``_relaxed_index.py``.
+``_relaxed_index.py``, the gradient estimators of hard samples in
+``estimators.py``.
 
 References:
 
