@@ -199,6 +199,15 @@ def test_low_temperature_float32_is_finite(estimator):
 
 
 @pytest.mark.parametrize("estimator", HARD)
+def test_impossible_category_gets_finite_gradients(estimator):
+    logits = torch.tensor([0.0, -math.inf, 1.0], requires_grad=True)
+    y = ConcreteOneHotCategorical(0.5, logits=logits, estimator=estimator).rsample((200,))
+    assert (y[:, 1] == 0).all()
+    (y * torch.tensor([1.0, 2.0, -1.0])).sum().backward()
+    assert torch.isfinite(logits.grad).all()
+
+
+@pytest.mark.parametrize("estimator", HARD)
 def test_categorical_index_gradient(estimator):
     # E[locs[z]] for an index-valued relaxed categorical, against the exact gradient
     locs = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64)
