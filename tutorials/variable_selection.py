@@ -167,6 +167,46 @@ for j in sorted(selected | truth):
 print(f"noise scale: posterior median {median['sigma']:.2f} (true 1.00)")
 
 # %% [markdown]
+# ## Which gradient estimator?
+#
+# `relax`, `AutoGumbelSoftmax`, `auto_discrete_continuous_guide` and
+# `RelaxReparam` take `estimator=` (and `num_rao_samples=` for Gumbel-Rao):
+#
+# | estimator | forward value | gradient | cost |
+# |---|---|---|---|
+# | `"gumbel-softmax"` (default) | soft, in (0, 1) | exact for the *relaxed* model | 1 softmax |
+# | `"straight-through"` (`hard=True`) | exact 0/1, one-hot | relaxed sample's; biased | 1 softmax |
+# | `"reinmax"` | exact | second-order (Liu et al. 2023); unbiased for quadratic losses at tau = 1, more biased than straight-through below tau = 1 | about 1.1x |
+# | `"gumbel-rao"` | exact | straight-through's mean, lower variance (Paulus et al. 2021) | `num_rao_samples` softmaxes |
+#
+# `benchmarks/discrete_estimators.py` (`--quick`: a categorical VAE with 8
+# latent variables of 8 categories on binarized digits, 1500 steps, 3 seeds;
+# test ELBO in nats, higher is better, ± seed-to-seed sd) measured:
+#
+# | tau | gumbel-softmax | straight-through | reinmax | gumbel-rao |
+# |---|---|---|---|---|
+# | 0.1 | -20.51 ± 0.10 | -20.63 ± 0.20 | -20.88 ± 0.13 | -19.90 ± 0.05 |
+# | 0.5 | -20.13 ± 0.27 | -20.29 ± 0.03 | -20.44 ± 0.16 | -19.96 ± 0.09 |
+# | 1.0 | -21.29 ± 0.05 | -20.38 ± 0.06 | **-19.70 ± 0.15** | -20.39 ± 0.07 |
+#
+# Recommendations from these numbers:
+#
+# * **`estimator="reinmax"` at temperature 1.0** gave the best discrete ELBO,
+#   0.6 nats above the best straight-through run (tau = 0.5) for about 10% more
+#   time per step. Do not anneal it below 1: at tau = 0.5 and 0.1 it was the
+#   worst of the hard estimators.
+# * **`estimator="gumbel-rao"` at temperature 0.1 to 0.5** is the choice when
+#   you want (or anneal to) a low temperature: the best at tau = 0.1 and 0.5, with
+#   the lowest gradient variance of the hard estimators, at 1.8x the time per
+#   step of straight-through in this small model (10 conditional draws; the
+#   overhead is a fixed cost per relaxed variable, so it shrinks as the model
+#   grows, and `num_rao_samples` trades it against variance).
+# * Plain straight-through was never the best; soft `"gumbel-softmax"` trains
+#   the relaxed model, and its hard-sample ELBO lags at tau = 1.
+# * On this tutorial's spike-and-slab problem all four estimators found the
+#   true predictors (F1 = 1.00 on 3 data sets, tau 0.5 and 1.0) at 1.8 to 2.1 ms
+#   per step: the choice matters for harder, more coupled discrete latents.
+#
 # ## Caveats
 #
 # * The guide is mean-field: $q(\gamma_j)\,q(\beta_j)$ cannot say "if $\gamma_j = 1$
