@@ -501,3 +501,17 @@ def test_reinmax_under_relax_gives_the_exact_gradient_of_a_quadratic_model():
 
     assert (grad("reinmax") - exact.grad).abs().max() < 0.03
     assert (grad("straight-through") - exact.grad).abs().max() > 0.5
+
+
+@pytest.mark.parametrize("estimator", ["reinmax", "gumbel-rao"])
+def test_value_without_a_gradient_path_warns_with_every_estimator(estimator):
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    model = relax(_mixture, temperature=0.5, estimator=estimator)
+    guide = AutoGumbelSoftmax(model, temperature=0.5, estimator=estimator)
+    svi = SVI(model, guide, Adam({"lr": 0.1}), Trace_ELBO())
+    with pytest.warns(RelaxationWarning, match=r"site 'z' is relaxed.*no gradient path"):
+        svi.step(MIX_DATA, how="detach")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RelaxationWarning)
+        svi.step(MIX_DATA, how="index")

@@ -519,12 +519,12 @@ class ConcreteCategorical(TorchDistribution):
         soft = scores.softmax(-1)
         # two straight-through one-hots of the same sample: one for the model's code,
         # one for log_prob, so that the hook on the first sees only the model's uses
-        one_hot, scored = _two_hard_one_hots(self._one_hot, soft, log_y)
+        one_hot, scored, anchor = _two_hard_one_hots(self._one_hot, scores, soft, log_y)
         probe = _Probe()
         if one_hot.requires_grad:
             # after-backward check that the value reached the loss (see RelaxationWarning)
             one_hot.register_hook(probe.mark_value)
-            scores.register_hook(probe.check_scores)
+            anchor.register_hook(probe.check_scores)
         return RelaxedIndex.wrap(log_y.argmax(-1), one_hot, probe, scored)
 
     def sample(self, sample_shape=_EMPTY) -> torch.Tensor:
@@ -553,19 +553,25 @@ class ConcreteCategorical(TorchDistribution):
         return result
 
 
-def _two_hard_one_hots(one_hot_dist, soft, log_y):
-    """Two hard one-hots of one sample with ``one_hot_dist``'s estimator and one shared
-    surrogate (Gumbel-Rao's conditional noise is drawn once)."""
+def _two_hard_one_hots(one_hot_dist, scores, soft, log_y):
+    """Two hard one-hots of one sample with ``one_hot_dist``'s estimator, and the tensor
+    both get their gradient through (its backward hook runs after both have sent theirs):
+    the Gumbel ``scores`` (straight-through), the logits (ReinMax), or the shared
+    surrogate (Gumbel-Rao, whose conditional noise is drawn once)."""
     estimator = one_hot_dist.estimator
-    args = (log_y, one_hot_dist.logits, one_hot_dist._tau(), one_hot_dist.num_rao_samples)
+    logits, tau, num = one_hot_dist.logits, one_hot_dist._tau(), one_hot_dist.num_rao_samples
     if estimator == "gumbel-rao":
         index = log_y.argmax(-1, keepdim=True)
         hard = torch.zeros_like(soft).scatter_(-1, index, 1.0)
-        surrogate = gumbel_rao_surrogate(args[1], hard, args[2], args[3])
-        return hard_one_hot("straight-through", surrogate, *args), hard_one_hot(
-            "straight-through", surrogate, *args
-        )
-    return hard_one_hot(estimator, soft, *args), hard_one_hot(estimator, soft, *args)
+        anchor = gumbel_rao_surrogate(logits, hard, tau, num)
+        args = ("straight-through", anchor, log_y, logits, tau, num)
+    elif estimator == "reinmax":
+        anchor = logits.expand_as(soft)
+        args = (estimator, soft, log_y, anchor, tau, num)
+    else:
+        anchor = scores
+        args = (estimator, soft, log_y, logits, tau, num)
+    return hard_one_hot(*args), hard_one_hot(*args), anchor
 
 
 class NoRelaxationError(NotImplementedError, ValueError):
