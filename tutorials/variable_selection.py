@@ -145,7 +145,9 @@ print("hard indicators from median():", int(guide.median(X, y)["include"].sum().
 fig, ax = plt.subplots(figsize=(8, 3))
 is_true = beta_true != 0
 ax.vlines(torch.arange(P), 0, probs, color="tab:gray", lw=1)
-ax.scatter(torch.arange(P)[~is_true], probs[~is_true], s=8, color="tab:gray", label="null predictor")
+ax.scatter(
+    torch.arange(P)[~is_true], probs[~is_true], s=8, color="tab:gray", label="null predictor"
+)
 ax.scatter(torch.arange(P)[is_true], probs[is_true], s=30, color="tab:red", label="true predictor")
 ax.axhline(0.5, ls="--", color="k", lw=0.8)
 ax.set_xlabel("predictor j")
@@ -163,7 +165,9 @@ print("saved inclusion_probabilities.png")
 # %%
 median = guide.median(X, y)
 for j in sorted(selected | truth):
-    print(f"beta[{j:3d}]  true {beta_true[j]:+.2f}  posterior median {median['beta'][j]:+.2f}  q(include) {probs[j]:.2f}")
+    print(
+        f"beta[{j:3d}]  true {beta_true[j]:+.2f}  posterior median {median['beta'][j]:+.2f}  q(include) {probs[j]:.2f}"
+    )
 print(f"noise scale: posterior median {median['sigma']:.2f} (true 1.00)")
 
 # %% [markdown]
