@@ -60,6 +60,7 @@ from harness import Report, parse_args  # noqa: E402
 from pyrostruct.distributions import ConcreteOneHotCategorical  # noqa: E402
 from pyrostruct.handlers import relax  # noqa: E402
 from pyrostruct.infer.autoguide import auto_discrete_continuous_guide  # noqa: E402
+from pyrostruct.selection.datasets import make_sparse_regression  # noqa: E402
 
 ESTIMATORS = ("gumbel-softmax", "straight-through", "reinmax", "gumbel-rao")
 TEMPERATURES = (0.1, 0.5, 1.0)
@@ -154,13 +155,8 @@ def run(estimator, tau, seed, steps, train, test):
 
 
 def spike_slab_data(seed, p=100, n=200, k=5):
-    g = torch.Generator().manual_seed(seed)
-    X = torch.randn(n, p, generator=g)
-    support = torch.randperm(p, generator=g)[:k]
-    beta = torch.zeros(p)
-    signs = torch.where(torch.rand(k, generator=g) < 0.5, -1.0, 1.0)
-    beta[support] = signs * (1.0 + torch.rand(k, generator=g))
-    return X, X @ beta + torch.randn(n, generator=g), set(support.tolist())
+    X, y, beta = make_sparse_regression(n, p, k, seed=seed)
+    return X, y, set(beta.nonzero().flatten().tolist())
 
 
 def spike_slab_model(X, y=None):

@@ -48,21 +48,15 @@ from harness import Report, parse_args  # noqa: E402
 
 from pyrostruct.handlers import relax  # noqa: E402
 from pyrostruct.infer.autoguide import auto_discrete_continuous_guide  # noqa: E402
+from pyrostruct.selection.datasets import make_sparse_regression  # noqa: E402
 
 TAU = 0.5
 PRIOR = 0.05
 
 
 def make_data(p, n, k, seed):
-    g = torch.Generator().manual_seed(seed)
-    X = torch.randn(n, p, generator=g)
-    support = torch.randperm(p, generator=g)[:k]
-    beta = torch.zeros(p)
-    beta[support] = torch.where(torch.rand(k, generator=g) < 0.5, -1.0, 1.0) * (
-        1.0 + torch.rand(k, generator=g)
-    )
-    y = X @ beta + torch.randn(n, generator=g)
-    return X, y, set(support.tolist())
+    X, y, beta = make_sparse_regression(n, p, k, seed=seed)
+    return X, y, set(beta.nonzero().flatten().tolist())
 
 
 # ---------------------------------------------------------------- vectorized model (large p)

@@ -36,20 +36,13 @@ from pyro.optim import ClippedAdam
 from pyrostruct.handlers import relax
 from pyrostruct.infer import ExponentialSchedule
 from pyrostruct.infer.autoguide import auto_discrete_continuous_guide
+from pyrostruct.selection.datasets import make_sparse_regression
 
 
 def make_data(p: int, n: int, k: int, *, seed: int = 0, noise: float = 1.0):
-    """Standard-normal design, ``k`` non-zero coefficients of size 1..2 with random signs."""
-    if not 1 <= k <= p:
-        raise ValueError(f"need 1 <= k <= p, got k={k}, p={p}")
-    generator = torch.Generator().manual_seed(seed)
-    X = torch.randn(n, p, generator=generator)
-    support = torch.randperm(p, generator=generator)[:k]
-    beta = torch.zeros(p)
-    signs = torch.where(torch.rand(k, generator=generator) < 0.5, -1.0, 1.0)
-    beta[support] = signs * (1.0 + torch.rand(k, generator=generator))
-    y = X @ beta + noise * torch.randn(n, generator=generator)
-    return X, y, beta
+    """Standard-normal design, ``k`` non-zero coefficients of size 1..2 with random signs
+    (:func:`pyrostruct.selection.datasets.make_sparse_regression`)."""
+    return make_sparse_regression(n, p, k, noise=noise, seed=seed)
 
 
 def model(X, y=None, prior_inclusion: float = 0.05, slab_scale: float = 2.0):

@@ -64,17 +64,14 @@ pyro.set_rng_seed(0)
 # %% [markdown]
 # ## Synthetic data
 #
-# A standard-normal design with `K` non-zero coefficients of size 1 to 2 and unit noise.
+# A standard-normal design with `K` non-zero coefficients of size 1 to 2 and random signs,
+# at a random support, and unit noise (`make_sparse_regression`).
 
 # %%
-generator = torch.Generator().manual_seed(0)
-X = torch.randn(N, P, generator=generator)
-true_set = torch.randperm(P, generator=generator)[:K]
-beta_true = torch.zeros(P)
-beta_true[true_set] = torch.where(torch.rand(K, generator=generator) < 0.5, -1.0, 1.0) * (
-    1.0 + torch.rand(K, generator=generator)
-)
-y = X @ beta_true + torch.randn(N, generator=generator)
+from pyrostruct.selection.datasets import make_sparse_regression
+
+X, y, beta_true = make_sparse_regression(N, P, K, seed=0)
+true_set = beta_true.nonzero().flatten()
 print(f"p = {P} candidate predictors, n = {N} observations, true set: {sorted(true_set.tolist())}")
 
 # %% [markdown]

@@ -17,6 +17,7 @@ __all__ = [
     "make_gmm_data",
     "make_hmm_data",
     "make_ppca_data",
+    "make_sparse_regression",
     "mixture_model",
     "state_accuracy",
     "tutorial_gmm",
@@ -201,3 +202,25 @@ def state_accuracy(decoded, states, lengths, hidden_dim: int = 3) -> float:
         ((torch.tensor(perm)[decoded] == states) & mask).sum().item() / mask.sum().item()
         for perm in itertools.permutations(range(hidden_dim))
     )
+
+
+def make_sparse_regression(n: int, p: int, k: int, *, noise: float = 1.0, seed: int = 0):
+    """A linear regression with ``k`` of ``p`` predictors active: variable-selection data.
+
+    ``X`` is standard normal ``(n, p)``; ``k`` coefficients, at a uniformly random
+    support, have random signs and magnitudes uniform in ``[1, 2]``; the others are
+    0; ``y = X beta + noise * eps``. Returns torch tensors ``(X, y, beta)``; the
+    support is ``beta.nonzero()``.
+
+    :raises ValueError: unless ``1 <= k <= p``.
+    """
+    if not 1 <= k <= p:
+        raise ValueError(f"need 1 <= k <= p, got k={k}, p={p}")
+    generator = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, p, generator=generator)
+    support = torch.randperm(p, generator=generator)[:k]
+    beta = torch.zeros(p)
+    signs = torch.where(torch.rand(k, generator=generator) < 0.5, -1.0, 1.0)
+    beta[support] = signs * (1.0 + torch.rand(k, generator=generator))
+    y = X @ beta + noise * torch.randn(n, generator=generator)
+    return X, y, beta

@@ -21,6 +21,7 @@ from pyrostruct.infer.autoguide import (
     auto_discrete_continuous_guide,
     is_discrete_site,
 )
+from pyrostruct.selection.datasets import make_sparse_regression
 
 
 def prior_model():
@@ -147,14 +148,8 @@ def test_bad_arguments_raise():
 
 
 def spike_slab_data(p=100, n=200, k=5, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    X = torch.randn(n, p, generator=generator)
-    support = torch.randperm(p, generator=generator)[:k]
-    beta = torch.zeros(p)
-    signs = torch.where(torch.rand(k, generator=generator) < 0.5, -1.0, 1.0)
-    beta[support] = signs * (1.0 + torch.rand(k, generator=generator))
-    y = X @ beta + torch.randn(n, generator=generator)
-    return X, y, set(support.tolist())
+    X, y, beta = make_sparse_regression(n, p, k, seed=seed)
+    return X, y, set(beta.nonzero().flatten().tolist())
 
 
 def spike_slab_model(X, y=None):
