@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     if COMMAND_MODULES:
         subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
         for name in COMMAND_MODULES:
-            importlib.import_module(name).add_subparser(subparsers)
+            sub = importlib.import_module(name).add_subparser(subparsers)
+            sub.set_defaults(subparser=sub)
     return parser
 
 
@@ -93,6 +94,19 @@ def _fail(message: str, code: int = EXIT_USAGE) -> int:
     return code
 
 
+def _in_flags(message: str, args) -> str:
+    """An API error message in the command line's words: a message that starts with a
+    parameter name (``expected_edges must ...``) starts with its flag instead."""
+    sub = getattr(args, "subparser", None)
+    if sub is None:
+        return message
+    first, _, rest = message.partition(" ")
+    for action in sub._actions:  # argparse keeps its actions here (no public accessor)
+        if action.dest == first and action.option_strings:
+            return f"{action.option_strings[-1]} {rest}"
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     parser = build_parser()
@@ -113,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as e:
         # ValueError covers pyrostruct.errors.InputError; OSError covers missing,
         # unreadable or unwritable files.
-        return _fail(str(e) or type(e).__name__)
+        return _fail(_in_flags(str(e) or type(e).__name__, args))
     except KeyboardInterrupt:
         _close_progress_bars()
         print("pyrostruct: interrupted", file=sys.stderr)

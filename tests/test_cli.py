@@ -96,6 +96,15 @@ def test_abbreviated_options_are_refused_not_guessed(capsys, tmp_path):
     assert "unrecognized arguments: --thresh 0.5" in capsys.readouterr().err
 
 
+def test_api_errors_name_the_flag_the_user_typed(capsys, tmp_path):
+    # found by the hostile sweep: "expected_edges must lie ..." for --expected-edges
+    csv = tmp_path / "x.csv"
+    csv.write_text("a,b\n" + "".join(f"{i},{(i * 7) % 5}\n" for i in range(30)))
+    argv = ["discover", str(csv), "--out", str(tmp_path / "g.json"), "--expected-edges", "100"]
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err.startswith("pyrostruct: error: --expected-edges must lie")
+
+
 def test_keyboard_interrupt_exits_130(capsys, monkeypatch):
     monkeypatch.setattr(cli, "build_parser", _parser_with_failing_command(KeyboardInterrupt()))
     assert cli.main(["fail"]) == 130
