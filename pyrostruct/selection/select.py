@@ -196,6 +196,8 @@ def select(
     :param int iwae_particles: ``K`` of the IWAE bound, computed for the best
         restart of each candidate.
     :param int iwae_repeats: number of independent repeats of the IWAE bound.
+    :param int smc_particles: particles of each of the 8 runs of the SMC estimate
+        (see ``evidence``).
     :param max_workers: worker processes of the ``"process"`` executor (default
         ``min(cpu count, 8)``), CPUs of the ``"ray"`` one.
     :type max_workers: int, optional
