@@ -88,3 +88,15 @@ def test_values_near_float64s_limits(data, tmp_path):
         assert cli.main(argv) == 0
         table = pd.read_csv(f"{family}.csv")
         assert np.isfinite(table["elbo"]).all()
+
+
+def test_no_smc_ranks_a_small_table_by_the_iwae_bound(data, tmp_path, capsys):
+    small = pd.read_csv("data.csv").iloc[::2].iloc[:20]  # 40 values: SMC-eligible
+    small.to_csv("small.csv", index=False)
+    flags = ["--steps", "60", "--restarts", "1", "--quiet", "--family", "gmm", "--max", "2",
+             "--no-halving"]  # fmt: skip
+    assert cli.main(["select-components", "small.csv", *flags, "--out", "a.csv"]) == 0
+    assert "ranked by smc" in capsys.readouterr().out
+    assert cli.main(["select-components", "small.csv", *flags, "--no-smc", "--out", "b.csv"]) == 0
+    assert "ranked by iwae" in capsys.readouterr().out
+    assert pd.read_csv("b.csv")["smc"].isna().all()
