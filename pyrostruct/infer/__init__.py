@@ -39,6 +39,10 @@ __all__ += [
     "vectorization_method",
 ]
 
+from pyrostruct.infer.smc import smc_affordable, smc_estimate  # noqa: E402
+
+__all__ += ["smc_affordable", "smc_estimate"]
+
 from pyrostruct.infer.enum import (  # noqa: E402
     apply_policy,
     enumerate_policy,
