@@ -12,13 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from pyro.poutine.messenger import Messenger
 
+from pyrostruct.distributions._relaxed_index import RelaxedIndex
 from pyrostruct.distributions.estimators import resolve_estimator
-from pyrostruct.distributions.relaxed import (
-    RELAXED_TYPES,
-    RelaxedIndex,
-    _is_discrete,
-    relax_distribution,
-)
+from pyrostruct.distributions.relaxation import RELAXED_TYPES, _is_discrete, relax_distribution
 from pyrostruct.distributions.temperature import current_temperature
 from pyrostruct.distributions.util import is_structural
 
@@ -135,7 +131,7 @@ def relax(
     the same mean, a lower variance).
 
     ``Categorical`` sites give an exact **index** (``torch.long``, whatever
-    ``hard`` says), a :class:`~pyrostruct.distributions.relaxed.RelaxedIndex`
+    ``hard`` says), a :class:`~pyrostruct.distributions._relaxed_index.RelaxedIndex`
     that carries the straight-through one-hot :math:`\hat y` it came from
     (forward exactly one-hot, backward the Gumbel-softmax sample), so the
     model's own code keeps a gradient path (straight-through: Bengio et al.
@@ -154,11 +150,11 @@ def relax(
       gradient (as for any integer tensor);
     - ``int(z)``, ``float(z)``, ``bool(z)``, ``z.item()``, ``z.tolist()``,
       ``z.numpy()`` and Python indexing (``my_list[z]``) would silently cut the
-      gradient and raise :class:`~pyrostruct.distributions.relaxed.RelaxedValueError`
+      gradient and raise :class:`~pyrostruct.distributions._relaxed_index.RelaxedValueError`
       naming the site (they work under ``torch.no_grad()``, e.g. in ``Predictive``);
     - if, in a backward pass, a relaxed site's value reached the loss only through
       its own log-density (the model used it in non-differentiable ways only), a
-      :class:`~pyrostruct.distributions.relaxed.RelaxationWarning` names the site.
+      :class:`~pyrostruct.distributions._relaxed_index.RelaxationWarning` names the site.
 
     A relaxed ``Categorical`` site is scored by its *categorical* log-probability
     (with a straight-through path), so with such sites ``Trace_ELBO``'s loss is an

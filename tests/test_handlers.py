@@ -17,7 +17,11 @@ from pyrostruct.distributions import (
     ConcreteCategorical,
     ConcreteOneHotCategorical,
 )
-from pyrostruct.distributions.relaxed import RelaxationWarning, RelaxedIndex, RelaxedValueError
+from pyrostruct.distributions._relaxed_index import (
+    RelaxationWarning,
+    RelaxedIndex,
+    RelaxedValueError,
+)
 from pyrostruct.distributions.temperature import LinearSchedule
 from pyrostruct.distributions.util import base_distribution
 from pyrostruct.handlers import RelaxMessenger, relax

@@ -3,7 +3,7 @@
 The model is the Gaussian mixture of Pyro's GMM tutorial (5 points, K = 2, a
 ``Categorical`` assignment per point that indexes the component means), trained
 with ``relax`` + ``auto_discrete_continuous_guide`` and ``Trace_ELBO``. Before
-relaxed Categorical values were :class:`~pyrostruct.distributions.relaxed.RelaxedIndex`
+relaxed Categorical values were :class:`~pyrostruct.distributions._relaxed_index.RelaxedIndex`
 tensors, ``locs[assignment]`` raised ``IndexError`` under ``relax``.
 """
 

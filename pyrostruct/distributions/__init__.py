@@ -1,13 +1,9 @@
 """Pyro distributions for structural latents (relaxed discrete, permutations, DAGs)."""
 
+from pyrostruct.distributions.concrete_categorical import ConcreteCategorical
 from pyrostruct.distributions.estimators import ESTIMATORS
-from pyrostruct.distributions.relaxed import (
-    ConcreteBernoulli,
-    ConcreteCategorical,
-    ConcreteOneHotCategorical,
-    NoRelaxationError,
-    relax_distribution,
-)
+from pyrostruct.distributions.relaxation import NoRelaxationError, relax_distribution
+from pyrostruct.distributions.relaxed import ConcreteBernoulli, ConcreteOneHotCategorical
 
 __all__: list[str] = []
 __all__ += [

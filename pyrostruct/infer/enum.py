@@ -75,7 +75,7 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
 from pyrostruct._pyro_compat import enumerate_dim, get_rng_state, set_rng_state
-from pyrostruct.distributions.relaxed import _is_discrete
+from pyrostruct.distributions.relaxation import _is_discrete
 from pyrostruct.distributions.util import base_distribution, is_structural
 from pyrostruct.errors import InputError
 

@@ -422,7 +422,7 @@ def _policy_of(model, guide, args, kwargs) -> dict[str, str]:
 
 
 def _is_relaxed(site) -> bool:
-    from pyrostruct.distributions.relaxed import RELAXED_TYPES
+    from pyrostruct.distributions.relaxation import RELAXED_TYPES
     from pyrostruct.distributions.util import base_distribution
 
     return isinstance(base_distribution(site["fn"]), RELAXED_TYPES)

@@ -16,7 +16,7 @@ from typing import Any
 from pyro.infer.reparam.reparam import Reparam
 
 from pyrostruct.distributions.estimators import resolve_estimator
-from pyrostruct.distributions.relaxed import relax_distribution
+from pyrostruct.distributions.relaxation import relax_distribution
 from pyrostruct.distributions.temperature import current_temperature
 
 __all__ = ["RelaxReparam"]

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from pyro.ops.indexing import Vindex
 
 from pyrostruct.distributions import ConcreteCategorical, ConcreteOneHotCategorical
-from pyrostruct.distributions.relaxed import RelaxedIndex, RelaxedValueError
+from pyrostruct.distributions._relaxed_index import RelaxedIndex, RelaxedValueError
 
 
 def sample(logits, sample_shape=(), tau=0.5, seed=0):

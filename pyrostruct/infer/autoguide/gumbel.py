@@ -20,15 +20,10 @@ from pyro.poutine.util import site_is_subsample
 from torch.distributions import constraints
 
 from pyrostruct._pyro_compat import deep_setattr, periodic_repeat, prototype_hide_fn
+from pyrostruct.distributions.concrete_categorical import ConcreteCategorical
 from pyrostruct.distributions.estimators import resolve_estimator
-from pyrostruct.distributions.relaxed import (
-    RELAXED_TYPES,
-    ConcreteBernoulli,
-    ConcreteCategorical,
-    ConcreteOneHotCategorical,
-    NoRelaxationError,
-    _is_discrete,
-)
+from pyrostruct.distributions.relaxation import RELAXED_TYPES, NoRelaxationError, _is_discrete
+from pyrostruct.distributions.relaxed import ConcreteBernoulli, ConcreteOneHotCategorical
 from pyrostruct.distributions.temperature import current_temperature
 from pyrostruct.distributions.util import base_distribution, is_structural
 from pyrostruct.infer.autoguide._base import SiteFamilyGuide
