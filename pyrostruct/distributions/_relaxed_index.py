@@ -52,7 +52,10 @@ scores behind it; when a backward pass reaches the scores (through the Concrete
 ``log_prob``) but not the one-hot, the site's value did not influence the loss
 differentiably, and a :class:`RelaxationWarning` names the site.
 
-**Why one module of about 700 lines.** The tensor subclass, its
+How a value reports its misuse (:class:`RelaxedValueError`,
+:class:`RelaxationWarning`, the backward-hook probe) is ``_relaxed_probe.py``;
+the gradient term of a table lookup, plain tensor maths, ``_lookup_gradient.py``.
+**Why the rest is one module of about 600 lines.** The tensor subclass, its
 ``__torch_function__`` and the handlers it dispatches to form one closed
 protocol: every handler reads and writes the subclass's private fields
 (``_hard``, ``_one_hot``, ``_scored``, ``_probe``) and re-wraps its results with
@@ -77,82 +80,20 @@ References:
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from pyrostruct.distributions._lookup_gradient import straight_through_term
+from pyrostruct.distributions._relaxed_probe import (  # the first two re-exported
+    RelaxationWarning,
+    RelaxedValueError,
+    _escape_message,
+    _Probe,
+)
+
 __all__ = ["RelaxedIndex", "RelaxedValueError", "RelaxationWarning"]
-
-# Attribute under which the log-space relaxed one-hot rides on the value
-# (the same name as ConcreteOneHotCategorical's, see relaxed.py).
-_LOG_VALUE = "_concrete_log_value"
-
-
-class RelaxedValueError(ValueError):
-    """A relaxed categorical value was used in a way that would silently drop its gradient."""
-
-
-class RelaxationWarning(UserWarning):
-    """A relaxed site's value had no gradient path to the loss in a backward pass."""
-
-
-class _Probe:
-    """Book-keeping shared by a sample and every relaxed index derived from it."""
-
-    __slots__ = ("site", "escapes", "value_reached")
-
-    def __init__(self) -> None:
-        self.site: str | None = None
-        self.escapes: list[str] = []
-        self.value_reached = False
-
-    def escape(self, what: str) -> None:
-        if what not in self.escapes and len(self.escapes) < 8:
-            self.escapes.append(what)
-
-    # backward hooks -------------------------------------------------------
-    def mark_value(self, grad):
-        self.value_reached = True
-
-    def check_scores(self, grad):
-        # Runs after every consumer of the Gumbel scores (the model's one-hot and
-        # the one scored by log_prob) has sent its gradient. A value the model
-        # used (escapes recorded) but that did not reach the loss is reported; an
-        # unused value (a prior-only site) is not.
-        if self.site is not None and not self.value_reached and self.escapes:
-            warnings.warn(
-                f"relax: site '{self.site}' is relaxed, but in this backward pass its value had "
-                "no gradient path to the loss (only its own log-probability did): the model "
-                f"used it only in ways that drop the gradient ({', '.join(self.escapes)}), so "
-                "it learns nothing through it. Index tables with the value itself "
-                f"(locs[{self.site}], Vindex(locs)[..., {self.site}]), use "
-                f"F.one_hot({self.site}, K) or {self.site}.float() for arithmetic, or exclude "
-                f"the site (relax(model, exclude=['{self.site}'])) and enumerate it.",
-                RelaxationWarning,
-                stacklevel=2,
-            )
-        self.value_reached = False
-
-
-def _escape_message(probe: _Probe, what: str) -> str:
-    site = probe.site or "z"
-    where = (
-        f"site '{probe.site}' is relaxed (pyrostruct.relax): its value"
-        if probe.site is not None
-        else "this value comes from a relaxed Categorical (ConcreteCategorical): it"
-    )
-    return (
-        f"{where} is a straight-through "
-        f"Gumbel-softmax sample, and {what} would turn it into a Python/NumPy number without "
-        f"a gradient, so the model would silently learn nothing about it. Use the tensor "
-        f"itself: index tables with it (locs[{site}], Vindex(locs)[..., {site}], "
-        f"probs[{site}]), or use F.one_hot({site}, K) / {site}.float() for arithmetic; or "
-        f"exclude the site from relax (relax(model, exclude=['{site}'])) and enumerate it "
-        "(infer={'enumerate': 'parallel'} with TraceEnum_ELBO). Inside torch.no_grad() the "
-        "conversion is allowed."
-    )
 
 
 def _plain(fn, *args, **kwargs):
@@ -461,27 +402,6 @@ def _detach(func, args, kwargs):
 # ------------------------------------------------------------------ table lookups
 
 
-def _table_dim(index: tuple, position: int, ndim: int) -> int:
-    """The dimension of a tensor of ``ndim`` dims that ``index[position]`` selects."""
-
-    def consumed(item) -> int:
-        if item is None or item is Ellipsis:
-            return 0
-        if isinstance(item, torch.Tensor) and item.dtype == torch.bool:
-            return item.dim()
-        if isinstance(item, bool):
-            return 0
-        return 1
-
-    dim = 0
-    for item in index[:position]:
-        if item is Ellipsis:
-            dim += ndim - sum(consumed(i) for i in index)
-        else:
-            dim += consumed(item)
-    return dim
-
-
 def _lookup(table: torch.Tensor, index, hard_result: torch.Tensor) -> torch.Tensor:
     """``table[index]`` with a straight-through gradient path for each relaxed index in it."""
     if not (table.is_floating_point() or table.is_complex()):
@@ -497,38 +417,10 @@ def _lookup(table: torch.Tensor, index, hard_result: torch.Tensor) -> torch.Tens
     for position, c in enumerate(index):
         if not isinstance(c, RelaxedIndex) or not c.live:
             continue
-        y = c.__dict__["_one_hot"]
-        hard = c.__dict__["_hard"]
-        d = _table_dim(index, position, table.dim())
-        num = min(y.size(-1), table.size(d))
-        # values T[..., k, ...] for every k, laid out as the result plus a trailing k:
-        # dim d becomes a dummy of size 1 (indexed by zeros), k moves to the end.
-        moved = table.detach().movedim(d, -1)[..., :num].unsqueeze(d)
-        zero_index = list(hard_index)
-        zero_index[position] = torch.zeros_like(hard)
-        if has_ellipsis:
-            zero_index.append(slice(None))
-        values = moved[tuple(zero_index)]
-        # which element of the relaxed index each result element used
-        n = hard.numel()
-        shape = [1] * table.dim()
-        shape[d] = n
-        full = list(table.shape)
-        full[d] = n
-        positions = torch.arange(n, device=hard.device).view(shape).expand(full)
-        pos_index = list(hard_index)
-        pos_index[position] = torch.arange(n, device=hard.device).view(hard.shape)
-        pos = positions[tuple(pos_index)]
-        if values.shape[:-1] != result.shape or pos.shape != result.shape:  # pragma: no cover
-            raise RuntimeError(
-                "pyrostruct: internal error laying out the straight-through lookup "
-                f"(result {tuple(result.shape)}, values {tuple(values.shape)}, positions "
-                f"{tuple(pos.shape)}); please report it with the indexing expression."
-            )
-        delta = (y - y.detach()).reshape(n, -1)[:, :num].to(values.dtype)
-        weights = delta[pos.reshape(-1)].reshape(pos.shape + (num,))
-        values = torch.where(torch.isfinite(values), values, torch.zeros_like(values))
-        term = (weights * values).sum(-1)
+        term = straight_through_term(
+            table, hard_index, position, c.__dict__["_one_hot"], c.__dict__["_hard"],
+            has_ellipsis, result.shape,
+        )  # fmt: skip
         path = term if path is None else path + term
     for item in index:
         if not isinstance(item, RelaxedIndex):  # e.g. a Python list holding relaxed indices
