@@ -47,7 +47,6 @@ import time
 from pathlib import Path
 
 import pyro
-import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
 from pyro.infer import SVI, Trace_ELBO
@@ -55,7 +54,7 @@ from pyro.optim import Adam
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Report, parse_args  # noqa: E402
+from harness import Report, load_script, parse_args  # noqa: E402
 
 from pyrostruct.distributions import ConcreteOneHotCategorical  # noqa: E402
 from pyrostruct.handlers import relax  # noqa: E402
@@ -159,13 +158,10 @@ def spike_slab_data(seed, p=100, n=200, k=5):
     return X, y, set(beta.nonzero().flatten().tolist())
 
 
-def spike_slab_model(X, y=None):
-    with pyro.plate("features", X.shape[1]):
-        include = pyro.sample("include", dist.Bernoulli(0.05))
-        beta = pyro.sample("beta", dist.Normal(0.0, 2.0))
-    sigma = pyro.sample("sigma", dist.HalfNormal(2.0))
-    with pyro.plate("data", X.shape[0]):
-        pyro.sample("y", dist.Normal(X @ (include * beta), sigma), obs=y)
+# the reference model of models/spike_slab.py (the Gumbel tutorial's)
+spike_slab_model = load_script(
+    Path(__file__).resolve().parents[1] / "models" / "spike_slab.py", "spike_slab"
+).model
 
 
 def run_selection(estimator, tau, seed, steps=800):

@@ -23,6 +23,7 @@ import argparse
 import dataclasses
 import datetime
 import gc
+import importlib.util
 import os
 import platform
 import shlex
@@ -84,7 +85,6 @@ def use_exact_memory_accounting() -> None:
         ctypes.CDLL("libc.so.6").mallopt(-3, 65536)  # M_MMAP_THRESHOLD
     except (OSError, AttributeError):  # not glibc
         pass
-
 
 
 def _proc_status_bytes(key: str) -> int:
@@ -255,3 +255,11 @@ def parse_args(name: str, description: str | None = None, argv: Sequence[str] | 
         except ImportError:  # not installed: peers use their BLAS's default threads
             pass
     return args
+
+
+def load_script(path: Path, name: str):
+    """Import a script that is not in a package (a reference model, a copied example)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -35,7 +35,6 @@ process is the fair setting on the 2-core machine these numbers come from.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import sys
 import time
@@ -47,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import pyro  # noqa: E402
 import torch  # noqa: E402
-from harness import Report, parse_args  # noqa: E402
+from harness import Report, load_script, parse_args  # noqa: E402
 from pyro import poutine  # noqa: E402
 from pyro.infer import SVI, TraceEnum_ELBO, infer_discrete  # noqa: E402
 from pyro.infer.autoguide import AutoDelta, AutoNormal  # noqa: E402
@@ -67,10 +66,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "tests" / "pyro_examples"
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(f"pyro_examples_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(EXAMPLES / f"{name}.py", f"pyro_examples_{name}")
 
 
 # ------------------------------------------------------------------ shared pieces
