@@ -248,14 +248,9 @@ def hard_one_hot(
     """
     index = log_soft.detach().argmax(-1, keepdim=True)
     hard = torch.zeros_like(soft).scatter_(-1, index, 1.0).detach()
-    if estimator == "straight-through":
-        return _ReplaceGradient.apply(soft, hard)
-    if estimator == "reinmax":
-        return _ReinMaxOneHot.apply(logits.expand_as(hard), hard, tau)
-    if estimator == "gumbel-rao":
-        surrogate = gumbel_rao_surrogate(logits, hard, tau, num_rao_samples)
-        return _ReplaceGradient.apply(surrogate, hard)
-    raise ValueError(f"hard_one_hot: {estimator!r} has no hard value.")
+    return _with_gradient(
+        estimator, soft, hard, logits, tau, num_rao_samples, _ReinMaxOneHot, gumbel_rao_surrogate
+    )
 
 
 def hard_binary(
@@ -268,11 +263,20 @@ def hard_binary(
 ) -> torch.Tensor:
     """The exact ``1[logit > 0]`` with ``estimator``'s gradient (Bernoulli version)."""
     hard = (logit.detach() > 0).to(soft.dtype)
+    return _with_gradient(
+        estimator, soft, hard, logits, tau, num_rao_samples, _ReinMaxBinary,
+        gumbel_rao_binary_surrogate,
+    )  # fmt: skip
+
+
+def _with_gradient(estimator, soft, hard, logits, tau, num_rao_samples, reinmax, rao_surrogate):
+    """``hard`` going forward, ``estimator``'s gradient w.r.t. ``logits`` going back; the
+    family (one-hot or binary) supplies its ReinMax function and Gumbel-Rao surrogate."""
     if estimator == "straight-through":
         return _ReplaceGradient.apply(soft, hard)
     if estimator == "reinmax":
-        return _ReinMaxBinary.apply(logits.expand_as(hard), hard, tau)
+        return reinmax.apply(logits.expand_as(hard), hard, tau)
     if estimator == "gumbel-rao":
-        surrogate = gumbel_rao_binary_surrogate(logits, hard, tau, num_rao_samples)
+        surrogate = rao_surrogate(logits, hard, tau, num_rao_samples)
         return _ReplaceGradient.apply(surrogate, hard)
-    raise ValueError(f"hard_binary: {estimator!r} has no hard value.")
+    raise ValueError(f"{estimator!r} has no hard value.")
