@@ -52,6 +52,7 @@ __all__ = [
     "TemperatureHook",
     "ValidateFirstStep",
     "param_scope",
+    "publish_params",
     "train",
 ]
 
@@ -244,7 +245,14 @@ def param_scope(state: dict | None = None, publish: bool = False) -> Iterator[An
         if publish:
             trained = store.get_state()
     if trained is not None:
-        merged = store.get_state()
-        merged["params"].update(trained["params"])
-        merged["constraints"].update(trained["constraints"])
-        store.set_state(merged)
+        publish_params(trained)
+
+
+def publish_params(state: dict) -> None:
+    """Write the parameters of ``state`` (a ``ParamStoreDict.get_state()`` dict) into the
+    global store, replacing those of the same name and keeping the others."""
+    store = pyro.get_param_store()
+    merged = store.get_state()
+    merged["params"].update(state["params"])
+    merged["constraints"].update(state["constraints"])
+    store.set_state(merged)

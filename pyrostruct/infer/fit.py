@@ -32,6 +32,7 @@ from pyrostruct.infer.engine import (
     SubspaceHook,
     TemperatureHook,
     param_scope,
+    publish_params,
     train,
 )
 from pyrostruct.infer.enum import (
@@ -333,8 +334,7 @@ def fit(
             elbos.append(-float(np.mean(tail)))
             if best is None or elbos[-1] > max(elbos[:-1]):
                 best, best_state = result, store.get_state()
-    with param_scope(best_state, publish=True):
-        pass  # the best restart's parameters, into the caller's store
+    publish_params(best_state)  # the best restart's parameters, into the caller's store
     best.restart_elbos = elbos
     best.data_init = starts is not None
     return best

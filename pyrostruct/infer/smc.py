@@ -59,7 +59,6 @@ import math
 from collections.abc import Callable
 
 import torch
-from pyro import poutine
 
 from pyrostruct.errors import InputError
 from pyrostruct.infer.evidence import EvidenceEstimate
@@ -115,15 +114,8 @@ def smc_affordable(model: Callable, *args, max_plate_nesting: int | None = None,
         return (
             f"{latents.dim} continuous latent dimensions (SMC is used up to {SMC_MAX_LATENT_DIM})"
         )
-    with poutine.block(), torch.no_grad():
-        trace = poutine.trace(model).get_trace(*args, **kwargs)
-    observed = sum(
-        site["value"].numel()
-        for site in trace.nodes.values()
-        if site["type"] == "sample" and site["is_observed"]
-    )
-    if observed > SMC_MAX_OBSERVED:
-        return f"{observed} observed values (SMC is used up to {SMC_MAX_OBSERVED})"
+    if latents.num_observed > SMC_MAX_OBSERVED:
+        return f"{latents.num_observed} observed values (SMC is used up to {SMC_MAX_OBSERVED})"
     return None
 
 

@@ -41,6 +41,11 @@ class _Latents:
             trace = poutine.trace(model).get_trace(*args, **kwargs)
         self.names, self.shapes, self.event_dims, self.transforms = [], {}, {}, {}
         self.enumerated = []
+        self.num_observed = sum(  # observed values, for smc_affordable's size rule
+            site["value"].numel()
+            for site in trace.nodes.values()
+            if site["type"] == "sample" and site["is_observed"]
+        )
         for name, site in trace.nodes.items():
             if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):
                 continue
