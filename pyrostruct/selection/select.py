@@ -453,13 +453,13 @@ def select(
                 from tqdm.auto import tqdm
 
                 smc_bar = tqdm(total=len(kept), desc="SMC evidence", unit="model")
-            tasks = [{"index": i, "restart": r, "task": "smc"} for i, r in kept]
+            smc_tasks = [{"index": i, "restart": r, "task": "smc"} for i, r in kept]
 
             def smc_tick(payload, out):
                 if smc_bar is not None:
                     smc_bar.update(1)
 
-            for key, out in zip(kept, run(_run_task, tasks, smc_tick)):
+            for key, out in zip(kept, run(_run_task, smc_tasks, smc_tick)):
                 st = state[key]
                 if "failed" in out:  # SMC's failure leaves the fitted candidate as it is
                     st.smc_failed = out["failed"]
