@@ -19,6 +19,7 @@ FLOORS = {
     "_io": 1,
     "data": 1,
     "graph": 1,
+    "executors": 1,
     "distributions": 2,
     "handlers": 3,
     "nn": 3,

@@ -63,6 +63,7 @@ Layout: ``discover`` is a pipeline, checked data (:mod:`pyrostruct.causal.data`,
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -84,11 +85,18 @@ from pyrostruct.causal.interventions import (
     target_sets,
 )
 from pyrostruct.causal.orders import equal_variance_order, initial_order
+from pyrostruct.causal.restarts import (
+    best_restart,
+    check_restarts,
+    restart_checkpoint,
+    restart_plan,
+)
 from pyrostruct.causal.result import CausalResult, load_result
 from pyrostruct.causal.sem import StructuralEquationModel, make_sem
 from pyrostruct.causal.settings import Settings, check_seed
 from pyrostruct.data import check_table
 from pyrostruct.errors import InputError
+from pyrostruct.executors import check_executor, executor_session
 from pyrostruct.infer.engine import CallbackHook, CheckpointHook, ProgressHook, train
 
 __all__ = [
@@ -130,6 +138,9 @@ def discover(
     checkpoint_every: int = 200,
     progress: bool = False,
     callback: Callable[[int, float], bool | None] | None = None,
+    restarts: int = 1,
+    executor: str = "serial",
+    workers: int | None = None,
 ) -> CausalResult:
     """Learn a posterior over causal DAGs from a data table by variational inference.
 
@@ -196,8 +207,8 @@ def discover(
         improved by :func:`~pyrostruct.causal.collapsed.improve_order`, a greedy
         search for the order whose least-squares DAG is sparsest by its
         approximate evidence; linear, but a useful start for the MLP SEM too),
-        ``"sparse-sinks"`` (the heuristic alone), ``"random"``, or a sequence of
-        node indices.
+        ``"sparse-sinks"`` (the heuristic alone), ``"greedy-random"`` (the search
+        from a random order), ``"random"``, or a sequence of node indices.
     :type init_order: str or sequence of int
     :param int hidden: hidden units of each node's MLP in the ``"mlp"`` SEM
         (:class:`~pyrostruct.causal.sem.MLPSEM`); ignored otherwise.
@@ -243,6 +254,18 @@ def discover(
         (optional); returning ``True`` stops training there (the result is built
         from the steps taken).
     :type callback: callable
+    :param int restarts: fits from different starts (restart 0 this call's ``seed`` and
+        ``init_order``, the others ``"greedy-random"``, each with its own seed); the
+        one with the highest ELBO is returned
+        (:mod:`pyrostruct.causal.restarts`), and ``metadata["restarts"]`` lists every
+        restart's ELBO with its standard error and how far its edge probabilities
+        are from the chosen one's. With ``checkpoint``, restart ``r > 0`` checkpoints
+        to ``checkpoint + ".restart<r>"``.
+    :param str executor: where restarts run: ``"serial"``, ``"process"`` (forked
+        workers, one torch thread each) or ``"ray"`` (``pip install
+        "pyrostruct[ray]"``); the same seed gives the same result on every executor
+        (:mod:`pyrostruct.executors`).
+    :param int workers: worker processes (optional; default: the CPU count, at most 8).
     :returns: the posterior over DAGs, its consensus graph and the fit's record.
     :rtype: CausalResult
     :raises InputError: bad data (see :func:`pyrostruct.data.check_table`),
@@ -273,6 +296,43 @@ def discover(
         average_equivalent=average_equivalent, num_samples=num_samples,
         checkpoint_every=checkpoint_every,
     )  # fmt: skip
+    restarts = check_restarts(restarts)
+    check_executor(executor)
+    if restarts > 1 and callback is not None and executor != "serial":
+        raise InputError("callback runs in this process only: use executor='serial' with it")
+    run = _Run(x, names, mask, checkpoint, progress, callback, restarts)
+    if restarts == 1:
+        return _fit(run, (0, settings))
+    plan = restart_plan(settings, restarts)
+    with executor_session(executor, run, max_workers=workers) as map_tasks:
+        results = map_tasks(_fit, list(enumerate(plan)))
+    best, rows = best_restart(results)
+    result = results[best]  # its seed and init_order reproduce it as a one-restart call
+    result.metadata.update(restarts=rows, restart_chosen=best)
+    return result
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """What every restart of one ``discover`` call shares (the executors' context)."""
+
+    x: np.ndarray
+    names: list
+    mask: np.ndarray | None
+    checkpoint: str | os.PathLike | None
+    progress: bool
+    callback: Callable[[int, float], bool | None] | None
+    restarts: int
+
+
+def _fit(run: _Run, task: tuple[int, Settings]) -> CausalResult:
+    """One fit: restart ``task[0]`` with its settings ``task[1]``."""
+    restart, settings = task
+    x, mask, names, progress = run.x, run.mask, run.names, run.progress
+    n, d = x.shape
+    seed, sem = settings.seed, settings.sem
+    checkpoint = restart_checkpoint(run.checkpoint, restart)
+    name = "discover" if run.restarts == 1 else f"discover {restart + 1}/{run.restarts}"
     columns = prepare_columns(x, standardize=settings.standardize, mask=mask, names=names)
     config = settings.config()
     fingerprint = _fingerprint(x, mask, config)
@@ -292,7 +352,8 @@ def discover(
             state = _read_checkpoint(checkpoint, fingerprint)
         started = time.perf_counter()
         problem = Problem.create(columns, names, mask)
-        model = make_sem(sem, d, noise=noise, hidden=hidden, weight_prior=weight_prior)
+        model = make_sem(sem, d, noise=settings.noise, hidden=settings.hidden,
+                         weight_prior=settings.weight_prior)  # fmt: skip
         model.initialize(problem.x)
         stats = None
         if settings.batch_size is None:  # the SEM's fast path over all rows, if it has one
@@ -324,18 +385,18 @@ def discover(
         hooks = [CallbackHook(lambda step, elbo: elbo_trace.append(elbo))]
         if progress:
             bar = ProgressHook(
-                "discover", total=settings.steps, initial=start_step, info=fit.progress_info
+                name, total=settings.steps, initial=start_step, info=fit.progress_info
             )
             if start_step:
-                bar.write(f"discover: resuming from step {start_step} of {settings.steps}",
+                bar.write(f"{name}: resuming from step {start_step} of {settings.steps}",
                           file=sys.stderr)  # fmt: skip
             hooks.append(bar)
-        if callback is not None:
-            hooks.append(CallbackHook(callback))
+        if run.callback is not None:
+            hooks.append(CallbackHook(run.callback))
         if checkpoint is not None:
             hooks.append(CheckpointHook(save, every=settings.checkpoint_every, stop=settings.steps))
         started = time.perf_counter()
-        train(fit.step, settings.steps, start=start_step, hooks=hooks, name="discover")
+        train(fit.step, settings.steps, start=start_step, hooks=hooks, name=name)
         phases["training"] = time.perf_counter() - started
         started = time.perf_counter()
         result = _result(fit, elbo_trace, settings, config, phases, fingerprint, progress)
@@ -471,4 +532,6 @@ def _result(fit, elbo_trace, settings, config, phases, fingerprint, progress) ->
                 bar.close()
         result.edge_probs = p
         result.edge_probs_stderr = np.sqrt(p * (1.0 - p) / num)
+    elbo, stderr = fit.evaluate()  # after the draws above, which it would otherwise shift
+    result.metadata.update(elbo=round(elbo, 6), elbo_stderr=round(stderr, 6))
     return result

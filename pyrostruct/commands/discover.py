@@ -59,6 +59,12 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
                         help="spread the posterior over (interventional) Markov equivalence "
                         "classes (default: when only the class is identified: linear SEM, "
                         "unequal noise)")  # fmt: skip
+    parser.add_argument("--restarts", type=positive_int, default=1, metavar="R",
+                        help="fits from R starts (the default order, then greedy searches from "
+                        "random orders); the one with the highest ELBO is kept (1)")  # fmt: skip
+    parser.add_argument("--executor", choices=["serial", "process", "ray"], default="serial",
+                        help="where restarts run (serial)")  # fmt: skip
+    parser.add_argument("--workers", type=positive_int, help="workers for process/ray")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
     return parser
@@ -67,12 +73,13 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from pyrostruct._io import check_output_paths, figure_format
     from pyrostruct.causal.discover import discover
+    from pyrostruct.causal.restarts import restart_checkpoint
     from pyrostruct.data import read_csv
 
-    check_output_paths(
-        {"DATA.csv": args.data},
-        {"--out": args.out, "--plot": args.plot, "--checkpoint": args.checkpoint},
-    )
+    outputs = {"--out": args.out, "--plot": args.plot, "--checkpoint": args.checkpoint}
+    for r in range(1, args.restarts if args.checkpoint else 1):
+        outputs[f"--checkpoint of restart {r}"] = restart_checkpoint(args.checkpoint, r)
+    check_output_paths({"DATA.csv": args.data}, outputs)
     if args.plot:
         figure_format(args.plot, flag="--plot")
     exclude = [args.intervention_column] if args.intervention_column else []
@@ -93,15 +100,21 @@ def run(args: argparse.Namespace) -> int:
         average_equivalent=args.average_equivalent,
         checkpoint=args.checkpoint,
         progress=not args.quiet,
+        restarts=args.restarts,
+        executor=args.executor,
+        workers=args.workers,
     )
     result.metadata["source"] = str(args.data)
     if args.plot:
         result.plot(args.plot)
     result.save(args.out)
     graph = result.graph
+    chosen = result.metadata.get("restart_chosen")
     print(
         f"{graph.number_of_nodes()} nodes, {graph.number_of_edges()} edges in the consensus DAG "
-        f"(final ELBO {result.metadata['final_elbo']:.4g} per row); wrote {args.out}"
+        f"(ELBO {result.metadata['elbo']:.4g} +- {result.metadata['elbo_stderr']:.2g} per row"
+        + (f", restart {chosen + 1} of {args.restarts}" if chosen is not None else "")
+        + f"); wrote {args.out}"
         + (f" and {args.plot}" if args.plot else "")
     )
     return 0

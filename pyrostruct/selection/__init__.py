@@ -9,9 +9,9 @@ families, :mod:`~pyrostruct.selection.structures` candidate causal DAGs, and
 :mod:`~pyrostruct.selection.hyper` hyperparameter selection.
 """
 
+from pyrostruct.executors import EXECUTORS
 from pyrostruct.selection.arviz import pointwise_log_likelihood, to_inference_data
 from pyrostruct.selection.datasets import make_gmm_data, make_ppca_data
-from pyrostruct.selection.executors import EXECUTORS
 from pyrostruct.selection.families import (
     gaussian_mixture,
     kmeans_plus_plus,

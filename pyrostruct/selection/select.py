@@ -85,6 +85,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from pyrostruct.errors import InputError
+from pyrostruct.executors import check_executor, executor_session
 from pyrostruct.infer.evidence import LowESSWarning
 from pyrostruct.infer.init import mixture_init
 from pyrostruct.selection.candidates import (
@@ -98,7 +99,6 @@ from pyrostruct.selection.candidates import (
     _normalize_candidates,
 )
 from pyrostruct.selection.evidence import _smc_skipped
-from pyrostruct.selection.executors import check_executor, executor_session
 from pyrostruct.selection.halving import _halve
 from pyrostruct.selection.restarts import _not_vectorizable
 from pyrostruct.selection.symmetry import label_symmetry
@@ -175,7 +175,7 @@ def select(
         default.
     :type prior: mapping, optional
     :param str executor: where the fits run, ``"serial"``, ``"process"`` or
-        ``"ray"`` (:mod:`pyrostruct.selection.executors`); same seed, same result.
+        ``"ray"`` (:mod:`pyrostruct.executors`); same seed, same result.
     :param int seed: seed of every random choice (initializations, SVI,
         estimators).
     :param float lr: learning rate of the ClippedAdam optimizer, for the

@@ -2,7 +2,7 @@
 ``start`` to ``stop`` (one restart, or all restarts vectorized), then estimate its evidence.
 
 A task is a picklable payload dict in and a result dict out, so that the
-serial, process and Ray executors (:mod:`pyrostruct.selection.executors`) run
+serial, process and Ray executors (:mod:`pyrostruct.executors`) run
 the same code; training goes through :func:`pyrostruct.infer.engine.train`.
 """
 

@@ -459,3 +459,29 @@ def stat_is_fifo(path) -> bool:
     import stat
 
     return stat.S_ISFIFO(path.lstat().st_mode)
+
+
+def test_restarts_flags(csv, tmp_path, capsys):
+    out = tmp_path / "g.json"
+    argv = ["discover", str(csv), "--out", str(out), "--steps", "20", "--quiet",
+            "--intervention-column", "regime", "--restarts", "2", "--executor", "process",
+            "--workers", "2"]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert "restart" in capsys.readouterr().out
+    meta = load_result(out).metadata
+    assert [r["init_order"] for r in meta["restarts"]] == ["greedy-sparsest", "greedy-random"]
+    assert meta["restart_chosen"] in (0, 1)
+
+
+def test_a_restart_checkpoint_that_is_the_input_is_refused(tmp_path, capsys, monkeypatch):
+    """Restart r > 0 checkpoints to FILE.restart<r>: that path is checked like the others."""
+    monkeypatch.chdir(tmp_path)
+    data = _chain_csv(tmp_path / "run.ckpt.restart1")
+    before = data.read_bytes()
+    argv = ["discover", "run.ckpt.restart1", "--out", "g.json", "--checkpoint", "run.ckpt",
+            "--restarts", "2", "--steps", "5", "--quiet"]  # fmt: skip
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--checkpoint of restart 1 run.ckpt.restart1 is the input file" in err, err
+    assert data.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.ckpt.restart1"]

@@ -101,6 +101,16 @@ class Estimator:
         self.num_steps_taken += 1
         return elbo / self.problem.n + self.problem.columns.elbo_shift
 
+    def evaluate(self, num_draws: int = 16) -> tuple[float, float]:
+        """The trained fit's ELBO per row in the data's units, without gradients: the mean of
+        ``num_draws`` estimates of :meth:`loss` (``num_particles`` particles each) and its
+        Monte Carlo standard error."""
+        with torch.no_grad():
+            draws = [self.loss()[1] for _ in range(num_draws)]
+        draws = torch.tensor(draws, dtype=torch.float64) / self.problem.n
+        mean = float(draws.mean()) + self.problem.columns.elbo_shift
+        return mean, float(draws.std() / math.sqrt(num_draws))
+
     def progress_info(self, elbo: float) -> dict:
         """The progress bar's postfix."""
         return {"elbo": f"{elbo:.4g}"}

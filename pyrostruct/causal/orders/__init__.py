@@ -10,6 +10,8 @@ package only dispatches on the name:
 - ``"greedy-sparsest"`` (:mod:`.greedy_sparsest`): a greedy insertion search
   from the sparse-sinks start for the order whose least-squares DAG is sparsest
   by its approximate evidence (:mod:`.scores`; Raskutti & Uhler 2018);
+- ``"greedy-random"``: the same search from a uniformly random order (the
+  restarts of :func:`~pyrostruct.causal.discover` after the first);
 - ``"random"``: none; the estimator draws one;
 - a sequence of node indices: the user's order.
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from pyrostruct.causal.orders import greedy_sparsest
 from pyrostruct.causal.orders.equal_variance import equal_variance_order
@@ -44,7 +47,7 @@ __all__ = [
 ]
 
 #: The named initial orders.
-INIT_ORDERS = ("equal-variance", "greedy-sparsest", "sparse-sinks", "random")
+INIT_ORDERS = ("equal-variance", "greedy-sparsest", "greedy-random", "sparse-sinks", "random")
 
 
 def check_init_order(spec, d: int) -> str | tuple[int, ...]:
@@ -53,8 +56,8 @@ def check_init_order(spec, d: int) -> str | tuple[int, ...]:
     if isinstance(spec, str):
         if spec not in INIT_ORDERS:
             raise InputError(
-                "init_order must be 'equal-variance', 'greedy-sparsest', 'sparse-sinks', "
-                f"'random' or a list of node indices, got {spec!r}"
+                "init_order must be 'equal-variance', 'greedy-sparsest', 'greedy-random', "
+                f"'sparse-sinks', 'random' or a list of node indices, got {spec!r}"
             )
         return spec
     order = [int(i) for i in spec]
@@ -75,7 +78,8 @@ def initial_order(
     progress: bool = False,
 ) -> list[int] | None:
     """The initial order named by ``spec`` (checked by :func:`check_init_order`) for the
-    table ``x`` ``(n, d)``, or ``None`` for ``"random"``.
+    table ``x`` ``(n, d)``, or ``None`` for ``"random"``. ``"greedy-random"`` draws its
+    start from torch's global generator (seeded by the caller).
 
     :param prior_logit: prior log-odds of an edge given the order (the search's sparsity).
     :param weight_prior_scale: slab scale of the search's score.
@@ -89,6 +93,12 @@ def initial_order(
         return equal_variance_order(x)
     if spec == "sparse-sinks":
         return sparse_sinks_order(x)
+    if spec == "greedy-random":
+        start = torch.randperm(x.shape[1]).tolist()
+        return improve_order(
+            x, start, prior_logit, weight_prior_scale=weight_prior_scale, progress=progress,
+            mask=mask,
+        )  # fmt: skip
     if spec == "greedy-sparsest":
         return greedy_sparsest.greedy_sparsest_order(
             x, prior_logit, weight_prior_scale=weight_prior_scale, progress=progress, mask=mask

@@ -1,6 +1,7 @@
 """``init_order="greedy-sparsest"``: a greedy insertion search for the order whose
 least-squares DAG is sparsest by its approximate evidence (:mod:`.scores`), from the
-sparse-sinks start (:mod:`.sparse_sinks`).
+sparse-sinks start (:mod:`.sparse_sinks`); with interventional rows, also from the
+sparse-sinks order of the observational rows, the better of the two kept.
 """
 
 from __future__ import annotations
@@ -24,12 +25,28 @@ def greedy_sparsest_order(
     x: np.ndarray, prior_logit: float, *, weight_prior_scale: float = 1.0, progress=False,
     mask=None,
 ) -> list[int]:  # fmt: skip
-    """:func:`improve_order` started from :func:`sparse_sinks_order` of ``x`` ``(n, d)``."""
-    start = sparse_sinks_order(x)
-    return improve_order(
-        x, start, prior_logit, weight_prior_scale=weight_prior_scale, progress=progress,
-        mask=mask,
-    )  # fmt: skip
+    """:func:`improve_order` started from :func:`sparse_sinks_order` of ``x`` ``(n, d)``.
+
+    With perfect interventions (``mask``) the search also starts from the sparse-sinks
+    order of the observational rows, when there are more of them than columns, and the
+    order with the higher score is returned. The concentration graph of rows pooled over
+    regimes is not that of one DAG (an intervened node is cut from its parents in some
+    rows), so the pooled start can be far off: on a 6-node graph with 13 edges and
+    do(X2), the search from it stopped at a score 277 nats below the true order's, which
+    the observational start reached.
+    """
+    starts = [sparse_sinks_order(x)]
+    if mask is not None:
+        observational = ~np.asarray(mask).any(1)
+        if observational.sum() > x.shape[1] + 1:
+            start = sparse_sinks_order(np.asarray(x)[observational])
+            starts += [] if start == starts[0] else [start]
+    best, best_score = None, -float("inf")
+    for start in starts:
+        order, score = _search(x, start, prior_logit, weight_prior_scale, 10, progress, mask)
+        if score > best_score:
+            best, best_score = order, score
+    return best
 
 
 def _insertion_scores(cov, n, order, q, local, prior_logit, tau2, refit=False, regimes=None):
@@ -141,6 +158,11 @@ def improve_order(
     (:func:`~pyrostruct.causal.regressions.regime_covariances`), as the likelihood
     does, so that interventional rows orient its edges instead of blurring its regressions.
     """
+    return _search(x, order, prior_logit, weight_prior_scale, max_sweeps, progress, mask)[0]
+
+
+def _search(x, order, prior_logit, weight_prior_scale, max_sweeps, progress, mask):
+    """:func:`improve_order`'s search: ``(order, its score)``."""
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -186,4 +208,4 @@ def _improve_order(x, order, prior_logit, weight_prior_scale, max_sweeps, bar, m
                 settled[node] = moves  # at its best position given the others
             if not improved or best_score - sweep_start < tolerance:
                 break
-    return best
+    return best, best_score

@@ -1,8 +1,9 @@
-"""Where the fits of a model-selection sweep run: ``"serial"``, ``"process"``, ``"ray"``.
+"""Where independent fits run: ``"serial"``, ``"process"``, ``"ray"``.
 
-An executor maps a module-level task function over picklable payloads, with a
-shared *context* (the candidate models and the data) that may hold closures
-and lambdas:
+Used by the model-selection sweeps (:func:`pyrostruct.selection.select`) and the
+restarts of :func:`pyrostruct.causal.discover`. An executor maps a module-level
+task function over picklable payloads, with a shared *context* (the candidate
+models and the data) that may hold closures and lambdas:
 
 * ``"serial"``: in this process, one task after another.
 * ``"process"``: a pool of forked worker processes (Linux/macOS ``fork``), one

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from pyrostruct.errors import InputError
+from pyrostruct.executors import executor_session
 from pyrostruct.selection import select, select_components
 from pyrostruct.selection.datasets import make_gmm_data
-from pyrostruct.selection.executors import executor_session
 
 KW = dict(steps=80, num_restarts=2, elbo_particles=100, iwae_particles=20, iwae_repeats=3, seed=3)
 
