@@ -5,6 +5,9 @@ probabilities, an always-acyclic consensus ``networkx.DiGraph``, DAG samples,
 the ELBO trace, ArviZ export, a plot, and JSON persistence. The likelihoods
 (:mod:`pyrostruct.causal.sem`), metrics (:mod:`pyrostruct.causal.metrics`) and
 synthetic data (:mod:`pyrostruct.causal.datasets`) are usable on their own.
+For up to 16 variables :func:`exact_posterior` gives the exact posterior of the
+linear Gaussian model with the BGe likelihood, the reference ``discover`` is
+measured against.
 
 Layout: :mod:`~pyrostruct.causal.discover` (the pipeline),
 :mod:`~pyrostruct.causal.data` and :mod:`~pyrostruct.causal.interventions`
@@ -13,11 +16,13 @@ Layout: :mod:`~pyrostruct.causal.discover` (the pipeline),
 per method), :mod:`~pyrostruct.causal.estimators` (analytic and straight-through
 strategies), :mod:`~pyrostruct.causal.result`, :mod:`~pyrostruct.causal.sem`,
 :mod:`~pyrostruct.causal.collapsed` (the analytic estimator's maths) and
-:mod:`~pyrostruct.causal.equivalence`.
+:mod:`~pyrostruct.causal.equivalence`, :mod:`~pyrostruct.causal.restarts` (several
+fits, the best kept) and :mod:`~pyrostruct.causal.exact` (enumeration by subsets).
 """
 
 from pyrostruct.causal import datasets, metrics
 from pyrostruct.causal.discover import discover
+from pyrostruct.causal.exact import ExactPosterior, exact_posterior
 from pyrostruct.causal.interventions import parse_interventions
 from pyrostruct.causal.result import CausalResult, load_result
 from pyrostruct.causal.sem import (
@@ -31,6 +36,8 @@ from pyrostruct.causal.sem import (
 
 __all__ = [
     "discover",
+    "exact_posterior",
+    "ExactPosterior",
     "CausalResult",
     "load_result",
     "parse_interventions",

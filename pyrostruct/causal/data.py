@@ -18,8 +18,12 @@ import warnings
 import numpy as np
 import torch
 
-from pyrostruct.data import column_exponents
+from pyrostruct.causal.interventions import parse_interventions, resolve_interventions
+from pyrostruct.data import check_table, column_exponents
 from pyrostruct.errors import InputError
+
+#: The fewest rows ``discover`` accepts.
+MIN_ROWS = 10
 
 __all__ = ["Columns", "Problem", "prepare_columns", "warn_if_few_rows", "FewRowsWarning"]
 
@@ -109,6 +113,26 @@ def prepare_columns(x: np.ndarray, *, standardize: bool, mask=None, names=None) 
     )
 
 
+def check_data(data, interventions) -> tuple[np.ndarray, list, np.ndarray | None]:
+    """``(x, names, mask)``: the numeric table, its column names and the intervention mask
+    of :func:`~pyrostruct.causal.discover`'s ``data`` and ``interventions`` (see there).
+
+    :raises InputError: bad data (:func:`pyrostruct.data.check_table`), no more rows than
+        columns, or a bad intervention spec.
+    """
+    data, interventions, source = resolve_interventions(data, interventions)
+    x, names = check_table(data, min_rows=MIN_ROWS, min_cols=2, name="data")
+    n, d = x.shape
+    if n <= d:
+        raise InputError(
+            f"data: {n} rows for {d} columns; with no more rows than columns every column is "
+            f"an exact linear function of the others and the posterior degenerates: at least "
+            f"{d + 1} rows are needed (and several per column for reliable edges)"
+        )
+    warn_if_few_rows(n, d)
+    return x, names, parse_interventions(interventions, n, names, source=source)
+
+
 def warn_if_few_rows(n: int, d: int) -> None:
     """Warn (:class:`FewRowsWarning`) when there are fewer than two rows per column."""
     if n < 2 * d:
@@ -116,7 +140,7 @@ def warn_if_few_rows(n: int, d: int) -> None:
             f"data: {n} rows for {d} columns; with fewer than 2 rows per column the edge "
             "probabilities depend strongly on the prior (expected_edges, weight_prior)",
             FewRowsWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
 
 

@@ -77,13 +77,9 @@ import torch
 
 from pyrostruct import __version__
 from pyrostruct._io import atomic_save
-from pyrostruct.causal.data import Problem, prepare_columns, warn_if_few_rows
+from pyrostruct.causal.data import MIN_ROWS, Problem, check_data, prepare_columns
 from pyrostruct.causal.estimators import ESTIMATORS
-from pyrostruct.causal.interventions import (
-    parse_interventions,
-    resolve_interventions,
-    target_sets,
-)
+from pyrostruct.causal.interventions import parse_interventions, target_sets
 from pyrostruct.causal.orders import equal_variance_order, initial_order
 from pyrostruct.causal.restarts import (
     best_restart,
@@ -94,7 +90,6 @@ from pyrostruct.causal.restarts import (
 from pyrostruct.causal.result import CausalResult, load_result
 from pyrostruct.causal.sem import StructuralEquationModel, make_sem
 from pyrostruct.causal.settings import Settings, check_seed
-from pyrostruct.data import check_table
 from pyrostruct.errors import InputError
 from pyrostruct.executors import check_executor, executor_session
 from pyrostruct.infer.engine import CallbackHook, CheckpointHook, ProgressHook, train
@@ -107,10 +102,6 @@ __all__ = [
     "equal_variance_order",
     "MIN_ROWS",
 ]
-
-#: The fewest rows ``discover`` accepts.
-MIN_ROWS = 10
-
 
 def discover(
     data,
@@ -285,8 +276,7 @@ def discover(
     if seed is None and checkpoint is not None and os.path.exists(checkpoint):
         seed = _checkpoint_seed(checkpoint)  # seed=None resumes with the run's own seed
     seed = check_seed(seed)
-    data, interventions, source = resolve_interventions(data, interventions)
-    x, names, mask = _checked_table(data, interventions, source)
+    x, names, mask = check_data(data, interventions)
     n, d = x.shape
     settings = Settings.create(
         n=n, d=d, sem=sem, dag=dag, steps=steps, estimator=estimator, seed=seed,
@@ -403,24 +393,6 @@ def _fit(run: _Run, task: tuple[int, Settings]) -> CausalResult:
         phases["result"] = time.perf_counter() - started
         result.metadata["phase_seconds"] = {k: round(v, 3) for k, v in phases.items()}
     return result
-
-
-def _checked_table(data, interventions, source):
-    """``(x, names, mask)``: the numeric table, its column names and the intervention mask.
-
-    :raises InputError: bad data (:func:`pyrostruct.data.check_table`), no more rows than
-        columns, or a bad intervention spec.
-    """
-    x, names = check_table(data, min_rows=MIN_ROWS, min_cols=2, name="data")
-    n, d = x.shape
-    if n <= d:
-        raise InputError(
-            f"data: {n} rows for {d} columns; with no more rows than columns every column is "
-            f"an exact linear function of the others and the posterior degenerates: at least "
-            f"{d + 1} rows are needed (and several per column for reliable edges)"
-        )
-    warn_if_few_rows(n, d)
-    return x, names, parse_interventions(interventions, n, names, source=source)
 
 
 #: Settings that shape only the result built after training, not the training itself: a

@@ -34,7 +34,6 @@ its evidence would not be score-equivalent.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import networkx as nx
@@ -48,6 +47,7 @@ from pyro.infer.autoguide.initialization import init_to_median
 from pyrostruct.data import check_table
 from pyrostruct.errors import InputError
 from pyrostruct.graph import markov_equivalent
+from pyrostruct.infer.bge import bge_hyperparameters, bge_local_scores
 from pyrostruct.selection.select import Candidate, select
 
 __all__ = [
@@ -77,15 +77,6 @@ def _check_graph(graph, nodes: Sequence, name="graph") -> nx.DiGraph:
     return full
 
 
-def _hyper(d: int, prior_df: float | None, prior_scale: float) -> tuple[float, float]:
-    nu = float(d + 2) if prior_df is None else float(prior_df)
-    if nu <= d - 1:
-        raise InputError(f"prior_df must exceed d - 1 = {d - 1}, got {nu}")
-    if not prior_scale > 0:
-        raise InputError(f"prior_scale must be > 0, got {prior_scale}")
-    return nu, float(prior_scale)
-
-
 def dag_candidate(
     graph: nx.DiGraph,
     nodes: Sequence,
@@ -108,7 +99,7 @@ def dag_candidate(
     graph = _check_graph(graph, nodes)
     parents = _parents(graph, nodes)
     d = len(nodes)
-    nu, c = _hyper(d, prior_df, prior_scale)
+    nu, c = bge_hyperparameters(d, prior_df, prior_scale)
 
     src = [i for j in range(d) for i in parents[j]]
     child = torch.zeros(len(src), d)
@@ -145,19 +136,15 @@ def dag_log_evidence(
     prior_df: float | None = None,
     prior_scale: float = 1.0,
 ) -> float:
-    """Exact ``log p(X | G)`` of :func:`dag_candidate`'s model (Normal-inverse-gamma regressions).
-
-    Per node, with ``y`` the non-intervened rows of ``x_j`` and ``Z`` their parents:
-    ``V_n = (c I + Z^T Z)^{-1}``, ``a_n = a_0 + m/2``,
-    ``b_n = b_0 + (y^T y - y^T Z V_n Z^T y) / 2`` and
-    ``log p(y) = -m/2 log 2 pi + 1/2 log(|V_n| c^p) + a_0 log b_0 - a_n log b_n
-    + log Gamma(a_n) - log Gamma(a_0)``.
-    """
+    """Exact ``log p(X | G)`` of :func:`dag_candidate`'s model (Normal-inverse-gamma
+    regressions): the sum of every node's BGe term given its parents
+    (:func:`pyrostruct.infer.bge.bge_local_scores`), each on the rows where the node is
+    not intervened on."""
     x = torch.as_tensor(np.asarray(data), dtype=torch.float64)
     n, d = x.shape
     nodes = list(range(d)) if nodes is None else list(nodes)
     graph = _check_graph(graph, nodes)
-    nu, c = _hyper(d, prior_df, prior_scale)
+    nu, c = bge_hyperparameters(d, prior_df, prior_scale)
     keep = (
         torch.ones(n, d, dtype=torch.bool)
         if mask is None
@@ -165,27 +152,8 @@ def dag_log_evidence(
     )
     total = 0.0
     for j, pa in enumerate(_parents(graph, nodes)):
-        rows = keep[:, j]
-        y = x[rows, j]
-        m = int(rows.sum())
-        a0, b0 = (nu - d + len(pa) + 1) / 2, c / 2
-        quad = float(y @ y)
-        logdet = 0.0
-        if pa:
-            z = x[rows][:, pa]
-            prec = c * torch.eye(len(pa), dtype=torch.float64) + z.T @ z
-            zy = z.T @ y
-            quad -= float(zy @ torch.linalg.solve(prec, zy))
-            logdet = len(pa) * math.log(c) - float(torch.linalg.slogdet(prec)[1])
-        an, bn = a0 + m / 2, b0 + quad / 2
-        total += (
-            -m / 2 * math.log(2 * math.pi)
-            + 0.5 * logdet
-            + a0 * math.log(b0)
-            - an * math.log(bn)
-            + math.lgamma(an)
-            - math.lgamma(a0)
-        )
+        rows = x[keep[:, j]]
+        total += float(bge_local_scores(rows.T @ rows, len(rows), j, [pa], nu=nu, c=c)[0])
     return total
 
 

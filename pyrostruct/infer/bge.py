@@ -1,0 +1,93 @@
+"""The BGe score: the closed-form log evidence of one node of a linear Gaussian DAG given
+its parents, batched over parent sets.
+
+Node ``j`` with parents ``S`` (``p = |S|``) of ``d`` standardized variables follows
+
+.. math::
+
+    \\sigma_j^2 \\sim \\mathrm{InvGamma}\\Big(\\frac{\\nu - d + p + 1}{2}, \\frac{c}{2}\\Big),
+    \\quad \\beta_j \\mid \\sigma_j^2 \\sim N(0, \\sigma_j^2 c^{-1} I),
+    \\quad x_{ij} \\sim N(x_{iS}^\\top \\beta_j, \\sigma_j^2),
+
+the node-wise priors an inverse-Wishart ``IW(nu, c I)`` prior on the joint covariance
+induces on every DAG (Geiger & Heckerman 2002; Kuipers, Moffa & Heckerman, "Addendum on
+the scoring of Gaussian directed acyclic graphical models", 2014): Markov-equivalent DAGs
+get exactly the same evidence from observational data. With ``y`` the ``m`` rows where
+``j`` is not intervened on and ``Z`` their parents' columns, ``V = (c I + Z^T Z)^{-1}``,
+``a = a_0 + m / 2`` and ``b = b_0 + (y^T y - y^T Z V Z^T y) / 2``:
+
+.. math::
+
+    \\log p(y \\mid Z) = -\\frac m2 \\log 2\\pi + \\frac12 \\log(|V| c^p)
+        + a_0 \\log b_0 - a \\log b + \\log\\Gamma(a) - \\log\\Gamma(a_0).
+
+Only the Gram matrix of the rows enters, so scoring many parent sets costs one batched
+Cholesky factorization per parent-set size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from pyrostruct.errors import InputError
+
+__all__ = ["bge_hyperparameters", "bge_local_scores"]
+
+
+def bge_hyperparameters(d: int, prior_df: float | None, prior_scale: float) -> tuple[float, float]:
+    """``(nu, c)``: degrees of freedom (default ``d + 2``, must exceed ``d - 1``) and scale.
+
+    :raises InputError: ``prior_df <= d - 1`` or ``prior_scale <= 0``.
+    """
+    nu = float(d + 2) if prior_df is None else float(prior_df)
+    if not nu > d - 1:
+        raise InputError(f"prior_df must exceed d - 1 = {d - 1}, got {nu}")
+    if not prior_scale > 0:
+        raise InputError(f"prior_scale must be > 0, got {prior_scale}")
+    return nu, float(prior_scale)
+
+
+def bge_local_scores(
+    gram: torch.Tensor,
+    num_rows: int,
+    node: int,
+    parent_sets: Sequence[Sequence[int]],
+    *,
+    nu: float,
+    c: float,
+) -> torch.Tensor:
+    """BGe log evidence of ``node`` given each parent set: ``(len(parent_sets),)`` float64.
+
+    :param gram: ``X^T X`` ``(d, d)`` of the ``num_rows`` rows where ``node`` is not
+        intervened on (float64).
+    :param parent_sets: parent sets (node indices, ``node`` not among them).
+    """
+    d = gram.shape[-1]
+    out = torch.empty(len(parent_sets), dtype=torch.float64)
+    a0, b0 = None, c / 2
+    by_size: dict[int, list[int]] = {}
+    for k, parents in enumerate(parent_sets):
+        by_size.setdefault(len(parents), []).append(k)
+    yy = gram[node, node]
+    for p, rows in by_size.items():
+        a0 = (nu - d + p + 1) / 2
+        a = a0 + num_rows / 2
+        if p == 0:
+            quad = yy.expand(len(rows))
+            logdet = torch.zeros(len(rows), dtype=torch.float64)
+        else:
+            idx = torch.tensor([list(parent_sets[k]) for k in rows])
+            prec = gram[idx[:, :, None], idx[:, None, :]] + c * torch.eye(p, dtype=torch.float64)
+            zy = gram[idx, node]
+            chol = torch.linalg.cholesky(prec)
+            half = torch.linalg.solve_triangular(chol, zy[..., None], upper=False)[..., 0]
+            quad = yy - (half * half).sum(-1)
+            logdet = p * math.log(c) - 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+        b = b0 + quad / 2
+        const = -num_rows / 2 * math.log(2 * math.pi) + a0 * math.log(b0)
+        const += math.lgamma(a) - math.lgamma(a0)
+        out[rows] = const + 0.5 * logdet - a * torch.log(b)
+    return out
