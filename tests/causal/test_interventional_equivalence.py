@@ -98,21 +98,10 @@ def test_bad_targets():
         interventional_essential_graph(np.zeros((3, 3)), [[5]])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 24, not met: on d=6, seed=5, do(X4) the fit with the interventional rows "
-    "reverses the compelled edge 1 -> 2 at P = 0.997 (the observational rows alone: P(1 -> 2) = "
-    "1.0). It is the variational objective, not the search: that graph's ELBO (-4.207 per "
-    "row) beats the fit started from the true order (-4.227)",
-)
-@settings(max_examples=6, deadline=None)
-@example(d=6, seed=5, k=1)
-@given(st.integers(6, 8), st.integers(0, 10_000), st.integers(1, 2))
-def test_interventional_rows_never_make_a_correct_edge_confidently_wrong(d, seed, k):
-    """Issue 24: with observational rows alone an edge the posterior gets right (P > 0.5 the
-    true way) does not become confidently reversed (P > 0.9 the wrong way) once rows of
-    perfect interventions on random targets are added."""
-    from pyrostruct.causal import datasets, discover
+def _interventional_case(d, seed, k):
+    """A random ER graph with 300 observational rows plus 300 rows per single-node perfect
+    intervention on ``k`` random targets: ``(dataset, x, mask, observational rows)``."""
+    from pyrostruct.causal import datasets
 
     rng = np.random.default_rng(seed)
     targets = [[int(t)] for t in rng.choice(d, size=k, replace=False)]
@@ -120,12 +109,59 @@ def test_interventional_rows_never_make_a_correct_edge_confidently_wrong(d, seed
                                interventions=targets, seed=seed)  # fmt: skip
     x = ds.data.to_numpy()
     column = np.asarray(ds.intervention_column())
-    observational = column == ""
     mask = np.zeros(x.shape, dtype=bool)
     for (t,) in targets:
         mask[:, t] = column == ds.names[t]
+    return ds, x, mask, column == ""
+
+
+def _confidently_reversed(adjacency, before, after):
+    """True edges right before (P > 0.5 the true way) and confidently reversed after (P >
+    0.9 the wrong way)."""
+    return [(int(i), int(j)) for i, j in zip(*np.nonzero(adjacency))
+            if before[i, j] > 0.5 and after[j, i] > 0.9]  # fmt: skip
+
+
+def test_interventional_rows_almost_never_make_the_exact_posterior_confidently_wrong():
+    """Issue 24's property for the model's exact posterior (:func:`exact_posterior`, the
+    BGe likelihood, averaged over interventional Markov equivalence classes) on 15 random
+    graphs with d = 6-8 and 1-2 targets. Measured on 60 such cases: 1 had an edge
+    confidently reversed (d = 8, seed 8213: P(3 -> 4) > 0.5 before, P(4 -> 3) > 0.9
+    after), a finite-sample event of the posterior itself; at most one is allowed here."""
+    from pyrostruct.causal import exact_posterior
+
+    rng = np.random.default_rng(123)
+    reversed_cases = []
+    for _ in range(15):
+        d, seed, k = int(rng.integers(6, 9)), int(rng.integers(0, 10_000)), int(rng.integers(1, 3))
+        ds, x, mask, observational = _interventional_case(d, seed, k)
+        before = exact_posterior(x[observational]).sample_dags(1000, average_equivalent=True)
+        after = exact_posterior(x, interventions=mask).sample_dags(1000, average_equivalent=True)
+        if _confidently_reversed(ds.adjacency, before.mean(0), after.mean(0)):
+            reversed_cases.append((d, seed, k))
+    assert len(reversed_cases) <= 1, reversed_cases
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 24, not met by the variational posterior: on 60 random cases (d = 6-8, 1-2 "
+    "targets, 300 rows per regime) discover confidently reversed a true edge it had right "
+    "in 11 (14 with restarts=4), the exact posterior in 1; in 8 of the 11 the exact "
+    "posterior keeps the edge the right way. The order search's local optima are fixed "
+    "(observational start, restarts); what is left is the variational family's "
+    "overconfidence against the exact posterior (mean absolute edge-probability error "
+    "0.20 observational, 0.10 interventional on these cases): issue 22",
+)
+@settings(max_examples=6, deadline=None)
+@example(d=8, seed=9243, k=1)
+@given(st.integers(6, 8), st.integers(0, 10_000), st.integers(1, 2))
+def test_interventional_rows_never_make_a_correct_edge_confidently_wrong(d, seed, k):
+    """Issue 24: where the posterior of the observational rows alone gets an edge right (P >
+    0.5 the true way), adding rows of perfect interventions on random targets does not make
+    it confidently reversed (P > 0.9 the wrong way)."""
+    from pyrostruct.causal import discover
+
+    ds, x, mask, observational = _interventional_case(d, seed, k)
     before = discover(x[observational], steps=300, seed=0).edge_probs
     after = discover(x, interventions=mask, steps=300, seed=0).edge_probs
-    for i, j in zip(*np.nonzero(ds.adjacency)):
-        if before[i, j] > 0.5:
-            assert after[j, i] <= 0.9, (i, j, before[i, j], after[j, i], targets)
+    assert not _confidently_reversed(ds.adjacency, before, after)
