@@ -7,7 +7,8 @@ the ELBO trace, ArviZ export, a plot, and JSON persistence. The likelihoods
 synthetic data (:mod:`pyrostruct.causal.datasets`) are usable on their own.
 For up to 16 variables :func:`exact_posterior` gives the exact posterior of the
 linear Gaussian model with the BGe likelihood, the reference ``discover`` is
-measured against.
+measured against. :func:`suggest_interventions` ranks the experiments that would
+tell most about the graph (:mod:`pyrostruct.causal.design`).
 
 Layout: :mod:`~pyrostruct.causal.discover` (the pipeline),
 :mod:`~pyrostruct.causal.data` and :mod:`~pyrostruct.causal.interventions`
@@ -17,11 +18,14 @@ per method), :mod:`~pyrostruct.causal.estimators` (analytic and straight-through
 strategies), :mod:`~pyrostruct.causal.result`, :mod:`~pyrostruct.causal.sem`,
 :mod:`~pyrostruct.causal.collapsed` (the analytic estimator's maths) and
 :mod:`~pyrostruct.causal.equivalence`, :mod:`~pyrostruct.causal.restarts` (several
-fits, the best kept) and :mod:`~pyrostruct.causal.exact` (enumeration by subsets).
+fits, the best kept) and :mod:`~pyrostruct.causal.exact` (enumeration by subsets),
+:mod:`~pyrostruct.causal.information` (expected information gain) and
+:mod:`~pyrostruct.causal.design`.
 """
 
 from pyrostruct.causal import datasets, metrics
 from pyrostruct.causal.discover import discover
+from pyrostruct.causal.design import DesignResult, suggest_interventions
 from pyrostruct.causal.exact import ExactPosterior, exact_posterior
 from pyrostruct.causal.interventions import parse_interventions
 from pyrostruct.causal.result import CausalResult, load_result
@@ -38,6 +42,8 @@ __all__ = [
     "discover",
     "exact_posterior",
     "ExactPosterior",
+    "suggest_interventions",
+    "DesignResult",
     "CausalResult",
     "load_result",
     "parse_interventions",

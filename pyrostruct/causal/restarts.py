@@ -42,6 +42,7 @@ from pyrostruct.errors import InputError
 
 __all__ = ["restart_plan", "restart_checkpoint", "best_restart", "check_restarts"]
 
+
 def check_restarts(restarts) -> int:
     """``restarts`` as a positive int.
 

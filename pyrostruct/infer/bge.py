@@ -52,42 +52,46 @@ def bge_hyperparameters(d: int, prior_df: float | None, prior_scale: float) -> t
 
 def bge_local_scores(
     gram: torch.Tensor,
-    num_rows: int,
+    num_rows,
     node: int,
     parent_sets: Sequence[Sequence[int]],
     *,
     nu: float,
     c: float,
 ) -> torch.Tensor:
-    """BGe log evidence of ``node`` given each parent set: ``(len(parent_sets),)`` float64.
+    """BGe log evidence of ``node`` given each parent set: ``(*B, len(parent_sets))`` float64.
 
-    :param gram: ``X^T X`` ``(d, d)`` of the ``num_rows`` rows where ``node`` is not
-        intervened on (float64).
+    :param gram: ``X^T X`` ``(*B, d, d)`` of the rows where ``node`` is not intervened on
+        (float64; a batch of data sets along ``*B``).
+    :param num_rows: their number: an int or a ``(*B,)`` tensor.
     :param parent_sets: parent sets (node indices, ``node`` not among them).
     """
     d = gram.shape[-1]
-    out = torch.empty(len(parent_sets), dtype=torch.float64)
-    a0, b0 = None, c / 2
+    batch = gram.shape[:-2]
+    m = torch.as_tensor(num_rows, dtype=torch.float64).expand(batch)
+    out = torch.empty(*batch, len(parent_sets), dtype=torch.float64)
+    b0 = c / 2
     by_size: dict[int, list[int]] = {}
     for k, parents in enumerate(parent_sets):
         by_size.setdefault(len(parents), []).append(k)
-    yy = gram[node, node]
+    yy = gram[..., node, node]
     for p, rows in by_size.items():
         a0 = (nu - d + p + 1) / 2
-        a = a0 + num_rows / 2
+        a = (a0 + m / 2)[..., None]
         if p == 0:
-            quad = yy.expand(len(rows))
+            quad = yy[..., None].expand(*batch, len(rows))
             logdet = torch.zeros(len(rows), dtype=torch.float64)
         else:
             idx = torch.tensor([list(parent_sets[k]) for k in rows])
-            prec = gram[idx[:, :, None], idx[:, None, :]] + c * torch.eye(p, dtype=torch.float64)
-            zy = gram[idx, node]
+            prec = gram[..., idx[:, :, None], idx[:, None, :]]
+            prec = prec + c * torch.eye(p, dtype=torch.float64)
+            zy = gram[..., idx, node]
             chol = torch.linalg.cholesky(prec)
             half = torch.linalg.solve_triangular(chol, zy[..., None], upper=False)[..., 0]
-            quad = yy - (half * half).sum(-1)
+            quad = yy[..., None] - (half * half).sum(-1)
             logdet = p * math.log(c) - 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
         b = b0 + quad / 2
-        const = -num_rows / 2 * math.log(2 * math.pi) + a0 * math.log(b0)
-        const += math.lgamma(a) - math.lgamma(a0)
-        out[rows] = const + 0.5 * logdet - a * torch.log(b)
+        const = (-m / 2 * math.log(2 * math.pi) + a0 * math.log(b0))[..., None]
+        const = const + torch.lgamma(a) - math.lgamma(a0)
+        out[..., rows] = const + 0.5 * logdet - a * torch.log(b)
     return out

@@ -1,0 +1,172 @@
+"""Intervention design (issue 18): the expected information gain against exact mutual
+information, the experiments that separate Markov-equivalent graphs, greedy batches, and
+the errors of bad input."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from pyrostruct.causal import datasets, discover
+from pyrostruct.causal.design import suggest_interventions
+from pyrostruct.causal.information import Experiment, GraphPosterior
+from pyrostruct.errors import InputError
+from pyrostruct.infer.bge import bge_hyperparameters
+
+CHAIN = np.array([[0, 1, 0], [0, 0, 1], [0, 0, 0]])  # 0 -> 1 -> 2
+FORK = np.array([[0, 0, 0], [1, 0, 1], [0, 0, 0]])  # 0 <- 1 -> 2: Markov equivalent
+
+
+def _standardized(w, n, seed):
+    x, _ = datasets.simulate_linear_sem(np.asarray(w, dtype=float), n, seed=seed)
+    return (x - x.mean(0)) / x.std(0)
+
+
+def _posterior(dags, z, counts):
+    nu, c = bge_hyperparameters(z.shape[1], None, 1.0)
+    draws = np.concatenate([np.repeat(a[None], k, 0) for a, k in zip(dags, counts)])
+    return GraphPosterior(draws, z, None, nu=nu, c=c)
+
+
+def test_two_node_gain_matches_the_exact_mutual_information():
+    """0 -> 1 against 1 -> 0 at 1/2 each, one row of do(X0 = 2): the gain is I(G; y1), a
+    one-dimensional integral of the two predictive densities, done by quadrature."""
+    z = _standardized([[0.0, 0.8], [0.0, 0.0]], 30, 0)
+    forward, backward = np.array([[0, 1], [0, 0]]), np.array([[0, 0], [1, 0]])
+    post = _posterior([forward, backward], z, [2000, 2000])
+    grid = np.linspace(-15, 15, 6001)
+    y = torch.zeros(len(grid), 1, 2, dtype=torch.float64)
+    y[:, 0, 0], y[:, 0, 1] = 2.0, torch.as_tensor(grid)
+    mask = torch.tensor([[True, False]])
+    log_p = post.log_predictive(y, mask).numpy()  # (grid, graph): densities of y1
+    dens = np.exp(log_p)
+    np.testing.assert_allclose(np.trapezoid(dens, grid, axis=0), 1.0, atol=1e-6)
+    # under 1 -> 0 node 1 has no parents: a Student t, written out independently
+    a = (post.nu - 2 + 1) / 2 + 30 / 2
+    b = post.c / 2 + float(z[:, 1] @ z[:, 1]) / 2
+    backward_index = int(np.flatnonzero([g[1, 0] for g in post.graphs])[0])
+    t = stats.t(df=2 * a, scale=math.sqrt(b / a)).logpdf(grid)
+    np.testing.assert_allclose(log_p[:, backward_index], t, atol=1e-8)
+    mix = dens.mean(1)
+    exact = 0.5 * sum(np.trapezoid(dens[:, u] * (log_p[:, u] - np.log(mix)), grid) for u in (0, 1))
+    torch.manual_seed(0)
+    gain, se = post.information_gain([Experiment((0,), (2.0,), 1)], post.draw_parameters())
+    assert 0.05 < exact < math.log(2)
+    assert abs(gain - exact) < 4 * se, (gain, exact, se)
+
+
+def test_the_experiment_that_separates_a_chain_from_a_fork_gains_most():
+    """Chain and fork are Markov equivalent: do(X0) or do(X1) tells them apart, do(X2)
+    (a sink in both) tells nothing: zero gain within its error."""
+    z = _standardized(1.2 * CHAIN, 200, 1)
+    post = _posterior([CHAIN, FORK], z, [128, 128])
+    torch.manual_seed(1)
+    params = post.draw_parameters()
+    gains = {t: post.information_gain([Experiment((t,), (2.0,), 10)], params) for t in range(3)}
+    assert abs(gains[2][0]) < 4 * gains[2][1] + 1e-3
+    for t in (0, 1):
+        assert gains[t][0] > 0.5  # of at most log 2 = 0.69
+        assert gains[t][0] <= math.log(2) + 4 * gains[t][1]
+
+
+def test_a_posterior_of_one_graph_gains_nothing():
+    z = _standardized(1.2 * CHAIN, 200, 2)
+    post = _posterior([CHAIN], z, [64])
+    torch.manual_seed(0)
+    gain, se = post.information_gain([Experiment((0,), (2.0,), 10)], post.draw_parameters())
+    assert gain == pytest.approx(0.0, abs=1e-9) and post.entropy == 0.0
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    ds = datasets.make_dataset(d=5, n=80, seed=3)
+    return ds, discover(ds.data, steps=200, seed=0)
+
+
+def test_suggest_ranks_by_gain_and_is_reproducible(fitted):
+    ds, result = fitted
+    design = suggest_interventions(result, ds.data, seed=4)
+    scores = design.table["score"].to_numpy()
+    assert (np.diff(scores) <= 0).all() and len(design.table) == 5
+    assert design.metadata["posterior_entropy"] >= scores[0] - 4 * design.table["score_stderr"][0]
+    again = suggest_interventions(result, ds.data, seed=4)
+    assert again.table.equals(design.table)
+    ((name, value),) = design.best.items()
+    assert name in ds.names and value == pytest.approx(
+        ds.data[name].mean() + 2 * ds.data[name].std(ddof=0)
+    )
+
+
+def test_greedy_batch_scores_the_joint_gain_and_never_repeats(fitted):
+    ds, result = fitted
+    design = suggest_interventions(result, ds.data, batch_size=3, seed=0)
+    chosen = list(design.batch["experiment"])
+    assert len(set(chosen)) == 3 and chosen[0] == design.table["experiment"][0]
+    single = dict(zip(design.table["experiment"], design.table["score"]))
+    joint = design.batch["gain"].cumsum().to_numpy()
+    assert (np.diff(joint) > -0.05).all()  # adding an experiment loses no information
+    # the second adds at most what it would alone (shared parameters, overlapping questions)
+    second = design.batch.iloc[1]
+    assert second["gain"] <= single[second["experiment"]] + 4 * second["gain_stderr"] + 0.05
+
+
+def test_multi_target_candidates_and_given_values(fitted):
+    ds, result = fitted
+    design = suggest_interventions(
+        result, ds.data, max_targets_per_experiment=2, values={"X0": [-1.0, 3.0]},
+        targets=["X0", "X1", "X2"], strategy="ait", seed=0,
+    )  # fmt: skip
+    # X0 at two values, X1 and X2 at one: 2 + 1 + 1 singles, 2 + 2 + 1 pairs
+    assert len(design.table) == 9
+    assert {v for t, v in zip(design.table["targets"], design.table["values"]) if t == ("X0",)} == {
+        (-1.0,),
+        (3.0,),
+    }
+    assert design.table["experiment"].str.startswith("do(").all()
+
+
+def test_random_strategy_is_a_seeded_permutation(fitted):
+    ds, result = fitted
+    a = suggest_interventions(result, ds.data, strategy="random", batch_size=2, seed=1)
+    b = suggest_interventions(result, ds.data, strategy="random", batch_size=2, seed=1)
+    assert a.batch.equals(b.batch) and (a.table["score"] == 0).all()
+
+
+def test_plot(fitted, tmp_path):
+    ds, result = fitted
+    design = suggest_interventions(result, ds.data, seed=0)
+    design.plot(tmp_path / "design.png")
+    assert (tmp_path / "design.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(targets=["nope"]), "unknown node 'nope'"),
+        (dict(batch_size=6), "batch_size 6 exceeds the 5 candidates"),
+        (dict(batch_size=0), "batch_size must be a positive integer"),
+        (dict(values={"X0": float("nan")}), "must be finite numbers"),
+        (dict(values=float("inf")), "values must be finite"),
+        (dict(values="high"), "values must be 'auto'"),
+        (dict(strategy="bald"), "strategy must be one of"),
+        (dict(max_targets_per_experiment=9), "only 5 targets"),
+        (dict(samples_per_experiment=0), "samples_per_experiment must be a positive integer"),
+    ],
+)
+def test_bad_input(fitted, kwargs, match):
+    ds, result = fitted
+    with pytest.raises(InputError, match=match):
+        suggest_interventions(result, ds.data, **kwargs)
+
+
+def test_a_result_without_closed_form_outcomes_or_other_data_is_refused(fitted):
+    ds, result = fitted
+    mlp = discover(ds.data, sem="mlp", steps=5, seed=0)
+    with pytest.raises(InputError, match="needs the linear Gaussian SEM"):
+        suggest_interventions(mlp, ds.data)
+    with pytest.raises(InputError, match="3 columns for a result over 5 nodes"):
+        suggest_interventions(result, ds.data.iloc[:, :3])
+    with pytest.raises(InputError, match="must be a CausalResult"):
+        suggest_interventions(ds, ds.data)
