@@ -8,7 +8,8 @@ synthetic data (:mod:`pyrostruct.causal.datasets`) are usable on their own.
 For up to 16 variables :func:`exact_posterior` gives the exact posterior of the
 linear Gaussian model with the BGe likelihood, the reference ``discover`` is
 measured against. :func:`suggest_interventions` ranks the experiments that would
-tell most about the graph (:mod:`pyrostruct.causal.design`).
+tell most about the graph (:mod:`pyrostruct.causal.design`), and
+:class:`ActiveLearner` runs the loop of fits, designs and experiments.
 
 Layout: :mod:`~pyrostruct.causal.discover` (the pipeline),
 :mod:`~pyrostruct.causal.data` and :mod:`~pyrostruct.causal.interventions`
@@ -24,8 +25,9 @@ fits, the best kept) and :mod:`~pyrostruct.causal.exact` (enumeration by subsets
 """
 
 from pyrostruct.causal import datasets, metrics
-from pyrostruct.causal.discover import discover
+from pyrostruct.causal.active import ActiveLearner
 from pyrostruct.causal.design import DesignResult, suggest_interventions
+from pyrostruct.causal.discover import discover
 from pyrostruct.causal.exact import ExactPosterior, exact_posterior
 from pyrostruct.causal.interventions import parse_interventions
 from pyrostruct.causal.result import CausalResult, load_result
@@ -44,6 +46,7 @@ __all__ = [
     "ExactPosterior",
     "suggest_interventions",
     "DesignResult",
+    "ActiveLearner",
     "CausalResult",
     "load_result",
     "parse_interventions",

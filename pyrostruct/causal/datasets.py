@@ -15,6 +15,9 @@ sigmoid MLP of the parents per node, as in NOTEARS-MLP). Noise standard
 deviations are all 1 (``noise="equal"``) or uniform in [0.5, 1.5] per node
 (``noise="nonequal"``). Perfect interventions ``do(X_j := N(0, 1))`` replace
 node ``j``'s mechanism in the rows of an interventional regime.
+:class:`LinearSEMEnvironment` is a hidden linear SEM to run chosen experiments on
+(``do(X_j := v)`` at a value ``v``), the lab of :class:`~pyrostruct.causal.ActiveLearner`
+in benchmarks and tutorials.
 
 Adjacency convention: ``A[i, j] = 1`` means ``i -> j``. Everything takes a
 ``seed`` and is reproducible.
@@ -40,6 +43,7 @@ __all__ = [
     "simulate_linear_sem",
     "simulate_nonlinear_sem",
     "make_dataset",
+    "LinearSEMEnvironment",
 ]
 
 
@@ -268,3 +272,74 @@ def make_dataset(
         raise InputError(f"unknown sem {sem!r}; use 'linear' or 'mlp'")
     frame = pd.DataFrame(x, columns=[f"X{j}" for j in range(d)])
     return CausalDataset(frame, adj.astype(np.int64), weights, mask)
+
+
+@dataclasses.dataclass
+class LinearSEMEnvironment:
+    """A hidden linear Gaussian SEM that answers experiments: a simulated lab.
+
+    :ivar numpy.ndarray weights: ``(d, d)`` true weights (``W[i, j]``: effect of ``i`` on
+        ``j``); the DAG is ``weights != 0``.
+    :ivar numpy.ndarray noise_scales: ``(d,)`` noise standard deviations.
+    :ivar list names: node names (data columns).
+    :ivar seed: seed of the outcomes' noise (each call draws fresh noise from it).
+    """
+
+    weights: np.ndarray
+    noise_scales: np.ndarray
+    names: list
+    seed: int = 0
+
+    def __post_init__(self):
+        self._rng = _rng(self.seed)
+
+    #: The intervention column of the tables the environment returns.
+    column = "intervention"
+
+    @classmethod
+    def random(cls, d: int, *, graph: str = "ER", edges_per_node: float = 1.0,
+               noise: str = "nonequal", seed=0) -> LinearSEMEnvironment:  # fmt: skip
+        """A random DAG (:func:`random_dag`), weights (:func:`random_weights`) and noise."""
+        rng = _rng(seed)
+        adj = random_dag(d, graph, edges_per_node, seed=rng)
+        weights = random_weights(adj, seed=rng)
+        scales = _noise_scales(d, noise, rng)
+        return cls(weights, scales, [f"X{j}" for j in range(d)], int(rng.integers(2**32)))
+
+    @property
+    def adjacency(self) -> np.ndarray:
+        """The true DAG ``(d, d)`` (int)."""
+        return (np.asarray(self.weights) != 0).astype(np.int64)
+
+    def observe(self, n: int) -> pd.DataFrame:
+        """``n`` observational rows (intervention column empty)."""
+        return self.intervene({}, n)
+
+    def intervene(self, values: dict, n: int) -> pd.DataFrame:
+        """``n`` rows of ``do(X_j := v)`` for every ``j: v`` of ``values`` (node names or
+        indices), the intervention column naming the set nodes (``;``-joined)."""
+        d = len(self.names)
+        targets = {}
+        for key, v in values.items():
+            j = self.names.index(key) if key in self.names else key
+            if not isinstance(j, (int, np.integer)) or not 0 <= j < d:
+                raise InputError(f"unknown node {key!r}; the nodes are {self.names}")
+            if not np.isfinite(v):
+                raise InputError(f"the value of {key!r} must be finite, got {v}")
+            targets[int(j)] = float(v)
+        x = np.zeros((n, d))
+        eps = self._rng.normal(size=(n, d)) * np.asarray(self.noise_scales)
+        w = np.asarray(self.weights, dtype=np.float64)
+        for j in _topological(w != 0):
+            x[:, j] = targets[j] if j in targets else x @ w[:, j] + eps[:, j]
+        frame = pd.DataFrame(x, columns=list(self.names))
+        frame[self.column] = ";".join(self.names[j] for j in sorted(targets))
+        return frame
+
+    def acquire(self, experiments: pd.DataFrame) -> pd.DataFrame:
+        """Run a batch of experiments (rows with ``targets``, ``values`` and ``samples``, as
+        :attr:`DesignResult.batch <pyrostruct.causal.DesignResult>`) and return all their
+        rows."""
+        rows = zip(experiments["targets"], experiments["values"], experiments["samples"])
+        frames = [self.intervene(dict(zip(t, v)), int(k)) for t, v, k in rows]
+        return pd.concat(frames, ignore_index=True)

@@ -120,6 +120,7 @@ def discover(
     batch_size: int | None = None,
     temperature: tuple[float, float] = (1.0, 0.2),
     init_order: str | Sequence[int] | None = None,
+    search_start: Sequence[int] | None = None,
     hidden: int = 10,
     weight_prior: str = "pmom",
     threshold: float = 0.5,
@@ -201,6 +202,10 @@ def discover(
         ``"sparse-sinks"`` (the heuristic alone), ``"greedy-random"`` (the search
         from a random order), ``"random"``, or a sequence of node indices.
     :type init_order: str or sequence of int
+    :param search_start: the order the ``"greedy-sparsest"`` search starts from (optional;
+        default: the sparse-sinks orders): a warm start, such as the previous fit's most
+        probable order when rows have been added (:class:`~pyrostruct.causal.ActiveLearner`).
+    :type search_start: sequence of int
     :param int hidden: hidden units of each node's MLP in the ``"mlp"`` SEM
         (:class:`~pyrostruct.causal.sem.MLPSEM`); ignored otherwise.
     :param str weight_prior: slab prior of a present edge's weight in the linear
@@ -284,7 +289,7 @@ def discover(
         num_particles=num_particles, batch_size=batch_size, temperature=temperature,
         init_order=init_order, hidden=hidden, weight_prior=weight_prior, threshold=threshold,
         average_equivalent=average_equivalent, num_samples=num_samples,
-        checkpoint_every=checkpoint_every,
+        checkpoint_every=checkpoint_every, search_start=search_start,
     )  # fmt: skip
     restarts = check_restarts(restarts)
     check_executor(executor)
@@ -354,7 +359,7 @@ def _fit(run: _Run, task: tuple[int, Settings]) -> CausalResult:
             order = initial_order(
                 settings.init_order, problem.x.numpy(), settings.prior_logit(d),
                 weight_prior_scale=getattr(model, "weight_prior_scale", None) or 1.0,
-                mask=problem.mask_np, progress=progress,
+                mask=problem.mask_np, progress=progress, search_start=settings.search_start,
             )  # fmt: skip
         fit = ESTIMATORS[settings.estimator](problem, model, settings, order, stats)
         start_step, elbo_trace = 0, []

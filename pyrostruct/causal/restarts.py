@@ -73,6 +73,8 @@ def restart_plan(settings: Settings, restarts: int) -> list[Settings]:
             "seed": restart_seed(settings.seed, r),
             "init_order": settings.init_order if r == 0 else "greedy-random",
         }
+        if r > 0:
+            changes["search_start"] = None
         if r > 0 and not isinstance(settings.sem, str):
             changes["sem"] = copy.deepcopy(settings.sem)
         plan.append(dataclasses.replace(settings, **changes))

@@ -66,12 +66,14 @@ class Settings:
     init_order: str | tuple[int, ...]
     hidden: int
     weight_prior: str
+    search_start: tuple[int, ...] | None = None
 
     @classmethod
     def create(
         cls, *, n: int, d: int, sem, dag, steps, estimator, seed, standardize, noise,
         expected_edges, lr, num_particles, batch_size, temperature, init_order, hidden,
         weight_prior, threshold, average_equivalent, num_samples, checkpoint_every,
+        search_start=None,
     ) -> Settings:  # fmt: skip
         """Check ``discover``'s arguments for data of ``n`` rows and ``d`` columns and fill
         the defaults.
@@ -140,6 +142,13 @@ class Settings:
             )
         if init_order is None:
             init_order = "equal-variance" if noise == "equal" else "greedy-sparsest"
+        if search_start is not None:
+            if init_order != "greedy-sparsest":
+                raise InputError(
+                    "search_start is the start of the greedy order search: it needs "
+                    f"init_order='greedy-sparsest', got init_order={init_order!r}"
+                )
+            search_start = check_init_order(search_start, d, name="search_start")
         return cls(
             sem=sem,
             dag=dag,
@@ -160,6 +169,7 @@ class Settings:
             init_order=check_init_order(init_order, d),
             hidden=int(hidden),
             weight_prior=weight_prior,
+            search_start=search_start,
         )
 
     def prior_logit(self, d: int) -> float:
@@ -192,4 +202,6 @@ class Settings:
             "num_samples": self.num_samples,
             "checkpoint_every": self.checkpoint_every,
             "average_equivalent": self.average_equivalent,
+            # only when set: the fingerprints of checkpoints without it stay the same
+            **({} if self.search_start is None else {"search_start": list(self.search_start)}),
         }

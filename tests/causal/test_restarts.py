@@ -140,6 +140,9 @@ def test_evaluated_elbo_is_recorded_with_its_error(small):
         (dict(restarts=2, executor="threads"), "executor must be one of"),
         (dict(restarts=2, executor="process", callback=lambda s, e: None), "callback runs"),
         (dict(init_order="greedy-randomly"), "init_order must be"),
+        (dict(init_order="random", search_start=[0, 1, 2, 3, 4]), "needs init_order="),
+        (dict(search_start=[0, 0, 1, 2, 3]), "search_start must be a permutation"),
+        (dict(search_start="sparse-sinks"), "search_start must be a list of node indices"),
     ],
 )
 def test_bad_restart_settings(small, kwargs, match):

@@ -50,20 +50,25 @@ __all__ = [
 INIT_ORDERS = ("equal-variance", "greedy-sparsest", "greedy-random", "sparse-sinks", "random")
 
 
-def check_init_order(spec, d: int) -> str | tuple[int, ...]:
+def check_init_order(spec, d: int, name: str = "init_order") -> str | tuple[int, ...]:
     """``spec`` as a method name or a tuple of node indices; an :class:`InputError` if it
-    is neither a known name nor a permutation of ``0..d-1``."""
+    is neither a known name nor a permutation of ``0..d-1`` (``name``: the argument's)."""
     if isinstance(spec, str):
-        if spec not in INIT_ORDERS:
+        if spec not in INIT_ORDERS or name != "init_order":
             raise InputError(
-                "init_order must be 'equal-variance', 'greedy-sparsest', 'greedy-random', "
+                f"{name} must be 'equal-variance', 'greedy-sparsest', 'greedy-random', "
                 f"'sparse-sinks', 'random' or a list of node indices, got {spec!r}"
+                if name == "init_order"
+                else f"{name} must be a list of node indices, got {spec!r}"
             )
         return spec
-    order = [int(i) for i in spec]
+    try:
+        order = [int(i) for i in spec]
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a list of node indices, got {spec!r}") from None
     if sorted(order) != list(range(d)):
         raise InputError(
-            f"init_order must be a permutation of the node indices 0..{d - 1}, got {order}"
+            f"{name} must be a permutation of the node indices 0..{d - 1}, got {order}"
         )
     return tuple(order)
 
@@ -76,6 +81,7 @@ def initial_order(
     weight_prior_scale: float = 1.0,
     mask=None,
     progress: bool = False,
+    search_start=None,
 ) -> list[int] | None:
     """The initial order named by ``spec`` (checked by :func:`check_init_order`) for the
     table ``x`` ``(n, d)``, or ``None`` for ``"random"``. ``"greedy-random"`` draws its
@@ -86,6 +92,8 @@ def initial_order(
     :param mask: ``(n, d)`` perfect interventions (the search scores an intervened node
         on the other rows).
     :param progress: show the search's progress bar.
+    :param search_start: the order ``"greedy-sparsest"`` starts its search from (default:
+        the sparse-sinks orders).
     """
     if not isinstance(spec, str):
         return [int(i) for i in spec]
@@ -101,6 +109,7 @@ def initial_order(
         )  # fmt: skip
     if spec == "greedy-sparsest":
         return greedy_sparsest.greedy_sparsest_order(
-            x, prior_logit, weight_prior_scale=weight_prior_scale, progress=progress, mask=mask
-        )
+            x, prior_logit, weight_prior_scale=weight_prior_scale, progress=progress, mask=mask,
+            start=search_start,
+        )  # fmt: skip
     return None

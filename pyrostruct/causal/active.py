@@ -1,0 +1,178 @@
+"""Active causal discovery: fit, choose experiments, run them, refit, for several rounds.
+
+:class:`ActiveLearner` runs the loop of Bayesian active learning of a causal graph
+(Tong & Koller 2001; Agrawal et al. 2019; Tigas et al., NeurIPS 2022): each round it
+fits the posterior over DAGs with :func:`~pyrostruct.causal.discover` on all rows so far
+(the experiments' rows marked as interventional), asks
+:func:`~pyrostruct.causal.suggest_interventions` for a batch, runs it through the user's
+``acquire`` (the lab, or a simulator such as
+:class:`~pyrostruct.causal.datasets.LinearSEMEnvironment`) and appends the rows. Refits
+after the first are warm-started: the greedy order search starts from the previous
+posterior's most probable order (``discover(search_start=...)``) instead of the
+sparse-sinks orders, so it only has to move what the new rows contradict. Starting
+the variational fit itself at the previous order, without the search, is not enough:
+an experiment that reverses an edge leaves that order in a worse basin (on an 8-node
+test case, ELBO -7.48 against the cold fit's -7.04 per row).
+
+With a known truth it records, per round, the expected SHD of the posterior ``E_G[SHD(G,
+G*)]``, the AUPRC of the edge probabilities and the entropy of the edge posterior.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pyrostruct.causal import metrics
+from pyrostruct.causal.design import suggest_interventions
+from pyrostruct.causal.discover import discover
+from pyrostruct.causal.result import CausalResult
+from pyrostruct.errors import InputError
+from pyrostruct.graph import topological_order
+
+__all__ = ["ActiveLearner", "edge_entropy"]
+
+
+def edge_entropy(probs: np.ndarray) -> float:
+    """Sum of the binary entropies (nats) of edge probabilities ``(d, d)``, diagonal left out."""
+    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1 - 1e-12)
+    h = -(p * np.log(p) + (1 - p) * np.log1p(-p))
+    np.fill_diagonal(h, 0.0)
+    return float(h.sum())
+
+
+@dataclasses.dataclass
+class ActiveLearner:
+    """The loop of active causal discovery.
+
+    :param pandas.DataFrame data: the rows so far (observational, or with earlier
+        experiments marked in ``intervention_column``).
+    :param acquire: ``acquire(batch) -> DataFrame``: runs the chosen experiments (``batch``
+        as :attr:`DesignResult.batch <pyrostruct.causal.DesignResult>`: ``targets``,
+        ``values``, ``samples``) and returns their rows, with the data's columns plus
+        ``intervention_column`` naming each row's set nodes (``;``-joined).
+    :param str intervention_column: the column that marks interventional rows.
+    :param str strategy: ``"eig"``, ``"ait"`` or ``"random"`` (see
+        :func:`~pyrostruct.causal.suggest_interventions`).
+    :param int batch_size: experiments per round.
+    :param int samples_per_experiment: rows each experiment yields.
+    :param dict design: further arguments of ``suggest_interventions`` (``targets``,
+        ``max_targets_per_experiment``, ``values``, ``num_dag_samples``).
+    :param dict fit: further arguments of ``discover`` (``steps``, ``expected_edges``...).
+    :param truth: the true adjacency ``(d, d)`` when known (simulations): the history then
+        holds expected SHD and AUPRC.
+    :param int seed: seed of every fit and design (round ``r`` uses ``seed + r``).
+    :param bool warm_start: start each refit's order search at the previous posterior's
+        most probable order.
+    """
+
+    data: pd.DataFrame
+    acquire: Callable[[pd.DataFrame], pd.DataFrame]
+    intervention_column: str = "intervention"
+    strategy: str = "eig"
+    batch_size: int = 1
+    samples_per_experiment: int = 10
+    design: dict = dataclasses.field(default_factory=dict)
+    fit: dict = dataclasses.field(default_factory=dict)
+    truth: np.ndarray | None = None
+    seed: int = 0
+    warm_start: bool = True
+
+    def __post_init__(self):
+        if not isinstance(self.data, pd.DataFrame):
+            raise InputError("data must be a pandas DataFrame (its columns name the nodes)")
+        if self.intervention_column not in self.data.columns:
+            self.data = self.data.assign(**{self.intervention_column: ""})
+        self.names = [c for c in self.data.columns if c != self.intervention_column]
+        if self.truth is not None:
+            self.truth = np.asarray(self.truth)
+            if self.truth.shape != (len(self.names),) * 2:
+                raise InputError(
+                    f"truth must be ({len(self.names)}, {len(self.names)}), got "
+                    f"{self.truth.shape}"
+                )
+        self.history: list[dict] = []
+        self.results: list[CausalResult] = []
+
+    def run(self, rounds: int, *, progress: bool = False) -> pd.DataFrame:
+        """Run ``rounds`` rounds (fit, design, acquire); then fit once more on all rows.
+
+        :returns: the history, one row per fit: ``round``, ``rows``, ``experiments``
+            (the batch chosen after that fit, as text), ``entropy``, with a truth
+            ``expected_shd`` and ``auprc``, and ``seconds`` (fit and design).
+        """
+        if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 0:
+            raise InputError(f"rounds must be a non-negative integer, got {rounds!r}")
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=rounds + 1, desc="active rounds", unit="round")
+        try:
+            for r in range(rounds + 1):
+                self._round(r, design=r < rounds)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(self._postfix())
+        finally:
+            if bar is not None:
+                bar.close()
+        return pd.DataFrame(self.history)
+
+    def _round(self, r: int, design: bool) -> None:
+        started = time.perf_counter()
+        seed = self.seed + r
+        fit = {"seed": seed, **self.fit}
+        if self.warm_start and self.results and not {"init_order", "search_start"} & set(fit):
+            fit["search_start"] = _mode_order(self.results[-1])
+        x = self.data[self.names]
+        column = self.data[self.intervention_column].fillna("").astype(str).tolist()
+        interventions = column if any(column) else None
+        result = discover(x, interventions=interventions, **fit)
+        self.results.append(result)
+        row = {"round": r, "rows": len(self.data), "entropy": edge_entropy(result.edge_probs)}
+        if self.truth is not None:
+            dags = result.sample_dags(500, seed=seed)
+            row["expected_shd"] = metrics.expected_shd(self.truth, dags)
+            row["auprc"] = metrics.auprc(self.truth, result.edge_probs)
+        experiments = ""
+        if design:
+            chosen = suggest_interventions(
+                result, x, interventions=interventions, batch_size=self.batch_size,
+                samples_per_experiment=self.samples_per_experiment, strategy=self.strategy,
+                seed=seed, **self.design,
+            )  # fmt: skip
+            experiments = "; ".join(chosen.batch["experiment"])
+            new = self.acquire(chosen.batch.copy())
+            self._append(new)
+        row["experiments"] = experiments
+        row["seconds"] = round(time.perf_counter() - started, 3)
+        self.history.append(row)
+
+    def _append(self, new) -> None:
+        if not isinstance(new, pd.DataFrame):
+            raise InputError(f"acquire must return a DataFrame, got {type(new).__name__}")
+        missing = [c for c in [*self.names, self.intervention_column] if c not in new.columns]
+        if missing:
+            raise InputError(f"acquire returned rows without the columns {missing}")
+        self.data = pd.concat([self.data, new[self.data.columns]], ignore_index=True)
+
+    def _postfix(self) -> dict:
+        last = self.history[-1]
+        out = {"rows": last["rows"], "entropy": f"{last['entropy']:.3g}"}
+        if "expected_shd" in last:
+            out["E-SHD"] = f"{last['expected_shd']:.3g}"
+        return out
+
+
+def _mode_order(result: CausalResult) -> list[int]:
+    """The order of the largest scores (the variational posterior's most probable order)."""
+    scores = torch.as_tensor(result.scores)
+    if torch.isfinite(scores).all() and scores.std() > 0:
+        return torch.argsort(scores, descending=True).tolist()
+    return topological_order(torch.as_tensor(result.adjacency)).tolist()
