@@ -32,6 +32,7 @@ __all__ = ["main", "build_parser", "COMMAND_MODULES", "UsageError"]
 COMMAND_MODULES: tuple[str, ...] = (
     "pyrostruct.commands.discover",
     "pyrostruct.commands.select_components",
+    "pyrostruct.commands.suggest",
 )
 
 EXIT_DIVERGED = 1

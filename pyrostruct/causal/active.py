@@ -93,8 +93,7 @@ class ActiveLearner:
             self.truth = np.asarray(self.truth)
             if self.truth.shape != (len(self.names),) * 2:
                 raise InputError(
-                    f"truth must be ({len(self.names)}, {len(self.names)}), got "
-                    f"{self.truth.shape}"
+                    f"truth must be ({len(self.names)}, {len(self.names)}), got {self.truth.shape}"
                 )
         self.history: list[dict] = []
         self.results: list[CausalResult] = []

@@ -80,8 +80,22 @@ class DesignResult:
         return [dict(zip(t, v)) for t, v in zip(self.batch["targets"], self.batch["values"])]
 
     def to_frame(self) -> pd.DataFrame:
-        """The ranked table (a copy)."""
-        return self.table.copy()
+        """The ranked table (a copy), with ``batch``: each chosen experiment's place in the
+        batch (1, 2, ...; 0 for the others)."""
+        frame = self.table.copy()
+        place = {e: k + 1 for k, e in enumerate(self.batch["experiment"])}
+        frame["batch"] = [place.get(e, 0) for e in frame["experiment"]]
+        return frame
+
+    def to_csv(self, path: str | os.PathLike) -> None:
+        """Write :meth:`to_frame` atomically, targets and values ``;``-joined."""
+        from pyrostruct._io import atomic_open
+
+        frame = self.to_frame()
+        frame["targets"] = [";".join(t) for t in frame["targets"]]
+        frame["values"] = [";".join(repr(float(v)) for v in vs) for vs in frame["values"]]
+        with atomic_open(path, "w") as f:
+            frame.to_csv(f, index=False)
 
     def plot(self, path: str | os.PathLike | None = None, *, ax=None, top: int = 20):
         """Horizontal bars of the ``top`` candidates' scores with two standard errors."""
@@ -161,8 +175,10 @@ def suggest_interventions(
     samples = _positive_int(samples_per_experiment, "samples_per_experiment")
     num_dag_samples = _positive_int(num_dag_samples, "num_dag_samples")
     x, names, mask = check_data(data, interventions)
-    if list(names) != list(result.names) and x.shape[1] != len(result.names):
+    if x.shape[1] != len(result.names):
         raise InputError(f"data: {x.shape[1]} columns for a result over {len(result.names)} nodes")
+    if isinstance(data, pd.DataFrame) and list(names) != list(result.names):
+        raise InputError(f"data: columns {list(names)}, but the result is over {result.names}")
     names = list(result.names)
     d = len(names)
     nodes = _target_nodes(targets, names)

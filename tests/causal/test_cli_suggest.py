@@ -1,0 +1,68 @@
+"""`pyrostruct suggest`: the ranked design as CSV, and one-line errors with exit 2."""
+
+import pandas as pd
+import pytest
+
+from pyrostruct import cli
+from pyrostruct.causal.datasets import LinearSEMEnvironment
+
+
+@pytest.fixture
+def csv(tmp_path):
+    env = LinearSEMEnvironment.random(5, seed=2)
+    frame = pd.concat([env.observe(60), env.intervene({"X1": 2.0}, 10)], ignore_index=True)
+    path = tmp_path / "data.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_round_trip(csv, tmp_path, capsys):
+    out, png = tmp_path / "design.csv", tmp_path / "design.png"
+    argv = ["suggest", str(csv), "--intervention-column", "intervention", "--batch-size", "2",
+            "--steps", "100", "--out", str(out), "--plot", str(png), "--quiet"]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().out.startswith("next: do(")
+    table = pd.read_csv(out, keep_default_na=False)
+    assert list(table.columns) == ["experiment", "targets", "values", "samples", "score",
+                                   "score_stderr", "batch"]  # fmt: skip
+    assert len(table) == 5 and sorted(table["batch"]) == [0, 0, 0, 1, 2]
+    assert (table["score"].diff().dropna() <= 0).all()
+    assert "nan" not in out.read_text().lower()
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_saved_posterior_and_multi_target_candidates(csv, tmp_path):
+    graph = tmp_path / "graph.json"
+    assert cli.main(["discover", str(csv), "--intervention-column", "intervention",
+                     "--steps", "100", "--out", str(graph), "--quiet"]) == 0  # fmt: skip
+    out = tmp_path / "d.csv"
+    argv = ["suggest", str(csv), "--intervention-column", "intervention", "--result", str(graph),
+            "--strategy", "ait", "--max-targets", "2", "--targets", "X0,X2,X3", "--out",
+            str(out), "--quiet"]  # fmt: skip
+    assert cli.main(argv) == 0
+    table = pd.read_csv(out, keep_default_na=False)
+    assert len(table) == 6 and "X0;X2" in set(table["targets"])
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--targets", "X9"], "targets: unknown node 'X9'"),
+        (["--batch-size", "9"], "--batch-size 9 exceeds the 5 candidates"),
+        (["--out", "{data}"], "is the input file"),
+        (["--result", "{data}"], "not a pyrostruct"),
+        (["--strategy", "bald"], "argument --strategy: invalid choice"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(csv, tmp_path, capsys, extra, message):
+    before = csv.read_bytes()
+    argv = ["suggest", str(csv), "--intervention-column", "intervention", "--steps", "20",
+            "--quiet"]  # fmt: skip
+    extra = [e.format(data=csv) for e in extra]
+    if "--out" not in extra:
+        argv += ["--out", str(tmp_path / "d.csv")]
+    assert cli.main(argv + extra) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert csv.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv"]
