@@ -31,6 +31,7 @@ import torch
 from pyrostruct.causal import metrics
 from pyrostruct.causal.design import suggest_interventions
 from pyrostruct.causal.discover import discover
+from pyrostruct.causal.exact import ExactPosterior, exact_posterior
 from pyrostruct.causal.result import CausalResult
 from pyrostruct.errors import InputError
 from pyrostruct.graph import topological_order
@@ -69,6 +70,9 @@ class ActiveLearner:
     :param int seed: seed of every fit and design (round ``r`` uses ``seed + r``).
     :param bool warm_start: start each refit's order search at the previous posterior's
         most probable order.
+    :param str posterior: ``"variational"`` (:func:`~pyrostruct.causal.discover`) or
+        ``"exact"`` (:func:`~pyrostruct.causal.exact_posterior`, up to 16 nodes, the BGe
+        model of the gains themselves; ``fit`` then takes its arguments).
     """
 
     data: pd.DataFrame
@@ -82,8 +86,13 @@ class ActiveLearner:
     truth: np.ndarray | None = None
     seed: int = 0
     warm_start: bool = True
+    posterior: str = "variational"
 
     def __post_init__(self):
+        if self.posterior not in ("variational", "exact"):
+            raise InputError(
+                f"posterior must be 'variational' or 'exact', got {self.posterior!r}"
+            )
         if not isinstance(self.data, pd.DataFrame):
             raise InputError("data must be a pandas DataFrame (its columns name the nodes)")
         if self.intervention_column not in self.data.columns:
@@ -96,7 +105,7 @@ class ActiveLearner:
                     f"truth must be ({len(self.names)}, {len(self.names)}), got {self.truth.shape}"
                 )
         self.history: list[dict] = []
-        self.results: list[CausalResult] = []
+        self.results: list[CausalResult | ExactPosterior] = []
 
     def run(self, rounds: int, *, progress: bool = False) -> pd.DataFrame:
         """Run ``rounds`` rounds (fit, design, acquire); then fit once more on all rows.
@@ -126,13 +135,16 @@ class ActiveLearner:
     def _round(self, r: int, design: bool) -> None:
         started = time.perf_counter()
         seed = self.seed + r
-        fit = {"seed": seed, **self.fit}
-        if self.warm_start and self.results and not {"init_order", "search_start"} & set(fit):
-            fit["search_start"] = _mode_order(self.results[-1])
         x = self.data[self.names]
         column = self.data[self.intervention_column].fillna("").astype(str).tolist()
         interventions = column if any(column) else None
-        result = discover(x, interventions=interventions, **fit)
+        if self.posterior == "exact":
+            result = exact_posterior(x, interventions=interventions, **self.fit)
+        else:
+            fit = {"seed": seed, **self.fit}
+            if self.warm_start and self.results and not {"init_order", "search_start"} & set(fit):
+                fit["search_start"] = _mode_order(self.results[-1])
+            result = discover(x, interventions=interventions, **fit)
         self.results.append(result)
         row = {"round": r, "rows": len(self.data), "entropy": edge_entropy(result.edge_probs)}
         if self.truth is not None:

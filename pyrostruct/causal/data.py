@@ -113,6 +113,28 @@ def prepare_columns(x: np.ndarray, *, standardize: bool, mask=None, names=None) 
     )
 
 
+def observational_moments(x: np.ndarray, mask) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of every column for a model without intercepts.
+
+    A linear SEM without intercepts holds in every regime only for columns centred at
+    their *observational* means: a node downstream of an intervened one has another mean
+    in that regime, and centring it over all its rows leaves an intercept that a
+    constant intervened column then stands in for (spurious edges from every node set to
+    one value). So the moments come from the rows without any intervention, when there
+    are at least two with a positive spread; else from each column's non-intervened
+    rows.
+    """
+    if mask is not None:
+        observational = ~np.asarray(mask, dtype=bool).any(1)
+        if observational.sum() >= 2 and (x[observational].std(0) > 0).all():
+            return x[observational].mean(0), x[observational].std(0)
+        observed = np.ma.masked_array(x, mask=np.asarray(mask, dtype=bool))
+        sd = observed.std(0).filled(0.0)
+        return observed.mean(0).filled(0.0), np.where(sd > 0, sd, 1.0)
+    sd = x.std(0)
+    return x.mean(0), np.where(sd > 0, sd, 1.0)
+
+
 def check_data(data, interventions) -> tuple[np.ndarray, list, np.ndarray | None]:
     """``(x, names, mask)``: the numeric table, its column names and the intervention mask
     of :func:`~pyrostruct.causal.discover`'s ``data`` and ``interventions`` (see there).

@@ -15,10 +15,13 @@ tell about the graph, and chooses a batch:
   et al. 2021), a fast heuristic; the batch is its top experiments.
 - ``strategy="random"``: experiments in random order, the baseline.
 
-The posterior over graphs is the variational one of the :class:`CausalResult` (its DAG
-draws, spread over equivalence classes where the result does); the parameters given a
+The posterior over graphs is the variational one of a :class:`CausalResult` (its DAG
+draws, spread over equivalence classes where the result does) or the exact one of an
+:class:`~pyrostruct.causal.ExactPosterior` (up to 16 nodes); the parameters given a
 graph use the BGe priors rather than the variational weights, which are only fitted for
-the orders the fit visited.
+the orders the fit visited. A gain is only as good as the posterior's uncertainty: an
+edge the posterior is confidently wrong about is never targeted, which is where the
+exact posterior helps at small sizes (``benchmarks/active_design.py``).
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pyrostruct.causal.data import check_data
+from pyrostruct.causal.data import check_data, observational_moments
+from pyrostruct.causal.exact import ExactPosterior
 from pyrostruct.causal.information import Experiment, GraphPosterior
 from pyrostruct.causal.result import CausalResult
 from pyrostruct.errors import InputError
@@ -118,7 +122,7 @@ class DesignResult:
 
 
 def suggest_interventions(
-    result: CausalResult,
+    result: CausalResult | ExactPosterior,
     data,
     *,
     interventions=None,
@@ -134,7 +138,10 @@ def suggest_interventions(
 ) -> DesignResult:
     """Rank candidate experiments by what they would tell about the graph; choose a batch.
 
-    :param result: the posterior (:func:`~pyrostruct.causal.discover` with the linear SEM).
+    :param result: the posterior over DAGs: :func:`~pyrostruct.causal.discover`'s with the
+        linear SEM, or the exact one of :func:`~pyrostruct.causal.exact_posterior` (up
+        to 16 nodes; the same BGe model the gains use, and calibrated where the
+        variational posterior can be overconfident).
     :param data: the data it was fitted on (the parameters given each graph are integrated
         over it), with ``interventions`` as for ``discover``.
     :param int batch_size: experiments to choose.
@@ -162,9 +169,12 @@ def suggest_interventions(
         ['experiment', 'samples', 'score']
     """
     started = time.perf_counter()
-    if not isinstance(result, CausalResult):
-        raise InputError(f"result must be a CausalResult of discover, got {type(result).__name__}")
-    if result.metadata.get("sem") != "linear":
+    if not isinstance(result, (CausalResult, ExactPosterior)):
+        raise InputError(
+            "result must be a CausalResult of discover or an ExactPosterior, got "
+            f"{type(result).__name__}"
+        )
+    if isinstance(result, CausalResult) and result.metadata.get("sem") != "linear":
         raise InputError(
             "suggest_interventions needs the linear Gaussian SEM (closed-form outcome "
             f"likelihoods); this result used sem={result.metadata.get('sem')!r}"
@@ -185,7 +195,7 @@ def suggest_interventions(
     k = _positive_int(max_targets_per_experiment, "max_targets_per_experiment")
     if k > len(nodes):
         raise InputError(f"max_targets_per_experiment is {k} but only {len(nodes)} targets")
-    mean, sd = _column_moments(x, mask)
+    mean, sd = observational_moments(x, mask)
     z = (x - mean) / sd
     candidates = _candidates(nodes, k, _values(values, names, nodes, mean, sd), samples)
     if batch_size > len(candidates):
@@ -297,14 +307,6 @@ def _target_nodes(targets, names: list) -> list[int]:
     if not out:
         raise InputError("targets: no node given")
     return sorted(set(out))
-
-
-def _column_moments(x: np.ndarray, mask) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation of every column over its non-intervened rows."""
-    if mask is None:
-        return x.mean(0), x.std(0)
-    observed = np.ma.masked_array(x, mask=np.asarray(mask, dtype=bool))
-    return observed.mean(0).filled(0.0), observed.std(0).filled(1.0)
 
 
 def _values(values, names, nodes, mean, sd) -> dict[int, list[float]]:

@@ -41,7 +41,7 @@ import math
 import numpy as np
 import torch
 
-from pyrostruct.causal.data import check_data, prepare_columns
+from pyrostruct.causal.data import check_data, observational_moments
 from pyrostruct.causal.equivalence import sample_equivalent_dags
 from pyrostruct.causal.interventions import target_sets
 from pyrostruct.errors import InputError
@@ -115,8 +115,9 @@ def exact_posterior(
         :func:`~pyrostruct.causal.discover`.
     :param float expected_edges: prior expected number of edges (default ``min(d, d (d -
         1) / 4)``, as ``discover``).
-    :param bool standardize: scale every column to mean 0 and sd 1 over the rows where it
-        is not intervened on (default; as ``discover``).
+    :param bool standardize: scale every column to mean 0 and sd 1 over the observational
+        rows (default; :func:`~pyrostruct.causal.data.observational_moments`: the BGe
+        model has no intercepts). ``False``: only centred.
     :param float prior_df: BGe degrees of freedom ``nu`` (default ``d + 2``).
     :param float prior_scale: BGe scale ``c``.
     :raises InputError: bad data or interventions, more than :data:`MAX_NODES` nodes, or
@@ -144,8 +145,11 @@ def exact_posterior(
         )
     p = m / pairs
     nu, c = bge_hyperparameters(d, prior_df, prior_scale)
-    columns = torch.as_tensor(prepare_columns(x, standardize=standardize, mask=mask,
-                                              names=names).x, dtype=torch.float64)  # fmt: skip
+    if standardize:
+        mean, sd = observational_moments(x, mask)
+        columns = torch.as_tensor((x - mean) / sd, dtype=torch.float64)
+    else:
+        columns = torch.as_tensor(x - observational_moments(x, mask)[0], dtype=torch.float64)
     local = _local_scores(columns, mask, nu, c, math.log(p / (1 - p)))
     sizes = np.array([bin(s).count("1") for s in range(1 << d)])
     alpha = _zeta(local) + sizes * math.log1p(-p)

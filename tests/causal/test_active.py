@@ -46,10 +46,12 @@ def lab():
     return LinearSEMEnvironment.random(8, seed=1)
 
 
-def _learner(lab, strategy, **kwargs):
+def _learner(lab, strategy, posterior="variational", **kwargs):
     lab = LinearSEMEnvironment(lab.weights, lab.noise_scales, lab.names, seed=7)
+    fit = {"steps": 300} if posterior == "variational" else {}
     return ActiveLearner(lab.observe(50), lab.acquire, strategy=strategy, batch_size=2,
-                         truth=lab.adjacency, seed=0, fit={"steps": 300}, **kwargs)  # fmt: skip
+                         truth=lab.adjacency, seed=0, fit=fit, posterior=posterior,
+                         **kwargs)  # fmt: skip
 
 
 def test_information_gain_learns_faster_than_random_experiments(lab):
@@ -85,8 +87,16 @@ def test_a_warm_started_refit_gives_the_cold_posterior(lab):
     assert stuck.metadata["elbo"] < cold.metadata["elbo"] - 0.1
 
 
+def test_the_exact_posterior_drives_the_loop_too(lab):
+    history = _learner(lab, "eig", posterior="exact").run(1)
+    assert list(history["rows"]) == [50, 70]
+    assert history["expected_shd"].iloc[1] < history["expected_shd"].iloc[0]
+
+
 def test_bad_input(lab):
     data = lab.observe(30)
+    with pytest.raises(InputError, match="posterior must be 'variational' or 'exact'"):
+        ActiveLearner(data, lab.acquire, posterior="laplace")
     with pytest.raises(InputError, match="must be a pandas DataFrame"):
         ActiveLearner(data.to_numpy(), lab.acquire)
     with pytest.raises(InputError, match="truth must be"):

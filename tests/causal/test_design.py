@@ -127,6 +127,15 @@ def test_multi_target_candidates_and_given_values(fitted):
     assert design.table["experiment"].str.startswith("do(").all()
 
 
+def test_the_exact_posterior_can_be_designed_on(fitted):
+    from pyrostruct.causal import exact_posterior
+
+    ds, _ = fitted
+    design = suggest_interventions(exact_posterior(ds.data), ds.data, batch_size=2, seed=0)
+    assert len(design.batch) == 2 and design.metadata["distinct_graphs"] > 1
+    assert (design.table["score"] <= design.metadata["posterior_entropy"] + 0.1).all()
+
+
 def test_random_strategy_is_a_seeded_permutation(fitted):
     ds, result = fitted
     a = suggest_interventions(result, ds.data, strategy="random", batch_size=2, seed=1)
@@ -168,5 +177,5 @@ def test_a_result_without_closed_form_outcomes_or_other_data_is_refused(fitted):
         suggest_interventions(mlp, ds.data)
     with pytest.raises(InputError, match="3 columns for a result over 5 nodes"):
         suggest_interventions(result, ds.data.iloc[:, :3])
-    with pytest.raises(InputError, match="must be a CausalResult"):
+    with pytest.raises(InputError, match="must be a CausalResult of discover or an ExactPosterior"):
         suggest_interventions(ds, ds.data)

@@ -6,10 +6,11 @@ import math
 
 import networkx as nx
 import numpy as np
+import pandas as pd
 import pytest
 
 from pyrostruct.causal import datasets
-from pyrostruct.causal.data import prepare_columns
+from pyrostruct.causal.data import observational_moments
 from pyrostruct.causal.exact import MAX_NODES, exact_posterior
 from pyrostruct.errors import InputError
 from pyrostruct.graph import enumerate_dags
@@ -30,7 +31,8 @@ def _brute_force(x, mask, expected_edges=None):
     n, d = x.shape
     pairs = d * (d - 1) / 2
     p = (min(d, pairs / 2) if expected_edges is None else expected_edges) / pairs
-    xs = prepare_columns(x, standardize=True, mask=mask).x
+    mean, sd = observational_moments(x, mask)
+    xs = (x - mean) / sd
     dags = np.asarray(enumerate_dags(d), dtype=np.int64)
     log_w = []
     for a in dags:
@@ -126,3 +128,21 @@ def test_too_many_nodes_and_bad_data_are_refused():
         exact_posterior(x)
     with pytest.raises(InputError, match="NaN"):
         exact_posterior(np.array([[1.0, np.nan]] + [[float(i), 2.0 * i] for i in range(20)]))
+
+
+def test_interventions_at_one_value_create_no_spurious_edges():
+    """Every node set to one value in its regime's rows (as a lab does): the no-intercept
+    BGe model holds only for columns centred at their observational means. Centred over
+    each column's non-intervened rows instead, a node downstream of an intervened one keeps
+    a regime offset that constant columns stand in for: edges 3 -> 2 and 7 -> 2 got P =
+    0.68 and 0.34 on this system."""
+    from pyrostruct.causal.datasets import LinearSEMEnvironment
+
+    lab = LinearSEMEnvironment.random(10, edges_per_node=1.0, seed=0)
+    env = LinearSEMEnvironment(lab.weights, lab.noise_scales, lab.names, seed=11)
+    frames = [env.observe(1000)] + [env.intervene({j: 2.0}, 200) for j in range(10)]
+    data = pd.concat(frames, ignore_index=True)
+    post = exact_posterior(data.drop(columns="intervention"), interventions=data["intervention"])
+    truth = lab.adjacency.astype(bool)
+    assert (post.edge_probs[truth] > 0.9).all()
+    assert post.edge_probs[~truth].max() < 0.2
