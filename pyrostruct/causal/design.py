@@ -133,6 +133,7 @@ def suggest_interventions(
     samples_per_experiment: int = 10,
     strategy: str = "eig",
     num_dag_samples: int = 256,
+    prescreen: int = 8,
     seed: int = 0,
     progress: bool = False,
 ) -> DesignResult:
@@ -149,11 +150,15 @@ def suggest_interventions(
     :param int max_targets_per_experiment: nodes set together in one experiment
         (candidates: every set of up to this many targets).
     :param values: the values targets are set to: ``"auto"`` (2 standard deviations above
-        the node's mean), a number of standard deviations for all, or ``{node: value or
-        [values]}`` in the data's units (candidates: every combination).
+        the node's mean), a number or a list of numbers of standard deviations for all,
+        or ``{node: value or [values]}`` in the data's units (candidates: every
+        combination).
     :param int samples_per_experiment: rows each experiment yields.
     :param str strategy: ``"eig"``, ``"ait"`` or ``"random"`` (see the module's text).
     :param int num_dag_samples: posterior DAG draws (the Monte Carlo size).
+    :param int prescreen: with ``max_targets_per_experiment > 1``, sets of several nodes
+        are formed from the ``prescreen`` nodes whose single-node experiments score best
+        (from all nodes for ``"random"``): the number of sets grows as ``d^k`` otherwise.
     :param int seed: seed of the draws (same seed, same design).
     :param bool progress: a progress bar over the candidates.
     :returns: the ranked candidates and the batch.
@@ -195,10 +200,14 @@ def suggest_interventions(
     k = _positive_int(max_targets_per_experiment, "max_targets_per_experiment")
     if k > len(nodes):
         raise InputError(f"max_targets_per_experiment is {k} but only {len(nodes)} targets")
+    prescreen = _positive_int(prescreen, "prescreen")
     mean, sd = observational_moments(x, mask)
     z = (x - mean) / sd
-    candidates = _candidates(nodes, k, _values(values, names, nodes, mean, sd), samples)
-    if batch_size > len(candidates):
+    levels = _values(values, names, nodes, mean, sd)
+    candidates = _candidates(nodes, 1, levels, samples)
+    if k > 1 and batch_size > len(candidates) + math.comb(min(prescreen, len(nodes)), 2):
+        raise InputError(f"batch_size {batch_size} exceeds the number of candidates")
+    if k == 1 and batch_size > len(candidates):
         raise InputError(f"batch_size {batch_size} exceeds the {len(candidates)} candidates")
 
     nu, c = bge_hyperparameters(d, None, 1.0)
@@ -208,6 +217,11 @@ def suggest_interventions(
         posterior = GraphPosterior(dags, z, mask, nu=nu, c=c)
         parameters = posterior.draw_parameters()
         scores = _scores(posterior, parameters, candidates, strategy, progress)
+        if k > 1:
+            pool = nodes if strategy == "random" else _best_nodes(candidates, scores, prescreen)
+            several = [e for e in _candidates(pool, k, levels, samples) if len(e.targets) > 1]
+            candidates += several
+            scores += _scores(posterior, parameters, several, strategy, progress)
         order = (
             torch.randperm(len(candidates)).tolist()
             if strategy == "random"
@@ -316,9 +330,13 @@ def _values(values, names, nodes, mean, sd) -> dict[int, list[float]]:
             raise InputError(f"values must be 'auto', a number or a dict, got {values!r}")
         return {t: [AUTO_VALUE_SD] for t in nodes}
     if isinstance(values, (int, float, np.number)) and not isinstance(values, bool):
-        if not math.isfinite(values):
-            raise InputError(f"values must be finite, got {values}")
-        return {t: [float(values)] for t in nodes}
+        values = [values]
+    if isinstance(values, (list, tuple, np.ndarray)):
+        if not len(values) or not all(
+            isinstance(v, (int, float, np.number)) and math.isfinite(v) for v in values
+        ):
+            raise InputError(f"values must be finite numbers, got {values!r}")
+        return {t: [float(v) for v in values] for t in nodes}
     if not isinstance(values, Mapping):
         raise InputError(f"values must be 'auto', a number or a dict, got {values!r}")
     out = {t: [AUTO_VALUE_SD] for t in nodes}
@@ -333,6 +351,14 @@ def _values(values, names, nodes, mean, sd) -> dict[int, list[float]]:
             raise InputError(f"values of {key!r} must be finite numbers, got {given!r}")
         out[t] = [(float(v) - mean[t]) / sd[t] for v in given]
     return out
+
+
+def _best_nodes(singles, scores, count: int) -> list[int]:
+    """The ``count`` nodes with the best single-node score (over their values)."""
+    best: dict[int, float] = {}
+    for e, (score, _) in zip(singles, scores):
+        best[e.targets[0]] = max(score, best.get(e.targets[0], -math.inf))
+    return sorted(sorted(best, key=lambda t: -best[t])[:count])
 
 
 def _candidates(nodes, k, values, samples) -> list[Experiment]:

@@ -127,6 +127,21 @@ def test_multi_target_candidates_and_given_values(fitted):
     assert design.table["experiment"].str.startswith("do(").all()
 
 
+def test_sets_of_targets_are_formed_from_the_best_single_targets(fitted):
+    ds, result = fitted
+    design = suggest_interventions(result, ds.data, max_targets_per_experiment=2, prescreen=2,
+                                   values=[1.0, 2.0], seed=0)  # fmt: skip
+    table = design.table
+    singles = table[table["targets"].map(len) == 1]
+    pairs = table[table["targets"].map(len) == 2]
+    assert len(singles) == 10 and len(pairs) == 4  # 5 nodes x 2 values; 1 pair x 2 x 2
+    best_nodes = set(singles.drop_duplicates("targets")["targets"].head(2).sum())
+    assert set(pairs["targets"].iloc[0]) == best_nodes
+    means, sds = ds.data.mean(), ds.data.std(ddof=0)
+    node, value = singles["targets"].iloc[0][0], singles["values"].iloc[0][0]
+    assert (value - means[node]) / sds[node] in (pytest.approx(1.0), pytest.approx(2.0))
+
+
 def test_the_exact_posterior_can_be_designed_on(fitted):
     from pyrostruct.causal import exact_posterior
 
@@ -157,7 +172,9 @@ def test_plot(fitted, tmp_path):
         (dict(batch_size=6), "batch_size 6 exceeds the 5 candidates"),
         (dict(batch_size=0), "batch_size must be a positive integer"),
         (dict(values={"X0": float("nan")}), "must be finite numbers"),
-        (dict(values=float("inf")), "values must be finite"),
+        (dict(values=float("inf")), "values must be finite numbers"),
+        (dict(values=[]), "values must be finite numbers"),
+        (dict(prescreen=0), "prescreen must be a positive integer"),
         (dict(values="high"), "values must be 'auto'"),
         (dict(strategy="bald"), "strategy must be one of"),
         (dict(max_targets_per_experiment=9), "only 5 targets"),
