@@ -15,6 +15,10 @@ tell about the graph, and chooses a batch:
   et al. 2021), a fast heuristic; the batch is its top experiments.
 - ``strategy="random"``: experiments in random order, the baseline.
 
+Sets of several targets are enumerated among the best single targets, or found by
+gradient ascent on the gain over relaxed target choices and values (``search="gradient"``,
+DiffCBED's construction, Tigas et al., ICML 2023: :mod:`pyrostruct.causal.relaxed_design`).
+
 The posterior over graphs is the variational one of a :class:`CausalResult` (its DAG
 draws, spread over equivalence classes where the result does) or the exact one of an
 :class:`~pyrostruct.causal.ExactPosterior` (up to 16 nodes); the parameters given a
@@ -40,6 +44,7 @@ import torch
 from pyrostruct.causal.data import check_data, observational_moments
 from pyrostruct.causal.exact import ExactPosterior
 from pyrostruct.causal.information import Experiment, GraphPosterior
+from pyrostruct.causal.relaxed_design import optimize_experiment
 from pyrostruct.causal.result import CausalResult
 from pyrostruct.errors import InputError
 from pyrostruct.infer.bge import bge_hyperparameters
@@ -134,6 +139,7 @@ def suggest_interventions(
     strategy: str = "eig",
     num_dag_samples: int = 256,
     prescreen: int = 8,
+    search: str = "enumerate",
     seed: int = 0,
     progress: bool = False,
 ) -> DesignResult:
@@ -159,6 +165,12 @@ def suggest_interventions(
     :param int prescreen: with ``max_targets_per_experiment > 1``, sets of several nodes
         are formed from the ``prescreen`` nodes whose single-node experiments score best
         (from all nodes for ``"random"``): the number of sets grows as ``d^k`` otherwise.
+    :param str search: how sets of targets are found with ``strategy="eig"``:
+        ``"enumerate"`` (the prescreened sets at the ``values`` grid) or ``"gradient"``
+        (one experiment per batch slot of up to ``max_targets_per_experiment`` targets
+        and values within ``values`` standard deviations, ``"auto"``: 2, by gradient
+        ascent on the joint gain over Gumbel-softmax-relaxed target choices,
+        :mod:`pyrostruct.causal.relaxed_design`; added to the single-node candidates).
     :param int seed: seed of the draws (same seed, same design).
     :param bool progress: a progress bar over the candidates.
     :returns: the ranked candidates and the batch.
@@ -186,6 +198,10 @@ def suggest_interventions(
         )
     if strategy not in STRATEGIES:
         raise InputError(f"strategy must be one of {list(STRATEGIES)}, got {strategy!r}")
+    if search not in ("enumerate", "gradient"):
+        raise InputError(f"search must be 'enumerate' or 'gradient', got {search!r}")
+    if search == "gradient" and strategy != "eig":
+        raise InputError("search='gradient' climbs the information gain: it needs strategy='eig'")
     batch_size = _positive_int(batch_size, "batch_size")
     samples = _positive_int(samples_per_experiment, "samples_per_experiment")
     num_dag_samples = _positive_int(num_dag_samples, "num_dag_samples")
@@ -217,7 +233,19 @@ def suggest_interventions(
         posterior = GraphPosterior(dags, z, mask, nu=nu, c=c)
         parameters = posterior.draw_parameters()
         scores = _scores(posterior, parameters, candidates, strategy, progress)
-        if k > 1:
+        if search == "gradient":
+            bound = _value_bound(values)
+            found: list[Experiment] = []
+            for _ in range(batch_size):
+                e, _ = optimize_experiment(
+                    posterior, parameters, nodes=nodes, max_targets=k, samples=samples,
+                    chosen=found, max_value=bound,
+                )  # fmt: skip
+                found.append(e)
+            found = [e for e in dict.fromkeys(found) if e not in candidates]
+            candidates += found
+            scores += _scores(posterior, parameters, found, strategy, progress)
+        elif k > 1:
             pool = nodes if strategy == "random" else _best_nodes(candidates, scores, prescreen)
             several = [e for e in _candidates(pool, k, levels, samples) if len(e.targets) > 1]
             candidates += several
@@ -351,6 +379,15 @@ def _values(values, names, nodes, mean, sd) -> dict[int, list[float]]:
             raise InputError(f"values of {key!r} must be finite numbers, got {given!r}")
         out[t] = [(float(v) - mean[t]) / sd[t] for v in given]
     return out
+
+
+def _value_bound(values) -> float:
+    """The gradient search's bound on values (standard deviations)."""
+    if isinstance(values, (int, float, np.number)) and not isinstance(values, bool):
+        return abs(float(values))
+    if isinstance(values, (list, tuple, np.ndarray)):
+        return max(abs(float(v)) for v in values)
+    return AUTO_VALUE_SD
 
 
 def _best_nodes(singles, scores, count: int) -> list[int]:

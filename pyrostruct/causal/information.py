@@ -79,7 +79,7 @@ class GraphPosterior:
         self.graphs = unique.reshape(-1, d, d)
         self.which = torch.as_tensor(which.reshape(-1))
         self.log_weights = torch.as_tensor(np.log(counts / m))
-        zt = torch.as_tensor(np.asarray(z), dtype=torch.float64)
+        zt = torch.tensor(np.asarray(z, dtype=np.float64))  # a copy: z may be read-only
         keep = None if mask is None else ~torch.as_tensor(np.asarray(mask), dtype=torch.bool)
         self.grams, self.rows, self.families, self.family_of, self.base = [], [], [], [], []
         for j in range(d):
@@ -135,56 +135,75 @@ class GraphPosterior:
                     weights[draws[:, None], idx[None, :], j] = beta
         return weights, noise
 
-    def simulate(self, experiments, parameters) -> tuple[torch.Tensor, torch.Tensor]:
-        """Outcomes ``(M, N, d)`` of ``experiments`` (their rows stacked, ``N`` in all) under
-        each draw's parameters, and the rows' intervention mask ``(N, d)``."""
+    def outcomes(self, selection, values, samples: int, parameters):
+        """``samples`` outcome rows per draw where node ``j`` is set to ``values[..., j]``
+        with weight ``selection[m, j]`` in ``[0, 1]`` (0/1 for an experiment; in between
+        for a relaxed one, :mod:`pyrostruct.causal.relaxed_design`): its incoming
+        weights and noise are scaled by ``1 - selection`` and the value added with weight
+        ``selection``. Returns the outcomes ``(M, N, d)`` and every entry's weight in its
+        node's likelihood, ``1 - selection`` ``(M, N, d)``; draws noise from torch's
+        global generator."""
         weights, noise = parameters
         m, d = self.num_draws, self.d
-        outs, masks = [], []
+        keep = 1.0 - selection
+        b = weights * keep[:, None, :]
+        eps = torch.randn(m, samples, d, dtype=torch.float64) * noise.sqrt()[:, None, :]
+        eps = keep[:, None, :] * eps + (selection * values)[:, None, :]
+        eye = torch.eye(d, dtype=torch.float64)
+        # x = x B + eps  =>  (I - B)^T x^T = eps^T
+        x = torch.linalg.solve((eye - b).transpose(-1, -2), eps.transpose(-1, -2))
+        return x.transpose(-1, -2), keep[:, None, :].expand(m, samples, d)
+
+    def simulate(self, experiments, parameters) -> tuple[torch.Tensor, torch.Tensor]:
+        """Outcomes ``(M, N, d)`` of ``experiments`` (their rows stacked, ``N`` in all) under
+        each draw's parameters, and the entries' likelihood weights ``(M, N, d)`` (0 where
+        intervened)."""
+        outs, keeps = [], []
         for e in experiments:
-            targets = list(e.targets)
-            b = weights.clone()
-            b[:, :, targets] = 0.0  # perfect interventions cut the targets' mechanisms
-            eps = torch.randn(m, e.samples, d, dtype=torch.float64) * noise.sqrt()[:, None, :]
-            eps[:, :, targets] = torch.tensor(e.values, dtype=torch.float64)
-            eye = torch.eye(d, dtype=torch.float64)
-            # x = x B + eps  =>  (I - B)^T x^T = eps^T
-            x = torch.linalg.solve((eye - b).transpose(-1, -2), eps.transpose(-1, -2))
-            outs.append(x.transpose(-1, -2))
-            mask = torch.zeros(e.samples, d, dtype=torch.bool)
-            mask[:, targets] = True
-            masks.append(mask)
-        return torch.cat(outs, 1), torch.cat(masks, 0)
+            selection = torch.zeros(self.num_draws, self.d, dtype=torch.float64)
+            selection[:, list(e.targets)] = 1.0  # perfect interventions cut the mechanisms
+            values = torch.zeros(self.d, dtype=torch.float64)
+            values[list(e.targets)] = torch.tensor(e.values, dtype=torch.float64)
+            y, keep = self.outcomes(selection, values, e.samples, parameters)
+            outs.append(y)
+            keeps.append(keep)
+        return torch.cat(outs, 1), torch.cat(keeps, 1)
 
     # -- scores --------------------------------------------------------------------
-    def log_predictive(self, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def log_predictive(self, y: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """``log p(Y_m | u, D)`` ``(M, U)`` of outcomes ``y`` ``(M, N, d)`` for every distinct
-        graph ``u`` (each node on the rows where it is not intervened on)."""
+        graph ``u``, entry ``(n, j)`` counted in node ``j``'s likelihood with weight
+        ``keep`` (``(M, N, d)``, or ``(N, d)`` for all draws; 0 where intervened on)."""
+        keep = torch.as_tensor(keep, dtype=torch.float64).expand(y.shape)
         out = torch.zeros(y.shape[0], len(self.graphs), dtype=torch.float64)
         for j in range(self.d):
-            rows = y[:, ~mask[:, j], :]
-            if rows.shape[1] == 0:
+            w = keep[:, :, j]
+            if not bool((w > 0).any()):
                 continue
-            gram = self.grams[j] + rows.transpose(-1, -2) @ rows
-            new = bge_local_scores(gram, self.rows[j] + rows.shape[1], j, self.families[j],
+            gram = self.grams[j] + torch.einsum("mn,mna,mnb->mab", w, y, y)
+            new = bge_local_scores(gram, self.rows[j] + w.sum(1), j, self.families[j],
                                    nu=self.nu, c=self.c)  # fmt: skip
-            out += (new - self.base[j])[:, self.family_of[j]]
+            out = out + (new - self.base[j])[:, self.family_of[j]]
         return out
+
+    def gains(self, y: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """Per draw ``m``: ``log p(Y_m | G_m) - log sum_u w_u p(Y_m | u)`` ``(M,)``, whose mean
+        estimates the expected information gain (differentiable in ``y`` and ``keep``)."""
+        log_p = self.log_predictive(y, keep)
+        own = log_p.gather(1, self.which[:, None])[:, 0]
+        return own - torch.logsumexp(log_p + self.log_weights, dim=1)
 
     def information_gain(self, experiments, parameters) -> tuple[float, float]:
         """Expected information gain (nats) of running ``experiments`` together, and its
         Monte Carlo standard error; one outcome per posterior draw."""
-        y, mask = self.simulate(experiments, parameters)
-        log_p = self.log_predictive(y, mask)
-        own = log_p.gather(1, self.which[:, None])[:, 0]
-        gain = own - torch.logsumexp(log_p + self.log_weights, dim=1)
+        gain = self.gains(*self.simulate(experiments, parameters))
         return float(gain.mean()), float(gain.std() / math.sqrt(len(gain)))
 
     def ait_scores(self, experiments, parameters) -> float:
         """AIT's discrepancy score of one experiment's rows: the between-draw over the
         within-draw variance of every non-intervened node's simulated outcome, summed."""
-        y, mask = self.simulate(experiments, parameters)
-        free = ~mask.any(0)
+        y, keep = self.simulate(experiments, parameters)
+        free = keep[0].min(0).values > 0
         between = y.mean(1).var(0)
         within = y.var(1).mean(0).clamp_min(1e-12)
         return float((between / within)[free].sum())

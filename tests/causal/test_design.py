@@ -39,8 +39,8 @@ def test_two_node_gain_matches_the_exact_mutual_information():
     grid = np.linspace(-15, 15, 6001)
     y = torch.zeros(len(grid), 1, 2, dtype=torch.float64)
     y[:, 0, 0], y[:, 0, 1] = 2.0, torch.as_tensor(grid)
-    mask = torch.tensor([[True, False]])
-    log_p = post.log_predictive(y, mask).numpy()  # (grid, graph): densities of y1
+    keep = torch.tensor([[0.0, 1.0]])  # node 0 intervened on
+    log_p = post.log_predictive(y, keep).numpy()  # (grid, graph): densities of y1
     dens = np.exp(log_p)
     np.testing.assert_allclose(np.trapezoid(dens, grid, axis=0), 1.0, atol=1e-6)
     # under 1 -> 0 node 1 has no parents: a Student t, written out independently
@@ -196,3 +196,36 @@ def test_a_result_without_closed_form_outcomes_or_other_data_is_refused(fitted):
         suggest_interventions(result, ds.data.iloc[:, :3])
     with pytest.raises(InputError, match="must be a CausalResult of discover or an ExactPosterior"):
         suggest_interventions(ds, ds.data)
+
+
+def test_gradient_search_improves_on_its_random_start_and_finds_a_good_set(fitted):
+    from pyrostruct.causal.relaxed_design import optimize_experiment
+
+    ds, result = fitted
+    z = ((ds.data - ds.data.mean()) / ds.data.std(ddof=0)).to_numpy()
+    nu, c = bge_hyperparameters(5, None, 1.0)
+    torch.manual_seed(0)
+    post = GraphPosterior(result.sample_dags(64, seed=0), z, None, nu=nu, c=c)
+    params = post.draw_parameters()
+    found, start = optimize_experiment(post, params, nodes=list(range(5)), max_targets=2,
+                                       samples=10, steps=80)  # fmt: skip
+    gain, se = post.information_gain([found], params)
+    start_gain, _ = post.information_gain([start], params)
+    best_single = max(
+        post.information_gain([Experiment((j,), (2.0,), 10)], params)[0] for j in range(5)
+    )
+    assert len(found.targets) == 2 and all(abs(v) <= 2.0 for v in found.values)
+    assert gain > start_gain
+    assert gain > best_single - 4 * se
+
+
+def test_gradient_search_in_suggest(fitted):
+    ds, result = fitted
+    design = suggest_interventions(result, ds.data, max_targets_per_experiment=2,
+                                   search="gradient", num_dag_samples=64, seed=0)  # fmt: skip
+    assert len(design.table) == 6  # 5 single nodes and the optimized set
+    assert (design.table["targets"].map(len) == 2).sum() == 1
+    with pytest.raises(InputError, match="needs strategy='eig'"):
+        suggest_interventions(result, ds.data, search="gradient", strategy="ait")
+    with pytest.raises(InputError, match="search must be"):
+        suggest_interventions(result, ds.data, search="anneal")
