@@ -64,8 +64,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import json
 import os
 import sys
 import time
@@ -77,6 +75,7 @@ import torch
 
 from pyrostruct import __version__
 from pyrostruct._io import atomic_save
+from pyrostruct.causal.checkpoints import checkpoint_seed, read_checkpoint, run_fingerprint
 from pyrostruct.causal.data import MIN_ROWS, Problem, check_data, prepare_columns
 from pyrostruct.causal.estimators import ESTIMATORS
 from pyrostruct.causal.interventions import parse_interventions, target_sets
@@ -279,7 +278,7 @@ def discover(
         (5, 5)
     """
     if seed is None and checkpoint is not None and os.path.exists(checkpoint):
-        seed = _checkpoint_seed(checkpoint)  # seed=None resumes with the run's own seed
+        seed = checkpoint_seed(checkpoint)  # seed=None resumes with the run's own seed
     seed = check_seed(seed)
     x, names, mask = check_data(data, interventions)
     n, d = x.shape
@@ -330,7 +329,7 @@ def _fit(run: _Run, task: tuple[int, Settings]) -> CausalResult:
     name = "discover" if run.restarts == 1 else f"discover {restart + 1}/{run.restarts}"
     columns = prepare_columns(x, standardize=settings.standardize, mask=mask, names=names)
     config = settings.config()
-    fingerprint = _fingerprint(x, mask, config)
+    fingerprint = run_fingerprint(x, mask, config)
     # The per-step tensors are small: extra threads only add synchronization. This is
     # the one place that sets the thread count, for the order search and the training.
     small = d * d * settings.num_particles < 2_000_000
@@ -344,7 +343,7 @@ def _fit(run: _Run, task: tuple[int, Settings]) -> CausalResult:
         pyro.set_rng_seed(seed)
         state = None
         if checkpoint is not None and os.path.exists(checkpoint):
-            state = _read_checkpoint(checkpoint, fingerprint)
+            state = read_checkpoint(checkpoint, fingerprint)
         started = time.perf_counter()
         problem = Problem.create(columns, names, mask)
         model = make_sem(sem, d, noise=settings.noise, hidden=settings.hidden,
@@ -400,22 +399,6 @@ def _fit(run: _Run, task: tuple[int, Settings]) -> CausalResult:
     return result
 
 
-#: Settings that shape only the result built after training, not the training itself: a
-#: checkpoint made with other values resumes (a finished one just rebuilds the result).
-RESULT_SETTINGS = ("threshold", "num_samples", "checkpoint_every", "average_equivalent")
-
-
-def _fingerprint(x: np.ndarray, mask, config: dict) -> str:
-    """A hash of the data, the mask and the settings that shape training."""
-    config = {k: v for k, v in config.items() if k not in RESULT_SETTINGS}
-    h = hashlib.sha256()
-    h.update(np.ascontiguousarray(x, dtype=np.float64).tobytes())
-    if mask is not None:
-        h.update(np.ascontiguousarray(mask).tobytes())
-    h.update(json.dumps(config, sort_keys=True, default=str).encode())
-    return h.hexdigest()[:16]
-
-
 @contextlib.contextmanager
 def _num_threads(n: int):
     before = torch.get_num_threads()
@@ -424,36 +407,6 @@ def _num_threads(n: int):
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def _checkpoint_seed(path) -> int | None:
-    """The seed a checkpoint's run drew (``None`` when the file holds none or does not load:
-    the fingerprint check then reports it)."""
-    try:
-        seed = torch.load(path, weights_only=True).get("seed")
-    except Exception:  # noqa: BLE001 - _read_checkpoint names the problem
-        return None
-    return int(seed) if isinstance(seed, int) else None
-
-
-def _read_checkpoint(path, fingerprint) -> dict:
-    """The state a checkpoint of this run saved (tensors and plain data: loading it runs
-    no code): ``fingerprint``, ``step``, ``elbo_trace``, ``rng`` and the estimator's
-    :meth:`~pyrostruct.causal.estimators.Estimator.state_dict`."""
-    try:
-        state = torch.load(path, weights_only=True)
-        ok = isinstance(state, dict) and "fingerprint" in state
-    except Exception:  # a truncated or foreign file (torch's message advises unsafe loading)
-        raise InputError(
-            f"checkpoint {os.fspath(path)}: not a discover checkpoint (it does not load as "
-            "plain tensors and numbers); delete it or pass another --checkpoint path"
-        ) from None
-    if not ok or state["fingerprint"] != fingerprint:
-        raise InputError(
-            f"checkpoint {os.fspath(path)} was written by a different run (other data or "
-            "settings); delete it or pass another checkpoint path"
-        )
-    return state
 
 
 def _result(fit, elbo_trace, settings, config, phases, fingerprint, progress) -> CausalResult:
