@@ -135,6 +135,29 @@ def observational_moments(x: np.ndarray, mask) -> tuple[np.ndarray, np.ndarray]:
     return x.mean(0), np.where(sd > 0, sd, 1.0)
 
 
+def bge_columns(x: np.ndarray, mask, *, standardize: bool = True, names=None):
+    """Columns for a model without intercepts (the BGe score): ``(z, mean, sd)`` with
+    ``x = mean + z * sd`` column by column (``sd = 1`` unless ``standardize``).
+
+    Each column is first divided by a power of two (exact) so that no square under- or
+    overflows whatever its units, then centred (and scaled) by
+    :func:`observational_moments`; ``mean`` and ``sd`` are in the data's units. Without
+    ``standardize`` the columns keep their raw units up to one common power of two, as
+    :func:`prepare_columns` does.
+
+    :raises InputError: what :func:`prepare_columns` refuses (a column constant on its
+        non-intervened rows, magnitudes too far apart).
+    """
+    columns = prepare_columns(x, standardize=standardize, mask=mask, names=names)
+    if not standardize:
+        mean, _ = observational_moments(columns.x, mask)
+        return columns.x - mean, mean, np.ones(x.shape[1])
+    exponent = column_exponents(x)
+    scaled = np.ldexp(x, -exponent[None, :])
+    mean, sd = observational_moments(scaled, mask)
+    return (scaled - mean) / sd, np.ldexp(mean, exponent), np.ldexp(sd, exponent)
+
+
 def check_data(data, interventions) -> tuple[np.ndarray, list, np.ndarray | None]:
     """``(x, names, mask)``: the numeric table, its column names and the intervention mask
     of :func:`~pyrostruct.causal.discover`'s ``data`` and ``interventions`` (see there).

@@ -41,11 +41,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pyrostruct.causal.data import check_data, observational_moments
+from pyrostruct.causal.data import bge_columns, check_data
 from pyrostruct.causal.exact import ExactPosterior
 from pyrostruct.causal.information import Experiment, GraphPosterior
 from pyrostruct.causal.relaxed_design import optimize_experiment
 from pyrostruct.causal.result import CausalResult
+from pyrostruct.causal.settings import check_seed
 from pyrostruct.errors import InputError
 from pyrostruct.infer.bge import bge_hyperparameters
 
@@ -56,6 +57,10 @@ STRATEGIES = ("eig", "ait", "random")
 
 #: ``values="auto"``: every target is set this many standard deviations above its mean.
 AUTO_VALUE_SD = 2.0
+
+#: The farthest from its mean a value may set a node, in standard deviations (a linear
+#: model says nothing trustworthy so far out, and the outcomes' squares would overflow).
+MAX_VALUE_SD = 100.0
 
 
 @dataclasses.dataclass
@@ -202,9 +207,20 @@ def suggest_interventions(
         raise InputError(f"search must be 'enumerate' or 'gradient', got {search!r}")
     if search == "gradient" and strategy != "eig":
         raise InputError("search='gradient' climbs the information gain: it needs strategy='eig'")
+    if search == "gradient" and isinstance(values, Mapping):
+        raise InputError(
+            "search='gradient' chooses the values itself within a bound: give values as a "
+            "number of standard deviations (or 'auto': 2), not per node"
+        )
     batch_size = _positive_int(batch_size, "batch_size")
     samples = _positive_int(samples_per_experiment, "samples_per_experiment")
+    if strategy == "ait" and samples < 2:
+        raise InputError("strategy='ait' compares variances within experiments: it needs "
+                         f"samples_per_experiment >= 2, got {samples}")  # fmt: skip
     num_dag_samples = _positive_int(num_dag_samples, "num_dag_samples")
+    if num_dag_samples < 2:
+        raise InputError(f"num_dag_samples must be at least 2, got {num_dag_samples}")
+    seed = check_seed(seed)
     x, names, mask = check_data(data, interventions)
     if x.shape[1] != len(result.names):
         raise InputError(f"data: {x.shape[1]} columns for a result over {len(result.names)} nodes")
@@ -217,14 +233,15 @@ def suggest_interventions(
     if k > len(nodes):
         raise InputError(f"max_targets_per_experiment is {k} but only {len(nodes)} targets")
     prescreen = _positive_int(prescreen, "prescreen")
-    mean, sd = observational_moments(x, mask)
-    z = (x - mean) / sd
+    z, mean, sd = bge_columns(x, mask, names=names)
     levels = _values(values, names, nodes, mean, sd)
     candidates = _candidates(nodes, 1, levels, samples)
-    if k > 1 and batch_size > len(candidates) + math.comb(min(prescreen, len(nodes)), 2):
-        raise InputError(f"batch_size {batch_size} exceeds the number of candidates")
-    if k == 1 and batch_size > len(candidates):
-        raise InputError(f"batch_size {batch_size} exceeds the {len(candidates)} candidates")
+    pool_size = len(nodes) if strategy == "random" else min(prescreen, len(nodes))
+    most = len(candidates) + (
+        batch_size if search == "gradient" else _count_sets(pool_size, k, levels, nodes)
+    )
+    if batch_size > most:
+        raise InputError(f"batch_size {batch_size} exceeds the {most} candidates")
 
     nu, c = bge_hyperparameters(d, None, 1.0)
     with torch.random.fork_rng():
@@ -242,7 +259,9 @@ def suggest_interventions(
                     chosen=found, max_value=bound,
                 )  # fmt: skip
                 found.append(e)
-            found = [e for e in dict.fromkeys(found) if e not in candidates]
+            # one experiment per target set: a near copy adds little (batches are joint)
+            found = list({e.targets: e for e in reversed(found)}.values())[::-1]
+            found = [e for e in found if e not in candidates]
             candidates += found
             scores += _scores(posterior, parameters, found, strategy, progress)
         elif k > 1:
@@ -250,6 +269,8 @@ def suggest_interventions(
             several = [e for e in _candidates(pool, k, levels, samples) if len(e.targets) > 1]
             candidates += several
             scores += _scores(posterior, parameters, several, strategy, progress)
+        if batch_size > len(candidates):  # the bound above counted the most values per node
+            raise InputError(f"batch_size {batch_size} exceeds the {len(candidates)} candidates")
         order = (
             torch.randperm(len(candidates)).tolist()
             if strategy == "random"
@@ -260,6 +281,8 @@ def suggest_interventions(
     def describe(e: Experiment) -> dict:
         tg = tuple(names[t] for t in e.targets)
         vals = tuple(float(mean[t] + v * sd[t]) for t, v in zip(e.targets, e.values))
+        if not all(math.isfinite(v) for v in vals):
+            raise InputError(f"the value of {tg} in the data's units overflows: {vals}")
         text = ", ".join(f"{n}={v:.4g}" for n, v in zip(tg, vals))
         return {"experiment": f"do({text})", "targets": tg, "values": vals, "samples": e.samples}
 
@@ -333,7 +356,7 @@ def _positive_int(value, name: str) -> int:
     return int(value)
 
 
-def _target_nodes(targets, names: list) -> list[int]:
+def _target_nodes(targets, names: list, what: str = "targets") -> list[int]:
     if targets is None:
         return list(range(len(names)))
     if isinstance(targets, (str, int, np.integer)):
@@ -345,7 +368,7 @@ def _target_nodes(targets, names: list) -> list[int]:
         elif t in names:
             out.append(names.index(t))
         else:
-            raise InputError(f"targets: unknown node {t!r}; the nodes are {names}")
+            raise InputError(f"{what}: unknown node {t!r}; the nodes are {names}")
     if not out:
         raise InputError("targets: no node given")
     return sorted(set(out))
@@ -357,28 +380,47 @@ def _values(values, names, nodes, mean, sd) -> dict[int, list[float]]:
         if values != "auto":
             raise InputError(f"values must be 'auto', a number or a dict, got {values!r}")
         return {t: [AUTO_VALUE_SD] for t in nodes}
-    if isinstance(values, (int, float, np.number)) and not isinstance(values, bool):
+    if isinstance(values, (int, float, np.number)) and not isinstance(values, (bool, np.bool_)):
         values = [values]
     if isinstance(values, (list, tuple, np.ndarray)):
-        if not len(values) or not all(
-            isinstance(v, (int, float, np.number)) and math.isfinite(v) for v in values
-        ):
-            raise InputError(f"values must be finite numbers, got {values!r}")
+        if not len(values) or not all(_is_number(v) and abs(v) <= MAX_VALUE_SD for v in values):
+            raise InputError(
+                f"values must be finite numbers of standard deviations, at most {MAX_VALUE_SD:g} "
+                f"in size, got {values!r}"
+            )
         return {t: [float(v) for v in values] for t in nodes}
     if not isinstance(values, Mapping):
         raise InputError(f"values must be 'auto', a number or a dict, got {values!r}")
     out = {t: [AUTO_VALUE_SD] for t in nodes}
     for key, given in values.items():
-        (t,) = _target_nodes([key], names)
+        (t,) = _target_nodes([key], names, what="values")
         if t not in nodes:
             raise InputError(f"values: {key!r} is not among the targets")
         given = [given] if np.isscalar(given) else list(given)
-        if not given or not all(
-            isinstance(v, (int, float, np.number)) and math.isfinite(v) for v in given
-        ):
+        if not given or not all(_is_number(v) for v in given):
             raise InputError(f"values of {key!r} must be finite numbers, got {given!r}")
         out[t] = [(float(v) - mean[t]) / sd[t] for v in given]
+        if not all(abs(v) <= MAX_VALUE_SD for v in out[t]):
+            raise InputError(
+                f"values of {key!r} lie more than {MAX_VALUE_SD:g} standard deviations from "
+                f"the node's mean: {given!r}"
+            )
     return out
+
+
+def _is_number(v) -> bool:
+    return (
+        isinstance(v, (int, float, np.integer, np.floating))
+        and not isinstance(v, (bool, np.bool_))
+        and math.isfinite(v)
+    )
+
+
+def _count_sets(pool: int, k: int, levels: dict, nodes) -> int:
+    """The most multi-node candidates a pool of ``pool`` nodes gives (with the most values
+    per node)."""
+    most = max(len(v) for v in levels.values()) if levels else 1
+    return sum(math.comb(pool, size) * most**size for size in range(2, k + 1))
 
 
 def _value_bound(values) -> float:

@@ -41,9 +41,10 @@ import math
 import numpy as np
 import torch
 
-from pyrostruct.causal.data import check_data, observational_moments
+from pyrostruct.causal.data import bge_columns, check_data
 from pyrostruct.causal.equivalence import sample_equivalent_dags
 from pyrostruct.causal.interventions import target_sets
+from pyrostruct.causal.settings import check_seed
 from pyrostruct.errors import InputError
 from pyrostruct.infer.bge import bge_hyperparameters, bge_local_scores
 
@@ -77,8 +78,12 @@ class ExactPosterior:
 
         :param bool average_equivalent: replace each draw by a uniform member of its
             (interventional) Markov equivalence class, as ``discover`` does by default.
+        :param seed: seed of the draws, ``0 .. 2**32 - 1``, or ``None`` for a fresh one.
+        :raises InputError: ``n`` not a positive integer, or a bad seed.
         """
-        rng = np.random.default_rng(seed)
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise InputError(f"n must be a positive integer, got {n!r}")
+        rng = np.random.default_rng(check_seed(seed))
         d = len(self.names)
         full = (1 << d) - 1
         dags = np.zeros((n, d, d), dtype=np.int64)
@@ -116,7 +121,7 @@ def exact_posterior(
     :param float expected_edges: prior expected number of edges (default ``min(d, d (d -
         1) / 4)``, as ``discover``).
     :param bool standardize: scale every column to mean 0 and sd 1 over the observational
-        rows (default; :func:`~pyrostruct.causal.data.observational_moments`: the BGe
+        rows (default; :func:`~pyrostruct.causal.data.bge_columns`: the BGe
         model has no intercepts). ``False``: only centred.
     :param float prior_df: BGe degrees of freedom ``nu`` (default ``d + 2``).
     :param float prior_scale: BGe scale ``c``.
@@ -138,6 +143,8 @@ def exact_posterior(
             f"got {d}; use discover"
         )
     pairs = d * (d - 1) / 2
+    if expected_edges is not None and not _is_real(expected_edges):
+        raise InputError(f"expected_edges must be a number, got {expected_edges!r}")
     m = min(float(d), pairs / 2) if expected_edges is None else float(expected_edges)
     if not 0 < m < pairs:
         raise InputError(
@@ -145,11 +152,10 @@ def exact_posterior(
         )
     p = m / pairs
     nu, c = bge_hyperparameters(d, prior_df, prior_scale)
-    if standardize:
-        mean, sd = observational_moments(x, mask)
-        columns = torch.as_tensor((x - mean) / sd, dtype=torch.float64)
-    else:
-        columns = torch.as_tensor(x - observational_moments(x, mask)[0], dtype=torch.float64)
+    if not isinstance(standardize, (bool, np.bool_)):
+        raise InputError(f"standardize must be True or False, got {standardize!r}")
+    z, _, _ = bge_columns(x, mask, standardize=bool(standardize), names=names)
+    columns = torch.as_tensor(z, dtype=torch.float64)
     local = _local_scores(columns, mask, nu, c, math.log(p / (1 - p)))
     sizes = np.array([bin(s).count("1") for s in range(1 << d)])
     alpha = _zeta(local) + sizes * math.log1p(-p)
@@ -173,6 +179,12 @@ def exact_posterior(
         _local=local,
         _alpha=alpha,
         _backward=backward,
+    )
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
     )
 
 

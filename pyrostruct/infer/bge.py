@@ -40,13 +40,17 @@ __all__ = ["bge_hyperparameters", "bge_local_scores"]
 def bge_hyperparameters(d: int, prior_df: float | None, prior_scale: float) -> tuple[float, float]:
     """``(nu, c)``: degrees of freedom (default ``d + 2``, must exceed ``d - 1``) and scale.
 
-    :raises InputError: ``prior_df <= d - 1`` or ``prior_scale <= 0``.
+    :raises InputError: ``prior_df`` outside ``(d - 1, d + 1e6]``, or ``prior_scale`` not
+        finite and positive.
     """
     nu = float(d + 2) if prior_df is None else float(prior_df)
-    if not nu > d - 1:
-        raise InputError(f"prior_df must exceed d - 1 = {d - 1}, got {nu}")
-    if not prior_scale > 0:
-        raise InputError(f"prior_scale must be > 0, got {prior_scale}")
+    if not d - 1 < nu <= d + 1e6:
+        raise InputError(
+            f"prior_df must exceed d - 1 = {d - 1} (and stay below d + 1e6, past which the "
+            f"prior swamps any data), got {nu}"
+        )
+    if not 0 < prior_scale < math.inf:
+        raise InputError(f"prior_scale must be a finite number > 0, got {prior_scale}")
     return nu, float(prior_scale)
 
 

@@ -229,3 +229,46 @@ def test_gradient_search_in_suggest(fitted):
         suggest_interventions(result, ds.data, search="gradient", strategy="ait")
     with pytest.raises(InputError, match="search must be"):
         suggest_interventions(result, ds.data, search="anneal")
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(values=1e308), "at most 100 in size"),
+        (dict(values=[True]), "values must be finite numbers"),
+        (dict(values={"X0": True}), "must be finite numbers"),
+        (dict(values={"X0": 1e308}), "more than 100 standard deviations"),
+        (dict(values={"Z": 1.0}), "values: unknown node 'Z'"),
+        (dict(search="gradient", values={"X0": 1.0}), "not per node"),
+        (dict(seed=-1), "seed must be an integer from 0"),
+        (dict(num_dag_samples=1), "num_dag_samples must be at least 2"),
+        (dict(strategy="ait", samples_per_experiment=1), "samples_per_experiment >= 2"),
+    ],
+)
+def test_hostile_sweep_inputs(fitted, kwargs, match):
+    """Found by the hostile sweep: each of these gave a torch/numpy exception or NaN."""
+    ds, result = fitted
+    with pytest.raises(InputError, match=match):
+        suggest_interventions(result, ds.data, **kwargs)
+
+
+def test_batches_as_large_as_the_candidates_are_accepted(fitted):
+    """The hostile sweep: sets of three targets were not counted, so valid batches were
+    refused."""
+    ds, result = fitted
+    design = suggest_interventions(result, ds.data, targets=["X0", "X1", "X2", "X3"],
+                                   max_targets_per_experiment=3, batch_size=11,
+                                   strategy="ait", num_dag_samples=16)  # fmt: skip
+    assert len(design.table) == 14 and len(design.batch) == 11
+
+
+def test_data_in_extreme_units_gives_the_same_design(fitted):
+    """The hostile sweep: at 1e200 the values overflowed to inf in the table."""
+    ds, result = fitted
+    base = suggest_interventions(result, ds.data, seed=0)
+    for scale in (1e200, 1e-200):
+        scaled = suggest_interventions(result, ds.data * scale, seed=0)
+        np.testing.assert_allclose(scaled.table["score"], base.table["score"], atol=1e-9)
+        values = np.array([v[0] for v in scaled.table["values"]])
+        np.testing.assert_allclose(values / scale, [v[0] for v in base.table["values"]],
+                                   rtol=1e-9)  # fmt: skip

@@ -113,7 +113,11 @@ def test_interventions_orient_and_enough_data_recovers_the_graph():
         (dict(expected_edges=0.0), "expected_edges must lie strictly between"),
         (dict(expected_edges=6.0), "expected_edges must lie strictly between"),
         (dict(prior_df=2.0), "prior_df must exceed"),
-        (dict(prior_scale=0.0), "prior_scale must be > 0"),
+        (dict(prior_scale=0.0), "prior_scale must be a finite number > 0"),
+        (dict(prior_scale=float("inf")), "prior_scale must be a finite number > 0"),
+        (dict(prior_df=1e20), r"stay below d \+ 1e6"),
+        (dict(expected_edges="2"), "expected_edges must be a number"),
+        (dict(standardize="no"), "standardize must be True or False"),
     ],
 )
 def test_bad_settings(kwargs, match):
@@ -146,3 +150,21 @@ def test_interventions_at_one_value_create_no_spurious_edges():
     truth = lab.adjacency.astype(bool)
     assert (post.edge_probs[truth] > 0.9).all()
     assert post.edge_probs[~truth].max() < 0.2
+
+
+def test_extreme_units_and_a_column_seen_once_are_handled():
+    """The hostile sweep: at 1e200 every edge came out at the prior's 0.42, and a column
+    observed in one non-intervened row got edges at P = 1.0 instead of an error."""
+    _, x, _ = _data(4, 80, 2)
+    base = exact_posterior(x).edge_probs
+    for scale in (1e200, 1e-200, np.array([1e100, 1.0, 1e-100, 1.0])):
+        np.testing.assert_allclose(exact_posterior(x * scale).edge_probs, base, atol=1e-9)
+    mask = np.zeros(x.shape, dtype=bool)
+    mask[1:, 1] = True
+    with pytest.raises(InputError, match="constant on the rows where it is not intervened"):
+        exact_posterior(x, interventions=mask)
+    post = exact_posterior(x)
+    with pytest.raises(InputError, match="n must be a positive integer"):
+        post.sample_dags(0)
+    with pytest.raises(InputError, match="seed must be"):
+        post.sample_dags(5, seed=-1)
