@@ -102,9 +102,12 @@ def _in_flags(message: str, args) -> str:
     if sub is None:
         return message
     first, _, rest = message.partition(" ")
+    colon = ":" if first.endswith(":") else ""
+    # a subcommand may name the API parameters its flags stand for (``api_names``)
+    dest = getattr(args, "api_names", {}).get(first.rstrip(":"), first.rstrip(":"))
     for action in sub._actions:  # argparse keeps its actions here (no public accessor)
-        if action.dest == first and action.option_strings:
-            return f"{action.option_strings[-1]} {rest}"
+        if action.dest == dest and action.option_strings:
+            return f"{action.option_strings[-1]}{colon} {rest}"
     return message
 
 

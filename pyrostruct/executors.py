@@ -30,7 +30,7 @@ from typing import Any
 
 from pyrostruct.errors import InputError
 
-__all__ = ["EXECUTORS", "executor_session", "check_executor"]
+__all__ = ["EXECUTORS", "executor_session", "check_executor", "check_workers"]
 
 EXECUTORS = ("serial", "process", "ray")
 
@@ -53,6 +53,14 @@ def check_executor(executor: str) -> str:
     return executor
 
 
+def check_workers(workers) -> None:
+    """Refuse a worker count that is neither ``None`` nor a positive integer."""
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+    ):
+        raise InputError(f"workers must be a positive integer, got {workers!r}")
+
+
 def _worker_init(context) -> None:
     global _CONTEXT
     import torch
@@ -73,8 +81,11 @@ def executor_session(
     """Yield ``run(func, payloads, callback=None) -> [func(context, p) for p in payloads]``.
 
     ``callback(payload, result)`` is called as each task finishes (in completion order).
+
+    :raises InputError: an unknown executor, or ``max_workers`` not a positive integer.
     """
     check_executor(executor)
+    check_workers(max_workers)
     if executor == "serial":
 
         def run_serial(func, payloads, callback=None):

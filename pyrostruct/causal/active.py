@@ -21,6 +21,7 @@ G*)]``, the AUPRC of the edge probabilities and the entropy of the edge posterio
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import time
 from collections.abc import Callable
 
@@ -32,7 +33,10 @@ from pyrostruct.causal import metrics
 from pyrostruct.causal.design import suggest_interventions
 from pyrostruct.causal.discover import discover
 from pyrostruct.causal.exact import ExactPosterior, exact_posterior
+from pyrostruct.causal.interventions import parse_interventions
 from pyrostruct.causal.result import CausalResult
+from pyrostruct.causal.settings import check_seed
+from pyrostruct.data import check_table
 from pyrostruct.errors import InputError
 from pyrostruct.graph import topological_order
 
@@ -98,11 +102,19 @@ class ActiveLearner:
         if self.intervention_column not in self.data.columns:
             self.data = self.data.assign(**{self.intervention_column: ""})
         self.names = [c for c in self.data.columns if c != self.intervention_column]
+        self.seed = check_seed(self.seed)
+        fitter = exact_posterior if self.posterior == "exact" else discover
+        _check_keys(self.fit, fitter, {"data", "interventions", "seed"}, "fit")
+        _check_keys(self.design, suggest_interventions,
+                    {"result", "data", "interventions", "batch_size", "samples_per_experiment",
+                     "strategy", "seed"}, "design")  # fmt: skip
         if self.truth is not None:
             self.truth = np.asarray(self.truth)
-            if self.truth.shape != (len(self.names),) * 2:
+            d = len(self.names)
+            if self.truth.shape != (d, d) or not np.isin(self.truth, (0, 1)).all():
                 raise InputError(
-                    f"truth must be ({len(self.names)}, {len(self.names)}), got {self.truth.shape}"
+                    f"truth must be a ({d}, {d}) adjacency matrix of 0s and 1s, got shape "
+                    f"{self.truth.shape}"
                 )
         self.history: list[dict] = []
         self.results: list[CausalResult | ExactPosterior] = []
@@ -166,11 +178,20 @@ class ActiveLearner:
         self.history.append(row)
 
     def _append(self, new) -> None:
+        """Check the rows ``acquire`` returned, then append them (bad rows never enter
+        :attr:`data`, so the learner can go on after the error)."""
         if not isinstance(new, pd.DataFrame):
             raise InputError(f"acquire must return a DataFrame, got {type(new).__name__}")
         missing = [c for c in [*self.names, self.intervention_column] if c not in new.columns]
         if missing:
             raise InputError(f"acquire returned rows without the columns {missing}")
+        if len(new) == 0:
+            raise InputError("acquire returned no rows")
+        check_table(new[self.names], min_rows=1, allow_constant=True, name="acquire's rows")
+        column = pd.concat([self.data[self.intervention_column], new[self.intervention_column]])
+        column = column.fillna("").astype(str).tolist()  # checked with the rows so far
+        parse_interventions(column, len(column), self.names,
+                            source="acquire's intervention column")  # fmt: skip
         self.data = pd.concat([self.data, new[self.data.columns]], ignore_index=True)
 
     def _postfix(self) -> dict:
@@ -179,6 +200,20 @@ class ActiveLearner:
         if "expected_shd" in last:
             out["E-SHD"] = f"{last['expected_shd']:.3g}"
         return out
+
+
+def _check_keys(given: dict, function, reserved: set, name: str) -> None:
+    """Refuse keys of ``given`` that ``function`` does not take or the learner sets."""
+    if not isinstance(given, dict):
+        raise InputError(f"{name} must be a dict of keyword arguments, got {given!r}")
+    taken = set(inspect.signature(function).parameters) - reserved
+    wrong = sorted(set(given) - taken)
+    if wrong:
+        raise InputError(
+            f"{name}: {function.__name__} does not take {wrong} here (the learner sets "
+            f"{sorted(reserved & set(inspect.signature(function).parameters))}); "
+            f"it takes {sorted(taken)}"
+        )
 
 
 def _mode_order(result: CausalResult) -> list[int]:

@@ -319,13 +319,17 @@ class LinearSEMEnvironment:
         """``n`` rows of ``do(X_j := v)`` for every ``j: v`` of ``values`` (node names or
         indices), the intervention column naming the set nodes (``;``-joined)."""
         d = len(self.names)
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise InputError(f"n must be a positive integer, got {n!r}")
         targets = {}
         for key, v in values.items():
             j = self.names.index(key) if key in self.names else key
-            if not isinstance(j, (int, np.integer)) or not 0 <= j < d:
+            if (isinstance(j, (bool, np.bool_)) or not isinstance(j, (int, np.integer))
+                    or not 0 <= j < d):  # fmt: skip
                 raise InputError(f"unknown node {key!r}; the nodes are {self.names}")
-            if not np.isfinite(v):
-                raise InputError(f"the value of {key!r} must be finite, got {v}")
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.number)) \
+                    or not np.isfinite(v):  # fmt: skip
+                raise InputError(f"the value of {key!r} must be a finite number, got {v!r}")
             targets[int(j)] = float(v)
         x = np.zeros((n, d))
         eps = self._rng.normal(size=(n, d)) * np.asarray(self.noise_scales)

@@ -72,7 +72,9 @@ class DesignResult:
         ``score_stderr`` (``"eig"``: expected information gain in nats, alone; ``"ait"``:
         discrepancy; ``"random"``: 0).
     :ivar pandas.DataFrame batch: the chosen experiments in order, with ``gain`` and
-        ``gain_stderr``: for ``"eig"`` the joint gain added by each (nats).
+        ``gain_stderr``: for ``"eig"`` the joint gain added by each (nats), a difference
+        of two Monte Carlo estimates that can come out below zero within its error when
+        an experiment adds little to those before it.
     :ivar dict metadata: strategy, seed, DAG draws, distinct graphs, the posterior's
         entropy (nats: the most any experiment can gain), seconds.
     """

@@ -90,7 +90,7 @@ from pyrostruct.causal.result import CausalResult, load_result
 from pyrostruct.causal.sem import StructuralEquationModel, make_sem
 from pyrostruct.causal.settings import Settings, check_seed
 from pyrostruct.errors import InputError
-from pyrostruct.executors import check_executor, executor_session
+from pyrostruct.executors import check_executor, check_workers, executor_session
 from pyrostruct.infer.engine import CallbackHook, CheckpointHook, ProgressHook, train
 
 __all__ = [
@@ -292,6 +292,7 @@ def discover(
     )  # fmt: skip
     restarts = check_restarts(restarts)
     check_executor(executor)
+    check_workers(workers)
     if restarts > 1 and callback is not None and executor != "serial":
         raise InputError("callback runs in this process only: use executor='serial' with it")
     run = _Run(x, names, mask, checkpoint, progress, callback, restarts)

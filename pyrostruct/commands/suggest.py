@@ -11,6 +11,7 @@ scores. Outputs are written atomically at the end.
 from __future__ import annotations
 
 import argparse
+import warnings
 
 from pyrostruct.commands._types import add_csv_arguments, positive_int, seed
 
@@ -49,8 +50,16 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
                         help="optimization steps of the fit (default: discover's)")  # fmt: skip
     parser.add_argument("--seed", type=seed, default=0, help="random seed, 0 .. 2**32-1 (0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, api_names=API_NAMES)
     return parser
+
+
+#: The flags that stand for suggest_interventions' parameters, for error messages.
+API_NAMES = {
+    "max_targets_per_experiment": "max_targets",
+    "samples_per_experiment": "samples",
+    "num_dag_samples": "dag_samples",
+}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,21 +73,34 @@ def run(args: argparse.Namespace) -> int:
     check_output_paths(
         {"DATA.csv": args.data, "--result": args.result}, {"--out": args.out, "--plot": args.plot}
     )
+    if args.result and args.steps:
+        raise InputError("--steps sets the fit's steps; with --result nothing is fitted")
     if args.plot:
         figure_format(args.plot, flag="--plot")
     exclude = [args.intervention_column] if args.intervention_column else []
     frame = read_csv(args.data, exclude=exclude, sep=args.sep, decimal=args.decimal)
+    columns = [c for c in frame.columns if c not in exclude]
+    targets = None if args.targets is None else [t.strip() for t in args.targets.split(",")]
+    unknown = [t for t in targets or () if t not in columns]
+    if unknown:  # before any fit
+        raise InputError(f"--targets: unknown node(s) {unknown}; the columns are {columns}")
     if args.result:
         result = load_result(args.result)
-        if list(result.names) != [c for c in frame.columns if c not in exclude]:
+        if list(result.names) != columns:
             raise InputError(
                 f"--result {args.result} was fitted on the columns {result.names}, "
                 f"not on those of {args.data}"
             )
+        fitted_rows = result.metadata.get("num_rows")
+        if fitted_rows is not None and fitted_rows != len(frame):
+            warnings.warn(
+                f"--result {args.result} was fitted on {fitted_rows} rows; {args.data} has "
+                f"{len(frame)}: the design uses that posterior with these rows",
+                stacklevel=1,
+            )
     else:
         result = discover(frame, interventions=args.intervention_column, steps=args.steps,
                           seed=args.seed, progress=not args.quiet)  # fmt: skip
-    targets = None if args.targets is None else [t.strip() for t in args.targets.split(",")]
     design = suggest_interventions(
         result,
         frame,

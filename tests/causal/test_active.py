@@ -27,7 +27,7 @@ def test_environment_sets_the_values_and_names_the_targets():
     assert env.adjacency.shape == (4, 4) and len(children) >= 0
     with pytest.raises(InputError, match="unknown node 'X9'"):
         env.intervene({"X9": 1.0}, 2)
-    with pytest.raises(InputError, match="must be finite"):
+    with pytest.raises(InputError, match="must be a finite number"):
         env.intervene({"X1": float("nan")}, 2)
 
 
@@ -101,6 +101,14 @@ def test_bad_input(lab):
         ActiveLearner(data.to_numpy(), lab.acquire)
     with pytest.raises(InputError, match="truth must be"):
         ActiveLearner(data, lab.acquire, truth=np.zeros((3, 3)))
+    with pytest.raises(InputError, match="truth must be"):
+        ActiveLearner(data, lab.acquire, truth=lab.weights)  # not 0/1
+    with pytest.raises(InputError, match="exact_posterior does not take \\['steps'\\]"):
+        ActiveLearner(data, lab.acquire, posterior="exact", fit={"steps": 40})
+    with pytest.raises(InputError, match="suggest_interventions does not take \\['batch_size'\\]"):
+        ActiveLearner(data, lab.acquire, design={"batch_size": 2})
+    with pytest.raises(InputError, match="seed must be"):
+        ActiveLearner(data, lab.acquire, seed=-1)
     with pytest.raises(InputError, match="rounds must be"):
         ActiveLearner(data, lab.acquire).run(-1)
     with pytest.raises(InputError, match="acquire must return a DataFrame"):
@@ -111,3 +119,33 @@ def test_bad_input(lab):
 
 def test_edge_entropy():
     assert edge_entropy(np.array([[0.3, 0.5], [0.0, 1.0]])) == pytest.approx(np.log(2))
+
+
+def test_bad_rows_from_acquire_are_refused_and_the_learner_can_go_on(lab):
+    """The hostile sweep: rows with NaN were appended first, and every later fit failed."""
+    data = lab.observe(40)
+
+    def nan_rows(batch):
+        rows = lab.acquire(batch)
+        rows.iloc[0, 0] = float("nan")
+        return rows
+
+    learner = ActiveLearner(data, nan_rows, fit={"steps": 20})
+    with pytest.raises(InputError, match="acquire's rows"):
+        learner.run(1)
+    assert len(learner.data) == 40  # nothing was appended
+    learner.acquire = lambda batch: lab.acquire(batch).assign(intervention="Z9")
+    with pytest.raises(InputError, match="acquire's intervention column"):
+        learner.run(1)
+    learner.acquire = lambda batch: lab.acquire(batch).iloc[:0]
+    with pytest.raises(InputError, match="acquire returned no rows"):
+        learner.run(1)
+    learner.acquire = lab.acquire
+    assert len(learner.run(1)) >= 2
+
+
+def test_environment_refuses_bad_requests(lab):
+    with pytest.raises(InputError, match="n must be a positive integer"):
+        lab.intervene({"X0": 1.0}, -1)
+    with pytest.raises(InputError, match="must be a finite number"):
+        lab.intervene({"X0": "1"}, 2)

@@ -47,7 +47,11 @@ def test_a_saved_posterior_and_multi_target_candidates(csv, tmp_path):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--targets", "X9"], "targets: unknown node 'X9'"),
+        (["--targets", "X9"], "--targets: unknown node(s) ['X9']"),
+        (["--targets", "X0", "--max-targets", "2"], "--max-targets is 2 but only 1 targets"),
+        (["--dag-samples", "1"], "--dag-samples must be at least 2"),
+        (["--strategy", "ait", "--samples", "1"], "samples_per_experiment >= 2"),
+        (["--result", "{data}.json", "--steps", "5"], "with --result nothing is fitted"),
         (["--batch-size", "9"], "--batch-size 9 exceeds the 5 candidates"),
         (["--out", "{data}"], "is the input file"),
         (["--result", "{data}"], "not a pyrostruct"),
@@ -56,9 +60,10 @@ def test_a_saved_posterior_and_multi_target_candidates(csv, tmp_path):
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(csv, tmp_path, capsys, extra, message):
     before = csv.read_bytes()
-    argv = ["suggest", str(csv), "--intervention-column", "intervention", "--steps", "20",
-            "--quiet"]  # fmt: skip
     extra = [e.format(data=csv) for e in extra]
+    argv = ["suggest", str(csv), "--intervention-column", "intervention", "--quiet"]
+    if "--result" not in extra:
+        argv += ["--steps", "20"]
     if "--out" not in extra:
         argv += ["--out", str(tmp_path / "d.csv")]
     assert cli.main(argv + extra) == 2
@@ -66,3 +71,15 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(csv, tmp_path, capsys, 
     assert err.count("\n") == 1 and message in err, err
     assert csv.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv"]
+
+
+def test_a_result_fitted_on_other_rows_is_used_with_a_warning(csv, tmp_path, capsys):
+    graph = tmp_path / "graph.json"
+    short = tmp_path / "short.csv"
+    pd.read_csv(csv, keep_default_na=False).iloc[:50].to_csv(short, index=False)
+    assert cli.main(["discover", str(short), "--intervention-column", "intervention",
+                     "--steps", "50", "--out", str(graph), "--quiet"]) == 0  # fmt: skip
+    argv = ["suggest", str(csv), "--intervention-column", "intervention", "--result",
+            str(graph), "--out", str(tmp_path / "d.csv"), "--quiet"]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert "was fitted on 50 rows" in capsys.readouterr().err

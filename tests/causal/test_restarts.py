@@ -138,11 +138,15 @@ def test_evaluated_elbo_is_recorded_with_its_error(small):
         (dict(restarts=1.5), "restarts must be a positive integer"),
         (dict(restarts=True), "restarts must be a positive integer"),
         (dict(restarts=2, executor="threads"), "executor must be one of"),
+        (dict(restarts=2, executor="process", workers=-1), "workers must be a positive integer"),
+        (dict(workers=1.5), "workers must be a positive integer"),
         (dict(restarts=2, executor="process", callback=lambda s, e: None), "callback runs"),
         (dict(init_order="greedy-randomly"), "init_order must be"),
         (dict(init_order="random", search_start=[0, 1, 2, 3, 4]), "needs init_order="),
         (dict(search_start=[0, 0, 1, 2, 3]), "search_start must be a permutation"),
         (dict(search_start="sparse-sinks"), "search_start must be a list of node indices"),
+        (dict(search_start=[True, False, 2, 3, 4]), "search_start must be a list of node"),
+        (dict(init_order=[0.0, 1.0, 2.0, 3.0, 4.0]), "init_order must be a list of node"),
     ],
 )
 def test_bad_restart_settings(small, kwargs, match):

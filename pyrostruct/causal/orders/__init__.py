@@ -63,9 +63,12 @@ def check_init_order(spec, d: int, name: str = "init_order") -> str | tuple[int,
             )
         return spec
     try:
-        order = [int(i) for i in spec]
-    except (TypeError, ValueError):
+        items = list(spec)
+    except TypeError:
         raise InputError(f"{name} must be a list of node indices, got {spec!r}") from None
+    if not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in items):
+        raise InputError(f"{name} must be a list of node indices, got {spec!r}")
+    order = [int(i) for i in items]
     if sorted(order) != list(range(d)):
         raise InputError(
             f"{name} must be a permutation of the node indices 0..{d - 1}, got {order}"
