@@ -1,8 +1,9 @@
 """``pyrostruct suggest DATA.csv --out design.csv``: which experiments to run next.
 
-Fits the posterior over causal DAGs of a CSV table (or reads one that ``pyrostruct
-discover`` wrote, ``--result graph.json``), ranks candidate perfect interventions by
-their expected information gain about the graph (or AIT's score, or at random) with
+Takes the posterior over causal DAGs of a CSV table (the exact one up to 12 columns,
+else a ``discover`` fit, or one that ``pyrostruct discover`` wrote, ``--result
+graph.json``), ranks candidate perfect interventions by their expected information gain
+about the graph (or AIT's score, or at random) with
 :func:`pyrostruct.causal.suggest_interventions`, and writes the ranked candidates as
 CSV, the chosen batch numbered in its ``batch`` column; optionally a plot of the
 scores. Outputs are written atomically at the end.
@@ -34,6 +35,10 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--intervention-column", metavar="COL",
                         help="column naming, per row, the nodes an experiment set (';'-joined; "
                         "empty: observational)")  # fmt: skip
+    parser.add_argument("--posterior", choices=["auto", "fit", "exact"], default="auto",
+                        help="the posterior to design on: discover's fit (or --result), the "
+                        "exact one (up to 16 columns), or auto: exact up to 12 columns "
+                        "without --result (auto)")  # fmt: skip
     parser.add_argument("--strategy", choices=["eig", "ait", "random"], default="eig",
                         help="expected information gain, AIT's score, or random (eig)")  # fmt: skip
     parser.add_argument("--batch-size", type=positive_int, default=1, metavar="B",
@@ -64,8 +69,10 @@ API_NAMES = {
 
 def run(args: argparse.Namespace) -> int:
     from pyrostruct._io import check_output_paths, figure_format
+    from pyrostruct.causal.active import EXACT_DESIGN_NODES
     from pyrostruct.causal.design import suggest_interventions
     from pyrostruct.causal.discover import discover
+    from pyrostruct.causal.exact import exact_posterior
     from pyrostruct.causal.result import load_result
     from pyrostruct.data import read_csv
     from pyrostruct.errors import InputError
@@ -75,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.result and args.steps:
         raise InputError("--steps sets the fit's steps; with --result nothing is fitted")
+    if args.result and args.posterior == "exact":
+        raise InputError("--posterior exact computes the posterior from DATA.csv: drop --result")
     if args.plot:
         figure_format(args.plot, flag="--plot")
     exclude = [args.intervention_column] if args.intervention_column else []
@@ -84,7 +93,12 @@ def run(args: argparse.Namespace) -> int:
     unknown = [t for t in targets or () if t not in columns]
     if unknown:  # before any fit
         raise InputError(f"--targets: unknown node(s) {unknown}; the columns are {columns}")
-    if args.result:
+    exact = args.posterior == "exact" or (
+        args.posterior == "auto" and not args.result and len(columns) <= EXACT_DESIGN_NODES
+    )
+    if exact:
+        result = exact_posterior(frame, interventions=args.intervention_column)
+    elif args.result:
         result = load_result(args.result)
         if list(result.names) != columns:
             raise InputError(
@@ -123,8 +137,8 @@ def run(args: argparse.Namespace) -> int:
     best = design.batch.iloc[0]
     gain = f"expected gain {best['gain']:.3g} nats, " if args.strategy == "eig" else ""
     print(
-        f"next: {'; '.join(design.batch['experiment'])} ({gain}posterior entropy "
-        f"{design.metadata['posterior_entropy']:.3g} nats over "
+        f"next: {'; '.join(design.batch['experiment'])} ({gain}{'exact ' if exact else ''}"
+        f"posterior entropy {design.metadata['posterior_entropy']:.3g} nats over "
         f"{design.metadata['distinct_graphs']} graphs); wrote {args.out}"
         + (f" and {args.plot}" if args.plot else "")
     )

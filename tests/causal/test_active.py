@@ -65,6 +65,15 @@ def test_information_gain_learns_faster_than_random_experiments(lab):
     assert eig["experiments"].iloc[-1] == "" and eig["experiments"].iloc[0].startswith("do(")
 
 
+def test_designs_on_the_fit_or_on_the_exact_posterior(lab):
+    """Small systems are designed on the exact posterior by default; design_posterior='fit'
+    designs on the variational one: the two choose differently here."""
+    auto = _learner(lab, "eig").run(1)
+    fit = _learner(lab, "eig", design_posterior="fit").run(1)
+    assert list(auto["rows"]) == list(fit["rows"]) == [50, 70]
+    assert auto["experiments"].iloc[0] != fit["experiments"].iloc[0]
+
+
 def test_the_loop_is_reproducible_under_a_seed(lab):
     a = _learner(lab, "eig").run(1)
     b = _learner(lab, "eig").run(1)
@@ -97,6 +106,8 @@ def test_bad_input(lab):
     data = lab.observe(30)
     with pytest.raises(InputError, match="posterior must be 'variational' or 'exact'"):
         ActiveLearner(data, lab.acquire, posterior="laplace")
+    with pytest.raises(InputError, match="design_posterior must be 'auto', 'fit' or 'exact'"):
+        ActiveLearner(data, lab.acquire, design_posterior="vi")
     with pytest.raises(InputError, match="must be a pandas DataFrame"):
         ActiveLearner(data.to_numpy(), lab.acquire)
     with pytest.raises(InputError, match="truth must be"):

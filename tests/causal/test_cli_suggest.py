@@ -52,6 +52,7 @@ def test_a_saved_posterior_and_multi_target_candidates(csv, tmp_path):
         (["--dag-samples", "1"], "--dag-samples must be at least 2"),
         (["--strategy", "ait", "--samples", "1"], "samples_per_experiment >= 2"),
         (["--result", "{data}.json", "--steps", "5"], "with --result nothing is fitted"),
+        (["--result", "{data}.json", "--posterior", "exact"], "drop --result"),
         (["--batch-size", "9"], "--batch-size 9 exceeds the 5 candidates"),
         (["--out", "{data}"], "is the input file"),
         (["--result", "{data}"], "not a pyrostruct"),
@@ -71,6 +72,16 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(csv, tmp_path, capsys, 
     assert err.count("\n") == 1 and message in err, err
     assert csv.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv"]
+
+
+def test_small_tables_are_designed_on_the_exact_posterior(csv, tmp_path, capsys):
+    out = tmp_path / "d.csv"
+    argv = ["suggest", str(csv), "--intervention-column", "intervention", "--out", str(out),
+            "--quiet"]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert "exact posterior" in capsys.readouterr().out
+    assert cli.main([*argv, "--posterior", "fit", "--steps", "50"]) == 0
+    assert "exact posterior" not in capsys.readouterr().out
 
 
 def test_a_result_fitted_on_other_rows_is_used_with_a_warning(csv, tmp_path, capsys):
