@@ -295,12 +295,24 @@ def discover(
     check_workers(workers)
     if restarts > 1 and callback is not None and executor != "serial":
         raise InputError("callback runs in this process only: use executor='serial' with it")
-    run = _Run(x, names, mask, checkpoint, progress, callback, restarts)
+    # workers' progress bars would interleave: other executors show one bar over restarts
+    inner = progress and executor == "serial"
+    run = _Run(x, names, mask, checkpoint, inner, callback, restarts)
     if restarts == 1:
         return _fit(run, (0, settings))
     plan = restart_plan(settings, restarts)
-    with executor_session(executor, run, max_workers=workers) as map_tasks:
-        results = map_tasks(_fit, list(enumerate(plan)))
+    bar = None
+    if progress and not inner:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=restarts, desc=f"discover restarts ({executor})", unit="restart")
+    try:
+        with executor_session(executor, run, max_workers=workers) as map_tasks:
+            tick = None if bar is None else (lambda payload, result: bar.update(1))
+            results = map_tasks(_fit, list(enumerate(plan)), tick)
+    finally:
+        if bar is not None:
+            bar.close()
     best, rows = best_restart(results)
     result = results[best]  # its seed and init_order reproduce it as a one-restart call
     result.metadata.update(restarts=rows, restart_chosen=best)

@@ -160,3 +160,10 @@ def test_greedy_random_start_is_seeded():
     b = discover(ds.data, steps=20, seed=5, init_order="greedy-random")
     assert np.array_equal(a.edge_probs, b.edge_probs)
     assert torch.equal(torch.as_tensor(a.scores), torch.as_tensor(b.scores))
+
+
+def test_restarts_in_workers_show_one_bar_over_restarts(small, capsys):
+    discover(small, steps=20, seed=3, restarts=2, executor="process", workers=2, progress=True)
+    err = capsys.readouterr().err
+    assert "discover restarts (process)" in err and "2/2" in err
+    assert "discover 1/2" not in err  # the workers' own bars are off
