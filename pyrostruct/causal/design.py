@@ -72,9 +72,10 @@ class DesignResult:
         ``score_stderr`` (``"eig"``: expected information gain in nats, alone; ``"ait"``:
         discrepancy; ``"random"``: 0).
     :ivar pandas.DataFrame batch: the chosen experiments in order, with ``gain`` and
-        ``gain_stderr``: for ``"eig"`` the joint gain added by each (nats), a difference
-        of two Monte Carlo estimates that can come out below zero within its error when
-        an experiment adds little to those before it.
+        ``gain_stderr``: for ``"eig"`` the joint gain added by each (nats), the
+        difference of two estimates on common outcomes (it can come out slightly below
+        zero when an experiment adds almost nothing), with the joint estimate's standard
+        error.
     :ivar dict metadata: strategy, seed, DAG draws, distinct graphs, the posterior's
         entropy (nats: the most any experiment can gain), seconds.
     """
@@ -333,23 +334,35 @@ def _scores(posterior, parameters, candidates, strategy, progress) -> list[tuple
 
 def _batch(posterior, parameters, candidates, scores, order, strategy, size):
     """``[(candidate index, gain, stderr)]``: greedy on the joint gain for ``"eig"``, the
-    first ``size`` of ``order`` otherwise."""
+    first ``size`` of ``order`` otherwise.
+
+    Every joint estimate of one step draws the outcome noise from one seed (common random
+    numbers), the batch so far included: the candidates are compared, and the gain each
+    adds is measured, on the same outcomes of the experiments already chosen.
+    """
     if strategy != "eig":
         return [(i, *scores[i]) for i in order[:size]]
     chosen = [(order[0], *scores[order[0]])]
-    joint = scores[order[0]][0]
+    step_seeds = torch.randint(2**62, (size,)).tolist()
     while len(chosen) < size:
         taken = [candidates[i] for i, _, _ in chosen]
+        seed = step_seeds[len(chosen)]
+        before, _ = _joint_gain(posterior, parameters, taken, seed)
         best = None
         for i in order:
             if any(i == j for j, _, _ in chosen):
                 continue
-            gain, se = posterior.information_gain([*taken, candidates[i]], parameters)
+            gain, se = _joint_gain(posterior, parameters, [*taken, candidates[i]], seed)
             if best is None or gain > best[1]:
                 best = (i, gain, se)
-        chosen.append((best[0], best[1] - joint, best[2]))
-        joint = best[1]
+        chosen.append((best[0], best[1] - before, best[2]))
     return chosen
+
+
+def _joint_gain(posterior, parameters, experiments, seed: int) -> tuple[float, float]:
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return posterior.information_gain(experiments, parameters)
 
 
 def _positive_int(value, name: str) -> int:
