@@ -135,7 +135,7 @@ class DesignResult:
 
 
 def suggest_interventions(
-    result: CausalResult | ExactPosterior,
+    result: CausalResult | ExactPosterior | Sequence[CausalResult | ExactPosterior],
     data,
     *,
     interventions=None,
@@ -154,9 +154,10 @@ def suggest_interventions(
     """Rank candidate experiments by what they would tell about the graph; choose a batch.
 
     :param result: the posterior over DAGs: :func:`~pyrostruct.causal.discover`'s with the
-        linear SEM, or the exact one of :func:`~pyrostruct.causal.exact_posterior` (up
-        to 16 nodes; the same BGe model the gains use, and calibrated where the
-        variational posterior can be overconfident).
+        linear SEM, the exact one of :func:`~pyrostruct.causal.exact_posterior` (up to 16
+        nodes; the same BGe model the gains use, and calibrated where the variational
+        posterior can be overconfident), or a list of them, whose draws are pooled in
+        equal shares: experiments then also target the edges the posteriors disagree on.
     :param data: the data it was fitted on (the parameters given each graph are integrated
         over it), with ``interventions`` as for ``discover``.
     :param int batch_size: experiments to choose.
@@ -194,16 +195,7 @@ def suggest_interventions(
         ['experiment', 'samples', 'score']
     """
     started = time.perf_counter()
-    if not isinstance(result, (CausalResult, ExactPosterior)):
-        raise InputError(
-            "result must be a CausalResult of discover or an ExactPosterior, got "
-            f"{type(result).__name__}"
-        )
-    if isinstance(result, CausalResult) and result.metadata.get("sem") != "linear":
-        raise InputError(
-            "suggest_interventions needs the linear Gaussian SEM (closed-form outcome "
-            f"likelihoods); this result used sem={result.metadata.get('sem')!r}"
-        )
+    posteriors = _check_posteriors(result)
     if strategy not in STRATEGIES:
         raise InputError(f"strategy must be one of {list(STRATEGIES)}, got {strategy!r}")
     if search not in ("enumerate", "gradient"):
@@ -221,15 +213,19 @@ def suggest_interventions(
         raise InputError("strategy='ait' compares variances within experiments: it needs "
                          f"samples_per_experiment >= 2, got {samples}")  # fmt: skip
     num_dag_samples = _positive_int(num_dag_samples, "num_dag_samples")
-    if num_dag_samples < 2:
-        raise InputError(f"num_dag_samples must be at least 2, got {num_dag_samples}")
+    if num_dag_samples < 2 * len(posteriors):
+        raise InputError(
+            f"num_dag_samples must be at least {2 * len(posteriors)} (2 per posterior), got "
+            f"{num_dag_samples}"
+        )
     seed = check_seed(seed)
     x, names, mask = check_data(data, interventions)
-    if x.shape[1] != len(result.names):
-        raise InputError(f"data: {x.shape[1]} columns for a result over {len(result.names)} nodes")
-    if isinstance(data, pd.DataFrame) and list(names) != list(result.names):
-        raise InputError(f"data: columns {list(names)}, but the result is over {result.names}")
-    names = list(result.names)
+    result_names = list(posteriors[0].names)
+    if x.shape[1] != len(result_names):
+        raise InputError(f"data: {x.shape[1]} columns for a result over {len(result_names)} nodes")
+    if isinstance(data, pd.DataFrame) and list(names) != result_names:
+        raise InputError(f"data: columns {list(names)}, but the result is over {result_names}")
+    names = result_names
     d = len(names)
     nodes = _target_nodes(targets, names)
     k = _positive_int(max_targets_per_experiment, "max_targets_per_experiment")
@@ -249,7 +245,10 @@ def suggest_interventions(
     nu, c = bge_hyperparameters(d, None, 1.0)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        dags = result.sample_dags(num_dag_samples, seed=seed)
+        cuts = np.linspace(0, num_dag_samples, len(posteriors) + 1).round().astype(int)
+        dags = np.concatenate(
+            [p.sample_dags(int(k), seed=seed) for p, k in zip(posteriors, np.diff(cuts))]
+        )
         posterior = GraphPosterior(dags, z, mask, nu=nu, c=c)
         parameters = posterior.draw_parameters()
         scores = _scores(posterior, parameters, candidates, strategy, progress)
@@ -307,6 +306,28 @@ def suggest_interventions(
         "seconds": round(time.perf_counter() - started, 3),
     }
     return DesignResult(table=table, batch=batch, metadata=metadata)
+
+
+def _check_posteriors(result) -> list:
+    """``result`` as a list of posteriors over the same nodes (checked)."""
+    posteriors = list(result) if isinstance(result, (list, tuple)) else [result]
+    if not posteriors:
+        raise InputError("result: no posterior given")
+    for post in posteriors:
+        if not isinstance(post, (CausalResult, ExactPosterior)):
+            raise InputError(
+                "result must be a CausalResult of discover or an ExactPosterior (or a list of "
+                f"them), got {type(post).__name__}"
+            )
+        if isinstance(post, CausalResult) and post.metadata.get("sem") != "linear":
+            raise InputError(
+                "suggest_interventions needs the linear Gaussian SEM (closed-form outcome "
+                f"likelihoods); this result used sem={post.metadata.get('sem')!r}"
+            )
+        if list(post.names) != list(posteriors[0].names):
+            raise InputError(f"result: posteriors over different nodes: {post.names} and "
+                             f"{posteriors[0].names}")  # fmt: skip
+    return posteriors
 
 
 def _scores(posterior, parameters, candidates, strategy, progress) -> list[tuple[float, float]]:

@@ -1,8 +1,8 @@
 """``pyrostruct suggest DATA.csv --out design.csv``: which experiments to run next.
 
-Takes the posterior over causal DAGs of a CSV table (the exact one up to 12 columns,
-else a ``discover`` fit, or one that ``pyrostruct discover`` wrote, ``--result
-graph.json``), ranks candidate perfect interventions by their expected information gain
+Takes the posterior over causal DAGs of a CSV table (a ``discover`` fit, or one that
+``pyrostruct discover`` wrote, ``--result graph.json``, pooled with the exact posterior up
+to 12 columns), ranks candidate perfect interventions by their expected information gain
 about the graph (or AIT's score, or at random) with
 :func:`pyrostruct.causal.suggest_interventions`, and writes the ranked candidates as
 CSV, the chosen batch numbered in its ``batch`` column; optionally a plot of the
@@ -35,10 +35,11 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--intervention-column", metavar="COL",
                         help="column naming, per row, the nodes an experiment set (';'-joined; "
                         "empty: observational)")  # fmt: skip
-    parser.add_argument("--posterior", choices=["auto", "fit", "exact"], default="auto",
+    parser.add_argument("--posterior", choices=["auto", "fit", "exact", "both"],
+                        default="auto",
                         help="the posterior to design on: discover's fit (or --result), the "
-                        "exact one (up to 16 columns), or auto: exact up to 12 columns "
-                        "without --result (auto)")  # fmt: skip
+                        "exact one (up to 16 columns), both pooled, or auto: both up to 12 "
+                        "columns, else the fit (auto)")  # fmt: skip
     parser.add_argument("--strategy", choices=["eig", "ait", "random"], default="eig",
                         help="expected information gain, AIT's score, or random (eig)")  # fmt: skip
     parser.add_argument("--batch-size", type=positive_int, default=1, metavar="B",
@@ -84,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--steps sets the fit's steps; with --result nothing is fitted")
     if args.result and args.posterior == "exact":
         raise InputError("--posterior exact computes the posterior from DATA.csv: drop --result")
+    if args.posterior == "exact" and args.steps:
+        raise InputError("--steps sets the fit's steps; with --posterior exact nothing is fitted")
     if args.plot:
         figure_format(args.plot, flag="--plot")
     exclude = [args.intervention_column] if args.intervention_column else []
@@ -93,28 +96,30 @@ def run(args: argparse.Namespace) -> int:
     unknown = [t for t in targets or () if t not in columns]
     if unknown:  # before any fit
         raise InputError(f"--targets: unknown node(s) {unknown}; the columns are {columns}")
-    exact = args.posterior == "exact" or (
-        args.posterior == "auto" and not args.result and len(columns) <= EXACT_DESIGN_NODES
-    )
-    if exact:
-        result = exact_posterior(frame, interventions=args.intervention_column)
-    elif args.result:
-        result = load_result(args.result)
-        if list(result.names) != columns:
+    kind = args.posterior
+    if kind == "auto":
+        kind = "both" if len(columns) <= EXACT_DESIGN_NODES else "fit"
+    result = []
+    if kind in ("exact", "both"):
+        result.append(exact_posterior(frame, interventions=args.intervention_column))
+    if kind in ("fit", "both") and args.result:
+        fitted = load_result(args.result)
+        if list(fitted.names) != columns:
             raise InputError(
-                f"--result {args.result} was fitted on the columns {result.names}, "
+                f"--result {args.result} was fitted on the columns {fitted.names}, "
                 f"not on those of {args.data}"
             )
-        fitted_rows = result.metadata.get("num_rows")
+        fitted_rows = fitted.metadata.get("num_rows")
         if fitted_rows is not None and fitted_rows != len(frame):
             warnings.warn(
                 f"--result {args.result} was fitted on {fitted_rows} rows; {args.data} has "
                 f"{len(frame)}: the design uses that posterior with these rows",
                 stacklevel=1,
             )
-    else:
-        result = discover(frame, interventions=args.intervention_column, steps=args.steps,
-                          seed=args.seed, progress=not args.quiet)  # fmt: skip
+        result.insert(0, fitted)
+    elif kind in ("fit", "both"):
+        result.insert(0, discover(frame, interventions=args.intervention_column, steps=args.steps,
+                                  seed=args.seed, progress=not args.quiet))  # fmt: skip
     design = suggest_interventions(
         result,
         frame,
@@ -137,8 +142,8 @@ def run(args: argparse.Namespace) -> int:
     best = design.batch.iloc[0]
     gain = f"expected gain {best['gain']:.3g} nats, " if args.strategy == "eig" else ""
     print(
-        f"next: {'; '.join(design.batch['experiment'])} ({gain}{'exact ' if exact else ''}"
-        f"posterior entropy {design.metadata['posterior_entropy']:.3g} nats over "
+        f"next: {'; '.join(design.batch['experiment'])} ({gain}posterior ({kind}) entropy "
+        f"{design.metadata['posterior_entropy']:.3g} nats over "
         f"{design.metadata['distinct_graphs']} graphs); wrote {args.out}"
         + (f" and {args.plot}" if args.plot else "")
     )

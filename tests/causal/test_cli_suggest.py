@@ -49,7 +49,7 @@ def test_a_saved_posterior_and_multi_target_candidates(csv, tmp_path):
     [
         (["--targets", "X9"], "--targets: unknown node(s) ['X9']"),
         (["--targets", "X0", "--max-targets", "2"], "--max-targets is 2 but only 1 targets"),
-        (["--dag-samples", "1"], "--dag-samples must be at least 2"),
+        (["--dag-samples", "1"], "--dag-samples must be at least 4 (2 per posterior)"),
         (["--strategy", "ait", "--samples", "1"], "samples_per_experiment >= 2"),
         (["--result", "{data}.json", "--steps", "5"], "with --result nothing is fitted"),
         (["--result", "{data}.json", "--posterior", "exact"], "drop --result"),
@@ -74,14 +74,16 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(csv, tmp_path, capsys, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv"]
 
 
-def test_small_tables_are_designed_on_the_exact_posterior(csv, tmp_path, capsys):
+def test_small_tables_are_designed_on_the_fit_and_the_exact_posterior(csv, tmp_path, capsys):
     out = tmp_path / "d.csv"
     argv = ["suggest", str(csv), "--intervention-column", "intervention", "--out", str(out),
             "--quiet"]  # fmt: skip
-    assert cli.main(argv) == 0
-    assert "exact posterior" in capsys.readouterr().out
+    assert cli.main([*argv, "--steps", "50"]) == 0
+    assert "posterior (both)" in capsys.readouterr().out
     assert cli.main([*argv, "--posterior", "fit", "--steps", "50"]) == 0
-    assert "exact posterior" not in capsys.readouterr().out
+    assert "posterior (fit)" in capsys.readouterr().out
+    assert cli.main([*argv, "--posterior", "exact"]) == 0
+    assert "posterior (exact)" in capsys.readouterr().out
 
 
 def test_a_result_fitted_on_other_rows_is_used_with_a_warning(csv, tmp_path, capsys):

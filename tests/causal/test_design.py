@@ -151,6 +151,23 @@ def test_the_exact_posterior_can_be_designed_on(fitted):
     assert (design.table["score"] <= design.metadata["posterior_entropy"] + 0.1).all()
 
 
+def test_posteriors_are_pooled_in_equal_shares(fitted):
+    from pyrostruct.causal import exact_posterior
+
+    ds, result = fitted
+    exact = exact_posterior(ds.data)
+    both = suggest_interventions([result, exact], ds.data, num_dag_samples=64, seed=0)
+    alone = [suggest_interventions(p, ds.data, num_dag_samples=64, seed=0) for p in (result, exact)]
+    # pooled draws hold at least the distinct graphs of each half
+    assert (
+        both.metadata["distinct_graphs"] >= max(a.metadata["distinct_graphs"] for a in alone) // 2
+    )
+    with pytest.raises(InputError, match="at least 4 \\(2 per posterior\\)"):
+        suggest_interventions([result, exact], ds.data, num_dag_samples=3)
+    with pytest.raises(InputError, match="no posterior given"):
+        suggest_interventions([], ds.data)
+
+
 def test_random_strategy_is_a_seeded_permutation(fitted):
     ds, result = fitted
     a = suggest_interventions(result, ds.data, strategy="random", batch_size=2, seed=1)
