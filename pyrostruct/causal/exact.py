@@ -68,9 +68,9 @@ class ExactPosterior:
     edge_probs: np.ndarray
     log_evidence: float
     intervention_targets: list
-    _local: np.ndarray  # f_j(S), (d, 2^d), -inf where j in S
-    _alpha: np.ndarray  # alpha_j(P), (d, 2^d)
-    _backward: np.ndarray  # log B(U), (2^d,)
+    _local: np.ndarray = dataclasses.field(repr=False)  # f_j(S), (d, 2^d), -inf if j in S
+    _alpha: np.ndarray = dataclasses.field(repr=False)  # alpha_j(P), (d, 2^d)
+    _backward: np.ndarray = dataclasses.field(repr=False)  # log B(U), (2^d,)
 
     def sample_dags(self, n: int, *, seed: int = 0, average_equivalent: bool = False):
         """``n`` exact posterior draws ``(n, d, d)`` (int64): the order node by node from the
