@@ -171,7 +171,7 @@ class ActiveLearner:
 
     def _round(self, r: int, design: bool) -> None:
         started = time.perf_counter()
-        seed = self.seed + r
+        seed = (self.seed + r) % 2**32  # a seed per round, in numpy's range
         x = self.data[self.names]
         column = self.data[self.intervention_column].fillna("").astype(str).tolist()
         interventions = column if any(column) else None
