@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -181,11 +182,29 @@ def read_csv(
                 decimal_hint = " (decimal commas? pass --decimal ',' / decimal=',')"
         elif isinstance(value, str) and decimal == "," and parses_as_number(value):
             decimal_hint = " (the numbers use '.' as decimal mark: drop --decimal ',')"
+        if _names_columns(frame[col], set(header) - {col}):
+            decimal_hint = (
+                f" (it names other columns: if it marks interventions, pass "
+                f"--intervention-column {col})"
+            )
         raise InputError(
             f"{path}: column {col!r} is not numeric: {value!r} at line {lines[row]}; "
             f"encode it as numbers or drop it{decimal_hint}"
         )
     return frame
+
+
+def _names_columns(values, names: set) -> bool:
+    """Whether every entry is empty or other columns' names joined by ``;`` (an
+    intervention column), with at least one name."""
+    seen = False
+    for v in values:
+        text = "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v).strip()
+        if text:
+            if not all(part.strip() in names for part in text.split(";")):
+                return False
+            seen = True
+    return seen
 
 
 #: A number as pandas reads one: optional sign, digits with one ``.``, optional exponent,

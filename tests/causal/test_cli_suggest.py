@@ -96,3 +96,10 @@ def test_a_result_fitted_on_other_rows_is_used_with_a_warning(csv, tmp_path, cap
             str(graph), "--out", str(tmp_path / "d.csv"), "--quiet"]  # fmt: skip
     assert cli.main(argv) == 0
     assert "was fitted on 50 rows" in capsys.readouterr().err
+
+
+def test_an_intervention_column_without_its_flag_gets_a_hint(csv, tmp_path, capsys):
+    """The hostile sweep: 'column ... is not numeric' did not say which flag was missing."""
+    assert cli.main(["suggest", str(csv), "--out", str(tmp_path / "d.csv"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "pass --intervention-column intervention" in err and err.count("\n") == 1
