@@ -44,6 +44,7 @@ import torch
 from pyrostruct.causal.data import bge_columns, check_data
 from pyrostruct.causal.equivalence import sample_equivalent_dags
 from pyrostruct.causal.interventions import target_sets
+from pyrostruct.causal.result import consensus_adjacency
 from pyrostruct.causal.settings import check_seed
 from pyrostruct.errors import InputError
 from pyrostruct.infer.bge import bge_hyperparameters, bge_local_scores
@@ -62,6 +63,7 @@ class ExactPosterior:
     :ivar numpy.ndarray edge_probs: ``P(i -> j | X)`` ``(d, d)``.
     :ivar float log_evidence: ``log p(X)`` of the model (standardized columns).
     :ivar list intervention_targets: the data's target sets.
+    :ivar float threshold: adjacency probability needed in :attr:`adjacency`.
     """
 
     names: list
@@ -71,6 +73,14 @@ class ExactPosterior:
     _local: np.ndarray = dataclasses.field(repr=False)  # f_j(S), (d, 2^d), -inf if j in S
     _alpha: np.ndarray = dataclasses.field(repr=False)  # alpha_j(P), (d, 2^d)
     _backward: np.ndarray = dataclasses.field(repr=False)  # log B(U), (2^d,)
+    threshold: float = 0.5
+
+    @property
+    def adjacency(self) -> np.ndarray:
+        """The consensus DAG ``(d, d)`` of the edge probabilities, built as
+        :attr:`CausalResult.adjacency <pyrostruct.causal.CausalResult.adjacency>` is (pairs
+        adjacent with probability ``>= threshold``, most probable first, always acyclic)."""
+        return consensus_adjacency(self.edge_probs, self.threshold)
 
     def sample_dags(self, n: int, *, seed: int = 0, average_equivalent: bool = False):
         """``n`` exact posterior draws ``(n, d, d)`` (int64): the order node by node from the

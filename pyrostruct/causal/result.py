@@ -27,12 +27,12 @@ from pyrostruct.distributions import OrderedDAG
 from pyrostruct.errors import InputError
 from pyrostruct.graph import node_link_data
 
-__all__ = ["CausalResult", "load_result"]
+__all__ = ["CausalResult", "load_result", "consensus_adjacency"]
 
 _FORMAT = "pyrostruct.causal.CausalResult/1"
 
 
-def _consensus(probs: np.ndarray, threshold: float) -> np.ndarray:
+def consensus_adjacency(probs: np.ndarray, threshold: float) -> np.ndarray:
     """Acyclic consensus DAG of edge probabilities ``(d, d)``.
 
     A node pair enters when it is adjacent with probability ``P(i -> j) + P(j ->
@@ -136,7 +136,7 @@ class CausalResult:
     @property
     def adjacency(self) -> np.ndarray:
         """The consensus DAG as a ``(d, d)`` 0/1 array (``A[i, j] = 1``: ``i -> j``)."""
-        return _consensus(self.edge_probs, self.threshold)
+        return consensus_adjacency(self.edge_probs, self.threshold)
 
     @property
     def graph(self) -> nx.DiGraph:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from pyrostruct.causal import CausalResult, datasets, discover, load_result, metrics
 from pyrostruct.causal.discover import equal_variance_order, parse_interventions
-from pyrostruct.causal.result import _consensus
+from pyrostruct.causal.result import consensus_adjacency
 from pyrostruct.errors import InputError
 from pyrostruct.graph import node_link_graph
 
@@ -95,7 +95,7 @@ def test_consensus_graph_is_always_acyclic(d, seed, threshold):
     rng = np.random.default_rng(seed)
     probs = rng.random((d, d))  # deliberately inconsistent: P(i->j) and P(j->i) both high
     np.fill_diagonal(probs, 0.0)
-    adj = _consensus(probs, threshold)
+    adj = consensus_adjacency(probs, threshold)
     assert nx.is_directed_acyclic_graph(nx.DiGraph(adj))
     both = probs + probs.T
     assert np.all(both[adj.astype(bool)] >= threshold)  # every adjacent pair qualifies
@@ -119,15 +119,15 @@ def test_consensus_graph_is_always_acyclic(d, seed, threshold):
 
 def test_consensus_keeps_the_more_probable_edge_of_a_cycle():
     probs = np.array([[0, 0.9, 0], [0, 0, 0.8], [0.7, 0, 0]])  # 0->1->2->0
-    adj = _consensus(probs, 0.5)
+    adj = consensus_adjacency(probs, 0.5)
     assert adj.tolist() == [[0, 1, 0], [0, 0, 1], [0, 0, 0]]
 
 
 def test_consensus_decides_adjacency_before_direction():
     split = np.array([[0, 0.48], [0.47, 0]])  # a reversible edge: adjacent with P 0.95
-    assert _consensus(split, 0.9).tolist() == [[0, 1], [0, 0]]
+    assert consensus_adjacency(split, 0.9).tolist() == [[0, 1], [0, 0]]
     vague = np.array([[0, 0.26], [0.25, 0]])  # no edge (0.49) beats either direction
-    assert _consensus(vague, 0.5).sum() == 0
+    assert consensus_adjacency(vague, 0.5).sum() == 0
 
 
 def test_nonlinear_mlp_recovers_d5():

@@ -105,6 +105,7 @@ def test_interventions_orient_and_enough_data_recovers_the_graph():
     assert (post.edge_probs[truth] > 0.95).all()
     assert (post.edge_probs[~truth] < 0.05).all()
     assert sorted(post.intervention_targets) == [[0], [1], [2], [3], [4]]
+    np.testing.assert_array_equal(post.adjacency, ds.adjacency)  # the consensus DAG
 
 
 @pytest.mark.parametrize(
