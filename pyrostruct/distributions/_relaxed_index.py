@@ -271,10 +271,6 @@ def _func_name(func) -> str:
     return _OPERATORS.get(name.strip("_"), name)
 
 
-def _is_tensor_with(obj, pred) -> bool:
-    return any(isinstance(t, torch.Tensor) and pred(t) for t in _flat_tensors(obj))
-
-
 def _flat_tensors(obj):
     if isinstance(obj, torch.Tensor):
         yield obj
@@ -307,7 +303,7 @@ def _default(func, args, kwargs):
             soft = None  # the op needs an integer tensor there (bincount, scatter_add, ...)
         if isinstance(soft, torch.Tensor) and soft.shape == out.shape:
             return soft.to(out.dtype)
-    if _is_tensor_with(out, lambda t: True):
+    if any(True for _ in _flat_tensors(out)):  # a tensor result: the index left the graph
         for c in _walk((args, kwargs)):
             c.__dict__["_probe"].escape(name)
     return out
