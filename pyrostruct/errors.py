@@ -7,11 +7,28 @@ into one line on stderr and exit code 2. A training run that diverges raises
 :class:`NonFiniteLossError`, a :class:`RuntimeError`.
 """
 
-__all__ = ["InputError", "NonFiniteLossError"]
+import numbers
+
+__all__ = ["InputError", "NonFiniteLossError", "check_count"]
 
 
 class InputError(ValueError):
     """Bad user input: the message names the problem and the fix."""
+
+
+def check_count(value, name: str, minimum: int = 1) -> int:
+    """``value`` as an ``int`` of at least ``minimum`` (Python or numpy integers; bools
+    and other types refused).
+
+    :raises InputError: naming ``name``: "must be a positive integer" (``minimum=1``),
+        "a non-negative integer" (0), or "an integer >= minimum".
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        what = {1: "a positive integer", 0: "a non-negative integer"}.get(
+            minimum, f"an integer >= {minimum}"
+        )
+        raise InputError(f"{name} must be {what}, got {value!r}")
+    return int(value)
 
 
 class NonFiniteLossError(RuntimeError):

@@ -41,7 +41,7 @@ from pyrostruct.causal.interventions import parse_interventions
 from pyrostruct.causal.result import CausalResult
 from pyrostruct.causal.settings import check_seed
 from pyrostruct.data import check_table
-from pyrostruct.errors import InputError
+from pyrostruct.errors import InputError, check_count
 from pyrostruct.graph import topological_order
 
 __all__ = ["ActiveLearner", "edge_entropy", "EXACT_DESIGN_NODES"]
@@ -151,8 +151,7 @@ class ActiveLearner:
             (the batch chosen after that fit, as text), ``entropy``, with a truth
             ``expected_shd`` and ``auprc``, and ``seconds`` (fit and design).
         """
-        if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 0:
-            raise InputError(f"rounds must be a non-negative integer, got {rounds!r}")
+        rounds = check_count(rounds, "rounds", minimum=0)
         bar = None
         if progress:
             from tqdm.auto import tqdm

@@ -32,7 +32,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
-from pyrostruct.errors import InputError
+from pyrostruct.errors import InputError, check_count
 
 __all__ = [
     "CausalDataset",
@@ -319,8 +319,7 @@ class LinearSEMEnvironment:
         """``n`` rows of ``do(X_j := v)`` for every ``j: v`` of ``values`` (node names or
         indices), the intervention column naming the set nodes (``;``-joined)."""
         d = len(self.names)
-        if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise InputError(f"n must be a positive integer, got {n!r}")
+        n = check_count(n, "n")
         targets = {}
         for key, v in values.items():
             j = self.names.index(key) if key in self.names else key

@@ -47,7 +47,7 @@ from pyrostruct.causal.information import Experiment, GraphPosterior
 from pyrostruct.causal.relaxed_design import optimize_experiment
 from pyrostruct.causal.result import CausalResult
 from pyrostruct.causal.settings import check_seed
-from pyrostruct.errors import InputError
+from pyrostruct.errors import InputError, check_count
 from pyrostruct.infer.bge import bge_hyperparameters
 
 __all__ = ["DesignResult", "suggest_interventions", "STRATEGIES"]
@@ -207,12 +207,12 @@ def suggest_interventions(
             "search='gradient' chooses the values itself within a bound: give values as a "
             "number of standard deviations (or 'auto': 2), not per node"
         )
-    batch_size = _positive_int(batch_size, "batch_size")
-    samples = _positive_int(samples_per_experiment, "samples_per_experiment")
+    batch_size = check_count(batch_size, "batch_size")
+    samples = check_count(samples_per_experiment, "samples_per_experiment")
     if strategy == "ait" and samples < 2:
         raise InputError("strategy='ait' compares variances within experiments: it needs "
                          f"samples_per_experiment >= 2, got {samples}")  # fmt: skip
-    num_dag_samples = _positive_int(num_dag_samples, "num_dag_samples")
+    num_dag_samples = check_count(num_dag_samples, "num_dag_samples")
     if num_dag_samples < 2 * len(posteriors):
         raise InputError(
             f"num_dag_samples must be at least {2 * len(posteriors)} (2 per posterior), got "
@@ -228,10 +228,10 @@ def suggest_interventions(
     names = result_names
     d = len(names)
     nodes = _target_nodes(targets, names)
-    k = _positive_int(max_targets_per_experiment, "max_targets_per_experiment")
+    k = check_count(max_targets_per_experiment, "max_targets_per_experiment")
     if k > len(nodes):
         raise InputError(f"max_targets_per_experiment is {k} but only {len(nodes)} targets")
-    prescreen = _positive_int(prescreen, "prescreen")
+    prescreen = check_count(prescreen, "prescreen")
     z, mean, sd = bge_columns(x, mask, names=names)
     levels = _values(values, names, nodes, mean, sd)
     candidates = _candidates(nodes, 1, levels, samples)
@@ -384,12 +384,6 @@ def _joint_gain(posterior, parameters, experiments, seed: int) -> tuple[float, f
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         return posterior.information_gain(experiments, parameters)
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InputError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _target_nodes(targets, names: list, what: str = "targets") -> list[int]:

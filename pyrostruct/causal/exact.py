@@ -46,7 +46,7 @@ from pyrostruct.causal.equivalence import sample_equivalent_dags
 from pyrostruct.causal.interventions import target_sets
 from pyrostruct.causal.result import consensus_adjacency
 from pyrostruct.causal.settings import check_seed
-from pyrostruct.errors import InputError
+from pyrostruct.errors import InputError, check_count
 from pyrostruct.infer.bge import bge_hyperparameters, bge_local_scores
 
 __all__ = ["ExactPosterior", "exact_posterior", "MAX_NODES"]
@@ -91,8 +91,7 @@ class ExactPosterior:
         :param seed: seed of the draws, ``0 .. 2**32 - 1``, or ``None`` for a fresh one.
         :raises InputError: ``n`` not a positive integer, or a bad seed.
         """
-        if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise InputError(f"n must be a positive integer, got {n!r}")
+        n = check_count(n, "n")
         rng = np.random.default_rng(check_seed(seed))
         d = len(self.names)
         full = (1 << d) - 1

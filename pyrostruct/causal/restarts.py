@@ -38,7 +38,7 @@ import os
 import numpy as np
 
 from pyrostruct.causal.settings import Settings
-from pyrostruct.errors import InputError
+from pyrostruct.errors import check_count
 
 __all__ = ["restart_plan", "restart_checkpoint", "best_restart", "check_restarts"]
 
@@ -48,9 +48,7 @@ def check_restarts(restarts) -> int:
 
     :raises InputError: not an integer >= 1.
     """
-    if isinstance(restarts, bool) or not isinstance(restarts, (int, np.integer)) or restarts < 1:
-        raise InputError(f"restarts must be a positive integer, got {restarts!r}")
-    return int(restarts)
+    return check_count(restarts, "restarts")
 
 
 def restart_seed(seed: int, restart: int) -> int:
