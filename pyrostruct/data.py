@@ -30,7 +30,7 @@ import pandas as pd
 
 from pyrostruct.errors import InputError
 
-__all__ = ["read_csv", "check_table", "column_exponents", "parses_as_number"]
+__all__ = ["read_csv", "check_table", "column_exponents", "parses_as_number", "is_real_number"]
 
 #: DataFrame ``attrs`` key under which :func:`read_csv` keeps where the table
 #: came from: ``{"path": str, "lines": list of the file line of each row}``.
@@ -218,7 +218,7 @@ def parses_as_number(value) -> bool:
     """Whether ``value`` is a number as pandas reads one (a string) or a real number."""
     if isinstance(value, str):
         return _NUMBER.fullmatch(value) is not None
-    return _is_number(value)
+    return is_real_number(value)
 
 
 def _check_unique_names(names: Sequence[str], *, source: str) -> None:
@@ -264,7 +264,7 @@ def check_table(
         columns = {}
         for j, col in enumerate(data.columns):
             column = data.iloc[:, j]
-            if column.dtype == object and all(_is_number(v) for v in column):
+            if column.dtype == object and all(is_real_number(v) for v in column):
                 column = column.astype(np.float64)  # numbers held as Python objects
             columns[j] = column
             if pd.api.types.is_complex_dtype(column):
@@ -273,7 +273,7 @@ def check_table(
                     "imaginary parts or magnitudes as columns of their own"
                 )
             if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
-                row = next((i for i, v in enumerate(column) if not _is_number(v)), None)
+                row = next((i for i, v in enumerate(column) if not is_real_number(v)), None)
                 found = ""
                 if row is not None:
                     found = f" (found {column.iloc[row]!r}, {row_label(data, row)})"
@@ -341,7 +341,9 @@ def _check_shape(shape: tuple, min_rows: int, min_cols: int, name: str) -> None:
         raise InputError(f"{name}: found {n} row(s) (shape={shape}); at least {min_rows} needed")
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+def is_real_number(value, *, finite: bool = False) -> bool:
+    """Whether ``value`` is a real Python or numpy number (not a bool), and finite if asked."""
+    real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
         value, (bool, np.bool_)
     )
+    return real and (not finite or math.isfinite(value))

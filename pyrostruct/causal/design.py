@@ -47,6 +47,7 @@ from pyrostruct.causal.information import Experiment, GraphPosterior
 from pyrostruct.causal.relaxed_design import optimize_experiment
 from pyrostruct.causal.result import CausalResult
 from pyrostruct.causal.settings import check_seed
+from pyrostruct.data import is_real_number
 from pyrostruct.errors import InputError, check_count
 from pyrostruct.infer.bge import bge_hyperparameters
 
@@ -413,7 +414,8 @@ def _values(values, names, nodes, mean, sd) -> dict[int, list[float]]:
     if isinstance(values, (int, float, np.number)) and not isinstance(values, (bool, np.bool_)):
         values = [values]
     if isinstance(values, (list, tuple, np.ndarray)):
-        if not len(values) or not all(_is_number(v) and abs(v) <= MAX_VALUE_SD for v in values):
+        ok = [is_real_number(v, finite=True) and abs(v) <= MAX_VALUE_SD for v in values]
+        if not ok or not all(ok):
             raise InputError(
                 f"values must be finite numbers of standard deviations, at most {MAX_VALUE_SD:g} "
                 f"in size, got {values!r}"
@@ -427,7 +429,7 @@ def _values(values, names, nodes, mean, sd) -> dict[int, list[float]]:
         if t not in nodes:
             raise InputError(f"values: {key!r} is not among the targets")
         given = [given] if np.isscalar(given) else list(given)
-        if not given or not all(_is_number(v) for v in given):
+        if not given or not all(is_real_number(v, finite=True) for v in given):
             raise InputError(f"values of {key!r} must be finite numbers, got {given!r}")
         out[t] = [(float(v) - mean[t]) / sd[t] for v in given]
         if not all(abs(v) <= MAX_VALUE_SD for v in out[t]):
@@ -436,14 +438,6 @@ def _values(values, names, nodes, mean, sd) -> dict[int, list[float]]:
                 f"the node's mean: {given!r}"
             )
     return out
-
-
-def _is_number(v) -> bool:
-    return (
-        isinstance(v, (int, float, np.integer, np.floating))
-        and not isinstance(v, (bool, np.bool_))
-        and math.isfinite(v)
-    )
 
 
 def _count_sets(pool: int, k: int, levels: dict, nodes) -> int:

@@ -46,6 +46,7 @@ from pyrostruct.causal.equivalence import sample_equivalent_dags
 from pyrostruct.causal.interventions import target_sets
 from pyrostruct.causal.result import consensus_adjacency
 from pyrostruct.causal.settings import check_seed
+from pyrostruct.data import is_real_number
 from pyrostruct.errors import InputError, check_count
 from pyrostruct.infer.bge import bge_hyperparameters, bge_local_scores
 
@@ -152,7 +153,7 @@ def exact_posterior(
             f"got {d}; use discover"
         )
     pairs = d * (d - 1) / 2
-    if expected_edges is not None and not _is_real(expected_edges):
+    if expected_edges is not None and not is_real_number(expected_edges):
         raise InputError(f"expected_edges must be a number, got {expected_edges!r}")
     m = min(float(d), pairs / 2) if expected_edges is None else float(expected_edges)
     if not 0 < m < pairs:
@@ -188,12 +189,6 @@ def exact_posterior(
         _local=local,
         _alpha=alpha,
         _backward=backward,
-    )
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, (bool, np.bool_)
     )
 
 
