@@ -188,6 +188,7 @@ def relax(
         >>> import pyro, pyro.distributions as dist
         >>> def model():
         ...     return pyro.sample("z", dist.Bernoulli(0.3))
+        >>> pyro.set_rng_seed(0)
         >>> with relax(temperature=0.5):
         ...     z = model()
         >>> bool(0 < z < 1)
