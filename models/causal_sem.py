@@ -35,8 +35,14 @@ from pyrostruct.infer.autoguide import AutoDAG
 
 def model(data, expected_edges, batch_size=None):
     n, d = data.shape
-    # the causal graph: a latent DAG
-    graph = pyro.sample("G", ErdosRenyiDAG(d, expected_edges=expected_edges))
+    # the causal graph: a latent DAG. The likelihood below changes smoothly with each
+    # edge (the weights are multiplied by G), so the low-variance straight-through
+    # gradient serves; AutoDAG's default would be the unbiased score-function one.
+    graph = pyro.sample(
+        "G",
+        ErdosRenyiDAG(d, expected_edges=expected_edges),
+        infer={"dag_estimator": "straight-through"},
+    )
     # the structural equations: x_j = b_j + sum_i G_ij W_ij x_i + noise_j
     weight = pyro.param("W", torch.zeros(d, d))
     bias = pyro.param("b", torch.zeros(d))

@@ -47,8 +47,17 @@ from pyrostruct.infer.enum import (
     infer_max_plate_nesting,
 )
 from pyrostruct.infer.init import mixture_init
+from pyrostruct.infer.rloo import TraceRLOO_ELBO
 
 __all__ = ["FitResult", "fit"]
+
+#: Particles of the default ``TraceRLOO_ELBO`` when the guide has score-function sites.
+SCORE_PARTICLES = 16
+#: Learning-rate multiplier of DAG sites trained by score-function gradients. Adam
+#: normalizes their noisy gradients; measured on the 3-node collider of the tests
+#: (1000 steps, 16 particles), edge marginals land 0.17 from exact at the base
+#: rate 0.02 and within 0.02 at 0.2.
+SCORE_DAG_LR = 10.0
 
 
 class _FitResultFields(NamedTuple):
@@ -65,7 +74,11 @@ class FitResult(_FitResultFields):
 
     - ``discrete_policy``: ``{site: "enumerate" | "relax"}`` for every latent
       discrete site, the choice :func:`fit` made (or found in the model);
-    - ``elbo``: the ELBO object trained with (``TraceEnum_ELBO`` or ``Trace_ELBO``);
+    - ``elbo``: the ELBO object trained with (``TraceEnum_ELBO``,
+      :class:`~pyrostruct.infer.TraceRLOO_ELBO` or ``Trace_ELBO``);
+    - ``score_function_sites``: the guide's sites trained by score-function
+      gradients (for example DAG sites under
+      :class:`~pyrostruct.infer.autoguide.AutoDAG`'s default estimator);
     - ``max_plate_nesting``: the value given to ``TraceEnum_ELBO`` (``None``
       when nothing was enumerated);
     - ``args``, ``kwargs``: the data the model was fitted to;
@@ -93,6 +106,7 @@ class FitResult(_FitResultFields):
         self = super().__new__(cls, model, guide, losses)
         self.discrete_policy = dict(discrete_policy or {})
         self.elbo = elbo
+        self.score_function_sites: list[str] = []  # set by fit
         self.max_plate_nesting = max_plate_nesting
         self.restart_elbos: list[float] = []  # set by fit when it built the guide
         self.data_init = False
@@ -178,7 +192,7 @@ def fit(
     discrete: str | dict[str, str] = "auto",
     steps: int = 1000,
     lr: float = 0.02,
-    num_particles: int = 1,
+    num_particles: int | None = None,
     temperature: Any = 0.5,
     elbo=None,
     max_plate_nesting: int | None = None,
@@ -216,8 +230,16 @@ def fit(
     The choice per site is reported as ``result.discrete_policy``. With an
     enumerated site the ELBO is ``TraceEnum_ELBO(max_plate_nesting=...)``,
     ``max_plate_nesting`` read off a trace of the model
-    (:func:`~pyrostruct.infer.enum.infer_max_plate_nesting`) unless given;
-    otherwise ``Trace_ELBO``. The rules and the size budget are in
+    (:func:`~pyrostruct.infer.enum.infer_max_plate_nesting`) unless given.
+    When the guide has sites without a reparameterized sampler (DAG sites
+    under :class:`~pyrostruct.infer.autoguide.AutoDAG`'s default, unbiased
+    score-function estimator; reported as ``result.score_function_sites``) it is
+    :class:`~pyrostruct.infer.TraceRLOO_ELBO` with 16 particles (vectorized when
+    the model broadcasts over a particle plate, drawn one by one otherwise), and
+    the parameters of score-function DAG sites learn at ``10 * lr`` (Adam
+    normalizes their noisy gradients; at ``lr`` alone 1000 steps leave the edge
+    marginals of a 3-node collider 0.17 from exact, at ``10 * lr`` within 0.02).
+    Otherwise ``Trace_ELBO``. The rules and the size budget are in
     :mod:`pyrostruct.infer.enum`. After the fit,
     :meth:`FitResult.infer_discrete` recovers the enumerated local latents (MAP
     or posterior samples).
@@ -255,7 +277,8 @@ def fit(
     :param discrete: the discrete policy (see above).
     :param int steps: number of SVI steps (>= 1).
     :param float lr: Adam learning rate (> 0).
-    :param int num_particles: ELBO particles per step.
+    :param num_particles: ELBO particles per step; default 1, or 16 with
+        ``TraceRLOO_ELBO`` (see above).
     :param temperature: Gumbel-softmax temperature of the relaxed sites.
     :param elbo: an ELBO instance (default: ``TraceEnum_ELBO`` or ``Trace_ELBO``
         with ``num_particles``, see above); with enumerated sites it must handle
@@ -293,8 +316,10 @@ def fit(
         raise InputError(f"init must be 'auto' or None, got {init!r}")
     if guide is not None and num_restarts > 1:
         raise InputError("num_restarts > 1 builds a fresh guide per restart: leave guide=None")
-    if not (isinstance(num_particles, int) and num_particles >= 1):
-        raise InputError(f"num_particles must be a positive integer, got {num_particles!r}")
+    if num_particles is not None and not (isinstance(num_particles, int) and num_particles >= 1):
+        raise InputError(
+            f"num_particles must be a positive integer or None, got {num_particles!r}"
+        )
     if max_plate_nesting is not None and not (
         isinstance(max_plate_nesting, int) and max_plate_nesting >= 0
     ):
@@ -357,18 +382,22 @@ def _fit_once(
             if max_plate_nesting is not None
             else infer_max_plate_nesting(model, *args, **kwargs)
         )
+    score_sites = _score_function_sites(guide, args, kwargs)
     if elbo is None:
         if enumerated:
-            elbo = TraceEnum_ELBO(max_plate_nesting=nesting, num_particles=num_particles)
+            elbo = TraceEnum_ELBO(max_plate_nesting=nesting, num_particles=num_particles or 1)
+        elif score_sites:
+            elbo = _rloo_elbo(model, guide, args, kwargs, num_particles or SCORE_PARTICLES)
         else:
-            elbo = Trace_ELBO(num_particles=num_particles)
+            elbo = Trace_ELBO(num_particles=num_particles or 1)
     elif enumerated and not isinstance(elbo, (TraceEnum_ELBO, TraceTMC_ELBO)):
         raise InputError(
             f"the model enumerates sites {enumerated}, which {type(elbo).__name__} would "
             "sample without gradient; pass elbo=TraceEnum_ELBO(max_plate_nesting="
             f"{nesting}) or leave elbo=None."
         )
-    optim = ClippedAdam({"lr": lr})
+    fast = _score_dag_params(guide)
+    optim = ClippedAdam(lambda name: {"lr": lr * (SCORE_DAG_LR if name in fast else 1.0)})
     svi = SVI(model, guide, optim, elbo)
     svi.evaluate_loss(*args, **kwargs)  # sets the guide up, so its schedules can be found
     hooks = [TemperatureHook(_schedules(temperature, guide))]
@@ -378,7 +407,7 @@ def _fit_once(
     if callback is not None:
         hooks.append(CallbackHook(callback))
     losses = train(lambda: svi.step(*args, **kwargs), steps, hooks=hooks, name="fit")
-    return FitResult(
+    result = FitResult(
         model,
         guide,
         losses,
@@ -388,6 +417,44 @@ def _fit_once(
         args=args,
         kwargs=kwargs,
     )
+    result.score_function_sites = score_sites
+    return result
+
+
+def _score_function_sites(guide, args, kwargs) -> list[str]:
+    """The guide's latent sites without a reparameterized sampler (sets the guide up)."""
+    trace = poutine.trace(guide).get_trace(*args, **kwargs)
+    return [
+        name
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and not site["is_observed"] and not site["fn"].has_rsample
+    ]
+
+
+def _rloo_elbo(model, guide, args, kwargs, num_particles: int) -> TraceRLOO_ELBO:
+    """``TraceRLOO_ELBO`` with ``max(num_particles, 2)`` particles: vectorized when the
+    model and guide broadcast over a particle plate, drawn one by one otherwise."""
+    num_particles = max(num_particles, 2)
+    elbo = TraceRLOO_ELBO(num_particles=num_particles)
+    try:
+        with torch.no_grad():
+            elbo.loss(model, guide, *args, **kwargs)
+    except (RuntimeError, ValueError, IndexError):  # shapes that do not broadcast
+        return TraceRLOO_ELBO(num_particles=num_particles, vectorize_particles=False)
+    return elbo
+
+
+def _score_dag_params(guide) -> set[str]:
+    """Param-store names of the parameters of DAG sites trained by score-function gradients."""
+    from pyrostruct._pyro_compat import param_store_name
+    from pyrostruct.infer.autoguide.dag import AutoDAG
+
+    parts = list(guide) if isinstance(guide, AutoGuideList) else [guide]
+    names = set()
+    for part in parts:
+        if isinstance(part, AutoDAG) and "score" in part.estimators.values():
+            names.update(param_store_name(p) for p in part.parameters())
+    return names
 
 
 def _subspace_schedulers(guide, optim, steps: int) -> list:

@@ -37,44 +37,58 @@ def _per_particle(log_prob: torch.Tensor, num_particles: int, particle_dim: int)
     return moved.reshape(moved.shape[0], -1).sum(-1).expand(num_particles)
 
 
+def _terms(model_trace, guide_trace, per_particle):
+    """``(elbo, score)`` per particle: ``log p - log q`` (the score sites' ``log q``
+    detached) and the summed ``log q`` of the non-reparameterized guide sites."""
+    elbo = 0.0
+    score = 0.0
+    for site in model_trace.nodes.values():
+        if site["type"] == "sample":
+            elbo = elbo + per_particle(site["log_prob"])
+    for site in guide_trace.nodes.values():
+        if site["type"] == "sample":
+            log_q = per_particle(site["log_prob"])
+            if site["fn"].has_rsample:
+                elbo = elbo - log_q
+            else:
+                # As in Pyro: the direct gradient of -log q has expectation
+                # zero and only adds variance; the score term carries it all.
+                elbo = elbo - log_q.detach()
+                score = score + log_q
+    return elbo, score
+
+
 class TraceRLOO_ELBO(Trace_ELBO):
     """ELBO with leave-one-out baselines for the non-reparameterized guide sites.
 
-    :param int num_particles: ``K >= 2`` particles, always vectorized (the model
-        and guide must broadcast over an extra outermost plate, as for Pyro's
-        ``vectorize_particles=True``).
+    :param int num_particles: ``K >= 2`` particles.
+    :param bool vectorize_particles: draw the particles in one vectorized pass
+        (default; the model and guide must broadcast over an extra outermost
+        plate, as for Pyro's ``vectorize_particles=True``) or run model and
+        guide ``K`` times, for models that do not broadcast.
     :param int max_plate_nesting: as in Pyro's ELBOs (guessed when omitted).
 
     Use it like ``Trace_ELBO``: ``SVI(model, guide, optim, TraceRLOO_ELBO(16))``.
     """
 
-    def __init__(self, num_particles: int = 8, **kwargs):
+    def __init__(self, num_particles: int = 8, vectorize_particles: bool = True, **kwargs):
         if not (isinstance(num_particles, int) and num_particles >= 2):
             raise ValueError(
                 f"TraceRLOO_ELBO needs num_particles >= 2 for its baseline, got {num_particles!r}"
             )
-        kwargs["vectorize_particles"] = True
-        super().__init__(num_particles=num_particles, **kwargs)
+        super().__init__(
+            num_particles=num_particles, vectorize_particles=bool(vectorize_particles), **kwargs
+        )
 
     def _particle_terms(self, model, guide, args, kwargs):
-        ((model_trace, guide_trace),) = elbo_traces(self, model, guide, args, kwargs)
-        K, dim = self.num_particles, -self.max_plate_nesting
-        elbo = 0.0
-        score = 0.0
-        for site in model_trace.nodes.values():
-            if site["type"] == "sample":
-                elbo = elbo + _per_particle(site["log_prob"], K, dim)
-        for site in guide_trace.nodes.values():
-            if site["type"] == "sample":
-                log_q = _per_particle(site["log_prob"], K, dim)
-                if site["fn"].has_rsample:
-                    elbo = elbo - log_q
-                else:
-                    # As in Pyro: the direct gradient of -log q has expectation
-                    # zero and only adds variance; the score term carries it all.
-                    elbo = elbo - log_q.detach()
-                    score = score + log_q
-        return elbo, score
+        """Per-particle ELBO terms and guide log-densities of the score sites, ``(K,)`` each."""
+        traces = elbo_traces(self, model, guide, args, kwargs)
+        if self.vectorize_particles:
+            ((model_trace, guide_trace),) = traces  # guesses max_plate_nesting first
+            K, dim = self.num_particles, -self.max_plate_nesting
+            return _terms(model_trace, guide_trace, lambda lp: _per_particle(lp, K, dim))
+        terms = [_terms(m, g, lambda lp: lp.sum().reshape(1)) for m, g in traces]
+        return tuple(torch.cat([torch.as_tensor(t[i]).reshape(1) for t in terms]) for i in (0, 1))
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
         elbo, score = self._particle_terms(model, guide, args, kwargs)

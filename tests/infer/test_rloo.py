@@ -42,10 +42,11 @@ def grad_samples(elbo, reps=400):
     return torch.tensor(out)
 
 
-def test_rloo_gradient_is_unbiased_and_less_variable_than_trace_elbo():
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_rloo_gradient_is_unbiased_and_less_variable_than_trace_elbo(vectorize):
     guide()  # create phi
     exact = exact_elbo_grad(0.4)
-    rloo = grad_samples(TraceRLOO_ELBO(num_particles=8))
+    rloo = grad_samples(TraceRLOO_ELBO(num_particles=8, vectorize_particles=vectorize))
     plain = grad_samples(Trace_ELBO(num_particles=8, vectorize_particles=True))
     se = rloo.std() / len(rloo) ** 0.5
     assert abs(rloo.mean() - exact) < 4 * se, (rloo.mean(), exact, se)
@@ -60,6 +61,30 @@ def test_rloo_loss_is_the_elbo_estimate():
     q = torch.sigmoid(torch.tensor(0.4))
     elbo = q * (F1 + torch.log(PRIOR / q)) + (1 - q) * (F0 + torch.log((1 - PRIOR) / (1 - q)))
     assert abs(losses.mean() + elbo) < 4 * losses.std() / 40**0.5 + 1e-6
+
+
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_rloo_particle_terms_are_one_per_particle_with_plates(vectorize):
+    """Sites in a plate are summed per particle, vectorized or drawn one by one."""
+    data = torch.tensor([0.5, -1.0, 2.0])
+
+    def plated_model():
+        z = pyro.sample("z", dist.Bernoulli(PRIOR))
+        with pyro.plate("data", 3):
+            pyro.sample("x", dist.Normal(z, 1.0), obs=data)
+
+    elbo = TraceRLOO_ELBO(num_particles=5, vectorize_particles=vectorize, max_plate_nesting=1)
+    with torch.no_grad():
+        f, score = elbo._particle_terms(plated_model, guide, (), {})
+    assert f.shape == score.shape == (5,)
+    for fk, sk in zip(f, score):
+        z = 1.0 if sk.exp() == pytest.approx(torch.sigmoid(torch.tensor(0.4)).item()) else 0.0
+        expected = (
+            dist.Bernoulli(PRIOR).log_prob(torch.tensor(z))
+            + dist.Normal(z, 1.0).log_prob(data).sum()
+            - sk
+        )
+        assert fk.item() == pytest.approx(expected.item(), abs=1e-5)
 
 
 @pytest.mark.parametrize("k", [1, 0, 2.5])

@@ -48,6 +48,7 @@ class StraightThroughEstimator(Estimator):
             self.prior = ErdosRenyiDAG(d, expected_edges=settings.expected_edges)
         self.guide = AutoDAG(
             self.model,
+            estimator="straight-through",
             temperature=self.schedule,
             init_orders=None if order is None else {"G": order},
             init_scale=0.01,

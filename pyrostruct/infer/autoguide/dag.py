@@ -63,6 +63,17 @@ def is_dag_site(site) -> bool:
     )
 
 
+ESTIMATORS = ("score", "straight-through")
+
+
+def _check_estimator(value, what: str, *, allow_auto: bool) -> str:
+    allowed = ("auto",) * allow_auto + ESTIMATORS
+    if value not in allowed:
+        names = ", ".join(repr(a) for a in allowed)
+        raise ValueError(f"{what} must be one of {names}; got {value!r}")
+    return value
+
+
 class AutoDAG(SiteFamilyGuide):
     """Autoguide for the DAG sample sites of a model (order-then-edges family).
 
@@ -85,15 +96,27 @@ class AutoDAG(SiteFamilyGuide):
     :param float init_scale: spread of the random initial scores (default 0.01).
     :param float order_spacing: score gap between consecutive nodes of an
         ``init_orders`` order (default 1.0).
-    :param str estimator: gradient estimator of the DAG sites,
-        ``"straight-through"`` (default) or ``"score"``. ``"straight-through"``
-        (pathwise through the relaxed order and edges): low variance, but biased;
-        fine when the likelihood is smooth in the adjacency (SEMs whose weights
-        are multiplied by ``A``), badly biased when ``A`` enters non-linearly
-        (for example a marginal likelihood with the weights integrated out).
-        ``"score"``: samples are not reparameterized, so Pyro uses the unbiased
-        score-function estimator; train with
-        :class:`~pyrostruct.infer.TraceRLOO_ELBO` (leave-one-out baselines).
+    :param str estimator: gradient estimator of the DAG sites, ``"auto"``
+        (default), ``"score"`` or ``"straight-through"``.
+
+        - ``"score"``: samples are not reparameterized, so the ELBO gradient is
+          the unbiased score-function (REINFORCE) estimator; train with
+          :class:`~pyrostruct.infer.TraceRLOO_ELBO` (leave-one-out baselines),
+          which :func:`~pyrostruct.infer.fit` picks by itself. Right for any
+          likelihood, including those where ``A`` enters non-linearly (a
+          marginal likelihood with the weights integrated out).
+        - ``"straight-through"``: pathwise gradients through the relaxed order
+          and edges, ``Trace_ELBO``; low variance but biased. Fine when the
+          log-density changes smoothly and nearly linearly with each ``A_ij``
+          (SEMs whose weights are multiplied by ``A``, as in
+          :mod:`pyrostruct.causal`); badly biased otherwise (measured: edge
+          marginals 0.5 from the exact posterior on a 3-node model with the
+          weights integrated out, where ``"score"`` lands within 0.02).
+        - ``"auto"``: per site, what the model declares with
+          ``pyro.sample(name, dag, infer={"dag_estimator": "straight-through"})``
+          (or ``"score"``), else ``"score"``.
+
+        :attr:`estimators` reports the choice per site after the first call.
     :param bool rao_blackwellize: replace the Monte Carlo edge term
         ``log q(A | pi) - log p(A | pi)`` of the ELBO by its exact conditional
         expectation, the Bernoulli KL ``sum_{forward pairs} KL(q_ij || p_ij)``
@@ -126,7 +149,7 @@ class AutoDAG(SiteFamilyGuide):
         init_edge_prob=None,
         init_scale: float = 0.01,
         order_spacing: float = 1.0,
-        estimator: str = "straight-through",
+        estimator: str = "auto",
         rao_blackwellize: bool = False,
         create_plates=None,
     ):
@@ -139,9 +162,8 @@ class AutoDAG(SiteFamilyGuide):
         self._init_edge_prob = init_edge_prob
         self._init_scale = float(init_scale)
         self._order_spacing = float(order_spacing)
-        if estimator not in ("straight-through", "score"):
-            raise ValueError(f"estimator must be 'straight-through' or 'score', got {estimator!r}")
-        self.estimator = estimator
+        self.estimator = _check_estimator(estimator, "estimator", allow_auto=True)
+        self.estimators: dict[str, str] = {}
         self.rao_blackwellize = bool(rao_blackwellize)
         super().__init__(model, create_plates=create_plates)
 
@@ -152,6 +174,7 @@ class AutoDAG(SiteFamilyGuide):
         self.edge_logits = PyroModule()
         self._families = {}
         self._prior_logits = {}
+        self.estimators = {}
         found = False
         for name, site in self.prototype_trace.iter_stochastic_nodes():
             fn = base_distribution(site["fn"])
@@ -163,6 +186,7 @@ class AutoDAG(SiteFamilyGuide):
                     "autoguide in an AutoGuideList."
                 )
             found = True
+            self.estimators[name] = self._site_estimator(site)
             d = fn.num_nodes
             prior_logits = fn.edge_logits.detach()
             while prior_logits.dim() > 2:
@@ -177,6 +201,16 @@ class AutoDAG(SiteFamilyGuide):
         if not found:
             raise ValueError("AutoDAG found no DAG sample site in the model.")
         self._site_names = list(self._families)
+
+    def _site_estimator(self, site) -> str:
+        """The estimator of a site: the guide's, else the model's declaration, else score."""
+        if self.estimator != "auto":
+            return self.estimator
+        declared = site["infer"].get("dag_estimator")
+        if declared is None:
+            return "score"
+        where = f"site {site['name']!r}: infer['dag_estimator']"
+        return _check_estimator(declared, where, allow_auto=False)
 
     def _initial_edge_logits(self, name, prior_logits):
         p = self._init_edge_prob
@@ -224,7 +258,7 @@ class AutoDAG(SiteFamilyGuide):
             fn = SmoothOrientationDAG(-scores, logits, temperature=tau, shift=shift)
         else:
             fn = OrderedDAG(scores, logits, temperature=tau)
-        return fn.has_rsample_(False) if self.estimator == "score" else fn
+        return fn.has_rsample_(False) if self.estimators[name] == "score" else fn
 
     def _after_sample(self, name, value):
         if self.rao_blackwellize:

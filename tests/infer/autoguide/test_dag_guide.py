@@ -73,6 +73,28 @@ def test_non_dag_site_is_refused_with_the_fix():
         AutoDAG(model)()
 
 
+def test_estimator_is_score_by_default_unless_the_model_declares_another():
+    def model(declared=None):
+        infer = {} if declared is None else {"dag_estimator": declared}
+        pyro.sample("G", ErdosRenyiDAG(3, expected_edges=1.0), infer=infer)
+
+    guide = AutoDAG(model)
+    assert not guide()["G"].requires_grad
+    assert guide.estimators == {"G": "score"}
+    assert not guide.get_distribution("G").has_rsample
+    guide = AutoDAG(model)
+    guide("straight-through")
+    assert guide.estimators == {"G": "straight-through"}
+    assert guide.get_distribution("G").has_rsample
+    guide = AutoDAG(model, estimator="score")  # the guide's choice beats the declaration
+    guide("straight-through")
+    assert guide.estimators == {"G": "score"}
+    with pytest.raises(ValueError, match=r"site 'G': infer\['dag_estimator'\] must be one of"):
+        AutoDAG(model)("pathwise")
+    with pytest.raises(ValueError, match="estimator must be one of 'auto', 'score'"):
+        AutoDAG(model, estimator="reinforce")
+
+
 def _joint_states(d):
     """All (order, adjacency) pairs of the order-then-edges space."""
     for order in itertools.permutations(range(d)):
@@ -167,7 +189,8 @@ def _exact_and_variational(data, steps=700, seed=0):
     exact = (post[:, None, None] * dags).sum(0)
 
     def model():
-        g = pyro.sample("G", prior)
+        # multilinear in the edges: the model declares the straight-through estimator
+        g = pyro.sample("G", prior, infer={"dag_estimator": "straight-through"})
         pyro.factor("evidence", _score(tables, g))
 
     schedule = ExponentialSchedule(initial=1.0, rate=3.0 / steps, minimum=0.3)
@@ -183,8 +206,8 @@ def _exact_and_variational(data, steps=700, seed=0):
 def test_concentrated_posterior_matches_enumeration():
     """Collider 0 -> 2 <- 1 with strong effects: its orientation is identified.
 
-    Default (straight-through) estimator on the multilinear extension of the
-    family scores. The score-function estimator on the raw marginal likelihood,
+    Straight-through estimator (declared by the model) on the multilinear
+    extension of the family scores. The score-function estimator on the raw marginal likelihood,
     and the spread-out (chain) case, are in test_structural.py.
     """
     torch.manual_seed(0)
