@@ -21,6 +21,7 @@ from pyrostruct.distributions.dag import (  # noqa: E402
     SmoothOrientationDAG,
     get_order,
 )
+from pyrostruct.distributions.dag_mixture import DAGMixture  # noqa: E402
 from pyrostruct.distributions.dag_priors import ErdosRenyiDAG, SparsityPenalty  # noqa: E402
 from pyrostruct.distributions.permutation import PlackettLuce, permutation_matrix  # noqa: E402
 
@@ -28,6 +29,7 @@ __all__ += [
     "PlackettLuce",
     "permutation_matrix",
     "OrderedDAG",
+    "DAGMixture",
     "OrderLostWarning",
     "SmoothOrientationDAG",
     "get_order",

@@ -52,9 +52,19 @@ from pyrostruct.infer.enum import (  # noqa: E402
 
 __all__ += ["apply_policy", "enumerate_policy", "enumerated_sites", "infer_max_plate_nesting"]
 
+from pyrostruct.infer.dag_marginals import importance_edge_probs  # noqa: E402
 from pyrostruct.infer.engine import param_scope, train  # noqa: E402
 from pyrostruct.infer.fit import FitResult, fit  # noqa: E402
 from pyrostruct.infer.reparam import RelaxReparam  # noqa: E402
-from pyrostruct.infer.rloo import TraceRLOO_ELBO  # noqa: E402
+from pyrostruct.infer.rloo import TraceRLOO_ELBO, TraceRWS_ELBO  # noqa: E402
 
-__all__ += ["FitResult", "fit", "param_scope", "train", "RelaxReparam", "TraceRLOO_ELBO"]
+__all__ += [
+    "FitResult",
+    "fit",
+    "importance_edge_probs",
+    "param_scope",
+    "train",
+    "RelaxReparam",
+    "TraceRLOO_ELBO",
+    "TraceRWS_ELBO",
+]

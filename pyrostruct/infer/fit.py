@@ -13,6 +13,7 @@ latents afterwards (:meth:`FitResult.infer_discrete`).
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -46,12 +47,13 @@ from pyrostruct.infer.enum import (
     enumerated_sites,
     infer_max_plate_nesting,
 )
+from pyrostruct.infer.importance import VectorizationWarning
 from pyrostruct.infer.init import mixture_init
-from pyrostruct.infer.rloo import TraceRLOO_ELBO
+from pyrostruct.infer.rloo import TraceRWS_ELBO
 
 __all__ = ["FitResult", "fit"]
 
-#: Particles of the default ``TraceRLOO_ELBO`` when the guide has score-function sites.
+#: Particles of the default ``TraceRWS_ELBO`` when the guide has score-function sites.
 SCORE_PARTICLES = 16
 #: Learning-rate multiplier of DAG sites trained by score-function gradients. Adam
 #: normalizes their noisy gradients; measured on the 3-node collider of the tests
@@ -75,7 +77,7 @@ class FitResult(_FitResultFields):
     - ``discrete_policy``: ``{site: "enumerate" | "relax"}`` for every latent
       discrete site, the choice :func:`fit` made (or found in the model);
     - ``elbo``: the ELBO object trained with (``TraceEnum_ELBO``,
-      :class:`~pyrostruct.infer.TraceRLOO_ELBO` or ``Trace_ELBO``);
+      :class:`~pyrostruct.infer.TraceRWS_ELBO` or ``Trace_ELBO``);
     - ``score_function_sites``: the guide's sites trained by score-function
       gradients (for example DAG sites under
       :class:`~pyrostruct.infer.autoguide.AutoDAG`'s default estimator);
@@ -113,6 +115,30 @@ class FitResult(_FitResultFields):
         self.args = tuple(args)
         self.kwargs = dict(kwargs or {})
         return self
+
+    def edge_probs(self, name: str | None = None, num_samples: int = 4000):
+        """Posterior edge marginals ``P(i -> j | x)`` of DAG site ``name`` (``None``: the only
+        one), the guide's draws importance-weighted by the model
+        (:func:`~pyrostruct.infer.dag_marginals.importance_edge_probs`): right where the
+        guide's own marginals (``guide.edge_probs``) carry the variational fit's bias.
+
+        :returns: :class:`~pyrostruct.infer.autoguide.EdgeProbs` ``(mean, stderr, ess)``.
+        """
+        from pyrostruct.infer.autoguide.dag import is_dag_site
+        from pyrostruct.infer.dag_marginals import importance_edge_probs
+
+        trace = _trace(self.model, *self.args, **self.kwargs)
+        sites = [n for n, site in trace.nodes.items() if is_dag_site(site)]
+        if name is None:
+            if len(sites) != 1:
+                raise InputError(f"the model has DAG sites {sites}; pass name= (one of them)")
+            name = sites[0]
+        elif name not in sites:
+            raise InputError(f"no DAG site named {name!r}; the model's DAG sites are {sites}")
+        return importance_edge_probs(
+            self.model, self.guide, *self.args, site=name, num_samples=num_samples,
+            max_plate_nesting=self.max_plate_nesting, **self.kwargs,
+        )  # fmt: skip
 
     @property
     def enumerated_sites(self) -> list[str]:
@@ -234,12 +260,15 @@ def fit(
     When the guide has sites without a reparameterized sampler (DAG sites
     under :class:`~pyrostruct.infer.autoguide.AutoDAG`'s default, unbiased
     score-function estimator; reported as ``result.score_function_sites``) it is
-    :class:`~pyrostruct.infer.TraceRLOO_ELBO` with 16 particles (vectorized when
-    the model broadcasts over a particle plate, drawn one by one otherwise), and
-    the parameters of score-function DAG sites learn at ``10 * lr`` (Adam
-    normalizes their noisy gradients; at ``lr`` alone 1000 steps leave the edge
-    marginals of a 3-node collider 0.17 from exact, at ``10 * lr`` within 0.02).
-    Otherwise ``Trace_ELBO``. The rules and the size budget are in
+    :class:`~pyrostruct.infer.TraceRWS_ELBO` with 16 particles (vectorized when
+    the model broadcasts over a particle plate, drawn one by one otherwise): those
+    sites follow the mass-covering wake update of reweighted wake-sleep, the
+    others the ELBO's gradient; the parameters of score-function DAG sites learn
+    at ``10 * lr`` (Adam normalizes their noisy gradients; at ``lr`` alone 1000
+    steps leave the edge marginals of a 3-node collider 0.17 from exact, at
+    ``10 * lr`` within 0.02). Otherwise ``Trace_ELBO``. The posterior edge
+    marginals of a DAG site are then :meth:`FitResult.edge_probs`: the guide's
+    draws importance-weighted by the model. The rules and the size budget are in
     :mod:`pyrostruct.infer.enum`. After the fit,
     :meth:`FitResult.infer_discrete` recovers the enumerated local latents (MAP
     or posterior samples).
@@ -278,7 +307,7 @@ def fit(
     :param int steps: number of SVI steps (>= 1).
     :param float lr: Adam learning rate (> 0).
     :param num_particles: ELBO particles per step; default 1, or 16 with
-        ``TraceRLOO_ELBO`` (see above).
+        ``TraceRWS_ELBO`` (see above).
     :param temperature: Gumbel-softmax temperature of the relaxed sites.
     :param elbo: an ELBO instance (default: ``TraceEnum_ELBO`` or ``Trace_ELBO``
         with ``num_particles``, see above); with enumerated sites it must handle
@@ -387,7 +416,7 @@ def _fit_once(
         if enumerated:
             elbo = TraceEnum_ELBO(max_plate_nesting=nesting, num_particles=num_particles or 1)
         elif score_sites:
-            elbo = _rloo_elbo(model, guide, args, kwargs, num_particles or SCORE_PARTICLES)
+            elbo = _score_elbo(model, guide, args, kwargs, num_particles or SCORE_PARTICLES)
         else:
             elbo = Trace_ELBO(num_particles=num_particles or 1)
     elif enumerated and not isinstance(elbo, (TraceEnum_ELBO, TraceTMC_ELBO)):
@@ -431,16 +460,23 @@ def _score_function_sites(guide, args, kwargs) -> list[str]:
     ]
 
 
-def _rloo_elbo(model, guide, args, kwargs, num_particles: int) -> TraceRLOO_ELBO:
-    """``TraceRLOO_ELBO`` with ``max(num_particles, 2)`` particles: vectorized when the
-    model and guide broadcast over a particle plate, drawn one by one otherwise."""
+def _score_elbo(model, guide, args, kwargs, num_particles: int) -> TraceRWS_ELBO:
+    """``TraceRWS_ELBO`` with ``max(num_particles, 2)`` particles: vectorized when the
+    model and guide broadcast over a particle plate, drawn one by one (with a warning)
+    otherwise."""
     num_particles = max(num_particles, 2)
-    elbo = TraceRLOO_ELBO(num_particles=num_particles)
+    elbo = TraceRWS_ELBO(num_particles=num_particles)
     try:
         with torch.no_grad():
             elbo.loss(model, guide, *args, **kwargs)
-    except (RuntimeError, ValueError, IndexError):  # shapes that do not broadcast
-        return TraceRLOO_ELBO(num_particles=num_particles, vectorize_particles=False)
+    except (RuntimeError, ValueError, IndexError) as e:  # shapes that do not broadcast
+        warnings.warn(
+            f"fit: the model does not broadcast over a plate of {num_particles} particles "
+            f"({str(e).splitlines()[0][:200]}); drawing them one by one, which is slower",
+            VectorizationWarning,
+            stacklevel=3,
+        )
+        return TraceRWS_ELBO(num_particles=num_particles, vectorize_particles=False)
     return elbo
 
 

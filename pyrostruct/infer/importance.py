@@ -53,6 +53,7 @@ from pyrostruct._pyro_compat import (
     packed_dims,
     set_rng_state,
 )
+from pyrostruct.distributions._dag_ops import attach_order, get_order
 
 __all__ = ["VectorizationWarning", "log_importance_weights", "vectorization_method"]
 
@@ -253,6 +254,18 @@ def _vmap_log_weights(
     return (lw, draws) if with_draws else lw
 
 
+def _first_particle(value: torch.Tensor, pos: int, event_dim: int) -> torch.Tensor:
+    """Particle 0 of a value, without the size-1 dims of plates its site is not in; a
+    DAG sample keeps its order (the densities of order-carrying samples need it)."""
+    order = get_order(value)
+    value = value.select(pos, 0)
+    order = None if order is None else order.select(pos, 0)
+    while value.dim() > event_dim and value.shape[0] == 1:
+        value = value[0]
+        order = None if order is None else order[0]
+    return value if order is None else attach_order(value, order)
+
+
 def _vectorization_ok(model, guide, args, kwargs, max_plate_nesting) -> bool:
     """Whether a model gives the same log weight with and without the particle plate.
 
@@ -274,14 +287,11 @@ def _vectorization_ok(model, guide, args, kwargs, max_plate_nesting) -> bool:
     for name, site in traces[0].nodes.items():
         if site["type"] != "sample" or site["is_observed"]:
             continue
-        value = site["value"]
-        pos = value.dim() - site["fn"].event_dim - nesting
+        value, event_dim = site["value"], site["fn"].event_dim
+        pos = value.dim() - event_dim - nesting
         if pos < 0 or value.shape[pos] != 2:
             return False
-        value = value.select(pos, 0)
-        while value.dim() > site["fn"].event_dim and value.shape[0] == 1:
-            value = value[0]  # drop the size-1 dims of plates the site is not in
-        first.add_node(name, **dict(site, value=value))
+        first.add_node(name, **dict(site, value=_first_particle(value, pos, event_dim)))
     try:
         with poutine.block():
             single = _log_weights_once(
@@ -304,8 +314,9 @@ def log_importance_weights(
     vectorize: bool = True,
     max_batch: int = 500,
     guide_correction: Callable | None = None,
+    return_draws: bool = False,
     **kwargs,
-) -> torch.Tensor:
+):
     """Per-particle ``log p(x, z_s) - log q(z_s)`` with ``z_s ~ guide``, shape ``(num_particles,)``.
 
     Enumerated discrete model sites are summed out exactly (tensor variable
@@ -322,7 +333,9 @@ def log_importance_weights(
     a proposal ``q'`` that replaces the guide's density, e.g. the guide
     symmetrized over the label permutations of a mixture
     (:func:`pyrostruct.selection.select.label_symmetry`); it is subtracted from
-    the log weights.
+    the log weights. ``return_draws=True`` returns ``(log_weights, draws)`` with
+    those values ``{site: (num_particles, *shape)}``, for weighted posterior
+    summaries.
     """
     _check_positive_int(num_particles, "num_particles")
     _check_positive_int(max_batch, "max_batch")
@@ -341,13 +354,13 @@ def log_importance_weights(
             stacklevel=2,
         )
     shapes = None
-    if guide_correction is not None:
+    if guide_correction is not None or return_draws:
         rng = get_rng_state()
         with poutine.block():
             template = poutine.trace(guide).get_trace(*args, **kwargs)
         set_rng_state(rng)
         shapes = {n: s["value"].shape for n, s in template.nodes.items() if s["type"] == "sample"}
-    chunks, done = [], 0
+    chunks, done, kept = [], 0, []
     while done < num_particles:
         size = min(max_batch, num_particles - done) if method[0] != "loop" else 1
         traces = [] if shapes is not None else None
@@ -367,9 +380,14 @@ def log_importance_weights(
                     for n, shape in shapes.items()
                     if n in traces[0].nodes
                 }
-            lw = lw - guide_correction(draws).reshape(size)
+            if guide_correction is not None:
+                lw = lw - guide_correction(draws).reshape(size)
+            kept.append(draws)
         chunks.append(lw)
         done += size
+    if return_draws:
+        names = kept[0].keys()
+        return torch.cat(chunks), {n: torch.cat([d[n] for d in kept]) for n in names}
     return torch.cat(chunks)
 
 

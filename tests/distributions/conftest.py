@@ -19,6 +19,7 @@ from pyrostruct.distributions import (
     ConcreteBernoulli,
     ConcreteCategorical,
     ConcreteOneHotCategorical,
+    DAGMixture,
     ErdosRenyiDAG,
     OrderedDAG,
     PlackettLuce,
@@ -163,6 +164,26 @@ DISTRIBUTIONS = [
             {"priorities": [0.0, 1.0], "edge_logits": [[0.0, 0.0]] * 2, "shift": -0.1},
         ],
     ),
+    Fixture(
+        DAGMixture,
+        examples=[
+            {
+                "mixture_logits": [0.0, 1.0],
+                "components": OrderedDAG(torch.tensor([[0.0, 1.0, 2.0], [2.0, 1.0, 0.0]]),
+                                         torch.zeros(2, 3, 3)),
+            },
+            {
+                "mixture_logits": [[0.0, 1.0, -1.0], [1.0, 0.0, 0.0]],
+                "components": SmoothOrientationDAG(torch.randn(2, 3, 4), torch.randn(3, 4, 4)),
+            },
+        ],
+        bad_examples=[
+            {
+                "mixture_logits": [0.0, NAN],
+                "components": OrderedDAG(torch.zeros(2, 3), torch.zeros(2, 3, 3)),
+            },
+        ],
+    ),  # fmt: skip
     Fixture(
         ErdosRenyiDAG,
         examples=[

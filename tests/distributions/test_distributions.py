@@ -129,8 +129,8 @@ def test_infer_shapes(fixture, idx):
     for name, value in params.items():
         if isinstance(value, torch.Tensor):
             arg_shapes[name] = value.shape
-        elif name == "num_nodes":
-            arg_shapes[name] = value  # a size, not a tensor: passed as the number
+        elif name == "num_nodes" or isinstance(value, torch.distributions.Distribution):
+            arg_shapes[name] = value  # a size or a distribution: passed as it is
         elif name in constraints:
             arg_shapes[name] = ()  # a Python number (or None)
     batch_shape, event_shape = fixture.pyro_dist.infer_shapes(**arg_shapes)

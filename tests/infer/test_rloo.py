@@ -1,4 +1,7 @@
-"""TraceRLOO_ELBO: unbiased score-function gradients with a lower variance than Trace_ELBO."""
+"""TraceRLOO_ELBO: unbiased score-function gradients with a lower variance than Trace_ELBO;
+TraceRWS_ELBO: the mass-covering wake update."""
+
+import math
 
 import pyro
 import pyro.distributions as dist
@@ -6,7 +9,7 @@ import pytest
 import torch
 from pyro.infer import Trace_ELBO
 
-from pyrostruct.infer import TraceRLOO_ELBO
+from pyrostruct.infer import TraceRLOO_ELBO, TraceRWS_ELBO
 
 # A log-likelihood far from zero, as in real models: the baseline matters.
 F1, F0, PRIOR = -48.0, -51.0, 0.3
@@ -91,3 +94,43 @@ def test_rloo_particle_terms_are_one_per_particle_with_plates(vectorize):
 def test_rloo_needs_two_particles(k):
     with pytest.raises(ValueError, match="num_particles >= 2"):
         TraceRLOO_ELBO(num_particles=k)
+
+
+def test_rws_update_follows_the_inclusive_divergence():
+    """With many particles, TraceRWS_ELBO's gradient of phi is a positive multiple of
+    the gradient of -KL(p(z | x) || q_phi) (exact here), and vanishes where q = p."""
+    post1 = PRIOR * math.exp(F1) / (PRIOR * math.exp(F1) + (1 - PRIOR) * math.exp(F0))
+
+    def inclusive_grad(phi):
+        phi = torch.tensor(phi, requires_grad=True)
+        q1 = torch.sigmoid(phi)
+        kl = post1 * torch.log(post1 / q1) + (1 - post1) * torch.log((1 - post1) / (1 - q1))
+        return torch.autograd.grad(kl, phi)[0].item()  # gradient of the loss (the KL)
+
+    for phi, expected_sign in [(0.4, -1.0), (4.0, 1.0)]:  # post1 = 0.90: below, above
+        pyro.get_param_store().clear()
+        pyro.param("phi", torch.tensor(phi))
+        elbo = TraceRWS_ELBO(num_particles=4000)
+        torch.manual_seed(0)
+        loss = elbo.differentiable_loss(model, guide)
+        (g,) = torch.autograd.grad(loss, [pyro.param("phi").unconstrained()])
+        assert math.copysign(1.0, g.item()) == expected_sign == math.copysign(
+            1.0, inclusive_grad(phi)
+        )
+    pyro.get_param_store().clear()
+    pyro.param("phi", torch.tensor(math.log(post1 / (1 - post1))))  # q = p
+    torch.manual_seed(0)
+    loss = TraceRWS_ELBO(num_particles=4000).differentiable_loss(model, guide)
+    (g,) = torch.autograd.grad(loss, [pyro.param("phi").unconstrained()])
+    elbo_at_phi = TraceRLOO_ELBO(num_particles=4000).differentiable_loss(model, guide)
+    (g_rloo,) = torch.autograd.grad(elbo_at_phi, [pyro.param("phi").unconstrained()])
+    assert abs(g.item()) < 0.1 * max(1.0, abs(g_rloo.item())) + 0.05, g
+
+
+def test_rws_loss_is_the_elbo_estimate():
+    guide()
+    torch.manual_seed(0)
+    a = TraceRWS_ELBO(num_particles=50).loss(model, guide)
+    torch.manual_seed(0)
+    b = TraceRLOO_ELBO(num_particles=50).loss(model, guide)
+    assert a == b

@@ -39,6 +39,7 @@ from torch.distributions import constraints
 
 from pyrostruct._pyro_compat import deep_setattr
 from pyrostruct.distributions.dag import OrderedDAG, SmoothOrientationDAG, get_order
+from pyrostruct.distributions.dag_mixture import DAGMixture
 from pyrostruct.distributions.temperature import current_temperature
 from pyrostruct.distributions.util import base_distribution
 from pyrostruct.infer.autoguide._base import SiteFamilyGuide
@@ -47,10 +48,12 @@ __all__ = ["AutoDAG", "EdgeProbs", "is_dag_site"]
 
 
 class EdgeProbs(NamedTuple):
-    """Monte Carlo edge marginals ``P(i -> j)`` and their standard errors (``d x d`` each)."""
+    """Monte Carlo edge marginals ``P(i -> j)`` and their standard errors (``d x d`` each);
+    ``ess``: the effective sample size of importance-weighted ones (``None`` otherwise)."""
 
     mean: torch.Tensor
     stderr: torch.Tensor
+    ess: float | None = None
 
 
 def is_dag_site(site) -> bool:
@@ -63,11 +66,15 @@ def is_dag_site(site) -> bool:
     )
 
 
-ESTIMATORS = ("score", "straight-through")
+DAG_ESTIMATORS = ("score", "straight-through")
+#: Default mixture components of a score-function DAG site (see ``num_components``).
+NUM_COMPONENTS = 4
+#: Spread of the extra components' initial scores around the first one's.
+COMPONENT_SPREAD = 1.0
 
 
 def _check_estimator(value, what: str, *, allow_auto: bool) -> str:
-    allowed = ("auto",) * allow_auto + ESTIMATORS
+    allowed = ("auto",) * allow_auto + DAG_ESTIMATORS
     if value not in allowed:
         names = ", ".join(repr(a) for a in allowed)
         raise ValueError(f"{what} must be one of {names}; got {value!r}")
@@ -117,6 +124,13 @@ class AutoDAG(SiteFamilyGuide):
           (or ``"score"``), else ``"score"``.
 
         :attr:`estimators` reports the choice per site after the first call.
+    :param int num_components: number ``K`` of order-then-edges components of a
+        score-function site's guide, a :class:`~pyrostruct.distributions.DAGMixture`
+        (default 4; 1 for straight-through sites, whose samples carry pathwise
+        gradients, and with ``rao_blackwellize``). One component cannot hold a posterior spread over
+        Markov-equivalent DAGs (see :mod:`pyrostruct.distributions.dag_mixture`);
+        component ``k >= 1`` starts at the initial scores plus ``N(0, 1)`` jitter,
+        so the components can tell apart.
     :param bool rao_blackwellize: replace the Monte Carlo edge term
         ``log q(A | pi) - log p(A | pi)`` of the ELBO by its exact conditional
         expectation, the Bernoulli KL ``sum_{forward pairs} KL(q_ij || p_ij)``
@@ -150,6 +164,7 @@ class AutoDAG(SiteFamilyGuide):
         init_scale: float = 0.01,
         order_spacing: float = 1.0,
         estimator: str = "auto",
+        num_components: int | None = None,
         rao_blackwellize: bool = False,
         create_plates=None,
     ):
@@ -164,6 +179,12 @@ class AutoDAG(SiteFamilyGuide):
         self._order_spacing = float(order_spacing)
         self.estimator = _check_estimator(estimator, "estimator", allow_auto=True)
         self.estimators: dict[str, str] = {}
+        if num_components is not None and not (
+            isinstance(num_components, int) and num_components >= 1
+        ):
+            raise ValueError(f"num_components must be a positive integer, got {num_components!r}")
+        self._num_components = num_components
+        self.num_components: dict[str, int] = {}
         self.rao_blackwellize = bool(rao_blackwellize)
         super().__init__(model, create_plates=create_plates)
 
@@ -175,6 +196,8 @@ class AutoDAG(SiteFamilyGuide):
         self._families = {}
         self._prior_logits = {}
         self.estimators = {}
+        self.num_components = {}
+        self.mixture_logits = PyroModule()
         found = False
         for name, site in self.prototype_trace.iter_stochastic_nodes():
             fn = base_distribution(site["fn"])
@@ -187,6 +210,7 @@ class AutoDAG(SiteFamilyGuide):
                 )
             found = True
             self.estimators[name] = self._site_estimator(site)
+            K = self.num_components[name] = self._site_components(name)
             d = fn.num_nodes
             prior_logits = fn.edge_logits.detach()
             while prior_logits.dim() > 2:
@@ -194,10 +218,18 @@ class AutoDAG(SiteFamilyGuide):
             self._prior_logits[name] = prior_logits.clamp(-30.0, 30.0)
             init_logits = self._initial_edge_logits(name, prior_logits)
             init_scores = self._initial_scores(name, d, prior_logits.dtype)
+            if K > 1:
+                jitter = torch.randn(K, d, dtype=init_scores.dtype) * COMPONENT_SPREAD
+                init_scores = init_scores + torch.cat([jitter[:1] * 0, jitter[1:]])
+                init_logits = init_logits.expand(K, d, d).contiguous()
+                mixture = torch.zeros(K, dtype=init_scores.dtype)
+                deep_setattr(self.mixture_logits, name, PyroParam(mixture, constraints.real, 1))
             smooth = isinstance(fn, SmoothOrientationDAG)
             self._families[name] = ("smooth", fn.shift) if smooth else ("ordered", 0.0)
-            deep_setattr(self.scores, name, PyroParam(init_scores, constraints.real, 1))
-            deep_setattr(self.edge_logits, name, PyroParam(init_logits, constraints.real, 2))
+            extra = int(K > 1)  # the component dim is part of the parameters' event
+            logits = PyroParam(init_logits, constraints.real, 2 + extra)
+            deep_setattr(self.scores, name, PyroParam(init_scores, constraints.real, 1 + extra))
+            deep_setattr(self.edge_logits, name, logits)
         if not found:
             raise ValueError("AutoDAG found no DAG sample site in the model.")
         self._site_names = list(self._families)
@@ -211,6 +243,25 @@ class AutoDAG(SiteFamilyGuide):
             return "score"
         where = f"site {site['name']!r}: infer['dag_estimator']"
         return _check_estimator(declared, where, allow_auto=False)
+
+    def _site_components(self, name) -> int:
+        """Mixture components of a site: the option, else 4 for score-function sites
+        (1 with ``rao_blackwellize``) and 1 for straight-through ones."""
+        K = self._num_components
+        if K is None:
+            single = self.estimators[name] == "straight-through" or self.rao_blackwellize
+            return 1 if single else NUM_COMPONENTS
+        if K > 1 and self.estimators[name] == "straight-through":
+            raise ValueError(
+                f"site {name!r}: num_components={K} needs the score estimator (a mixture "
+                "component is drawn without a pathwise gradient); use estimator='score'"
+            )
+        if K > 1 and self.rao_blackwellize:
+            raise ValueError(
+                f"site {name!r}: rao_blackwellize needs one component (the edge KL given the "
+                "order has no closed form under a mixture); pass num_components=1"
+            )
+        return K
 
     def _initial_edge_logits(self, name, prior_logits):
         p = self._init_edge_prob
@@ -250,7 +301,8 @@ class AutoDAG(SiteFamilyGuide):
         return attrgetter(name)(self.scores), attrgetter(name)(self.edge_logits)
 
     def get_distribution(self, name: str, temperature=None):
-        """The variational distribution of site ``name`` (same family as its prior)."""
+        """The variational distribution of site ``name``: the family of its prior, or a
+        :class:`~pyrostruct.distributions.DAGMixture` of that family."""
         scores, logits = self._params(name)
         tau = current_temperature(self.temperature if temperature is None else temperature)
         family, shift = self._families[name]
@@ -258,6 +310,8 @@ class AutoDAG(SiteFamilyGuide):
             fn = SmoothOrientationDAG(-scores, logits, temperature=tau, shift=shift)
         else:
             fn = OrderedDAG(scores, logits, temperature=tau)
+        if self.num_components[name] > 1:
+            return DAGMixture(attrgetter(name)(self.mixture_logits), fn)
         return fn.has_rsample_(False) if self.estimators[name] == "score" else fn
 
     def _after_sample(self, name, value):
@@ -298,16 +352,22 @@ class AutoDAG(SiteFamilyGuide):
 
         The edges are Rao-Blackwellized: for each sampled order the exact
         conditional ``P(i -> j | order) = [rank_i < rank_j] sigmoid(l_ij)`` is
-        averaged, so the error comes from the order alone.
+        averaged (under a mixture, ``sum_k P(k | order) sigmoid(l^k_ij)``), so the
+        error comes from the order alone.
         """
         name = self._site(name)
         if int(num_samples) < 2:
             raise ValueError(f"num_samples must be >= 2, got {num_samples}")
         _, logits = self._params(name)
-        samples = self.get_distribution(name).sample((int(num_samples),))
-        rank = torch.argsort(get_order(samples), dim=-1)
+        q = self.get_distribution(name)
+        samples = q.sample((int(num_samples),))
+        order = get_order(samples)
+        rank = torch.argsort(order, dim=-1)
         forward = (rank.unsqueeze(-1) < rank.unsqueeze(-2)).to(logits.dtype)
-        per_sample = forward * torch.sigmoid(logits)
+        probs = torch.sigmoid(logits)
+        if isinstance(q, DAGMixture):  # P(i -> j | order) = sum_k P(k | order) sigmoid(l^k_ij)
+            probs = (q.order_responsibilities(order)[..., None, None] * probs).sum(-3)
+        per_sample = forward * probs
         mean = per_sample.mean(0)
         stderr = per_sample.std(0) / math.sqrt(per_sample.shape[0])
         return EdgeProbs(mean.detach(), stderr.detach())

@@ -12,7 +12,7 @@ import torch
 from pyro.infer import SVI, Predictive, Trace_ELBO
 from pyro.optim import Adam
 
-from pyrostruct.distributions import ErdosRenyiDAG, OrderedDAG, SmoothOrientationDAG
+from pyrostruct.distributions import DAGMixture, ErdosRenyiDAG, OrderedDAG, SmoothOrientationDAG
 from pyrostruct.distributions.temperature import ExponentialSchedule
 from pyrostruct.infer.autoguide import AutoDAG
 
@@ -25,7 +25,13 @@ def _dag_model(d=4, expected_edges=2.0):
 
 
 def test_setup_initializes_from_the_prior_and_from_an_order():
-    guide = AutoDAG(_dag_model(4, expected_edges=3.0), init_orders={"G": [2, 0, 3, 1]})
+    model = _dag_model(4, expected_edges=3.0)
+    mixture = AutoDAG(model, init_orders={"G": [2, 0, 3, 1]})
+    mixture()
+    first = mixture.scores.G.detach()[0]  # the first component starts at the given order
+    assert torch.argsort(first, descending=True).tolist() == [2, 0, 3, 1]
+    pyro.clear_param_store()  # same param names: a new guide would read the old values
+    guide = AutoDAG(model, init_orders={"G": [2, 0, 3, 1]}, num_components=1)
     value = guide()["G"]
     assert value.shape == (4, 4)
     probs = torch.sigmoid(guide.edge_logits.G)
@@ -41,11 +47,14 @@ def test_smooth_orientation_prior_gets_a_smooth_orientation_guide():
     def model():
         return pyro.sample("G", SmoothOrientationDAG(torch.zeros(3), torch.zeros(3, 3), shift=0.5))
 
-    guide = AutoDAG(model, init_edge_prob=0.3)
-    guide()
-    q = guide.get_distribution("G")
-    assert isinstance(q, SmoothOrientationDAG) and q.shift == 0.5
-    assert torch.allclose(q.edge_probs, torch.full((3, 3), 0.3))
+    for K in (1, 2):
+        pyro.clear_param_store()
+        guide = AutoDAG(model, init_edge_prob=0.3, num_components=K)
+        guide()
+        q = guide.get_distribution("G")
+        q = q if K == 1 else q.components
+        assert isinstance(q, SmoothOrientationDAG) and q.shift == 0.5
+        assert torch.allclose(q.edge_probs, torch.full((3, 3), 0.3).expand(q.batch_shape + (3, 3)))
 
 
 def test_summaries():
@@ -95,6 +104,50 @@ def test_estimator_is_score_by_default_unless_the_model_declares_another():
         AutoDAG(model, estimator="reinforce")
 
 
+def test_score_sites_get_a_mixture_guide_straight_through_sites_one_component():
+    def model(declared=None):
+        infer = {} if declared is None else {"dag_estimator": declared}
+        pyro.sample("G", ErdosRenyiDAG(4, expected_edges=2.0), infer=infer)
+
+    guide = AutoDAG(model)
+    guide()
+    assert guide.num_components == {"G": 4}
+    q = guide.get_distribution("G")
+    assert isinstance(q, DAGMixture) and q.num_components == 4
+    scores = guide.scores.G.detach()
+    assert scores.shape == (4, 4) and (scores[1:] - scores[0]).abs().max() > 0.1  # spread
+    assert guide.mixture_logits.G.shape == (4,)
+    guide = AutoDAG(model)
+    guide("straight-through")
+    assert guide.num_components == {"G": 1}
+    assert AutoDAG(model, num_components=2).__call__() is not None
+    with pytest.raises(ValueError, match="num_components=3 needs the score estimator"):
+        AutoDAG(model, estimator="straight-through", num_components=3)()
+    with pytest.raises(ValueError, match="rao_blackwellize needs one component"):
+        AutoDAG(model, num_components=2, rao_blackwellize=True)()
+    guide = AutoDAG(model, rao_blackwellize=True)  # the explicit option wins
+    guide()
+    assert guide.num_components == {"G": 1}
+    with pytest.raises(ValueError, match="num_components must be a positive integer"):
+        AutoDAG(model, num_components=0)
+
+
+def test_mixture_edge_probs_agree_with_sample_frequencies():
+    def model():
+        pyro.sample("G", ErdosRenyiDAG(4, expected_edges=2.0))
+
+    pyro.set_rng_seed(3)
+    guide = AutoDAG(model, num_components=3)
+    guide()
+    with torch.no_grad():
+        guide.edge_logits.G.copy_(3 * torch.randn(3, 4, 4))
+        guide.mixture_logits.G.copy_(torch.tensor([0.0, 1.0, -1.0]))
+    probs = guide.edge_probs(num_samples=20_000)
+    freq = guide.sample_dags(20_000).mean(0)
+    assert torch.allclose(probs.mean, freq, atol=0.02), (probs.mean, freq)
+    assert guide.median()["G"].shape == (4, 4)
+
+
 def _joint_states(d):
     """All (order, adjacency) pairs of the order-then-edges space."""
     for order in itertools.permutations(range(d)):
@@ -107,8 +160,8 @@ def _joint_states(d):
             yield torch.tensor(order), adj
 
 
-@pytest.mark.parametrize("rao_blackwellize", [False, True])
-def test_trace_elbo_equals_the_enumerated_elbo(rao_blackwellize):
+@pytest.mark.parametrize("rao_blackwellize, components", [(False, 1), (True, 1), (False, 3)])
+def test_trace_elbo_equals_the_enumerated_elbo(rao_blackwellize, components):
     d = 3
     target = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
     prior = ErdosRenyiDAG(d, expected_edges=1.2)
@@ -117,18 +170,19 @@ def test_trace_elbo_equals_the_enumerated_elbo(rao_blackwellize):
         g = pyro.sample("G", prior)
         pyro.factor("fit", -1.5 * (g - target).abs().sum((-1, -2)))
 
-    guide = AutoDAG(model, rao_blackwellize=rao_blackwellize)
+    guide = AutoDAG(model, rao_blackwellize=rao_blackwellize, num_components=components)
     guide()
     with torch.no_grad():
-        guide.scores.G.copy_(torch.tensor([0.3, -0.5, 1.0]))
-        guide.edge_logits.G.copy_(torch.randn(3, 3))
+        guide.scores.G.copy_(torch.randn(guide.scores.G.shape))
+        guide.edge_logits.G.copy_(torch.randn(guide.edge_logits.G.shape))
     q = guide.get_distribution("G")
     exact = 0.0
     for order, adj in _joint_states(d):
-        log_q = q.joint_log_prob(adj, order)
+        log_q = q.log_prob(adj, order=order).detach()
         f = -1.5 * (adj - target).abs().sum()
         exact += float(log_q.exp() * (f + prior.joint_log_prob(adj, order) - log_q))
-    assert sum(float(q.joint_log_prob(a, o).exp()) for o, a in _joint_states(d)) == pytest.approx(1)
+    total = sum(float(q.log_prob(a, order=o).exp()) for o, a in _joint_states(d))
+    assert total == pytest.approx(1)
     n = 20_000
     elbo = Trace_ELBO(num_particles=n, vectorize_particles=True, max_plate_nesting=0)
     with torch.no_grad():

@@ -1,0 +1,169 @@
+"""Issue 22: DAG posteriors right by default. Exact posteriors by enumeration of every DAG
+(models/dag_posterior.py) against ``fit``'s defaults; importance-weighted edge marginals;
+the BGe likelihood."""
+
+import importlib.util
+import math
+import pathlib
+import warnings
+
+import networkx as nx
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+
+from pyrostruct.causal.equivalence import sample_equivalent_dags
+from pyrostruct.distributions import ErdosRenyiDAG
+from pyrostruct.errors import InputError
+from pyrostruct.infer import TraceRWS_ELBO, fit, importance_edge_probs
+from pyrostruct.infer.autoguide import AutoDAG
+from pyrostruct.infer.bge import BGeScore
+from pyrostruct.infer.evidence import LowESSWarning
+from pyrostruct.selection.structures import dag_log_evidence
+
+
+def _load_reference_model():
+    path = pathlib.Path(__file__).resolve().parents[2] / "models" / "dag_posterior.py"
+    spec = importlib.util.spec_from_file_location("dag_posterior", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ref = _load_reference_model()
+
+
+def test_the_reference_likelihoods_are_exact():
+    torch.manual_seed(0)
+    x = torch.randn(9, 3, dtype=torch.float64)
+    features = torch.tanh(x)
+    adj = torch.tensor([[0, 1, 1], [0, 0, 1], [0, 0, 0]], dtype=torch.float64)
+    expected = sum(
+        dist.MultivariateNormal(
+            torch.zeros(9, dtype=torch.float64),
+            torch.eye(9, dtype=torch.float64) + features @ torch.diag(adj[:, j]) @ features.T,
+        ).log_prob(x[:, j])
+        for j in range(3)
+    )
+    got = ref.gaussian_columns_log_lik(features, x, adj)
+    assert got.item() == pytest.approx(expected.item(), abs=1e-9)
+    problem = ref.make_problem("logistic", 3, 20, seed=1)
+    signs = 2 * problem.data - 1
+    by_hand = sum(
+        dist.Bernoulli(logits=ref.LOGISTIC_WEIGHT * signs @ adj[:, j]).log_prob(problem.data[:, j])
+        .sum()
+        for j in range(3)
+    )
+    assert problem.log_likelihood(adj).item() == pytest.approx(by_hand.item(), abs=1e-9)
+
+
+# ---------------------------------------------------------------------------
+# fit's defaults against the exact posterior
+
+
+@pytest.mark.parametrize("family", ["linear-gaussian", "logistic"])
+@pytest.mark.parametrize("d, seed", [(3, 0), (3, 1), (4, 0), (4, 3)])
+def test_default_fit_edge_marginals_are_within_005_of_exact(family, d, seed):
+    problem = ref.make_problem(family, d, 100, seed=seed)
+    exact = ref.exact_edge_marginals(problem)
+    result = fit(problem.model, problem.data, seed=seed)
+    assert isinstance(result.elbo, TraceRWS_ELBO)
+    marginals = result.edge_probs("G")
+    error = (marginals.mean - exact).abs().max().item()
+    assert error < 0.05, (family, d, seed, error, marginals.ess)
+    assert marginals.ess > 100
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 22, not met for latent weights: with the weights W of "
+    "models/dag_posterior.py's nonlinear family as latent sites, guided by AutoNormal "
+    "next to the DAG, the mean-field q(G) q(W) gives importance weights of ESS 1-4 in "
+    "4000 and edge marginals 0.06-0.92 from exact (d = 4, 4 seeds)",
+)
+def test_default_fit_with_latent_weights_is_within_005_of_exact():
+    problem = ref.make_problem("nonlinear", 4, 100, seed=1)
+    exact = ref.exact_edge_marginals(problem)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        marginals = fit(problem.model, problem.data, seed=1).edge_probs("G")
+    assert (marginals.mean - exact).abs().max().item() < 0.05
+
+
+# ---------------------------------------------------------------------------
+# importance-weighted edge marginals
+
+
+def test_importance_weights_correct_an_untrained_guide():
+    problem = ref.make_problem("linear-gaussian", 3, 60, seed=2)
+    exact = ref.exact_edge_marginals(problem)
+    pyro.set_rng_seed(0)
+    guide = AutoDAG(problem.model, init_edge_prob=0.5)
+    guide(problem.data)
+    plain = guide.edge_probs(num_samples=4000).mean.double()
+    assert (plain - exact).abs().max() > 0.2  # the untrained guide is far off
+    weighted = importance_edge_probs(
+        problem.model, guide, problem.data, site="G", num_samples=20_000
+    )
+    assert weighted.mean.shape == weighted.stderr.shape == (3, 3)
+    assert ((weighted.mean - exact).abs() <= 5 * weighted.stderr + 0.01).all()
+    assert 50 < weighted.ess < 20_000
+
+
+def test_a_guide_that_misses_the_posterior_warns_with_its_ess():
+    problem = ref.make_problem("linear-gaussian", 3, 200, seed=0)
+    pyro.set_rng_seed(0)
+    guide = AutoDAG(problem.model, num_components=1, init_edge_prob=0.001)
+    guide(problem.data)
+    with pytest.warns(LowESSWarning, match="effective sample size"):
+        out = importance_edge_probs(problem.model, guide, problem.data, site="G", num_samples=500)
+    assert out.ess < 5
+    with pytest.raises(ValueError, match="no latent site 'H'"):
+        importance_edge_probs(problem.model, guide, problem.data, site="H", num_samples=10)
+    with pytest.raises(ValueError, match="num_samples must be an integer >= 2"):
+        importance_edge_probs(problem.model, guide, problem.data, site="G", num_samples=1)
+
+
+def test_fit_result_edge_probs_names_the_dag_sites():
+    def model():
+        pyro.sample("A", ErdosRenyiDAG(3, expected_edges=1.0))
+        pyro.sample("B", ErdosRenyiDAG(3, expected_edges=1.0))
+
+    result = fit(model, steps=2)
+    with pytest.raises(InputError, match=r"DAG sites \['A', 'B'\]; pass name="):
+        result.edge_probs()
+    with pytest.raises(InputError, match="no DAG site named 'C'"):
+        result.edge_probs("C")
+    assert result.edge_probs("A", num_samples=50).mean.shape == (3, 3)
+
+
+# ---------------------------------------------------------------------------
+# the BGe likelihood
+
+
+def test_bge_score_matches_dag_log_evidence_and_is_score_equivalent():
+    torch.manual_seed(0)
+    x = torch.randn(40, 4, dtype=torch.float64)
+    x[:, 2] += x[:, 0] - x[:, 1]
+    x[:, 3] += 0.8 * x[:, 2]
+    x = (x - x.mean(0)) / x.std(0)
+    score = BGeScore(x)
+    chain = torch.tensor(
+        [[0, 0, 0, 0], [0, 0, 1, 0], [1, 0, 0, 1], [0, 0, 0, 0]], dtype=torch.float64
+    )  # 2 -> 0, 1 -> 2, 2 -> 3
+    assert score(chain).item() == pytest.approx(
+        dag_log_evidence(x.numpy(), nx.DiGraph(chain.numpy())), abs=1e-9
+    )
+    members = torch.as_tensor(sample_equivalent_dags(chain.expand(20, 4, 4).numpy(), 0))
+    assert len({tuple(m.flatten().tolist()) for m in members}) > 1
+    values = score(members)
+    assert values.shape == (20,) and torch.allclose(values, values[0].expand(20))
+    batch = torch.stack([chain, torch.zeros(4, 4, dtype=torch.float64)]).reshape(2, 1, 4, 4)
+    assert score(batch).shape == (2, 1)
+    with pytest.raises(InputError, match="expected adjacency matrices"):
+        score(torch.zeros(3, 3))
+    with pytest.raises(InputError, match="NaN or infinite"):
+        BGeScore(torch.tensor([[math.nan, 1.0], [0.0, 1.0]]))
+    with pytest.raises(InputError, match=r"\(n, d\) data matrix"):
+        BGeScore(torch.zeros(5))
