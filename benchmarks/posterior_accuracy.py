@@ -206,7 +206,8 @@ def large_rows(report, sizes, seeds, steps):
     for d in sizes:
         per = {"pyrostruct": [], "DiBS": []}
         for seed in seeds:
-            problem = ref.make_problem("linear-gaussian", d, 200, seed=seed, edge_prob=2.0 / (d - 1))
+            problem = ref.make_problem("linear-gaussian", d, 200, seed=seed,
+                                       edge_prob=2.0 / (d - 1))  # fmt: skip
             truth = problem.truth.numpy()
             exact = None
             if d <= 16:

@@ -144,8 +144,8 @@ class TraceRWS_ELBO(TraceRLOO_ELBO):
     masses. Measured on 24 four-node problems of ``models/dag_posterior.py``
     (linear Gaussian and logistic, 1000 steps, 16 particles): importance-weighted
     edge marginals at most 0.016 from exact, against 0.57 with
-    :class:`TraceRLOO_ELBO`, where whole modes were missed. The self-normalized weights make the update consistent as ``K``
-    grows, not unbiased.
+    :class:`TraceRLOO_ELBO`, where whole modes were missed. The self-normalized
+    weights make the update consistent as ``K`` grows, not unbiased.
 
     :param int num_particles: ``K >= 2`` particles.
     :param bool vectorize_particles: as for :class:`TraceRLOO_ELBO`.
