@@ -27,7 +27,8 @@ Methods (every one against the exact posterior of the model it targets):
 Metrics (means over seeds, max over seeds for ``max err``): max and mean absolute
 edge-marginal error, KL(exact || q) over DAGs for the guides' densities (n/a for
 weighted samples), expected SHD under the marginals, AUROC of the marginals against
-the true graph, seconds (fit + marginals).
+the true graph, ``weighted``: the share of seeds whose marginals were importance-weighted
+(Pareto k <= 0.7; the guide's own otherwise), seconds (fit + marginals).
 
     python benchmarks/posterior_accuracy.py --threads 1          # full
     python benchmarks/posterior_accuracy.py --threads 1 --quick  # d = 4 and 10, 2 seeds
@@ -120,10 +121,11 @@ def run_pyrostruct(problem, method: str, steps: int, seed: int):
                          elbo=Trace_ELBO(num_particles=16, vectorize_particles=True))  # fmt: skip
         part = result.guide.part("G")
         if method in ("guide only", "straight-through"):
-            probs = part.edge_probs("G", num_samples=4000).mean
+            marginals = part.edge_probs("G", num_samples=4000)
         else:
-            probs = result.edge_probs("G").mean
-    return probs.double().numpy(), time.perf_counter() - start, part
+            marginals = result.edge_probs("G")
+    weighted = float(marginals.method == "importance")
+    return marginals.mean.double().numpy(), time.perf_counter() - start, part, weighted
 
 
 def run_dibs(problem, seed: int, steps: int = 1000, particles: int = 20):
@@ -171,14 +173,14 @@ def enumerable_rows(report, args, sizes, seeds, steps):
                 exact, enumerated = exact_marginals(problem)
                 truth = problem.truth.numpy()
                 for method in methods:
-                    probs, seconds, part = run_pyrostruct(problem, method, steps, seed)
+                    probs, seconds, part, weighted = run_pyrostruct(problem, method, steps, seed)
                     err = np.abs(probs - exact)
                     kl = kl_exact_to_guide(enumerated, part) if method in (
                         "guide only", "straight-through") else float("nan")  # fmt: skip
                     per_method[method].append({
                         "max err": err.max(), "mean err": err.mean(), "KL": kl,
                         "E-SHD": expected_shd(probs, truth), "AUROC": auroc(probs, truth),
-                        "seconds": seconds,
+                        "weighted": weighted, "seconds": seconds,
                     })  # fmt: skip
                 if family == "linear-gaussian":
                     dibs = run_dibs(problem, seed)
@@ -188,7 +190,8 @@ def enumerable_rows(report, args, sizes, seeds, steps):
                         per_method["DiBS"].append({
                             "max err": err.max(), "mean err": err.mean(), "KL": float("nan"),
                             "E-SHD": expected_shd(dibs[0], truth),
-                            "AUROC": auroc(dibs[0], truth), "seconds": dibs[1],
+                            "AUROC": auroc(dibs[0], truth), "weighted": float("nan"),
+                            "seconds": dibs[1],
                         })  # fmt: skip
             for method, rows in per_method.items():
                 if rows:
@@ -214,7 +217,7 @@ def large_rows(report, sizes, seeds, steps):
                 m = float(torch.sigmoid(problem.prior.edge_logits[0, 1])) * d * (d - 1) / 2
                 exact = exact_posterior(problem.data.numpy(), expected_edges=m).edge_probs
                 exact = np.asarray(exact, dtype=float)
-            probs, seconds, _ = run_pyrostruct(problem, "pyrostruct", steps, seed)
+            probs, seconds, _, _ = run_pyrostruct(problem, "pyrostruct", steps, seed)
             runs = [("pyrostruct", probs, seconds)]
             dibs = run_dibs(problem, seed)
             if dibs is not None:

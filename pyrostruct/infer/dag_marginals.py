@@ -1,20 +1,23 @@
-"""Edge marginals of a DAG site by self-normalized importance sampling with the guide.
+"""Edge marginals of a DAG site by Pareto-smoothed importance sampling with the guide.
 
 .. math::
 
     P(i \\to j \\mid x) \\approx \\sum_s \\bar w_s A^{(s)}_{ij}, \\qquad
-    \\bar w_s \\propto \\frac{p(x, z_s)}{q(z_s)}, \\quad z_s \\sim q ,
+    w_s = \\frac{p(x, z_s)}{q(z_s)}, \\quad z_s \\sim q ,
 
 where ``z`` holds the DAG (with its order: the guide's density of the pair is exact)
-and every other latent site of the guide. The guide's own marginals
-(:meth:`~pyrostruct.infer.autoguide.AutoDAG.edge_probs`) inherit the variational
-fit's bias: reverse-KL training is mode-seeking, and a mixture guide can leave one
-posterior mode with too little weight. The weights correct that wherever the guide
-puts mass: on the 4-node problems of ``models/dag_posterior.py`` the largest
-edge-marginal error fell from 0.18 to 0.04 (8 problems, 1000 steps). The estimate
-is consistent as ``S`` grows when ``q`` covers the posterior; the effective sample
-size says how far that holds (a :class:`~pyrostruct.infer.evidence.LowESSWarning`
-below 1% of the draws).
+and every other latent site of the guide, and the largest weights are smoothed by a
+fitted generalized Pareto tail (PSIS: Vehtari, Simpson, Gelman, Yao, Gabry, "Pareto
+Smoothed Importance Sampling", JMLR 2024, through ``arviz.psislw``). Its shape
+estimate ``khat`` says whether the estimate can be trusted (below 0.7; Yao, Vehtari,
+Simpson, Gelman, "Yes, but Did It Work?: Evaluating Variational Inference", ICML 2018).
+
+The guide's own marginals (:meth:`~pyrostruct.infer.autoguide.AutoDAG.edge_probs`)
+inherit the variational fit's bias; the weights correct it wherever the guide puts
+mass. Measured on ``models/dag_posterior.py`` (d = 4, 1000 steps): with the DAG the
+only latent, ``khat`` 0.1-0.2 and the largest edge-marginal error 0.01-0.02 against
+the guide's 0.04-0.09; with latent weights next to the DAG the weights collapse
+(``khat`` 0.65-0.97), and the guide's marginals are then the better estimate.
 """
 
 from __future__ import annotations
@@ -25,13 +28,16 @@ import warnings
 import torch
 
 from pyrostruct.infer.autoguide.dag import EdgeProbs
-from pyrostruct.infer.evidence import LowESSWarning, effective_sample_size
+from pyrostruct.infer.evidence import LowESSWarning
 from pyrostruct.infer.importance import log_importance_weights
 
 __all__ = ["importance_edge_probs"]
 
-#: ESS below this fraction of the draws triggers a LowESSWarning.
-LOW_ESS_FRACTION = 0.01
+#: Pareto-k above which importance weights are unreliable (Vehtari et al.).
+KHAT_THRESHOLD = 0.7
+#: Where the tail fit degenerates (tied largest weights), the weights are trusted when
+#: their effective sample size is at least this fraction of the draws (``khat`` 0, else inf).
+TIED_ESS_FRACTION = 0.1
 
 
 @torch.no_grad()
@@ -46,7 +52,8 @@ def importance_edge_probs(
     :param str site: the name of the DAG site.
     :param int num_samples: importance draws ``S``.
     :returns: :class:`~pyrostruct.infer.autoguide.EdgeProbs` with ``mean``, ``stderr``
-        (delta method: ``sqrt(sum_s w_s^2 (A_s - mean)^2)``) and ``ess``.
+        (delta method: ``sqrt(sum_s w_s^2 (A_s - mean)^2)``), ``ess`` and ``khat``; a
+        :class:`~pyrostruct.infer.evidence.LowESSWarning` when ``khat > 0.7``.
     """
     if not (isinstance(num_samples, int) and num_samples >= 2):
         raise ValueError(f"num_samples must be an integer >= 2, got {num_samples!r}")
@@ -59,17 +66,30 @@ def importance_edge_probs(
     finite = torch.isfinite(log_w)
     if not bool(finite.any()):
         raise ValueError("importance_edge_probs: every importance weight is zero or NaN")
-    log_w = torch.where(finite, log_w, torch.full_like(log_w, -math.inf))
-    w = torch.softmax(log_w.double(), 0)
+    from arviz import psislw  # arviz is slow to import
+
+    log_w = torch.where(finite, log_w, torch.full_like(log_w, -math.inf)).double()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # arviz's own note on a large khat: ours is below
+        smoothed, khat = psislw(log_w.numpy().copy())
+    khat = float(khat)
+    if not math.isfinite(khat):
+        # The tail fit degenerates when the largest weights tie (few distinct DAGs, as
+        # on 3 nodes): no smoothing, and the effective sample size judges instead.
+        smoothed = log_w.numpy()
+    w = torch.softmax(torch.as_tensor(smoothed), 0)
     adj = draws[site].double()
     mean = torch.einsum("s,sij->ij", w, adj)
     stderr = torch.einsum("s,sij->ij", w**2, (adj - mean) ** 2).sqrt()
-    ess = float(effective_sample_size(log_w.double()))
-    if ess < LOW_ESS_FRACTION * num_samples:
+    ess = float(1.0 / (w**2).sum())
+    if not math.isfinite(khat):
+        khat = 0.0 if ess >= TIED_ESS_FRACTION * num_samples else math.inf
+    if not khat <= KHAT_THRESHOLD:
         warnings.warn(
-            f"importance_edge_probs: effective sample size {ess:.0f} of {num_samples} draws; "
-            "the guide misses much of the posterior (train longer, or with more components)",
+            f"importance_edge_probs: Pareto k = {khat:.2f} > {KHAT_THRESHOLD} (effective "
+            f"sample size {ess:.0f} of {num_samples}): the weights are unreliable, the "
+            "guide misses much of the posterior",
             LowESSWarning,
             stacklevel=2,
         )
-    return EdgeProbs(mean, stderr, ess)
+    return EdgeProbs(mean, stderr, ess, "importance", khat)

@@ -49,11 +49,15 @@ __all__ = ["AutoDAG", "EdgeProbs", "is_dag_site"]
 
 class EdgeProbs(NamedTuple):
     """Monte Carlo edge marginals ``P(i -> j)`` and their standard errors (``d x d`` each);
-    ``ess``: the effective sample size of importance-weighted ones (``None`` otherwise)."""
+    ``method``: ``"guide"`` (the guide's own marginals) or ``"importance"`` (its draws
+    weighted by the model); ``ess`` and ``khat``: the effective sample size and the
+    Pareto-k diagnostic of the importance weights (``None`` when none were computed)."""
 
     mean: torch.Tensor
     stderr: torch.Tensor
     ess: float | None = None
+    method: str = "guide"
+    khat: float | None = None
 
 
 def is_dag_site(site) -> bool:
