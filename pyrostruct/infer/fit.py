@@ -47,7 +47,7 @@ from pyrostruct.infer.enum import (
     enumerated_sites,
     infer_max_plate_nesting,
 )
-from pyrostruct.infer.importance import VectorizationWarning
+from pyrostruct.infer.importance import VectorizationWarning, vectorization_method
 from pyrostruct.infer.init import mixture_init
 from pyrostruct.infer.rloo import TraceRWS_ELBO
 
@@ -483,22 +483,20 @@ def _score_function_sites(guide, args, kwargs) -> list[str]:
 
 def _score_elbo(model, guide, args, kwargs, num_particles: int) -> TraceRWS_ELBO:
     """``TraceRWS_ELBO`` with ``max(num_particles, 2)`` particles: vectorized when the
-    model and guide broadcast over a particle plate, drawn one by one (with a warning)
+    model gives the same log weight with and without a particle plate
+    (:func:`~pyrostruct.infer.importance.vectorization_method`: a model that merely runs
+    under the plate may compute the wrong thing), drawn one by one with a warning
     otherwise."""
     num_particles = max(num_particles, 2)
-    elbo = TraceRWS_ELBO(num_particles=num_particles)
-    try:
-        with torch.no_grad():
-            elbo.loss(model, guide, *args, **kwargs)
-    except (RuntimeError, ValueError, IndexError) as e:  # shapes that do not broadcast
-        warnings.warn(
-            f"fit: the model does not broadcast over a plate of {num_particles} particles "
-            f"({str(e).splitlines()[0][:200]}); drawing them one by one, which is slower",
-            VectorizationWarning,
-            stacklevel=3,
-        )
-        return TraceRWS_ELBO(num_particles=num_particles, vectorize_particles=False)
-    return elbo
+    method, reason = vectorization_method(model, guide, *args, **kwargs)
+    if method == "plate":
+        return TraceRWS_ELBO(num_particles=num_particles)
+    warnings.warn(
+        f"fit: drawing the {num_particles} particles one by one, which is slower: {reason}",
+        VectorizationWarning,
+        stacklevel=3,
+    )
+    return TraceRWS_ELBO(num_particles=num_particles, vectorize_particles=False)
 
 
 def _score_dag_params(guide) -> set[str]:

@@ -23,6 +23,7 @@ from pyrostruct.infer.autoguide import (
     auto_guide,
     classify_site,
 )
+from pyrostruct.infer.importance import VectorizationWarning
 
 # ---------------------------------------------------------------------------
 # exact posterior over all DAGs on 3 nodes: weights integrated out analytically
@@ -148,10 +149,28 @@ def test_fit_draws_particles_one_by_one_for_a_model_that_does_not_broadcast():
         mean = torch.mm(X, G * 1.5)  # 2-d only: fails under a vectorized particle plate
         pyro.factor("lik", dist.Normal(mean, 1.0).log_prob(X).sum())
 
-    result = fit(model, X, steps=20, seed=0, num_particles=4)
+    with pytest.warns(VectorizationWarning, match="one by one"):
+        result = fit(model, X, steps=20, seed=0, num_particles=4)
     assert isinstance(result.elbo, TraceRLOO_ELBO)
     assert not result.elbo.vectorize_particles and result.elbo.num_particles == 4
     assert all(math.isfinite(loss) for loss in result.losses)
+
+
+def test_fit_does_not_vectorize_a_model_that_runs_but_computes_wrong_under_particles():
+    """X @ (G * W) inside a plate of rows runs under a particle plate but gives a
+    (particles, 1, rows) likelihood that Pyro broadcasts against (particles, rows): the
+    wrong number. fit checks particle 0 against a plain run and draws one by one."""
+    X = _data("collider", n=30).float()
+
+    def model(X):
+        G = pyro.sample("G", ErdosRenyiDAG(3, expected_edges=1.5))
+        W = pyro.sample("W", dist.Normal(0.0, 1.0).expand([3, 3]).to_event(2))
+        with pyro.plate("rows", X.shape[0]):
+            pyro.sample("X", dist.Normal(X @ (G * W), 1.0).to_event(1), obs=X)
+
+    with pytest.warns(VectorizationWarning, match="one by one"):
+        result = fit(model, X, steps=3, seed=0)
+    assert not result.elbo.vectorize_particles
 
 
 def test_autodag_on_spread_out_chain_posterior_reports_gap():
