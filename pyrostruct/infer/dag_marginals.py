@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import torch
 
 from pyrostruct.infer.autoguide.dag import EdgeProbs
@@ -38,6 +39,30 @@ KHAT_THRESHOLD = 0.7
 #: Where the tail fit degenerates (tied largest weights), the weights are trusted when
 #: their effective sample size is at least this fraction of the draws (``khat`` 0, else inf).
 TIED_ESS_FRACTION = 0.1
+
+
+def psis_weights(log_w: torch.Tensor) -> tuple[torch.Tensor, float, float]:
+    """Normalized Pareto-smoothed weights of finite log weights ``(S,)``, their effective
+    sample size and the Pareto ``khat``.
+
+    Where the tail fit degenerates because the largest weights tie (a guide on a few
+    DAGs; arviz then gives an infinite ``k``, or NaN weights with a finite one) the raw
+    weights are used and ``khat`` is 0 when their effective sample size is at least
+    ``TIED_ESS_FRACTION`` of the draws, else infinite.
+    """
+    from arviz import psislw  # arviz is slow to import
+
+    log_w = log_w.double()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # arviz's notes on large k and on ties
+        smoothed, khat = psislw(log_w.numpy().copy())
+    khat = float(khat)
+    tied = not (math.isfinite(khat) and np.isfinite(smoothed).all())
+    w = torch.softmax(log_w if tied else torch.as_tensor(smoothed), 0)
+    ess = float(1.0 / (w**2).sum())
+    if tied:
+        khat = 0.0 if ess >= TIED_ESS_FRACTION * len(w) else math.inf
+    return w, ess, khat
 
 
 @torch.no_grad()
@@ -66,24 +91,11 @@ def importance_edge_probs(
     finite = torch.isfinite(log_w)
     if not bool(finite.any()):
         raise ValueError("importance_edge_probs: every importance weight is zero or NaN")
-    from arviz import psislw  # arviz is slow to import
-
-    log_w = torch.where(finite, log_w, torch.full_like(log_w, -math.inf)).double()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # arviz's own note on a large khat: ours is below
-        smoothed, khat = psislw(log_w.numpy().copy())
-    khat = float(khat)
-    if not math.isfinite(khat):
-        # The tail fit degenerates when the largest weights tie (few distinct DAGs, as
-        # on 3 nodes): no smoothing, and the effective sample size judges instead.
-        smoothed = log_w.numpy()
-    w = torch.softmax(torch.as_tensor(smoothed), 0)
-    adj = draws[site].double()
+    log_w = log_w[finite].double()  # a draw of zero (or undefined) weight counts for nothing
+    adj = draws[site][finite].double()
+    w, ess, khat = psis_weights(log_w)
     mean = torch.einsum("s,sij->ij", w, adj)
     stderr = torch.einsum("s,sij->ij", w**2, (adj - mean) ** 2).sqrt()
-    ess = float(1.0 / (w**2).sum())
-    if not math.isfinite(khat):
-        khat = 0.0 if ess >= TIED_ESS_FRACTION * num_samples else math.inf
     if not khat <= KHAT_THRESHOLD:
         warnings.warn(
             f"importance_edge_probs: Pareto k = {khat:.2f} > {KHAT_THRESHOLD} (effective "

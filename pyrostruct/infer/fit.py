@@ -24,6 +24,7 @@ from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO, TraceTMC_ELBO
 from pyro.infer.autoguide import AutoGuideList
 from pyro.infer.autoguide.initialization import init_to_feasible, init_to_value
 from pyro.optim import ClippedAdam
+from pyro.poutine.util import site_is_subsample
 
 from pyrostruct.distributions.temperature import TemperatureSchedule
 from pyrostruct.errors import InputError
@@ -155,7 +156,8 @@ class FitResult(_FitResultFields):
         continuous = [
             n for n, site in trace.nodes.items()
             if site["type"] == "sample" and not site["is_observed"]
-            and not is_dag_site(site) and not site["fn"].support.is_discrete
+            and not site_is_subsample(site) and not is_dag_site(site)
+            and not site["fn"].support.is_discrete
         ]  # fmt: skip
         if weighted.khat <= KHAT_THRESHOLD or not continuous:
             return weighted
