@@ -12,14 +12,19 @@ of the same family with learnable node scores ``s`` (``d``) and edge logits
     q(\\pi, A) = \\mathrm{PL}(\\pi; s)\\ \\prod_{\\mathrm{rank}_i < \\mathrm{rank}_j}
         \\mathrm{Bernoulli}(A_{ij}; \\sigma(l_{ij})) .
 
-Samples are drawn with straight-through gradients (``rsample``) and carry
-their order, so the model's prior and the guide both score the *joint*
-``(order, edges)`` with their exact ``log_prob``: ``Trace_ELBO`` then
-estimates the true ELBO ``E_q[log p(X, pi, A) - log q(pi, A)]`` with no extra
+Samples carry their order, so the model's prior and the guide both score the
+*joint* ``(order, edges)`` with their exact ``log_prob``: the ELBO objects then
+estimate the true ELBO ``E_q[log p(X, pi, A) - log q(pi, A)]`` with no extra
 code (the order term is the Plackett-Luce log-probability; the edge term is the
 Bernoulli log-ratio of the forward pairs). This is the variational family of
 VI-DP-DAG (Charpentier, Kibler, Günnemann, "Differentiable DAG Sampling",
 ICLR 2022), with the exact joint density in place of its ad-hoc regularizer.
+
+By default (``estimator="auto"``) a DAG site is sampled without a pathwise
+gradient, so training uses the score function, unbiased for any likelihood, and
+its guide is a :class:`~pyrostruct.distributions.DAGMixture` of four such
+components; a model whose likelihood changes smoothly with each edge may declare
+the straight-through estimator (``infer={"dag_estimator": "straight-through"}``).
 
 What this adds to Pyro's autoguides: support for DAG-valued sites (Pyro's
 ``AutoNormal`` & co. need a bijection to real space, which DAGs lack).
@@ -110,12 +115,14 @@ class AutoDAG(SiteFamilyGuide):
     :param str estimator: gradient estimator of the DAG sites, ``"auto"``
         (default), ``"score"`` or ``"straight-through"``.
 
-        - ``"score"``: samples are not reparameterized, so the ELBO gradient is
-          the unbiased score-function (REINFORCE) estimator; train with
-          :class:`~pyrostruct.infer.TraceRLOO_ELBO` (leave-one-out baselines),
-          which :func:`~pyrostruct.infer.fit` picks by itself. Right for any
-          likelihood, including those where ``A`` enters non-linearly (a
-          marginal likelihood with the weights integrated out).
+        - ``"score"``: samples are not reparameterized, so gradients come from
+          the score function ``grad log q``: train with
+          :class:`~pyrostruct.infer.TraceRWS_ELBO` (mass-covering, what
+          :func:`~pyrostruct.infer.fit` picks by itself) or
+          :class:`~pyrostruct.infer.TraceRLOO_ELBO` (the unbiased ELBO gradient
+          with leave-one-out baselines). Right for any likelihood, including
+          those where ``A`` enters non-linearly (a marginal likelihood with the
+          weights integrated out).
         - ``"straight-through"``: pathwise gradients through the relaxed order
           and edges, ``Trace_ELBO``; low variance but biased. Fine when the
           log-density changes smoothly and nearly linearly with each ``A_ij``
@@ -131,10 +138,11 @@ class AutoDAG(SiteFamilyGuide):
     :param int num_components: number ``K`` of order-then-edges components of a
         score-function site's guide, a :class:`~pyrostruct.distributions.DAGMixture`
         (default 4; 1 for straight-through sites, whose samples carry pathwise
-        gradients, and with ``rao_blackwellize``). One component cannot hold a posterior spread over
-        Markov-equivalent DAGs (see :mod:`pyrostruct.distributions.dag_mixture`);
-        component ``k >= 1`` starts at the initial scores plus ``N(0, 1)`` jitter,
-        so the components can tell apart.
+        gradients, and with ``rao_blackwellize``). One component cannot hold a
+        posterior spread over Markov-equivalent DAGs (see
+        :mod:`pyrostruct.distributions.dag_mixture`); component ``k >= 1`` starts
+        at the initial scores plus ``N(0, 1)`` jitter, so the components can tell
+        apart.
     :param bool rao_blackwellize: replace the Monte Carlo edge term
         ``log q(A | pi) - log p(A | pi)`` of the ELBO by its exact conditional
         expectation, the Bernoulli KL ``sum_{forward pairs} KL(q_ij || p_ij)``
@@ -224,7 +232,8 @@ class AutoDAG(SiteFamilyGuide):
             init_scores = self._initial_scores(name, d, prior_logits.dtype)
             if K > 1:
                 jitter = torch.randn(K, d, dtype=init_scores.dtype) * COMPONENT_SPREAD
-                init_scores = init_scores + torch.cat([jitter[:1] * 0, jitter[1:]])
+                jitter[0] = 0.0  # the first component starts where asked
+                init_scores = init_scores + jitter
                 init_logits = init_logits.expand(K, d, d).contiguous()
                 mixture = torch.zeros(K, dtype=init_scores.dtype)
                 deep_setattr(self.mixture_logits, name, PyroParam(mixture, constraints.real, 1))
