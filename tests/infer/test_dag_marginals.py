@@ -2,9 +2,7 @@
 (models/dag_posterior.py) against ``fit``'s defaults; importance-weighted edge marginals;
 the BGe likelihood."""
 
-import importlib.util
 import math
-import pathlib
 import warnings
 
 import networkx as nx
@@ -22,17 +20,9 @@ from pyrostruct.infer.bge import BGeScore
 from pyrostruct.infer.dag_marginals import psis_weights
 from pyrostruct.infer.evidence import LowESSWarning
 from pyrostruct.selection.structures import dag_log_evidence
+from tests.reference_models import load_model
 
-
-def _load_reference_model():
-    path = pathlib.Path(__file__).resolve().parents[2] / "models" / "dag_posterior.py"
-    spec = importlib.util.spec_from_file_location("dag_posterior", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ref = _load_reference_model()
+ref = load_model("dag_posterior")
 
 
 def test_the_reference_likelihoods_are_exact():

@@ -1,8 +1,5 @@
 """AutoGumbelSoftmax and auto_discrete_continuous_guide."""
 
-import importlib.util
-import pathlib
-
 import pyro
 import pyro.distributions as dist
 import pyro.poutine as poutine
@@ -25,6 +22,7 @@ from pyrostruct.infer.autoguide import (
     is_discrete_site,
 )
 from pyrostruct.selection.datasets import make_sparse_regression
+from tests.reference_models import load_model
 
 
 def prior_model():
@@ -155,15 +153,7 @@ def spike_slab_data(p=100, n=200, k=5, seed=0):
     return X, y, set(beta.nonzero().flatten().tolist())
 
 
-def _load_spike_slab():
-    path = pathlib.Path(__file__).resolve().parents[3] / "models" / "spike_slab.py"
-    spec = importlib.util.spec_from_file_location("spike_slab", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-spike_slab_model = _load_spike_slab().model  # the reference model (models/spike_slab.py)
+spike_slab_model = load_model("spike_slab").model  # the reference model (models/spike_slab.py)
 
 
 def f1(selected, truth):
