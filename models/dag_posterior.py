@@ -11,8 +11,9 @@ nodes, 543 on 4, 29,281 on 5) is a sum away and ``fit``'s variational edge margi
 - ``logistic``: binary ``x_j ~ Bernoulli(sigmoid(w sum_i G_ij (2 x_i - 1)))`` with a
   known weight ``w``;
 - ``nonlinear``: ``x_j ~ N(sum_i G_ij W_ij tanh(x_i), 1)`` with the weights ``W`` as
-  latent sites of the model (``W_ij ~ N(0, 1)``), guided by ``AutoNormal`` next to the
-  DAG; the exact reference integrates them analytically (``x_j`` is Gaussian given ``G``).
+  a latent site of the model (``W_ij ~ N(0, 1)``) declared the edge weights of ``G``
+  (``infer={"edge_weights_of": "G"}``: their guide follows the sampled DAG); the exact
+  reference integrates them analytically (``x_j`` is Gaussian given ``G``).
 
 In every family the adjacency enters the likelihood non-linearly, the case where the
 straight-through gradient is badly biased; ``fit(model, data)`` with its defaults uses
@@ -93,8 +94,11 @@ def _topological(adj: torch.Tensor) -> list[int]:
 
 
 def make_problem(family: str, d: int = 4, n: int = 100, *, seed: int = 0,
-                 edge_prob: float = 0.3) -> Problem:  # fmt: skip
-    """Data from a random DAG of the family's own model, and that model."""
+                 edge_prob: float = 0.3, edge_weights: bool = True) -> Problem:  # fmt: skip
+    """Data from a random DAG of the family's own model, and that model. ``edge_weights``
+    (nonlinear family): the model declares ``W`` as the edge weights of ``G``, so that
+    ``W``'s guide follows the sampled DAG (:mod:`pyrostruct.infer.autoguide.edge_weights`);
+    ``False``: a plain latent site, guided by ``AutoNormal`` beside the DAG."""
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
     g = torch.Generator().manual_seed(seed)
@@ -142,7 +146,9 @@ def make_problem(family: str, d: int = 4, n: int = 100, *, seed: int = 0,
 
         def model(data):
             G = pyro.sample("G", prior)
-            W = pyro.sample("W", dist.Normal(0.0, 1.0).expand([d, d]).to_event(2))
+            # W matters only where G has an edge: the guide of W follows G
+            W = pyro.sample("W", dist.Normal(0.0, 1.0).expand([d, d]).to_event(2),
+                            infer={"edge_weights_of": "G"} if edge_weights else {})  # fmt: skip
             with pyro.plate("rows", data.shape[0]):
                 # row by row, so that G and W batched over particles broadcast
                 weights = G.to(data.dtype) * W.to(data.dtype)

@@ -48,6 +48,13 @@ from pyrostruct.distributions.dag_mixture import DAGMixture
 from pyrostruct.distributions.temperature import current_temperature
 from pyrostruct.distributions.util import base_distribution
 from pyrostruct.infer.autoguide._base import SiteFamilyGuide
+from pyrostruct.infer.autoguide.edge_weights import (
+    EDGE_WEIGHTS_OF,
+    INIT_SCALE,
+    edge_weight_distribution,
+    edge_weight_prior,
+    is_edge_weight_site,
+)
 
 __all__ = ["AutoDAG", "EdgeProbs", "is_dag_site"]
 
@@ -210,9 +217,16 @@ class AutoDAG(SiteFamilyGuide):
         self.estimators = {}
         self.num_components = {}
         self.mixture_logits = PyroModule()
+        self.weight_locs = PyroModule()
+        self.weight_scales = PyroModule()
+        self._weights = {}  # weight site -> (its DAG site, its prior)
+        self._latest = {}  # DAG site -> the value just sampled (for its weight sites)
         found = False
         for name, site in self.prototype_trace.iter_stochastic_nodes():
             fn = base_distribution(site["fn"])
+            if is_edge_weight_site(site):
+                self._setup_weights(name, site)
+                continue
             if not isinstance(fn, OrderedDAG):
                 raise ValueError(
                     f"AutoDAG cannot guide site {name!r} with distribution "
@@ -246,6 +260,23 @@ class AutoDAG(SiteFamilyGuide):
         if not found:
             raise ValueError("AutoDAG found no DAG sample site in the model.")
         self._site_names = list(self._families)
+
+    def _setup_weights(self, name, site):
+        """Parameters of an edge-weight site (:mod:`~pyrostruct.infer.autoguide.edge_weights`)."""
+        dag = site["infer"][EDGE_WEIGHTS_OF]
+        if dag not in self._families:
+            raise ValueError(
+                f"site {name!r} declares edge_weights_of={dag!r}, which is not a DAG site "
+                f"sampled before it; DAG sites so far: {list(self._families)}"
+            )
+        d = self._prior_logits[dag].shape[-1]
+        prior = edge_weight_prior(site, d)
+        dtype = self._prior_logits[dag].dtype
+        self._weights[name] = (dag, prior)
+        deep_setattr(self.weight_locs, name, PyroParam(torch.zeros(d, d, dtype=dtype),
+                                                       constraints.real, 2))  # fmt: skip
+        scale = torch.full((d, d), INIT_SCALE, dtype=dtype)
+        deep_setattr(self.weight_scales, name, PyroParam(scale, constraints.positive, 2))
 
     def _site_estimator(self, site) -> str:
         """The estimator of a site: the guide's, else the model's declaration, else score."""
@@ -315,7 +346,14 @@ class AutoDAG(SiteFamilyGuide):
 
     def get_distribution(self, name: str, temperature=None):
         """The variational distribution of site ``name``: the family of its prior, or a
-        :class:`~pyrostruct.distributions.DAGMixture` of that family."""
+        :class:`~pyrostruct.distributions.DAGMixture` of that family; for an edge-weight
+        site, ``q(W | A)`` given the DAG just sampled."""
+        if name in self._weights:
+            dag, prior = self._weights[name]
+            loc, scale = attrgetter(name)(self.weight_locs), attrgetter(name)(self.weight_scales)
+            if dag not in self._latest:
+                raise RuntimeError(f"site {name!r}: its DAG site {dag!r} has not been sampled")
+            return edge_weight_distribution(prior, loc, scale, self._latest[dag])
         scores, logits = self._params(name)
         tau = current_temperature(self.temperature if temperature is None else temperature)
         family, shift = self._families[name]
@@ -328,6 +366,9 @@ class AutoDAG(SiteFamilyGuide):
         return fn.has_rsample_(False) if self.estimators[name] == "score" else fn
 
     def _after_sample(self, name, value):
+        if name in self._weights:
+            return
+        self._latest[name] = value
         if self.rao_blackwellize:
             pyro.factor(name + "_edge_kl", self._edge_kl_correction(name, value), has_rsample=True)
 
@@ -346,10 +387,16 @@ class AutoDAG(SiteFamilyGuide):
     @torch.no_grad()
     def median(self, *args, **kwargs):
         """Most probable DAG per site: the mode of the order (scores sorted), then every
-        edge more likely than not given it. Returns ``{name: adjacency}`` (acyclic)."""
+        edge more likely than not given it. Returns ``{name: adjacency}`` (acyclic), and
+        for an edge-weight site its guide's location on those edges (the prior's mean
+        elsewhere)."""
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
-        return {name: self.get_distribution(name).mode.detach() for name in self._families}
+        out = {name: self.get_distribution(name).mode.detach() for name in self._families}
+        for name, (dag, prior) in self._weights.items():  # the slab's centre on the edges
+            loc = attrgetter(name)(self.weight_locs).detach()
+            out[name] = torch.where(out[dag] > 0.5, loc, prior.mean.to(loc.dtype))
+        return out
 
     @torch.no_grad()
     def sample_dags(self, num_samples: int, name: str | None = None) -> torch.Tensor:

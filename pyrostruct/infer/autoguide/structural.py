@@ -8,7 +8,9 @@ each latent site to a part:
 =====================================  ==========================================
 site distribution                      part
 =====================================  ==========================================
-``OrderedDAG`` and its subclasses      :class:`~pyrostruct.infer.autoguide.AutoDAG`
+``OrderedDAG`` and its subclasses,     :class:`~pyrostruct.infer.autoguide.AutoDAG`
+sites with ``infer={"edge_weights_of":
+"G"}`` (weights used only on edges)
 ``PlackettLuce``                       :class:`~pyrostruct.infer.autoguide.AutoPermutation`
 ``Bernoulli``, ``Categorical``,        :class:`~pyrostruct.infer.autoguide.AutoGumbelSoftmax`
 ``OneHotCategorical`` (relaxed)
@@ -17,7 +19,9 @@ anything with a bijection to R^n       ``continuous_guide`` (default ``AutoNorma
 
 so the variational family is the mean-field product
 :math:`q = q_{\\mathrm{DAG}}\\, q_{\\mathrm{perm}}\\, q_{\\mathrm{Concrete}}\\,
-q_{\\mathcal N}`. ``overrides={"site": GuideClass}`` gives a site its own guide.
+q_{\\mathcal N}` (edge weights declared by the model follow their DAG
+instead: :mod:`~pyrostruct.infer.autoguide.edge_weights`).
+``overrides={"site": GuideClass}`` gives a site its own guide.
 
 Sites marked for enumeration (``@config_enumerate``,
 ``infer={"enumerate": "parallel"}``) are hidden from the guide and summed out
@@ -38,6 +42,7 @@ from torch.distributions import biject_to
 from pyrostruct._pyro_compat import helpful_support_errors, prototype_hide_fn
 from pyrostruct.handlers import relax
 from pyrostruct.infer.autoguide.dag import AutoDAG, is_dag_site
+from pyrostruct.infer.autoguide.edge_weights import is_edge_weight_site
 from pyrostruct.infer.autoguide.gumbel import AutoGumbelSoftmax, is_discrete_site
 from pyrostruct.infer.autoguide.permutation import AutoPermutation, is_permutation_site
 from pyrostruct.infer.enum import ENUMERATE, RELAX, PolicyModel, apply_policy
@@ -55,7 +60,7 @@ def classify_site(site: dict[str, Any]) -> str:
     can guide it (for example a discrete site without a relaxation, or a
     constrained support without a registered bijection).
     """
-    if is_dag_site(site):
+    if is_dag_site(site) or is_edge_weight_site(site):
         return DAG
     if is_permutation_site(site):
         return PERMUTATION

@@ -282,3 +282,58 @@ def test_predictive_with_the_guide():
     guide()
     samples = Predictive(model, guide=guide, num_samples=7, return_sites=["G"])()
     assert samples["G"].shape == (7, 4, 4)
+
+
+def test_declared_edge_weights_follow_the_sampled_dag():
+    """infer={"edge_weights_of": "G"}: q(W_ij | G) is the prior where G has no edge."""
+    prior_w = dist.Normal(0.0, 2.0).expand([3, 3]).to_event(2)
+
+    def model():
+        G = pyro.sample("G", ErdosRenyiDAG(3, expected_edges=1.5))
+        W = pyro.sample("W", prior_w, infer={"edge_weights_of": "G"})
+        pyro.factor("lik", -((G * W - 1.0) ** 2).sum((-1, -2)))
+
+    guide = AutoDAG(model)
+    pyro.set_rng_seed(0)
+    values = guide()
+    G, W = values["G"], values["W"]
+    assert W.shape == (3, 3) and W.requires_grad
+    q = guide.get_distribution("W")
+    assert isinstance(q.base_dist, dist.MaskedMixture)
+    # per element: the prior's density where G_ij = 0, the slab's where G_ij = 1
+    base = q.base_dist.log_prob(W.detach())
+    off = G == 0
+    assert torch.allclose(base[off], dist.Normal(0.0, 2.0).log_prob(W.detach())[off])
+    slab = dist.Normal(guide.weight_locs.W, guide.weight_scales.W).log_prob(W.detach())
+    assert torch.allclose(base[~off], slab[~off])
+    with torch.no_grad():
+        guide.weight_locs.W.fill_(0.7)
+    median = guide.median()
+    assert torch.equal(median["W"], torch.where(median["G"] > 0.5, torch.tensor(0.7), 0.0))
+    # vectorized particles: each particle's W follows its own G
+    with pyro.plate("particles", 5, dim=-1):
+        batch = guide()
+    assert batch["G"].shape == batch["W"].shape == (5, 3, 3)
+
+
+def test_declared_edge_weights_are_checked():
+    def after(dag="G", shape=(3, 3)):
+        def model():
+            pyro.sample("G", ErdosRenyiDAG(3, expected_edges=1.5))
+            pyro.sample("W", dist.Normal(0.0, 1.0).expand(shape).to_event(len(shape)),
+                        infer={"edge_weights_of": dag})  # fmt: skip
+
+        return model
+
+    with pytest.raises(ValueError, match="edge_weights_of='H', which is not a DAG site"):
+        AutoDAG(after("H"))()
+    with pytest.raises(ValueError, match=r"must be 3 x 3 reals"):
+        AutoDAG(after(shape=(3,)))()
+
+    def before():
+        pyro.sample("W", dist.Normal(0.0, 1.0).expand([3, 3]).to_event(2),
+                    infer={"edge_weights_of": "G"})  # fmt: skip
+        pyro.sample("G", ErdosRenyiDAG(3, expected_edges=1.5))
+
+    with pytest.raises(ValueError, match="sampled before it"):
+        AutoDAG(before)()
