@@ -488,8 +488,9 @@ def _score_function_sites(guide, args, kwargs) -> list[str]:
     return [
         name
         for name, site in trace.nodes.items()
-        if site["type"] == "sample" and not site["is_observed"] and not site["fn"].has_rsample
-    ]
+        if site["type"] == "sample" and not site["is_observed"]
+        and not site_is_subsample(site) and not site["fn"].has_rsample
+    ]  # fmt: skip
 
 
 def _score_elbo(model, guide, args, kwargs, num_particles: int) -> TraceRWS_ELBO:
