@@ -1,4 +1,7 @@
-"""Edge marginals of a DAG site by Pareto-smoothed importance sampling with the guide.
+"""Edge marginals of a DAG site after a fit: Pareto-smoothed importance sampling with the
+guide as proposal (:func:`importance_edge_probs`), and the rule that picks between it
+and the guide's own marginals (:func:`posterior_edge_probs`, behind
+``FitResult.edge_probs``).
 
 .. math::
 
@@ -27,12 +30,14 @@ import warnings
 
 import numpy as np
 import torch
+from pyro import poutine
+from pyro.poutine.util import site_is_subsample
 
 from pyrostruct.infer.autoguide.dag import EdgeProbs
 from pyrostruct.infer.evidence import LowESSWarning
 from pyrostruct.infer.importance import log_importance_weights
 
-__all__ = ["importance_edge_probs"]
+__all__ = ["importance_edge_probs", "posterior_edge_probs", "psis_weights"]
 
 #: Pareto-k above which importance weights are unreliable (Vehtari et al.).
 KHAT_THRESHOLD = 0.7
@@ -105,3 +110,53 @@ def importance_edge_probs(
             stacklevel=2,
         )
     return EdgeProbs(mean, stderr, ess, "importance", khat)
+
+
+def posterior_edge_probs(
+    model, guide, *args, site: str, num_samples: int = 4000, max_plate_nesting=None, **kwargs
+) -> EdgeProbs:
+    """Edge marginals of DAG site ``site`` after a fit: :func:`importance_edge_probs`, or the
+    guide's own marginals (with a :class:`~pyrostruct.infer.evidence.LowESSWarning`) when
+    the model has continuous latents besides its DAGs and the weights are unreliable
+    (Pareto ``khat > 0.7``).
+
+    Measured on ``models/dag_posterior.py`` (d = 4): latent weights guided beside the
+    DAG gave ``khat`` 0.65-0.97 and weighted marginals up to 0.45 from exact against
+    the guide's 0.05. Without continuous latents the weights live on a finite set of
+    DAGs, are bounded, and are always used (``khat`` is then only a warning sign: one of
+    4 BGe fits at n = 200 had ``khat > 0.7``, its weighted marginals 0.01 from exact,
+    the guide's 0.10).
+
+    :returns: :class:`~pyrostruct.infer.autoguide.EdgeProbs` ``(mean, stderr, ess,
+        method, khat)``, ``method`` ``"importance"`` or ``"guide"``.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LowESSWarning)  # decided on below
+        weighted = importance_edge_probs(
+            model, guide, *args, site=site, num_samples=num_samples,
+            max_plate_nesting=max_plate_nesting, **kwargs,
+        )  # fmt: skip
+    if weighted.khat <= KHAT_THRESHOLD or not _continuous_latents(guide, args, kwargs):
+        return weighted
+    warnings.warn(
+        f"edge_probs: the importance weights are unreliable (Pareto k = "
+        f"{weighted.khat:.2f} > {KHAT_THRESHOLD}, effective sample size "
+        f"{weighted.ess:.0f} of {num_samples}); returning the guide's own marginals",
+        LowESSWarning,
+        stacklevel=3,
+    )
+    part = guide.part(site) if hasattr(guide, "part") else guide
+    return part.edge_probs(site, num_samples=num_samples)._replace(
+        ess=weighted.ess, khat=weighted.khat
+    )
+
+
+def _continuous_latents(guide, args, kwargs) -> list[str]:
+    """The guide's sites whose values are not discrete (DAG sites are)."""
+    trace = poutine.trace(guide).get_trace(*args, **kwargs)
+    return [
+        name
+        for name, s in trace.nodes.items()
+        if s["type"] == "sample" and not s["is_observed"] and not site_is_subsample(s)
+        and not s["fn"].support.is_discrete
+    ]  # fmt: skip

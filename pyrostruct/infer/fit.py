@@ -119,25 +119,15 @@ class FitResult(_FitResultFields):
 
     def edge_probs(self, name: str | None = None, num_samples: int = 4000):
         """Posterior edge marginals ``P(i -> j | x)`` of DAG site ``name`` (``None``: the only
-        one): the guide's draws importance-weighted by the model
-        (:func:`~pyrostruct.infer.dag_marginals.importance_edge_probs`), right where the
-        guide's own marginals carry the variational fit's bias. When the model has
-        continuous latents besides the DAG and the weights are unreliable (Pareto
-        ``khat > 0.7``), the guide's own marginals, with a
-        :class:`~pyrostruct.infer.evidence.LowESSWarning`. Measured on
-        ``models/dag_posterior.py`` (d = 4): the nonlinear family with latent weights
-        gave ``khat`` 0.65-0.97 and weighted marginals up to 0.45 from exact against the
-        guide's 0.05. Without continuous latents the weights live on a finite set of
-        DAGs, are bounded, and are always used (``khat`` is then only a warning sign:
-        one of 4 BGe fits at n = 200 had ``khat > 0.7``, its weighted marginals 0.01
-        from exact, the guide's 0.10).
+        one): the guide's draws importance-weighted by the model, or the guide's own
+        marginals where the weights are unreliable
+        (:func:`~pyrostruct.infer.dag_marginals.posterior_edge_probs`).
 
         :returns: :class:`~pyrostruct.infer.autoguide.EdgeProbs` ``(mean, stderr, ess,
             method, khat)``, ``method`` ``"importance"`` or ``"guide"``.
         """
         from pyrostruct.infer.autoguide.dag import is_dag_site
-        from pyrostruct.infer.dag_marginals import KHAT_THRESHOLD, importance_edge_probs
-        from pyrostruct.infer.evidence import LowESSWarning
+        from pyrostruct.infer.dag_marginals import posterior_edge_probs
 
         trace = _trace(self.model, *self.args, **self.kwargs)
         sites = [n for n, site in trace.nodes.items() if is_dag_site(site)]
@@ -147,30 +137,10 @@ class FitResult(_FitResultFields):
             name = sites[0]
         elif name not in sites:
             raise InputError(f"no DAG site named {name!r}; the model's DAG sites are {sites}")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", LowESSWarning)  # decided on below
-            weighted = importance_edge_probs(
-                self.model, self.guide, *self.args, site=name, num_samples=num_samples,
-                max_plate_nesting=self.max_plate_nesting, **self.kwargs,
-            )  # fmt: skip
-        continuous = [
-            n for n, site in trace.nodes.items()
-            if site["type"] == "sample" and not site["is_observed"]
-            and not site_is_subsample(site) and not is_dag_site(site)
-            and not site["fn"].support.is_discrete
-        ]  # fmt: skip
-        if weighted.khat <= KHAT_THRESHOLD or not continuous:
-            return weighted
-        warnings.warn(
-            f"edge_probs: the importance weights are unreliable (Pareto k = "
-            f"{weighted.khat:.2f} > {KHAT_THRESHOLD}, effective sample size "
-            f"{weighted.ess:.0f} of {num_samples}); returning the guide's own marginals",
-            LowESSWarning,
-            stacklevel=2,
-        )
-        part = self.guide.part(name) if hasattr(self.guide, "part") else self.guide
-        guide_only = part.edge_probs(name, num_samples=num_samples)
-        return guide_only._replace(ess=weighted.ess, khat=weighted.khat)
+        return posterior_edge_probs(
+            self.model, self.guide, *self.args, site=name, num_samples=num_samples,
+            max_plate_nesting=self.max_plate_nesting, **self.kwargs,
+        )  # fmt: skip
 
     @property
     def enumerated_sites(self) -> list[str]:
