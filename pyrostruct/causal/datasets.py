@@ -32,6 +32,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
+from pyrostruct.data import is_real_number
 from pyrostruct.errors import InputError, check_count
 
 __all__ = [
@@ -326,8 +327,7 @@ class LinearSEMEnvironment:
             if (isinstance(j, (bool, np.bool_)) or not isinstance(j, (int, np.integer))
                     or not 0 <= j < d):  # fmt: skip
                 raise InputError(f"unknown node {key!r}; the nodes are {self.names}")
-            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.number)) \
-                    or not np.isfinite(v):  # fmt: skip
+            if not is_real_number(v, finite=True):
                 raise InputError(f"the value of {key!r} must be a finite number, got {v!r}")
             targets[int(j)] = float(v)
         x = np.zeros((n, d))

@@ -254,7 +254,9 @@ def suggest_interventions(
         parameters = posterior.draw_parameters()
         scores = _scores(posterior, parameters, candidates, strategy, progress)
         if search == "gradient":
-            bound = _value_bound(values)
+            # the bound on values: the largest of the grid (values is a number, a list or
+            # "auto" here: per-node values were refused above)
+            bound = max(abs(v) for vs in levels.values() for v in vs)
             found: list[Experiment] = []
             for _ in range(batch_size):
                 e, _ = optimize_experiment(
@@ -411,7 +413,7 @@ def _values(values, names, nodes, mean, sd) -> dict[int, list[float]]:
         if values != "auto":
             raise InputError(f"values must be 'auto', a number or a dict, got {values!r}")
         return {t: [AUTO_VALUE_SD] for t in nodes}
-    if isinstance(values, (int, float, np.number)) and not isinstance(values, (bool, np.bool_)):
+    if is_real_number(values):
         values = [values]
     if isinstance(values, (list, tuple, np.ndarray)):
         ok = [is_real_number(v, finite=True) and abs(v) <= MAX_VALUE_SD for v in values]
@@ -445,15 +447,6 @@ def _count_sets(pool: int, k: int, levels: dict, nodes) -> int:
     per node)."""
     most = max(len(v) for v in levels.values()) if levels else 1
     return sum(math.comb(pool, size) * most**size for size in range(2, k + 1))
-
-
-def _value_bound(values) -> float:
-    """The gradient search's bound on values (standard deviations)."""
-    if isinstance(values, (int, float, np.number)) and not isinstance(values, bool):
-        return abs(float(values))
-    if isinstance(values, (list, tuple, np.ndarray)):
-        return max(abs(float(v)) for v in values)
-    return AUTO_VALUE_SD
 
 
 def _best_nodes(singles, scores, count: int) -> list[int]:
