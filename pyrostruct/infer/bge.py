@@ -135,15 +135,18 @@ class BGeScore:
 
     def local_score(self, node: int, parents: Sequence[int]) -> float:
         """BGe log evidence of ``node`` given ``parents`` (cached)."""
-        key = sum(1 << int(i) for i in parents)
+        return self._local_scores(node, [sum(1 << int(i) for i in set(parents))])[0]
+
+    def _local_scores(self, node: int, keys: list[int]) -> list[float]:
+        """Local scores of ``node`` for parent sets given as bitmasks; the ones not cached
+        yet are computed in one batched :func:`bge_local_scores` call."""
         cache = self._cache[node]
-        if key not in cache:
-            scores = bge_local_scores(
-                self.gram, self.num_rows, node, [sorted(int(i) for i in parents)],
-                nu=self.nu, c=self.c,
-            )  # fmt: skip
-            cache[key] = float(scores[0])
-        return cache[key]
+        missing = [k for k in dict.fromkeys(keys) if k not in cache]
+        if missing:
+            sets = [[i for i in range(self.num_nodes) if (k >> i) & 1] for k in missing]
+            scores = bge_local_scores(self.gram, self.num_rows, node, sets, nu=self.nu, c=self.c)
+            cache.update(zip(missing, scores.tolist()))
+        return [cache[k] for k in keys]
 
     def __call__(self, adjacency: torch.Tensor) -> torch.Tensor:
         """``log p(X | G)`` for ``adjacency`` ``(..., d, d)`` (0/1, ``A[i, j] = 1``: ``i -> j``)."""
@@ -159,8 +162,6 @@ class BGeScore:
         total = torch.zeros(keys.shape[0], dtype=torch.float64)
         for j in range(d):
             unique, inverse = torch.unique(keys[:, j], return_inverse=True)
-            values = [
-                self.local_score(j, [i for i in range(d) if (int(k) >> i) & 1]) for k in unique
-            ]
+            values = self._local_scores(j, unique.tolist())
             total += torch.tensor(values, dtype=torch.float64)[inverse]
         return total.reshape(adjacency.shape[:-2])
