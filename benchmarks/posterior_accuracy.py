@@ -52,6 +52,8 @@ sys.path.insert(0, str(HERE))
 
 from harness import Report, load_script, parse_args  # noqa: E402
 
+from pyrostruct.causal import metrics  # noqa: E402
+
 ROOT = HERE.parent
 DIBS_PYTHON = ROOT / ".venv-dibs" / "bin" / "python"
 ref = load_script(ROOT / "models" / "dag_posterior.py", "dag_posterior")
@@ -72,24 +74,10 @@ def expected_shd(probs: np.ndarray, truth: np.ndarray) -> float:
     return total
 
 
-def auroc(probs: np.ndarray, truth: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    off = ~np.eye(len(truth), dtype=bool)
-    y = truth[off].astype(int)
-    return float(roc_auc_score(y, probs[off])) if 0 < y.sum() < y.size else float("nan")
-
-
-def exact_marginals(problem, dibs_prior: bool = False) -> np.ndarray:
-    """Exact edge marginals by enumeration (``dibs_prior``: DiBS's prior, ``p^|G|`` only)."""
-    dags = problem.prior.enumerate_support(expand=False)
-    if dibs_prior:
-        p = torch.sigmoid(problem.prior.edge_logits[0, 1]).double()
-        log_prior = dags.double().sum((-1, -2)) * torch.log(p / (1 - p))
-    else:
-        log_prior = problem.prior.log_prob(dags).double()
-    post = torch.softmax(log_prior + problem.log_likelihood(dags), 0)
-    return (post[:, None, None] * dags.double()).sum(0).numpy(), (dags, post)
+def dibs_log_prior(problem):
+    """DiBS's graph prior, ``p^|G| (1 - p)^(C(d, 2) - |G|)`` up to a constant."""
+    p = torch.sigmoid(problem.prior.edge_logits[0, 1]).double()
+    return lambda dags: dags.double().sum((-1, -2)) * torch.log(p / (1 - p))
 
 
 def kl_exact_to_guide(enumerated, guide) -> float:
@@ -175,7 +163,8 @@ def enumerable_rows(report, args, sizes, seeds, steps):
             per_method = {m: [] for m in methods + ["DiBS"]}
             for seed in seeds:
                 problem = ref.make_problem(family, d, n, seed=seed)
-                exact, enumerated = exact_marginals(problem)
+                enumerated = ref.exact_posterior(problem)
+                exact = ref.exact_edge_marginals(problem).numpy()
                 truth = problem.truth.numpy()
                 for method in methods:
                     probs, seconds, part, weighted = run_pyrostruct(problem, method, steps, seed)
@@ -184,18 +173,19 @@ def enumerable_rows(report, args, sizes, seeds, steps):
                         "guide only", "straight-through") else float("nan")  # fmt: skip
                     per_method[method].append({
                         "max err": err.max(), "mean err": err.mean(), "KL": kl,
-                        "E-SHD": expected_shd(probs, truth), "AUROC": auroc(probs, truth),
+                        "E-SHD": expected_shd(probs, truth), "AUROC": metrics.auroc(truth, probs),
                         "weighted": weighted, "seconds": seconds,
                     })  # fmt: skip
                 if family == "linear-gaussian":
                     dibs = run_dibs(problem, seed)
                     if dibs is not None:
-                        dibs_exact, _ = exact_marginals(problem, dibs_prior=True)
+                        dibs_exact = ref.exact_edge_marginals(problem, dibs_log_prior(problem))
+                        dibs_exact = dibs_exact.numpy()
                         err = np.abs(dibs[0] - dibs_exact)
                         per_method["DiBS"].append({
                             "max err": err.max(), "mean err": err.mean(), "KL": float("nan"),
                             "E-SHD": expected_shd(dibs[0], truth),
-                            "AUROC": auroc(dibs[0], truth), "weighted": float("nan"),
+                            "AUROC": metrics.auroc(truth, dibs[0]), "weighted": float("nan"),
                             "seconds": dibs[1],
                         })  # fmt: skip
             for method, rows in per_method.items():
@@ -229,7 +219,7 @@ def large_rows(report, sizes, seeds, steps):
                 runs.append(("DiBS", dibs[0], dibs[1]))
             for method, p, s in runs:
                 row = {"max err": float("nan"), "mean err": float("nan"), "KL": float("nan"),
-                       "E-SHD": expected_shd(p, truth), "AUROC": auroc(p, truth),
+                       "E-SHD": expected_shd(p, truth), "AUROC": metrics.auroc(truth, p),
                        "weighted": float("nan"), "seconds": s}  # fmt: skip
                 if exact is not None and method == "pyrostruct":
                     err = np.abs(p - exact)

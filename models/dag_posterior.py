@@ -158,11 +158,17 @@ def make_problem(family: str, d: int = 4, n: int = 100, *, seed: int = 0,
     return Problem(family, x, truth, prior, model, log_likelihood)
 
 
-def exact_edge_marginals(problem: Problem) -> torch.Tensor:
-    """``P(i -> j | X)`` by enumeration of every DAG (``d <= 5``)."""
+def exact_posterior(problem: Problem, log_prior=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every DAG ``(G, d, d)`` (``d <= 5``) and its exact posterior probability ``(G,)``,
+    under the problem's prior or, given, ``log_prior(dags)`` (up to a constant)."""
     dags = problem.prior.enumerate_support(expand=False)
-    log_post = problem.prior.log_prob(dags).double() + problem.log_likelihood(dags)
-    post = torch.softmax(log_post, 0)
+    prior = problem.prior.log_prob(dags) if log_prior is None else log_prior(dags)
+    return dags, torch.softmax(prior.double() + problem.log_likelihood(dags), 0)
+
+
+def exact_edge_marginals(problem: Problem, log_prior=None) -> torch.Tensor:
+    """``P(i -> j | X)`` by enumeration of every DAG (``d <= 5``)."""
+    dags, post = exact_posterior(problem, log_prior)
     return (post[:, None, None] * dags.double()).sum(0)
 
 
