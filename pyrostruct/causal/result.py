@@ -1,5 +1,6 @@
 """What :func:`~pyrostruct.causal.discover` returns: :class:`CausalResult`, its consensus
-graph, plot and JSON persistence (:func:`load_result`).
+graph and its CPDAG, plot, JSON persistence (:func:`load_result`) and exports
+(GraphML, DOT, CSV, causal-learn: :mod:`pyrostruct.causal.export`).
 
 The consensus DAG splits a pair's adjacency from its direction, so an edge whose
 direction is unidentified (a reversible edge of a Markov equivalence class, at
@@ -21,8 +22,9 @@ import numpy as np
 import torch
 
 from pyrostruct import __version__
-from pyrostruct._io import atomic_write_json, save_figure
-from pyrostruct.causal.equivalence import _equivalent_members
+from pyrostruct._io import save_figure
+from pyrostruct.causal import export
+from pyrostruct.causal.equivalence import _equivalent_members, interventional_essential_graph
 from pyrostruct.distributions import OrderedDAG
 from pyrostruct.errors import InputError
 from pyrostruct.graph import node_link_data
@@ -143,20 +145,56 @@ class CausalResult:
         """The consensus DAG: node pairs adjacent with probability ``>= threshold``,
         in their more probable direction, most probable first and turned round
         where that direction would close a cycle (so it is always acyclic). Edge
-        attributes ``probability`` (``P(i -> j)``) and ``weight``."""
+        attributes ``probability`` (``P(i -> j)``) and ``weight``; :meth:`to_networkx`."""
+        return self.to_networkx()
+
+    def to_networkx(self, *, cpdag: bool = False) -> nx.DiGraph:
+        """The consensus DAG (:attr:`graph`) or its CPDAG as a ``networkx.DiGraph``.
+
+        The CPDAG keeps the consensus DAG's skeleton and directs only the edges
+        that every Markov equivalent DAG shares (Chickering 1995,
+        :func:`pyrostruct.graph.cpdag`); with :attr:`intervention_targets` it is the
+        interventional essential graph (Hauser & Bühlmann 2012,
+        :func:`~pyrostruct.causal.equivalence.interventional_essential_graph`), which
+        also directs every edge with one end in a target set, and what follows from
+        them. An undirected edge is stored both ways, each with ``undirected=True`` and
+        its own direction's ``probability`` and ``weight``; the graph attribute
+        ``cpdag`` is ``True``. Use it where the result cannot tell Markov equivalent
+        DAGs apart (``equivalence_class``): the consensus DAG shows such an edge in one
+        direction, chosen by its probability (about 0.5) rather than by the data.
+
+        :param bool cpdag: the CPDAG instead of the consensus DAG.
+        :returns: nodes :attr:`names`; edge attributes ``probability`` (``P(i -> j)``),
+            ``weight`` and, for a CPDAG, ``undirected``; the scalar :attr:`metadata` as
+            graph attributes.
+        :rtype: networkx.DiGraph
+
+        Example::
+
+            >>> chain = np.array([[0, 0.9, 0], [0, 0, 0.8], [0, 0, 0]])
+            >>> r = CausalResult(["a", "b", "c"], chain, 0 * chain, chain, np.zeros(3),
+            ...                  0 * chain, np.zeros(1), {})
+            >>> sorted(r.to_networkx(cpdag=True).edges(data="undirected"))
+            [('a', 'b', True), ('b', 'a', True), ('b', 'c', True), ('c', 'b', True)]
+        """
         adj = self.adjacency
+        if cpdag:
+            adj = interventional_essential_graph(adj, self.intervention_targets)
         g = nx.DiGraph()
         g.add_nodes_from(self.names)
         for i, j in zip(*np.nonzero(adj)):
-            g.add_edge(
-                self.names[i],
-                self.names[j],
-                probability=float(self.edge_probs[i, j]),
-                weight=float(self.weights[i, j]),
-            )
+            attrs = {
+                "probability": float(self.edge_probs[i, j]),
+                "weight": float(self.weights[i, j]),
+            }
+            if cpdag:
+                attrs["undirected"] = bool(adj[j, i])
+            g.add_edge(self.names[i], self.names[j], **attrs)
         g.graph.update(
             {k: v for k, v in self.metadata.items() if isinstance(v, (str, int, float, bool))}
         )
+        if cpdag:
+            g.graph["cpdag"] = True
         return g
 
     def _distribution(self) -> OrderedDAG:
@@ -243,12 +281,13 @@ class CausalResult:
             save_figure(fig, path, dpi=110, bbox_inches="tight")
         return fig
 
-    # -- persistence ----------------------------------------------------------
-    def to_json_dict(self) -> dict:
-        """Node-link data of :attr:`graph` (networkx) with everything else under
-        ``graph["pyrostruct"]``; readable by ``networkx.node_link_graph(data, edges="edges")``
-        (:func:`pyrostruct.graph.node_link_graph` on any networkx 3.x)."""
-        graph = self.graph
+    # -- persistence and exports ---------------------------------------------
+    def to_json_dict(self, *, cpdag: bool = False) -> dict:
+        """Node-link data of :attr:`graph` (of the CPDAG with ``cpdag=True``, see
+        :meth:`to_networkx`) with everything else under ``graph["pyrostruct"]``; readable by
+        ``networkx.node_link_graph(data, edges="edges")`` (:func:`pyrostruct.graph.node_link_graph`
+        on any networkx 3.x) and by :func:`load_result`."""
+        graph = self.to_networkx(cpdag=cpdag)
         graph.graph.clear()  # the metadata is kept once, under "pyrostruct"
         graph.graph["pyrostruct"] = {
             "format": _FORMAT,
@@ -266,11 +305,62 @@ class CausalResult:
             "intervention_targets": [list(map(int, t)) for t in self.intervention_targets],
             "metadata": self.metadata,
         }
+        if cpdag:
+            graph.graph["pyrostruct"]["cpdag"] = True
         return node_link_data(graph)
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write :meth:`to_json_dict` as JSON, atomically."""
-        atomic_write_json(path, self.to_json_dict())
+    def save(
+        self,
+        path: str | os.PathLike,
+        *,
+        format: str | None = None,
+        cpdag: bool = False,
+        all_pairs: bool = False,
+    ) -> None:
+        """Write the consensus DAG (or its CPDAG) to ``path``, atomically.
+
+        Formats (:mod:`pyrostruct.causal.export`): ``"json"`` (:meth:`to_json_dict`, which
+        :func:`load_result` reads back), ``"graphml"``, ``"dot"`` (Graphviz, :meth:`to_dot`)
+        and ``"csv"`` (:meth:`edge_table`). Only the JSON holds the whole result; the
+        others hold the graph.
+
+        :param path: the output file; its suffix (``.json``, ``.graphml``, ``.dot`` or
+            ``.gv``, ``.csv``) names the format, any other suffix means JSON.
+        :param str format: ``"json"``, ``"graphml"``, ``"dot"`` or ``"csv"``: the format,
+            which must agree with a suffix that names one.
+        :param bool cpdag: write the CPDAG (:meth:`to_networkx`).
+        :param bool all_pairs: CSV only: every ordered pair with a positive probability
+            (:meth:`edge_table`).
+        :raises InputError: an unknown format, a format against the suffix, ``all_pairs``
+            with another format, or a NaN or infinite value (nothing is written).
+        """
+        export.save(self, path, format=format, cpdag=cpdag, all_pairs=all_pairs)
+
+    def edge_table(self, *, cpdag: bool = False, all_pairs: bool = False):
+        """The edge list as a ``pandas.DataFrame``, columns ``cause``, ``effect``,
+        ``probability`` (``P(cause -> effect)``), ``weight``.
+
+        :param bool cpdag: the CPDAG's edges (:meth:`to_networkx`), with a column
+            ``undirected``; an undirected edge has a row each way.
+        :param bool all_pairs: every ordered pair with ``probability > 0`` instead of the
+            graph's edges, most probable first, with a column ``consensus`` (the edge is in
+            the graph); pairs of probability 0 (never sampled, or forbidden) are left out.
+        :rtype: pandas.DataFrame
+        """
+        return export.edge_table(self, cpdag=cpdag, all_pairs=all_pairs)
+
+    def to_dot(self, *, cpdag: bool = False) -> str:
+        """Graphviz DOT text of the consensus DAG or its CPDAG
+        (:func:`pyrostruct.causal.export.dot_source`: an undirected edge once, ``dir=none``)."""
+        return export.dot_source(self.to_networkx(cpdag=cpdag))
+
+    def to_causallearn(self, *, cpdag: bool = False):
+        """The consensus DAG or its CPDAG as causal-learn's ``GeneralGraph`` (directed edges
+        ``TAIL -> ARROW``, undirected ``TAIL - TAIL``), nodes named by :attr:`names`.
+
+        :raises ImportError: causal-learn is not installed (``pip install causal-learn``).
+        """
+        return export.to_general_graph(self.to_networkx(cpdag=cpdag))
 
 
 def load_result(path: str | os.PathLike) -> CausalResult:
