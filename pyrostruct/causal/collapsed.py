@@ -53,6 +53,10 @@ from torch import nn
 from pyrostruct.causal.priors import pmom_log_evidence_ratio
 from pyrostruct.causal.regressions import regime_covariances, regressions_in_order
 from pyrostruct.causal.sem import LinearGaussianSEM
+from pyrostruct.distributions.partial_order import (
+    PartialOrderPlackettLuce,
+    count_linear_extensions,
+)
 from pyrostruct.distributions.permutation import PlackettLuce
 from pyrostruct.infer.autoguide.dag import EdgeProbs
 
@@ -92,6 +96,13 @@ class CollapsedOrderVI(nn.Module):
         :meth:`~pyrostruct.causal.sem.LinearGaussianSEM.expected_log_prob_from_statistics`)
         rather than sharing the SEM's scale parameters across orders (default
         ``True``).
+    :param knowledge: background knowledge (optional;
+        :class:`~pyrostruct.causal.knowledge.KnowledgeMasks`), enforced exactly: orders
+        are drawn from the Plackett-Luce distribution restricted to the orders that keep
+        its precedence (:class:`~pyrostruct.distributions.PartialOrderPlackettLuce`),
+        forbidden edges have probability 0 and required ones 1 given every order, in
+        ``q`` and in the prior alike (their KL terms vanish). The prior over orders is
+        uniform over those orders: ``log p(pi) = -log`` their number.
     """
 
     def __init__(
@@ -103,6 +114,7 @@ class CollapsedOrderVI(nn.Module):
         init_edge_logits,
         *,
         profile_noise: bool = True,
+        knowledge=None,
     ):
         super().__init__()
         self.profile_noise = bool(profile_noise)
@@ -114,6 +126,35 @@ class CollapsedOrderVI(nn.Module):
         d = sem.num_nodes
         self.register_buffer("off_diagonal", 1.0 - torch.eye(d))
         self.log_num_orders = math.lgamma(d + 1)
+        self.knowledge = knowledge
+        self.precedes = None
+        if knowledge is not None:
+            dtype = init_scores.dtype
+            self.register_buffer("free", torch.as_tensor(knowledge.free, dtype=dtype), False)
+            self.register_buffer(
+                "required", torch.as_tensor(knowledge.required, dtype=dtype), False
+            )
+            if knowledge.constrains_orders:
+                self.precedes = torch.as_tensor(knowledge.precedes)
+                count = count_linear_extensions(self.precedes)
+                # past the exact count's reach: the ELBO keeps log d! (a lower bound)
+                self.log_num_orders = math.log(count) if count else math.lgamma(d + 1)
+
+    def order_distribution(self, scores: torch.Tensor | None = None) -> PlackettLuce:
+        """``q(pi)``: Plackett-Luce on ``scores`` (default: the parameters), restricted to
+        the orders the knowledge allows."""
+        scores = self.scores if scores is None else scores
+        if self.precedes is None:
+            return PlackettLuce(scores)
+        return PartialOrderPlackettLuce(scores, self.precedes)
+
+    def edge_probabilities(self) -> torch.Tensor:
+        """``q(i -> j | i before j)`` ``(d, d)``: ``sigmoid(l)``, 0 where forbidden, 1 where
+        required."""
+        probs = torch.sigmoid(self.edge_logits)
+        if self.knowledge is None:
+            return probs
+        return probs * self.free + self.required
 
     def particle_elbos(self, orders: torch.Tensor):
         """ELBO terms of sampled orders ``(S, d)``: ``(f, log_q)``, each ``(S,)``.
@@ -122,20 +163,23 @@ class CollapsedOrderVI(nn.Module):
         mean over orders drawn from ``q`` estimates the ELBO.
         """
         forward = _forward_mask(orders, self.scores.dtype)  # zero diagonal
-        log_q = PlackettLuce(self.scores).log_prob_order(orders)
+        log_q = self.order_distribution().log_prob_order(orders)
         data = self.sem.expected_log_prob_from_statistics(
             self.stats,
-            torch.sigmoid(self.edge_logits),
+            self.edge_probabilities(),
             profile_noise=self.profile_noise,
             mask=forward,
         )  # the edge probabilities are forward * sigmoid(l)
-        edge_kl = forward.flatten(-2) @ _bernoulli_kl(self.edge_logits, self.prior_logit).flatten()
+        kl = _bernoulli_kl(self.edge_logits, self.prior_logit)
+        if self.knowledge is not None:  # fixed edges: the same in q and the prior
+            kl = kl * self.free
+        edge_kl = forward.flatten(-2) @ kl.flatten()
         return data - edge_kl - self.log_num_orders - log_q, log_q
 
     def loss(self, num_particles: int):
         """Surrogate loss (its gradient is minus the RLOO ELBO gradient) and the ELBO estimate."""
         with torch.no_grad():
-            orders = PlackettLuce(self.scores.detach()).sample_order((num_particles,))
+            orders = self.order_distribution(self.scores.detach()).sample_order((num_particles,))
         f, log_q = self.particle_elbos(orders)
         fd = f.detach()
         baseline = (fd.sum() - fd) / max(num_particles - 1, 1)
@@ -145,9 +189,9 @@ class CollapsedOrderVI(nn.Module):
     @torch.no_grad()
     def edge_probs(self, num_samples: int = 1000) -> EdgeProbs:
         """``P(i -> j) = E_q(pi)[rank_i < rank_j] sigmoid(l_ij)`` and its Monte Carlo error."""
-        orders = PlackettLuce(self.scores).sample_order((num_samples,))
+        orders = self.order_distribution().sample_order((num_samples,))
         per = _forward_mask(orders, self.scores.dtype) * self.off_diagonal
-        per = per * torch.sigmoid(self.edge_logits)
+        per = per * self.edge_probabilities()
         return EdgeProbs(per.mean(0), per.std(0) / math.sqrt(num_samples))
 
 

@@ -334,11 +334,21 @@ def sample_equivalent_dags(
     return _equivalent_members(dags, np.random.default_rng(rng), targets=targets).astype(np.int64)
 
 
+#: Draws of a class member per DAG before :func:`_equivalent_members` keeps the DAG itself.
+MAX_KNOWLEDGE_TRIES = 1000
+
+
 def _equivalent_members(
-    dags: np.ndarray, rng: np.random.Generator, tick=None, targets=None
+    dags: np.ndarray, rng: np.random.Generator, tick=None, targets=None, knowledge=None
 ) -> np.ndarray:
     """:func:`sample_equivalent_dags` of checked boolean DAGs ``(S, d, d)``, as booleans;
-    ``tick(1)`` is called after each DAG (a progress bar's ``update``)."""
+    ``tick(1)`` is called after each DAG (a progress bar's ``update``).
+
+    With ``knowledge`` (:class:`~pyrostruct.causal.knowledge.KnowledgeMasks`, which every
+    DAG of ``dags`` obeys) each DAG is replaced by a uniform member of its class *among
+    those that obey the knowledge*: members are drawn uniformly until one does (exact
+    rejection sampling; the DAG itself obeys it, so one in at most the class size
+    does). After :data:`MAX_KNOWLEDGE_TRIES` draws without one the DAG is kept as it is."""
     s = dags.shape[0]
     first: dict[bytes, int] = {}
     inverse = np.empty(s, dtype=np.int64)
@@ -349,6 +359,13 @@ def _equivalent_members(
     out = np.empty(dags.shape, dtype=bool)
     for k, u in enumerate(inverse):
         out[k] = _member(*parts[u], sampler, rng)
+        if knowledge is not None:
+            tries = 1
+            while not knowledge.admits(out[k]) and tries < MAX_KNOWLEDGE_TRIES:
+                out[k] = _member(*parts[u], sampler, rng)
+                tries += 1
+            if not knowledge.admits(out[k]):
+                out[k] = dags[k]
         if tick is not None:
             tick(1)
     return out

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from pyrostruct.causal.knowledge import KnowledgeMasks
 from pyrostruct.causal.orders import check_init_order
 from pyrostruct.causal.priors import WEIGHT_PRIORS
 from pyrostruct.causal.sem import MLPSEM, LinearGaussianSEM, StructuralEquationModel
@@ -67,13 +68,14 @@ class Settings:
     hidden: int
     weight_prior: str
     search_start: tuple[int, ...] | None = None
+    knowledge: KnowledgeMasks | None = None
 
     @classmethod
     def create(
         cls, *, n: int, d: int, sem, dag, steps, estimator, seed, standardize, noise,
         expected_edges, lr, num_particles, batch_size, temperature, init_order, hidden,
         weight_prior, threshold, average_equivalent, num_samples, checkpoint_every,
-        search_start=None,
+        search_start=None, knowledge=None,
     ) -> Settings:  # fmt: skip
         """Check ``discover``'s arguments for data of ``n`` rows and ``d`` columns and fill
         the defaults.
@@ -107,6 +109,15 @@ class Settings:
             raise InputError(
                 "estimator='analytic' uses the full data through its Gram matrix; drop "
                 "batch_size or use estimator='straight-through'"
+            )
+        if knowledge is not None and not (
+            knowledge.forbidden.any() or knowledge.required.any() or knowledge.precedes.any()
+        ):
+            knowledge = None
+        if knowledge is not None and estimator != "analytic":
+            raise InputError(
+                "background knowledge is enforced by estimator='analytic' (the linear SEM with "
+                f"dag='order' and no batch_size); estimator={estimator!r} does not support it yet"
             )
         if steps is None:
             steps = 500 if estimator == "analytic" else 2000
@@ -170,6 +181,7 @@ class Settings:
             hidden=int(hidden),
             weight_prior=weight_prior,
             search_start=search_start,
+            knowledge=knowledge,
         )
 
     def prior_logit(self, d: int) -> float:
@@ -204,4 +216,5 @@ class Settings:
             "average_equivalent": self.average_equivalent,
             # only when set: the fingerprints of checkpoints without it stay the same
             **({} if self.search_start is None else {"search_start": list(self.search_start)}),
+            **({} if self.knowledge is None else {"knowledge": self.knowledge.to_dict()}),
         }

@@ -23,10 +23,16 @@ from pyrostruct.distributions.dag import (  # noqa: E402
 )
 from pyrostruct.distributions.dag_mixture import DAGMixture  # noqa: E402
 from pyrostruct.distributions.dag_priors import ErdosRenyiDAG, SparsityPenalty  # noqa: E402
+from pyrostruct.distributions.partial_order import (  # noqa: E402
+    PartialOrderPlackettLuce,
+    count_linear_extensions,
+)
 from pyrostruct.distributions.permutation import PlackettLuce, permutation_matrix  # noqa: E402
 
 __all__ += [
     "PlackettLuce",
+    "PartialOrderPlackettLuce",
+    "count_linear_extensions",
     "permutation_matrix",
     "OrderedDAG",
     "DAGMixture",

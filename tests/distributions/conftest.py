@@ -22,6 +22,7 @@ from pyrostruct.distributions import (
     DAGMixture,
     ErdosRenyiDAG,
     OrderedDAG,
+    PartialOrderPlackettLuce,
     PlackettLuce,
     SmoothOrientationDAG,
     SparsityPenalty,
@@ -137,6 +138,18 @@ DISTRIBUTIONS = [
         ],
         bad_examples=[{"scores": [0.0, NAN]}, {"scores": [0.0, 1.0], "temperature": 0.0}],
     ),
+    Fixture(
+        PartialOrderPlackettLuce,
+        examples=[
+            {"scores": [0.5, -1.0, 2.0], "precedes": torch.tensor([[0, 1, 0], [0, 0, 0], [0, 0, 0]])},
+            {"scores": [[0.0, 1.0, 2.0, 3.0], [1.0, 1.0, 1.0, 1.0]],
+             "precedes": torch.tensor([[0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0]])},
+        ],
+        bad_examples=[
+            {"scores": [0.0, NAN], "precedes": torch.zeros(2, 2)},
+            {"scores": [0.0, 1.0], "precedes": torch.tensor([[0, 1], [1, 0]])},
+        ],
+    ),  # fmt: skip
     Fixture(
         OrderedDAG,
         examples=[

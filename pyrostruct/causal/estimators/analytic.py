@@ -15,6 +15,7 @@ import torch
 
 from pyrostruct.causal.collapsed import CollapsedOrderVI, order_regression_init
 from pyrostruct.causal.estimators.base import Estimator, adam
+from pyrostruct.causal.orders.precedence import keep_precedence
 
 __all__ = ["AnalyticEstimator"]
 
@@ -36,14 +37,19 @@ class AnalyticEstimator(Estimator):
     def __init__(self, problem, sem, settings, order, stats=None):
         super().__init__(problem, sem, settings, order, stats)
         d = problem.d
+        knowledge = settings.knowledge
         if order is None:
             order = torch.randperm(d).tolist()
+            if knowledge is not None:
+                order = keep_precedence(order, knowledge.precedes)
         logits = order_regression_init(problem.x, order, sem, self.prior_logit, problem.mask_np)
         scores = torch.empty(d)
         kind = settings.init_order if isinstance(settings.init_order, str) else "other"
         spacing = SPACING.get(kind, SPACING["other"])
         scores[torch.tensor(order)] = spacing * torch.arange(d, 0, -1.0)
-        self.guide = CollapsedOrderVI(sem, stats, self.prior_logit, scores - scores.mean(), logits)
+        self.guide = CollapsedOrderVI(
+            sem, stats, self.prior_logit, scores - scores.mean(), logits, knowledge=knowledge
+        )
         others = [self.guide.edge_logits, *sem.parameters()]
         lr = settings.lr
         self.optim = adam([{"params": [self.guide.scores], "lr": lr}, {"params": others, "lr": lr}])

@@ -32,6 +32,7 @@ import torch
 from pyrostruct.causal.orders import greedy_sparsest
 from pyrostruct.causal.orders.equal_variance import equal_variance_order
 from pyrostruct.causal.orders.greedy_sparsest import improve_order
+from pyrostruct.causal.orders.precedence import keep_precedence
 from pyrostruct.causal.orders.scores import order_scores
 from pyrostruct.causal.orders.sparse_sinks import sparse_sinks_order
 from pyrostruct.errors import InputError
@@ -39,6 +40,7 @@ from pyrostruct.errors import InputError
 __all__ = [
     "INIT_ORDERS",
     "check_init_order",
+    "keep_precedence",
     "equal_variance_order",
     "improve_order",
     "initial_order",
@@ -85,6 +87,7 @@ def initial_order(
     mask=None,
     progress: bool = False,
     search_start=None,
+    precedes=None,
 ) -> list[int] | None:
     """The initial order named by ``spec`` (checked by :func:`check_init_order`) for the
     table ``x`` ``(n, d)``, or ``None`` for ``"random"``. ``"greedy-random"`` draws its
@@ -97,22 +100,35 @@ def initial_order(
     :param progress: show the search's progress bar.
     :param search_start: the order ``"greedy-sparsest"`` starts its search from (default:
         the sparse-sinks orders).
+    :param precedes: ``(d, d)`` boolean, ``precedes[i, j]``: ``i`` must come before ``j``
+        (background knowledge, :class:`~pyrostruct.causal.knowledge.KnowledgeMasks`).
+        Heuristic starts are moved to the nearest order that keeps it
+        (:func:`keep_precedence`), the search moves only within such orders, and a
+        given order that breaks it is refused.
     """
+    if precedes is not None and not np.asarray(precedes).any():
+        precedes = None
     if not isinstance(spec, str):
-        return [int(i) for i in spec]
+        order = [int(i) for i in spec]
+        if precedes is not None and keep_precedence(order, precedes) != order:
+            raise InputError(f"init_order {order} breaks the background knowledge's order")
+        return order
     if spec == "equal-variance":
-        return equal_variance_order(x)
+        return keep_precedence(equal_variance_order(x), precedes)
     if spec == "sparse-sinks":
-        return sparse_sinks_order(x)
+        return keep_precedence(sparse_sinks_order(x), precedes)
     if spec == "greedy-random":
-        start = torch.randperm(x.shape[1]).tolist()
+        start = keep_precedence(torch.randperm(x.shape[1]).tolist(), precedes)
         return improve_order(
             x, start, prior_logit, weight_prior_scale=weight_prior_scale, progress=progress,
-            mask=mask,
+            mask=mask, precedes=precedes,
         )  # fmt: skip
     if spec == "greedy-sparsest":
+        if search_start is not None:
+            search_start = keep_precedence(list(search_start), precedes)
         return greedy_sparsest.greedy_sparsest_order(
             x, prior_logit, weight_prior_scale=weight_prior_scale, progress=progress, mask=mask,
-            start=search_start,
+            start=search_start, precedes=precedes,
         )  # fmt: skip
     return None
+

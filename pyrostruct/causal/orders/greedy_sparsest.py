@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from pyrostruct.causal.orders.precedence import keep_precedence
 from pyrostruct.causal.orders.scores import (
     _coefficient_terms,
     _node_score,
@@ -23,7 +24,7 @@ __all__ = ["greedy_sparsest_order", "improve_order"]
 
 def greedy_sparsest_order(
     x: np.ndarray, prior_logit: float, *, weight_prior_scale: float = 1.0, progress=False,
-    mask=None, start=None,
+    mask=None, start=None, precedes=None,
 ) -> list[int]:  # fmt: skip
     """:func:`improve_order` started from :func:`sparse_sinks_order` of ``x`` ``(n, d)``.
 
@@ -34,20 +35,23 @@ def greedy_sparsest_order(
     rows), so the pooled start can be far off: on a 6-node graph with 13 edges and
     do(X2), the search from it stopped at a score 277 nats below the true order's, which
     the observational start reached. ``start`` replaces these starts by one order (a warm
-    start: the previous fit's order when rows were added).
+    start: the previous fit's order when rows were added). ``precedes``: see
+    :func:`improve_order` (the starts are moved to orders that keep it).
     """
     if start is not None:
         return improve_order(x, start, prior_logit, weight_prior_scale=weight_prior_scale,
-                             progress=progress, mask=mask)  # fmt: skip
-    starts = [sparse_sinks_order(x)]
+                             progress=progress, mask=mask, precedes=precedes)  # fmt: skip
+    starts = [keep_precedence(sparse_sinks_order(x), precedes)]
     if mask is not None:
         observational = ~np.asarray(mask).any(1)
         if observational.sum() > x.shape[1] + 1:
-            start = sparse_sinks_order(np.asarray(x)[observational])
+            start = keep_precedence(sparse_sinks_order(np.asarray(x)[observational]), precedes)
             starts += [] if start == starts[0] else [start]
     best, best_score = None, -float("inf")
     for start in starts:
-        order, score = _search(x, start, prior_logit, weight_prior_scale, 10, progress, mask)
+        order, score = _search(
+            x, start, prior_logit, weight_prior_scale, 10, progress, mask, precedes
+        )
         if score > best_score:
             best, best_score = order, score
     return best
@@ -114,6 +118,19 @@ def _insertion_scores(cov, n, order, q, local, prior_logit, tau2, refit=False, r
     return before + own + after, (without, own, with_v)
 
 
+def _keep_positions(scores: torch.Tensor, order: list[int], q: int, precedes) -> torch.Tensor:
+    """``scores`` of :func:`_insertion_scores` with ``-inf`` where moving ``order[q]`` to that
+    position would break ``precedes``: with ``rest`` the order without it, it must go after
+    its last required predecessor and before its first required successor in ``rest``."""
+    v, rest = order[q], order[:q] + order[q + 1 :]
+    pre = np.asarray(precedes, dtype=bool)
+    first = max((k + 1 for k, u in enumerate(rest) if pre[u, v]), default=0)
+    last = min((k for k, u in enumerate(rest) if pre[v, u]), default=len(rest))
+    allowed = torch.zeros_like(scores, dtype=torch.bool)
+    allowed[first : last + 1] = True
+    return torch.where(allowed, scores, -torch.inf)
+
+
 def _moved_local(parts, p: int) -> torch.Tensor:
     """Local terms of ``rest[:p] + [v] + rest[p:]`` from the parts of :func:`_insertion_scores`."""
     without, own, with_v = parts
@@ -133,6 +150,7 @@ def improve_order(
     max_sweeps: int = 10,
     progress: bool = False,
     mask=None,
+    precedes=None,
 ) -> list[int]:
     """Greedy insertion search over orders on :func:`order_scores`, in two stages.
 
@@ -161,11 +179,16 @@ def improve_order(
     interventions: a node intervened on in some rows is scored on the others
     (:func:`~pyrostruct.causal.regressions.regime_covariances`), as the likelihood
     does, so that interventional rows orient its edges instead of blurring its regressions.
+    ``precedes`` ``(d, d)`` (background knowledge: ``i`` before ``j``): ``order`` must keep
+    it, and a node moves only to the positions that keep it; the scores themselves
+    ignore forbidden and required edges (the variational fit that follows enforces them).
     """
-    return _search(x, order, prior_logit, weight_prior_scale, max_sweeps, progress, mask)[0]
+    return _search(
+        x, order, prior_logit, weight_prior_scale, max_sweeps, progress, mask, precedes
+    )[0]
 
 
-def _search(x, order, prior_logit, weight_prior_scale, max_sweeps, progress, mask):
+def _search(x, order, prior_logit, weight_prior_scale, max_sweeps, progress, mask, precedes=None):
     """:func:`improve_order`'s search: ``(order, its score)``."""
     bar = None
     if progress:
@@ -173,14 +196,16 @@ def _search(x, order, prior_logit, weight_prior_scale, max_sweeps, progress, mas
 
         bar = tqdm(desc="order search", unit="node", leave=False)
     try:
-        return _improve_order(x, order, prior_logit, weight_prior_scale, max_sweeps, bar, mask)
+        return _improve_order(
+            x, order, prior_logit, weight_prior_scale, max_sweeps, bar, mask, precedes
+        )
     finally:
         if bar is not None:
             bar.close()
 
 
 @torch.inference_mode()  # no gradients: skips autograd's per-operation bookkeeping
-def _improve_order(x, order, prior_logit, weight_prior_scale, max_sweeps, bar, mask):
+def _improve_order(x, order, prior_logit, weight_prior_scale, max_sweeps, bar, mask, precedes):
     xt = torch.as_tensor(np.asarray(x), dtype=torch.float64)
     n, d = xt.shape
     cov = torch.cov(xt.T, correction=0).reshape(d, d) + 1e-9 * torch.eye(d, dtype=xt.dtype)
@@ -204,6 +229,8 @@ def _improve_order(x, order, prior_logit, weight_prior_scale, max_sweeps, bar, m
                 scores, parts = _insertion_scores(
                     cov, n, best, q, local, prior_logit, tau2, refit, regimes
                 )
+                if precedes is not None:
+                    scores = _keep_positions(scores, best, q, precedes)
                 k = int(torch.argmax(scores))
                 if float(scores[k]) > best_score + 1e-6 * abs(best_score):
                     rest = best[:q] + best[q + 1 :]

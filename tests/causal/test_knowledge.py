@@ -1,0 +1,196 @@
+"""Background knowledge: resolution into masks, conflicts, file formats, the order search."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pyrostruct.causal.knowledge import Knowledge, KnowledgeMasks, as_knowledge, read_knowledge
+from pyrostruct.causal.orders import improve_order, initial_order, keep_precedence
+from pyrostruct.errors import InputError
+
+NAMES = ["age", "sex", "smoking", "tar", "cancer"]
+
+
+def test_resolve_by_name_and_index():
+    k = Knowledge(forbidden=[("cancer", "smoking"), (1, 0)], required=[("smoking", 3)])
+    m = k.resolve(NAMES)
+    assert np.argwhere(m.forbidden).tolist() == [[1, 0], [4, 2]]
+    assert np.argwhere(m.required).tolist() == [[2, 3]]
+    assert np.argwhere(m.precedes).tolist() == [[2, 3]]  # a required edge orders its ends
+
+
+def test_tiers_forbid_backward_edges_and_order_the_tiers():
+    k = Knowledge(tiers=[["age", "sex"], ["smoking"], ["cancer"]], forbid_within_tiers=[0])
+    m = k.resolve(NAMES)
+    # tier 1 before tier 2 before tier 3; tar (untiered) unconstrained
+    assert m.precedes[0, 2] and m.precedes[1, 4] and m.precedes[2, 4]
+    assert not m.precedes[:, 3].any() and not m.precedes[3].any()
+    assert m.forbidden[2, 0] and m.forbidden[4, 2] and m.forbidden[4, 0]
+    assert m.forbidden[0, 1] and m.forbidden[1, 0]  # within the first tier
+    assert not m.forbidden[3].any() and not m.forbidden[:, 3].any()
+
+
+def test_only_next_tier_forbids_skipping_a_tier():
+    m = Knowledge(tiers=[["age"], ["smoking"], ["cancer"]], only_next_tier=[0]).resolve(NAMES)
+    assert m.forbidden[0, 4] and not m.forbidden[0, 2] and not m.forbidden[2, 4]
+
+
+@pytest.mark.parametrize(
+    "knowledge,message",
+    [
+        (Knowledge(forbidden=[("age", "sex")], required=[("age", "sex")]), "both forbidden and required"),
+        (Knowledge(required=[("cancer", "smoking")], tiers=[["smoking"], ["cancer"]]),
+         "from tier 2 to tier 1"),
+        (Knowledge(required=[("age", "sex")], tiers=[["age", "sex"]], forbid_within_tiers=True),
+         "within tier 1"),
+        (Knowledge(required=[("age", "sex"), ("sex", "tar"), ("tar", "age")]),
+         "cycle: age -> sex -> tar -> age"),
+        (Knowledge(required=[("cancer", "tar")], tiers=[["tar"], ["cancer"]]), "from tier 2 to tier 1"),
+        (Knowledge(required=[("cancer", "sex"), ("sex", "tar")], tiers=[["tar"], ["cancer"]]),
+         "cycle"),
+        (Knowledge(tiers=[["age"], ["age"]]), "tier 1 and tier 2"),
+        (Knowledge(forbidden=[("age", "height")]), "unknown node 'height'"),
+        (Knowledge(forbidden=[(0, 9)]), "index 9"),
+        (Knowledge(required=[("age", "age")]), "self-loop"),
+    ],
+)  # fmt: skip
+def test_contradictions_are_refused_naming_the_conflict(knowledge, message):
+    with pytest.raises(InputError, match=message):
+        knowledge.resolve(NAMES)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"forbidden": "age"},
+        {"forbidden": [("age",)]},
+        {"required": [("age", "sex", "tar")]},
+        {"tiers": "age"},
+        {"tiers": [3]},
+        {"forbidden": [(1.5, 2)]},
+        {"tiers": [["age"]], "forbid_within_tiers": [3]},
+        {"only_next_tier": [0]},
+    ],
+)
+def test_malformed_knowledge_is_refused(kwargs):
+    with pytest.raises(InputError, match="knowledge"):
+        Knowledge(**kwargs)
+
+
+def test_round_trips_and_as_knowledge(tmp_path):
+    k = Knowledge(forbidden=[("age", "sex")], tiers=[["age"], ["cancer"]], forbid_within_tiers=True)
+    assert Knowledge.from_dict(k.to_dict()) == k
+    assert as_knowledge(k.to_dict()) == k
+    m = k.resolve(NAMES)
+    back = KnowledgeMasks.from_dict(m.to_dict())
+    for name in ("forbidden", "required", "precedes"):
+        assert (getattr(back, name) == getattr(m, name)).all()
+    with pytest.raises(InputError, match="unknown knowledge keys"):
+        Knowledge.from_dict({"forbiden": []})
+    with pytest.raises(InputError, match="must be a Knowledge"):
+        as_knowledge(3)
+
+
+def test_reads_tetrad_knowledge_files(tmp_path):
+    path = tmp_path / "prior.txt"
+    path.write_text(
+        "/knowledge\n"
+        "addtemporal\n"
+        "1 age sex\n"
+        "2* smoking tar\n"
+        "3 cancer\n"
+        "\n"
+        "forbiddirect\n"
+        "tar cancer\n"
+        "requiredirect\n"
+        "smoking cancer\n"
+    )
+    k = read_knowledge(path)
+    assert k.tiers == (("age", "sex"), ("smoking", "tar"), ("cancer",))
+    assert k.forbid_within_tiers == (1,)
+    assert k.forbidden == (("tar", "cancer"),) and k.required == (("smoking", "cancer"),)
+    m = k.resolve(NAMES)
+    assert m.forbidden[2, 3] and m.forbidden[3, 2] and m.required[2, 4]
+    assert as_knowledge(str(path)) == k
+
+
+def test_reads_the_csv_format(tmp_path):
+    path = tmp_path / "k.csv"
+    path.write_text("cause,effect,kind\nage,cancer,required\ncancer,age,Forbidden\n")
+    k = read_knowledge(path)
+    assert k.required == (("age", "cancer"),) and k.forbidden == (("cancer", "age"),)
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("", "empty"),
+        ("a,b,c\nx,y,required\n", "header cause,effect,kind"),
+        ("cause,effect,kind\nx,y,maybe\n", "line 2: kind must be"),
+        ("cause,effect,kind\nx,y\n", "line 2: expected"),
+        ("/knowledge\nforbiddirect\nx y z\n", "line 3: an edge line"),
+        ("/knowledge\naddtemporal\nfirst x y\n", "line 3: a tier line"),
+        ("/knowledge\naddtemporal\n1 x\n1 y\n", "tier 1 is listed twice"),
+        ("/knowledge\nforbiddengroup\n", "not supported"),
+        ("/knowledge\nx y\n", "before any section"),
+    ],
+)
+def test_malformed_knowledge_files_are_refused_with_the_line(tmp_path, text, message):
+    path = tmp_path / "k.txt"
+    path.write_text(text)
+    with pytest.raises(InputError, match=message):
+        read_knowledge(path)
+    with pytest.raises(InputError, match="cannot read"):
+        read_knowledge(tmp_path / "missing.txt")
+
+
+def test_admits():
+    m = Knowledge(forbidden=[(0, 1)], required=[(2, 3)], tiers=[[4], [0]]).resolve(range(5))
+    ok = np.zeros((5, 5), dtype=bool)
+    ok[2, 3] = True
+    assert m.admits(ok)
+    assert not m.admits(np.zeros((5, 5), dtype=bool))  # required edge missing
+    bad = ok.copy()
+    bad[0, 1] = True
+    assert not m.admits(bad)
+    path = ok.copy()
+    path[0, 2] = path[2, 4] = True  # 0 -> 2 -> 4, but tier {4} comes before tier {0}
+    assert not m.admits(path)
+    assert m.admits(np.stack([ok, bad])).tolist() == [True, False]
+
+
+def test_keep_precedence_is_a_stable_topological_sort():
+    pre = np.zeros((4, 4), dtype=bool)
+    pre[3, 0] = True
+    assert keep_precedence([0, 1, 2, 3], pre) == [1, 2, 3, 0]
+    assert keep_precedence([3, 1, 0, 2], pre) == [3, 1, 0, 2]
+    assert keep_precedence([2, 1, 0, 3]) == [2, 1, 0, 3]
+
+
+def _chain_data(n=400, d=6, seed=0):
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n, d))
+    x[:, 0] = rng.normal(size=n)
+    for j in range(1, d):
+        x[:, j] = 0.9 * x[:, j - 1] + rng.normal(size=n)
+    return x
+
+
+def test_the_order_search_moves_only_between_allowed_orders():
+    x = _chain_data()
+    # the data say 0 -> 1 -> ... -> 5; the knowledge puts 4 and 5 first
+    m = Knowledge(tiers=[[4, 5], [0, 1, 2, 3]]).resolve(range(6))
+    torch.manual_seed(0)
+    for spec in ("greedy-sparsest", "greedy-random", "sparse-sinks", "equal-variance"):
+        order = initial_order(spec, x, -1.0, precedes=m.precedes)
+        assert m.order_admits(order), (spec, order)
+    order = improve_order(x, [4, 5, 0, 1, 2, 3], -1.0, precedes=m.precedes)
+    assert m.order_admits(order)
+    empty = np.zeros((6, 6), dtype=bool)  # no knowledge: the same search
+    assert improve_order(x, [5, 4, 3, 2, 1, 0], -1.0, precedes=empty) == improve_order(
+        x, [5, 4, 3, 2, 1, 0], -1.0
+    )
+    with pytest.raises(InputError, match="breaks the background knowledge"):
+        initial_order([0, 1, 2, 3, 4, 5], x, -1.0, precedes=m.precedes)
