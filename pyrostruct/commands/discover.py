@@ -4,9 +4,12 @@ Reads a table (one column per variable, a header row), learns a posterior over
 causal DAGs with :func:`pyrostruct.causal.discover`, and writes the consensus
 DAG as networkx node-link JSON (edge attributes ``probability`` and ``weight``;
 edge probabilities, DAG-distribution parameters, the ELBO trace and run
-metadata under ``graph.pyrostruct``), optionally a PNG plot. Outputs are
-written atomically after training; ``--checkpoint FILE`` saves the state every
-200 steps and resumes from it when the same command is run again.
+metadata under ``graph.pyrostruct``), optionally a PNG plot. ``--format``
+(default: from the suffix of ``--out``, else JSON) writes GraphML, Graphviz DOT
+or an edge-list CSV instead, and ``--cpdag`` the consensus DAG's CPDAG
+(:mod:`pyrostruct.causal.export`). Outputs are written atomically after
+training; ``--checkpoint FILE`` saves the state every 200 steps and resumes
+from it when the same command is run again.
 """
 
 from __future__ import annotations
@@ -25,7 +28,19 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
     )
     add_csv_arguments(parser)
-    parser.add_argument("--out", required=True, metavar="graph.json", help="output JSON file")
+    parser.add_argument("--out", required=True, metavar="graph.json",
+                        help="output file; its suffix (.json, .graphml, .dot or .gv, .csv) "
+                        "names the format, any other suffix means JSON")  # fmt: skip
+    parser.add_argument("--format", choices=["json", "graphml", "dot", "csv"],
+                        help="output format (default: from the suffix of --out, else json); "
+                        "only JSON can be read back as a result (--result of suggest)")  # fmt: skip
+    parser.add_argument("--cpdag", action="store_true",
+                        help="write the CPDAG of the consensus DAG (interventional essential "
+                        "graph with --intervention-column): edges whose direction the data "
+                        "cannot identify are undirected")  # fmt: skip
+    parser.add_argument("--all-pairs", action="store_true",
+                        help="CSV only: one row per ordered pair with a positive edge "
+                        "probability, not only the consensus edges")  # fmt: skip
     parser.add_argument("--plot", metavar="graph.png",
                         help="also draw the consensus DAG (.png, .pdf or .svg)")  # fmt: skip
     parser.add_argument("--sem", choices=["linear", "mlp"], default="linear",
@@ -73,13 +88,19 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from pyrostruct._io import check_output_paths, figure_format
     from pyrostruct.causal.discover import discover
+    from pyrostruct.causal.export import output_format
     from pyrostruct.causal.restarts import restart_checkpoint
     from pyrostruct.data import read_csv
+    from pyrostruct.errors import InputError
 
     outputs = {"--out": args.out, "--plot": args.plot, "--checkpoint": args.checkpoint}
     for r in range(1, args.restarts if args.checkpoint else 1):
         outputs[f"--checkpoint of restart {r}"] = restart_checkpoint(args.checkpoint, r)
     check_output_paths({"DATA.csv": args.data}, outputs)
+    fmt = output_format(args.out, args.format, path_name="--out", format_name="--format")
+    if args.all_pairs and fmt != "csv":
+        raise InputError(f"--all-pairs applies to the CSV edge list only; --out {args.out} "
+                         f"is written as {fmt} (name it .csv or add --format csv)")  # fmt: skip
     if args.plot:
         figure_format(args.plot, flag="--plot")
     exclude = [args.intervention_column] if args.intervention_column else []
@@ -107,14 +128,19 @@ def run(args: argparse.Namespace) -> int:
     result.metadata["source"] = str(args.data)
     if args.plot:
         result.plot(args.plot)
-    result.save(args.out)
+    result.save(args.out, format=fmt, cpdag=args.cpdag, all_pairs=args.all_pairs)
     graph = result.graph
     chosen = result.metadata.get("restart_chosen")
+    undirected = ""
+    if args.cpdag:
+        count = sum(u for _, _, u in result.to_networkx(cpdag=True).edges(data="undirected")) // 2
+        undirected = f", {count} undirected in its CPDAG"
+    elbo, stderr = result.metadata["elbo"], result.metadata["elbo_stderr"]
     print(
-        f"{graph.number_of_nodes()} nodes, {graph.number_of_edges()} edges in the consensus DAG "
-        f"(ELBO {result.metadata['elbo']:.4g} +- {result.metadata['elbo_stderr']:.2g} per row"
+        f"{graph.number_of_nodes()} nodes, {graph.number_of_edges()} edges in the consensus DAG"
+        f"{undirected} (ELBO {elbo:.4g} +- {stderr:.2g} per row"
         + (f", restart {chosen + 1} of {args.restarts}" if chosen is not None else "")
-        + f"); wrote {args.out}"
+        + f"); wrote {args.out} ({fmt})"
         + (f" and {args.plot}" if args.plot else "")
     )
     return 0
