@@ -476,6 +476,7 @@ def _result(fit, elbo_trace, settings, config, phases, fingerprint, progress) ->
         threshold=settings.threshold,
         equivalence_class=bool(average),
         intervention_targets=target_sets(problem.mask),
+        knowledge=settings.knowledge,
     )
     if average:  # 0/1 draws: the standard deviation is sqrt(p (1 - p))
         bar = None

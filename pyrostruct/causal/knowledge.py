@@ -58,7 +58,7 @@ import numpy as np
 
 from pyrostruct.errors import InputError
 
-__all__ = ["Knowledge", "KnowledgeMasks", "as_knowledge", "read_knowledge"]
+__all__ = ["Knowledge", "KnowledgeMasks", "as_knowledge", "orient_by_knowledge", "read_knowledge"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +101,24 @@ class KnowledgeMasks:
             ok = ok & acyclic
         return ok
 
+    def sample_dags(self, scores, edge_logits, n: int) -> np.ndarray:
+        """``n`` DAGs ``(n, d, d)`` (boolean) of the order-then-edges distribution with node
+        ``scores`` and ``edge_logits`` under this knowledge: orders from
+        :class:`~pyrostruct.distributions.PartialOrderPlackettLuce`, forward edges with
+        probability ``sigmoid(l)``, forbidden ones never, required ones always. Draws from
+        torch's global generator."""
+        import torch
+
+        from pyrostruct.distributions import PartialOrderPlackettLuce
+
+        scores = torch.as_tensor(np.asarray(scores), dtype=torch.float64)
+        logits = torch.as_tensor(np.asarray(edge_logits), dtype=torch.float64)
+        order = PartialOrderPlackettLuce(scores, self.precedes).sample_order((n,))
+        rank = torch.argsort(order, dim=-1)
+        forward = rank.unsqueeze(-1) < rank.unsqueeze(-2)
+        probs = torch.sigmoid(logits) * torch.as_tensor(self.free) + torch.as_tensor(self.required)
+        return (forward & (torch.rand(forward.shape, dtype=torch.float64) < probs)).numpy()
+
     def to_dict(self) -> dict:
         """JSON record: the index pairs of each matrix (:meth:`from_dict` reads it back)."""
         return {
@@ -142,6 +160,26 @@ def _is_acyclic(adj: np.ndarray) -> bool:
         alive &= ~sources
         a[sources] = False
     return True
+
+
+def orient_by_knowledge(graph: np.ndarray, knowledge: KnowledgeMasks) -> np.ndarray:
+    """A CPDAG (or interventional essential graph) ``(d, d)`` with the undirected edges
+    that the knowledge orients directed, closed under Meek's rules R1-R3 (Meek 1995): an
+    undirected ``i - j`` becomes ``i -> j`` when ``j -> i`` is forbidden, ``i -> j`` is
+    required or ``i`` must precede ``j``. Sound (every orientation holds in every member
+    of the class that obeys the knowledge); R4 is not applied, so an orientation that only
+    R4 implies stays undirected."""
+    from pyrostruct.causal.equivalence import _meek_closure
+
+    g = np.asarray(graph) != 0
+    undirected = g & g.T
+    directed = g & ~g.T
+    known = knowledge.forbidden.T | knowledge.required | knowledge.precedes  # i -> j
+    new = undirected & known & ~known.T
+    directed |= new
+    undirected &= ~(new | new.T)
+    directed, undirected = _meek_closure(directed, undirected)
+    return (directed | undirected).astype(np.asarray(graph).dtype)
 
 
 def _find_cycle(adj: np.ndarray) -> list[int]:

@@ -25,6 +25,7 @@ from pyrostruct import __version__
 from pyrostruct._io import save_figure
 from pyrostruct.causal import export
 from pyrostruct.causal.equivalence import _equivalent_members, interventional_essential_graph
+from pyrostruct.causal.knowledge import KnowledgeMasks, orient_by_knowledge
 from pyrostruct.distributions import OrderedDAG
 from pyrostruct.errors import InputError
 from pyrostruct.graph import node_link_data
@@ -34,7 +35,7 @@ __all__ = ["CausalResult", "load_result", "consensus_adjacency"]
 _FORMAT = "pyrostruct.causal.CausalResult/1"
 
 
-def consensus_adjacency(probs: np.ndarray, threshold: float) -> np.ndarray:
+def consensus_adjacency(probs: np.ndarray, threshold: float, precedes=None) -> np.ndarray:
     """Acyclic consensus DAG of edge probabilities ``(d, d)``.
 
     A node pair enters when it is adjacent with probability ``P(i -> j) + P(j ->
@@ -45,12 +46,15 @@ def consensus_adjacency(probs: np.ndarray, threshold: float) -> np.ndarray:
     than no edge, else left out: per pair, the choice that errs least often.
     Splitting the adjacency from the direction keeps an edge whose direction is
     uncertain, such as a reversible edge of a Markov equivalence class at about
-    0.5 each way.
+    0.5 each way. ``precedes`` ``(d, d)`` (background knowledge, ``i`` before ``j``) joins
+    the cycle check, so the graph keeps every order the knowledge requires.
     """
     d = probs.shape[0]
     adj = np.zeros((d, d), dtype=np.int64)
     graph = nx.DiGraph()
     graph.add_nodes_from(range(d))
+    if precedes is not None:
+        graph.add_edges_from(zip(*np.nonzero(precedes)))
     both = probs + probs.T
     rows, cols = np.nonzero(np.triu(both >= threshold, k=1))
     candidates = []
@@ -121,6 +125,9 @@ class CausalResult:
         with exactly one end in a target set, and what they imply, are
         identified.
     :vartype intervention_targets: list of list of int
+    :ivar knowledge: the background knowledge the fit enforced (optional): every DAG drawn,
+        ``edge_probs`` and the consensus graph obey it.
+    :vartype knowledge: ~pyrostruct.causal.knowledge.KnowledgeMasks
     """
 
     names: list[str]
@@ -134,11 +141,13 @@ class CausalResult:
     threshold: float = 0.5
     equivalence_class: bool = False
     intervention_targets: list = dataclasses.field(default_factory=list)
+    knowledge: KnowledgeMasks | None = None
 
     @property
     def adjacency(self) -> np.ndarray:
         """The consensus DAG as a ``(d, d)`` 0/1 array (``A[i, j] = 1``: ``i -> j``)."""
-        return consensus_adjacency(self.edge_probs, self.threshold)
+        precedes = None if self.knowledge is None else self.knowledge.precedes
+        return consensus_adjacency(self.edge_probs, self.threshold, precedes)
 
     @property
     def graph(self) -> nx.DiGraph:
@@ -180,6 +189,8 @@ class CausalResult:
         adj = self.adjacency
         if cpdag:
             adj = interventional_essential_graph(adj, self.intervention_targets)
+            if self.knowledge is not None:
+                adj = orient_by_knowledge(adj, self.knowledge)
         g = nx.DiGraph()
         g.add_nodes_from(self.names)
         for i, j in zip(*np.nonzero(adj)):
@@ -214,10 +225,15 @@ class CausalResult:
         with torch.random.fork_rng():
             if seed is not None:
                 torch.manual_seed(seed)
-            samples = self._distribution().sample((n,)).numpy() != 0
+            if self.knowledge is None:
+                samples = self._distribution().sample((n,)).numpy() != 0
+            else:
+                samples = self.knowledge.sample_dags(self.scores, self.edge_logits, n)
             if self.equivalence_class:
                 rng = np.random.default_rng(int(torch.randint(2**62, ())))
-                samples = _equivalent_members(samples, rng, tick, self.intervention_targets)
+                samples = _equivalent_members(
+                    samples, rng, tick, self.intervention_targets, self.knowledge
+                )
         return samples
 
     def to_inference_data(self, num_samples: int = 500, *, seed: int | None = 0):
@@ -305,6 +321,8 @@ class CausalResult:
             "intervention_targets": [list(map(int, t)) for t in self.intervention_targets],
             "metadata": self.metadata,
         }
+        if self.knowledge is not None:
+            graph.graph["pyrostruct"]["knowledge"] = self.knowledge.to_dict()
         if cpdag:
             graph.graph["pyrostruct"]["cpdag"] = True
         return node_link_data(graph)
@@ -374,6 +392,7 @@ def load_result(path: str | os.PathLike) -> CausalResult:
         raise InputError(f"{path}: not a pyrostruct causal-discovery result ({reason})") from None
     if payload.get("format") != _FORMAT:
         raise InputError(f"{path}: unknown result format {payload.get('format')!r}")
+    knowledge = payload.get("knowledge")
     return CausalResult(
         names=list(payload["names"]),
         edge_probs=np.asarray(payload["edge_probs"], dtype=np.float64),
@@ -386,4 +405,5 @@ def load_result(path: str | os.PathLike) -> CausalResult:
         threshold=float(payload["threshold"]),
         equivalence_class=bool(payload.get("equivalence_class", False)),
         intervention_targets=[list(t) for t in payload.get("intervention_targets", [])],
+        knowledge=None if knowledge is None else KnowledgeMasks.from_dict(knowledge),
     )
