@@ -30,6 +30,7 @@ from pyrostruct.causal.design import DesignResult, suggest_interventions
 from pyrostruct.causal.discover import discover
 from pyrostruct.causal.exact import ExactPosterior, exact_posterior
 from pyrostruct.causal.interventions import parse_interventions
+from pyrostruct.causal.knowledge import Knowledge, read_knowledge
 from pyrostruct.causal.result import CausalResult, load_result
 from pyrostruct.causal.sem import (
     MLPSEM,
@@ -50,6 +51,8 @@ __all__ = [
     "CausalResult",
     "load_result",
     "parse_interventions",
+    "Knowledge",
+    "read_knowledge",
     "StructuralEquationModel",
     "LinearGaussianSEM",
     "MLPSEM",

@@ -57,6 +57,10 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
                         help="column naming the nodes intervened on in each row "
                         "(node names separated by ';', an empty cell for an observational "
                         "row)")  # fmt: skip
+    parser.add_argument("--knowledge", metavar="FILE",
+                        help="background knowledge, enforced exactly: Tetrad's knowledge file "
+                        "(/knowledge with addtemporal, forbiddirect, requiredirect) or a CSV "
+                        "with columns cause,effect,kind (forbidden or required)")  # fmt: skip
     parser.add_argument("--checkpoint", metavar="FILE", help="save/resume training state here")
     parser.add_argument("--noise", choices=["nonequal", "equal"], default="nonequal",
                         help="noise variances: one per node (default) or shared")  # fmt: skip
@@ -89,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     from pyrostruct._io import check_output_paths, figure_format
     from pyrostruct.causal.discover import discover
     from pyrostruct.causal.export import output_format
+    from pyrostruct.causal.knowledge import read_knowledge
     from pyrostruct.causal.restarts import restart_checkpoint
     from pyrostruct.data import read_csv
     from pyrostruct.errors import InputError
@@ -96,13 +101,14 @@ def run(args: argparse.Namespace) -> int:
     outputs = {"--out": args.out, "--plot": args.plot, "--checkpoint": args.checkpoint}
     for r in range(1, args.restarts if args.checkpoint else 1):
         outputs[f"--checkpoint of restart {r}"] = restart_checkpoint(args.checkpoint, r)
-    check_output_paths({"DATA.csv": args.data}, outputs)
+    check_output_paths({"DATA.csv": args.data, "--knowledge": args.knowledge}, outputs)
     fmt = output_format(args.out, args.format, path_name="--out", format_name="--format")
     if args.all_pairs and fmt != "csv":
         raise InputError(f"--all-pairs applies to the CSV edge list only; --out {args.out} "
                          f"is written as {fmt} (name it .csv or add --format csv)")  # fmt: skip
     if args.plot:
         figure_format(args.plot, flag="--plot")
+    knowledge = read_knowledge(args.knowledge) if args.knowledge else None
     exclude = [args.intervention_column] if args.intervention_column else []
     frame = read_csv(args.data, exclude=exclude, sep=args.sep, decimal=args.decimal)
     result = discover(
@@ -113,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         estimator=args.estimator,
         seed=args.seed,
         interventions=args.intervention_column,
+        knowledge=knowledge,
         standardize=not args.no_standardize,
         noise=args.noise,
         expected_edges=args.expected_edges,

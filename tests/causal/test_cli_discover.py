@@ -485,3 +485,52 @@ def test_a_restart_checkpoint_that_is_the_input_is_refused(tmp_path, capsys, mon
     assert "--checkpoint of restart 1 run.ckpt.restart1 is the input file" in err, err
     assert data.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.ckpt.restart1"]
+
+
+def test_knowledge_flag_enforces_the_file(csv, tmp_path, capsys):
+    knowledge = tmp_path / "prior.txt"
+    knowledge.write_text("/knowledge\naddtemporal\n1 X3\n2 X0 X1 X2\nforbiddirect\nX0 X2\n"
+                         "requiredirect\nX3 X1\n")  # fmt: skip
+    out = tmp_path / "g.json"
+    argv = ["discover", str(csv), "--out", str(out), "--steps", "40", "--quiet",
+            "--intervention-column", "regime", "--knowledge", str(knowledge)]  # fmt: skip
+    assert cli.main(argv) == 0
+    result = load_result(out)
+    p = result.edge_probs
+    assert p[0, 2] == 0 and p[3, 1] == 1 and (p[:3, 3] == 0).all()
+    assert result.knowledge.admits(result.sample_dags(100, seed=0)).all()
+    # the same rules as a cause,effect,kind CSV
+    table = tmp_path / "prior.csv"
+    table.write_text("cause,effect,kind\nX0,X2,forbidden\nX3,X1,required\n")
+    assert cli.main([*argv[:-1], str(table)]) == 0
+    assert load_result(out).edge_probs[3, 1] == 1
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("cause,effect,kind\nX0,X9,required\n", "unknown node 'X9'"),
+        ("cause,effect,kind\nX0,X1,required\nX1,X0,required\n", "cycle"),
+        ("/knowledge\nrequiredirect\nX0\n", "line 3: an edge line"),
+        ("", "empty"),
+    ],
+)
+def test_bad_knowledge_files_are_one_line_and_write_nothing(csv, tmp_path, capsys, text, message):
+    knowledge = tmp_path / "k.txt"
+    knowledge.write_text(text)
+    argv = ["discover", str(csv), "--out", str(tmp_path / "g.json"), "--steps", "5", "--quiet",
+            "--intervention-column", "regime", "--knowledge", str(knowledge)]  # fmt: skip
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+    assert _outputs(tmp_path) == ["k.txt"]
+
+
+def test_knowledge_file_as_output_is_refused(csv, tmp_path, capsys):
+    knowledge = tmp_path / "k.csv"
+    knowledge.write_text("cause,effect,kind\nX0,X1,forbidden\n")
+    argv = ["discover", str(csv), "--out", str(knowledge), "--format", "csv", "--quiet",
+            "--knowledge", str(knowledge)]  # fmt: skip
+    assert cli.main(argv) == 2
+    assert "input file" in capsys.readouterr().err
+    assert knowledge.read_text() == "cause,effect,kind\nX0,X1,forbidden\n"
