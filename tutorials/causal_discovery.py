@@ -222,6 +222,9 @@ est = observational.adjacency
 print("CPDAG of the consensus graph (an edge both ways is reversible):")
 print(cpdag(est))
 print("DAGs in its equivalence class:", count_equivalent_dags(est))
+# the same CPDAG as a networkx graph, to save as GraphML, DOT or CSV: result.save("g.graphml", cpdag=True)
+exported = observational.to_networkx(cpdag=True)
+print("undirected in the exported CPDAG:", sorted((u, v) for u, v, x in exported.edges(data="undirected") if x and u < v))
 print("SHD to the truth:", metrics.shd(w != 0, est), "| between CPDAGs:", metrics.shd_cpdag(w != 0, est))
 
 # %% [markdown]
@@ -267,3 +270,6 @@ pd.DataFrame(
 # writes the consensus DAG as networkx node-link JSON (read it back with
 # `networkx.node_link_graph` or `pyrostruct.causal.load_result`), shows a progress
 # bar with the ELBO, and resumes from `--checkpoint FILE` after an interruption.
+# `--out graph.graphml`, `graph.dot` or `edges.csv` (or `--format`) write GraphML,
+# Graphviz DOT or an edge list instead, and `--cpdag` the CPDAG, with the edges the
+# data cannot orient undirected (README, "Output formats").
