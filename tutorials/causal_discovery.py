@@ -261,6 +261,56 @@ pd.DataFrame(
 ).round(3)
 
 # %% [markdown]
+# ## Background knowledge, on real data
+#
+# What a scientist knows before the data goes in as a `Knowledge`: forbidden and
+# required edges, and temporal *tiers* (a variable cannot cause one of an earlier
+# tier). `discover` enforces it exactly, not as a soft penalty: orders are drawn from
+# a Plackett-Luce distribution restricted to the orders the tiers and required edges
+# allow (normalized exactly over them), a forbidden edge has probability 0 and a
+# required one probability 1 in every drawn DAG, so `edge_probs`, the consensus graph
+# and the CPDAG obey it too. Contradictions (a required edge against the tiers, a
+# cycle of required edges) are refused with a message that names them. The CLI reads
+# Tetrad's knowledge files or a `cause,effect,kind` CSV: `--knowledge prior.txt`.
+#
+# The data: Sachs et al.'s protein-signalling measurements (Science 2005; 7466 cells,
+# 11 phosphoproteins and phospholipids, log scale) with the consensus network of 18
+# edges, from the copy the `cdt` package ships (`pip install cdt`; the benchmark extra
+# installs it). The tiers are the pathway's textbook layout: membrane phospholipids and
+# PLC-gamma, then the kinases PKC and PKA, then the MAP-kinase cascades and Akt. The
+# rows pool the study's experimental conditions without labels, so none can be marked
+# as interventional, and real data is neither linear nor Gaussian: read the numbers as
+# what the knowledge changes, not as a solved problem
+# (`benchmarks/results/causal_real_tables.md` has PC, GES and DAGMA on the same rows).
+
+# %%
+from pyrostruct.causal import Knowledge
+
+try:
+    sachs, consensus = datasets.load_sachs()
+except ImportError:
+    sachs = None
+    print("pip install cdt to run this section (it ships the Sachs data)")
+if sachs is not None:
+    if SMOKE:
+        sachs = sachs.iloc[::10]
+    tiers = Knowledge(tiers=datasets.SACHS_TIERS)
+    fits = {
+        "no knowledge": discover(sachs, steps=STEPS, seed=0),
+        "tiers": discover(sachs, knowledge=tiers, steps=STEPS, seed=0),
+    }
+    masks = fits["tiers"].knowledge
+    print(pd.DataFrame({
+        name: {
+            "edges": int(r.adjacency.sum()),
+            "SHD to the consensus network": metrics.shd(consensus, r.adjacency),
+            "consensus edges found (directed)": int((r.adjacency * consensus).sum()),
+            "P of edges the tiers forbid (max)": r.edge_probs[masks.forbidden].max(),
+        }
+        for name, r in fits.items()
+    }).round(3))
+
+# %% [markdown]
 # ## The same from the command line
 #
 # ```bash

@@ -19,6 +19,10 @@ node ``j``'s mechanism in the rows of an interventional regime.
 (``do(X_j := v)`` at a value ``v``), the lab of :class:`~pyrostruct.causal.ActiveLearner`
 in benchmarks and tutorials.
 
+One real data set: :func:`load_sachs`, the protein-signalling measurements of
+Sachs et al. (Science 2005) with their consensus network, read from the copy that
+the ``cdt`` package ships (``pip install cdt``; not a dependency of pyrostruct).
+
 Adjacency convention: ``A[i, j] = 1`` means ``i -> j``. Everything takes a
 ``seed`` and is reproducible.
 """
@@ -45,7 +49,18 @@ __all__ = [
     "simulate_nonlinear_sem",
     "make_dataset",
     "LinearSEMEnvironment",
+    "load_sachs",
+    "SACHS_TIERS",
 ]
+
+#: Tiers of the Sachs network from the pathway's textbook layout (upstream first): the
+#: membrane phospholipids and PLC-gamma, the second-messenger kinases PKC and PKA, then
+#: the MAP-kinase cascades and Akt. Background knowledge for :func:`load_sachs`'s data.
+SACHS_TIERS = (
+    ("plcg", "PIP2", "PIP3"),
+    ("PKC", "PKA"),
+    ("praf", "pmek", "p44/42", "pakts473", "P38", "pjnk"),
+)
 
 
 def _rng(seed) -> np.random.Generator:
@@ -273,6 +288,40 @@ def make_dataset(
         raise InputError(f"unknown sem {sem!r}; use 'linear' or 'mlp'")
     frame = pd.DataFrame(x, columns=[f"X{j}" for j in range(d)])
     return CausalDataset(frame, adj.astype(np.int64), weights, mask)
+
+
+def load_sachs(*, log: bool = True) -> tuple[pd.DataFrame, np.ndarray]:
+    """Sachs et al.'s flow-cytometry data (7466 rows, 11 phosphoproteins and
+    phospholipids) and its consensus network (18 edges), as shipped by ``cdt``
+    (``cdt/data/resources/cyto_full_data.csv`` and ``cyto_full_target.csv``).
+
+    The rows pool the experimental conditions of the study without saying which row
+    came from which, so they cannot be marked as interventions; the consensus network
+    has a cycle (PIP3 -> plcg -> PIP2 -> PIP3), so compare with :func:`metrics.shd`, not
+    a CPDAG metric.
+
+    :param bool log: natural logarithm of the (positive) concentrations, the scale on
+        which the relations are closer to linear.
+    :returns: the data (columns named as in the study) and the consensus adjacency
+        ``(11, 11)`` in the columns' order.
+    :raises ImportError: ``cdt`` is not installed (``pip install cdt``).
+    """
+    import importlib.util
+    import os
+
+    spec = importlib.util.find_spec("cdt")  # found without importing cdt (and its R checks)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("load_sachs reads the copy of the data shipped by cdt: pip install cdt")
+    folder = os.path.join(spec.submodule_search_locations[0], "data", "resources")
+    data = pd.read_csv(os.path.join(folder, "cyto_full_data.csv"))
+    target = pd.read_csv(os.path.join(folder, "cyto_full_target.csv"))
+    names = list(data.columns)
+    adj = np.zeros((len(names), len(names)), dtype=np.int64)
+    for cause, effect in target.itertuples(index=False):
+        adj[names.index(cause), names.index(effect)] = 1
+    if log:
+        data = np.log(data)
+    return data, adj
 
 
 @dataclasses.dataclass
