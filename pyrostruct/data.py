@@ -12,8 +12,10 @@ whose first line is data is refused rather than losing that row), then one row
 per observation with exactly as many fields as the header; fields separated by
 ``sep`` (default ``,``), numbers with a ``.`` decimal point (``decimal=","``
 reads decimal commas); a UTF-8 byte-order mark is ignored. Blank lines are
-skipped. Every data cell of a numeric column must be a finite number: empty
-cells, ``NA`` and ``NaN`` are refused (impute or drop them first).
+skipped. Every data cell of a numeric column must be a number; empty cells,
+``NA`` and ``NaN`` are read as missing values (NaN), which :func:`check_table`
+refuses unless its caller handles them (``discover``'s ``missing=``). Text is
+refused except in the columns the caller declares categorical (``categorical=``).
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ def read_csv(
     exclude: Sequence[str] = (),
     sep: str = ",",
     decimal: str = ".",
+    categorical: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Read a CSV file in the format of this module's docstring.
 
@@ -102,12 +105,18 @@ def read_csv(
     :type exclude: sequence of str
     :param str sep: the field separator, one character (default ``,``).
     :param str decimal: the decimal mark, ``"."`` (default) or ``","``.
+    :param categorical: columns that must exist and may hold text (categories): read
+        as text, empty cells and ``NA`` as missing. ``None`` (default): the caller
+        takes no categorical columns; a sequence, even empty, says that it does, and
+        the refusal of a text column then points to ``--categorical``.
+    :type categorical: sequence of str, optional
     :returns: the table, with the file's column names; its ``attrs`` keep the
         path and the file line of every row (:data:`SOURCE_ATTR`).
     :rtype: pandas.DataFrame
     :raises InputError: for a bad ``sep`` or ``decimal``, a missing, empty,
         ragged or unparsable file, an empty or duplicate column name, no data
-        rows, or a cell of a data column that is not a number (naming its line).
+        rows, or a cell of a data column (not in ``exclude`` or ``categorical``)
+        that is not a number (naming its line).
     """
     path = os.fspath(path)
     if not isinstance(sep, str) or len(sep) != 1 or sep in '\r\n"':
@@ -144,7 +153,8 @@ def read_csv(
             "its first row would be lost; add a header line of column names"
         )
     hint = _delimiter_hint(header, sep) if len(header) == 1 else ""
-    missing = [c for c in exclude if c not in header]
+    text_columns = list(exclude) + list(categorical or ())
+    missing = [c for c in text_columns if c not in header]
     if missing:
         raise InputError(f"{path}: no column named {missing[0]!r}; columns are {header}{hint}")
     if not lines:
@@ -155,7 +165,7 @@ def read_csv(
             sep=sep,
             decimal=decimal,
             index_col=False,
-            dtype={c: str for c in exclude},
+            dtype={c: str for c in text_columns},
         )
     except (pd.errors.ParserError, ValueError) as e:
         reason = str(e).strip().splitlines()[0]
@@ -169,7 +179,7 @@ def read_csv(
     frame.columns = header  # pandas would rename duplicates / strip nothing; keep the real names
     frame.attrs[SOURCE_ATTR] = {"path": path, "lines": lines}
     for col in header:
-        if col in exclude or pd.api.types.is_numeric_dtype(frame[col]):
+        if col in text_columns or pd.api.types.is_numeric_dtype(frame[col]):
             continue
         # pandas' number parser is stricter than float() ('1_000', other scripts' digits)
         row = next((i for i, v in enumerate(frame[col]) if not parses_as_number(v)), None)
@@ -182,6 +192,10 @@ def read_csv(
                 decimal_hint = " (decimal commas? pass --decimal ',' / decimal=',')"
         elif isinstance(value, str) and decimal == "," and parses_as_number(value):
             decimal_hint = " (the numbers use '.' as decimal mark: drop --decimal ',')"
+        if categorical is not None and not parses_as_number(value):
+            decimal_hint = (
+                f" (if it holds categories, declare it: --categorical {col}){decimal_hint}"
+            )
         if _names_columns(frame[col], set(header) - {col}):
             decimal_hint = (
                 f" (it names other columns: if it marks interventions, pass "
@@ -237,7 +251,10 @@ def check_table(
     min_rows: int = 2,
     min_cols: int = 1,
     allow_constant: bool = False,
+    allow_missing: bool = False,
     name: str = "data",
+    missing_hint: str = "",
+    text_hint: str = "",
 ) -> tuple[np.ndarray, list[str]]:
     """Validate a numeric data table and return ``(array, column_names)``.
 
@@ -249,13 +266,21 @@ def check_table(
     :param bool allow_constant: whether a column with a single repeated value is
         allowed (it cannot be standardized and carries no information for most
         models).
+    :param bool allow_missing: whether NaN cells (missing values: empty cells, ``NA``,
+        ``None``) are returned as NaN rather than refused; infinite values are refused
+        either way, a column with no value at all too, and a column is constant when its
+        observed values are.
     :param str name: what to call the table in messages.
+    :param str missing_hint: appended to the refusal of a NaN cell (the caller's option
+        that accepts missing values, if it has one).
+    :param str text_hint: appended to the refusal of a non-numeric column (the caller's
+        option that accepts one, if it has one).
     :returns: the values as float64 and the column names.
     :rtype: tuple(numpy.ndarray, list(str))
     :raises InputError: for the wrong dimensionality, too few rows or columns,
-        duplicate column names, non-numeric columns, NaN or infinite values, or
-        constant columns. Rows are named by their file line for tables from
-        :func:`read_csv`, else by their position (from 0).
+        duplicate column names, non-numeric columns, NaN (unless ``allow_missing``) or
+        infinite values, or constant columns. Rows are named by their file line for
+        tables from :func:`read_csv`, else by their position (from 0).
     """
     if isinstance(data, pd.DataFrame):
         names = [str(c) for c in data.columns]
@@ -279,7 +304,7 @@ def check_table(
                     found = f" (found {column.iloc[row]!r}, {row_label(data, row)})"
                 raise InputError(
                     f"{name}: column {str(col)!r} is not numeric{found}; "
-                    "encode it as numbers or drop it"
+                    f"encode it as numbers or drop it{text_hint}"
                 )
         array = (
             np.stack([c.to_numpy(dtype=np.float64, na_value=np.nan) for c in columns.values()], 1)
@@ -308,16 +333,27 @@ def check_table(
     _check_shape(array.shape, min_rows, min_cols, name)
     if names is None:
         names = [f"X{j}" for j in range(array.shape[1])]
-    bad = ~np.isfinite(array)
+    missing = np.isnan(array)
+    bad = ~np.isfinite(array) & ~missing if allow_missing else ~np.isfinite(array)
     if bad.any():
         row, col = map(int, np.argwhere(bad)[0])
-        what = "a missing value (NaN)" if np.isnan(array[row, col]) else "an infinite value"
+        if np.isnan(array[row, col]):
+            raise InputError(
+                f"{name}: column {names[col]!r} contains a missing value (NaN) "
+                f"({row_label(data, row)}); remove or impute missing values first{missing_hint}"
+            )
         raise InputError(
-            f"{name}: column {names[col]!r} contains {what} ({row_label(data, row)}); "
-            "remove or impute missing and infinite values first"
+            f"{name}: column {names[col]!r} contains an infinite value "
+            f"({row_label(data, row)}); remove or replace infinite values first"
+        )
+    if missing.all(0).any():  # only with allow_missing
+        raise InputError(
+            f"{name}: column {names[int(np.flatnonzero(missing.all(0))[0])]!r} has no values "
+            "(every cell is missing); drop it"
         )
     if not allow_constant:
-        constant = np.flatnonzero(np.ptp(array, axis=0) == 0)
+        observed = np.ma.masked_array(array, mask=missing)
+        constant = np.flatnonzero(np.asarray(observed.max(0) - observed.min(0)) == 0)
         if constant.size:
             raise InputError(
                 f"{name}: column {names[constant[0]]!r} is constant; "

@@ -76,7 +76,7 @@ import torch
 from pyrostruct import __version__
 from pyrostruct._io import atomic_save
 from pyrostruct.causal.checkpoints import checkpoint_seed, read_checkpoint, run_fingerprint
-from pyrostruct.causal.data import MIN_ROWS, Problem, check_data, prepare_columns
+from pyrostruct.causal.data import MIN_ROWS, Problem, prepare_columns
 from pyrostruct.causal.estimators import ESTIMATORS
 from pyrostruct.causal.interventions import parse_interventions, target_sets
 from pyrostruct.causal.knowledge import as_knowledge
@@ -89,7 +89,8 @@ from pyrostruct.causal.restarts import (
 )
 from pyrostruct.causal.result import CausalResult, load_result
 from pyrostruct.causal.sem import StructuralEquationModel, make_sem
-from pyrostruct.causal.settings import Settings, check_seed
+from pyrostruct.causal.settings import Settings, check_pairwise, check_seed
+from pyrostruct.causal.tables import Table, prepare_table
 from pyrostruct.errors import InputError
 from pyrostruct.executors import check_executor, check_workers, executor_session
 from pyrostruct.infer.engine import CallbackHook, CheckpointHook, ProgressHook, train
@@ -103,6 +104,7 @@ __all__ = [
     "MIN_ROWS",
 ]
 
+
 def discover(
     data,
     *,
@@ -113,6 +115,9 @@ def discover(
     seed: int = 0,
     interventions=None,
     knowledge=None,
+    missing: str = "error",
+    transform: str = "auto",
+    categorical: Sequence | None = None,
     standardize: bool = True,
     noise: str = "nonequal",
     expected_edges: float | None = None,
@@ -185,6 +190,31 @@ def discover(
         equivalence classes keeps only the members that obey the knowledge. Needs
         ``estimator="analytic"``; contradictory knowledge is refused, naming the conflict.
     :type knowledge: ~pyrostruct.causal.knowledge.Knowledge, dict or path
+    :param str missing: missing cells (NaN, ``None``, empty CSV cells;
+        :mod:`pyrostruct.causal.tables`): ``"error"`` (default) refuses them;
+        ``"drop"`` keeps the complete rows; ``"pairwise"`` estimates the means and
+        covariances from pairwise-complete rows (repaired to the nearest positive
+        definite correlation matrix, Higham 2002) and fits a table of ``n_eff`` rows
+        with exactly those moments, ``n_eff`` the fewest rows in which any two columns
+        are observed together. That is exact for the linear Gaussian SEM, whose
+        likelihood depends on the data only through means and second moments, so
+        ``"pairwise"`` needs it (no MLP SEM, no ``batch_size``) and no interventions.
+        A column missing in more than half its rows is refused.
+        ``metadata["missing"]`` reports the cells and rows affected.
+    :param str transform: ``"auto"`` (default), ``"none"`` or ``"copula"``: the Gaussian
+        copula replaces every column by its rank-based normal scores (mid-ranks for
+        ties: one value per level of a binary or ordinal column; Liu, Lafferty &
+        Wasserman 2009; Harris & Drton 2013). ``"auto"`` applies it when a column is
+        declared categorical or has at most 10 distinct values (and at most half as
+        many as observed cells), and otherwise leaves the data untouched. The edge
+        weights of transformed columns are on the normal-scores scale.
+        ``metadata["transform"]`` names what each column got. With interventions the
+        ranks are over all rows of a column.
+    :param categorical: columns holding categories (names or indices): text is accepted
+        in them (elsewhere refused); two levels may be unordered, more need an order
+        (``pandas.Categorical(..., ordered=True)`` or numeric codes); their text levels
+        in code order are in ``metadata["categorical_levels"]``.
+    :type categorical: sequence of str or int, optional
     :param bool standardize: scale every column to mean 0 and standard deviation 1
         first (default). Real data has arbitrary units; on raw simulated data the
         variance grows along the causal order, which no real data promises
@@ -276,9 +306,11 @@ def discover(
     :param int workers: worker processes (optional; default: the CPU count, at most 8).
     :returns: the posterior over DAGs, its consensus graph and the fit's record.
     :rtype: CausalResult
-    :raises InputError: bad data (see :func:`pyrostruct.data.check_table`),
-        unknown nodes in ``interventions``, bad settings, or a checkpoint of
-        another run.
+    :raises InputError: bad data (see :func:`pyrostruct.data.check_table` and
+        :func:`pyrostruct.causal.tables.prepare_table`: a missing cell without
+        ``missing=``, text outside ``categorical``, a column mostly missing, too few
+        complete rows, two columns never observed together), unknown nodes in
+        ``interventions``, bad settings, or a checkpoint of another run.
     :raises NonFiniteLossError: the ELBO became NaN or infinite during training
         (a ``RuntimeError``).
 
@@ -293,7 +325,11 @@ def discover(
     if seed is None and checkpoint is not None and os.path.exists(checkpoint):
         seed = checkpoint_seed(checkpoint)  # seed=None resumes with the run's own seed
     seed = check_seed(seed)
-    x, names, mask = check_data(data, interventions)
+    check_pairwise(missing, sem, batch_size)
+    table = prepare_table(
+        data, interventions, missing=missing, transform=transform, categorical=categorical
+    )
+    x, names, mask = table.x, table.names, table.mask
     n, d = x.shape
     masks = as_knowledge(knowledge).resolve(names) if knowledge is not None else None
     settings = Settings.create(
@@ -313,7 +349,7 @@ def discover(
     inner = progress and executor == "serial"
     run = _Run(x, names, mask, checkpoint, inner, callback, restarts)
     if restarts == 1:
-        return _fit(run, (0, settings))
+        return _report_table(_fit(run, (0, settings)), table)
     plan = restart_plan(settings, restarts)
     bar = None
     if progress and not inner:
@@ -330,6 +366,14 @@ def discover(
     best, rows = best_restart(results)
     result = results[best]  # its seed and init_order reproduce it as a one-restart call
     result.metadata.update(restarts=rows, restart_chosen=best)
+    return _report_table(result, table)
+
+
+def _report_table(result: CausalResult, table: Table) -> CausalResult:
+    """Record what :func:`~pyrostruct.causal.tables.prepare_table` did in the metadata."""
+    result.metadata.update(missing=table.missing, transform=table.transform)
+    if table.levels:
+        result.metadata["categorical_levels"] = table.levels
     return result
 
 

@@ -23,7 +23,7 @@ from pyrostruct.causal.priors import WEIGHT_PRIORS
 from pyrostruct.causal.sem import MLPSEM, LinearGaussianSEM, StructuralEquationModel
 from pyrostruct.errors import InputError
 
-__all__ = ["Settings", "check_seed"]
+__all__ = ["Settings", "check_seed", "check_pairwise"]
 
 _SEMS = ("linear", "linear-equal", "mlp")
 
@@ -41,6 +41,26 @@ def check_seed(seed) -> int:
 
 def _is_linear(sem) -> bool:
     return sem in ("linear", "linear-equal") or isinstance(sem, LinearGaussianSEM)
+
+
+def check_pairwise(missing, sem, batch_size) -> None:
+    """Refuse ``missing="pairwise"`` where the likelihood is not a function of the
+    columns' means and second moments (:mod:`pyrostruct.causal.tables`): any SEM but the
+    linear Gaussian one, or row-wise likelihoods on mini-batches (``batch_size``)."""
+    if missing != "pairwise":
+        return
+    if not _is_linear(sem):
+        name = sem if isinstance(sem, str) else type(sem).__name__
+        raise InputError(
+            f"missing='pairwise' needs the linear Gaussian SEM, whose likelihood depends on "
+            f"the data only through means and covariances; sem={name!r} scores rows: use "
+            "missing='drop'"
+        )
+    if batch_size is not None:
+        raise InputError(
+            "missing='pairwise' fits the linear SEM from its moments over all rows; drop "
+            "batch_size (mini-batches score rows), or use missing='drop'"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
