@@ -63,6 +63,7 @@ References:
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch.distributions.utils import clamp_probs
 
 from pyrostruct.errors import InputError
@@ -191,23 +192,57 @@ def conditional_gumbel(logits: torch.Tensor, hard: torch.Tensor, num_samples: in
     """
     shape = (num_samples,) + torch.broadcast_shapes(logits.shape, hard.shape)
     u = clamp_probs(torch.rand(shape, dtype=logits.dtype, device=logits.device))
-    log_e = (-u.log()).log()  # log of Exp(1) draws
-    log_z = logits.logsumexp(-1, keepdim=True)
-    chosen = hard.to(torch.bool)
-    log_e_max = log_e.masked_fill(~chosen, 0.0).sum(-1, keepdim=True)
-    top = log_z - log_e_max  # the maximum M
-    # -logaddexp(log E_j - l_j, -M), spelled out: torch's logaddexp is slow on CPU here
-    a, b = log_e - logits, -top
-    rest = -(torch.maximum(a, b) + (-(a - b).abs()).exp().log1p())
-    noise = torch.where(chosen, top, rest) - logits
-    # a category of probability 0 (logit -inf) stays at -inf: no noise (not nan)
-    return noise.masked_fill(~torch.isfinite(logits), 0.0)
+    log_e = u.log_().neg_().log_()  # log of Exp(1) draws (in place: one buffer throughout)
+    chosen = hard.to(logits.dtype)
+    top = logits.logsumexp(-1, keepdim=True) - (log_e * chosen).sum(-1, keepdim=True)  # M
+    # the others: -logaddexp(log E_j - l_j, -M) = M - softplus(log E_j - l_j + M), fused
+    others = F.softplus(log_e.sub_(logits).add_(top)).mul_(1.0 - chosen)
+    noise = (top - logits).sub_(others)  # M - l_j at the argmax
+    finite = torch.isfinite(logits)
+    if not bool(finite.all()):  # a category of probability 0 (logit -inf): no noise, not nan
+        noise = noise.masked_fill(~finite, 0.0)
+    return noise
+
+
+class _GumbelRaoOneHot(torch.autograd.Function):
+    """Forward: the one-hot ``hard``; backward: the gradient of the Gumbel-Rao surrogate
+    ``mean_s softmax((logits + g_s) / tau)`` (``g_s`` the conditional noise draws), its
+    softmax Jacobians applied directly (no autograd graph over the draws)."""
+
+    @staticmethod
+    def forward(ctx, logits, hard, tau, noise):
+        probs = _softmax((logits + noise) / tau)
+        ctx.save_for_backward(probs, tau)
+        return hard.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        probs, tau = ctx.saved_tensors
+        return _softmax_jvp(probs, grad).mean(0) / tau, None, None, None
+
+
+class _GumbelRaoBinary(torch.autograd.Function):
+    """Gumbel-Rao for a Bernoulli: forward ``hard``; backward through
+    ``mean_s sigmoid((logits + n_s) / tau)``."""
+
+    @staticmethod
+    def forward(ctx, logits, hard, tau, noise):
+        p = ((logits + noise) / tau).sigmoid()
+        ctx.save_for_backward(p, tau)
+        return hard.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        p, tau = ctx.saved_tensors
+        return grad * (p * (1 - p)).mean(0) / tau, None, None, None
 
 
 def gumbel_rao_surrogate(
     logits: torch.Tensor, hard: torch.Tensor, tau: torch.Tensor, num_samples: int
 ) -> torch.Tensor:
-    """Mean over ``num_samples`` conditional draws of ``softmax((logits + sg(g)) / tau)``."""
+    """Mean over ``num_samples`` conditional draws of ``softmax((logits + sg(g)) / tau)``
+    (the quantity whose gradient ``"gumbel-rao"`` passes; the estimator itself applies it
+    without building this graph)."""
     noise = conditional_gumbel(logits.detach(), hard, num_samples)
     return _softmax((logits + noise) / tau).mean(0)
 
@@ -219,15 +254,20 @@ def _softmax(x: torch.Tensor) -> torch.Tensor:
     return e / e.sum(-1, keepdim=True)
 
 
+def _binary_noise(logits: torch.Tensor, hard: torch.Tensor, num_samples: int) -> torch.Tensor:
+    """Logistic noise ``n`` given ``1[logits + n > 0] = hard``, ``num_samples`` draws."""
+    pair = torch.stack([torch.zeros_like(logits), logits.detach()], -1)
+    pair_hard = torch.stack([1 - hard, hard], -1)
+    noise = conditional_gumbel(pair, pair_hard, num_samples)
+    return noise[..., 1] - noise[..., 0]
+
+
 def gumbel_rao_binary_surrogate(
     logits: torch.Tensor, hard: torch.Tensor, tau: torch.Tensor, num_samples: int
 ) -> torch.Tensor:
     """Gumbel-Rao for a Bernoulli: mean of ``sigmoid((logits + sg(n)) / tau)``, ``n`` the
     logistic noise given ``1[logits + n > 0] = hard`` (two categories, logits ``(0, l)``)."""
-    pair = torch.stack([torch.zeros_like(logits), logits.detach()], -1)
-    pair_hard = torch.stack([1 - hard, hard], -1)
-    noise = conditional_gumbel(pair, pair_hard, num_samples)
-    logistic = noise[..., 1] - noise[..., 0]
+    logistic = _binary_noise(logits, hard, num_samples)
     return ((logits + logistic) / tau).sigmoid().mean(0)
 
 
@@ -249,8 +289,9 @@ def hard_one_hot(
     index = log_soft.detach().argmax(-1, keepdim=True)
     hard = torch.zeros_like(soft).scatter_(-1, index, 1.0).detach()
     return _with_gradient(
-        estimator, soft, hard, logits, tau, num_rao_samples, _ReinMaxOneHot, gumbel_rao_surrogate
-    )
+        estimator, soft, hard, logits, tau, num_rao_samples, _ReinMaxOneHot, _GumbelRaoOneHot,
+        conditional_gumbel,
+    )  # fmt: skip
 
 
 def hard_binary(
@@ -264,19 +305,21 @@ def hard_binary(
     """The exact ``1[logit > 0]`` with ``estimator``'s gradient (Bernoulli version)."""
     hard = (logit.detach() > 0).to(soft.dtype)
     return _with_gradient(
-        estimator, soft, hard, logits, tau, num_rao_samples, _ReinMaxBinary,
-        gumbel_rao_binary_surrogate,
+        estimator, soft, hard, logits, tau, num_rao_samples, _ReinMaxBinary, _GumbelRaoBinary,
+        _binary_noise,
     )  # fmt: skip
 
 
-def _with_gradient(estimator, soft, hard, logits, tau, num_rao_samples, reinmax, rao_surrogate):
+def _with_gradient(estimator, soft, hard, logits, tau, num_rao_samples, reinmax, rao, noise):
     """``hard`` going forward, ``estimator``'s gradient w.r.t. ``logits`` going back; the
-    family (one-hot or binary) supplies its ReinMax function and Gumbel-Rao surrogate."""
+    family (one-hot or binary) supplies its ReinMax and Gumbel-Rao functions and its
+    conditional noise."""
     if estimator == "straight-through":
         return _ReplaceGradient.apply(soft, hard)
     if estimator == "reinmax":
         return reinmax.apply(logits.expand_as(hard), hard, tau)
     if estimator == "gumbel-rao":
-        surrogate = rao_surrogate(logits, hard, tau, num_rao_samples)
-        return _ReplaceGradient.apply(surrogate, hard)
+        draws = noise(logits.detach(), hard, num_rao_samples)
+        tau = torch.as_tensor(tau, dtype=soft.dtype, device=soft.device).detach()
+        return rao.apply(logits.expand_as(hard), hard, tau, draws)
     raise ValueError(f"{estimator!r} has no hard value.")

@@ -283,3 +283,40 @@ def test_conditional_gumbel_respects_the_argmax_and_the_law():
     assert torch.allclose(mean, torch.full_like(mean, euler_gamma), atol=0.03)
     var = noise[:, :, 0].var((0, 1))
     assert torch.allclose(var, torch.full_like(var, math.pi**2 / 6), atol=0.08)
+
+
+@pytest.mark.parametrize("family", ["one-hot", "binary"])
+def test_gumbel_rao_gradient_is_the_surrogates_gradient(family):
+    """The hand-written backward of "gumbel-rao" equals autograd through its surrogate
+    ``mean_s softmax((logits + g_s) / tau)`` on the same conditional draws."""
+    from pyrostruct.distributions.estimators import (
+        gumbel_rao_binary_surrogate,
+        gumbel_rao_surrogate,
+        hard_binary,
+        hard_one_hot,
+    )
+
+    tau = torch.tensor(0.7, dtype=torch.float64)
+    weight = torch.randn(5, 4, dtype=torch.float64)
+    if family == "one-hot":
+        raw = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+        logits = raw.log_softmax(-1)
+        soft = ((logits + torch.rand(5, 4, dtype=torch.float64)) / tau).softmax(-1)
+        hard = torch.zeros_like(soft).scatter_(-1, soft.argmax(-1, keepdim=True), 1.0)
+        torch.manual_seed(3)
+        out = hard_one_hot("gumbel-rao", soft, soft.log(), logits, tau, 7)
+        torch.manual_seed(3)
+        surrogate = gumbel_rao_surrogate(logits, hard, tau, 7)
+    else:
+        raw = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+        logits = raw * 1.0
+        noisy = logits + torch.randn(5, 4, dtype=torch.float64)
+        soft = (noisy / tau).sigmoid()
+        torch.manual_seed(3)
+        out = hard_binary("gumbel-rao", soft, noisy, logits, tau, 7)
+        torch.manual_seed(3)
+        surrogate = gumbel_rao_binary_surrogate(logits, (noisy > 0).double(), tau, 7)
+    (grad,) = torch.autograd.grad((out * weight).sum(), raw, retain_graph=True)
+    (expected,) = torch.autograd.grad((surrogate * weight).sum(), raw)
+    assert torch.allclose(grad, expected, atol=1e-12)
+    assert torch.equal(out.detach(), hard if family == "one-hot" else (noisy > 0).double())
