@@ -78,6 +78,13 @@ class EvidenceEstimate:
         (mean over runs).
     :ivar float acceptance: SMC only: mean acceptance rate of the Metropolis
         moves.
+    :ivar str start: SMC only: ``"prior"`` (prior-to-posterior tempering) or
+        ``"guide"`` (annealed from a fitted guide).
+    :ivar int evaluations: SMC only: model evaluations spent (particles times
+        (1 + moves) per temperature, every run and every round of the adaptive
+        budget); for the bounds, the particles.
+    :ivar target_met: SMC with ``target_se`` only: whether the standard error
+        reached it within ``max_particles``.
     """
 
     value: float
@@ -88,6 +95,9 @@ class EvidenceEstimate:
     num_repeats: int = 1
     num_temperatures: float = float("nan")
     acceptance: float = float("nan")
+    start: str = ""
+    evaluations: int = 0
+    target_met: bool | None = None
 
     def __float__(self) -> float:
         return self.value

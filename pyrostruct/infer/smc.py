@@ -74,10 +74,12 @@ from pyrostruct.infer.smc_moves import (
     _systematic_resample,
     _times,
 )
+from pyrostruct.infer.smc_start import StartDistribution, guide_start, laplace_start
 from pyrostruct.infer.smc_target import (
     _choose_method,
     _draw_prior,
     _Latents,
+    _log_joint_fn,
     _no_guide,
     _prior_and_likelihood,
 )
@@ -123,6 +125,7 @@ def smc_affordable(model: Callable, *args, max_plate_nesting: int | None = None,
 def smc_estimate(
     model: Callable,
     *args,
+    start=None,
     num_particles: int = 1000,
     num_repeats: int = 4,
     num_moves: int = 20,
@@ -130,40 +133,73 @@ def smc_estimate(
     max_plate_nesting: int | None = None,
     max_batch: int = 2000,
     max_temperatures: int = 1000,
+    target_se: float | None = None,
+    max_particles: int | None = None,
+    laplace: bool = True,
     **kwargs,
 ) -> EvidenceEstimate:
     """The log evidence ``log p(x)`` of ``model(*args, **kwargs)`` by tempered SMC.
 
-    See the module docstring for the algorithm. The model needs no guide; its
-    latent sites must be continuous, or discrete and marked for parallel
-    enumeration (:func:`pyro.infer.config_enumerate`), which are summed out
-    exactly. Randomness comes from Pyro's global state
-    (:func:`pyro.set_rng_seed`): the same seed gives the same estimate.
+    See the module docstring for the algorithm. Started from the prior
+    (``start=None``) the model needs no guide; started from a fitted guide
+    (``start=guide``, or a :class:`~pyrostruct.infer.smc_start.StartDistribution`)
+    it is annealed importance sampling from the guide with resampling and
+    adaptive temperatures (:mod:`pyrostruct.infer.smc_start`): the same
+    sampler on the path ``q^(1 - beta) p(x, .)^beta``. The model's latent
+    sites must be continuous, or discrete and marked for parallel enumeration
+    (:func:`pyro.infer.config_enumerate`), which are summed out exactly.
+    Randomness comes from Pyro's global state (:func:`pyro.set_rng_seed`):
+    the same seed gives the same estimate.
 
     .. math::
 
         \\log \\widehat{p(x)} = \\log \\frac{1}{R} \\sum_{r=1}^R \\widehat{p(x)}_r,
         \\qquad \\mathrm{se} = \\mathrm{sd}_r(\\log \\widehat{p(x)}_r) / \\sqrt{R},
 
-    over ``R = num_repeats`` independent runs of ``num_particles`` particles
-    each (the average of the unbiased ``p(x)`` estimates, whose log is biased
-    low by about ``se^2 / 2``; the standard error by the delta method).
+    over ``R = num_repeats`` independent runs of ``N`` particles each (the
+    average of the unbiased ``p(x)`` estimates, whose log is biased low by
+    about ``se^2 / 2``; the standard error by the delta method). Unlike the
+    ELBO and the IWAE bound, its error does not depend on how close a guide
+    is to the posterior, only on the budget; a start that misses a posterior
+    mode the moves cannot reach shows up as a larger spread between runs,
+    and through it in ``se``, unless every run misses it alike.
+
+    **Adaptive budget.** With ``target_se``, runs are repeated with twice the
+    particles (``N``, ``2N``, ``4N``, ... up to ``max_particles``) until
+    ``se <= target_se``; the estimate is that of the last round, and
+    ``evaluations`` counts the model evaluations of all rounds. The
+    temperatures are adaptive in every round (conditional ESS ``cess``).
 
     :param model: a Pyro model; its observed sites are the data.
-    :param num_particles: particles per run, ``N``.
+    :param start: ``None`` (the prior), a fitted Pyro guide over the model's
+        continuous latent sites (:func:`~pyrostruct.infer.smc_start.guide_start`),
+        or a :class:`~pyrostruct.infer.smc_start.StartDistribution`.
+    :param num_particles: particles per run, ``N`` (the first round's with
+        ``target_se``).
     :param num_repeats: independent runs ``R`` (vectorized together); ``se`` is
         ``nan`` for one run.
-    :param num_moves: random-walk Metropolis steps per temperature.
+    :param num_moves: Metropolis steps per temperature.
     :param cess: target conditional ESS, as a fraction of ``N``, for choosing
         each next temperature; closer to 1 gives more temperatures (more cost,
         less variance).
     :param max_plate_nesting: plate dims of the model; inferred when ``None``.
     :param max_batch: particles evaluated per model call (bounds memory).
     :param max_temperatures: give up (``ValueError``) beyond this many steps.
+    :param target_se: optional, the standard error to reach by doubling ``N``.
+    :param max_particles: the largest ``N`` tried for ``target_se`` (default
+        ``16 * num_particles``).
+    :param laplace: with a guide as ``start``, start from the Gaussian at the
+        guide's mean with the Laplace covariance there
+        (:func:`~pyrostruct.infer.smc_start.laplace_start`; the guide's own
+        Gaussian where the Hessian is not negative definite) instead of the
+        guide itself: a mean-field guide is too narrow where the posterior is
+        correlated.
     :returns: an :class:`~pyrostruct.infer.evidence.EvidenceEstimate` with
-        ``method="smc"``, ``ess`` the smallest ESS of the weights over the
-        steps (mean over runs), ``num_temperatures`` (mean over runs) and
-        ``acceptance`` (mean Metropolis acceptance rate).
+        ``method="smc"``, ``start`` (``"prior"`` or ``"guide"``), ``ess`` the
+        smallest ESS of the weights over the steps (mean over runs),
+        ``num_temperatures`` (mean over runs), ``acceptance`` (mean Metropolis
+        acceptance rate), ``evaluations`` (model evaluations, all rounds) and
+        ``target_met`` (whether ``se <= target_se``; ``None`` without one).
     :raises InputError: for latent discrete sites not marked for enumeration,
         models with no continuous latent site, continuous sites below an
         enumerated one, and models whose particles cannot be vectorized.
@@ -190,27 +226,78 @@ def smc_estimate(
         raise InputError(f"num_moves must be a non-negative integer, got {num_moves!r}")
     if not isinstance(cess, (int, float)) or isinstance(cess, bool) or not 0 < cess < 1:
         raise InputError(f"cess must be a number strictly between 0 and 1, got {cess!r}")
+    if target_se is not None and not (
+        isinstance(target_se, (int, float)) and not isinstance(target_se, bool) and target_se > 0
+    ):
+        raise InputError(f"target_se must be a number > 0, got {target_se!r}")
+    if max_particles is None:
+        max_particles = 16 * num_particles
+    _check_positive_int(max_particles, "max_particles")
     if max_plate_nesting is None:
         max_plate_nesting = _guess_max_plate_nesting(model, _no_guide, args, kwargs)
     latents = _Latents(model, args, kwargs, max_plate_nesting)
     method = _choose_method(model, args, kwargs, latents, max_plate_nesting)
-    rows, num, dim = num_repeats, num_particles, latents.dim
+    if start is not None and not isinstance(start, StartDistribution):
+        start = guide_start(start, latents, args, kwargs, max_plate_nesting)
+        if laplace:
+            log_joint = _log_joint_fn(model, args, kwargs, latents, max_plate_nesting)
+            start = laplace_start(start, log_joint)
 
-    def density(u):  # (B, D) -> log prior in u-space (with log|J|), log likelihood; float64
-        priors, likes = [], []
+    def density(u):  # (B, D) -> log q (prior or start) in u-space, log p(x, u) - log q; float64
+        firsts, seconds = [], []
         for chunk in u.split(max_batch):
             values, log_det = latents.constrain(chunk)
             prior, like = _prior_and_likelihood(
                 model, args, kwargs, latents, values, max_plate_nesting, method
             )
-            priors.append((prior + log_det).double())
-            likes.append(like.double())
-        return torch.cat(priors), torch.cat(likes)
+            prior = (prior + log_det).double()
+            if start is None:
+                firsts.append(prior)
+                seconds.append(like.double())
+            else:
+                log_q = start.log_prob(chunk).double()
+                firsts.append(log_q)
+                seconds.append(torch.nan_to_num(prior + like.double() - log_q, nan=-math.inf))
+        return torch.cat(firsts), torch.cat(seconds)
 
-    draws = _draw_prior(model, args, kwargs, latents, max_plate_nesting, rows * num, method)
-    u = latents.unconstrain(draws).reshape(rows, num, dim)
+    def draw(count):
+        if start is None:
+            values = _draw_prior(model, args, kwargs, latents, max_plate_nesting, count, method)
+            return latents.unconstrain(values)
+        return start.sample(count).to(latents.dtype)
+
+    evaluations, num = 0, num_particles
+    while True:
+        out = _run(density, draw, latents.dim, num_repeats, num, num_moves, cess,
+                   max_temperatures)  # fmt: skip
+        evaluations += out["evaluations"]
+        log_z = out["log_z"]
+        se = float(log_z.std() / math.sqrt(num_repeats)) if num_repeats > 1 else float("nan")
+        if target_se is None or se <= target_se or 2 * num > max_particles:
+            break
+        num *= 2
+    return EvidenceEstimate(
+        float(log_z.logsumexp(0) - math.log(num_repeats)),
+        se,
+        num,
+        "smc",
+        float(out["min_ess"].mean()),
+        num_repeats,
+        num_temperatures=float(out["steps"].double().mean()),
+        acceptance=out["acceptance"],
+        start="prior" if start is None else "guide",
+        evaluations=evaluations,
+        target_met=None if target_se is None else bool(se <= target_se),
+    )
+
+
+def _run(density, draw, dim, rows, num, num_moves, cess, max_temperatures) -> dict:
+    """``rows`` SMC runs of ``num`` particles in lockstep; their ``log_z`` ``(rows,)`` and
+    diagnostics (``min_ess``, ``steps``, ``acceptance``, ``evaluations``)."""
+    u = draw(rows * num).reshape(rows, num, dim)
     u = torch.nan_to_num(u, nan=0.0, posinf=1e30, neginf=-1e30)  # draws on a support's edge
     log_prior, log_like = (t.reshape(rows, num) for t in density(u.reshape(-1, dim)))
+    evaluations = rows * num
     log_w = torch.full((rows, num), -math.log(num), dtype=torch.float64)
     beta = torch.zeros(rows, dtype=torch.float64)
     log_z = torch.zeros(rows, dtype=torch.float64)
@@ -251,6 +338,7 @@ def smc_estimate(
         fit_on = (u[partner], log_w[partner]) if use_mixture else None
         moved = _move(density, u[move], log_prior[move], log_like[move], log_w[move],
                       beta[move], scale[move], num_moves, fit_on)  # fmt: skip
+        evaluations += len(move) * num * num_moves
         u[move], log_prior[move], log_like[move], rw_rate, mix_rate = moved
         scale[move] *= torch.exp(rw_rate - _TARGET_ACCEPTANCE).to(u.dtype)
         rates.append(float(((rw_rate + mix_rate) / 2 if use_mixture else rw_rate).mean()))
@@ -266,15 +354,10 @@ def smc_estimate(
             "smc_estimate: the evidence estimate is not finite; every particle has zero "
             "likelihood (check the model's supports and data)"
         )
-    value = float(log_z.logsumexp(0) - math.log(rows))
-    se = float(log_z.std() / math.sqrt(rows)) if rows > 1 else float("nan")
-    return EvidenceEstimate(
-        value,
-        se,
-        num_particles,
-        "smc",
-        float(min_ess.mean()),
-        num_repeats,
-        num_temperatures=float(steps.double().mean()),
-        acceptance=sum(rates) / len(rates) if rates else float("nan"),
-    )
+    return {
+        "log_z": log_z,
+        "min_ess": min_ess,
+        "steps": steps,
+        "acceptance": sum(rates) / len(rates) if rates else float("nan"),
+        "evaluations": evaluations,
+    }

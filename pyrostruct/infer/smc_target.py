@@ -294,3 +294,20 @@ def _draw_prior(model, args, kwargs, latents, max_plate_nesting, num, method):
             f"torch.func.vmap ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
         ) from e
     return dict(zip(latents.names, draws))
+
+
+def _log_joint_fn(model, args, kwargs, latents, max_plate_nesting):
+    """``u (D,) -> log p(x, u)`` (unconstrained, log-Jacobian included, enumerated sites
+    summed out), differentiable: for a Laplace approximation at one point."""
+
+    def log_joint(u):
+        values, log_det = latents.constrain(u[None])
+        data = {name: value[0] for name, value in values.items()}
+        conditioned = poutine.condition(model, data=data)
+        with poutine.block():
+            lw = _log_weights_once(
+                conditioned, _no_guide, args, kwargs, max_plate_nesting, None, detach=False
+            )
+        return lw + log_det[0]
+
+    return log_joint

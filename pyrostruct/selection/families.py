@@ -13,7 +13,9 @@ data-driven point (a different one per restart):
   few Lloyd iterations.
 * :func:`ppca`: ``x_i ~ N(m, W W^T + sigma^2 I)`` with ``W (d x r)``, ``W_jl ~ N(0,
   1)`` (Tipping & Bishop, "Probabilistic principal component analysis", 1999;
-  the latent scores are integrated out), loadings initialized by PCA.
+  the latent scores are integrated out), written in the canonical LQ form of
+  ``W`` that has the same evidence and no rotational symmetry; loadings
+  initialized by PCA.
 
 Both expect standardized data (:func:`standardize`); :func:`select_components`
 does it, and picks the count with :func:`~pyrostruct.selection.select`.
@@ -36,6 +38,7 @@ from pyrostruct.selection.select import Candidate, select
 __all__ = [
     "gaussian_mixture",
     "ppca",
+    "ppca_loadings",
     "kmeans_plus_plus",
     "standardize",
     "select_components",
@@ -97,6 +100,32 @@ def ppca(rank: int, *, w_scale: float = 1.0) -> Candidate:
 
         W_{jl} \\sim N(0, s^2),\\quad m \\sim N(0, I),\\quad \\sigma \\sim
         \\mathrm{LogNormal}(-1, 1.5),\\quad x_i \\sim N(m, W W^\\top + \\sigma^2 I).
+
+    The likelihood depends on ``W`` only through ``W W^T``, and the prior of
+    ``W`` is invariant under ``W -> W R`` for every orthogonal ``R``: the
+    posterior is spread evenly over an ``r (r - 1) / 2``-dimensional orbit (and
+    its ``2^r r!`` signed permutations), of which a Gaussian guide covers one
+    point, so the ELBO, the IWAE bound and a guide-started estimator of the
+    evidence all fall short by the log volume of that orbit, a gap that grows
+    with the rank (about ``r (r - 1) / 4 log n`` nats). The model is therefore
+    written in the canonical form of ``W``: its LQ decomposition ``W = L Q``,
+    ``L`` lower-trapezoidal with a positive diagonal, ``Q`` orthogonal. For
+    ``W`` with i.i.d. ``N(0, s^2)`` entries ``Q`` is Haar-distributed and
+    independent of ``L``, whose entries are independent (the Bartlett
+    decomposition, applied to ``W^T``),
+
+    .. math::
+
+        L_{jl} \\sim N(0, s^2) \\; (j > l), \\qquad
+        L_{ll}^2 \\sim s^2 \\chi^2_{r - l + 1} \\; (l = 1..r),
+        \\qquad L_{jl} = 0 \\; (j < l),
+
+    (sites ``W_lower`` and ``W_diag_sq``), and ``L L^T = W W^T``: the same
+    distribution of the covariance, hence the same evidence ``p(x | r)`` as the
+    model above, with the symmetry removed (Muirhead, "Aspects of multivariate
+    statistical theory", 1982, Thm 3.2.14; the same LQ parametrization is used
+    by Minka, "Automatic choice of dimensionality for PCA", NIPS 2000, whose
+    Laplace evidence carries the orbit's volume explicitly).
     """
     if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 1:
         raise InputError(f"rank must be an integer >= 1, got {rank!r}")
@@ -106,7 +135,13 @@ def ppca(rank: int, *, w_scale: float = 1.0) -> Candidate:
         n, d = data.shape
         if rank >= d:
             raise InputError(f"rank {rank} must be below the number of columns {d}")
-        w = pyro.sample("W", dist.Normal(0.0, w_scale).expand([d, rank]).to_event(2))
+        w = ppca_loadings(
+            pyro.sample(
+                "W_lower", dist.Normal(0.0, w_scale).expand([_num_lower(d, rank)]).to_event(1)
+            ),
+            pyro.sample("W_diag_sq", _diag_prior(rank, w_scale, data.dtype).to_event(1)),
+            d,
+        )
         m = pyro.sample("loc", dist.Normal(0.0, 1.0).expand([d]).to_event(1))
         sigma = pyro.sample("noise", dist.LogNormal(-1.0, 1.5))
         cov_diag = (sigma**2).unsqueeze(-1).expand(m.shape)
@@ -121,15 +156,43 @@ def ppca(rank: int, *, w_scale: float = 1.0) -> Candidate:
         evals, evecs = evals[::-1], evecs[:, ::-1]
         noise = max(evals[rank:].mean(), 1e-3) if rank < d else 1e-3
         w = evecs[:, :rank] * np.sqrt(np.maximum(evals[:rank] - noise, 1e-3))
-        w = w * rng.choice([-1.0, 1.0], size=rank)  # a different sign pattern per restart
+        q, r = np.linalg.qr(w.T)  # W^T = Q R, so W = R^T Q^T: L = R^T
+        low = r.T * np.sign(np.where(np.diag(r) == 0, 1.0, np.diag(r)))
+        rows, cols = np.tril_indices(d, -1, rank)
+        lower = low[rows, cols] + 0.05 * rng.normal(size=len(rows))  # differs per restart
         dtype = torch.get_default_dtype()
         return {
-            "W": torch.tensor(w.copy(), dtype=dtype),
+            "W_lower": torch.tensor(lower, dtype=dtype),
+            "W_diag_sq": torch.tensor(np.maximum(np.diag(low) ** 2, 1e-3), dtype=dtype),
             "loc": torch.tensor(x.mean(0), dtype=dtype),
             "noise": torch.tensor(math.sqrt(noise), dtype=dtype),
         }
 
     return Candidate(model=model, init=init)
+
+
+def _num_lower(d: int, rank: int) -> int:
+    """Entries strictly below the diagonal of a ``(d, rank)`` matrix."""
+    return d * rank - rank * (rank + 1) // 2
+
+
+def _diag_prior(rank: int, w_scale: float, dtype) -> dist.Gamma:
+    """``L_ll^2 ~ s^2 chi^2_{r - l + 1}``: Gamma of shape ``(r - l + 1) / 2``, rate ``1 / 2s^2``."""
+    df = torch.arange(rank, 0, -1, dtype=dtype)
+    return dist.Gamma(df / 2, torch.full_like(df, 0.5 / w_scale**2))
+
+
+def ppca_loadings(lower: torch.Tensor, diag_sq: torch.Tensor, d: int) -> torch.Tensor:
+    """The ``(..., d, r)`` loadings ``L`` of :func:`ppca` from its sites ``W_lower`` (the
+    entries below the diagonal, row by row) and ``W_diag_sq`` (the squared diagonal)."""
+    rank = diag_sq.shape[-1]
+    rows, cols = torch.tril_indices(d, rank, offset=-1)
+    batch = torch.broadcast_shapes(lower.shape[:-1], diag_sq.shape[:-1])
+    w = lower.new_zeros(*batch, d, rank)
+    w[..., rows, cols] = lower.expand(*batch, lower.shape[-1])
+    diag = torch.arange(rank)
+    w[..., diag, diag] = diag_sq.expand(*batch, rank).sqrt()
+    return w
 
 
 FAMILIES = {"gmm": gaussian_mixture, "ppca": ppca}

@@ -20,6 +20,7 @@ from pyrostruct.selection import (
     select_components,
 )
 from pyrostruct.selection.datasets import make_gmm_data, make_ppca_data
+from pyrostruct.selection.families import ppca_loadings
 
 FAST = dict(elbo_particles=200, iwae_particles=50, iwae_repeats=4)
 
@@ -505,7 +506,8 @@ def test_vectorized_and_sequential_restarts_pick_the_same_ppca_rank():
     seq = select_components(x, "ppca", 3, vectorize_restarts=False, **kw)
     assert all(vec.vectorized_restarts.values())
     assert vec.best == seq.best == 2, (vec.table, seq.table)
-    assert vec.posterior(2).median()["W"].shape == (8, 2)
+    median = vec.posterior(2).median()  # the canonical loadings, as a (d, r) matrix
+    assert ppca_loadings(median["W_lower"], median["W_diag_sq"], 8).shape == (8, 2)
 
 
 def test_vectorized_restarts_start_from_different_inits():
