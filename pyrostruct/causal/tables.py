@@ -223,7 +223,9 @@ def prepare_table(
         x = np.stack([normal_scores(x[:, j]) for j in range(d)], 1)
     kinds = {names[j]: f"copula-{k}" if applied else "none" for j, k in enumerate(kinds)}
     if missing == "pairwise" and absent.any():
-        mean, cov, counts = pairwise_moments(x)
+        # scaled by powers of two (exact), so that no square under- or overflows
+        exponent = np.frexp(np.nanmax(np.abs(x), 0))[1]
+        mean, cov, counts = pairwise_moments(np.ldexp(x, -exponent))
         pairs = counts + np.diag(np.full(d, np.inf))
         i, j = np.unravel_index(int(np.argmin(pairs)), pairs.shape)
         n_eff = int(pairs[i, j])
@@ -242,7 +244,7 @@ def prepare_table(
         corr = cov / np.outer(sd, sd)
         repaired = nearest_correlation(corr)
         cov = repaired * np.outer(sd, sd)
-        x = moment_table(mean, cov, n_eff)
+        x = np.ldexp(moment_table(mean, cov, n_eff), exponent)
         report.update(
             effective_rows=n_eff,
             effective_rows_pair=[names[i], names[j]],
@@ -412,7 +414,7 @@ def nearest_correlation(corr: np.ndarray, *, floor: float = MIN_EIGENVALUE,
     """
     corr = np.array(corr, dtype=np.float64)
     corr = (corr + corr.T) / 2
-    if np.linalg.eigvalsh(corr)[0] >= floor:
+    if (np.diag(corr) == 1.0).all() and np.linalg.eigvalsh(corr)[0] >= floor:
         return corr
 
     def clip(a):
