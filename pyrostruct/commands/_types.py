@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["positive_int", "positive_float", "seed", "add_csv_arguments"]
+__all__ = ["positive_int", "positive_float", "seed", "column_list", "add_csv_arguments"]
 
 
 def _positive(text: str, cast, what: str):
@@ -42,6 +42,14 @@ def seed(text: str) -> int:
     if not 0 <= value <= MAX_SEED:
         raise argparse.ArgumentTypeError(f"expected an integer from 0 to {MAX_SEED}, got {text!r}")
     return value
+
+
+def column_list(text: str) -> list[str]:
+    """Column names separated by commas (``"a,b"``); none may be empty."""
+    names = text.split(",")
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected column names separated by ',', got {text!r}")
+    return names
 
 
 def _one_char(text: str) -> str:

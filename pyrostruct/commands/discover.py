@@ -16,7 +16,13 @@ from __future__ import annotations
 
 import argparse
 
-from pyrostruct.commands._types import add_csv_arguments, positive_float, positive_int, seed
+from pyrostruct.commands._types import (
+    add_csv_arguments,
+    column_list,
+    positive_float,
+    positive_int,
+    seed,
+)
 
 __all__ = ["add_subparser", "run"]
 
@@ -61,6 +67,18 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
                         help="background knowledge, enforced exactly: Tetrad's knowledge file "
                         "(/knowledge with addtemporal, forbiddirect, requiredirect) or a CSV "
                         "with columns cause,effect,kind (forbidden or required)")  # fmt: skip
+    parser.add_argument("--missing", choices=["error", "drop", "pairwise"], default="error",
+                        help="empty or NA cells: refuse them (error, default), keep the "
+                        "complete rows (drop), or fit the linear SEM to pairwise-complete "
+                        "means and covariances (pairwise)")  # fmt: skip
+    parser.add_argument("--transform", choices=["auto", "none", "copula"], default="auto",
+                        help="Gaussian copula (rank-based normal scores) of every column: "
+                        "auto (default) when a column is categorical or has at most 10 "
+                        "distinct values, copula always, none never")  # fmt: skip
+    parser.add_argument("--categorical", type=column_list, action="append", default=[],
+                        metavar="COL[,COL...]",
+                        help="columns holding categories (text allowed: two levels, or "
+                        "numbers in their order); repeatable")  # fmt: skip
     parser.add_argument("--checkpoint", metavar="FILE", help="save/resume training state here")
     parser.add_argument("--noise", choices=["nonequal", "equal"], default="nonequal",
                         help="noise variances: one per node (default) or shared")  # fmt: skip
@@ -110,7 +128,10 @@ def run(args: argparse.Namespace) -> int:
         figure_format(args.plot, flag="--plot")
     knowledge = read_knowledge(args.knowledge) if args.knowledge else None
     exclude = [args.intervention_column] if args.intervention_column else []
-    frame = read_csv(args.data, exclude=exclude, sep=args.sep, decimal=args.decimal)
+    categorical = [c for group in args.categorical for c in group]
+    frame = read_csv(
+        args.data, exclude=exclude, sep=args.sep, decimal=args.decimal, categorical=categorical
+    )
     result = discover(
         frame,
         sem=args.sem,
@@ -120,6 +141,9 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         interventions=args.intervention_column,
         knowledge=knowledge,
+        missing=args.missing,
+        transform=args.transform,
+        categorical=categorical or None,
         standardize=not args.no_standardize,
         noise=args.noise,
         expected_edges=args.expected_edges,
@@ -143,11 +167,29 @@ def run(args: argparse.Namespace) -> int:
         count = sum(u for _, _, u in result.to_networkx(cpdag=True).edges(data="undirected")) // 2
         undirected = f", {count} undirected in its CPDAG"
     elbo, stderr = result.metadata["elbo"], result.metadata["elbo_stderr"]
+    table = _table_note(result.metadata)
     print(
         f"{graph.number_of_nodes()} nodes, {graph.number_of_edges()} edges in the consensus DAG"
         f"{undirected} (ELBO {elbo:.4g} +- {stderr:.2g} per row"
         + (f", restart {chosen + 1} of {args.restarts}" if chosen is not None else "")
-        + f"); wrote {args.out} ({fmt})"
+        + f"){table}; wrote {args.out} ({fmt})"
         + (f" and {args.plot}" if args.plot else "")
     )
     return 0
+
+
+def _table_note(metadata: dict) -> str:
+    """What ``--missing`` and ``--transform`` did, for the summary line ("" if nothing)."""
+    notes = []
+    missing = metadata.get("missing", {})
+    if missing.get("rows_dropped"):
+        notes.append(f"{missing['rows_dropped']} of {missing['rows']} rows dropped")
+    if missing.get("mode") == "pairwise" and missing.get("missing_cells"):
+        notes.append(
+            f"{missing['missing_cells']} missing cells, pairwise moments as "
+            f"{missing['effective_rows']} rows"
+        )
+    copula = [k for k, v in metadata.get("transform", {}).items() if v != "none"]
+    if copula:
+        notes.append(f"copula transform of {len(copula)} columns")
+    return "".join(f"; {note}" for note in notes)
