@@ -136,6 +136,7 @@ def smc_estimate(
     target_se: float | None = None,
     max_particles: int | None = None,
     laplace: bool = True,
+    start_wrapper: Callable | None = None,
     **kwargs,
 ) -> EvidenceEstimate:
     """The log evidence ``log p(x)`` of ``model(*args, **kwargs)`` by tempered SMC.
@@ -194,6 +195,9 @@ def smc_estimate(
         Gaussian where the Hessian is not negative definite) instead of the
         guide itself: a mean-field guide is too narrow where the posterior is
         correlated.
+    :param start_wrapper: optional, ``(start, latents) -> StartDistribution``
+        applied to the start built from a guide (:mod:`pyrostruct.selection`
+        symmetrizes it over the label permutations of a mixture).
     :returns: an :class:`~pyrostruct.infer.evidence.EvidenceEstimate` with
         ``method="smc"``, ``start`` (``"prior"`` or ``"guide"``), ``ess`` the
         smallest ESS of the weights over the steps (mean over runs),
@@ -242,6 +246,8 @@ def smc_estimate(
         if laplace:
             log_joint = _log_joint_fn(model, args, kwargs, latents, max_plate_nesting)
             start = laplace_start(start, log_joint)
+        if start_wrapper is not None:
+            start = start_wrapper(start, latents)
 
     def density(u):  # (B, D) -> log q (prior or start) in u-space, log p(x, u) - log q; float64
         firsts, seconds = [], []

@@ -259,6 +259,8 @@ class _Context:
     symmetrize: bool = True
     vmap_restarts: frozenset = frozenset()  # vectorized candidates whose model needs vmap
     smc_particles: int = 500
+    smc_guide_particles: int = 200
+    smc_target_se: float = 0.5
 
 
 @dataclasses.dataclass
@@ -291,6 +293,8 @@ class RestartFit:
     smc: float = math.nan
     smc_se: float = math.nan
     smc_failed: str | None = None
+    smc_start: str = ""
+    smc_evaluations: int = 0
     chosen: bool = False
 
     def absorb(self, out: dict) -> None:

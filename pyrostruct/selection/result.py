@@ -28,13 +28,16 @@ class SelectionResult:
 
     :ivar pandas.DataFrame table: one row per candidate, sorted as given:
         ``candidate``, ``elbo``, ``elbo_se``, ``iwae``, ``iwae_se``, ``ess`` (of
-        the IWAE weights), ``smc``, ``smc_se`` (the guide-free SMC estimate, NaN
-        for candidates too large for it), ``log_evidence`` (the estimate used,
-        ``evidence_method``), ``log_evidence_se``, ``log_prior``, ``log_posterior_prob``,
-        ``posterior_prob``, ``fit_seconds``, ``steps`` (SVI steps run, all
-        restarts), ``best_restart`` and ``status`` (``"fitted"``, ``"dropped at
-        step N"`` by successive halving (a dropped candidate's evidence is its
-        ELBO at that step, a lower bound), or ``"failed: <error>"``: a candidate
+        the IWAE weights), ``smc``, ``smc_se`` (the SMC estimate, NaN where not
+        computed), ``smc_start`` (``"prior"``, ``"guide"`` or empty),
+        ``log_evidence`` (the estimate used), ``log_evidence_se``,
+        ``evidence_method`` (which estimate: ``"smc"``, ``"iwae"`` or
+        ``"elbo"``), ``log_prior``, ``log_posterior_prob``, ``posterior_prob``,
+        ``posterior_prob_se`` (its Monte Carlo error, :func:`_bootstrap_se`),
+        ``fit_seconds``, ``steps`` (SVI steps run, all restarts),
+        ``best_restart`` and ``status`` (``"fitted"``, ``"dropped at step N"`` by successive
+        halving (a dropped candidate's evidence is its ELBO at that step, a lower bound), or
+        ``"failed: <error>"``: a candidate
         that raised has NaN evidence and posterior probability, and the others'
         posterior probabilities are normalized over the candidates that did not
         fail).
@@ -51,12 +54,15 @@ class SelectionResult:
     :ivar dict failures: candidate name -> the error it raised
         (``"TypeError: ..."``), for the candidates that failed
         (``select(on_error="keep")``).
-    :ivar str evidence_method: the estimate behind ``log_evidence`` and the
-        posterior probabilities: ``"smc"`` when computed (for every candidate),
-        else ``"iwae"`` when computed, else ``"elbo"``.
-    :ivar dict smc_skipped: candidate name -> why no candidate got an SMC
-        estimate (one of them has too many latent dimensions or observed values,
-        or is a model SMC cannot take); empty when SMC ran or was not asked for.
+    :ivar str evidence_method: the estimate behind the best candidates'
+        ``log_evidence``: ``"smc"`` when computed (for every candidate, started
+        from the prior, or for those in contention, started from their
+        guides; the table's ``evidence_method`` says which), else ``"iwae"``
+        when computed, else ``"elbo"``.
+    :ivar dict smc_skipped: candidate name -> why it got no SMC estimate (no
+        guide-free one: a candidate too large for it; no guide-started one:
+        not in contention); empty when every candidate got one or none was
+        asked for.
     :ivar dict smc_failed: candidate name -> the error of an SMC estimate that
         failed; the candidates are then ranked by the IWAE bound.
     :ivar tuple evidence: the estimators computed.
@@ -98,7 +104,8 @@ class SelectionResult:
         chosen = [st for k, st in state.items() if k in alive and st.chosen]
         smc_failed = {cands[k[0]][0]: st.smc_failed for k, st in state.items()
                       if st.smc_failed is not None}  # fmt: skip
-        if "smc" in evidence and chosen and not smc_failed:
+        guide_smc = any(st.smc_start == "guide" for st in state.values())
+        if "smc" in evidence and chosen and (guide_smc or not smc_failed):
             use = "smc"
         else:
             use = "iwae" if "iwae" in evidence else "elbo"
@@ -121,10 +128,14 @@ class SelectionResult:
                 "smc": st.smc if live else math.nan,
                 "smc_se": st.smc_se if live else math.nan,
             }
-            if live and use in ("iwae", "smc"):
-                row["log_evidence"], row["log_evidence_se"] = row[use], row[f"{use}_se"]
-            else:
-                row["log_evidence"], row["log_evidence_se"] = row["elbo"], row["elbo_se"]
+            row["smc_start"] = st.smc_start if live and math.isfinite(st.smc) else ""
+            method = "elbo"
+            if live and use == "smc" and math.isfinite(st.smc):
+                method = "smc"  # guide-started: only the candidates in contention have it
+            elif live and "iwae" in evidence and math.isfinite(st.iwae):
+                method = "iwae"
+            row["log_evidence"], row["log_evidence_se"] = row[method], row[f"{method}_se"]
+            row["evidence_method"] = method
             row["fit_seconds"] = sum(state[k].seconds for k in keys)
             row["steps"] = sum(len(state[k].losses) for k in keys)
             row["best_restart"] = best[1]
@@ -151,6 +162,13 @@ class SelectionResult:
         logpost[failed] = math.nan
         table["log_posterior_prob"] = logpost
         table["posterior_prob"] = np.exp(logpost)
+        table["posterior_prob_se"] = _bootstrap_se(
+            table["log_evidence"].to_numpy(dtype=float),
+            table["log_evidence_se"].to_numpy(dtype=float),
+            log_prior,
+            ctx.seed,
+        )
+        table.loc[failed, "posterior_prob_se"] = math.nan
         order = [
             "candidate",
             "elbo",
@@ -160,11 +178,14 @@ class SelectionResult:
             "ess",
             "smc",
             "smc_se",
+            "smc_start",
             "log_evidence",
             "log_evidence_se",
+            "evidence_method",
             "log_prior",
             "log_posterior_prob",
             "posterior_prob",
+            "posterior_prob_se",
             "fit_seconds",
             "steps",
             "best_restart",
@@ -310,7 +331,8 @@ class SelectionResult:
 def _failed_row(name, message: str, state: dict, keys: list) -> dict:
     nan = math.nan
     row = {c: nan for c in ["elbo", "elbo_se", "iwae", "iwae_se", "ess"]}
-    row.update(candidate=name, log_evidence=nan, log_evidence_se=nan)
+    row.update(candidate=name, log_evidence=nan, log_evidence_se=nan, evidence_method="")
+    row.update(smc=nan, smc_se=nan, smc_start="")
     row["fit_seconds"] = sum(state[k].seconds for k in keys)
     row["steps"] = sum(len(state[k].losses) for k in keys)
     row["best_restart"] = -1
@@ -340,6 +362,22 @@ def _plain(value):
     """A table cell as the user wrote it: numpy scalars as Python ones (``2``, not
     ``np.int64(2)``)."""
     return value.item() if isinstance(value, np.generic) else value
+
+
+def _bootstrap_se(log_evidence, se, log_prior, seed: int, draws: int = 2000) -> np.ndarray:
+    """Monte Carlo standard errors of the posterior model probabilities.
+
+    A parametric bootstrap: the log evidence of each candidate is redrawn from
+    ``N(estimate, se^2)`` (independent estimates), the probabilities recomputed
+    for each draw, and their standard deviation over ``draws`` draws returned.
+    A bound's ``se`` is its Monte Carlo error only: its bias (the gap to the
+    evidence) is not in it.
+    """
+    rng = np.random.default_rng([seed, 7919])
+    sd = np.where(np.isfinite(se), se, 0.0)
+    sample = log_evidence + sd * rng.standard_normal((draws, len(log_evidence)))
+    probs = np.exp(np.stack([_posterior_probs(row, log_prior) for row in sample]))
+    return probs.std(0)
 
 
 def _posterior_probs(log_evidence: np.ndarray, log_prior: np.ndarray) -> np.ndarray:

@@ -98,6 +98,7 @@ from pyrostruct.selection.candidates import (
     _log_prior,
     _normalize_candidates,
 )
+from pyrostruct.selection.contention import _contention_pass
 from pyrostruct.selection.evidence import _smc_skipped
 from pyrostruct.selection.halving import _halve
 from pyrostruct.selection.restarts import _not_vectorizable
@@ -127,6 +128,8 @@ def select(
     iwae_particles: int = 100,
     iwae_repeats: int = 10,
     smc_particles: int = 500,
+    smc_target_se: float = 0.5,
+    contention_margin: float = 5.0,
     max_workers: int | None = None,
     ess_warning: float = 0.05,
     progress: bool = False,
@@ -162,11 +165,17 @@ def select(
         dimensions and 100 observed values), only when every candidate is (the
         candidates are ranked by one estimator), and only when at least two are
         left to rank after successive halving (``result.smc_skipped`` says
-        why it did not run). A bound's effective sample size cannot tell that
-        its guide missed a mode (it weighs only what the guide proposes); SMC,
-        which starts from the prior, can. The bounds fall short of the evidence
-        by a gap that grows with the model's size and its posterior's modes;
-        SMC's estimate does not. The log
+        why it did not run). Otherwise the candidates still in contention
+        after the bounds (:mod:`~pyrostruct.selection.contention`) get the SMC
+        estimate started from their fitted guide (annealed from the Laplace
+        Gaussian at the guide's mean, symmetrized over label permutations;
+        :func:`~pyrostruct.selection.evidence._smc_guide`), and the others keep
+        their bound; ``result.table.evidence_method`` says which ranked each
+        candidate, ``smc_start`` how its SMC started. A bound's effective
+        sample size cannot tell that its guide missed a mode (it weighs only
+        what the guide proposes); SMC, which starts from the prior, can. The bounds fall
+        short of the evidence by a gap that grows with the model's size and its posterior's
+        modes; SMC's estimate does not. The log
         evidence used for the posterior model probabilities is SMC's when
         computed, else the IWAE bound when computed (the tighter
         bound), else the ELBO; ``result.evidence_method`` says which.
@@ -197,7 +206,12 @@ def select(
         restart of each candidate.
     :param int iwae_repeats: number of independent repeats of the IWAE bound.
     :param int smc_particles: particles of each of the 8 runs of the SMC estimate
-        (see ``evidence``).
+        (see ``evidence``); guide-started runs (4) start at 200 particles and
+        double, up to ``4 * smc_particles``, until their standard error is at
+        most ``smc_target_se`` nats.
+    :param float smc_target_se: see ``smc_particles``.
+    :param float contention_margin: nats of the contention rule
+        (:mod:`~pyrostruct.selection.contention`).
     :param max_workers: worker processes of the ``"process"`` executor (default
         ``min(cpu count, 8)``), CPUs of the ``"ray"`` one.
     :type max_workers: int, optional
@@ -277,6 +291,8 @@ def select(
     if bad or not evidence:
         raise InputError(f"evidence must be a subset of {list(EVIDENCE_METHODS)}, got {evidence}")
     _check_lr(lr, "lr")
+    _check_lr(smc_target_se, "smc_target_se")
+    _check_lr(contention_margin, "contention_margin")
     data_init = {}
     for j, (name, cand) in enumerate(cands):
         if cand.guide is None and cand.guide_factory is None and cand.init is None:
@@ -298,8 +314,9 @@ def select(
     rungs = [r for r in rungs if 0 < r < steps] + [steps]
     log_prior = _log_prior(prior, names)
     smc_skipped = _smc_skipped(cands, args, kwargs) if "smc" in evidence else {}
-    if smc_skipped:  # one estimator ranks all candidates: no SMC pass for any
-        evidence = tuple(e for e in evidence if e != "smc")
+    # one estimator ranks all candidates: either every candidate gets the guide-free SMC
+    # estimate, or the ones in contention get it started from their guides
+    guide_smc = bool(smc_skipped) and "smc" in evidence
     check_executor(executor)
     if vectorize_restarts is not None and not isinstance(vectorize_restarts, bool):
         raise InputError(
@@ -344,6 +361,8 @@ def select(
         iwae_repeats,
         rung_particles=min(100, elbo_particles),
         smc_particles=smc_particles,
+        smc_guide_particles=min(200, smc_particles),
+        smc_target_se=float(smc_target_se),
         num_restarts=num_restarts,
         symmetrize=bool(symmetrize),
         vmap_restarts=frozenset(vmap_restarts),
@@ -447,7 +466,17 @@ def select(
         if "smc" in evidence and len(kept) < 2:  # nothing left to rank: not worth its cost
             smc_skipped = {cands[i][0]: "not needed: one candidate left to rank" for i, _ in keys}
             evidence = tuple(e for e in evidence if e != "smc")
-        if "smc" in evidence:
+        if "smc" in evidence and guide_smc:  # 3b. guide-started, in contention only
+            smc_bar = tqdm(desc="SMC evidence", unit="model") if progress else None
+            smc_skipped.update(_contention_pass(
+                run, kept, state, names, evidence, contention_margin, halving_z, smc_bar
+            ))  # fmt: skip
+            for i, r in kept:  # those estimated are no longer skipped
+                if state[(i, r)].smc_start == "guide":
+                    smc_skipped.pop(names[i], None)
+            if smc_bar is not None:
+                smc_bar.close()
+        elif "smc" in evidence:
             smc_bar = None
             if progress:
                 from tqdm.auto import tqdm

@@ -206,3 +206,53 @@ def label_symmetry(model, guide, args, kwargs, max_plate_nesting: int) -> Callab
     if symmetry is None:
         return None
     return _mixture_correction([_MeanField(guide)], torch.zeros(1), 0, symmetry)
+
+
+class SymmetrizedStart:
+    """A start of guide-started SMC symmetrized over label permutations.
+
+    With ``base`` a start on the unconstrained space ``u`` of ``latents``
+    (:mod:`pyrostruct.infer.smc_start`) and ``T`` the map to the constrained
+    values, a draw is ``u = T^{-1}(g T(u_0))``, ``u_0 ~ base``, ``g`` uniform
+    over the permutations of ``symmetry`` (a set closed under inversion), so
+
+    .. math::
+
+        q_{\\mathrm{sym}}(u) = \\frac{1}{|G|} \\sum_{g} q_0(u_g)\\,
+        \\frac{|J_T(u)|}{|J_T(u_g)|}, \\qquad u_g = T^{-1}(g\\, T(u)),
+
+    (a permutation of the constrained coordinates has unit Jacobian). SMC from
+    it starts with the ``K!`` copies of the guide's mode that a mixture's
+    posterior has, which no Metropolis move crosses.
+    """
+
+    def __init__(self, base, latents, symmetry: _LabelSymmetry) -> None:
+        self.base, self.latents, self.symmetry = base, latents, symmetry
+
+    def sample(self, num: int) -> torch.Tensor:
+        u = self.base.sample(num)
+        values, _ = self.latents.constrain(u)
+        pick = torch.randint(len(self.symmetry.perms), (num,))
+        perms = self.symmetry.perms[pick]  # (num, K)
+        for name, axes in self.symmetry.axes.items():
+            value = values[name]
+            for a in axes:
+                shape = [num] + [1] * (value.dim() - 1)
+                shape[a + 1] = self.symmetry.k
+                value = value.gather(a + 1, perms.reshape(shape).expand(value.shape))
+            values[name] = value
+        return self.latents.unconstrain(values)
+
+    def log_prob(self, u: torch.Tensor) -> torch.Tensor:
+        values, log_det = self.latents.constrain(u)
+        permuted = self.symmetry.permute(values)  # sites with a K axis: (G, B, *shape)
+        g, b = len(self.symmetry.perms), u.shape[0]
+        full = {
+            n: permuted[n] if n in permuted else v.unsqueeze(0).expand(g, *v.shape)
+            for n, v in values.items()
+        }
+        flat = {n: v.reshape(g * b, *v.shape[2:]) for n, v in full.items()}
+        u_g = self.latents.unconstrain(flat)
+        _, log_det_g = self.latents.constrain(u_g)
+        terms = (self.base.log_prob(u_g) - log_det_g).reshape(g, b)
+        return torch.logsumexp(terms, 0) - math.log(g) + log_det

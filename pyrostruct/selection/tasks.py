@@ -23,7 +23,7 @@ from pyrostruct.errors import InputError
 from pyrostruct.infer.engine import ValidateFirstStep, param_scope, train
 from pyrostruct.infer.evidence import LowESSWarning
 from pyrostruct.selection.candidates import Candidate, _build, _Context, _derived_seed
-from pyrostruct.selection.evidence import _evidence, _smc
+from pyrostruct.selection.evidence import _evidence, _smc, _smc_guide
 from pyrostruct.selection.restarts import (
     _VECTORIZED_STREAM,
     _build_vectorized,
@@ -56,13 +56,23 @@ def _run_task(ctx: _Context, payload: dict) -> dict:
 
 
 def _run_smc(ctx: _Context, payload: dict) -> dict:
-    """The guide-free SMC estimate of one candidate's evidence (it needs no fitted guide)."""
+    """The SMC estimate of one candidate's evidence: guide-free, or (with ``payload["params"]``,
+    the kept restart's fitted parameters) started from its fitted guide."""
     index = payload["index"]
     _, cand = ctx.candidates[index]
     tic = time.perf_counter()
     pyro.set_rng_seed(_derived_seed(ctx.seed, index, _SMC_STREAM))
-    model, _, _, _, mpn = _build(cand, ctx.args, ctx.kwargs, None, 0)
-    out = {"index": index, "restart": payload["restart"], **_smc(ctx, model, mpn)}
+    if payload.get("params") is None:  # prior-started: no guide needed
+        model, _, _, _, mpn = _build(cand, ctx.args, ctx.kwargs, None, 0)
+        out = {"index": index, "restart": payload["restart"], **_smc(ctx, model, mpn)}
+    else:  # started from the fitted guide of the kept restart
+        with param_scope():
+            model, guide, _, _, mpn = _build(cand, ctx.args, ctx.kwargs, None, payload["restart"])
+            pyro.get_param_store().set_state(payload["params"])
+            with poutine.block(), torch.no_grad():
+                guide(*ctx.args, **ctx.kwargs)  # set up against the fitted parameters
+            out = {"index": index, "restart": payload["restart"],
+                   **_smc_guide(ctx, model, guide, mpn)}  # fmt: skip
     out["seconds"] = time.perf_counter() - tic
     return out
 

@@ -65,14 +65,28 @@ def test_conjugate_evidence_within_error_of_exact(prior_scale_result, conjugate,
     assert np.allclose(probs.to_numpy(), exact_post, atol=0.03)
 
 
-def test_smc_is_skipped_with_a_reason_for_large_data_and_iwae_ranks(conjugate):
-    make, _ = conjugate
+def test_large_candidates_get_guide_started_smc_within_error_of_exact(conjugate):
+    make, exact_fn = conjugate
     y = torch.randn(300, generator=torch.Generator().manual_seed(1))  # > 100 observed values
     r = select({"a": make(1.0), "b": make(5.0)}, y, steps=100, num_restarts=1, **FAST)
-    assert r.evidence_method == "iwae"
-    assert r.smc_skipped == {n: "300 observed values (SMC is used up to 100)" for n in "ab"}
-    assert r.table.smc.isna().all()
-    assert (r.table.log_evidence == r.table.iwae).all()
+    assert r.evidence_method == "smc" and r.smc_skipped == {}
+    assert (r.table.smc_start == "guide").all() and (r.table.evidence_method == "smc").all()
+    assert (r.table.log_evidence == r.table.smc).all()
+    for scale, row in zip([1.0, 5.0], r.table.itertuples()):
+        assert abs(row.smc - exact_fn(y, scale)) <= 4 * row.smc_se + 0.05
+    assert (r.table.posterior_prob_se >= 0).all()
+
+
+def test_guide_started_smc_only_for_candidates_in_contention(conjugate):
+    make, _ = conjugate
+    y = torch.randn(300, generator=torch.Generator().manual_seed(1)) + 3.0
+    cands = {"good": make(5.0), "ok": make(1.0), "bad": make(0.01)}
+    r = select(cands, y, steps=150, num_restarts=1, halving=None, **FAST)
+    t = r.table.set_index("candidate")
+    assert t.loc["bad", "evidence_method"] == "iwae" and math.isnan(t.loc["bad", "smc"])
+    assert t.loc["good", "evidence_method"] == t.loc["ok", "evidence_method"] == "smc"
+    assert list(r.smc_skipped) == ["bad"] and "not in contention" in r.smc_skipped["bad"]
+    assert r.best == "good"
 
 
 def _twelve_means(y):
@@ -81,16 +95,16 @@ def _twelve_means(y):
         pyro.sample("y", dist.Normal(mu.mean(), 1.0), obs=y)
 
 
-def test_one_candidate_too_large_for_smc_means_iwae_ranks_them_all(conjugate, normal_data):
+def test_one_candidate_too_large_for_guide_free_smc_means_guide_started_smc_for_all(conjugate, normal_data):
     make, _ = conjugate
     r = select({"small": make(1.0), "big": _twelve_means}, normal_data, steps=50,
                num_restarts=1, **FAST)  # fmt: skip
+    # no guide-free SMC for either: both are ranked by the guide-started one
+    assert r.evidence_method == "smc" and (r.table.smc_start == "guide").all()
+    assert r.smc_skipped == {}
+    r = select({"small": make(1.0), "big": _twelve_means}, normal_data, steps=50,
+               num_restarts=1, evidence=("elbo", "iwae"), **FAST)  # fmt: skip
     assert r.evidence_method == "iwae" and r.table.smc.isna().all()
-    assert r.smc_skipped == {
-        "big": "12 continuous latent dimensions (SMC is used up to 10)",
-        "small": "not computed: candidate 'big' is too large for it (12 continuous latent "
-        "dimensions (SMC is used up to 10))",
-    }
 
 
 def test_a_failing_smc_estimate_leaves_the_candidates_fitted_and_ranked_by_iwae(
