@@ -190,28 +190,45 @@ def conditional_gumbel(logits: torch.Tensor, hard: torch.Tensor, num_samples: in
     :returns: the noise :math:`g` (0 where a logit is infinite), of shape
         ``(num_samples, ...broadcast shape..., K)``.
     """
-    shape = (num_samples,) + torch.broadcast_shapes(logits.shape, hard.shape)
-    u = clamp_probs(torch.rand(shape, dtype=logits.dtype, device=logits.device))
-    log_e = u.log_().neg_().log_()  # log of Exp(1) draws (in place: one buffer throughout)
-    chosen = hard.to(logits.dtype)
-    top = logits.logsumexp(-1, keepdim=True) - (log_e * chosen).sum(-1, keepdim=True)  # M
-    # the others: -logaddexp(log E_j - l_j, -M) = M - softplus(log E_j - l_j + M), fused
-    others = F.softplus(log_e.sub_(logits).add_(top)).mul_(1.0 - chosen)
-    noise = (top - logits).sub_(others)  # M - l_j at the argmax
+    top, gaps = _truncation_gaps(logits, hard, num_samples)
+    noise = (top - logits).sub_(gaps)  # l_j + g_j = M - gap_j
     finite = torch.isfinite(logits)
     if not bool(finite.all()):  # a category of probability 0 (logit -inf): no noise, not nan
         noise = noise.masked_fill(~finite, 0.0)
     return noise
 
 
+def _truncation_gaps(logits: torch.Tensor, hard: torch.Tensor, num_samples: int):
+    """The draws of :func:`conditional_gumbel` as ``(M, gaps)``: the maximum ``M``
+    ``(num_samples, ..., 1)`` and ``gap_j = M - (l_j + g_j) >= 0`` (0 at the argmax,
+    ``inf`` for a logit ``-inf``), the truncated coordinates being
+    ``-logaddexp(log E_j - l_j, -M) = M - softplus(log E_j - l_j + M)``."""
+    shape = (num_samples,) + torch.broadcast_shapes(logits.shape, hard.shape)
+    u = clamp_probs(torch.rand(shape, dtype=logits.dtype, device=logits.device))
+    log_e = u.log_().neg_().log_()  # log of Exp(1) draws (in place: one buffer throughout)
+    chosen = hard.to(logits.dtype)
+    top = logits.logsumexp(-1, keepdim=True) - (log_e * chosen).sum(-1, keepdim=True)
+    gaps = F.softplus(log_e.sub_(logits).add_(top)).mul_(1.0 - chosen)
+    return top, gaps.masked_fill_(hard.to(torch.bool), 0.0)
+
+
+def _conditional_softmax(logits, hard, tau, num_samples: int) -> torch.Tensor:
+    """``softmax((logits + g_s) / tau)`` over ``num_samples`` conditional draws ``g_s``: the
+    argmax holds the maximum, so it is ``exp(-gap / tau)`` normalized (no max to subtract,
+    no logits to add back)."""
+    _, gaps = _truncation_gaps(logits, hard, num_samples)
+    e = (gaps / -tau).exp_()  # tau may broadcast the draws to a larger batch shape
+    return e.div_(e.sum(-1, keepdim=True))
+
+
 class _GumbelRaoOneHot(torch.autograd.Function):
     """Forward: the one-hot ``hard``; backward: the gradient of the Gumbel-Rao surrogate
     ``mean_s softmax((logits + g_s) / tau)`` (``g_s`` the conditional noise draws), its
-    softmax Jacobians applied directly (no autograd graph over the draws)."""
+    softmax Jacobians applied directly (no autograd graph over the draws).
+    ``probs``: those softmaxes, ``(S, ..., K)``."""
 
     @staticmethod
-    def forward(ctx, logits, hard, tau, noise):
-        probs = _softmax((logits + noise) / tau)
+    def forward(ctx, logits, hard, tau, probs):
         ctx.save_for_backward(probs, tau)
         return hard.clone()
 
@@ -223,12 +240,11 @@ class _GumbelRaoOneHot(torch.autograd.Function):
 
 class _GumbelRaoBinary(torch.autograd.Function):
     """Gumbel-Rao for a Bernoulli: forward ``hard``; backward through
-    ``mean_s sigmoid((logits + n_s) / tau)``."""
+    ``mean_s sigmoid((logits + n_s) / tau)``; ``probs``: those sigmoids ``(S, ...)``."""
 
     @staticmethod
-    def forward(ctx, logits, hard, tau, noise):
-        p = ((logits + noise) / tau).sigmoid()
-        ctx.save_for_backward(p, tau)
+    def forward(ctx, logits, hard, tau, probs):
+        ctx.save_for_backward(probs, tau)
         return hard.clone()
 
     @staticmethod
@@ -254,12 +270,23 @@ def _softmax(x: torch.Tensor) -> torch.Tensor:
     return e / e.sum(-1, keepdim=True)
 
 
+def _binary_pair(logits: torch.Tensor, hard: torch.Tensor):
+    """A Bernoulli as two categories with logits ``(0, l)`` and its one-hot."""
+    pair = torch.stack([torch.zeros_like(logits), logits.detach()], -1)
+    return pair, torch.stack([1 - hard, hard], -1)
+
+
 def _binary_noise(logits: torch.Tensor, hard: torch.Tensor, num_samples: int) -> torch.Tensor:
     """Logistic noise ``n`` given ``1[logits + n > 0] = hard``, ``num_samples`` draws."""
-    pair = torch.stack([torch.zeros_like(logits), logits.detach()], -1)
-    pair_hard = torch.stack([1 - hard, hard], -1)
-    noise = conditional_gumbel(pair, pair_hard, num_samples)
+    noise = conditional_gumbel(*_binary_pair(logits, hard), num_samples)
     return noise[..., 1] - noise[..., 0]
+
+
+def _binary_conditional_sigmoid(logits, hard, tau, num_samples: int) -> torch.Tensor:
+    """``sigmoid((logits + n_s) / tau)`` over ``num_samples`` conditional draws."""
+    pair, pair_hard = _binary_pair(logits, hard)
+    tau = tau.unsqueeze(-1) if tau.dim() else tau  # over the pair's new last dimension
+    return _conditional_softmax(pair, pair_hard, tau, num_samples)[..., 1]
 
 
 def gumbel_rao_binary_surrogate(
@@ -290,7 +317,7 @@ def hard_one_hot(
     hard = torch.zeros_like(soft).scatter_(-1, index, 1.0).detach()
     return _with_gradient(
         estimator, soft, hard, logits, tau, num_rao_samples, _ReinMaxOneHot, _GumbelRaoOneHot,
-        conditional_gumbel,
+        _conditional_softmax,
     )  # fmt: skip
 
 
@@ -306,20 +333,21 @@ def hard_binary(
     hard = (logit.detach() > 0).to(soft.dtype)
     return _with_gradient(
         estimator, soft, hard, logits, tau, num_rao_samples, _ReinMaxBinary, _GumbelRaoBinary,
-        _binary_noise,
+        _binary_conditional_sigmoid,
     )  # fmt: skip
 
 
-def _with_gradient(estimator, soft, hard, logits, tau, num_rao_samples, reinmax, rao, noise):
+def _with_gradient(estimator, soft, hard, logits, tau, num_rao_samples, reinmax, rao, relaxed):
     """``hard`` going forward, ``estimator``'s gradient w.r.t. ``logits`` going back; the
-    family (one-hot or binary) supplies its ReinMax and Gumbel-Rao functions and its
-    conditional noise."""
+    family (one-hot or binary) supplies its ReinMax and Gumbel-Rao functions and the
+    relaxed values of its conditional draws."""
     if estimator == "straight-through":
         return _ReplaceGradient.apply(soft, hard)
     if estimator == "reinmax":
         return reinmax.apply(logits.expand_as(hard), hard, tau)
     if estimator == "gumbel-rao":
-        draws = noise(logits.detach(), hard, num_rao_samples)
         tau = torch.as_tensor(tau, dtype=soft.dtype, device=soft.device).detach()
-        return rao.apply(logits.expand_as(hard), hard, tau, draws)
+        with torch.no_grad():
+            probs = relaxed(logits.detach(), hard, tau, num_rao_samples)
+        return rao.apply(logits.expand_as(hard), hard, tau, probs)
     raise ValueError(f"{estimator!r} has no hard value.")
