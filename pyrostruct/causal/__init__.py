@@ -10,10 +10,12 @@ linear Gaussian model with the BGe likelihood, the reference ``discover`` is
 measured against. :func:`suggest_interventions` ranks the experiments that would
 tell most about the graph (:mod:`pyrostruct.causal.design`), and
 :class:`ActiveLearner` runs the loop of fits, designs and experiments.
+:class:`Knowledge` (forbidden and required edges, temporal tiers; :func:`read_knowledge`
+for Tetrad's files) is background knowledge that ``discover`` enforces exactly.
 
 Layout: :mod:`~pyrostruct.causal.discover` (the pipeline),
 :mod:`~pyrostruct.causal.data` and :mod:`~pyrostruct.causal.interventions`
-(checked data), :mod:`~pyrostruct.causal.settings`,
+(checked data), :mod:`~pyrostruct.causal.knowledge`, :mod:`~pyrostruct.causal.settings`,
 :mod:`~pyrostruct.causal.orders` (initial orders and the order search, one module
 per method), :mod:`~pyrostruct.causal.estimators` (analytic and straight-through
 strategies), :mod:`~pyrostruct.causal.result`, :mod:`~pyrostruct.causal.sem`,
@@ -21,7 +23,8 @@ strategies), :mod:`~pyrostruct.causal.result`, :mod:`~pyrostruct.causal.sem`,
 :mod:`~pyrostruct.causal.equivalence`, :mod:`~pyrostruct.causal.restarts` (several
 fits, the best kept) and :mod:`~pyrostruct.causal.exact` (enumeration by subsets),
 :mod:`~pyrostruct.causal.information` (expected information gain) and
-:mod:`~pyrostruct.causal.design`.
+:mod:`~pyrostruct.causal.design`, :mod:`~pyrostruct.causal.export` (GraphML, DOT, CSV,
+causal-learn).
 """
 
 from pyrostruct.causal import datasets, metrics

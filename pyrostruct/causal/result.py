@@ -166,8 +166,10 @@ class CausalResult:
         interventional essential graph (Hauser & Bühlmann 2012,
         :func:`~pyrostruct.causal.equivalence.interventional_essential_graph`), which
         also directs every edge with one end in a target set, and what follows from
-        them. An undirected edge is stored both ways, each with ``undirected=True`` and
-        its own direction's ``probability`` and ``weight``; the graph attribute
+        them; with :attr:`knowledge`, also the edges the knowledge orients
+        (:func:`~pyrostruct.causal.knowledge.orient_by_knowledge`). An undirected edge
+        is stored both ways, each with ``undirected=True`` and its own direction's
+        ``probability`` and ``weight``; the graph attribute
         ``cpdag`` is ``True``. Use it where the result cannot tell Markov equivalent
         DAGs apart (``equivalence_class``): the consensus DAG shows such an edge in one
         direction, chosen by its probability (about 0.5) rather than by the data.
