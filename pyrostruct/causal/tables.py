@@ -240,8 +240,16 @@ def prepare_table(
                 f"pairwise moments need at least {max(MIN_ROWS, d + 1)} rows for every "
                 "pair: drop one of them"
             )
+        if not np.isfinite(cov).all():
+            i, j = np.argwhere(~np.isfinite(cov))[0]
+            raise InputError(
+                f"data: column {names[i]!r} or {names[j]!r} is constant on the rows where "
+                "both are observed; their correlation is undefined: use missing='drop' or "
+                "drop one of them"
+            )
         sd = np.sqrt(np.diag(cov))
         corr = cov / np.outer(sd, sd)
+        np.fill_diagonal(corr, 1.0)
         repaired = nearest_correlation(corr)
         cov = repaired * np.outer(sd, sd)
         x = np.ldexp(moment_table(mean, cov, n_eff), exponent)
@@ -381,12 +389,17 @@ def normal_scores(values: np.ndarray) -> np.ndarray:
 def pairwise_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Means and covariances of a table with missing cells (NaN), pairwise-complete.
 
-    ``mean[j]``: the mean of column ``j``'s observed cells; ``cov[i, j]``: the
-    covariance (divided by the count, as ``numpy.cov(..., bias=True)``) over the rows
-    where both ``i`` and ``j`` are observed, each centred at its mean over those rows
-    (the diagonal: the variance of the observed cells); ``counts[i, j]``: those rows.
-    Without missing cells these are the complete data's mean and covariance (to
-    rounding). ``cov`` need not be positive definite (:func:`nearest_correlation`).
+    ``mean[j]`` and ``cov[j, j]``: the mean and variance (divided by the count) of column
+    ``j``'s observed cells. ``cov[i, j] = r_ij sd_i sd_j``, with ``r_ij`` the Pearson
+    correlation over the rows where both are observed (as pandas' ``DataFrame.corr``) and
+    ``sd`` from all observed cells. Not the covariance of the pair's rows divided by
+    variances of other rows: on strongly correlated columns the variances' sampling error
+    (relative ``sqrt(2 / n)``) would then enter every correlation and make the matrix
+    inconsistent by more than its smallest eigenvalue; a correlation from one set of rows
+    errs by only about ``(1 - r^2) / sqrt(n)``. ``counts[i, j]``: the rows where both are
+    observed. Without missing cells these are the complete data's mean and covariance (to
+    rounding). ``cov`` need not be positive definite (:func:`nearest_correlation`), and is
+    NaN for a pair in whose common rows a column is constant.
 
     :returns: ``(mean (d,), cov (d, d), counts (d, d))``.
     """
@@ -396,10 +409,15 @@ def pairwise_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     mean = np.nanmean(x, 0)
     centred = np.where(observed, x - mean, 0.0)  # centred first: no cancellation below
     counts = o.T @ o
-    sums = centred.T @ o  # sums[i, j]: sum of centred x_i over the rows where j is observed
     safe = np.maximum(counts, 1.0)
-    cov = (centred.T @ centred) / safe - (sums / safe) * (sums.T / safe)
-    return mean, cov, counts
+    sums = (centred.T @ o) / safe  # [i, j]: mean of centred x_i over the rows where j is too
+    cross = (centred.T @ centred) / safe - sums * sums.T
+    var = (centred**2).T @ o / safe - sums**2  # [i, j]: variance of x_i over the same rows
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = cross / np.sqrt(var * var.T)
+    np.fill_diagonal(corr, 1.0)
+    sd = np.sqrt(np.diag(var))
+    return mean, corr * np.outer(sd, sd), counts
 
 
 def nearest_correlation(corr: np.ndarray, *, floor: float = MIN_EIGENVALUE,

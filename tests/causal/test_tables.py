@@ -48,15 +48,16 @@ def test_pairwise_moments_equal_the_complete_data_moments_without_missing_cells(
 
 
 def test_pairwise_moments_are_the_pairwise_complete_ones():
-    """Each covariance from exactly the rows where both columns are observed (pandas'
-    pairwise-complete covariance, rescaled from n - 1 to n)."""
+    """Each correlation from exactly the rows where both columns are observed (pandas'
+    pairwise-complete correlation), each variance from all of a column's cells."""
     frame = _holes(datasets.make_dataset(d=4, n=200, seed=1).data, 0.3, seed=2)
     mean, cov, counts = pairwise_moments(frame.to_numpy())
     observed = frame.notna().to_numpy().astype(float)
     np.testing.assert_array_equal(counts, observed.T @ observed)
     np.testing.assert_allclose(mean, frame.mean().to_numpy(), rtol=1e-12)
-    expected = frame.cov().to_numpy() * (counts - 1) / counts
-    np.testing.assert_allclose(cov, expected, rtol=1e-10, atol=1e-12)
+    sd = frame.std(ddof=0).to_numpy()
+    np.testing.assert_allclose(np.diag(cov), sd**2, rtol=1e-12)
+    np.testing.assert_allclose(cov / np.outer(sd, sd), frame.corr().to_numpy(), atol=1e-12)
 
 
 def test_pairwise_moments_converge_as_missingness_falls():
@@ -114,6 +115,7 @@ def test_pairwise_fits_a_table_with_exactly_the_pairwise_moments(data):
     mean, cov, counts = pairwise_moments(holes.to_numpy())
     sd = np.sqrt(np.diag(cov))
     corr = cov / np.outer(sd, sd)
+    np.fill_diagonal(corr, 1.0)
     repaired = nearest_correlation(corr)
     assert table.missing["covariance_repair"] == pytest.approx(np.abs(repaired - corr).max())
     np.testing.assert_allclose(table.x.mean(0), mean, rtol=1e-12, atol=1e-12)
