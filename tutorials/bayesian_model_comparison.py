@@ -300,8 +300,24 @@ print(pd.DataFrame({"exact": probs(exact), "by ELBO": probs(t.elbo), "by IWAE": 
 # the IWAE bound, $K = 2$ comes first, by SMC the order and the probabilities match the
 # exact ones to about 0.02. SMC needs no guide, so it also sees the modes no restart
 # reached; its cost grows quickly with the number of latent dimensions and data points,
-# which is why `select` uses it only when every candidate is small
-# (`result.smc_skipped` says why not) and ranks by the IWAE bound otherwise.
+# which is why `select` uses it from the prior only when every candidate is small.
+#
+# Larger candidates get the same sampler started from their fitted guide: annealed
+# importance sampling (Neal, "Annealed importance sampling", 2001) with resampling and
+# adaptive temperatures (Del Moral, Doucet & Jasra, "Sequential Monte Carlo samplers",
+# 2006) along $q^{1-\beta} p(x, \cdot)^\beta$, from the Laplace Gaussian at the guide's
+# mean (a mean-field guide is too narrow where the posterior is correlated) and, for a
+# mixture, averaged over its label permutations. The ELBO and the IWAE bound sandwich
+# nothing from above (Grosse, Ghahramani & Adams, "Sandwiching the marginal likelihood
+# using bidirectional Monte Carlo", 2015): their gap to the evidence grows with the model,
+# so `select` first ranks by the bounds, then spends this estimate on the candidates still
+# in contention (`result.table.evidence_method`, `smc_start`, `posterior_prob_se`). The
+# estimate of `p(x)` is unbiased; its log is low by about $\mathrm{se}^2/2$.
+#
+# A posterior spread along a continuous symmetry is out of any guide's reach: PPCA's
+# likelihood depends on the loadings $W$ only through $W W^\top$, so its posterior is
+# spread over the rotations $W R$; `select_components(..., "ppca")` therefore writes the
+# loadings in their canonical LQ form (`families.ppca`), which has the same evidence.
 #
 # ## Running sweeps in parallel
 #
