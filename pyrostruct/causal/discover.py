@@ -199,6 +199,9 @@ def discover(
         are observed together. That is exact for the linear Gaussian SEM, whose
         likelihood depends on the data only through means and second moments, so
         ``"pairwise"`` needs it (no MLP SEM, no ``batch_size``) and no interventions.
+        ``"em"``: the same with the maximum-likelihood (EM) mean and covariance instead
+        of the pairwise ones, valid for cells missing at random and more accurate on
+        strongly correlated columns, where pairwise estimates contradict each other.
         A column missing in more than half its rows is refused.
         ``metadata["missing"]`` reports the cells and rows affected.
     :param str transform: ``"auto"`` (default), ``"none"`` or ``"copula"``: the Gaussian

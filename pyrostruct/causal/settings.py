@@ -44,21 +44,21 @@ def _is_linear(sem) -> bool:
 
 
 def check_pairwise(missing, sem, batch_size) -> None:
-    """Refuse ``missing="pairwise"`` where the likelihood is not a function of the
+    """Refuse ``missing="pairwise"`` or ``"em"`` where the likelihood is not a function of the
     columns' means and second moments (:mod:`pyrostruct.causal.tables`): any SEM but the
     linear Gaussian one, or row-wise likelihoods on mini-batches (``batch_size``)."""
-    if missing != "pairwise":
+    if missing not in ("pairwise", "em"):
         return
     if not _is_linear(sem):
         name = sem if isinstance(sem, str) else type(sem).__name__
         raise InputError(
-            f"missing='pairwise' needs the linear Gaussian SEM, whose likelihood depends on "
+            f"missing={missing!r} needs the linear Gaussian SEM, whose likelihood depends on "
             f"the data only through means and covariances; sem={name!r} scores rows: use "
             "missing='drop'"
         )
     if batch_size is not None:
         raise InputError(
-            "missing='pairwise' fits the linear SEM from its moments over all rows; drop "
+            f"missing={missing!r} fits the linear SEM from its moments over all rows; drop "
             "batch_size (mini-batches score rows), or use missing='drop'"
         )
 

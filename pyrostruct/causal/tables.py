@@ -26,8 +26,17 @@ metadata.
   Hence ``"pairwise"`` is refused for models whose likelihood is row-wise (the MLP
   SEM, any ``batch_size``), and with interventions (the regimes would need moments
   of their own).
+- ``"em"``: the same, with the maximum-likelihood mean and covariance of a Gaussian
+  with missing cells (:func:`em_moments`, expectation-maximization) in place of the
+  pairwise estimates: one consistent positive definite matrix, valid when cells are
+  missing at random (not only completely at random). Pairwise deletion is fragile on
+  strongly correlated columns: each correlation comes from other rows, and errors that
+  are small entry by entry become large in the partial correlations once the smallest
+  eigenvalue of the correlation matrix is of their order. Measured on simulated linear
+  SEMs (d = 8, n = 1000, 5 seeds, smallest eigenvalue 0.001-0.01), see
+  ``tests/causal/test_tables.py``.
 
-  **Effective sample size.** The moment-matched table has ``n_eff`` rows, the
+  **Effective sample size** (both). The moment-matched table has ``n_eff`` rows, the
   *fewest rows in which any two columns are both observed*. The linear SEM's
   posterior takes its confidence from the row count; the full ``n`` would claim
   information that the pairs observed together less often do not have (a pair
@@ -89,6 +98,7 @@ __all__ = [
     "Table",
     "prepare_table",
     "pairwise_moments",
+    "em_moments",
     "nearest_correlation",
     "moment_table",
     "normal_scores",
@@ -96,7 +106,9 @@ __all__ = [
 ]
 
 #: ``discover``'s ``missing=`` options.
-MISSING_MODES = ("error", "drop", "pairwise")
+MISSING_MODES = ("error", "drop", "pairwise", "em")
+#: The modes that fit through a moment-matched table.
+_MOMENTS = ("pairwise", "em")
 #: ``discover``'s ``transform=`` options.
 TRANSFORMS = ("auto", "none", "copula")
 #: A column with at most this many distinct values (and at most half as many as its
@@ -111,8 +123,8 @@ MIN_EIGENVALUE = 1e-4
 _TABLE_SEED = 0
 
 _HINT_MISSING = (
-    "; or pass missing='drop' (complete rows) or missing='pairwise' (pairwise moments) "
-    "to discover (--missing drop|pairwise on the command line)"
+    "; or pass missing='drop' (complete rows), 'em' or 'pairwise' (moments) to discover "
+    "(--missing drop|em|pairwise on the command line)"
 )
 _HINT_TEXT = " (or declare it categorical: categorical=[...], --categorical COL)"
 
@@ -166,7 +178,7 @@ def prepare_table(
         together in fewer than ``MIN_ROWS`` rows, or interventions (``"pairwise"``).
     """
     if missing not in MISSING_MODES:
-        raise InputError(f"missing must be 'error', 'drop' or 'pairwise', got {missing!r}")
+        raise InputError(f"missing must be 'error', 'drop', 'pairwise' or 'em', got {missing!r}")
     if transform not in TRANSFORMS:
         raise InputError(f"transform must be 'auto', 'none' or 'copula', got {transform!r}")
     data, interventions, source = resolve_interventions(data, interventions)
@@ -210,9 +222,9 @@ def prepare_table(
         absent = absent[keep]
     if missing == "drop":
         report.update(rows_dropped=n - x.shape[0])
-    if missing == "pairwise" and mask is not None:
+    if missing in _MOMENTS and mask is not None:
         raise InputError(
-            "missing='pairwise' is not supported with interventions (every regime would "
+            f"missing={missing!r} is not supported with interventions (every regime would "
             "need moments of its own): use missing='drop'"
         )
     kinds = [column_kind(x[:, j], declared=j in declared) for j in range(d)]
@@ -222,7 +234,7 @@ def prepare_table(
     if applied:
         x = np.stack([normal_scores(x[:, j]) for j in range(d)], 1)
     kinds = {names[j]: f"copula-{k}" if applied else "none" for j, k in enumerate(kinds)}
-    if missing == "pairwise" and absent.any():
+    if missing in _MOMENTS and absent.any():
         # scaled by powers of two (exact), so that no square under- or overflows
         exponent = np.frexp(np.nanmax(np.abs(x), 0))[1]
         mean, cov, counts = pairwise_moments(np.ldexp(x, -exponent))
@@ -237,16 +249,19 @@ def prepare_table(
             )
             raise InputError(
                 f"data: columns {names[i]!r} and {names[j]!r} are {together}; "
-                f"pairwise moments need at least {max(MIN_ROWS, d + 1)} rows for every "
+                f"missing={missing!r} needs at least {max(MIN_ROWS, d + 1)} rows for every "
                 "pair: drop one of them"
             )
         if not np.isfinite(cov).all():
-            i, j = np.argwhere(~np.isfinite(cov))[0]
+            a, b = np.argwhere(~np.isfinite(cov))[0]
             raise InputError(
-                f"data: column {names[i]!r} or {names[j]!r} is constant on the rows where "
+                f"data: column {names[a]!r} or {names[b]!r} is constant on the rows where "
                 "both are observed; their correlation is undefined: use missing='drop' or "
                 "drop one of them"
             )
+        if missing == "em":
+            mean, cov, iterations = em_moments(np.ldexp(x, -exponent))
+            report.update(em_iterations=iterations)
         sd = np.sqrt(np.diag(cov))
         corr = cov / np.outer(sd, sd)
         np.fill_diagonal(corr, 1.0)
@@ -259,7 +274,7 @@ def prepare_table(
             min_eigenvalue=float(np.linalg.eigvalsh(corr)[0]),
             covariance_repair=float(np.abs(repaired - corr).max()),
         )
-    elif missing == "pairwise":
+    elif missing in _MOMENTS:
         report.update(effective_rows=int(n))
     if x.shape[0] <= d:
         raise InputError(
@@ -418,6 +433,55 @@ def pairwise_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     np.fill_diagonal(corr, 1.0)
     sd = np.sqrt(np.diag(var))
     return mean, corr * np.outer(sd, sd), counts
+
+
+def em_moments(
+    x: np.ndarray, *, tol: float = 1e-9, max_iter: int = 1000
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Maximum-likelihood mean and covariance of a Gaussian table with missing cells (NaN),
+    by expectation-maximization (Dempster, Laird & Rubin 1977; Little & Rubin,
+    "Statistical Analysis with Missing Data", ch. 11): valid when cells are missing at
+    random, not only completely at random, and one consistent, positive definite matrix
+    where pairwise estimates can contradict each other.
+
+    Each E-step fills a row's missing cells by their regression on its observed ones and
+    adds the conditional covariance to the second moments, one missingness pattern at a
+    time; the M-step takes the moments. Starts from the observed cells' means and
+    variances (no correlation); stops when no entry of the mean or of the covariance (in
+    units of the standard deviations) moves by more than ``tol``.
+
+    :returns: ``(mean (d,), cov (d, d), iterations)``; ``cov`` is divided by ``n``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n, d = x.shape
+    observed = ~np.isnan(x)
+    mean = np.nanmean(x, 0)
+    cov = np.diag(np.nanvar(x, 0))
+    patterns, which = np.unique(observed, axis=0, return_inverse=True)
+    groups = [(p, x[which.ravel() == k]) for k, p in enumerate(patterns)]
+    iteration = 0
+    while iteration < max_iter:
+        iteration += 1
+        first, second = np.zeros(d), np.zeros((d, d))
+        for o, rows in groups:
+            m = ~o
+            full = np.where(np.isnan(rows), 0.0, rows)
+            if m.any():
+                coef = np.linalg.solve(cov[np.ix_(o, o)], cov[np.ix_(o, m)])  # (o, m)
+                full[:, m] = mean[m] + (rows[:, o] - mean[o]) @ coef
+                second[np.ix_(m, m)] += len(rows) * (cov[np.ix_(m, m)] - cov[np.ix_(m, o)] @ coef)
+            first += full.sum(0)
+            second += full.T @ full
+        new_mean = first / n
+        new_cov = second / n - np.outer(new_mean, new_mean)
+        sd = np.sqrt(np.diag(new_cov))
+        change = max(
+            np.abs((new_mean - mean) / sd).max(), np.abs((new_cov - cov) / np.outer(sd, sd)).max()
+        )
+        mean, cov = new_mean, new_cov
+        if change <= tol:
+            break
+    return mean, (cov + cov.T) / 2, iteration
 
 
 def nearest_correlation(corr: np.ndarray, *, floor: float = MIN_EIGENVALUE,

@@ -67,10 +67,11 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
                         help="background knowledge, enforced exactly: Tetrad's knowledge file "
                         "(/knowledge with addtemporal, forbiddirect, requiredirect) or a CSV "
                         "with columns cause,effect,kind (forbidden or required)")  # fmt: skip
-    parser.add_argument("--missing", choices=["error", "drop", "pairwise"], default="error",
+    parser.add_argument("--missing", choices=["error", "drop", "pairwise", "em"],
+                        default="error",
                         help="empty or NA cells: refuse them (error, default), keep the "
                         "complete rows (drop), or fit the linear SEM to pairwise-complete "
-                        "means and covariances (pairwise)")  # fmt: skip
+                        "(pairwise) or maximum-likelihood (em) means and covariances")  # fmt: skip
     parser.add_argument("--transform", choices=["auto", "none", "copula"], default="auto",
                         help="Gaussian copula (rank-based normal scores) of every column: "
                         "auto (default) when a column is categorical or has at most 10 "
@@ -184,9 +185,9 @@ def _table_note(metadata: dict) -> str:
     missing = metadata.get("missing", {})
     if missing.get("rows_dropped"):
         notes.append(f"{missing['rows_dropped']} of {missing['rows']} rows dropped")
-    if missing.get("mode") == "pairwise" and missing.get("missing_cells"):
+    if missing.get("mode") in ("pairwise", "em") and missing.get("missing_cells"):
         notes.append(
-            f"{missing['missing_cells']} missing cells, pairwise moments as "
+            f"{missing['missing_cells']} missing cells, {missing['mode']} moments as "
             f"{missing['effective_rows']} rows"
         )
     copula = [k for k, v in metadata.get("transform", {}).items() if v != "none"]

@@ -69,7 +69,7 @@ BAD = {
         lambda f: f.mask(np.eye(len(f), f.shape[1], dtype=bool)),
         [],
         "missing value (NaN) (line 2 of",
-        "--missing drop|pairwise",
+        "--missing drop|em|pairwise",
     ),
     "text without --categorical": (
         lambda f: f.assign(X1=np.where(f["X1"] > 0, "on", "off")),
