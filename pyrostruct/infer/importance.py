@@ -376,7 +376,7 @@ def log_importance_weights(
         if shapes is not None:
             if method[0] != "vmap":
                 draws = {
-                    n: traces[0].nodes[n]["value"].reshape(size, *shape)
+                    n: _flat_draws(traces[0].nodes[n]["value"], size, shape)
                     for n, shape in shapes.items()
                     if n in traces[0].nodes
                 }
@@ -387,8 +387,23 @@ def log_importance_weights(
         done += size
     if return_draws:
         names = kept[0].keys()
-        return torch.cat(chunks), {n: torch.cat([d[n] for d in kept]) for n in names}
+        return torch.cat(chunks), {n: _cat_draws([d[n] for d in kept]) for n in names}
     return torch.cat(chunks)
+
+
+def _flat_draws(value: torch.Tensor, size: int, shape) -> torch.Tensor:
+    """A site's values as ``(size, *shape)``; a DAG sample keeps its attached order
+    (``(size, *shape[:-1])``), which the joint density of ``(order, A)`` needs."""
+    order = get_order(value)
+    value = value.reshape(size, *shape)
+    return value if order is None else attach_order(value, order.reshape(size, *shape[:-1]))
+
+
+def _cat_draws(values: list) -> torch.Tensor:
+    """``torch.cat`` of chunks of draws, keeping the orders when every chunk has one."""
+    orders = [get_order(v) for v in values]
+    out = torch.cat(values)
+    return out if any(o is None for o in orders) else attach_order(out, torch.cat(orders))
 
 
 _VECTORIZE_ERRORS = (ValueError, RuntimeError, IndexError, NotImplementedError, TypeError)

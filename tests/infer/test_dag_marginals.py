@@ -10,14 +10,17 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
+from pyro import poutine
 
 from pyrostruct.causal.equivalence import sample_equivalent_dags
-from pyrostruct.distributions import ErdosRenyiDAG
+from pyrostruct.distributions import ErdosRenyiDAG, get_order
+from pyrostruct.distributions._dag_ops import attach_order
 from pyrostruct.errors import InputError
 from pyrostruct.infer import TraceRWS_ELBO, fit, importance_edge_probs
 from pyrostruct.infer.autoguide import AutoDAG
 from pyrostruct.infer.bge import BGeScore
-from pyrostruct.infer.dag_marginals import psis_weights
+from pyrostruct.infer.dag_marginals import psis_weights, union_edge_probs
+from pyrostruct.infer.engine import param_scope
 from pyrostruct.infer.evidence import LowESSWarning
 from pyrostruct.selection.structures import dag_log_evidence
 from tests.reference_models import load_model
@@ -42,7 +45,8 @@ def test_the_reference_likelihoods_are_exact():
     problem = ref.make_problem("logistic", 3, 20, seed=1)
     signs = 2 * problem.data - 1
     by_hand = sum(
-        dist.Bernoulli(logits=ref.LOGISTIC_WEIGHT * signs @ adj[:, j]).log_prob(problem.data[:, j])
+        dist.Bernoulli(logits=ref.LOGISTIC_WEIGHT * signs @ adj[:, j])
+        .log_prob(problem.data[:, j])
         .sum()
         for j in range(3)
     )
@@ -61,7 +65,7 @@ def test_default_fit_edge_marginals_are_within_005_of_exact(family, d, seed):
     result = fit(problem.model, problem.data, seed=seed)
     assert isinstance(result.elbo, TraceRWS_ELBO)
     marginals = result.edge_probs("G")
-    assert marginals.method == "importance"  # always, for a DAG-only model
+    assert marginals.method == "importance-union"  # always, for a DAG-only model
     error = (marginals.mean - exact).abs().max().item()
     assert error < 0.05, (family, d, seed, error, marginals.ess)
     assert marginals.ess > 100
@@ -202,3 +206,146 @@ def test_bge_score_matches_dag_log_evidence_and_is_score_equivalent():
         BGeScore(torch.tensor([[math.nan, 1.0], [0.0, 1.0]]))
     with pytest.raises(InputError, match=r"\(n, d\) data matrix"):
         BGeScore(torch.zeros(5))
+
+
+# ---------------------------------------------------------------------------
+# the union proposal: importance weights against the mixture of several guides
+
+
+def _untrained_guides(model, data, settings):
+    """AutoDAG guides, each set up in a parameter store of its own: (guides, states)."""
+    guides, states = [], []
+    for i, options in enumerate(settings):
+        with param_scope() as store:
+            pyro.set_rng_seed(i)
+            guide = AutoDAG(model, **options)
+            guide(data)
+            guides.append(guide)
+            states.append(store.get_state())
+    return guides, states
+
+
+@pytest.mark.parametrize("marginalize_orders", [False, True], ids=["joint", "marginal"])
+def test_union_weights_are_exact_in_expectation_for_bad_guides(marginalize_orders):
+    """Three deliberately different, untrained guides: their union's weighted marginals
+    converge to the exact posterior (a guide's density of another guide's draw was
+    computed without the draw, from a fresh sample, before this test)."""
+    problem = ref.make_problem("linear-gaussian", 3, 60, seed=5)
+    exact = ref.exact_edge_marginals(problem)
+    guides, states = _untrained_guides(problem.model, problem.data, [
+        {"num_components": 1, "init_orders": {"G": [0, 1, 2]}, "init_edge_prob": 0.2},
+        {"init_orders": {"G": [2, 0, 1]}, "init_edge_prob": 0.8},
+        {"init_scale": 2.0, "init_edge_prob": 0.5},
+    ])  # fmt: skip
+    pyro.set_rng_seed(0)
+    out = union_edge_probs(
+        problem.model, guides, problem.data, site="G", param_states=states,
+        num_samples=20_000, marginalize_orders=marginalize_orders,
+    )  # fmt: skip
+    assert out.method == "importance-union"
+    assert out.mean.shape == out.stderr.shape == (3, 3)
+    assert ((out.mean - exact).abs() <= 5 * out.stderr + 0.01).all(), (out.mean, exact)
+    assert 100 < out.ess < 20_000
+
+
+def test_the_union_recovers_a_mode_that_one_guide_misses():
+    """The posterior puts half its mass on 0 -> 1 and half on 1 -> 0 (Markov-equivalent
+    DAGs, a score-equivalent likelihood); a guide concentrated on the order 0, 1, 2
+    cannot draw 1 -> 0, one on 2, 1, 0 cannot draw 0 -> 1."""
+    problem = ref.make_problem("linear-gaussian", 3, 200, seed=1)
+    exact = ref.exact_edge_marginals(problem)
+    assert 0.4 < exact[0, 1] < 0.6 and 0.4 < exact[1, 0] < 0.6
+    common = {"num_components": 1, "order_spacing": 6.0, "init_edge_prob": 0.5}
+    guides, states = _untrained_guides(problem.model, problem.data, [
+        {"init_orders": {"G": [0, 1, 2]}, **common},
+        {"init_orders": {"G": [2, 1, 0]}, **common},
+    ])  # fmt: skip
+    pyro.set_rng_seed(1)
+    with param_scope(states[0]), warnings.catch_warnings():
+        warnings.simplefilter("ignore", LowESSWarning)
+        alone = importance_edge_probs(problem.model, guides[0], problem.data, site="G")
+    assert (alone.mean - exact).abs().max() > 0.3  # the missed mode
+    union = union_edge_probs(problem.model, guides, problem.data, site="G", param_states=states)
+    assert (union.mean - exact).abs().max() < 0.05, (union.mean, exact)
+    assert union.ess > 200
+
+
+def test_union_edge_probs_rejects_bad_input():
+    problem = ref.make_problem("linear-gaussian", 3, 30, seed=0)
+    guides, states = _untrained_guides(problem.model, problem.data, [{}, {}])
+    call = lambda **kw: union_edge_probs(  # noqa: E731
+        problem.model, kw.pop("guides", guides), problem.data,
+        **{"site": "G", "param_states": states, "num_samples": 50, **kw},
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="at least one guide"):
+        call(guides=[])
+    with pytest.raises(ValueError, match="one state per guide: 1 for 2 guides"):
+        call(param_states=states[:1])
+    with pytest.raises(ValueError, match="num_samples must be an integer >= max"):
+        call(num_samples=1)
+    with pytest.raises(ValueError, match="mixture_weights must be 2 finite non-negative"):
+        call(mixture_weights=[1.0, -1.0])
+    with pytest.raises(ValueError, match="no latent site 'H'"):
+        call(site="H")
+    assert call(mixture_weights=[3.0, 1.0]).mean.shape == (3, 3)
+
+
+@pytest.mark.parametrize("edge_weights", [True, False], ids=["edge-weight guide", "AutoNormal"])
+def test_a_guides_density_of_another_guides_draws(edge_weights):
+    """With continuous latents next to the DAG (W), every guide's whole density is
+    evaluated at another guide's draws in one vectorized replay: it equals the draws
+    replayed one by one (orders kept: the joint density of (order, A, W))."""
+    from pyrostruct.infer.dag_marginals import _guide_log_density
+    from pyrostruct.infer.importance import log_importance_weights
+
+    problem = ref.make_problem("nonlinear", 3, 20, seed=0, edge_weights=edge_weights)
+    results = [fit(problem.model, problem.data, steps=3, seed=s) for s in (0, 1)]
+    guides = [r.guide for r in results]
+    states = [r.restart_states[0] for r in results]
+    with param_scope(states[0]):
+        _, draws = log_importance_weights(
+            problem.model, guides[0], problem.data, num_particles=5, return_draws=True
+        )
+    assert get_order(draws["G"]) is not None  # the draws keep their orders
+    with param_scope(states[1]):
+        batched = _guide_log_density(guides[1], draws, (problem.data,), {})
+        for s in range(5):
+            value = {name: v[s] for name, v in draws.items()}
+            value["G"] = attach_order(value["G"], get_order(draws["G"])[s])
+            replay = poutine.trace(poutine.condition(guides[1], data=value))
+            trace = replay.get_trace(problem.data)
+            assert batched[s].item() == pytest.approx(trace.log_prob_sum().item(), abs=1e-4)
+
+
+def test_fit_with_restarts_pools_them_in_edge_probs():
+    problem = ref.make_problem("linear-gaussian", 3, 60, seed=0)
+    exact = ref.exact_edge_marginals(problem)
+    result = fit(problem.model, problem.data, steps=200, num_restarts=2, seed=0)
+    assert len(result.restart_guides) == len(result.restart_states) == 2
+    pooled = result.edge_probs()
+    assert pooled.method == "importance-union" and pooled.mean.shape == (3, 3)
+    assert (pooled.mean - exact).abs().max() < 0.05
+    assert result.edge_probs(proposal="best").method == "importance"
+    with pytest.raises(InputError, match="proposal must be"):
+        result.edge_probs(proposal="all")
+
+
+def test_fit_trains_several_restarts_of_a_dag_model_by_default():
+    from pyrostruct.infer.fit import DAG_RESTART_STEPS, DAG_RESTARTS, STEPS
+
+    problem = ref.make_problem("logistic", 3, 30, seed=0)
+    result = fit(problem.model, problem.data, seed=0)
+    assert len(result.restart_guides) == len(result.restart_elbos) == DAG_RESTARTS > 1
+    assert len(result.losses) == DAG_RESTART_STEPS
+    assert result.edge_probs().method == "importance-union"
+    declared = fit(problem.model, problem.data, seed=0, num_restarts=1)
+    assert len(declared.restart_guides) == 1 and len(declared.losses) == STEPS
+    assert declared.edge_probs().method == "importance"
+
+    def straight_through():
+        G = pyro.sample("G", ErdosRenyiDAG(3, expected_edges=1.0),
+                        infer={"dag_estimator": "straight-through"})  # fmt: skip
+        pyro.sample("x", dist.Normal(G.sum(), 1.0), obs=torch.tensor(1.0))
+
+    other = fit(straight_through, steps=3)
+    assert len(other.restart_guides) == 1 and len(other.losses) == 3

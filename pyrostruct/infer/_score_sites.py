@@ -1,0 +1,75 @@
+"""How :func:`~pyrostruct.infer.fit` treats guide sites without a reparameterized sampler
+(score-function sites, such as DAG sites under AutoDAG's default estimator): which
+models get the default DAG restarts, which sites are score-function ones, the ELBO
+they train with and the parameters that learn faster."""
+
+from __future__ import annotations
+
+import warnings
+
+import pyro.poutine as poutine
+from pyro.infer.autoguide import AutoGuideList
+from pyro.poutine.util import site_is_subsample
+
+from pyrostruct.infer.enum import _trace
+from pyrostruct.infer.importance import VectorizationWarning, vectorization_method
+from pyrostruct.infer.rloo import TraceRWS_ELBO
+
+__all__ = ["dag_only_model", "score_dag_params", "score_elbo", "score_function_sites"]
+
+
+def dag_only_model(model, args, kwargs) -> bool:
+    """Whether every latent site of the model is a DAG site, one of them trained by
+    score-function gradients (:class:`~pyrostruct.infer.autoguide.AutoDAG`'s default)."""
+    from pyrostruct.infer.autoguide.dag import is_dag_site
+
+    trace = _trace(model, *args, **kwargs)
+    latent = [
+        site for site in trace.nodes.values()
+        if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
+    ]  # fmt: skip
+    return all(is_dag_site(site) for site in latent) and any(
+        site["infer"].get("dag_estimator", "score") == "score" for site in latent
+    )
+
+
+def score_function_sites(guide, args, kwargs) -> list[str]:
+    """The guide's latent sites without a reparameterized sampler (sets the guide up)."""
+    trace = poutine.trace(guide).get_trace(*args, **kwargs)
+    return [
+        name
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and not site["is_observed"]
+        and not site_is_subsample(site) and not site["fn"].has_rsample
+    ]  # fmt: skip
+
+
+def score_elbo(model, guide, args, kwargs, num_particles: int) -> TraceRWS_ELBO:
+    """``TraceRWS_ELBO`` with ``max(num_particles, 2)`` particles: vectorized when the
+    model gives the same log weight with and without a particle plate
+    (:func:`~pyrostruct.infer.importance.vectorization_method`: a model that merely runs
+    under the plate may compute the wrong thing), drawn one by one with a warning
+    otherwise."""
+    num_particles = max(num_particles, 2)
+    method, reason = vectorization_method(model, guide, *args, **kwargs)
+    if method == "plate":
+        return TraceRWS_ELBO(num_particles=num_particles)
+    warnings.warn(
+        f"fit: drawing the {num_particles} particles one by one, which is slower: {reason}",
+        VectorizationWarning,
+        stacklevel=3,
+    )
+    return TraceRWS_ELBO(num_particles=num_particles, vectorize_particles=False)
+
+
+def score_dag_params(guide) -> set[str]:
+    """Param-store names of the parameters of DAG sites trained by score-function gradients."""
+    from pyrostruct._pyro_compat import param_store_name
+    from pyrostruct.infer.autoguide.dag import AutoDAG
+
+    parts = list(guide) if isinstance(guide, AutoGuideList) else [guide]
+    names = set()
+    for part in parts:
+        if isinstance(part, AutoDAG) and "score" in part.estimators.values():
+            names.update(param_store_name(p) for p in part.parameters())
+    return names
