@@ -33,7 +33,7 @@ import math
 import torch
 from pyro.distributions import constraints
 
-from ._dag_ops import attach_order, get_order, ranks_from_order
+from ._dag_ops import get_order, ranks_from_order
 from .permutation import PlackettLuce, _PermutationMatrices, permutation_matrix
 
 __all__ = ["PartialOrderPlackettLuce", "count_linear_extensions", "MAX_ENUMERATE_EXTENSIONS"]
@@ -144,12 +144,9 @@ class PartialOrderPlackettLuce(PlackettLuce):
             "score-function estimator"
         )
 
-    def sample(self, sample_shape=_EMPTY) -> torch.Tensor:
-        order = self.sample_order(sample_shape)
-        return attach_order(permutation_matrix(order, dtype=self.scores.dtype), order)
-
     def log_prob_order(self, order: torch.Tensor) -> torch.Tensor:
-        """Exact ``log p(order)``; ``-inf`` for an order that breaks ``precedes``."""
+        """Exact ``log p(order)``; ``-inf`` for an order that breaks ``precedes`` (``log_prob``
+        of such a value raises instead when validating, as for any value outside the support)."""
         scores = self.scores
         shape = torch.broadcast_shapes(scores.shape, order.shape)
         scores, order = scores.expand(shape), order.expand(shape)
@@ -164,17 +161,8 @@ class PartialOrderPlackettLuce(PlackettLuce):
         logp = (chosen - torch.logsumexp(masked, -1)).sum(-1)
         return torch.where(_keeps(order, self.precedes), logp, -math.inf)
 
-    def log_prob(self, value: torch.Tensor, order: torch.Tensor | None = None) -> torch.Tensor:
-        """Exact log-probability of a permutation matrix (its attached order is used if
-        present); ``-inf`` outside the linear extensions."""
-        if order is None:
-            order = get_order(value)
-        if order is None:
-            order = value.argmax(-1)
-        return self.log_prob_order(order)
-
-    def enumerate_support(self, expand=True):
-        """The permutation matrices of all linear extensions (``d <= 8``)."""
+    def _support_orders(self) -> torch.Tensor:
+        """The linear extensions, filtered from the ``d!`` permutations (``d <= 8``)."""
         d = self.num_items
         if d > MAX_ENUMERATE_EXTENSIONS:
             raise NotImplementedError(
@@ -182,12 +170,7 @@ class PartialOrderPlackettLuce(PlackettLuce):
                 f"{MAX_ENUMERATE_EXTENSIONS} is supported, got d = {d}."
             )
         orders = torch.tensor(list(itertools.permutations(range(d))), device=self.scores.device)
-        orders = orders[_keeps(orders, self.precedes)]
-        values = permutation_matrix(orders, dtype=self.scores.dtype)
-        values = values.reshape((len(orders),) + (1,) * len(self.batch_shape) + (d, d))
-        if expand:
-            values = values.expand((len(orders),) + self.batch_shape + (d, d))
-        return values
+        return orders[_keeps(orders, self.precedes)]
 
     @property
     def mode(self):

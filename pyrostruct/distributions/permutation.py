@@ -239,15 +239,20 @@ class PlackettLuce(TorchDistribution):
             order = value.argmax(-1)
         return self.log_prob_order(order)
 
-    def enumerate_support(self, expand=True):
-        """All d! permutation matrices (``d <= MAX_ENUMERATE_PERMUTATION``)."""
+    def _support_orders(self) -> torch.Tensor:
+        """The order vectors of the support, ``(m, d)``."""
         d = self.num_items
         if d > MAX_ENUMERATE_PERMUTATION:
             raise NotImplementedError(
                 f"enumerate_support lists d! permutations; only d <= "
                 f"{MAX_ENUMERATE_PERMUTATION} is supported, got d = {d}."
             )
-        orders = torch.tensor(list(itertools.permutations(range(d))), device=self.scores.device)
+        return torch.tensor(list(itertools.permutations(range(d))), device=self.scores.device)
+
+    def enumerate_support(self, expand=True):
+        """All d! permutation matrices (``d <= MAX_ENUMERATE_PERMUTATION``)."""
+        d = self.num_items
+        orders = self._support_orders()
         values = permutation_matrix(orders, dtype=self.scores.dtype)
         values = values.reshape((len(orders),) + (1,) * len(self.batch_shape) + (d, d))
         if expand:
