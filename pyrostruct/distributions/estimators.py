@@ -221,36 +221,24 @@ def _conditional_softmax(logits, hard, tau, num_samples: int) -> torch.Tensor:
     return e.div_(e.sum(-1, keepdim=True))
 
 
-class _GumbelRaoOneHot(torch.autograd.Function):
-    """Forward: the one-hot ``hard``; backward: the gradient of the Gumbel-Rao surrogate
-    ``mean_s softmax((logits + g_s) / tau)`` (``g_s`` the conditional noise draws), its
-    softmax Jacobians applied directly (no autograd graph over the draws).
-    ``probs``: those softmaxes, ``(S, ..., K)``."""
+class _GumbelRao(torch.autograd.Function):
+    """Forward: ``hard``; backward: the gradient of the Gumbel-Rao surrogate, the mean
+    over the conditional draws ``g_s`` of ``softmax((logits + g_s) / tau)`` (one-hot) or
+    ``sigmoid((logits + n_s) / tau)`` (``binary``), their Jacobians applied directly (no
+    autograd graph over the draws). ``probs``: those softmaxes ``(S, ..., K)`` or
+    sigmoids ``(S, ...)``."""
 
     @staticmethod
-    def forward(ctx, logits, hard, tau, probs):
+    def forward(ctx, logits, hard, tau, probs, binary):
         ctx.save_for_backward(probs, tau)
-        return hard.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        probs, tau = ctx.saved_tensors
-        return _softmax_jvp(probs, grad).mean(0) / tau, None, None, None
-
-
-class _GumbelRaoBinary(torch.autograd.Function):
-    """Gumbel-Rao for a Bernoulli: forward ``hard``; backward through
-    ``mean_s sigmoid((logits + n_s) / tau)``; ``probs``: those sigmoids ``(S, ...)``."""
-
-    @staticmethod
-    def forward(ctx, logits, hard, tau, probs):
-        ctx.save_for_backward(probs, tau)
+        ctx.binary = binary
         return hard.clone()
 
     @staticmethod
     def backward(ctx, grad):
         p, tau = ctx.saved_tensors
-        return grad * (p * (1 - p)).mean(0) / tau, None, None, None
+        jvp = grad * p * (1 - p) if ctx.binary else _softmax_jvp(p, grad)
+        return jvp.mean(0) / tau, None, None, None, None
 
 
 def gumbel_rao_surrogate(
@@ -316,9 +304,8 @@ def hard_one_hot(
     index = log_soft.detach().argmax(-1, keepdim=True)
     hard = torch.zeros_like(soft).scatter_(-1, index, 1.0).detach()
     return _with_gradient(
-        estimator, soft, hard, logits, tau, num_rao_samples, _ReinMaxOneHot, _GumbelRaoOneHot,
-        _conditional_softmax,
-    )  # fmt: skip
+        estimator, soft, hard, logits, tau, num_rao_samples, _ReinMaxOneHot, _conditional_softmax
+    )
 
 
 def hard_binary(
@@ -332,15 +319,15 @@ def hard_binary(
     """The exact ``1[logit > 0]`` with ``estimator``'s gradient (Bernoulli version)."""
     hard = (logit.detach() > 0).to(soft.dtype)
     return _with_gradient(
-        estimator, soft, hard, logits, tau, num_rao_samples, _ReinMaxBinary, _GumbelRaoBinary,
+        estimator, soft, hard, logits, tau, num_rao_samples, _ReinMaxBinary,
         _binary_conditional_sigmoid,
     )  # fmt: skip
 
 
-def _with_gradient(estimator, soft, hard, logits, tau, num_rao_samples, reinmax, rao, relaxed):
+def _with_gradient(estimator, soft, hard, logits, tau, num_rao_samples, reinmax, relaxed):
     """``hard`` going forward, ``estimator``'s gradient w.r.t. ``logits`` going back; the
-    family (one-hot or binary) supplies its ReinMax and Gumbel-Rao functions and the
-    relaxed values of its conditional draws."""
+    family (one-hot or binary) supplies its ReinMax function and the relaxed values of its
+    conditional draws."""
     if estimator == "straight-through":
         return _ReplaceGradient.apply(soft, hard)
     if estimator == "reinmax":
@@ -349,5 +336,6 @@ def _with_gradient(estimator, soft, hard, logits, tau, num_rao_samples, reinmax,
         tau = torch.as_tensor(tau, dtype=soft.dtype, device=soft.device).detach()
         with torch.no_grad():
             probs = relaxed(logits.detach(), hard, tau, num_rao_samples)
-        return rao.apply(logits.expand_as(hard), hard, tau, probs)
+        binary = reinmax is _ReinMaxBinary  # the Bernoulli family: sigmoids, not softmaxes
+        return _GumbelRao.apply(logits.expand_as(hard), hard, tau, probs, binary)
     raise ValueError(f"{estimator!r} has no hard value.")
