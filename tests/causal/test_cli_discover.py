@@ -11,15 +11,6 @@ from pyrostruct.causal import datasets, load_result
 from pyrostruct.graph import node_link_graph
 
 
-@pytest.fixture
-def csv(tmp_path):
-    ds = datasets.make_dataset(d=4, n=120, seed=0, interventions=[[1]])
-    frame = ds.data.assign(regime=ds.intervention_column())
-    path = tmp_path / "data.csv"
-    frame.to_csv(path, index=False)
-    return path
-
-
 def _outputs(tmp_path):
     return sorted(p.name for p in tmp_path.iterdir() if p.name != "data.csv")
 
