@@ -11,10 +11,14 @@ against the true graph only.
 Methods (every one against the exact posterior of the model it targets):
 
 - ``pyrostruct``: ``fit(model, data)`` with its defaults (AutoDAG's score-function
-  estimator, a 4-component DAGMixture guide, TraceRWS_ELBO, 16 particles, 1000 steps),
-  edge marginals ``result.edge_probs()`` (the guide's draws importance-weighted);
-- ``guide only``: the same fit, the guide's own marginals (``guide.edge_probs``);
-- ``score+RLOO``: AutoDAG(score) trained by TraceRLOO_ELBO (reverse KL), importance-weighted;
+  estimator, a 4-component DAGMixture guide, TraceRWS_ELBO, 16 particles; 8 restarts of
+  250 steps when the DAG is the only latent, one of 1000 steps beside latent weights),
+  edge marginals ``result.edge_probs()`` (the draws of every restart's guide
+  importance-weighted against their union, or the guide's own where the weights are
+  unreliable next to continuous latents);
+- ``guide only``: the same fit, the best restart's guide's own marginals (``guide.edge_probs``);
+- ``score+RLOO``: AutoDAG(score) trained by TraceRLOO_ELBO (reverse KL), one restart of
+  1000 steps, importance-weighted;
 - ``straight-through``: AutoDAG(estimator="straight-through", one component) trained by
   Trace_ELBO, the former default, the guide's marginals;
 - ``DiBS`` (linear Gaussian only: its marginal BGe model with the same ``nu`` and ``c``;
@@ -103,7 +107,7 @@ def run_pyrostruct(problem, method: str, steps: int, seed: int):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if method == "pyrostruct":
-            result = fit(problem.model, problem.data, steps=steps, seed=seed)
+            result = fit(problem.model, problem.data, seed=seed)  # its default steps
         elif method == "score+RLOO":
             result = fit(problem.model, problem.data, steps=steps, seed=seed, num_restarts=1,
                          elbo=TraceRLOO_ELBO(num_particles=16))  # fmt: skip

@@ -18,9 +18,20 @@ from pyrostruct.infer.rloo import TraceRWS_ELBO
 __all__ = ["dag_only_model", "score_dag_params", "score_elbo", "score_function_sites"]
 
 
+#: Largest DAG whose model gets the default pooled restarts (see :func:`dag_only_model`).
+RESTARTS_MAX_NODES = 6
+
+
 def dag_only_model(model, args, kwargs) -> bool:
-    """Whether every latent site of the model is a DAG site, one of them trained by
-    score-function gradients (:class:`~pyrostruct.infer.autoguide.AutoDAG`'s default)."""
+    """Whether the model gets :func:`~pyrostruct.infer.fit`'s default DAG restarts: every
+    latent site is a DAG site of at most ``RESTARTS_MAX_NODES`` nodes, one of them
+    trained by score-function gradients (:class:`~pyrostruct.infer.autoguide.AutoDAG`'s
+    default). Larger DAGs keep one restart of 1000 steps: measured on BGe problems at
+    d = 10 (n = 200, seeds 0-2), 8 pooled restarts of 250 steps gave mean edge-marginal
+    errors 0.233, 0.031, 0.014 against 0.155, 0.011, 0.016 from one (the weights of a
+    10-node DAG concentrate on a few draws whatever the proposal, ESS 1-10, and a longer
+    fit matters more)."""
+    from pyrostruct.distributions.util import base_distribution
     from pyrostruct.infer.autoguide.dag import is_dag_site
 
     trace = _trace(model, *args, **kwargs)
@@ -28,9 +39,11 @@ def dag_only_model(model, args, kwargs) -> bool:
         site for site in trace.nodes.values()
         if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
     ]  # fmt: skip
-    return all(is_dag_site(site) for site in latent) and any(
-        site["infer"].get("dag_estimator", "score") == "score" for site in latent
+    small = all(
+        is_dag_site(site) and base_distribution(site["fn"]).num_nodes <= RESTARTS_MAX_NODES
+        for site in latent
     )
+    return small and any(site["infer"].get("dag_estimator", "score") == "score" for site in latent)
 
 
 def score_function_sites(guide, args, kwargs) -> list[str]:

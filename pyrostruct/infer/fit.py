@@ -72,7 +72,8 @@ STEPS = 1000
 #: worst): one restart 0.11 from the exact edge marginals, 4 x 1000 steps pooled 0.05,
 #: 8 x 250 pooled 0.02. With continuous latents beside the DAG (latent edge weights)
 #: pooled restarts did not help (the weights collapse; 8 x 250: 0.63 at n = 200), so such
-#: a model keeps one restart of 1000 steps.
+#: a model keeps one restart of 1000 steps, as does a DAG of more than 6 nodes
+#: (``_score_sites.dag_only_model``).
 DAG_RESTARTS = 8
 DAG_RESTART_STEPS = 250
 
@@ -298,8 +299,9 @@ def fit(
     at ``10 * lr`` (Adam normalizes their noisy gradients; at ``lr`` alone 1000
     steps leave the edge marginals of a 3-node collider 0.17 from exact, at
     ``10 * lr`` within 0.02). Otherwise ``Trace_ELBO``. A model whose latents are all
-    DAGs (the guide built here) trains 8 restarts of 250 steps by default (one guide
-    can miss a posterior mode, and which it misses changes between restarts), and the
+    DAGs of at most 6 nodes (the guide built here) trains 8 restarts of 250 steps by
+    default (one guide can miss a posterior mode, and which it misses changes between
+    restarts; larger DAGs keep one restart, see :mod:`pyrostruct.infer._score_sites`), and the
     posterior edge marginals :meth:`FitResult.edge_probs` weigh the draws of all
     their guides by the model against their equal mixture, the union proposal
     (:func:`~pyrostruct.infer.dag_marginals.union_edge_probs`). The rules and the size budget are in

@@ -349,3 +349,8 @@ def test_fit_trains_several_restarts_of_a_dag_model_by_default():
 
     other = fit(straight_through, steps=3)
     assert len(other.restart_guides) == 1 and len(other.losses) == 3
+
+    def seven_nodes():  # larger DAGs keep one restart (RESTARTS_MAX_NODES = 6)
+        pyro.sample("G", ErdosRenyiDAG(7, expected_edges=3.0))
+
+    assert len(fit(seven_nodes, steps=2).restart_guides) == 1
