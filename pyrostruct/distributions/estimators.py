@@ -206,10 +206,10 @@ def _truncation_gaps(logits: torch.Tensor, hard: torch.Tensor, num_samples: int)
     shape = (num_samples,) + torch.broadcast_shapes(logits.shape, hard.shape)
     u = clamp_probs(torch.rand(shape, dtype=logits.dtype, device=logits.device))
     log_e = u.log_().neg_().log_()  # log of Exp(1) draws (in place: one buffer throughout)
-    chosen = hard.to(logits.dtype)
-    top = logits.logsumexp(-1, keepdim=True) - (log_e * chosen).sum(-1, keepdim=True)
-    gaps = F.softplus(log_e.sub_(logits).add_(top)).mul_(1.0 - chosen)
-    return top, gaps.masked_fill_(hard.to(torch.bool), 0.0)
+    index = hard.argmax(-1, keepdim=True).expand(shape[:-1] + (1,))
+    top = logits.logsumexp(-1, keepdim=True) - log_e.gather(-1, index)
+    gaps = F.softplus(log_e.sub_(logits).add_(top))
+    return top, gaps.scatter_(-1, index, 0.0)
 
 
 def _conditional_softmax(logits, hard, tau, num_samples: int) -> torch.Tensor:
