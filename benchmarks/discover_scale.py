@@ -2,8 +2,9 @@
 
 For each d: linear Gaussian ER data (expected degree 2, n = 2000, standardized),
 ``discover`` with its defaults, one thread. Reported: the phases of the result's
-``metadata["phase_seconds"]`` (``setup`` = the greedy order search and the
-least-squares start; ``training``; ``result``), the peak resident memory the call
+``metadata["phase_seconds"]`` (``order_search``: the greedy order search; ``setup``: the
+SEM, its sufficient statistics and the least-squares start; ``training``; ``result``), the
+peak resident memory the call
 adds, SHD to the truth, and the work floor: one covariance matrix and one
 Cholesky factorization of it (what any score-based method on these data does
 at least once).
@@ -55,7 +56,8 @@ def main() -> None:
             {
                 "d": d,
                 "n": 2000,
-                "setup s (order search)": phases["setup"],
+                "order search s": phases["order_search"],
+                "setup s": phases["setup"],
                 "training s": phases["training"],
                 "result s": phases["result"],
                 "total s": total,

@@ -426,6 +426,8 @@ def _fit(run: _Run, task: tuple[int, Settings]) -> CausalResult:
         stats = None
         if settings.batch_size is None:  # the SEM's fast path over all rows, if it has one
             stats = model.sufficient_statistics(problem.x, problem.mask)
+        phases = {"setup": time.perf_counter() - started}
+        started = time.perf_counter()
         if state is not None and isinstance(settings.init_order, str):
             order = list(range(d))  # the checkpoint's parameters replace the start
         else:
@@ -435,13 +437,15 @@ def _fit(run: _Run, task: tuple[int, Settings]) -> CausalResult:
                 mask=problem.mask_np, progress=progress, search_start=settings.search_start,
                 precedes=None if settings.knowledge is None else settings.knowledge.precedes,
             )  # fmt: skip
+        phases["order_search"] = time.perf_counter() - started
+        started = time.perf_counter()
         fit = ESTIMATORS[settings.estimator](problem, model, settings, order, stats)
         start_step, elbo_trace = 0, []
         if state is not None:
             fit.load_state_dict(state, int(state["step"]))
             torch.set_rng_state(state["rng"])
             start_step, elbo_trace = int(state["step"]), list(state["elbo_trace"])
-        phases = {"setup": time.perf_counter() - started}
+        phases["setup"] += time.perf_counter() - started
 
         def save(done: int) -> None:
             atomic_save(
@@ -504,7 +508,7 @@ def _result(fit, elbo_trace, settings, config, phases, fingerprint, progress) ->
         "num_rows": int(problem.n),
         "num_nodes": int(problem.d),
         "interventional_rows": 0 if problem.mask is None else int(problem.mask.any(1).sum()),
-        "fit_seconds": round(float(phases["setup"] + phases["training"]), 3),
+        "fit_seconds": round(float(sum(phases.values())), 3),  # all phases before the result
         "final_elbo": float(np.mean(elbo_trace[-50:])) if elbo_trace else float("nan"),
         "fingerprint": fingerprint,
         **config,
@@ -538,6 +542,15 @@ def _result(fit, elbo_trace, settings, config, phases, fingerprint, progress) ->
                 bar.close()
         result.edge_probs = p
         result.edge_probs_stderr = np.sqrt(p * (1.0 - p) / num)
-    elbo, stderr = fit.evaluate()  # after the draws above, which it would otherwise shift
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=16, desc="ELBO estimate", unit="draw", leave=False)
+    try:  # after the draws above, which it would otherwise shift
+        elbo, stderr = fit.evaluate(16, None if bar is None else bar.update)
+    finally:
+        if bar is not None:
+            bar.close()
     result.metadata.update(elbo=round(elbo, 6), elbo_stderr=round(stderr, 6))
     return result

@@ -110,7 +110,7 @@ class CausalResult:
     :ivar numpy.ndarray elbo_trace: ELBO per step (per data row).
     :ivar dict metadata: settings and run information (JSON-serializable), among
         them ``fit_seconds`` (set-up with the order search, plus training) and
-        ``phase_seconds`` (``setup``, ``training``, ``result``), ``created``,
+        ``phase_seconds`` (``setup``, ``order_search``, ``training``, ``result``), ``created``,
         ``seed``, ``final_elbo`` and ``fingerprint``.
     :ivar float threshold: adjacency probability needed to enter the consensus
         graph.

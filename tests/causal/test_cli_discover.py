@@ -35,7 +35,7 @@ def test_round_trip(csv, tmp_path, capsys):
     assert meta["steps"] == 40 and meta["seed"] == 3 and meta["interventional_rows"] == 60
     assert meta["estimator"] == "analytic"
     assert meta["source"] == str(csv)
-    assert set(meta["phase_seconds"]) == {"setup", "training", "result"}
+    assert set(meta["phase_seconds"]) == {"setup", "order_search", "training", "result"}
     assert png.read_bytes()[:4] == b"\x89PNG"
     result = load_result(out)
     assert result.edge_probs.shape == (4, 4) and len(result.elbo_trace) == 40
@@ -400,6 +400,7 @@ def test_order_search_shows_progress_and_a_resumed_run_says_so(tmp_path, capsys,
     assert cli.main(argv) == 0
     err = capsys.readouterr().err
     assert "discover: resuming from step 200 of 220" in err
+    assert "ELBO estimate" in err  # the result phase's last step has its bar too (issue 19)
     assert "equivalence classes" in err  # the result phase's bar
     full = tmp_path / "full.json"
     monkeypatch.undo()

@@ -101,12 +101,17 @@ class Estimator:
         self.num_steps_taken += 1
         return elbo / self.problem.n + self.problem.columns.elbo_shift
 
-    def evaluate(self, num_draws: int = 16) -> tuple[float, float]:
+    def evaluate(self, num_draws: int = 16, tick=None) -> tuple[float, float]:
         """The trained fit's ELBO per row in the data's units, without gradients: the mean of
         ``num_draws`` estimates of :meth:`loss` (``num_particles`` particles each) and its
-        Monte Carlo standard error."""
+        Monte Carlo standard error. ``tick(1)`` is called after each draw (a progress bar's
+        ``update``)."""
+        draws = []
         with torch.no_grad():
-            draws = [self.loss()[1] for _ in range(num_draws)]
+            for _ in range(num_draws):
+                draws.append(self.loss()[1])
+                if tick is not None:
+                    tick(1)
         draws = torch.tensor(draws, dtype=torch.float64) / self.problem.n
         mean = float(draws.mean()) + self.problem.columns.elbo_shift
         return mean, float(draws.std() / math.sqrt(num_draws))
