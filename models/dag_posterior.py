@@ -17,7 +17,9 @@ nodes, 543 on 4, 29,281 on 5) is a sum away and ``fit``'s variational edge margi
 
 In every family the adjacency enters the likelihood non-linearly, the case where the
 straight-through gradient is badly biased; ``fit(model, data)`` with its defaults uses
-the unbiased score-function estimator (``AutoDAG``'s default) with ``TraceRLOO_ELBO``.
+the unbiased score-function estimator (``AutoDAG``'s default) with ``TraceRWS_ELBO``, and
+for the two families whose only latent is the DAG trains 8 restarts whose guides
+``result.edge_probs()`` pools (the union proposal).
 
 Usage::
 
@@ -197,7 +199,7 @@ if __name__ == "__main__":
     parser.add_argument("--family", choices=FAMILIES, default=None)
     parser.add_argument("--num-nodes", type=int, default=4)
     parser.add_argument("--num-rows", type=int, default=100)
-    parser.add_argument("--num-steps", type=int, default=1000)
+    parser.add_argument("--num-steps", type=int, default=None, help="default: fit's")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for the tests")
     args = parser.parse_args()

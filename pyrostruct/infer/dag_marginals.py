@@ -106,29 +106,36 @@ MARGINAL_MAX_NODES = 6
 
 class _MarginalDAG(TorchDistribution):
     """A DAG distribution whose draws drop their order and are scored by the exact
-    marginal ``log q(A)`` (the orders summed out)."""
+    marginal ``log q(A)`` (the orders summed out), computed once per distinct DAG."""
 
     has_rsample = False
 
-    def __init__(self, base):
-        self.base = base
-        super().__init__(base.batch_shape, base.event_shape, validate_args=False)
+    def __init__(self, base, batch_shape=None):
+        self.base = base  # kept unexpanded: its marginal is computed per distinct value
+        batch_shape = base.batch_shape if batch_shape is None else torch.Size(batch_shape)
+        super().__init__(batch_shape, base.event_shape, validate_args=False)
 
     @property
     def support(self):
         return self.base.support
 
     def expand(self, batch_shape, _instance=None):
-        return _MarginalDAG(self.base.expand(batch_shape))
+        return _MarginalDAG(self.base, batch_shape)
 
     def sample(self, sample_shape=_EMPTY):
-        value = self.base.sample(sample_shape)
+        value = self.base.expand(self.batch_shape).sample(sample_shape)
         value = value.view(value.shape)  # a new tensor, without the order
         setattr(value, _UNORDERED_ATTR, True)  # the model's prior scores it marginally
         return value
 
     def log_prob(self, value):
-        return self.base.marginal_log_prob(value)
+        shape = torch.broadcast_shapes(value.shape[:-2], self.batch_shape)
+        if self.base.batch_shape:  # parameters that vary along a batch: no shortcut
+            return self.base.expand(shape).marginal_log_prob(value)
+        d = value.shape[-1]
+        distinct, index = torch.unique(value.reshape(-1, d, d), dim=0, return_inverse=True)
+        lp = self.base.marginal_log_prob(distinct)[index]
+        return lp.reshape(value.shape[:-2]).expand(shape)
 
 
 class MarginalizeOrders(Messenger):
@@ -428,31 +435,45 @@ def union_edge_probs(
             marginalize_orders = orders_marginalizable(guides[0], *args, **kwargs)
     if marginalize_orders:
         guides = [MarginalizeOrders()(guide) for guide in guides]
-    log_alpha = torch.tensor(counts, dtype=torch.float64).div(num_samples).log()
-    all_log_w, all_adj = [], []
+    total = sum(counts)  # num_samples, or a few more where a small weight got one draw
+    log_alpha = torch.tensor(counts, dtype=torch.float64).div(total).log()
+    log_w, draws, source = [], [], []
     for r, (guide, n_r) in enumerate(zip(guides, counts)):
         if n_r == 0:
             continue
         with _scope(states[r]), _quiet_orders(marginalize_orders):
-            log_w, draws = log_importance_weights(
+            lw, values = log_importance_weights(
                 model, guide, *args, num_particles=n_r, max_plate_nesting=max_plate_nesting,
                 return_draws=True, **kwargs,
             )  # fmt: skip
-        if site not in draws:
-            raise ValueError(f"no latent site {site!r} in the guide; its sites are {sorted(draws)}")
-        log_q = torch.empty(len(guides), n_r, dtype=torch.float64)
-        for k, other in enumerate(guides):
-            with _scope(states[k]):
-                log_q[k] = _guide_log_density(other, draws, args, kwargs)
-        log_joint = log_w.double() + log_q[r]  # log p(x, z_s)
-        all_log_w.append(log_joint - torch.logsumexp(log_alpha[:, None] + log_q, 0))
-        all_adj.append(draws[site])
+        if site not in values:
+            raise ValueError(
+                f"no latent site {site!r} in the guide; its sites are {sorted(values)}"
+            )
+        log_w.append(lw.double())
+        draws.append(values)
+        source += [r] * n_r
+    draws = {name: _cat_draws([values[name] for values in draws]) for name in draws[0]}
+    log_q = torch.empty(len(guides), total, dtype=torch.float64)
+    for k, other in enumerate(guides):  # every draw's density under every guide
+        with _scope(states[k]):
+            log_q[k] = _guide_log_density(other, draws, args, kwargs)
+    log_joint = torch.cat(log_w) + log_q[torch.tensor(source), torch.arange(total)]
+    all_log_w = [log_joint - torch.logsumexp(log_alpha[:, None] + log_q, 0)]  # p / q_u
+    all_adj = [draws[site]]
     with _scope(states[0]):
         smooth = bool(_continuous_latents(guides[0], args, kwargs))
     mean, stderr, ess, khat = _weighted_marginals(
         torch.cat(all_log_w), torch.cat(all_adj), num_samples, "union_edge_probs", smooth
     )
     return EdgeProbs(mean, stderr, ess, "importance-union", khat)
+
+
+def _cat_draws(values: list) -> torch.Tensor:
+    """``torch.cat`` of draws, keeping DAG orders when every part carries one."""
+    orders = [get_order(v) for v in values]
+    out = torch.cat(values)
+    return out if any(o is None for o in orders) else attach_order(out, torch.cat(orders))
 
 
 @contextlib.contextmanager
