@@ -52,7 +52,7 @@ from pyrostruct.infer.enum import (  # noqa: E402
 
 __all__ += ["apply_policy", "enumerate_policy", "enumerated_sites", "infer_max_plate_nesting"]
 
-from pyrostruct.infer.dag_marginals import importance_edge_probs  # noqa: E402
+from pyrostruct.infer.dag_marginals import importance_edge_probs, union_edge_probs  # noqa: E402
 from pyrostruct.infer.engine import param_scope, train  # noqa: E402
 from pyrostruct.infer.fit import FitResult, fit  # noqa: E402
 from pyrostruct.infer.reparam import RelaxReparam  # noqa: E402
@@ -67,4 +67,5 @@ __all__ += [
     "RelaxReparam",
     "TraceRLOO_ELBO",
     "TraceRWS_ELBO",
+    "union_edge_probs",
 ]

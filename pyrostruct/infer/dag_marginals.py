@@ -172,7 +172,9 @@ def importance_edge_probs(
     model, guide, *args, site: str, num_samples: int = 4000, max_plate_nesting=None,
     marginalize_orders: bool | None = None, **kwargs,
 ) -> EdgeProbs:  # fmt: skip
-    """``P(i -> j | x)`` of DAG site ``site``, importance-weighted with the guide as proposal.
+    """``P(i -> j | x)`` of DAG site ``site``, importance-weighted with the guide as proposal
+    (Pareto-smoothed weights with continuous latents, raw ones for a DAG-only model; see
+    the module docstring).
 
     :param model: the model (as trained: ``FitResult.model`` after :func:`fit`).
     :param guide: its trained guide (draws every latent site the model does not enumerate).
@@ -392,12 +394,14 @@ def union_edge_probs(
     mixture) and every draw's density evaluated under every guide: the balance heuristic
     of multiple importance sampling (Veach & Guibas, "Optimally Combining Sampling
     Techniques for Monte Carlo Rendering", SIGGRAPH 1995), also known as the
-    deterministic-mixture weights. ``z`` is the DAG with its order and every other
-    latent site of the guides, so ``q_r(z)`` is each guide's exact joint density (a
-    draw of one guide is replayed through the others; they must guide the same sites).
-    A posterior mode that one guide misses is covered wherever another guide puts mass,
-    and the weights stay bounded by ``max_r p(x, z) / (alpha_r q_r(z))``, the best
-    guide's. Largest weights Pareto-smoothed as in :func:`importance_edge_probs`.
+    deterministic-mixture weights. ``z`` is the DAG with its order (or, with the
+    orders summed out, the DAG alone) and every other latent site of the guides, so
+    ``q_r(z)`` is each guide's exact density (a draw of one guide is replayed through
+    the others; they must guide the same sites). A posterior mode that one guide misses
+    is covered wherever another guide puts mass: ``w <= p(x, z) / (alpha_r q_r(z))`` for
+    every ``r``, at most ``1 / alpha_r`` times the weight under the guide that covers
+    ``z`` best. With continuous latents the largest weights are Pareto-smoothed, as in
+    :func:`importance_edge_probs`; a DAG-only model's bounded weights are used raw.
 
     :param model: the model (as trained: ``FitResult.model``).
     :param guides: the trained guides ``q_1 .. q_R`` (a sequence, ``R >= 1``).
