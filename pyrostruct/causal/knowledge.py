@@ -214,7 +214,9 @@ class Knowledge:
     """What is known about the causal graph before the data: enforced exactly by
     :func:`~pyrostruct.causal.discover` (see the module docstring).
 
-    :param forbidden: edges ``(cause, effect)`` that are absent, by node name or index.
+    :param forbidden: edges ``(cause, effect)`` that are absent, by node name or index (an
+        integer is an index, or the name of a column named by that number when it is not
+        a valid index).
     :type forbidden: iterable of pairs
     :param required: edges ``(cause, effect)`` that are present.
     :type required: iterable of pairs
@@ -302,6 +304,8 @@ class Knowledge:
             if isinstance(ref, (int, np.integer)) and not isinstance(ref, (bool, np.bool_)):
                 if 0 <= int(ref) < d:
                     return int(ref)
+                if str(ref) in index:  # a column named by a number, such as a year
+                    return index[str(ref)]
                 raise InputError(f"knowledge: {what} refers to node index {ref}, not in 0..{d - 1}")
             if str(ref) in index:
                 return index[str(ref)]

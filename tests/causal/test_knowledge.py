@@ -21,6 +21,13 @@ def test_resolve_by_name_and_index():
     assert np.argwhere(m.precedes).tolist() == [[2, 3]]  # a required edge orders its ends
 
 
+def test_columns_named_by_numbers_are_found_by_name_past_the_indices():
+    m = Knowledge(required=[(1990, 2000), (0, 2)]).resolve([1990, 2000, 2010])
+    assert np.argwhere(m.required).tolist() == [[0, 1], [0, 2]]
+    with pytest.raises(InputError, match="index 5"):
+        Knowledge(required=[(5, 0)]).resolve([1990, 2000, 2010])
+
+
 def test_tiers_forbid_backward_edges_and_order_the_tiers():
     k = Knowledge(tiers=[["age", "sex"], ["smoking"], ["cancer"]], forbid_within_tiers=[0])
     m = k.resolve(NAMES)
