@@ -100,9 +100,10 @@ class FitResult(_FitResultFields):
     - ``max_plate_nesting``: the value given to ``TraceEnum_ELBO`` (``None``
       when nothing was enumerated);
     - ``args``, ``kwargs``: the data the model was fitted to;
-    - ``restart_elbos``: the final ELBO of every restart (the best was kept), and
-      ``data_init``: whether the restarts started from the data
-      (:func:`~pyrostruct.infer.init.mixture_init`).
+    - ``restart_elbos``: the final ELBO of every restart (the best was kept),
+      ``restart_guides`` and ``restart_states`` (every restart's guide and its
+      param-store state, pooled by :meth:`edge_probs`), and ``data_init``: whether
+      the restarts started from the data (:func:`~pyrostruct.infer.init.mixture_init`).
 
     ``model`` is the model as trained (enumeration marks and relaxations
     applied); use it, not the model you passed, with ``guide`` in ``Predictive``
