@@ -19,7 +19,8 @@ format      suffixes                      reads back with
 ``graphml`` ``.graphml``                  ``networkx.read_graphml`` (Gephi, Cytoscape, yEd)
 ``dot``     ``.dot``, ``.gv``             Graphviz (``dot -Tpng``), ``pydot``
 ``csv``     ``.csv``                      ``pandas.read_csv(path, dtype={"cause": str,
-                                          "effect": str}, keep_default_na=False)``
+                                          "effect": str}, keep_default_na=False,
+                                          float_precision="round_trip")``
 ==========  ============================  ====================================================
 
 DOT writes an undirected edge once, ``"A" -> "B" [dir=none, undirected=true, ...]``

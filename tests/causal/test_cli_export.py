@@ -50,7 +50,12 @@ def test_every_format_reads_back_to_the_same_graph(csv, tmp_path, reference, cap
     graphml = nx.read_graphml(paths["graphml"])
     assert list(graphml.nodes) == reference.names and _edges(graphml) == _edges(expected)
     assert graphml.graph["source"] == str(csv)
-    table = pd.read_csv(paths["csv"], dtype={"cause": str, "effect": str}, keep_default_na=False)
+    table = pd.read_csv(
+        paths["csv"],
+        dtype={"cause": str, "effect": str},
+        keep_default_na=False,
+        float_precision="round_trip",
+    )
     pd.testing.assert_frame_equal(table, reference.edge_table(cpdag=cpdag))
     assert paths["dot"].read_text(encoding="utf-8") == reference.to_dot(cpdag=cpdag)
 
@@ -58,7 +63,12 @@ def test_every_format_reads_back_to_the_same_graph(csv, tmp_path, reference, cap
 def test_explicit_format_for_a_file_of_another_suffix(csv, tmp_path, reference):
     out = tmp_path / "edges.txt"
     assert cli.main(_argv(csv, out, "--format", "csv", "--all-pairs")) == 0
-    table = pd.read_csv(out, dtype={"cause": str, "effect": str}, keep_default_na=False)
+    table = pd.read_csv(
+        out,
+        dtype={"cause": str, "effect": str},
+        keep_default_na=False,
+        float_precision="round_trip",
+    )
     pd.testing.assert_frame_equal(table, reference.edge_table(all_pairs=True))
     assert len(table) == int((reference.edge_probs > 0).sum())
     plain = tmp_path / "result.out"  # an unknown suffix without --format: JSON, as before

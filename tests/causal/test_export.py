@@ -148,7 +148,12 @@ def _read_graphml(path):
 
 
 def _read_csv(path):
-    table = pd.read_csv(path, dtype={"cause": str, "effect": str}, keep_default_na=False)
+    table = pd.read_csv(
+        path,
+        dtype={"cause": str, "effect": str},
+        keep_default_na=False,
+        float_precision="round_trip",
+    )
     graph = nx.DiGraph()
     for row in table.to_dict("records"):
         attrs = {"probability": row["probability"], "weight": row["weight"]}
@@ -311,7 +316,12 @@ def test_dot_parses_with_pydot(tmp_path):
 def test_all_pairs_csv_lists_every_pair_with_a_positive_probability(tmp_path):
     result, path = _mixed(), tmp_path / "pairs.csv"
     result.save(path, all_pairs=True, cpdag=True)
-    table = pd.read_csv(path, dtype={"cause": str, "effect": str}, keep_default_na=False)
+    table = pd.read_csv(
+        path,
+        dtype={"cause": str, "effect": str},
+        keep_default_na=False,
+        float_precision="round_trip",
+    )
     assert list(table.columns) == [
         "cause",
         "effect",

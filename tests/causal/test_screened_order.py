@@ -36,8 +36,18 @@ def test_with_every_candidate_the_search_is_the_unrestricted_one(d, graph, seed)
     _, x = _standardized(d, graph, seed)
     start = [int(i) for i in np.random.default_rng(seed).permutation(d)]
     unrestricted = improve_order(x, start, -1.5, candidates="all")
-    assert improve_order(x, start, -1.5, candidates=_everyone(d)) == unrestricted
+    found = improve_order(x, start, -1.5, candidates=_everyone(d))
+    assert found == unrestricted or _tied(x, found, unrestricted)
     assert unrestricted != start  # the search moved
+
+
+def _tied(x, a, b) -> bool:
+    """Two orders of equal score up to rounding (Markov equivalent neighbours, say): which
+    one a greedy search ends in depends on float summation order, so on the torch build
+    (the lowest supported torch picked the other one of such a pair)."""
+    cov = torch.cov(torch.as_tensor(x).T, correction=0)
+    refit = order_scores(cov, len(x), torch.tensor([a, b]), -1.5, refit=True)
+    return bool(torch.isclose(refit[0], refit[1], rtol=1e-9, atol=1e-6))
 
 
 def test_with_every_candidate_and_knowledge_the_search_is_the_unrestricted_one():
