@@ -6,11 +6,11 @@ data tensor of shape ``(n, d)``, and whose ``init`` starts every restart from a
 data-driven point (a different one per restart):
 
 * :func:`gaussian_mixture`: ``x_i ~ sum_k pi_k N(mu_k, diag(sigma_k^2))`` with the
-  assignments summed out exactly (``MixtureSameFamily``, i.e. the enumerated
-  mixture), ``pi ~ Dirichlet(alpha)``, ``mu_k ~ N(0, s^2 I)``, ``sigma_kj ~
-  LogNormal(-1, 1)``; locations initialized by k-means++ (Arthur &
-  Vassilvitskii, "k-means++: the advantages of careful seeding", 2007) and a
-  few Lloyd iterations.
+  assignments summed out exactly (the enumerated mixture; its density by matrix
+  products, :class:`~pyrostruct.selection._mixture.DiagonalNormalMixture`),
+  ``pi ~ Dirichlet(alpha)``, ``mu_k ~ N(0, s^2 I)``, ``sigma_kj ~ LogNormal(-1, 1)``;
+  locations initialized by k-means++ (Arthur & Vassilvitskii, "k-means++: the
+  advantages of careful seeding", 2007) and a few Lloyd iterations.
 * :func:`ppca`: ``x_i ~ N(m, W W^T + sigma^2 I)`` with ``W (d x r)``, ``W_jl ~ N(0,
   1)`` (Tipping & Bishop, "Probabilistic principal component analysis", 1999;
   the latent scores are integrated out), written in the canonical LQ form of
@@ -33,6 +33,7 @@ import torch
 from pyrostruct.data import check_table, column_exponents
 from pyrostruct.errors import InputError
 from pyrostruct.infer.init import kmeans_plus_plus
+from pyrostruct.selection._mixture import DiagonalNormalMixture
 from pyrostruct.selection.select import Candidate, select
 
 __all__ = [
@@ -67,11 +68,8 @@ def gaussian_mixture(k: int, *, loc_scale: float = 3.0, alpha: float = 1.0) -> C
             weights = torch.ones(1)
         locs = pyro.sample("locs", dist.Normal(0.0, loc_scale).expand([k, d]).to_event(2))
         scales = pyro.sample("scales", dist.LogNormal(-1.0, 1.0).expand([k, d]).to_event(2))
-        components = dist.Normal(locs, scales).to_event(1)
         with pyro.plate("data", n):
-            pyro.sample(
-                "obs", dist.MixtureSameFamily(dist.Categorical(weights), components), obs=data
-            )
+            pyro.sample("obs", DiagonalNormalMixture(weights, locs, scales), obs=data)
 
     def init(args, kwargs, rng):
         x = args[0].detach().cpu().numpy()
