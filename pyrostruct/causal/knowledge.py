@@ -55,7 +55,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
+from pyrostruct.causal.equivalence import _meek_closure
+from pyrostruct.distributions import PartialOrderPlackettLuce
 from pyrostruct.errors import InputError
 
 __all__ = ["Knowledge", "KnowledgeMasks", "as_knowledge", "orient_by_knowledge", "read_knowledge"]
@@ -107,10 +110,6 @@ class KnowledgeMasks:
         :class:`~pyrostruct.distributions.PartialOrderPlackettLuce`, forward edges with
         probability ``sigmoid(l)``, forbidden ones never, required ones always. Draws from
         torch's global generator."""
-        import torch
-
-        from pyrostruct.distributions import PartialOrderPlackettLuce
-
         scores = torch.as_tensor(np.asarray(scores), dtype=torch.float64)
         logits = torch.as_tensor(np.asarray(edge_logits), dtype=torch.float64)
         order = PartialOrderPlackettLuce(scores, self.precedes).sample_order((n,))
@@ -169,8 +168,6 @@ def orient_by_knowledge(graph: np.ndarray, knowledge: KnowledgeMasks) -> np.ndar
     required or ``i`` must precede ``j``. Sound (every orientation holds in every member
     of the class that obeys the knowledge); R4 is not applied, so an orientation that only
     R4 implies stays undirected."""
-    from pyrostruct.causal.equivalence import _meek_closure
-
     g = np.asarray(graph) != 0
     undirected = g & g.T
     directed = g & ~g.T
