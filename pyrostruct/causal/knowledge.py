@@ -60,6 +60,7 @@ import torch
 from pyrostruct.causal.equivalence import _meek_closure
 from pyrostruct.distributions import PartialOrderPlackettLuce
 from pyrostruct.errors import InputError
+from pyrostruct.graph import is_acyclic
 
 __all__ = ["Knowledge", "KnowledgeMasks", "as_knowledge", "orient_by_knowledge", "read_knowledge"]
 
@@ -99,9 +100,7 @@ class KnowledgeMasks:
         a = np.asarray(dags, dtype=bool)
         ok = ~(a & self.forbidden).any((-1, -2)) & ~(self.required & ~a).any((-1, -2))
         if self.constrains_orders:
-            flat = (a | self.precedes).reshape((-1,) + a.shape[-2:])
-            acyclic = np.array([_is_acyclic(g) for g in flat]).reshape(a.shape[:-2])
-            ok = ok & acyclic
+            ok = ok & is_acyclic(torch.as_tensor(a | self.precedes)).numpy()
         return ok
 
     def sample_dags(self, scores, edge_logits, n: int) -> np.ndarray:
@@ -146,19 +145,6 @@ class KnowledgeMasks:
 
 
 _MASKS = ("forbidden", "required", "precedes")
-
-
-def _is_acyclic(adj: np.ndarray) -> bool:
-    """Kahn's peeling on a boolean ``(d, d)`` adjacency."""
-    a = adj.copy()
-    alive = np.ones(len(a), dtype=bool)
-    while alive.any():
-        sources = alive & ~a[alive].any(0)
-        if not sources.any():
-            return False
-        alive &= ~sources
-        a[sources] = False
-    return True
 
 
 def orient_by_knowledge(graph: np.ndarray, knowledge: KnowledgeMasks) -> np.ndarray:
@@ -357,7 +343,7 @@ class Knowledge:
             raise InputError(f"knowledge: the required edge {label(i)} -> {label(j)} goes {why}")
         forbidden |= implied
         precedes = earlier | required
-        if not _is_acyclic(precedes):
+        if not bool(is_acyclic(torch.as_tensor(precedes))):
             cycle = _find_cycle(precedes)
             path = " -> ".join(label(v) for v in cycle + cycle[:1])
             raise InputError(
