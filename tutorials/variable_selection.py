@@ -198,10 +198,14 @@ print(f"noise scale: posterior median {median['sigma']:.2f} (true 1.00)")
 #
 # * **`estimator="gumbel-rao"` at temperature 0.5** gave the best discrete ELBO
 #   after full training, 0.25 nats above the best straight-through run, with a
-#   small seed spread, at 1.8x the time per step of straight-through in this
-#   small model (10 conditional draws; the overhead is a fixed cost per relaxed
-#   variable, so it shrinks as the model grows, and `num_rao_samples` trades it
-#   against variance).
+#   small seed spread, at 1.43x the time per step of straight-through in this
+#   small model (10 conditional draws; 1.8x before the draws were fused). The
+#   overhead is a fixed cost per relaxed variable, so it shrinks as the model
+#   grows, and `num_rao_samples` trades it against variance
+#   (`benchmarks/gumbel_rao_draws.py`): 3, 5, 10 and 30 draws cost 1.17x, 1.24x,
+#   1.43x and 2.40x straight-through's step, for a gradient noise-to-signal ratio
+#   of 11.5, 7.7, 6.2 and 3.5 at tau 0.1 (straight-through 28); at tau 0.5 and 1
+#   every draw count lands at 1.6-2.5 and 0.34-0.41 (straight-through 4.0, 0.58).
 # * **`estimator="reinmax"`** only at temperature 1.0: there it learned fastest
 #   (best after 1500 steps, 0.7 nats above straight-through) but ended level
 #   with straight-through after 10000 steps; below 1 it was the worst of the

@@ -80,6 +80,9 @@ __all__ = [
 #: The estimator names accepted by the relaxed distributions, ``relax`` and the guides.
 ESTIMATORS = ("gumbel-softmax", "straight-through", "reinmax", "gumbel-rao")
 #: Conditional noise draws per sample for ``"gumbel-rao"`` (Paulus et al. use 10 to 1000).
+#: On the 8 x 8 categorical VAE of ``benchmarks/gumbel_rao_draws.py`` a step costs
+#: 1.17x / 1.24x / 1.43x straight-through's with 3 / 5 / 10 draws, for a gradient
+#: noise-to-signal ratio of 11.5 / 7.7 / 6.2 at temperature 0.1 (straight-through 28).
 DEFAULT_NUM_RAO_SAMPLES = 10
 
 
