@@ -27,7 +27,6 @@ normalizer of the uniform prior over them).
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import torch
@@ -36,12 +35,9 @@ from pyro.distributions import constraints
 from ._dag_ops import get_order, ranks_from_order
 from .permutation import PlackettLuce, _PermutationMatrices, permutation_matrix
 
-__all__ = ["PartialOrderPlackettLuce", "count_linear_extensions", "MAX_ENUMERATE_EXTENSIONS"]
+__all__ = ["PartialOrderPlackettLuce", "count_linear_extensions"]
 
 _EMPTY = torch.Size()
-
-#: ``enumerate_support`` filters the ``d!`` permutations: only for ``d`` up to this.
-MAX_ENUMERATE_EXTENSIONS = 8
 
 #: :func:`count_linear_extensions` gives up past this many downsets.
 MAX_DOWNSETS = 1 << 20
@@ -162,14 +158,9 @@ class PartialOrderPlackettLuce(PlackettLuce):
         return torch.where(_keeps(order, self.precedes), logp, -math.inf)
 
     def _support_orders(self) -> torch.Tensor:
-        """The linear extensions, filtered from the ``d!`` permutations (``d <= 8``)."""
-        d = self.num_items
-        if d > MAX_ENUMERATE_EXTENSIONS:
-            raise NotImplementedError(
-                f"enumerate_support filters d! permutations; only d <= "
-                f"{MAX_ENUMERATE_EXTENSIONS} is supported, got d = {d}."
-            )
-        orders = torch.tensor(list(itertools.permutations(range(d))), device=self.scores.device)
+        """The linear extensions: :class:`PlackettLuce`'s ``d!`` permutations (``d <= 8``)
+        that keep ``precedes``."""
+        orders = super()._support_orders()
         return orders[_keeps(orders, self.precedes)]
 
     @property
