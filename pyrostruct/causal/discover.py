@@ -478,6 +478,26 @@ def _fit(run: _Run, task: tuple[int, Settings]) -> CausalResult:
     return result
 
 
+#: Loss evaluations of the trained fit's ELBO estimate (``metadata["elbo"]``).
+ELBO_DRAWS = 16
+
+
+@contextlib.contextmanager
+def _ticker(progress: bool, total: int, desc: str, unit: str):
+    """The ``update`` of a transient tqdm bar (``None`` without ``progress``), closed on
+    exit."""
+    if not progress:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit=unit, leave=False)
+    try:
+        yield bar.update
+    finally:
+        bar.close()
+
+
 @contextlib.contextmanager
 def _num_threads(n: int):
     before = torch.get_num_threads()
@@ -530,27 +550,12 @@ def _result(fit, elbo_trace, settings, config, phases, fingerprint, progress) ->
         knowledge=settings.knowledge,
     )
     if average:  # 0/1 draws: the standard deviation is sqrt(p (1 - p))
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=num, desc="equivalence classes", unit="DAG", leave=False)
-        try:
-            p = result._draw(num, config["seed"], None if bar is None else bar.update).mean(0)
-        finally:
-            if bar is not None:
-                bar.close()
+        with _ticker(progress, num, "equivalence classes", "DAG") as tick:
+            p = result._draw(num, config["seed"], tick).mean(0)
         result.edge_probs = p
         result.edge_probs_stderr = np.sqrt(p * (1.0 - p) / num)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=16, desc="ELBO estimate", unit="draw", leave=False)
-    try:  # after the draws above, which it would otherwise shift
-        elbo, stderr = fit.evaluate(16, None if bar is None else bar.update)
-    finally:
-        if bar is not None:
-            bar.close()
+    # after the draws above, which it would otherwise shift
+    with _ticker(progress, ELBO_DRAWS, "ELBO estimate", "draw") as tick:
+        elbo, stderr = fit.evaluate(ELBO_DRAWS, tick)
     result.metadata.update(elbo=round(elbo, 6), elbo_stderr=round(stderr, 6))
     return result
