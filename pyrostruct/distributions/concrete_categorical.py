@@ -18,6 +18,7 @@ from pyrostruct.distributions._relaxed_index import (
 from pyrostruct.distributions.estimators import (
     gumbel_rao_surrogate,
     hard_one_hot,
+    log_softmax,
 )
 from pyrostruct.distributions.relaxed import (
     _EMPTY,
@@ -172,11 +173,11 @@ class ConcreteCategorical(TorchDistribution):
 
     def rsample(self, sample_shape=_EMPTY) -> RelaxedIndex:
         scores = self._one_hot._scores(sample_shape)
-        log_y = scores.log_softmax(-1).detach()
-        soft = scores.softmax(-1)
+        log_soft = log_softmax(scores)
+        log_y = log_soft.detach()
         # two straight-through one-hots of the same sample: one for the model's code,
         # one for log_prob, so that the hook on the first sees only the model's uses
-        one_hot, scored, anchor = _two_hard_one_hots(self._one_hot, scores, soft, log_y)
+        one_hot, scored, anchor = _two_hard_one_hots(self._one_hot, scores, log_soft)
         probe = _Probe()
         if one_hot.requires_grad:
             # after-backward check that the value reached the loss (see RelaxationWarning)
@@ -210,22 +211,24 @@ class ConcreteCategorical(TorchDistribution):
         return result
 
 
-def _two_hard_one_hots(one_hot_dist, scores, soft, log_y):
+def _two_hard_one_hots(one_hot_dist, scores, log_soft):
     """Two hard one-hots of one sample with ``one_hot_dist``'s estimator, and the tensor
     both get their gradient through (its backward hook runs after both have sent theirs):
-    the Gumbel ``scores`` (straight-through), the logits (ReinMax), or the shared
-    surrogate (Gumbel-Rao, whose conditional noise is drawn once)."""
+    the Gumbel ``scores`` (straight-through, through the soft sample ``exp(log_soft)``),
+    the logits (ReinMax), or the shared surrogate (Gumbel-Rao, whose conditional noise is
+    drawn once)."""
     estimator = one_hot_dist.estimator
     logits, tau, num = one_hot_dist.logits, one_hot_dist._tau(), one_hot_dist.num_rao_samples
+    log_y = log_soft.detach()
     if estimator == "gumbel-rao":
         index = log_y.argmax(-1, keepdim=True)
-        hard = torch.zeros_like(soft).scatter_(-1, index, 1.0)
+        hard = torch.zeros_like(log_y).scatter_(-1, index, 1.0)
         anchor = gumbel_rao_surrogate(logits, hard, tau, num)
         args = ("straight-through", anchor, log_y, logits, tau, num)
     elif estimator == "reinmax":
-        anchor = logits.expand_as(soft)
-        args = (estimator, soft, log_y, anchor, tau, num)
+        anchor = logits.expand_as(log_y)
+        args = (estimator, None, log_y, anchor, tau, num)
     else:
         anchor = scores
-        args = (estimator, soft, log_y, logits, tau, num)
+        args = (estimator, log_soft.exp(), log_y, logits, tau, num)
     return hard_one_hot(*args), hard_one_hot(*args), anchor

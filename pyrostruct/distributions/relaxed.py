@@ -49,6 +49,7 @@ from torch.distributions.utils import clamp_probs
 from pyrostruct.distributions.estimators import (
     hard_binary,
     hard_one_hot,
+    log_softmax,
     resolve_estimator,
 )
 from pyrostruct.distributions.temperature import current_temperature
@@ -206,12 +207,13 @@ class ConcreteOneHotCategorical(dist.RelaxedOneHotCategorical):
         return (logits - (-u.log()).log()) / self._tau()
 
     def rsample(self, sample_shape=_EMPTY) -> torch.Tensor:
-        scores = self._scores(sample_shape)
-        log_y = scores.log_softmax(-1)
-        y = scores.softmax(-1)
-        if self.hard:
+        log_y = log_softmax(self._scores(sample_shape))
+        if not self.hard:
+            y = log_y.exp()
+        else:  # only straight-through passes its gradient through the soft sample
+            soft = log_y.exp() if self.estimator == "straight-through" else None
             y = hard_one_hot(
-                self.estimator, y, log_y, self.logits, self._tau(), self.num_rao_samples
+                self.estimator, soft, log_y, self.logits, self._tau(), self.num_rao_samples
             )
         setattr(y, _LOG_VALUE, log_y)
         return y

@@ -320,3 +320,24 @@ def test_gumbel_rao_gradient_is_the_surrogates_gradient(family):
     (expected,) = torch.autograd.grad((surrogate * weight).sum(), raw)
     assert torch.allclose(grad, expected, atol=1e-12)
     assert torch.equal(out.detach(), hard if family == "one-hot" else (noisy > 0).double())
+
+
+@pytest.mark.parametrize("k", [1, 2, 8, 32, 33, 200])
+def test_softmax_helpers_equal_torchs(k):
+    """``log_softmax`` / ``softmax`` (elementwise for small event sizes, torch's kernels
+    above ``SMALL_EVENT``) give torch's values and gradients, with impossible categories."""
+    from pyrostruct.distributions.estimators import log_softmax, softmax
+
+    x = (5 * torch.randn(6, 3, k, dtype=torch.float64)).requires_grad_()
+    blocked = torch.zeros(k, dtype=torch.bool)
+    blocked[1::3] = True  # a logit -inf (no category at k = 1)
+    xb = x.masked_fill(blocked, -math.inf)
+    w = torch.randn(6, 3, k, dtype=torch.float64)
+    for ours, theirs in ((log_softmax, torch.log_softmax), (softmax, torch.softmax)):
+        a, b = ours(xb), theirs(xb, -1)
+        assert torch.equal(torch.isinf(a), torch.isinf(b))
+        finite = torch.isfinite(b)
+        assert torch.allclose(a[finite], b[finite], atol=1e-12)
+        (ga,) = torch.autograd.grad((a[finite] * w[finite]).sum(), x, retain_graph=True)
+        (gb,) = torch.autograd.grad((b[finite] * w[finite]).sum(), x, retain_graph=True)
+        assert torch.allclose(ga, gb, atol=1e-12)
