@@ -77,7 +77,7 @@ from pyrostruct import __version__
 from pyrostruct._io import atomic_save
 from pyrostruct.causal.checkpoints import checkpoint_seed, read_checkpoint, run_fingerprint
 from pyrostruct.causal.data import MIN_ROWS, Problem, prepare_columns
-from pyrostruct.causal.estimators import ESTIMATORS
+from pyrostruct.causal.estimators import ESTIMATORS, exact_result
 from pyrostruct.causal.interventions import parse_interventions, target_sets
 from pyrostruct.causal.knowledge import as_knowledge
 from pyrostruct.causal.orders import equal_variance_order, initial_order
@@ -128,7 +128,7 @@ def discover(
     init_order: str | Sequence[int] | None = None,
     search_start: Sequence[int] | None = None,
     hidden: int = 10,
-    weight_prior: str = "pmom",
+    weight_prior: str | None = None,
     threshold: float = 0.5,
     average_equivalent: bool | None = None,
     num_samples: int = 1000,
@@ -335,6 +335,10 @@ def discover(
     x, names, mask = table.x, table.names, table.mask
     n, d = x.shape
     masks = as_knowledge(knowledge).resolve(names) if knowledge is not None else None
+    restarts = check_restarts(restarts)
+    training = [name for name, given in (("checkpoint", checkpoint is not None),
+                                         ("callback", callback is not None),
+                                         ("restarts", restarts != 1)) if given]  # fmt: skip
     settings = Settings.create(
         n=n, d=d, sem=sem, dag=dag, steps=steps, estimator=estimator, seed=seed,
         standardize=standardize, noise=noise, expected_edges=expected_edges, lr=lr,
@@ -342,8 +346,10 @@ def discover(
         init_order=init_order, hidden=hidden, weight_prior=weight_prior, threshold=threshold,
         average_equivalent=average_equivalent, num_samples=num_samples,
         checkpoint_every=checkpoint_every, search_start=search_start, knowledge=masks,
+        training=training,
     )  # fmt: skip
-    restarts = check_restarts(restarts)
+    if settings.estimator == "exact":
+        return _report_table(exact_result(x, names, mask, settings), table)
     check_executor(executor)
     check_workers(workers)
     if restarts > 1 and callback is not None and executor != "serial":

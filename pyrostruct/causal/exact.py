@@ -44,7 +44,7 @@ import torch
 from pyrostruct.causal.data import bge_columns, check_data
 from pyrostruct.causal.equivalence import sample_equivalent_dags
 from pyrostruct.causal.interventions import target_sets
-from pyrostruct.causal.result import consensus_adjacency
+from pyrostruct.causal.knowledge import KnowledgeMasks, as_knowledge
 from pyrostruct.causal.settings import check_seed
 from pyrostruct.data import is_real_number
 from pyrostruct.errors import InputError, check_count
@@ -62,9 +62,11 @@ class ExactPosterior:
 
     :ivar list names: node names.
     :ivar numpy.ndarray edge_probs: ``P(i -> j | X)`` ``(d, d)``.
-    :ivar float log_evidence: ``log p(X)`` of the model (standardized columns).
+    :ivar float log_evidence: ``log p(X)`` of the model (standardized columns; with
+        knowledge, of the prior restricted to what it allows).
     :ivar list intervention_targets: the data's target sets.
     :ivar float threshold: adjacency probability needed in :attr:`adjacency`.
+    :ivar knowledge: the background knowledge enforced (optional).
     """
 
     names: list
@@ -75,13 +77,18 @@ class ExactPosterior:
     _alpha: np.ndarray = dataclasses.field(repr=False)  # alpha_j(P), (d, 2^d)
     _backward: np.ndarray = dataclasses.field(repr=False)  # log B(U), (2^d,)
     threshold: float = 0.5
+    knowledge: KnowledgeMasks | None = None
+    _statistics: dict | None = dataclasses.field(default=None, repr=False)
 
     @property
     def adjacency(self) -> np.ndarray:
         """The consensus DAG ``(d, d)`` of the edge probabilities, built as
         :attr:`CausalResult.adjacency <pyrostruct.causal.CausalResult.adjacency>` is (pairs
         adjacent with probability ``>= threshold``, most probable first, always acyclic)."""
-        return consensus_adjacency(self.edge_probs, self.threshold)
+        from pyrostruct.causal.result import consensus_adjacency  # result.py holds this class
+
+        precedes = None if self.knowledge is None else self.knowledge.precedes
+        return consensus_adjacency(self.edge_probs, self.threshold, precedes)
 
     def sample_dags(self, n: int, *, seed: int = 0, average_equivalent: bool = False):
         """``n`` exact posterior draws ``(n, d, d)`` (int64): the order node by node from the
@@ -112,11 +119,65 @@ class ExactPosterior:
             dags = sample_equivalent_dags(dags, rng, targets=self.intervention_targets)
         return dags
 
+    def mean_weights(self, adjacency) -> np.ndarray:
+        """BGe posterior mean edge weights ``(d, d)`` of the DAG ``adjacency`` in the data's
+        units: node ``j``'s coefficients on its parents ``P`` are ``(G_PP + c I)^{-1}
+        G_Pj`` on the scaled columns (``G`` the Gram matrix of the rows where ``j`` is not
+        intervened on, ``c`` the BGe scale), times ``sd_j / sd_i``."""
+        stats = self._statistics
+        a = np.asarray(adjacency, dtype=bool)
+        d = len(self.names)
+        out = np.zeros((d, d))
+        for j in range(d):
+            parents = np.flatnonzero(a[:, j])
+            if len(parents):
+                gram = stats["grams"][j]
+                prec = gram[np.ix_(parents, parents)] + stats["c"] * np.eye(len(parents))
+                out[parents, j] = np.linalg.solve(prec, gram[parents, j])
+        sd = stats["scale"]
+        return out * sd[None, :] / sd[:, None]
+
+    def to_dict(self) -> dict:
+        """JSON record of the posterior's sufficient statistics (per node, the Gram matrix
+        of the scaled columns over its non-intervened rows and their number; ``d^3 + O(d^2)``
+        numbers, not the ``d 2^d`` tables); :meth:`from_dict` recomputes the posterior."""
+        stats = self._statistics
+        return {
+            "names": list(self.names),
+            "grams": stats["grams"].tolist(),
+            "rows": [int(v) for v in stats["rows"]],
+            "scale": stats["scale"].tolist(),
+            "nu": stats["nu"],
+            "c": stats["c"],
+            "edge_probability": stats["p"],
+            "intervention_targets": [list(map(int, t)) for t in self.intervention_targets],
+            "threshold": self.threshold,
+            "knowledge": None if self.knowledge is None else self.knowledge.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ExactPosterior:
+        """The posterior of a :meth:`to_dict` record (recomputed: same numbers)."""
+        knowledge = data.get("knowledge")
+        return _solve(
+            np.asarray(data["grams"], dtype=np.float64),
+            np.asarray(data["rows"], dtype=np.int64),
+            np.asarray(data["scale"], dtype=np.float64),
+            names=list(data["names"]),
+            targets=[list(t) for t in data["intervention_targets"]],
+            nu=float(data["nu"]),
+            c=float(data["c"]),
+            p=float(data["edge_probability"]),
+            knowledge=None if knowledge is None else KnowledgeMasks.from_dict(knowledge),
+            threshold=float(data["threshold"]),
+        )
+
 
 def exact_posterior(
     data,
     *,
     interventions=None,
+    knowledge=None,
     expected_edges: float | None = None,
     standardize: bool = True,
     prior_df: float | None = None,
@@ -128,6 +189,11 @@ def exact_posterior(
     :param data: numeric data ``(n, d)``; a DataFrame's column names become node names.
     :param interventions: perfect interventions per row, as for
         :func:`~pyrostruct.causal.discover`.
+    :param knowledge: background knowledge, as for :func:`~pyrostruct.causal.discover`,
+        enforced exactly: a forbidden parent or a missing required one removes a parent
+        set, and an order against the tiers or a required edge gets prior weight 0 (the
+        prior is the order-modular one restricted to what the knowledge allows:
+        uniform over the allowed orders, free forward edges ``Bernoulli(p)``).
     :param float expected_edges: prior expected number of edges (default ``min(d, d (d -
         1) / 4)``, as ``discover``).
     :param bool standardize: scale every column to mean 0 and sd 1 over the observational
@@ -135,8 +201,8 @@ def exact_posterior(
         model has no intercepts). ``False``: only centred.
     :param float prior_df: BGe degrees of freedom ``nu`` (default ``d + 2``).
     :param float prior_scale: BGe scale ``c``.
-    :raises InputError: bad data or interventions, more than :data:`MAX_NODES` nodes, or
-        ``expected_edges`` outside ``(0, d (d - 1) / 2)``.
+    :raises InputError: bad data, interventions or knowledge, more than :data:`MAX_NODES`
+        nodes, or ``expected_edges`` outside ``(0, d (d - 1) / 2)``.
 
     Example::
 
@@ -146,12 +212,8 @@ def exact_posterior(
         (4, 4)
     """
     x, names, mask = check_data(data, interventions)
-    n, d = x.shape
-    if d > MAX_NODES:
-        raise InputError(
-            f"exact_posterior sums over all orders of the nodes: at most {MAX_NODES} nodes, "
-            f"got {d}; use discover"
-        )
+    d = x.shape[1]
+    check_size(d)
     pairs = d * (d - 1) / 2
     if expected_edges is not None and not is_real_number(expected_edges):
         raise InputError(f"expected_edges must be a number, got {expected_edges!r}")
@@ -160,50 +222,114 @@ def exact_posterior(
         raise InputError(
             f"expected_edges must lie strictly between 0 and d(d-1)/2 = {pairs:g}, got {m}"
         )
-    p = m / pairs
     nu, c = bge_hyperparameters(d, prior_df, prior_scale)
     if not isinstance(standardize, (bool, np.bool_)):
         raise InputError(f"standardize must be True or False, got {standardize!r}")
-    z, _, _ = bge_columns(x, mask, standardize=bool(standardize), names=names)
+    masks = None if knowledge is None else as_knowledge(knowledge).resolve(names)
+    return posterior_of_table(x, names, mask, knowledge=masks, expected_edges=m,
+                              standardize=bool(standardize), nu=nu, c=c)  # fmt: skip
+
+
+def check_size(d: int) -> None:
+    """Refuse more than :data:`MAX_NODES` nodes."""
+    if d > MAX_NODES:
+        raise InputError(
+            f"the exact posterior sums over all orders of the nodes: at most {MAX_NODES} "
+            f"nodes, got {d}; use discover's variational estimators (estimator='analytic')"
+        )
+
+
+def posterior_of_table(
+    x: np.ndarray, names, mask, *, knowledge: KnowledgeMasks | None, expected_edges: float,
+    standardize: bool, nu: float, c: float, threshold: float = 0.5,
+) -> ExactPosterior:  # fmt: skip
+    """:func:`exact_posterior` of a checked table ``x`` with its ``names`` and intervention
+    ``mask`` (what ``discover(estimator="exact")`` calls after its own checks)."""
+    n, d = x.shape
+    z, _, sd = bge_columns(x, mask, standardize=standardize, names=names)
     columns = torch.as_tensor(z, dtype=torch.float64)
-    local = _local_scores(columns, mask, nu, c, math.log(p / (1 - p)))
-    sizes = np.array([bin(s).count("1") for s in range(1 << d)])
-    alpha = _zeta(local) + sizes * math.log1p(-p)
+    grams, rows = np.empty((d, d, d)), np.empty(d, dtype=np.int64)
+    for j in range(d):
+        kept = columns if mask is None else columns[~torch.as_tensor(mask[:, j])]
+        grams[j], rows[j] = (kept.T @ kept).numpy(), len(kept)
+    p = expected_edges / (d * (d - 1) / 2)
+    return _solve(grams, rows, sd, names=list(names), targets=target_sets(mask), nu=nu, c=c,
+                  p=p, knowledge=knowledge, threshold=threshold)  # fmt: skip
+
+
+def _solve(grams, rows, scale, *, names, targets, nu, c, p, knowledge, threshold):
+    """The posterior from the per-node Gram matrices ``(d, d, d)`` and row counts ``(d,)``."""
+    d = len(names)
+    logit = math.log(p / (1 - p))
+    local = _local_scores(grams, rows, nu, c)
+    bits = (np.arange(1 << d)[None, :] >> np.arange(d)[:, None]) & 1  # (d, 2^d): i in S
+    free = np.ones((d, d), dtype=bool)
+    allowed = np.ones((d, 1 << d), dtype=bool)  # alpha_k(P) allowed: P may precede k
+    if knowledge is not None:
+        free = knowledge.free
+        for j in range(d):
+            required = _bitmask(knowledge.required[:, j])
+            forbidden = _bitmask(knowledge.forbidden[:, j])
+            sets = np.arange(1 << d)
+            local[j, ((sets & required) != required) | ((sets & forbidden) != 0)] = -np.inf
+            before = _bitmask(knowledge.precedes[:, j] | knowledge.required[:, j])
+            after = _bitmask(knowledge.precedes[j, :] | knowledge.required[j, :])
+            allowed[j] = ((sets & before) == before) & ((sets & after) == 0)
+    free_bits = free.T.astype(np.int64) @ bits  # (d, 2^d): free parents of j in S
+    local = local + logit * free_bits
+    log1m = free_bits * math.log1p(-p)  # a free predecessor left out
+    alpha = np.where(allowed, _zeta(local) + log1m, -np.inf)
     forward, backward = _forward(alpha), _backward(alpha)
     log_z = forward[-1]
+    num_orders = math.lgamma(d + 1)
+    if knowledge is not None and knowledge.constrains_orders:
+        num_orders = float(_forward(np.where(allowed, 0.0, -np.inf))[-1])
     probs = np.zeros((d, d))
     full = (1 << d) - 1
-    bits = (np.arange(1 << d)[None, :] >> np.arange(d)[:, None]) & 1  # (d, 2^d): i in S
     for j in range(d):
         without = np.flatnonzero(bits[j] == 0)  # predecessor sets of j
         after = backward[full & ~without & ~(1 << j)]
-        gamma = _zeta(np.where(bits == 1, local[j], -np.inf)) + sizes * math.log1p(-p)
+        gamma = _zeta(np.where(bits == 1, local[j], -np.inf)) + log1m[j]
+        gamma = np.where(allowed[j], gamma, -np.inf)
         terms = forward[without] + gamma[:, without] + after - log_z  # (d, 2^(d-1))
         probs[:, j] = np.exp(np.logaddexp.reduce(terms, axis=1))
         probs[j, j] = 0.0
     return ExactPosterior(
         names=list(names),
         edge_probs=np.clip(probs, 0.0, 1.0),
-        log_evidence=float(log_z) - math.lgamma(d + 1),  # the uniform prior of an order
-        intervention_targets=target_sets(mask),
+        log_evidence=float(log_z) - num_orders,  # the uniform prior of an (allowed) order
+        intervention_targets=targets,
         _local=local,
         _alpha=alpha,
         _backward=backward,
+        threshold=threshold,
+        knowledge=knowledge,
+        _statistics={
+            "grams": grams,
+            "rows": rows,
+            "scale": np.asarray(scale, dtype=np.float64),
+            "nu": nu,
+            "c": c,
+            "p": p,
+        },  # fmt: skip
     )
 
 
-def _local_scores(x: torch.Tensor, mask, nu: float, c: float, logit: float) -> np.ndarray:
-    """``f_j(S)`` ``(d, 2^d)``: BGe log evidence of node ``j`` given parents ``S`` plus ``|S|
-    logit p``; ``-inf`` where ``j`` is in ``S``."""
-    n, d = x.shape
+def _local_scores(grams: np.ndarray, rows: np.ndarray, nu: float, c: float) -> np.ndarray:
+    """``f_j(S)`` ``(d, 2^d)`` without the prior: BGe log evidence of node ``j`` given
+    parents ``S``; ``-inf`` where ``j`` is in ``S``."""
+    d = len(rows)
     out = np.full((d, 1 << d), -np.inf)
     for j in range(d):
-        rows = x if mask is None else x[~torch.as_tensor(mask[:, j])]
         sets = [s for s in range(1 << d) if not s >> j & 1]
         parents = [_members(s, d) for s in sets]
-        scores = bge_local_scores(rows.T @ rows, len(rows), j, parents, nu=nu, c=c).numpy()
-        out[j, sets] = scores + logit * np.array([len(pa) for pa in parents])
+        gram = torch.as_tensor(grams[j], dtype=torch.float64)
+        out[j, sets] = bge_local_scores(gram, int(rows[j]), j, parents, nu=nu, c=c).numpy()
     return out
+
+
+def _bitmask(flags) -> int:
+    return sum(1 << int(i) for i in np.flatnonzero(flags))
 
 
 def _zeta(f: np.ndarray) -> np.ndarray:

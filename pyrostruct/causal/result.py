@@ -25,6 +25,7 @@ from pyrostruct import __version__
 from pyrostruct._io import save_figure
 from pyrostruct.causal import export
 from pyrostruct.causal.equivalence import _equivalent_members, interventional_essential_graph
+from pyrostruct.causal.exact import ExactPosterior
 from pyrostruct.causal.knowledge import KnowledgeMasks, orient_by_knowledge
 from pyrostruct.distributions import OrderedDAG
 from pyrostruct.errors import InputError
@@ -96,18 +97,20 @@ class CausalResult:
     :vartype names: list of str
     :ivar numpy.ndarray edge_probs: posterior ``P(i -> j)``, ``(d, d)``: Monte
         Carlo over orders with the edges Rao-Blackwellized, or over DAG samples
-        spread over their Markov equivalence classes (``equivalence_class``).
+        spread over their Markov equivalence classes (``equivalence_class``), or
+        exact (:attr:`exact`).
     :ivar numpy.ndarray edge_probs_stderr: Monte Carlo standard error of
-        ``edge_probs``, ``(d, d)``.
+        ``edge_probs``, ``(d, d)`` (0 when exact).
     :ivar numpy.ndarray weights: ``(d, d)``. Linear SEM: posterior mean edge
         weights in the data's units (the effect of a unit change of ``i`` on
         ``j``). MLP SEM: the norm of node ``j``'s input weights for ``i`` (a
         strength, not an effect size).
     :ivar numpy.ndarray scores: parameters of the variational DAG distribution
-        (higher score = upstream), with ``edge_logits``.
+        (higher score = upstream), with ``edge_logits``; zeros for an exact result.
     :ivar numpy.ndarray edge_logits: parameters of the variational DAG
-        distribution, with ``scores``.
-    :ivar numpy.ndarray elbo_trace: ELBO per step (per data row).
+        distribution, with ``scores``; zeros for an exact result.
+    :ivar numpy.ndarray elbo_trace: ELBO per step (per data row); empty for an exact
+        result.
     :ivar dict metadata: settings and run information (JSON-serializable), among
         them ``fit_seconds`` (set-up with the order search, plus training) and
         ``phase_seconds`` (``setup``, ``order_search``, ``training``, ``result``), ``created``,
@@ -128,6 +131,10 @@ class CausalResult:
     :ivar knowledge: the background knowledge the fit enforced (optional): every DAG drawn,
         ``edge_probs`` and the consensus graph obey it.
     :vartype knowledge: ~pyrostruct.causal.knowledge.KnowledgeMasks
+    :ivar exact: the exact posterior of ``discover(estimator="exact")``, which
+        :meth:`sample_dags` draws from (``None`` for a variational result); saved as its
+        sufficient statistics and recomputed by :func:`load_result`.
+    :vartype exact: ~pyrostruct.causal.ExactPosterior
     """
 
     names: list[str]
@@ -142,6 +149,7 @@ class CausalResult:
     equivalence_class: bool = False
     intervention_targets: list = dataclasses.field(default_factory=list)
     knowledge: KnowledgeMasks | None = None
+    exact: ExactPosterior | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def adjacency(self) -> np.ndarray:
@@ -217,7 +225,8 @@ class CausalResult:
 
     def sample_dags(self, n: int, *, seed: int | None = None) -> np.ndarray:
         """``n`` DAGs ``(n, d, d)`` drawn from the variational posterior (each moved
-        to a uniform member of its Markov equivalence class if ``equivalence_class``)."""
+        to a uniform member of its Markov equivalence class if ``equivalence_class``), or
+        from the exact one (:attr:`exact`)."""
         if int(n) < 1:
             raise InputError(f"n must be >= 1, got {n}")
         return self._draw(int(n), seed).astype(np.int64)
@@ -227,6 +236,9 @@ class CausalResult:
         with torch.random.fork_rng():
             if seed is not None:
                 torch.manual_seed(seed)
+            if self.exact is not None:  # exact draws, which obey the knowledge already
+                rng_seed = int(torch.randint(2**32, ())) if seed is None else seed
+                return self.exact.sample_dags(n, seed=rng_seed) != 0
             if self.knowledge is None:
                 samples = self._distribution().sample((n,)).numpy() != 0
             else:
@@ -325,6 +337,8 @@ class CausalResult:
         }
         if self.knowledge is not None:
             graph.graph["pyrostruct"]["knowledge"] = self.knowledge.to_dict()
+        if self.exact is not None:
+            graph.graph["pyrostruct"]["exact"] = self.exact.to_dict()
         if cpdag:
             graph.graph["pyrostruct"]["cpdag"] = True
         return node_link_data(graph)
@@ -408,4 +422,5 @@ def load_result(path: str | os.PathLike) -> CausalResult:
         equivalence_class=bool(payload.get("equivalence_class", False)),
         intervention_targets=[list(t) for t in payload.get("intervention_targets", [])],
         knowledge=None if knowledge is None else KnowledgeMasks.from_dict(knowledge),
+        exact=None if "exact" not in payload else ExactPosterior.from_dict(payload["exact"]),
     )

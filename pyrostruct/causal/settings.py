@@ -23,9 +23,37 @@ from pyrostruct.causal.priors import WEIGHT_PRIORS
 from pyrostruct.causal.sem import MLPSEM, LinearGaussianSEM, StructuralEquationModel
 from pyrostruct.errors import InputError
 
-__all__ = ["Settings", "check_seed", "check_pairwise"]
+__all__ = ["Settings", "check_seed", "check_pairwise", "ESTIMATOR_NAMES"]
 
 _SEMS = ("linear", "linear-equal", "mlp")
+
+#: The names ``discover(estimator=...)`` takes.
+ESTIMATOR_NAMES = ("analytic", "straight-through", "exact")
+
+#: ``estimator=None`` picks ``"exact"`` up to this many nodes (where it applies), see
+#: :func:`~pyrostruct.causal.discover`.
+EXACT_DEFAULT_NODES = 0
+
+#: Settings only the variational estimators use, with their defaults: a value other than
+#: the default is refused by ``estimator="exact"`` and keeps ``estimator=None`` variational.
+VARIATIONAL_DEFAULTS = {
+    "steps": None, "lr": None, "num_particles": 8, "batch_size": None,
+    "temperature": (1.0, 0.2), "init_order": None, "search_start": None,
+    "weight_prior": None, "num_samples": 1000, "average_equivalent": (None, False),
+}  # fmt: skip
+
+
+def _differs(value, default) -> bool:
+    if isinstance(default, tuple) and default and default[0] is None:  # several defaults
+        return all(_differs(value, v) for v in default)
+    if default is None or value is None:
+        return value is not default
+    if isinstance(default, tuple):
+        try:
+            return tuple(float(v) for v in value) != default
+        except (TypeError, ValueError):  # refused by the checks below
+            return True
+    return value != default
 
 
 def check_seed(seed) -> int:
@@ -95,11 +123,14 @@ class Settings:
         cls, *, n: int, d: int, sem, dag, steps, estimator, seed, standardize, noise,
         expected_edges, lr, num_particles, batch_size, temperature, init_order, hidden,
         weight_prior, threshold, average_equivalent, num_samples, checkpoint_every,
-        search_start=None, knowledge=None,
+        search_start=None, knowledge=None, training=(),
     ) -> Settings:  # fmt: skip
         """Check ``discover``'s arguments for data of ``n`` rows and ``d`` columns and fill
         the defaults.
 
+        :param training: the names of ``discover``'s other training-only arguments given
+            (``checkpoint``, ``callback``, ``restarts``), which ``estimator="exact"``
+            refuses and which keep ``estimator=None`` variational.
         :raises InputError: an unknown name or a value out of range, naming the argument.
         """
         if isinstance(sem, str) and sem not in _SEMS:
@@ -110,16 +141,29 @@ class Settings:
             raise InputError(f"unknown dag {dag!r}; use 'order' or 'smooth'")
         if noise not in ("equal", "nonequal"):
             raise InputError(f"noise must be 'equal' or 'nonequal', got {noise!r}")
-        if weight_prior not in WEIGHT_PRIORS:
+        if weight_prior is not None and weight_prior not in WEIGHT_PRIORS:
             raise InputError(f"weight_prior must be one of {WEIGHT_PRIORS}, got {weight_prior!r}")
         is_linear = _is_linear(sem)
+        values = {"steps": steps, "lr": lr, "num_particles": num_particles,
+                  "batch_size": batch_size, "temperature": temperature,
+                  "init_order": init_order, "search_start": search_start,
+                  "weight_prior": weight_prior, "num_samples": num_samples,
+                  "average_equivalent": average_equivalent}  # fmt: skip
+        given = [k for k, v in values.items() if _differs(v, VARIATIONAL_DEFAULTS[k])]
+        given += list(training)
+        exact_ok = sem == "linear" and dag == "order" and noise == "nonequal"
         if estimator is None:
             analytic_ok = is_linear and dag == "order" and batch_size is None
-            estimator = "analytic" if analytic_ok else "straight-through"
-        elif estimator not in ("analytic", "straight-through"):
+            if exact_ok and d <= EXACT_DEFAULT_NODES and not given:
+                estimator = "exact"
+            else:
+                estimator = "analytic" if analytic_ok else "straight-through"
+        elif estimator not in ESTIMATOR_NAMES:
             raise InputError(
-                f"unknown estimator {estimator!r}; use 'analytic' or 'straight-through'"
+                f"unknown estimator {estimator!r}; use one of {', '.join(ESTIMATOR_NAMES)}"
             )
+        elif estimator == "exact":
+            _check_exact(d, sem, dag, noise, given)
         elif estimator == "analytic" and not (is_linear and dag == "order"):
             raise InputError(
                 "estimator='analytic' needs the linear SEM and dag='order' (the edges are "
@@ -134,11 +178,14 @@ class Settings:
             knowledge.forbidden.any() or knowledge.required.any() or knowledge.precedes.any()
         ):
             knowledge = None
-        if knowledge is not None and estimator != "analytic":
+        if knowledge is not None and estimator not in ("analytic", "exact"):
             raise InputError(
                 "background knowledge is enforced by estimator='analytic' (the linear SEM with "
-                f"dag='order' and no batch_size); estimator={estimator!r} does not support it yet"
+                f"dag='order' and no batch_size) and 'exact'; estimator={estimator!r} does not "
+                "support it yet"
             )
+        if weight_prior is None:
+            weight_prior = "pmom"
         if steps is None:
             steps = 500 if estimator == "analytic" else 2000
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
@@ -214,6 +261,14 @@ class Settings:
         """The run's settings as JSON data, in the order the result's metadata lists them
         (its keys and values are the checkpoint fingerprint's: keep them stable)."""
         init_order = self.init_order
+        if self.estimator == "exact":  # no training: the settings that shape the posterior
+            return {
+                "sem": self.sem, "dag": self.dag, "seed": self.seed,
+                "standardize": self.standardize, "noise": self.noise,
+                "estimator": self.estimator, "expected_edges": self.expected_edges,
+                "threshold": self.threshold,
+                **({} if self.knowledge is None else {"knowledge": self.knowledge.to_dict()}),
+            }  # fmt: skip
         return {
             "sem": self.sem if isinstance(self.sem, str) else type(self.sem).__name__,
             "dag": self.dag,
@@ -238,3 +293,26 @@ class Settings:
             **({} if self.search_start is None else {"search_start": list(self.search_start)}),
             **({} if self.knowledge is None else {"knowledge": self.knowledge.to_dict()}),
         }
+
+
+def _check_exact(d: int, sem, dag: str, noise: str, given: list[str]) -> None:
+    """Refuse what ``estimator="exact"`` cannot honour (one line each)."""
+    from pyrostruct.causal.exact import MAX_NODES
+
+    if not (sem == "linear" and dag == "order" and noise == "nonequal"):
+        name = sem if isinstance(sem, str) else type(sem).__name__
+        raise InputError(
+            "estimator='exact' is the BGe posterior of the linear SEM with noise='nonequal' "
+            f"and dag='order'; got sem={name!r}, noise={noise!r}, dag={dag!r}: use "
+            "estimator='analytic' or 'straight-through'"
+        )
+    if d > MAX_NODES:
+        raise InputError(
+            f"estimator='exact' sums over all orders: at most {MAX_NODES} nodes, got {d}; "
+            "use estimator='analytic'"
+        )
+    if given:
+        raise InputError(
+            f"estimator='exact' has no training or sampling to set: drop {', '.join(given)}, "
+            "or use estimator='analytic'"
+        )

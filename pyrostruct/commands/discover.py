@@ -55,9 +55,11 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
                         help="DAG family: order-then-edges or smooth orientations")  # fmt: skip
     parser.add_argument("--steps", type=positive_int, metavar="N",
                         help="steps (500 analytic, 2000 straight-through)")  # fmt: skip
-    parser.add_argument("--estimator", choices=["analytic", "straight-through"],
-                        help="gradient estimator (default: analytic for the linear SEM with "
-                        "--dag order: edges integrated exactly given the order)")  # fmt: skip
+    parser.add_argument("--estimator", choices=["analytic", "straight-through", "exact"],
+                        help="estimator (default: see discover's estimator; analytic for the "
+                        "linear SEM with --dag order: edges integrated exactly given the "
+                        "order; exact: the exact BGe posterior, up to 16 columns, no "
+                        "training)")  # fmt: skip
     parser.add_argument("--seed", type=seed, default=0, help="random seed, 0 .. 2**32-1 (0)")
     parser.add_argument("--intervention-column", metavar="COL",
                         help="column naming the nodes intervened on in each row "
@@ -87,9 +89,10 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
                         help="keep the columns' scales (default: standardize)")  # fmt: skip
     parser.add_argument("--expected-edges", type=positive_float, metavar="M",
                         help="prior expected number of edges (default: columns)")  # fmt: skip
-    parser.add_argument("--weight-prior", choices=["pmom", "normal"], default="pmom",
-                        help="slab of the linear SEM's edge weights: the non-local pMOM on "
-                        "standardized effects (default) or a normal N(0, 1)")  # fmt: skip
+    parser.add_argument("--weight-prior", choices=["pmom", "normal"],
+                        help="slab of the variational linear SEM's edge weights: the "
+                        "non-local pMOM on standardized effects (default) or a normal "
+                        "N(0, 1)")  # fmt: skip
     parser.add_argument("--threshold", type=positive_float, default=0.5,
                         help="adjacency probability for the consensus DAG (0.5)")  # fmt: skip
     parser.add_argument("--average-equivalent", action=argparse.BooleanOptionalAction,
@@ -167,11 +170,15 @@ def run(args: argparse.Namespace) -> int:
     if args.cpdag:
         count = sum(u for _, _, u in result.to_networkx(cpdag=True).edges(data="undirected")) // 2
         undirected = f", {count} undirected in its CPDAG"
-    elbo, stderr = result.metadata["elbo"], result.metadata["elbo_stderr"]
+    if result.exact is not None:
+        fit = f"exact posterior, log evidence {result.metadata['log_evidence']:.6g}"
+    else:
+        elbo, stderr = result.metadata["elbo"], result.metadata["elbo_stderr"]
+        fit = f"ELBO {elbo:.4g} +- {stderr:.2g} per row"
     table = _table_note(result.metadata)
     print(
         f"{graph.number_of_nodes()} nodes, {graph.number_of_edges()} edges in the consensus DAG"
-        f"{undirected} (ELBO {elbo:.4g} +- {stderr:.2g} per row"
+        f"{undirected} ({fit}"
         + (f", restart {chosen + 1} of {args.restarts}" if chosen is not None else "")
         + f"){table}; wrote {args.out} ({fmt})"
         + (f" and {args.plot}" if args.plot else "")
