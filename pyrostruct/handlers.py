@@ -178,7 +178,7 @@ def relax(
     :param str estimator: ``"gumbel-softmax"``, ``"straight-through"``, ``"reinmax"`` or
         ``"gumbel-rao"`` (default: from ``hard``); Categorical sites get
         ``"straight-through"`` for ``"gumbel-softmax"``.
-    :param int num_rao_samples: noise draws per sample for ``"gumbel-rao"`` (default 10).
+    :param int num_rao_samples: noise draws per sample for ``"gumbel-rao"`` (default 5).
     :raises NoRelaxationError: (a ``NotImplementedError`` and a ``ValueError``) when a
         latent site is discrete but has no relaxation (e.g. ``Poisson``); the
         message names the site.

@@ -51,7 +51,7 @@ class RelaxReparam(Reparam):
         :class:`~pyrostruct.infer.TemperatureSchedule` (read at every site).
     :param str estimator: ``"gumbel-softmax"`` (default), ``"straight-through"``,
         ``"reinmax"`` or ``"gumbel-rao"``.
-    :param int num_rao_samples: noise draws per sample for ``"gumbel-rao"`` (default 10).
+    :param int num_rao_samples: noise draws per sample for ``"gumbel-rao"`` (default 5).
     :raises NoRelaxationError: (a ``ValueError``) when applied to a discrete site
         without a relaxation (``Poisson``, ...), naming the site.
 

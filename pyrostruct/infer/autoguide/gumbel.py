@@ -113,7 +113,7 @@ class AutoGumbelSoftmax(SiteFamilyGuide):
         ``"reinmax"`` or ``"gumbel-rao"`` (see
         :mod:`pyrostruct.distributions.estimators`). Categorical sites are hard either
         way (``"gumbel-softmax"`` gives them ``"straight-through"``).
-    :param int num_rao_samples: noise draws per sample for ``"gumbel-rao"`` (default 10).
+    :param int num_rao_samples: noise draws per sample for ``"gumbel-rao"`` (default 5).
     :param float init_logits: initial logits (0 = uniform probabilities).
     :param callable create_plates: as in :class:`~pyro.infer.autoguide.AutoGuide`.
 
