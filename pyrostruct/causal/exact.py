@@ -41,6 +41,7 @@ import math
 import numpy as np
 import torch
 
+from pyrostruct.causal.consensus import consensus_adjacency
 from pyrostruct.causal.data import bge_columns, check_data
 from pyrostruct.causal.equivalence import sample_equivalent_dags
 from pyrostruct.causal.interventions import target_sets
@@ -85,8 +86,6 @@ class ExactPosterior:
         """The consensus DAG ``(d, d)`` of the edge probabilities, built as
         :attr:`CausalResult.adjacency <pyrostruct.causal.CausalResult.adjacency>` is (pairs
         adjacent with probability ``>= threshold``, most probable first, always acyclic)."""
-        from pyrostruct.causal.result import consensus_adjacency  # result.py holds this class
-
         precedes = None if self.knowledge is None else self.knowledge.precedes
         return consensus_adjacency(self.edge_probs, self.threshold, precedes)
 

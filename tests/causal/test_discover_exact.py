@@ -190,3 +190,17 @@ def test_usable_by_suggest_interventions():
     assert len(design.batch) == 2
     again = suggest_interventions(result, ds.data, batch_size=2, num_dag_samples=64, seed=0)
     assert design.batch["experiment"].tolist() == again.batch["experiment"].tolist()
+
+
+def test_the_default_is_exact_for_small_linear_problems_without_variational_settings():
+    assert EXACT_DEFAULT_NODES == 12
+    small = np.random.default_rng(0).normal(size=(100, EXACT_DEFAULT_NODES))
+    assert discover(small).metadata["estimator"] == "exact"
+    # search_start is a hint for the order search: it keeps the exact default
+    assert discover(small, search_start=list(range(12))).metadata["estimator"] == "exact"
+    large = np.random.default_rng(0).normal(size=(100, EXACT_DEFAULT_NODES + 1))
+    assert discover(large, steps=2).metadata["estimator"] == "analytic"
+    _, x, _ = _data(4, 60, 0)
+    for kwargs in (dict(steps=2), dict(weight_prior="pmom", steps=2), dict(noise="equal")):
+        assert discover(x, **kwargs).metadata["estimator"] == "analytic", kwargs
+    assert discover(x, sem="mlp", steps=2).metadata["estimator"] == "straight-through"

@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from pyrostruct import __version__
-from pyrostruct.causal.exact import posterior_of_table
+from pyrostruct.causal.exact import check_size, posterior_of_table
 from pyrostruct.causal.result import CausalResult
 from pyrostruct.causal.settings import Settings
 from pyrostruct.infer.bge import bge_hyperparameters
@@ -30,6 +30,7 @@ def exact_result(x: np.ndarray, names, mask, settings: Settings) -> CausalResult
     (intervention ``mask`` or ``None``) under ``settings`` (``estimator="exact"``)."""
     started = time.perf_counter()
     n, d = x.shape
+    check_size(d)
     nu, c = bge_hyperparameters(d, None, 1.0)
     posterior = posterior_of_table(
         x, names, mask, knowledge=settings.knowledge, expected_edges=settings.expected_edges,
