@@ -167,15 +167,18 @@ def discover(
         with at most 12 nodes, :data:`~pyrostruct.causal.settings.EXACT_DEFAULT_NODES`,
         when no variational setting is given: ``steps``, ``lr``, ``num_particles``,
         ``batch_size``, ``temperature``, ``init_order``, ``weight_prior``,
-        ``num_samples``, ``average_equivalent=True``, ``checkpoint``, ``callback``,
-        ``restarts``): the exact posterior of the order-modular prior with the BGe
-        likelihood (:func:`~pyrostruct.causal.exact_posterior`, up to 16 nodes when
-        asked for), no training and no Monte Carlo: exact ``edge_probs``
-        (``edge_probs_stderr`` 0, ``metadata["log_evidence"]``), exact
-        :meth:`~CausalResult.sample_dags`, the weights the BGe posterior means given the
-        consensus graph's parents; interventions and ``knowledge`` are enforced exactly
-        in the sums; it refuses the variational settings above, and ignores
-        ``search_start`` (no order search) and ``seed`` (nothing is random). Why the
+        ``checkpoint``, ``callback``, ``restarts``): the exact posterior of the
+        order-modular prior with the BGe likelihood
+        (:func:`~pyrostruct.causal.exact_posterior`, up to 16 nodes when asked for), no
+        training: exact :meth:`~CausalResult.sample_dags` (``metadata["log_evidence"]``),
+        the weights the BGe posterior means given the consensus graph's parents;
+        interventions and ``knowledge`` are enforced exactly in the sums. ``edge_probs``
+        average ``num_samples`` exact draws over their (interventional) equivalence
+        classes as ``average_equivalent`` describes (the order-modular prior alone would
+        weigh a class's members by their numbers of linear extensions: 1/3 against 2/3
+        for the unidentified edge of a chain); ``average_equivalent=False`` gives the exact
+        order-modular ``edge_probs`` without Monte Carlo. It refuses the variational
+        settings above and ignores ``search_start`` (no order search). Why the
         default (``benchmarks/causal_exact_vs_vi.py``, ER2 and SF2 graphs, d = 8 and
         12, n = 200 and 1000, 5 seeds; exact minus ``"analytic"``, paired, mean +-
         s.e. over the 40 cases): SHD -0.7 +- 0.8, CPDAG-SHD -0.7 +- 0.9, AUPRC +0.06 +-
@@ -300,22 +303,25 @@ def discover(
         instance passed as ``sem``, keep their own priors.
     :param float threshold: adjacency probability needed in the consensus
         :attr:`CausalResult.graph`.
-    :param bool average_equivalent: spread every DAG drawn from the variational
-        posterior uniformly over its Markov equivalence class
+    :param bool average_equivalent: spread every DAG drawn from the posterior (variational
+        or exact) uniformly over its Markov equivalence class
         (:mod:`pyrostruct.causal.equivalence`) before computing ``edge_probs``;
         with interventions, over its *interventional* class for the data's target
         sets (Hauser & Bühlmann 2012: perfect interventions orient the edges with
         exactly one end in a target set and what follows from them, no more).
         Default (``None``): on exactly when the data cannot tell the members of a
         class apart, that is for the linear SEM with ``noise="nonequal"``, with or
-        without interventions. There the variational posterior settles on one
-        member and would report an arbitrary orientation of every unidentified
-        edge with probability near 1; averaged, such an edge gets about 0.5 each
+        without interventions (and always for ``estimator="exact"``). There the
+        variational posterior settles on one member and would report an arbitrary
+        orientation of every unidentified edge with probability near 1 (the exact one
+        weighs the members by their numbers of linear extensions, see ``estimator``);
+        averaged, such an edge gets about 0.5 each
         way and the consensus graph keeps it (in one direction). Equal noise
         variances and the MLP SEM identify more than the class, so averaging is
         off for them.
-    :param int num_samples: DAGs drawn from the variational posterior to estimate
-        ``edge_probs`` (and their Monte Carlo error).
+    :param int num_samples: DAGs drawn from the posterior to estimate ``edge_probs`` (and
+        their Monte Carlo error) when they are averaged over equivalence classes, or, for
+        the variational estimators, always.
     :param checkpoint: save the state every ``checkpoint_every`` steps
         (atomically); if the file exists and was made by the same call on the
         same data, resume from it. Settings that shape only the result

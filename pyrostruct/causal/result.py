@@ -186,9 +186,9 @@ class CausalResult:
         return OrderedDAG(scores, logits)
 
     def sample_dags(self, n: int, *, seed: int | None = None) -> np.ndarray:
-        """``n`` DAGs ``(n, d, d)`` drawn from the variational posterior (each moved
-        to a uniform member of its Markov equivalence class if ``equivalence_class``), or
-        from the exact one (:attr:`exact`)."""
+        """``n`` DAGs ``(n, d, d)`` drawn from the variational posterior, or from the exact
+        one (:attr:`exact`), each moved to a uniform member of its Markov equivalence class
+        if ``equivalence_class``."""
         if int(n) < 1:
             raise InputError(f"n must be >= 1, got {n}")
         return self._draw(int(n), seed).astype(np.int64)
@@ -200,8 +200,8 @@ class CausalResult:
                 torch.manual_seed(seed)
             if self.exact is not None:  # exact draws, which obey the knowledge already
                 rng_seed = int(torch.randint(2**32, ())) if seed is None else seed
-                return self.exact.sample_dags(n, seed=rng_seed) != 0
-            if self.knowledge is None:
+                samples = self.exact.sample_dags(n, seed=rng_seed) != 0
+            elif self.knowledge is None:
                 samples = self._distribution().sample((n,)).numpy() != 0
             else:
                 samples = self.knowledge.sample_dags(self.scores, self.edge_logits, n)

@@ -37,15 +37,13 @@ ESTIMATOR_NAMES = ("analytic", "straight-through", "exact")
 EXACT_DEFAULT_NODES = 12
 
 #: Settings only the variational estimators use, with their defaults: a value other than
-#: the default (or ``average_equivalent=True``) is refused by ``estimator="exact"`` and keeps
-#: ``estimator=None`` variational.
+#: the default is refused by ``estimator="exact"`` and keeps ``estimator=None`` variational.
 #: (``search_start``, a hint for the order search, is ignored by ``"exact"``, which has no
 #: search; ``hidden`` and ``checkpoint_every`` only matter with the MLP SEM and a
 #: checkpoint.)
 VARIATIONAL_DEFAULTS = {
     "steps": None, "lr": None, "num_particles": 8, "batch_size": None,
     "temperature": (1.0, 0.2), "init_order": None, "weight_prior": None,
-    "num_samples": 1000,
 }  # fmt: skip
 
 
@@ -150,11 +148,8 @@ class Settings:
         is_linear = _is_linear(sem)
         values = {"steps": steps, "lr": lr, "num_particles": num_particles,
                   "batch_size": batch_size, "temperature": temperature,
-                  "init_order": init_order, "weight_prior": weight_prior,
-                  "num_samples": num_samples}  # fmt: skip
+                  "init_order": init_order, "weight_prior": weight_prior}  # fmt: skip
         given = [k for k, v in values.items() if _differs(v, VARIATIONAL_DEFAULTS[k])]
-        if average_equivalent is True:  # the exact posterior is not averaged over classes
-            given.append("average_equivalent")
         given += list(training)
         exact_ok = sem == "linear" and dag == "order" and noise == "nonequal"
         if estimator is None:
@@ -271,7 +266,7 @@ class Settings:
                 "sem": self.sem, "dag": self.dag, "seed": self.seed,
                 "standardize": self.standardize, "noise": self.noise,
                 "estimator": self.estimator, "expected_edges": self.expected_edges,
-                "threshold": self.threshold,
+                "threshold": self.threshold, "num_samples": self.num_samples,
                 **({} if self.knowledge is None else {"knowledge": self.knowledge.to_dict()}),
             }  # fmt: skip
         return {
@@ -312,6 +307,6 @@ def _check_exact(sem, dag: str, noise: str, given: list[str]) -> None:
         )
     if given:
         raise InputError(
-            f"estimator='exact' has no training or sampling to set: drop {', '.join(given)}, "
+            f"estimator='exact' has no training to set: drop {', '.join(given)}, "
             "or use estimator='analytic'"
         )

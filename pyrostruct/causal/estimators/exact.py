@@ -5,9 +5,19 @@ For the linear Gaussian SEM with unequal noise variances the posterior of
 and noise variances integrated in closed form, score-equivalent) is summed exactly over
 all orders and parent sets by :func:`~pyrostruct.causal.exact.exact_posterior`'s dynamic
 programming over subsets (Koivisto & Sood, JMLR 2004), ``O(d^2 2^d)``. There is no
-training and no Monte Carlo: ``edge_probs`` are exact (``edge_probs_stderr`` is 0),
-:meth:`CausalResult.sample_dags` draws exactly from the posterior, and the weights are the
-BGe posterior means given the consensus graph's parents.
+training: :meth:`CausalResult.sample_dags` draws exactly from the posterior, and the
+weights are the BGe posterior means given the consensus graph's parents.
+
+The BGe likelihood cannot tell the members of a (interventional) Markov equivalence class
+apart, but the order-modular prior can: a DAG with more linear extensions gets more prior
+mass, so the exact posterior of the chain ``X0 -> X1 -> X2`` puts 1/2 on the fork ``X0 <-
+X1 -> X2`` and 1/4 on each chain, and an edge no data orient gets 1/3 against 2/3. By
+default (``average_equivalent`` not ``False``) the result is therefore averaged as the
+variational one is: ``num_samples`` exact draws, each moved to a uniform member of its
+class, estimate ``edge_probs`` (with ``edge_probs_stderr``); each class keeps its exact
+posterior probability and an unidentified edge gets 1/2 each way. With
+``average_equivalent=False``, ``edge_probs`` are the exact order-modular ones (no Monte
+Carlo, ``edge_probs_stderr`` 0).
 """
 
 from __future__ import annotations
@@ -36,6 +46,11 @@ def exact_result(x: np.ndarray, names, mask, settings: Settings) -> CausalResult
         x, names, mask, knowledge=settings.knowledge, expected_edges=settings.expected_edges,
         standardize=settings.standardize, nu=nu, c=c, threshold=settings.threshold,
     )  # fmt: skip
+    # the exact posterior of the order-modular prior weighs the members of a Markov
+    # equivalence class by their numbers of linear extensions (a chain's unidentified edge
+    # gets 1/3 against the fork's 2/3); averaged like the variational posterior, each
+    # class keeps its exact probability and spreads it uniformly over its members
+    average = settings.average_equivalent is not False
     seconds = time.perf_counter() - started
     metadata = {
         "pyrostruct_version": __version__,
@@ -46,8 +61,8 @@ def exact_result(x: np.ndarray, names, mask, settings: Settings) -> CausalResult
         "fit_seconds": round(seconds, 3),
         "phase_seconds": {"exact": round(seconds, 3)},
         **settings.config(),
-        "average_equivalent": False,
-        "monte_carlo": False,
+        "average_equivalent": average,
+        "monte_carlo": average,
         "log_evidence": posterior.log_evidence,
         "bge": {"prior_df": nu, "prior_scale": c},
     }
@@ -61,10 +76,17 @@ def exact_result(x: np.ndarray, names, mask, settings: Settings) -> CausalResult
         elbo_trace=np.zeros(0),
         metadata=metadata,
         threshold=settings.threshold,
-        equivalence_class=False,
+        equivalence_class=average,
         intervention_targets=posterior.intervention_targets,
         knowledge=settings.knowledge,
         exact=posterior,
     )
+    if average:  # 0/1 draws: the standard deviation is sqrt(p (1 - p))
+        num = settings.num_samples
+        p = result._draw(num, settings.seed).mean(0)
+        result.edge_probs, result.edge_probs_stderr = p, np.sqrt(p * (1.0 - p) / num)
+        result.metadata["phase_seconds"]["equivalence_classes"] = round(
+            time.perf_counter() - started - seconds, 3
+        )
     result.weights = posterior.mean_weights(result.adjacency)
     return result
