@@ -46,9 +46,10 @@ def lab():
     return LinearSEMEnvironment.random(8, seed=1)
 
 
-def _learner(lab, strategy, posterior="variational", **kwargs):
+def _learner(lab, strategy, posterior="variational", fit=None, **kwargs):
     lab = LinearSEMEnvironment(lab.weights, lab.noise_scales, lab.names, seed=7)
-    fit = {"steps": 300} if posterior == "variational" else {}
+    if fit is None:
+        fit = {"steps": 300} if posterior == "variational" else {}
     return ActiveLearner(lab.observe(50), lab.acquire, strategy=strategy, batch_size=2,
                          truth=lab.adjacency, seed=0, fit=fit, posterior=posterior,
                          **kwargs)  # fmt: skip
@@ -166,3 +167,15 @@ def test_environment_refuses_bad_requests(lab):
         lab.intervene({"X0": 1.0}, -1)
     with pytest.raises(InputError, match="must be a finite number"):
         lab.intervene({"X0": "1"}, 2)
+
+
+def test_an_exact_fit_is_designed_on_alone(lab):
+    """With discover's defaults at 8 nodes the fit is exact: "auto" designs on it instead
+    of pooling it with a second exact posterior of the same rows."""
+    learner = _learner(lab, "eig", fit={})
+    assert learner.fit == {}
+    learner.run(1)
+    result = learner.results[0]
+    assert result.metadata["estimator"] == "exact" and result.exact is not None
+    x = learner.data[learner.names].iloc[:50]
+    assert learner._design_posterior(result, x, None) is result
