@@ -181,10 +181,12 @@ def discover(
         settings above and ignores ``search_start`` (no order search). Why the
         default (``benchmarks/causal_exact_vs_vi.py``, ER2 and SF2 graphs, d = 8 and
         12, n = 200 and 1000, 5 seeds; exact minus ``"analytic"``, paired, mean +-
-        s.e. over the 40 cases): SHD -0.7 +- 0.8, CPDAG-SHD -0.7 +- 0.9, AUPRC +0.06 +-
-        0.03, Brier score of ``edge_probs`` -0.021 +- 0.011, calibration error of all
-        pairs pooled 0.043 -> 0.025, time 0.56 -> 0.06 s (at most 0.3 s at d = 12; 0.9 s
-        at 14, 4 s at 16, hence the bound); issue 24's property (rows of perfect
+        s.e. over the 40 cases, both averaged over equivalence classes): SHD -0.8 +- 0.8,
+        CPDAG-SHD -0.9 +- 1.0, AUPRC +0.06 +- 0.03, Brier score of ``edge_probs`` -0.024
+        +- 0.011, calibration error of all pairs pooled 0.043 -> 0.028, time 0.71 -> 0.58
+        s a call on a loaded machine (the sums alone: at most 0.3 s at d = 12, 0.9 s at
+        14, 4 s at 16, hence the bound; the 1000 draws averaged over classes about 0.5 s
+        at d = 12); issue 24's property (rows of perfect
         interventions never make a correct edge confidently reversed) fails in 1 of 60
         random cases instead of 11. Its weak cell: dense ER2 graphs at d = 8, n = 200
         (SHD 10.0 against 7.6).
