@@ -49,6 +49,9 @@ __all__ = ["OrderMCMCDiagnostics", "OrderMCMCPosterior", "order_mcmc_posterior",
 #: The most candidate parents a node may have (its table holds ``2^|C_j|`` scores).
 MAX_CANDIDATES = 16
 
+#: ``candidate_probs``: a pair this probable (either way) is a candidate before the screen's.
+LIKELY = 0.05
+
 #: Proposal probabilities: adjacent transposition, random transposition, random insertion.
 MOVES = (1 / 3, 1 / 3, 1 / 3)
 
@@ -179,6 +182,7 @@ def order_mcmc_posterior(
     expected_edges: float | None = None,
     max_candidates: int = 10,
     candidates=None,
+    candidate_probs=None,
     num_samples: int = 1000,
     burn_in: int | None = None,
     thin: int | None = None,
@@ -216,6 +220,13 @@ def order_mcmc_posterior(
         :data:`MAX_CANDIDATES`; cost ``2^max_candidates`` scores a node).
     :param candidates: given candidate parents instead of the screen: one list of node
         indices (or names) per node, at most :data:`MAX_CANDIDATES` each.
+    :param candidate_probs: edge probabilities of an earlier fit (a
+        :class:`~pyrostruct.causal.CausalResult`, or ``(d, d)`` with ``P(i -> j)``): the
+        pairs with ``P(i -> j) + P(j -> i) >`` :data:`LIKELY` come first in both nodes'
+        candidates (most probable first), the screen fills the rest up to
+        ``max_candidates``. Measured (``benchmarks/causal_order_mcmc.py``): started from
+        ``discover``'s variational fit, the screen's missed parents are found and the
+        chains agree; see the benchmark's "hybrid" rows.
     :param int num_samples: retained orders per chain.
     :param int burn_in: proposals discarded first (default ``num_samples * thin // 2``).
     :param int thin: proposals per retained order (default ``d``).
@@ -251,6 +262,9 @@ def order_mcmc_posterior(
             f"2^max_candidates parent sets), got {max_candidates}"
         )
     given = None if candidates is None else _check_candidates(candidates, names)
+    likely = None if candidate_probs is None else _check_probs(candidate_probs, d)
+    if given is not None and likely is not None:
+        raise InputError("pass candidates or candidate_probs, not both")
     num_samples = check_count(num_samples, "num_samples")
     chains = check_count(chains, "chains")
     thin = d if thin is None else check_count(thin, "thin")
@@ -267,7 +281,9 @@ def order_mcmc_posterior(
     grams, rows = _grams(z, mask)
     seconds = {}
     tick = time.perf_counter()
-    cand = given if given is not None else screen_candidates(grams, rows, max_candidates, nu, c)
+    cand = given
+    if cand is None:
+        cand = screen_candidates(grams, rows, max_candidates, nu, c, likely=likely)
     seconds["screen"] = time.perf_counter() - tick
     tick = time.perf_counter()
     width = max(len(cj) for cj in cand)
@@ -317,7 +333,9 @@ def order_mcmc_posterior(
     )
 
 
-def screen_candidates(grams, rows, k: int, nu: float, c: float) -> list[list[int]]:
+def screen_candidates(
+    grams, rows, k: int, nu: float, c: float, *, likely: np.ndarray | None = None
+) -> list[list[int]]:
     """Candidate parents ``C_j`` (sorted, ``min(k, d - 1)`` each): a grow-shrink estimate
     of each node's Markov blanket by BGe score, ranked by a symmetric pair strength (see
     :func:`order_mcmc_posterior`).
@@ -332,6 +350,8 @@ def screen_candidates(grams, rows, k: int, nu: float, c: float) -> list[list[int
 
     :param grams: per-node Gram matrices ``(d, d, d)`` of the rows where the node is not
         intervened on; ``rows`` their numbers ``(d,)``.
+    :param likely: edge probabilities ``(d, d)`` of an earlier fit: pairs with ``P(i -> j) +
+        P(j -> i) >`` :data:`LIKELY` rank before all others, by that sum.
     """
     d = len(rows)
     k = min(k, d - 1)
@@ -370,12 +390,33 @@ def screen_candidates(grams, rows, k: int, nu: float, c: float) -> list[list[int
     marginal = single + single.T
     strength = np.where(both, np.minimum(loss + loss.T, marginal), -np.inf)
     either = np.where(inside | inside.T, np.maximum(loss, loss.T), -np.inf)
+    hint = np.full((d, d), -np.inf)
+    if likely is not None:
+        pair = likely + likely.T
+        hint = np.where(pair > LIKELY, pair, -np.inf)
     out = []
     for j in range(d):
-        key = np.lexsort((-single[:, j], -either[:, j], -strength[:, j]))  # last key first
+        key = np.lexsort((-single[:, j], -either[:, j], -strength[:, j], -hint[:, j]))
         ranked = [int(i) for i in key if i != j][:k]
         out.append(sorted(ranked))
     return out
+
+
+def _check_probs(candidate_probs, d: int) -> np.ndarray:
+    """``candidate_probs`` (a result's ``edge_probs`` or an array) as a ``(d, d)`` array."""
+    probs = getattr(candidate_probs, "edge_probs", candidate_probs)
+    try:
+        probs = np.asarray(probs, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(
+            "candidate_probs must be a CausalResult or a (d, d) array of edge probabilities, "
+            f"got {type(candidate_probs).__name__}"
+        ) from None
+    if probs.shape != (d, d):
+        raise InputError(f"candidate_probs must be ({d}, {d}), got shape {probs.shape}")
+    if not np.isfinite(probs).all() or (probs < 0).any() or (probs > 1).any():
+        raise InputError("candidate_probs must hold probabilities in [0, 1]")
+    return probs
 
 
 def _check_candidates(candidates, names) -> list[list[int]]:

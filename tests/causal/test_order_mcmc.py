@@ -147,3 +147,45 @@ def test_nan_data_and_names_as_candidates():
     post = order_mcmc_posterior(ds.data, candidates=[["X1"], ["X0"], [], []], num_samples=20)
     assert post.candidates == [[1], [0], [], []]
     assert post.names == ds.names
+
+
+def test_candidate_probs_put_an_earlier_fits_likely_pairs_first():
+    """A pair an earlier fit finds likely (either way) becomes a candidate of both nodes
+    ahead of the screen's choices; a result's edge_probs are taken as they are."""
+    from pyrostruct.causal import discover
+
+    ds, x, _ = _data(6, 200, 0)
+    screened = order_mcmc_posterior(x, max_candidates=1, num_samples=20, seed=0)
+    i, j = next((i, j) for i in range(6) for j in range(6)
+                if i != j and i not in screened.candidates[j]
+                and j not in screened.candidates[i])  # fmt: skip
+    probs = np.zeros((6, 6))
+    probs[i, j] = 0.3
+    hinted = order_mcmc_posterior(x, max_candidates=1, num_samples=20, seed=0,
+                                  candidate_probs=probs)  # fmt: skip
+    assert hinted.candidates[j] == [i] and hinted.candidates[i] == [j]
+    others = [k for k in range(6) if k not in (i, j)]
+    assert [hinted.candidates[k] for k in others] == [screened.candidates[k] for k in others]
+    below = probs * (0.04 / 0.3)  # under LIKELY: the screen decides
+    assert order_mcmc_posterior(x, max_candidates=1, num_samples=20, seed=0,
+                                candidate_probs=below).candidates == screened.candidates
+    fit = discover(x)
+    from_result = order_mcmc_posterior(x, num_samples=20, seed=0, candidate_probs=fit)
+    from_array = order_mcmc_posterior(x, num_samples=20, seed=0, candidate_probs=fit.edge_probs)
+    assert from_result.candidates == from_array.candidates
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(candidate_probs=np.zeros((5, 5))), r"must be \(6, 6\)"),
+        (dict(candidate_probs=np.full((6, 6), 1.5)), "probabilities in"),
+        (dict(candidate_probs=np.full((6, 6), np.nan)), "probabilities in"),
+        (dict(candidate_probs="dense"), "CausalResult or a"),
+        (dict(candidate_probs=np.zeros((6, 6)), candidates=_all(6)), "not both"),
+    ],
+)
+def test_bad_candidate_probs(kwargs, match):
+    _, x, _ = _data(6, 50, 0)
+    with pytest.raises(InputError, match=match):
+        order_mcmc_posterior(x, num_samples=5, **kwargs)
