@@ -46,7 +46,7 @@ from pyrostruct.causal.data import bge_columns, check_data
 from pyrostruct.causal.equivalence import sample_equivalent_dags
 from pyrostruct.causal.interventions import target_sets
 from pyrostruct.causal.knowledge import KnowledgeMasks, as_knowledge
-from pyrostruct.causal.settings import check_seed
+from pyrostruct.causal.settings import check_num_samples, check_seed
 from pyrostruct.data import is_real_number
 from pyrostruct.errors import InputError, check_count
 from pyrostruct.infer.bge import bge_hyperparameters, bge_local_scores
@@ -96,9 +96,10 @@ class ExactPosterior:
         :param bool average_equivalent: replace each draw by a uniform member of its
             (interventional) Markov equivalence class, as ``discover`` does by default.
         :param seed: seed of the draws, ``0 .. 2**32 - 1``, or ``None`` for a fresh one.
-        :raises InputError: ``n`` not a positive integer, or a bad seed.
+        :raises InputError: ``n`` not a positive integer or above
+            :data:`~pyrostruct.causal.settings.MAX_NUM_SAMPLES`, or a bad seed.
         """
-        n = check_count(n, "n")
+        n = check_num_samples(check_count(n, "n"), "n", minimum=1)
         rng = np.random.default_rng(check_seed(seed))
         d = len(self.names)
         full = (1 << d) - 1
@@ -156,20 +157,60 @@ class ExactPosterior:
 
     @classmethod
     def from_dict(cls, data: dict) -> ExactPosterior:
-        """The posterior of a :meth:`to_dict` record (recomputed: same numbers)."""
-        knowledge = data.get("knowledge")
-        return _solve(
-            np.asarray(data["grams"], dtype=np.float64),
-            np.asarray(data["rows"], dtype=np.int64),
-            np.asarray(data["scale"], dtype=np.float64),
-            names=list(data["names"]),
-            targets=[list(t) for t in data["intervention_targets"]],
-            nu=float(data["nu"]),
-            c=float(data["c"]),
-            p=float(data["edge_probability"]),
-            knowledge=None if knowledge is None else KnowledgeMasks.from_dict(knowledge),
-            threshold=float(data["threshold"]),
-        )
+        """The posterior of a :meth:`to_dict` record (recomputed: same numbers).
+
+        :raises InputError: a record that :meth:`to_dict` cannot have written (a missing
+            field, wrong shapes, non-finite numbers, values out of range), in one line.
+        """
+        try:
+            fields = _check_record(data)
+        except (KeyError, IndexError, TypeError, ValueError, OverflowError) as e:
+            if isinstance(e, InputError):
+                raise
+            what = f"missing field {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
+            raise InputError(f"exact posterior record: {what[:200]}") from None
+        return _solve(*fields[:3], **fields[3])
+
+
+def _check_record(data) -> tuple:
+    """The arguments of :func:`_solve` from a :meth:`ExactPosterior.to_dict` record, checked."""
+
+    def bad(message):
+        return InputError(f"exact posterior record: {message}")
+
+    if not isinstance(data, dict):
+        raise bad(f"expected a JSON object, got {type(data).__name__}")
+    names = data["names"]
+    if not isinstance(names, list) or not 2 <= len(names) <= MAX_NODES:
+        raise bad(f"names must be a list of 2 to {MAX_NODES} node names")
+    d = len(names)
+    grams = np.asarray(data["grams"], dtype=np.float64)
+    rows = np.asarray(data["rows"], dtype=np.float64)
+    scale = np.asarray(data["scale"], dtype=np.float64)
+    if grams.shape != (d, d, d) or rows.shape != (d,) or scale.shape != (d,):
+        raise bad(f"grams, rows and scale must have shapes ({d}, {d}, {d}), ({d},), ({d},)")
+    if not (np.isfinite(grams).all() and np.isfinite(scale).all() and (scale > 0).all()):
+        raise bad("grams and scale must be finite, scale > 0")
+    if not ((rows >= 1).all() and (rows == np.round(rows)).all()):
+        raise bad("rows must be positive integers")
+    nu, c, p = (data[k] for k in ("nu", "c", "edge_probability"))
+    if not all(is_real_number(v, finite=True) for v in (nu, c, p)):
+        raise bad("nu, c and edge_probability must be finite numbers")
+    if not (nu > d - 1 and c > 0 and 0 < p < 1):
+        raise bad(f"need nu > d - 1 = {d - 1}, c > 0 and 0 < edge_probability < 1")
+    targets = [list(t) for t in data["intervention_targets"]]
+    if not all(isinstance(i, int) and 0 <= i < d for t in targets for i in t):
+        raise bad(f"intervention_targets must hold node indices 0 .. {d - 1}")
+    threshold = data["threshold"]
+    if not (is_real_number(threshold) and 0 < threshold <= 1):
+        raise bad(f"threshold must lie in (0, 1], got {threshold!r}")
+    knowledge = data.get("knowledge")
+    knowledge = None if knowledge is None else KnowledgeMasks.from_dict(knowledge)
+    if knowledge is not None and knowledge.free.shape != (d, d):
+        raise bad(f"knowledge must be about {d} nodes")
+    kwargs = dict(names=[str(v) for v in names], targets=targets, nu=float(nu), c=float(c),
+                  p=float(p), knowledge=knowledge, threshold=float(threshold))  # fmt: skip
+    return grams, rows.astype(np.int64), scale, kwargs
 
 
 def exact_posterior(

@@ -29,7 +29,7 @@ from pyrostruct.causal.equivalence import _equivalent_members, interventional_es
 from pyrostruct.causal.exact import ExactPosterior
 from pyrostruct.causal.knowledge import KnowledgeMasks, orient_by_knowledge
 from pyrostruct.distributions import OrderedDAG
-from pyrostruct.errors import InputError
+from pyrostruct.errors import InputError, check_count
 from pyrostruct.graph import node_link_data
 
 __all__ = ["CausalResult", "load_result", "consensus_adjacency"]
@@ -189,9 +189,8 @@ class CausalResult:
         """``n`` DAGs ``(n, d, d)`` drawn from the variational posterior, or from the exact
         one (:attr:`exact`), each moved to a uniform member of its Markov equivalence class
         if ``equivalence_class``."""
-        if int(n) < 1:
-            raise InputError(f"n must be >= 1, got {n}")
-        return self._draw(int(n), seed).astype(np.int64)
+        n = check_count(n, "n")  # 1.5 or "3" used to be taken as int(n)
+        return self._draw(n, seed).astype(np.int64)
 
     def _draw(self, n: int, seed: int | None, tick=None) -> np.ndarray:
         """:meth:`sample_dags` as booleans ``(n, d, d)`` (``tick``: see ``_equivalent_members``)."""

@@ -21,9 +21,11 @@ from pyrostruct.causal.knowledge import KnowledgeMasks
 from pyrostruct.causal.orders import check_init_order
 from pyrostruct.causal.priors import WEIGHT_PRIORS
 from pyrostruct.causal.sem import MLPSEM, LinearGaussianSEM, StructuralEquationModel
+from pyrostruct.data import is_real_number
 from pyrostruct.errors import InputError
 
-__all__ = ["Settings", "check_seed", "check_pairwise", "ESTIMATOR_NAMES"]
+__all__ = ["Settings", "check_seed", "check_pairwise", "check_num_samples", "ESTIMATOR_NAMES",
+           "MAX_NUM_SAMPLES"]  # fmt: skip
 
 _SEMS = ("linear", "linear-equal", "mlp")
 
@@ -45,6 +47,27 @@ VARIATIONAL_DEFAULTS = {
     "steps": None, "lr": None, "num_particles": 8, "batch_size": None,
     "temperature": (1.0, 0.2), "init_order": None, "weight_prior": None,
 }  # fmt: skip
+
+
+#: The most DAGs ``discover`` draws (``num_samples``) or ``sample_dags`` returns in one call:
+#: the draws are held in memory, ``num_samples x d x d``, and the Monte Carlo standard error
+#: of an edge probability is at most ``0.5 / sqrt(num_samples)``, 0.0005 there.
+MAX_NUM_SAMPLES = 10**6
+
+
+def check_num_samples(value, name: str = "num_samples", minimum: int = 2) -> int:
+    """``value`` as an int from ``minimum`` to :data:`MAX_NUM_SAMPLES` (Python or numpy
+    integers; floats, strings and bools refused)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value > MAX_NUM_SAMPLES:
+        raise InputError(
+            f"{name} must be at most {MAX_NUM_SAMPLES} (the draws are held in memory; the "
+            f"Monte Carlo error of an edge probability is below 0.0005 there), got {value}"
+        )
+    return int(value)
 
 
 def _differs(value, default) -> bool:
@@ -191,6 +214,8 @@ class Settings:
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
             raise InputError(f"steps must be a positive integer, got {steps!r}")
         pairs = d * (d - 1) / 2
+        if expected_edges is not None and not is_real_number(expected_edges):
+            raise InputError(f"expected_edges must be a number, got {expected_edges!r}")
         m = min(float(d), pairs / 2) if expected_edges is None else float(expected_edges)
         if not 0 < m < pairs:
             raise InputError(
@@ -208,10 +233,13 @@ class Settings:
         t0, t1 = (float(v) for v in temperature)
         if not (0 < t0 < math.inf and 0 < t1 < math.inf):
             raise InputError(f"temperatures must be finite and > 0, got {temperature}")
+        if not is_real_number(threshold):
+            raise InputError(f"threshold must be a number in (0, 1], got {threshold!r}")
         if not 0 < float(threshold) <= 1:
             raise InputError(f"threshold must lie in (0, 1], got {threshold}")
-        if int(num_samples) < 2:
-            raise InputError(f"num_samples must be >= 2, got {num_samples}")
+        num_samples = check_num_samples(num_samples)
+        if not isinstance(standardize, (bool, np.bool_)):
+            raise InputError(f"standardize must be True or False, got {standardize!r}")
         if int(checkpoint_every) < 1:
             raise InputError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
         if average_equivalent not in (None, True, False):
