@@ -2,7 +2,7 @@
 ``estimator="exact"`` on small linear problems?
 
 Same data for both, same call otherwise: ``discover(x, seed=seed, estimator="analytic")``
-(the variational default up to now: greedy start order, 500 steps) against
+(the variational default: greedy start order, 500 steps) against
 ``discover(x, estimator="exact")`` (the BGe posterior summed exactly over orders and
 parent sets, :mod:`pyrostruct.causal.exact`).
 

@@ -31,10 +31,9 @@
 # likelihood depends on the data through its Gram matrix), so the edges get
 # exact gradients; `estimator="straight-through"` samples edges too (`AutoDAG`
 # and Pyro's `Trace_ELBO`) and works for any SEM, such as `sem="mlp"`. For a
-# linear SEM with one noise variance per node and at most 12 variables,
-# `discover` needs no variational family at all: by default it sums the
-# posterior exactly over every order and parent set (`estimator="exact"`, the
-# BGe likelihood; the interventions section below uses it).
+# linear SEM with one noise variance per node and at most 16 variables,
+# `estimator="exact"` needs no variational family at all: it sums the posterior
+# of the BGe likelihood exactly over every order and parent set.
 #
 # This notebook: synthetic data with a known graph, the posterior over edges as
 # a heat map, the consensus graph against the truth, where the model is

@@ -83,8 +83,7 @@ class ActiveLearner:
     :param bool warm_start: start each refit's order search at the previous posterior's
         most probable order.
     :param str posterior: ``"variational"`` (:func:`~pyrostruct.causal.discover` with
-        ``fit``: with its defaults, the exact posterior up to 12 linear nodes, averaged over
-        equivalence classes, and the variational one above) or
+        ``fit``, variational unless ``fit`` asks for ``estimator="exact"``) or
         ``"exact"`` (:func:`~pyrostruct.causal.exact_posterior`, up to 16 nodes, the BGe
         model of the gains themselves; ``fit`` then takes its arguments): the posterior
         fitted, recorded and reported every round.

@@ -32,14 +32,8 @@ _SEMS = ("linear", "linear-equal", "mlp")
 #: The names ``discover(estimator=...)`` takes.
 ESTIMATOR_NAMES = ("analytic", "straight-through", "exact")
 
-#: ``estimator=None`` picks ``"exact"`` up to this many nodes (where it applies): at most
-#: 0.3 s there, against about 0.5 s for the variational fit, and measured as accurate
-#: (``benchmarks/causal_exact_vs_vi.py``); each node more doubles its time (0.9 s at 14,
-#: 4 s at 16). See :func:`~pyrostruct.causal.discover`.
-EXACT_DEFAULT_NODES = 12
-
 #: Settings only the variational estimators use, with their defaults: a value other than
-#: the default is refused by ``estimator="exact"`` and keeps ``estimator=None`` variational.
+#: the default is refused by ``estimator="exact"``.
 #: (``search_start``, a hint for the order search, is ignored by ``"exact"``, which has no
 #: search; ``hidden`` and ``checkpoint_every`` only matter with the MLP SEM and a
 #: checkpoint.)
@@ -155,7 +149,7 @@ class Settings:
 
         :param training: the names of ``discover``'s other training-only arguments given
             (``checkpoint``, ``callback``, ``restarts``), which ``estimator="exact"``
-            refuses and which keep ``estimator=None`` variational.
+            refuses.
         :raises InputError: an unknown name or a value out of range, naming the argument.
         """
         if isinstance(sem, str) and sem not in _SEMS:
@@ -174,13 +168,9 @@ class Settings:
                   "init_order": init_order, "weight_prior": weight_prior}  # fmt: skip
         given = [k for k, v in values.items() if _differs(v, VARIATIONAL_DEFAULTS[k])]
         given += list(training)
-        exact_ok = sem == "linear" and dag == "order" and noise == "nonequal"
         if estimator is None:
             analytic_ok = is_linear and dag == "order" and batch_size is None
-            if exact_ok and d <= EXACT_DEFAULT_NODES and not given:
-                estimator = "exact"
-            else:
-                estimator = "analytic" if analytic_ok else "straight-through"
+            estimator = "analytic" if analytic_ok else "straight-through"
         elif estimator not in ESTIMATOR_NAMES:
             raise InputError(
                 f"unknown estimator {estimator!r}; use one of {', '.join(ESTIMATOR_NAMES)}"

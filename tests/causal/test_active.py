@@ -170,10 +170,9 @@ def test_environment_refuses_bad_requests(lab):
 
 
 def test_an_exact_fit_is_designed_on_alone(lab):
-    """With discover's defaults at 8 nodes the fit is exact: "auto" designs on it instead
+    """A fit that is exact (``discover(estimator="exact")``): "auto" designs on it instead
     of pooling it with a second exact posterior of the same rows."""
-    learner = _learner(lab, "eig", fit={})
-    assert learner.fit == {}
+    learner = _learner(lab, "eig", fit={"estimator": "exact"})
     learner.run(1)
     result = learner.results[0]
     assert result.metadata["estimator"] == "exact" and result.exact is not None

@@ -13,7 +13,6 @@ from pyrostruct.causal import datasets, discover, exact_posterior, load_result
 from pyrostruct.causal.data import observational_moments
 from pyrostruct.causal.exact import MAX_NODES
 from pyrostruct.causal.knowledge import Knowledge
-from pyrostruct.causal.settings import EXACT_DEFAULT_NODES
 from pyrostruct.errors import InputError
 from pyrostruct.graph import enumerate_dags
 from pyrostruct.selection.structures import dag_log_evidence
@@ -47,7 +46,7 @@ def test_edge_probs_are_the_exact_posteriors(targets):
 
 
 @pytest.mark.parametrize("targets", [(), (2,)])
-def test_by_default_classes_keep_their_exact_mass_spread_uniformly(targets):
+def test_classes_keep_their_exact_mass_spread_uniformly_by_default(targets):
     """The default averages exact draws over their (interventional) equivalence classes:
     on a chain X0 -> X1 -> X2 the order-modular posterior gives the unidentified X0 - X1
     1/3 against 2/3 (the fork has two linear extensions, each chain one); averaged, 1/2."""
@@ -58,8 +57,8 @@ def test_by_default_classes_keep_their_exact_mass_spread_uniformly(targets):
         w, 1500, noise_scales=[1.4, 0.6, 0.9], interventions=[list(targets)] if targets else None,
         seed=3,
     )  # fmt: skip
-    plain = discover(x, interventions=mask, average_equivalent=False)
-    result = discover(x, interventions=mask, num_samples=4000, seed=0)
+    plain = discover(x, interventions=mask, estimator="exact", average_equivalent=False)
+    result = discover(x, interventions=mask, estimator="exact", num_samples=4000, seed=0)
     meta = result.metadata
     assert meta["estimator"] == "exact" and meta["average_equivalent"] and meta["monte_carlo"]
     assert result.equivalence_class
@@ -224,15 +223,33 @@ def test_usable_by_suggest_interventions():
     assert design.batch["experiment"].tolist() == again.batch["experiment"].tolist()
 
 
-def test_the_default_is_exact_for_small_linear_problems_without_variational_settings():
-    assert EXACT_DEFAULT_NODES == 12
-    small = np.random.default_rng(0).normal(size=(100, EXACT_DEFAULT_NODES))
-    assert discover(small).metadata["estimator"] == "exact"
-    # search_start is a hint for the order search: it keeps the exact default
-    assert discover(small, search_start=list(range(12))).metadata["estimator"] == "exact"
-    large = np.random.default_rng(0).normal(size=(100, EXACT_DEFAULT_NODES + 1))
-    assert discover(large, steps=2).metadata["estimator"] == "analytic"
+def test_the_default_stays_variational():
+    """``estimator="exact"`` is opt-in: BGe's coefficient prior scales with a node's noise
+    variance, which on standardized data lets nearly deterministic nodes take spurious
+    parents (see ``discover``'s ``estimator``)."""
+    small = np.random.default_rng(0).normal(size=(100, 6))
+    assert discover(small, steps=2).metadata["estimator"] == "analytic"
+    assert discover(small, num_samples=10, steps=2).metadata["estimator"] == "analytic"
     _, x, _ = _data(4, 60, 0)
-    for kwargs in (dict(steps=2), dict(weight_prior="pmom", steps=2), dict(noise="equal")):
-        assert discover(x, **kwargs).metadata["estimator"] == "analytic", kwargs
     assert discover(x, sem="mlp", steps=2).metadata["estimator"] == "straight-through"
+
+
+def test_nearly_deterministic_nodes_take_spurious_parents_under_bge():
+    """The measured reason exact is not the default (d = 10 ER2, 30% of the nodes
+    intervened, 200 rows per regime, seed 0 of ``benchmarks/causal_interventions.py``'s
+    cases): node 9 keeps 0.8% of its variance as noise; adding X5 to its true parents
+    lowers its residual sum of squares by 0.8% and gains 3.5 nats of BGe evidence, so P(5
+    -> 9) = 0.97 with no such edge, where the variational pMOM fit gives about 0."""
+    ds = datasets.make_dataset(d=10, n=800, graph="ER", noise="nonequal",
+                               interventions=[[5], [6], [9]], seed=0)  # fmt: skip
+    x = ds.data.to_numpy()
+    column = np.asarray(ds.intervention_column())
+    mask = np.zeros(x.shape, dtype=bool)
+    for t in (5, 6, 9):
+        mask[:, t] = column == ds.names[t]
+    x = (x - x.mean(0)) / x.std(0)
+    assert ds.adjacency[5, 9] == 0
+    exact = discover(x, interventions=mask, estimator="exact", average_equivalent=False)
+    assert exact.edge_probs[5, 9] > 0.9
+    variational = discover(x, interventions=mask, seed=0)
+    assert variational.edge_probs[5, 9] < 0.05

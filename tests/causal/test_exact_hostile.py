@@ -1,4 +1,4 @@
-"""Hostile input to the exact default of ``discover`` (:mod:`pyrostruct.causal.estimators.exact`)
+"""Hostile input to ``discover(estimator="exact")`` (:mod:`pyrostruct.causal.estimators.exact`)
 and to :func:`exact_posterior`: bad settings are one-line :class:`InputError` s before any
 work, corrupted saved records are refused the same way, odd but valid tables give finite
 results, and outputs never hold NaN or overwrite the input."""
@@ -17,6 +17,10 @@ from pyrostruct.causal.settings import MAX_NUM_SAMPLES
 from pyrostruct.errors import InputError
 
 
+def exact(data, **kwargs):
+    return discover(data, estimator="exact", **kwargs)
+
+
 @pytest.fixture(scope="module")
 def frame():
     return datasets.make_dataset(d=4, n=200, seed=0, noise="nonequal").data
@@ -26,22 +30,22 @@ def frame():
 def test_num_samples_must_be_an_integer_of_at_least_2(frame, num_samples):
     """2.5 used to be taken as 2, "10" as 10, NaN raised "cannot convert float NaN"."""
     with pytest.raises(InputError, match="num_samples must be an integer >= 2") as info:
-        discover(frame, num_samples=num_samples)
+        exact(frame, num_samples=num_samples)
     assert "\n" not in str(info.value)
 
 
 def test_num_samples_too_large_is_refused_before_any_work(frame):
     """10**12 used to end in a MemoryError allocating 116 TiB of draws."""
     with pytest.raises(InputError, match=f"num_samples must be at most {MAX_NUM_SAMPLES}"):
-        discover(frame, num_samples=10**12)
-    discover(frame, num_samples=2)  # the smallest count works
+        exact(frame, num_samples=10**12)
+    exact(frame, num_samples=2)  # the smallest count works
 
 
 def test_sample_dags_refuses_a_huge_or_fractional_count(frame):
     posterior = exact_posterior(frame)
     with pytest.raises(InputError, match="at most"):
         posterior.sample_dags(10**12)
-    result = discover(frame, num_samples=10)
+    result = exact(frame, num_samples=10)
     with pytest.raises(InputError, match="at most"):
         result.sample_dags(10**12)
     for n in (1.5, "3", 0):  # 1.5 used to draw 1 DAG and "3" three
@@ -61,7 +65,7 @@ def test_sample_dags_refuses_a_huge_or_fractional_count(frame):
 )
 def test_settings_of_the_wrong_type_are_refused(frame, kwargs, match):
     with pytest.raises(InputError, match=match):
-        discover(frame, **kwargs)
+        exact(frame, **kwargs)
 
 
 def _mutations():
@@ -91,7 +95,7 @@ def test_a_corrupted_exact_record_is_a_one_line_input_error(frame, tmp_path, nam
     """Each of these used to raise KeyError, IndexError, ValueError("math domain error"),
     a broadcasting error, or load silently (NaN nu, negative row counts)."""
     path = tmp_path / "graph.json"
-    discover(frame, num_samples=10).save(path)
+    exact(frame, num_samples=10).save(path)
     data = json.loads(path.read_text())
     record = data["graph"]["pyrostruct"]
     if mutate is None:
@@ -118,7 +122,7 @@ def test_odd_but_valid_tables_give_finite_results(frame):
     for name, data in cases.items():
         categorical = ["X0"] if name == "text levels" else None
         with pytest.warns() if name == "d + 1 rows" else _nothing():
-            result = discover(data, num_samples=20, categorical=categorical)
+            result = exact(data, num_samples=20, categorical=categorical)
         assert result.metadata["estimator"] == "exact", name
         for values in (result.edge_probs, result.edge_probs_stderr, result.weights):
             assert np.isfinite(values).all(), name
@@ -134,23 +138,23 @@ class _nothing:
 
 
 def test_seed_none_is_recorded_and_reproduces(frame):
-    result = discover(frame, seed=None, num_samples=50)
+    result = exact(frame, seed=None, num_samples=50)
     seed = result.metadata["seed"]
     assert isinstance(seed, int)
-    again = discover(frame, seed=seed, num_samples=50)
+    again = exact(frame, seed=seed, num_samples=50)
     np.testing.assert_array_equal(result.edge_probs, again.edge_probs)
 
 
-def test_the_default_switches_at_13_nodes_and_exact_stops_at_17():
-    data13 = datasets.make_dataset(d=13, n=60, seed=0).data
-    assert discover(data13, steps=5, progress=False).metadata["estimator"] == "analytic"
+def test_exact_stops_at_17_nodes():
+    data16 = datasets.make_dataset(d=16, n=60, seed=0).data
+    assert exact(data16, num_samples=10).metadata["estimator"] == "exact"
     data17 = datasets.make_dataset(d=17, n=60, seed=0).data
     with pytest.raises(InputError, match="at most 16 nodes, got 17"):
         discover(data17, estimator="exact")
 
 
 def test_exports_hold_no_nan_and_open_in_networkx_and_pandas(frame, tmp_path):
-    result = discover(frame, num_samples=20, knowledge={"forbidden": [("X3", "X0")]})
+    result = exact(frame, num_samples=20, knowledge={"forbidden": [("X3", "X0")]})
     for suffix in ("json", "graphml", "dot", "csv"):
         path = tmp_path / f"graph.{suffix}"
         result.save(path)

@@ -142,22 +142,40 @@ def test_interventional_rows_almost_never_make_the_exact_posterior_confidently_w
     assert len(reversed_cases) <= 1, reversed_cases
 
 
+_VARIATIONAL_REVERSES = (
+    "issue 24, not met by the default (variational) posterior: on 60 random cases (d = 6-8, "
+    "1-2 targets, 300 rows per regime; drawn as in the exact-posterior test) discover "
+    "confidently reversed a true edge it had right in 11 (weight_prior='normal' 11 too), "
+    "estimator='exact' (the BGe posterior) in 1. No single cause: the exact posterior of "
+    "discover's own model (pMOM slab, noise profiled, parent sets enumerated given the "
+    "order) reverses in 6, its normal-slab variant in 4 (the pMOM slab is not "
+    "score-equivalent: it prefers the wrong order by 4.5-18 nats in 5 of the 11 where BGe "
+    "has them within 1.7); Plackett-Luce VI over orders on those exact within-order "
+    "evidences reverses in 2 (BGe), 2 (normal), 7 (pMOM) from a uniform start but 6 "
+    "(normal) and 9 (pMOM) from discover's greedy start order; the mean-field within-order "
+    "gap adds the rest. estimator='exact' is not the default: BGe lets nearly deterministic "
+    "nodes take spurious parents (test_discover_exact)"
+)
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    ["exact", pytest.param(None, marks=pytest.mark.xfail(strict=True, reason=_VARIATIONAL_REVERSES))],
+)
 @settings(max_examples=6, deadline=None)
-@example(d=8, seed=9243, k=1)
+@example(d=6, seed=1843, k=1)
 @given(st.integers(6, 8), st.integers(0, 10_000), st.integers(1, 2))
-def test_interventional_rows_never_make_a_correct_edge_confidently_wrong(d, seed, k):
+def test_interventional_rows_never_make_a_correct_edge_confidently_wrong(estimator, d, seed, k):
     """Issue 24: where the posterior of the observational rows alone gets an edge right (P >
     0.5 the true way), adding rows of perfect interventions on random targets does not make
-    it confidently reversed (P > 0.9 the wrong way). ``discover``'s default at these sizes
-    is the exact BGe posterior (``estimator="exact"``). Measured on the 60 cases of the
-    exact-posterior test above (``benchmarks/causal_exact_vs_vi.py``): it fails in 1 (d =
-    8, seed 8213, a finite-sample event of the posterior itself), the variational
-    ``estimator="analytic"`` in 11 (the pMOM slab is not score-equivalent, the fit stays
-    in its greedy start's basin, and the mean-field gap within an order)."""
+    it confidently reversed (P > 0.9 the wrong way). Measured on the 60 cases of the
+    exact-posterior test above (``benchmarks/causal_exact_vs_vi.py``): ``estimator="exact"``
+    fails in 1 (d = 8, seed 8213, a finite-sample event of the posterior itself), the
+    default variational ``"analytic"`` in 11 (see the xfail's reason)."""
     from pyrostruct.causal import discover
 
     ds, x, mask, observational = _interventional_case(d, seed, k)
-    before = discover(x[observational], seed=0)
-    after = discover(x, interventions=mask, seed=0)
-    assert before.metadata["estimator"] == after.metadata["estimator"] == "exact"
+    kwargs = {} if estimator is None else {"estimator": estimator}
+    before = discover(x[observational], seed=0, **kwargs)
+    after = discover(x, interventions=mask, seed=0, **kwargs)
     assert not _confidently_reversed(ds.adjacency, before.edge_probs, after.edge_probs)
