@@ -76,7 +76,12 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
         directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     except OSError as e:
-        raise OSError(e.errno, f"cannot write {shown}: {e.strerror}") from None
+        reason = e.strerror
+        blocker = next((p for p in directory.parents[::-1] + (directory,)
+                        if p.exists() and not p.is_dir()), None)  # fmt: skip
+        if blocker is not None:  # mkdir's own words ("File exists") name neither
+            reason = f"{blocker} is a file, not a folder"
+        raise OSError(e.errno, f"cannot write {shown}: {reason}") from None
     try:
         os.fchmod(fd, _new_file_mode(path))
         with os.fdopen(fd, mode) as f:

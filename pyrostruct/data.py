@@ -312,6 +312,11 @@ def check_table(
             else data.to_numpy(dtype=np.float64)
         )
     else:
+        if isinstance(data, (str, bytes, os.PathLike)):
+            raise InputError(
+                f"{name}: got a path, not a table: read it first (pandas.read_csv({data!r})), "
+                "or run the command-line tool on the file"
+            )
         if hasattr(data, "detach"):  # torch.Tensor (bfloat16 has no numpy dtype)
             data = data.detach().cpu()
             data = (data.double() if data.is_floating_point() else data).numpy()

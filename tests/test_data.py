@@ -1,5 +1,7 @@
 """Data tables: every kind of bad input gets a clear InputError naming the column."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -35,8 +37,11 @@ def test_arrays_get_default_names(make):
         (np.arange(6.0), {}, r"expected a 2-D table.*reshape"),
         (np.array([["a", "b"], ["c", "d"]]), {}, r"expected a numeric array"),
         (pd.DataFrame([[1.0, 2.0], [3.0, 4.0]], columns=["a", "a"]), {}, r"duplicate column name 'a'"),
+        ("data.csv", {}, r"got a path, not a table: read it first \(pandas.read_csv\('data.csv'\)\)"),
+        (Path("data.csv"), {}, r"got a path, not a table"),
     ],
-    ids=["non-numeric", "nan", "inf", "constant", "too-few-columns", "too-few-rows", "1d", "strings", "duplicate"],
+    ids=["non-numeric", "nan", "inf", "constant", "too-few-columns", "too-few-rows", "1d", "strings", "duplicate",
+         "path", "pathlib"],
 )
 def test_bad_tables_raise_input_error(data, kwargs, match):
     with pytest.raises(InputError, match=match):

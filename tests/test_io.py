@@ -85,6 +85,10 @@ def test_write_errors_name_the_users_path_not_a_temporary_file(tmp_path):
     with pytest.raises(OSError, match=r"cannot write .*file/out.json") as info:
         atomic_write_json(blocker / "out.json", {})
     assert ".tmp" not in str(info.value)
+    # mkdir's "File exists" / "Not a directory" named no culprit
+    for target in (blocker / "out.json", blocker / "sub" / "out.json"):
+        with pytest.raises(OSError, match=r"file is a file, not a folder"):
+            atomic_write_json(target, {})
 
 
 @pytest.mark.parametrize("suffix, magic", [(".png", b"\x89PNG"), (".pdf", b"%PDF"), (".svg", b"<?xml")])

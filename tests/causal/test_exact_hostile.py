@@ -51,6 +51,9 @@ def test_sample_dags_refuses_a_huge_or_fractional_count(frame):
     for n in (1.5, "3", 0):  # 1.5 used to draw 1 DAG and "3" three
         with pytest.raises(InputError, match="n must be a positive integer"):
             result.sample_dags(n)
+    variational = discover(frame, steps=2, num_samples=10)  # 10**12 was a MemoryError
+    with pytest.raises(InputError, match="n must be at most"):
+        variational.sample_dags(10**12)
 
 
 @pytest.mark.parametrize(
