@@ -46,7 +46,7 @@ from pyrostruct.causal.data import bge_columns, check_data
 from pyrostruct.causal.equivalence import sample_equivalent_dags
 from pyrostruct.causal.interventions import target_sets
 from pyrostruct.causal.knowledge import KnowledgeMasks, as_knowledge
-from pyrostruct.causal.settings import check_num_samples, check_seed
+from pyrostruct.causal.settings import check_num_samples, check_seed, expected_edge_count
 from pyrostruct.data import is_real_number
 from pyrostruct.errors import InputError, check_count
 from pyrostruct.infer.bge import bge_hyperparameters, bge_local_scores
@@ -254,14 +254,7 @@ def exact_posterior(
     x, names, mask = check_data(data, interventions)
     d = x.shape[1]
     check_size(d)
-    pairs = d * (d - 1) / 2
-    if expected_edges is not None and not is_real_number(expected_edges):
-        raise InputError(f"expected_edges must be a number, got {expected_edges!r}")
-    m = min(float(d), pairs / 2) if expected_edges is None else float(expected_edges)
-    if not 0 < m < pairs:
-        raise InputError(
-            f"expected_edges must lie strictly between 0 and d(d-1)/2 = {pairs:g}, got {m}"
-        )
+    m = expected_edge_count(expected_edges, d)
     nu, c = bge_hyperparameters(d, prior_df, prior_scale)
     if not isinstance(standardize, (bool, np.bool_)):
         raise InputError(f"standardize must be True or False, got {standardize!r}")

@@ -24,8 +24,8 @@ from pyrostruct.causal.sem import MLPSEM, LinearGaussianSEM, StructuralEquationM
 from pyrostruct.data import is_real_number
 from pyrostruct.errors import InputError
 
-__all__ = ["Settings", "check_seed", "check_pairwise", "check_num_samples", "ESTIMATOR_NAMES",
-           "MAX_NUM_SAMPLES"]  # fmt: skip
+__all__ = ["Settings", "check_seed", "check_pairwise", "check_num_samples",
+           "expected_edge_count", "ESTIMATOR_NAMES", "MAX_NUM_SAMPLES"]  # fmt: skip
 
 _SEMS = ("linear", "linear-equal", "mlp")
 
@@ -47,6 +47,21 @@ VARIATIONAL_DEFAULTS = {
 #: the draws are held in memory, ``num_samples x d x d``, and the Monte Carlo standard error
 #: of an edge probability is at most ``0.5 / sqrt(num_samples)``, 0.0005 there.
 MAX_NUM_SAMPLES = 10**6
+
+
+def expected_edge_count(expected_edges, d: int) -> float:
+    """The prior expected number of edges ``m`` of ``d`` nodes: ``expected_edges`` checked,
+    or by default ``min(d, d (d - 1) / 4)``; it must lie strictly between 0 and ``d (d -
+    1) / 2``."""
+    pairs = d * (d - 1) / 2
+    if expected_edges is not None and not is_real_number(expected_edges):
+        raise InputError(f"expected_edges must be a number, got {expected_edges!r}")
+    m = min(float(d), pairs / 2) if expected_edges is None else float(expected_edges)
+    if not 0 < m < pairs:
+        raise InputError(
+            f"expected_edges must lie strictly between 0 and d(d-1)/2 = {pairs:g}, got {m}"
+        )
+    return m
 
 
 def check_num_samples(value, name: str = "num_samples", minimum: int = 2) -> int:
@@ -203,14 +218,7 @@ class Settings:
             steps = 500 if estimator == "analytic" else 2000
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
             raise InputError(f"steps must be a positive integer, got {steps!r}")
-        pairs = d * (d - 1) / 2
-        if expected_edges is not None and not is_real_number(expected_edges):
-            raise InputError(f"expected_edges must be a number, got {expected_edges!r}")
-        m = min(float(d), pairs / 2) if expected_edges is None else float(expected_edges)
-        if not 0 < m < pairs:
-            raise InputError(
-                f"expected_edges must lie strictly between 0 and d(d-1)/2 = {pairs:g}, got {m}"
-            )
+        m = expected_edge_count(expected_edges, d)
         is_mlp = sem == "mlp" or isinstance(sem, MLPSEM)
         default_lr = 0.1 if estimator == "analytic" else 0.01 if is_mlp else 0.2
         lr = lr if lr is not None else default_lr

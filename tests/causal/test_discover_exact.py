@@ -21,14 +21,7 @@ from pyrostruct.selection.structures import dag_log_evidence
 def _data(d, n, seed, targets=()):
     ds = datasets.make_dataset(d=d, n=n, seed=seed, noise="nonequal",
                                interventions=[[t] for t in targets] or None)  # fmt: skip
-    x = ds.data.to_numpy()
-    mask = None
-    if targets:
-        column = np.asarray(ds.intervention_column())
-        mask = np.zeros(x.shape, dtype=bool)
-        for t in targets:
-            mask[:, t] = column == ds.names[t]
-    return ds, x, mask
+    return ds, ds.data.to_numpy(), ds.intervention_mask if targets else None
 
 
 @pytest.mark.parametrize("targets", [(), (1,), (0, 3)])

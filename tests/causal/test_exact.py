@@ -51,15 +51,9 @@ def _brute_force(x, mask, expected_edges=None):
 
 
 def _data(d, n, seed, targets=()):
-    ds = datasets.make_dataset(d=d, n=n, seed=seed, interventions=[[t] for t in targets] or None)
-    x = ds.data.to_numpy()
-    mask = None
-    if targets:
-        column = np.asarray(ds.intervention_column())
-        mask = np.zeros(x.shape, dtype=bool)
-        for t in targets:
-            mask[:, t] = column == ds.names[t]
-    return ds, x, mask
+    ds = datasets.make_dataset(d=d, n=n, seed=seed,
+                               interventions=[[t] for t in targets] or None)  # fmt: skip
+    return ds, ds.data.to_numpy(), ds.intervention_mask if targets else None
 
 
 @pytest.mark.parametrize(
