@@ -1,8 +1,8 @@
 """Order MCMC with candidate parent sets (``pyrostruct.causal.order_mcmc``) against the exact
 posterior and against ``discover``'s variational default.
 
-Linear Gaussian ER2 data (``datasets.make_dataset``, unequal noise variances), n in {200,
-1000}, 3 seeds; every method standardizes the columns.
+Linear Gaussian data (``datasets.make_dataset``, unequal noise variances; ER2 graphs, and
+SF2 too in part (b)), n in {200, 1000}, 3 seeds; every method standardizes the columns.
 
 (a) d in {12, 14}: max and mean absolute edge-probability error (over ordered pairs)
     against ``exact_posterior`` for ``order_mcmc_posterior(x, max_candidates=K)``, K in {6,

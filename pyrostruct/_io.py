@@ -58,6 +58,14 @@ def _new_file_mode(path: Path) -> int:
         return 0o666 & ~_umask()
 
 
+def _is_file(path: Path) -> bool:
+    """``path`` exists and is not a folder (``False`` where it cannot be looked at)."""
+    try:
+        return path.exists() and not path.is_dir()
+    except OSError:
+        return False
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
     """Open a temporary file next to ``path``; rename it onto ``path`` on success.
@@ -78,7 +86,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
     except OSError as e:
         reason = e.strerror
         blocker = next((p for p in directory.parents[::-1] + (directory,)
-                        if p.exists() and not p.is_dir()), None)  # fmt: skip
+                        if _is_file(p)), None)  # fmt: skip
         if blocker is not None:  # mkdir's own words ("File exists") name neither
             reason = f"{blocker} is a file, not a folder"
         raise OSError(e.errno, f"cannot write {shown}: {reason}") from None

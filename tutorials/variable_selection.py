@@ -202,7 +202,8 @@ print(f"noise scale: posterior median {median['sigma']:.2f} (true 1.00)")
 #
 # (The times of this table come from runs one after another on a shared machine;
 # `benchmarks/gumbel_rao_draws.py` interleaves the steps: Gumbel-Rao with its
-# default 5 draws costs 1.23x straight-through's step, ReinMax about 1.05x.)
+# default 5 draws costs 1.23x straight-through's step; ReinMax 1.04x in the runs
+# above.)
 #
 # Recommendations from these numbers:
 #

@@ -27,8 +27,7 @@ keeps weak spurious edges out that a Gaussian slab lets in.
 
 Two estimators of the same ELBO:
 
-- ``estimator="analytic"`` (default for the linear SEM with ``dag="order"`` where
-  ``"exact"`` is not):
+- ``estimator="analytic"`` (default for the linear SEM with ``dag="order"``):
   only the order is sampled; given it, the Bernoulli edges and Gaussian
   weights are integrated exactly through the Gram matrix
   (:mod:`pyrostruct.causal.collapsed`), the edge and weight gradients are exact
@@ -389,10 +388,10 @@ def discover(
         checkpoint_every=checkpoint_every, search_start=search_start, knowledge=masks,
         training=training,
     )  # fmt: skip
-    if settings.estimator == "exact":
-        return _report_table(exact_result(x, names, mask, settings), table)
     check_executor(executor)
     check_workers(workers)
+    if settings.estimator == "exact":
+        return _report_table(exact_result(x, names, mask, settings), table)
     if restarts > 1 and callback is not None and executor != "serial":
         raise InputError("callback runs in this process only: use executor='serial' with it")
     # workers' progress bars would interleave: other executors show one bar over restarts

@@ -183,6 +183,8 @@ def _check_record(data) -> tuple:
     names = data["names"]
     if not isinstance(names, list) or not 2 <= len(names) <= MAX_NODES:
         raise bad(f"names must be a list of 2 to {MAX_NODES} node names")
+    if len({str(v) for v in names}) != len(names):
+        raise bad("names must be distinct")
     d = len(names)
     grams = np.asarray(data["grams"], dtype=np.float64)
     rows = np.asarray(data["rows"], dtype=np.float64)
@@ -191,15 +193,20 @@ def _check_record(data) -> tuple:
         raise bad(f"grams, rows and scale must have shapes ({d}, {d}, {d}), ({d},), ({d},)")
     if not (np.isfinite(grams).all() and np.isfinite(scale).all() and (scale > 0).all()):
         raise bad("grams and scale must be finite, scale > 0")
-    if not ((rows >= 1).all() and (rows == np.round(rows)).all()):
+    if not ((rows >= 1).all() and (rows <= 2**53).all() and (rows == np.round(rows)).all()):
         raise bad("rows must be positive integers")
+    size = max(1.0, float(np.abs(grams).max()))
+    symmetric = np.abs(grams - grams.transpose(0, 2, 1)).max() <= 1e-8 * size
+    if not symmetric or np.linalg.eigvalsh(grams).min() < -1e-8 * size:
+        raise bad("every node's Gram matrix must be symmetric positive semidefinite")
     nu, c, p = (data[k] for k in ("nu", "c", "edge_probability"))
     if not all(is_real_number(v, finite=True) for v in (nu, c, p)):
         raise bad("nu, c and edge_probability must be finite numbers")
     if not (nu > d - 1 and c > 0 and 0 < p < 1):
         raise bad(f"need nu > d - 1 = {d - 1}, c > 0 and 0 < edge_probability < 1")
     targets = [list(t) for t in data["intervention_targets"]]
-    if not all(isinstance(i, int) and 0 <= i < d for t in targets for i in t):
+    if not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < d
+               for t in targets for i in t):  # fmt: skip
         raise bad(f"intervention_targets must hold node indices 0 .. {d - 1}")
     threshold = data["threshold"]
     if not (is_real_number(threshold) and 0 < threshold <= 1):

@@ -28,7 +28,7 @@ from pyrostruct.causal.consensus import consensus_adjacency
 from pyrostruct.causal.equivalence import _equivalent_members, interventional_essential_graph
 from pyrostruct.causal.exact import ExactPosterior
 from pyrostruct.causal.knowledge import KnowledgeMasks, orient_by_knowledge
-from pyrostruct.causal.settings import MAX_NUM_SAMPLES
+from pyrostruct.causal.settings import check_num_samples
 from pyrostruct.distributions import OrderedDAG
 from pyrostruct.errors import InputError, check_count
 from pyrostruct.graph import node_link_data
@@ -190,9 +190,8 @@ class CausalResult:
         """``n`` DAGs ``(n, d, d)`` drawn from the variational posterior, or from the exact
         one (:attr:`exact`), each moved to a uniform member of its Markov equivalence class
         if ``equivalence_class``."""
-        n = check_count(n, "n")  # 1.5 or "3" used to be taken as int(n)
-        if n > MAX_NUM_SAMPLES:  # the draws are held in memory (10**12: a MemoryError)
-            raise InputError(f"n must be at most {MAX_NUM_SAMPLES}, got {n}")
+        # 1.5 or "3" used to be taken as int(n); 10**12 was a MemoryError
+        n = check_num_samples(check_count(n, "n"), "n", minimum=1)
         return self._draw(n, seed).astype(np.int64)
 
     def _draw(self, n: int, seed: int | None, tick=None) -> np.ndarray:

@@ -178,11 +178,6 @@ class Settings:
         if weight_prior is not None and weight_prior not in WEIGHT_PRIORS:
             raise InputError(f"weight_prior must be one of {WEIGHT_PRIORS}, got {weight_prior!r}")
         is_linear = _is_linear(sem)
-        values = {"steps": steps, "lr": lr, "num_particles": num_particles,
-                  "batch_size": batch_size, "temperature": temperature,
-                  "init_order": init_order, "weight_prior": weight_prior}  # fmt: skip
-        given = [k for k, v in values.items() if _differs(v, VARIATIONAL_DEFAULTS[k])]
-        given += list(training)
         if estimator is None:
             analytic_ok = is_linear and dag == "order" and batch_size is None
             estimator = "analytic" if analytic_ok else "straight-through"
@@ -191,7 +186,11 @@ class Settings:
                 f"unknown estimator {estimator!r}; use one of {', '.join(ESTIMATOR_NAMES)}"
             )
         elif estimator == "exact":
-            _check_exact(sem, dag, noise, given)
+            values = {"steps": steps, "lr": lr, "num_particles": num_particles,
+                      "batch_size": batch_size, "temperature": temperature,
+                      "init_order": init_order, "weight_prior": weight_prior}  # fmt: skip
+            given = [k for k, v in values.items() if _differs(v, VARIATIONAL_DEFAULTS[k])]
+            _check_exact(sem, dag, noise, given + list(training))
         elif estimator == "analytic" and not (is_linear and dag == "order"):
             raise InputError(
                 "estimator='analytic' needs the linear SEM and dag='order' (the edges are "

@@ -81,10 +81,10 @@ __all__ = [
 ESTIMATORS = ("gumbel-softmax", "straight-through", "reinmax", "gumbel-rao")
 #: Conditional noise draws per sample for ``"gumbel-rao"`` (Paulus et al. use 10 to 1000).
 #: On the 8 x 8 categorical VAE of ``benchmarks/gumbel_rao_draws.py`` a step costs
-#: 1.17x / 1.24x / 1.43x straight-through's with 3 / 5 / 10 draws, for a gradient
-#: noise-to-signal ratio of 11.5 / 7.7 / 6.2 at temperature 0.1 (straight-through 28; at
-#: 0.5 and 1.0 every count is within the noise of the others): 5 keeps most of the
-#: variance reduction within 1.3x straight-through's time.
+#: 1.17x / 1.23x / 1.40x / 2.11x straight-through's with 3 / 5 / 10 / 30 draws, for a
+#: gradient noise-to-signal ratio of 10.0 / 6.6 / 4.0 / 2.5 at temperature 0.1
+#: (straight-through 24) and 1.76 / 1.43 / 1.18 / 1.04 at 0.5 (straight-through 3.38): 5
+#: keeps most of the variance reduction within 1.3x straight-through's time.
 DEFAULT_NUM_RAO_SAMPLES = 5
 
 

@@ -254,7 +254,7 @@ def test_refitted_score_prefers_a_chain_to_a_complete_dag():
     assert refit[:4].min() > refit[4:].max()
     mean_field = order_scores(cov, 900, orders, 0.0)
     assert mean_field[4:].max() > mean_field[:4].max()
-    # the variational fit (the default at d = 3 is the exact posterior)
+    # the variational fit (explicitly: this test is about it)
     result = discover(x, seed=0, estimator="analytic")  # no edge between X0 and X2 either way
     p = result.edge_probs
     assert p[0, 2] + p[2, 0] < 0.1

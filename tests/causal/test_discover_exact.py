@@ -91,7 +91,7 @@ def test_weights_are_the_bge_posterior_means_of_the_consensus_parents():
 
 def test_draws_are_exact_and_reproducible():
     _, x, mask = _data(4, 100, 2, (1,))
-    result = discover(x, estimator="exact", interventions=mask)
+    result = discover(x, estimator="exact", interventions=mask, average_equivalent=False)
     draws = result.sample_dags(4000, seed=0)
     assert draws.shape == (4000, 4, 4) and draws.dtype == np.int64
     se = np.sqrt(result.edge_probs * (1 - result.edge_probs) / 4000) + 1e-3
@@ -216,13 +216,18 @@ def test_usable_by_suggest_interventions():
     assert design.batch["experiment"].tolist() == again.batch["experiment"].tolist()
 
 
-def test_the_default_stays_variational():
+def test_the_default_stays_variational(monkeypatch):
     """``estimator="exact"`` is opt-in: BGe's coefficient prior scales with a node's noise
     variance, which on standardized data lets nearly deterministic nodes take spurious
-    parents (see ``discover``'s ``estimator``)."""
+    parents (see ``discover``'s ``estimator`` and the next test)."""
+    import sys
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("discover used the exact posterior by default")
+
+    monkeypatch.setattr(sys.modules["pyrostruct.causal.discover"], "exact_result", refuse)
     small = np.random.default_rng(0).normal(size=(100, 6))
-    assert discover(small, steps=2).metadata["estimator"] == "analytic"
-    assert discover(small, num_samples=10, steps=2).metadata["estimator"] == "analytic"
+    assert discover(small).metadata["estimator"] == "analytic"  # no setting at all
     _, x, _ = _data(4, 60, 0)
     assert discover(x, sem="mlp", steps=2).metadata["estimator"] == "straight-through"
 
@@ -235,11 +240,7 @@ def test_nearly_deterministic_nodes_take_spurious_parents_under_bge():
     -> 9) = 0.97 with no such edge, where the variational pMOM fit gives about 0."""
     ds = datasets.make_dataset(d=10, n=800, graph="ER", noise="nonequal",
                                interventions=[[5], [6], [9]], seed=0)  # fmt: skip
-    x = ds.data.to_numpy()
-    column = np.asarray(ds.intervention_column())
-    mask = np.zeros(x.shape, dtype=bool)
-    for t in (5, 6, 9):
-        mask[:, t] = column == ds.names[t]
+    x, mask = ds.data.to_numpy(), ds.intervention_mask
     x = (x - x.mean(0)) / x.std(0)
     assert ds.adjacency[5, 9] == 0
     exact = discover(x, interventions=mask, estimator="exact", average_equivalent=False)

@@ -88,6 +88,11 @@ def _mutations():
         ("names short", set_("names", ["a"])),
         ("names 20", set_("names", [str(i) for i in range(20)])),
         ("target out of range", set_("intervention_targets", [[9]])),
+        ("target a bool", set_("intervention_targets", [[True]])),
+        ("names repeated", set_("names", ["a", "a", "b", "c"])),
+        ("rows huge", set_("rows", [1e300] * 4)),  # overflowed to NaN edge_probs
+        ("grams not PSD", lambda r: r.__setitem__("grams", (-np.ones((4, 4, 4))).tolist())),
+        ("grams not symmetric", lambda r: r["grams"][0][0].__setitem__(1, 99.0)),
         ("record empty", lambda r: r.clear()),
         ("record a list", None),
     ]
@@ -173,7 +178,7 @@ def test_exports_hold_no_nan_and_open_in_networkx_and_pandas(frame, tmp_path):
 
 
 def test_a_variational_result_saved_by_an_older_version_still_loads(frame, tmp_path):
-    """A file without the ``exact`` record (all results before the exact default) loads
+    """A file without the ``exact`` record (every variational result) loads
     as a variational result and works with every method."""
     path = tmp_path / "old.json"
     discover(frame, estimator="analytic", steps=20, progress=False).save(path)

@@ -116,10 +116,10 @@ def test_same_seed_same_posterior_and_easy_case_converges():
         (dict(candidates=[[1, 1], [0], [0], [0]]), r"candidates\[0\] repeats a node"),
         (dict(candidates=[["Z"], [0], [0], [0]]), "neither a node index nor a name"),
         (dict(candidates="all"), "candidates must be a list of 4 lists"),
-        (dict(num_samples=0), "num_samples must be a positive integer"),
+        (dict(num_samples=0), "num_samples must be an integer >= 1"),
         (dict(chains=1.5), "chains must be a positive integer"),
         (dict(expected_edges=6.0), "expected_edges must lie strictly between"),
-        (dict(threshold=2.0), r"threshold must be a number in \[0, 1\]"),
+        (dict(threshold=2.0), r"threshold must be a number in \(0, 1\]"),
         (dict(seed=-1), "seed must be an integer"),
     ],
 )
@@ -182,3 +182,16 @@ def test_bad_candidate_probs(kwargs, match):
     _, x, _ = _data(6, 50, 0)
     with pytest.raises(InputError, match=match):
         order_mcmc_posterior(x, num_samples=5, **kwargs)
+
+
+def test_candidate_probs_of_other_columns_are_refused():
+    from pyrostruct.causal import discover
+
+    ds, _, _ = _data(6, 50, 0)
+    other = discover(ds.data[ds.data.columns[::-1]], steps=2, num_samples=10)
+    with pytest.raises(InputError, match="result about columns"):
+        order_mcmc_posterior(ds.data, num_samples=5, candidate_probs=other)
+    with pytest.raises(InputError, match=r"threshold must be a number in \(0, 1\]"):
+        order_mcmc_posterior(ds.data, num_samples=5, threshold=0)
+    with pytest.raises(InputError, match="at most"):
+        order_mcmc_posterior(ds.data, num_samples=10**7)
