@@ -231,6 +231,30 @@ print("undirected in the exported CPDAG:", sorted((u, v) for u, v, x in exported
 print("SHD to the truth:", metrics.shd(w != 0, est), "| between CPDAGs:", metrics.shd_cpdag(w != 0, est))
 
 # %% [markdown]
+# ## The exact posterior of a small problem
+#
+# Up to 16 variables the posterior of the linear model need not be approximated:
+# `estimator="exact"` sums it over every order and parent set (the BGe likelihood,
+# weights and noise variances integrated; Koivisto & Sood's recursion over node
+# subsets), with no training and no basin to get stuck in. The order-modular prior
+# weighs the members of an equivalence class by their numbers of orders (the fork
+# $X_0 \leftarrow X_1 \to X_2$ has two, each chain one), so the unidentified edge of
+# the experiment above gets 1/3 against 2/3 with `average_equivalent=False`; by
+# default the exact draws are spread uniformly over their classes as above, and it
+# gets about 1/2 (0.45 +- 0.02 here: a little mass sits on denser graphs). It is not
+# the default: BGe's prior on a node's coefficients scales with
+# that node's noise variance, so a nearly deterministic node of standardized data
+# can take a parent that explains under 1% of its residual (see the `estimator`
+# parameter of `discover` for the measurements).
+
+# %%
+exact = discover(x_x2, interventions=mask_x2, estimator="exact", seed=1)
+order_modular = discover(x_x2, interventions=mask_x2, estimator="exact", average_equivalent=False)
+print(f"exact, averaged over classes: P(X0->X1) = {exact.edge_probs[0, 1]:.2f} "
+      f"(+- {exact.edge_probs_stderr[0, 1]:.2f}); order-modular: "
+      f"{order_modular.edge_probs[0, 1]:.2f}; log evidence {exact.metadata['log_evidence']:.1f}")
+
+# %% [markdown]
 # ## Weak effects and the weight prior
 #
 # Every edge that is present has a weight with a *slab* prior, and pays the KL of
