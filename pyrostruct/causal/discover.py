@@ -171,31 +171,16 @@ def discover(
         ``Trace_ELBO`` (any SEM, either DAG family).
         ``"exact"`` (``sem="linear"``, ``noise="nonequal"``, ``dag="order"``, at most 16
         nodes; no ``steps``, ``lr``, ``num_particles``, ``batch_size``, ``temperature``,
-        ``init_order``, ``weight_prior``, ``checkpoint``, ``callback``, ``restarts``): no
-        variational family and no training, the exact posterior of the order-modular
-        prior with the BGe likelihood (:func:`~pyrostruct.causal.exact_posterior`): exact
-        :meth:`~CausalResult.sample_dags` (``metadata["log_evidence"]``), the weights the
-        BGe posterior means given the consensus graph's parents, interventions and
-        ``knowledge`` enforced exactly in the sums. ``edge_probs`` average ``num_samples``
-        exact draws over their (interventional) equivalence classes as
-        ``average_equivalent`` describes (the order-modular prior alone weighs a class's
-        members by their numbers of linear extensions: 1/3 against 2/3 for the
-        unidentified edge of a chain); ``average_equivalent=False`` gives the exact
-        order-modular ``edge_probs`` without Monte Carlo. ``search_start`` is ignored.
-        Against ``"analytic"`` (``benchmarks/causal_exact_vs_vi.py``, ER2 and SF2, d = 8
-        and 12, n = 200 and 1000, 5 seeds, paired mean +- s.e. over 40 cases): SHD -0.8
-        +- 0.8, AUPRC +0.06 +- 0.03, pooled calibration error 0.043 -> 0.028, and issue
-        24's property (rows of perfect interventions never make a correct edge
-        confidently reversed) fails in 1 of 60 random cases instead of 11. It is not the
-        default because its likelihood has a measured weakness: BGe's prior on a node's
-        coefficients scales with that node's noise variance, so on standardized data a
-        nearly deterministic node (residual variance 0.008 of 1) takes a parent that
-        explains 0.8% of its residual: P = 0.97 for an edge that does not exist (d = 10,
-        30% of the nodes intervened, 800 rows), where the pMOM slab gives 0. On
-        ``benchmarks/causal_interventions.py`` at d = 10 that raised the calibration error
-        to 0.008-0.053 (``"analytic"``: 0.001-0.035) and the I-essential SHD in 5 of 6
-        cells; in the active-learning loop (d = 10, ER1) the expected SHD after 10 rounds
-        to 1.63 against 0.012.
+        ``init_order``, ``weight_prior``, ``checkpoint``, ``callback``, ``restarts``; it
+        ignores ``search_start``): no training, the exact posterior of the order-modular
+        prior with the BGe likelihood (:mod:`pyrostruct.causal.estimators.exact`): exact
+        draws, ``metadata["log_evidence"]``, interventions and ``knowledge`` enforced
+        exactly; ``edge_probs`` average ``num_samples`` exact draws over equivalence
+        classes as ``average_equivalent`` describes (``False``: the exact order-modular
+        ones). Closer to the truth than ``"analytic"`` on average and 1 confident
+        reversal in 60 cases of issue 24's property against 11, but not the default: BGe
+        lets nearly deterministic standardized nodes take spurious parents (the
+        measurements are in that module's text).
     :param seed: seed of every random choice, ``0 .. 2**32 - 1`` (same seed, same
         result). ``None`` draws one, recorded in ``metadata["seed"]`` (and in the
         checkpoint: ``None`` with an existing checkpoint resumes with its seed).
