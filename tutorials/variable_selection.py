@@ -209,7 +209,7 @@ print(f"noise scale: posterior median {median['sigma']:.2f} (true 1.00)")
 #
 # * **`estimator="reinmax"` at temperature 1.0** optimizes the discrete ELBO
 #   best: its training ELBO is 0.95 nats above the best straight-through run
-#   (seed spread 0.14), as Liu et al. report. On 1300 training images that lead
+#   (seed spread 0.14). On 1300 training images that lead
 #   goes into overfitting (train-test gap 2.0 nats against straight-through's
 #   0.9): on held-out images it ends level with straight-through, early-stopped
 #   or not. Use it at temperature 1 (up to 2 did as well in a side run); below 1
