@@ -74,7 +74,7 @@ def main() -> None:
     )
     report.write(
         headline=f"d = {last['d']}: {last['total s']:.0f} s in all, "
-        f"{last['setup s (order search)']:.0f} s of it the order search; "
+        f"{last['order search s']:.0f} s of it the order search; "
         f"peak {last['peak MiB']:.0f} MiB"
     )
 
