@@ -142,9 +142,9 @@ def main() -> int:
     a = means.loc["a"]
     b = means.loc["b"]
     headline = (
-        "vs exact (d 12/14): mean |err| "
+        f"vs exact (d {'/'.join(map(str, small))}): mean |err| "
         + ", ".join(f"{m} {a.loc[m, 'mean err']:.3f}" for m in a.index)
-        + "; vs truth (d 20/30): AUROC "
+        + f"; vs truth (d {'/'.join(map(str, large))}): AUROC "
         + ", ".join(f"{m} {b.loc[m, 'AUROC']:.3f}" for m in b.index)
     )
     report.write(headline=headline)
