@@ -10,8 +10,10 @@ weights are the BGe posterior means given the consensus graph's parents.
 
 The BGe likelihood cannot tell the members of a (interventional) Markov equivalence class
 apart, but the order-modular prior can: a DAG with more linear extensions gets more prior
-mass, so the exact posterior of the chain ``X0 -> X1 -> X2`` puts 1/2 on the fork ``X0 <-
-X1 -> X2`` and 1/4 on each chain, and an edge no data orient gets 1/3 against 2/3. By
+mass, so observational data of the chain ``X0 -> X1 -> X2`` give the fork ``X0 <- X1 ->
+X2`` (two orders) 1/2 and each chain (one order) 1/4, where uniform members give a third
+each; under do(X2) the class keeps the chain and the fork, and the unidentified ``X0 - X1``
+gets 1/3 against 2/3 instead of 1/2. By
 default (``average_equivalent`` not ``False``) the result is therefore averaged as the
 variational one is: ``num_samples`` exact draws, each moved to a uniform member of its
 class, estimate ``edge_probs`` (with ``edge_probs_stderr``); each class keeps its exact
