@@ -580,11 +580,9 @@ def _result(fit, elbo_trace, settings, config, phases, fingerprint, progress) ->
         intervention_targets=target_sets(problem.mask),
         knowledge=settings.knowledge,
     )
-    if average:  # 0/1 draws: the standard deviation is sqrt(p (1 - p))
+    if average:
         with _ticker(progress, num, "equivalence classes", "DAG") as tick:
-            p = result._draw(num, config["seed"], tick).mean(0)
-        result.edge_probs = p
-        result.edge_probs_stderr = np.sqrt(p * (1.0 - p) / num)
+            result._average_draws(num, config["seed"], tick)
     # after the draws above, which it would otherwise shift
     with _ticker(progress, ELBO_DRAWS, "ELBO estimate", "draw") as tick:
         elbo, stderr = fit.evaluate(ELBO_DRAWS, tick)

@@ -194,6 +194,13 @@ class CausalResult:
         n = check_num_samples(check_count(n, "n"), "n", minimum=1)
         return self._draw(n, seed).astype(np.int64)
 
+    def _average_draws(self, n: int, seed: int | None, tick=None) -> None:
+        """Set ``edge_probs`` to the mean of ``n`` draws of :meth:`_draw` (spread over their
+        equivalence classes) and ``edge_probs_stderr`` to its Monte Carlo error (0/1 draws:
+        the standard deviation is ``sqrt(p (1 - p))``)."""
+        p = self._draw(n, seed, tick).mean(0)
+        self.edge_probs, self.edge_probs_stderr = p, np.sqrt(p * (1.0 - p) / n)
+
     def _draw(self, n: int, seed: int | None, tick=None) -> np.ndarray:
         """:meth:`sample_dags` as booleans ``(n, d, d)`` (``tick``: see ``_equivalent_members``)."""
         with torch.random.fork_rng():

@@ -97,10 +97,8 @@ def exact_result(x: np.ndarray, names, mask, settings: Settings) -> CausalResult
         knowledge=settings.knowledge,
         exact=posterior,
     )
-    if average:  # 0/1 draws: the standard deviation is sqrt(p (1 - p))
-        num = settings.num_samples
-        p = result._draw(num, settings.seed).mean(0)
-        result.edge_probs, result.edge_probs_stderr = p, np.sqrt(p * (1.0 - p) / num)
+    if average:
+        result._average_draws(settings.num_samples, settings.seed)
         result.metadata["phase_seconds"]["equivalence_classes"] = round(
             time.perf_counter() - started - seconds, 3
         )
