@@ -285,16 +285,25 @@ def posterior_of_table(
 ) -> ExactPosterior:  # fmt: skip
     """:func:`exact_posterior` of a checked table ``x`` with its ``names`` and intervention
     ``mask`` (what ``discover(estimator="exact")`` calls after its own checks)."""
-    n, d = x.shape
+    d = x.shape[1]
     z, _, sd = bge_columns(x, mask, standardize=standardize, names=names)
-    columns = torch.as_tensor(z, dtype=torch.float64)
-    grams, rows = np.empty((d, d, d)), np.empty(d, dtype=np.int64)
-    for j in range(d):
-        kept = columns if mask is None else columns[~torch.as_tensor(mask[:, j])]
-        grams[j], rows[j] = (kept.T @ kept).numpy(), len(kept)
+    grams, rows = node_grams(z, mask)
     p = expected_edges / (d * (d - 1) / 2)
     return _solve(grams, rows, sd, names=list(names), targets=target_sets(mask), nu=nu, c=c,
                   p=p, knowledge=knowledge, threshold=threshold)  # fmt: skip
+
+
+def node_grams(z: np.ndarray, mask) -> tuple[np.ndarray, np.ndarray]:
+    """Per node, the Gram matrix of the columns ``z`` ``(n, d)`` over the rows where the node
+    is not intervened on (``mask``, or ``None``), ``(d, d, d)``, and their numbers
+    ``(d,)``: the BGe posterior's sufficient statistics."""
+    d = z.shape[1]
+    columns = torch.as_tensor(z, dtype=torch.float64)
+    grams, rows = np.empty((d, d, d)), np.empty(d, dtype=np.int64)
+    for j in range(d):
+        kept = columns if mask is None else columns[~torch.as_tensor(np.asarray(mask[:, j]))]
+        grams[j], rows[j] = (kept.T @ kept).numpy(), len(kept)
+    return grams, rows
 
 
 def _solve(grams, rows, scale, *, names, targets, nu, c, p, knowledge, threshold):

@@ -38,7 +38,7 @@ import torch
 from pyrostruct.causal.consensus import consensus_adjacency
 from pyrostruct.causal.data import bge_columns, check_data
 from pyrostruct.causal.equivalence import sample_equivalent_dags
-from pyrostruct.causal.exact import _zeta
+from pyrostruct.causal.exact import _zeta, node_grams
 from pyrostruct.causal.interventions import target_sets
 from pyrostruct.causal.settings import check_num_samples, check_seed, expected_edge_count
 from pyrostruct.data import is_real_number
@@ -274,7 +274,7 @@ def order_mcmc_posterior(
     p = m / pairs
 
     z, _, _ = bge_columns(x, mask, standardize=bool(standardize), names=names)
-    grams, rows = _grams(z, mask)
+    grams, rows = node_grams(z, mask)
     seconds = {}
     tick = time.perf_counter()
     cand = given
@@ -460,17 +460,6 @@ def _check_candidates(candidates, names) -> list[list[int]]:
             )
         out.append(sorted(members))
     return out
-
-
-def _grams(z: np.ndarray, mask) -> tuple[np.ndarray, np.ndarray]:
-    """Per-node Gram matrices ``(d, d, d)`` over the rows where the node is not intervened
-    on, and their numbers ``(d,)`` (as :func:`~pyrostruct.causal.exact.posterior_of_table`)."""
-    d = z.shape[1]
-    grams, rows = np.empty((d, d, d)), np.empty(d, dtype=np.int64)
-    for j in range(d):
-        kept = z if mask is None else z[~np.asarray(mask[:, j], dtype=bool)]
-        grams[j], rows[j] = kept.T @ kept, len(kept)
-    return grams, rows
 
 
 def _local_table(grams, rows, cand, width, nu, c, logit) -> np.ndarray:
