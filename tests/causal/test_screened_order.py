@@ -25,6 +25,14 @@ def _standardized(d, graph, seed, n=500, interventions=None):
     return ds, (x - x.mean(0)) / x.std(0)
 
 
+def _covariance(x):
+    """``(cov, n, d)``: the covariance the order search scores (``1e-9`` added on the
+    diagonal, as :func:`improve_order` does)."""
+    xt = torch.tensor(x, dtype=torch.float64)
+    n, d = xt.shape
+    return torch.cov(xt.T, correction=0) + 1e-9 * torch.eye(d, dtype=torch.float64), n, d
+
+
 def _everyone(d):
     return [np.array([u for u in range(d) if u != v]) for v in range(d)]
 
@@ -70,9 +78,7 @@ def test_with_every_candidate_and_interventions_the_search_is_the_unrestricted_o
 @pytest.mark.parametrize("refit", [False, True])
 def test_restricted_terms_with_every_candidate_equal_the_order_scores(refit):
     _, x = _standardized(9, "SF", 1)
-    xt = torch.tensor(x, dtype=torch.float64)
-    n, d = xt.shape
-    cov = torch.cov(xt.T, correction=0) + 1e-9 * torch.eye(d, dtype=torch.float64)
+    cov, n, d = _covariance(x)
     order = [4, 0, 8, 2, 6, 1, 3, 7, 5]
     prob = _Problem(cov, n, {}, _everyone(d), None, -1.0, 1.0)
     pos = np.empty(d, dtype=np.int64)
@@ -92,9 +98,7 @@ def test_restricted_terms_with_every_candidate_equal_the_order_scores(refit):
 def test_pruned_candidates_score_the_restricted_model(refit):
     """With node 2's candidates cut to {0}, its term is its regression on 0 alone."""
     _, x = _standardized(5, "ER", 2)
-    xt = torch.tensor(x, dtype=torch.float64)
-    n, d = xt.shape
-    cov = torch.cov(xt.T, correction=0) + 1e-9 * torch.eye(d, dtype=torch.float64)
+    cov, n, d = _covariance(x)
     cand = _everyone(d)
     cand[2] = np.array([0])
     for v in (1, 3, 4):  # 2 stays a candidate of the others
