@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -97,18 +98,25 @@ def _fail(message: str, code: int = EXIT_USAGE) -> int:
 
 def _in_flags(message: str, args) -> str:
     """An API error message in the command line's words: a message that starts with a
-    parameter name (``expected_edges must ...``) starts with its flag instead."""
+    parameter name (``expected_edges must ...``) starts with its flag instead, and a
+    keyword written as in Python (``use estimator='analytic'``) becomes the flag and its
+    value (``use --estimator analytic``)."""
     sub = getattr(args, "subparser", None)
     if sub is None:
         return message
+    # a subcommand may name the API parameters its flags stand for (``api_names``)
+    api_names = getattr(args, "api_names", {})
+    flags = {}  # API parameter -> flag
+    for action in sub._actions:  # argparse keeps its actions here (no public accessor)
+        if action.option_strings:
+            for name in [action.dest] + [k for k, v in api_names.items() if v == action.dest]:
+                flags[name] = action.option_strings[-1]
+    for name, flag in flags.items():
+        message = re.sub(rf"\b{re.escape(name)}='([^']*)'", rf"{flag} \1", message)
     first, _, rest = message.partition(" ")
     colon = ":" if first.endswith(":") else ""
-    # a subcommand may name the API parameters its flags stand for (``api_names``)
-    dest = getattr(args, "api_names", {}).get(first.rstrip(":"), first.rstrip(":"))
-    for action in sub._actions:  # argparse keeps its actions here (no public accessor)
-        if action.dest == dest and action.option_strings:
-            return f"{action.option_strings[-1]}{colon} {rest}"
-    return message
+    flag = flags.get(first.rstrip(":"))
+    return message if flag is None else f"{flag}{colon} {rest}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

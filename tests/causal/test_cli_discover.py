@@ -526,3 +526,13 @@ def test_knowledge_file_as_output_is_refused(csv, tmp_path, capsys):
     assert cli.main(argv) == 2
     assert "input file" in capsys.readouterr().err
     assert knowledge.read_text() == "cause,effect,kind\nX0,X1,forbidden\n"
+
+
+def test_errors_name_flags_not_python_keywords(csv, tmp_path, capsys):
+    """The exact estimator's refusals said "use estimator='analytic'" on the command line."""
+    out = str(tmp_path / "g.json")
+    code = cli.main(["discover", str(csv), "--out", out, "--intervention-column", "regime",
+                     "--estimator", "exact", "--steps", "5", "--quiet"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "use --estimator analytic" in err and "estimator='" not in err
+    assert err.count("\n") == 1
