@@ -92,7 +92,7 @@ BAD = {
     "pairwise with the MLP SEM": (
         lambda f: f,
         ["--missing", "pairwise", "--sem", "mlp"],
-        "missing='pairwise' needs the linear Gaussian SEM",
+        "--missing pairwise needs the linear Gaussian SEM",
         "",
     ),
     "a column mostly missing": (
