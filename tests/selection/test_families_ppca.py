@@ -15,7 +15,7 @@ def test_canonical_loadings_have_the_covariance_distribution_of_iid_gaussian_loa
     data = torch.zeros(5, d)
     pyro.set_rng_seed(0)
     with poutine.block(), pyro.plate("draws", num, dim=-2):
-        trace = poutine.trace(ppca(rank).model).get_trace(data)
+        trace = poutine.trace(ppca(rank, w_scale=1.0).model).get_trace(data)
     lower = trace.nodes["W_lower"]["value"].reshape(num, -1)
     diag_sq = trace.nodes["W_diag_sq"]["value"].reshape(num, rank)
     canonical = ppca_loadings(lower, diag_sq, d)
