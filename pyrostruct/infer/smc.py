@@ -362,8 +362,8 @@ def _run(density, draw, dim, rows, num, num_moves, cess, max_temperatures) -> di
         # run r's proposals are shaped by run r + 1's population, which the particles
         # they move did not shape (smc_moves._move)
         partner = (move + 1) % rows
-        moved = _move(density, u[move], log_prior[move], log_like[move], log_w[move],
-                      beta[move], scale[move], num_moves, (u[partner], log_w[partner]),
+        moved = _move(density, u[move], log_prior[move], log_like[move], beta[move],
+                      scale[move], num_moves, (u[partner], log_w[partner]),
                       use_mixture)  # fmt: skip
         evaluations += len(move) * num * num_moves
         u[move], log_prior[move], log_like[move], rw_rate, mix_rate = moved

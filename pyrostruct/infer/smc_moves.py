@@ -143,7 +143,7 @@ class _MixtureProposal:
         return (self.log_weights[..., None] + log_n).logsumexp(1)
 
 
-def _move(density, u, log_prior, log_like, log_w, beta, scale, num_moves, shaped_by, use_mixture):
+def _move(density, u, log_prior, log_like, beta, scale, num_moves, shaped_by, use_mixture):
     """``num_moves`` Metropolis steps leaving each row's ``pi_beta`` invariant.
 
     Random-walk proposals ``u + scale L eps`` with ``L L^T`` the weighted
