@@ -287,10 +287,13 @@ def test_gmm_full_sweep_recovers_k_in_5d(k):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("rank", [1, 3, 5, 8])
+@pytest.mark.parametrize("rank", [1, 3, 5])
 def test_ppca_full_sweep_recovers_rank(rank):
+    # up to rank + 3: every candidate above the truth stays in contention (the ELBO's gap
+    # grows with the rank) and its SMC estimate costs 15-130 s at D = 20 (150-170 dims);
+    # rank 8 (candidates 1..11) ran over 13 minutes, so it is left out (issue 23)
     x = make_ppca_data(300, 20, rank, seed=20 + rank)
-    result = select_components(x, "ppca", 12, steps=500, num_restarts=1, seed=rank)
+    result = select_components(x, "ppca", rank + 3, steps=500, num_restarts=1, seed=rank)
     assert result.best == rank, result.table
 
 
