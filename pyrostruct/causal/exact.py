@@ -46,9 +46,13 @@ from pyrostruct.causal.data import bge_columns, check_data
 from pyrostruct.causal.equivalence import sample_equivalent_dags
 from pyrostruct.causal.interventions import target_sets
 from pyrostruct.causal.knowledge import KnowledgeMasks, as_knowledge
-from pyrostruct.causal.settings import check_num_samples, check_seed, expected_edge_count
+from pyrostruct.causal.settings import (
+    check_draw_count,
+    check_seed,
+    expected_edge_count,
+)
 from pyrostruct.data import is_real_number
-from pyrostruct.errors import InputError, check_count
+from pyrostruct.errors import InputError
 from pyrostruct.infer.bge import bge_hyperparameters, bge_local_scores
 
 __all__ = ["ExactPosterior", "exact_posterior", "MAX_NODES"]
@@ -99,7 +103,7 @@ class ExactPosterior:
         :raises InputError: ``n`` not a positive integer or above
             :data:`~pyrostruct.causal.settings.MAX_NUM_SAMPLES`, or a bad seed.
         """
-        n = check_num_samples(check_count(n, "n"), "n", minimum=1)
+        n = check_draw_count(n)
         rng = np.random.default_rng(check_seed(seed))
         d = len(self.names)
         full = (1 << d) - 1

@@ -40,7 +40,12 @@ from pyrostruct.causal.data import bge_columns, check_data
 from pyrostruct.causal.equivalence import sample_equivalent_dags
 from pyrostruct.causal.exact import _zeta, node_grams
 from pyrostruct.causal.interventions import target_sets
-from pyrostruct.causal.settings import check_num_samples, check_seed, expected_edge_count
+from pyrostruct.causal.settings import (
+    check_draw_count,
+    check_num_samples,
+    check_seed,
+    expected_edge_count,
+)
 from pyrostruct.data import is_real_number
 from pyrostruct.errors import InputError, check_count
 from pyrostruct.infer.bge import bge_hyperparameters, bge_local_scores
@@ -151,7 +156,7 @@ class OrderMCMCPosterior:
         :param bool return_orders: also return the order of each draw ``(n, d)``.
         :raises InputError: ``n`` not a positive integer, or a bad seed.
         """
-        n = check_num_samples(check_count(n, "n"), "n", minimum=1)
+        n = check_draw_count(n)
         rng = np.random.default_rng(check_seed(seed))
         d = len(self.names)
         width = self._local.shape[1]

@@ -28,9 +28,9 @@ from pyrostruct.causal.consensus import consensus_adjacency
 from pyrostruct.causal.equivalence import _equivalent_members, interventional_essential_graph
 from pyrostruct.causal.exact import ExactPosterior
 from pyrostruct.causal.knowledge import KnowledgeMasks, orient_by_knowledge
-from pyrostruct.causal.settings import check_num_samples
+from pyrostruct.causal.settings import check_draw_count
 from pyrostruct.distributions import OrderedDAG
-from pyrostruct.errors import InputError, check_count
+from pyrostruct.errors import InputError
 from pyrostruct.graph import node_link_data
 
 __all__ = ["CausalResult", "load_result", "consensus_adjacency"]
@@ -190,8 +190,7 @@ class CausalResult:
         """``n`` DAGs ``(n, d, d)`` drawn from the variational posterior, or from the exact
         one (:attr:`exact`), each moved to a uniform member of its Markov equivalence class
         if ``equivalence_class``."""
-        # 1.5 or "3" used to be taken as int(n); 10**12 was a MemoryError
-        n = check_num_samples(check_count(n, "n"), "n", minimum=1)
+        n = check_draw_count(n)
         return self._draw(n, seed).astype(np.int64)
 
     def _average_draws(self, n: int, seed: int | None, tick=None) -> None:

@@ -22,9 +22,9 @@ from pyrostruct.causal.orders import check_init_order
 from pyrostruct.causal.priors import WEIGHT_PRIORS
 from pyrostruct.causal.sem import MLPSEM, LinearGaussianSEM, StructuralEquationModel
 from pyrostruct.data import is_real_number
-from pyrostruct.errors import InputError
+from pyrostruct.errors import InputError, check_count
 
-__all__ = ["Settings", "check_seed", "check_pairwise", "check_num_samples",
+__all__ = ["Settings", "check_seed", "check_pairwise", "check_num_samples", "check_draw_count",
            "expected_edge_count", "ESTIMATOR_NAMES", "MAX_NUM_SAMPLES"]  # fmt: skip
 
 _SEMS = ("linear", "linear-equal", "mlp")
@@ -77,6 +77,12 @@ def check_num_samples(value, name: str = "num_samples", minimum: int = 2) -> int
             f"Monte Carlo error of an edge probability is below 0.0005 there), got {value}"
         )
     return int(value)
+
+
+def check_draw_count(n) -> int:
+    """``n``, the number of DAGs a ``sample_dags`` call draws: a positive integer
+    (:func:`~pyrostruct.errors.check_count`) of at most :data:`MAX_NUM_SAMPLES`."""
+    return check_num_samples(check_count(n, "n"), "n", minimum=1)
 
 
 def _differs(value, default) -> bool:
