@@ -14,6 +14,7 @@ import functools
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.linalg import lapack
 
 __all__ = ["regime_covariances", "regressions_in_order"]
 
@@ -53,7 +54,11 @@ def _position_regressions(cov: torch.Tensor, orders: torch.Tensor):
     chol = torch.linalg.cholesky(c)
     diag = torch.diagonal(chol, dim1=-2, dim2=-1)
     unit = chol / diag[:, None, :]
-    l_inv = torch.linalg.solve_triangular(unit, eye, upper=False, unitriangular=True)
+    if s == 1:  # LAPACK's triangular inverse, d^3 / 3 flops: a third of the solve's
+        inverse, _ = lapack.dtrtri(unit[0].numpy().T, lower=0, unitdiag=1)
+        l_inv = torch.from_numpy(np.ascontiguousarray(inverse.T))[None]
+    else:
+        l_inv = torch.linalg.solve_triangular(unit, eye, upper=False, unitriangular=True)
     resid = diag**2
     coef = (eye - l_inv).transpose(-1, -2) * forward
     inv_diag = torch.cumsum(l_inv**2 / resid[:, :, None], 1).transpose(-1, -2)  # block 0..k

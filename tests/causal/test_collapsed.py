@@ -10,8 +10,17 @@ import torch
 
 from pyrostruct.causal import datasets, discover, metrics
 from pyrostruct.causal.collapsed import CollapsedOrderVI, order_regression_init
-from pyrostruct.causal.orders import improve_order, order_scores, sparse_sinks_order
-from pyrostruct.causal.orders.greedy_sparsest import _insertion_scores, _moved_local
+from pyrostruct.causal.orders import (
+    greedy_sparsest,
+    improve_order,
+    order_scores,
+    sparse_sinks_order,
+)
+from pyrostruct.causal.orders.greedy_sparsest import (
+    _insertion_scores,
+    _moved_local,
+    _order_factors,
+)
 from pyrostruct.causal.orders.scores import local_scores
 from pyrostruct.causal.sem import LinearGaussianSEM
 from pyrostruct.distributions.permutation import PlackettLuce
@@ -221,9 +230,16 @@ def _standardized(d, graph, seed, n=500):
     return ds, (x - x.mean(0)) / x.std(0)
 
 
+@pytest.mark.parametrize("block_entries", [None, 7])
 @pytest.mark.parametrize("refit", [False, True])
 @pytest.mark.parametrize("q", [0, 3, 7])
-def test_insertion_scores_equal_the_scores_of_the_inserted_orders(refit, q):
+def test_insertion_scores_equal_the_scores_of_the_inserted_orders(refit, q, block_entries,
+                                                                  monkeypatch):  # fmt: skip
+    """Issue 19: the scores come from rank-one changes of the current order's regressions
+    (no factorization), formed in cache-sized blocks of rows (``block_entries``: blocks
+    of one to a few rows here); they equal the scores of the inserted orders from scratch."""
+    if block_entries is not None:
+        monkeypatch.setattr(greedy_sparsest, "_BLOCK_ENTRIES", block_entries)
     _, x = _standardized(8, "SF", 0)
     xt = torch.tensor(x, dtype=torch.float64)
     n, d = xt.shape
@@ -231,7 +247,8 @@ def test_insertion_scores_equal_the_scores_of_the_inserted_orders(refit, q):
     order = [3, 1, 7, 0, 5, 2, 6, 4]
     order.insert(q, order.pop(order.index(4)))
     local, _ = local_scores(cov, n, order, -1.0, 1.0, refit)
-    fast, parts = _insertion_scores(cov, n, order, q, local, -1.0, 1.0, refit)
+    factors = _order_factors(cov, None, order)
+    fast, parts = _insertion_scores(factors, n, order, q, local, -1.0, 1.0, refit)
     rest = [i for i in order if i != 4]
     orders = [rest[:p] + [4] + rest[p:] for p in range(d)]
     slow = order_scores(cov, n, torch.tensor(orders), -1.0, refit=refit).numpy()
@@ -357,7 +374,8 @@ def test_insertion_scores_with_interventions_score_each_node_on_its_own_rows(ref
     order = [3, 1, 5, 0, 2, 4]
     order.insert(q, order.pop(order.index(2)))
     local, _ = local_scores(cov, n, order, -1.0, 1.0, refit, regimes=regimes)
-    fast, parts = _insertion_scores(cov, n, order, q, local, -1.0, 1.0, refit, regimes)
+    factors = _order_factors(cov, regimes, order)
+    fast, parts = _insertion_scores(factors, n, order, q, local, -1.0, 1.0, refit, regimes)
     rest = [i for i in order if i != 2]
     for p in range(d):
         inserted = rest[:p] + [2] + rest[p:]

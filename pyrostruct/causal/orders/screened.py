@@ -2,9 +2,9 @@
 
 The score of :mod:`.scores` regresses every node on *all* its predecessors, and the
 unrestricted search (:func:`~pyrostruct.causal.orders.greedy_sparsest.improve_order`
-with ``candidates="all"``) rescores every insertion position of a moved node from a
-Cholesky factor of the whole reordered covariance: ``O(d^3)`` per node, ``O(d^4)``
-per sweep (d = 200: 20 s, d = 400: minutes; ``benchmarks/results/discover_scale.md``).
+with ``candidates="all"``) rescores every insertion position of a moved node from
+rank-one changes of every node's regression: ``O(d^2)`` per node, ``O(d^3)`` per sweep
+(plus matrix products and refactorizations; ``benchmarks/results/discover_scale.md``).
 
 Here each node ``v`` may only take parents from a candidate set ``N(v)``: its local
 term is the score of ``v`` regressed on its predecessors *within* ``N(v)`` (the
