@@ -36,7 +36,10 @@ from typing import Any
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
-__all__ = ["Timing", "time_call", "peak_memory", "machine_info", "Report", "parse_args"]
+__all__ = [
+    "Timing", "time_call", "peak_memory", "in_fresh_process", "machine_info", "Report",
+    "parse_args",
+]  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -85,6 +88,68 @@ def use_exact_memory_accounting() -> None:
         ctypes.CDLL("libc.so.6").mallopt(-3, 65536)  # M_MMAP_THRESHOLD
     except (OSError, AttributeError):  # not glibc
         pass
+
+
+def _limit_threads(threads: int | None) -> None:
+    """Set torch's and numpy/BLAS's threads (threadpoolctl, when installed): ``--threads``."""
+    if not threads:
+        return
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)
+    except ImportError:  # not installed: peers use their BLAS's default threads
+        pass
+
+
+def in_fresh_process(
+    fn: Callable[..., Any], *args, threads: int | None = None, timeout: float | None = None
+) -> Any:
+    """``fn(*args)`` in a new (spawned) Python process with ``threads`` threads: its result,
+    or ``None`` when it runs past ``timeout`` seconds (the process is then stopped).
+
+    For a timing and a peak memory from one call with glibc's normal allocator: the call
+    starts in a process with nothing of earlier sizes in its heap, so :func:`peak_memory`
+    is close to exact without :func:`use_exact_memory_accounting` (which makes
+    allocation-heavy code several times slower: the order search of ``discover`` at
+    d = 200 took 35.8 s under it, 7.3 s without). ``fn`` must be importable (a
+    module-level function of a script in ``benchmarks/``).
+
+    :raises RuntimeError: ``fn`` raised (its traceback in the message) or the process died.
+    """
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(target=_call_and_send, args=(send, fn, args, threads))
+    process.start()
+    send.close()
+    try:
+        if not receive.poll(timeout):
+            return None
+        ok, value = receive.recv()
+    except EOFError:
+        raise RuntimeError(f"{fn.__name__} died in its process") from None
+    finally:
+        if process.is_alive():
+            process.terminate()
+        process.join()
+    if not ok:
+        raise RuntimeError(f"{fn.__name__} failed in its process:\n{value}")
+    return value
+
+
+def _call_and_send(connection, fn, args, threads) -> None:
+    import traceback
+
+    _limit_threads(threads)
+    try:
+        connection.send((True, fn(*args)))
+    except BaseException:  # noqa: BLE001 - reported to the parent
+        connection.send((False, traceback.format_exc()))
 
 
 def _proc_status_bytes(key: str) -> int:
@@ -234,26 +299,21 @@ class Report:
 
 
 def parse_args(name: str, description: str | None = None, argv: Sequence[str] | None = None):
-    """Common flags: ``--quick`` (a few minutes on 2 cores) and ``--threads``."""
+    """Common flags: ``--quick`` (a few minutes on 2 cores), ``--threads``, ``--seed`` and
+    ``--sizes``."""
     parser = argparse.ArgumentParser(prog=f"benchmarks/{name}.py", description=description)
     parser.add_argument("--quick", action="store_true", help="small sizes (minutes on 2 cores)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch and numpy/BLAS threads (default: all)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=None, help="problem sizes (default: the script's)"
+    )
     args = parser.parse_args(argv)
     args.command = " ".join(
         shlex.quote(a) for a in ["python", f"benchmarks/{name}.py", *(argv or sys.argv[1:])]
     )
-    if args.threads:  # pyrostruct (torch) and numpy/scipy peers alike
-        import torch
-
-        torch.set_num_threads(args.threads)
-        try:
-            from threadpoolctl import threadpool_limits
-
-            threadpool_limits(args.threads)
-        except ImportError:  # not installed: peers use their BLAS's default threads
-            pass
+    _limit_threads(args.threads)  # pyrostruct (torch) and numpy/scipy peers alike
     return args
 
 

@@ -86,3 +86,17 @@ def test_discover_scale_runs_to_its_table(tmp_path, monkeypatch):
     module.main()
     text = (tmp_path / "discover_scale-quick.md").read_text()
     assert "**d = 100:" in text and "order search" in text
+
+
+def test_in_fresh_process_returns_the_result_stops_at_the_timeout_and_reports_errors():
+    """Issue 19: discover_scale timed discover under use_exact_memory_accounting (4-5x slower
+    order search); each size now runs in its own process with the normal allocator."""
+    import math
+    import time
+
+    assert harness.in_fresh_process(math.factorial, 5, threads=1) == 120
+    started = time.perf_counter()
+    assert harness.in_fresh_process(time.sleep, 60, timeout=5) is None
+    assert time.perf_counter() - started < 30
+    with pytest.raises(RuntimeError, match="math domain error"):
+        harness.in_fresh_process(math.sqrt, -1.0)
