@@ -62,6 +62,7 @@ from collections.abc import Callable
 
 import torch
 
+from pyrostruct.data import is_real_number
 from pyrostruct.errors import InputError
 from pyrostruct.infer.evidence import EvidenceEstimate
 from pyrostruct.infer.importance import (
@@ -137,6 +138,7 @@ def smc_estimate(
     max_temperatures: int = 1000,
     target_se: float | None = None,
     max_particles: int | None = None,
+    stop_below: float | None = None,
     laplace: bool = True,
     inflation: float = 1.0,
     start_wrapper: Callable | None = None,
@@ -172,7 +174,10 @@ def smc_estimate(
     particles (``N``, ``2N``, ``4N``, ... up to ``max_particles``) until
     ``se <= target_se``; the estimate is that of the last round, and
     ``evaluations`` counts the model evaluations of all rounds. The
-    temperatures are adaptive in every round (conditional ESS ``cess``).
+    temperatures are adaptive in every round (conditional ESS ``cess``). With
+    ``stop_below`` as well, the doubling also stops once ``estimate + 3 se <
+    stop_below``: the evidence is then known to lie below that level, which is all
+    a comparison with a better model needs.
 
     :param model: a Pyro model; its observed sites are the data.
     :param start: ``None`` (the prior), a fitted Pyro guide over the model's
@@ -192,6 +197,8 @@ def smc_estimate(
     :param target_se: optional, the standard error to reach by doubling ``N``.
     :param max_particles: the largest ``N`` tried for ``target_se`` (default
         ``16 * num_particles``).
+    :param stop_below: optional, with ``target_se``: a level (nats) below which the
+        estimate need not reach ``target_se`` (see above).
     :param laplace: with a guide as ``start``, start from the Gaussian at the
         guide's mean with the Laplace covariance there
         (:func:`~pyrostruct.infer.smc_start.laplace_start`; the guide's own
@@ -256,6 +263,11 @@ def smc_estimate(
     if max_particles is None:
         max_particles = 16 * num_particles
     _check_positive_int(max_particles, "max_particles")
+    if stop_below is not None and not (target_se and is_real_number(stop_below, finite=True)):
+        raise InputError(
+            f"stop_below must be a finite number and needs target_se, got {stop_below!r} "
+            f"with target_se={target_se!r}"
+        )
     if isinstance(inflation, bool) or not isinstance(inflation, (int, float)) or inflation <= 0:
         raise InputError(f"inflation must be a number > 0, got {inflation!r}")
     if max_plate_nesting is None:
@@ -299,12 +311,14 @@ def smc_estimate(
                    max_temperatures)  # fmt: skip
         evaluations += out["evaluations"]
         log_z = out["log_z"]
+        value = float(log_z.logsumexp(0) - math.log(num_repeats))
         se = float(log_z.std() / math.sqrt(num_repeats))
-        if target_se is None or se <= target_se or 2 * num > max_particles:
+        below = stop_below is not None and value + 3 * se < stop_below
+        if target_se is None or se <= target_se or below or 2 * num > max_particles:
             break
         num *= 2
     return EvidenceEstimate(
-        float(log_z.logsumexp(0) - math.log(num_repeats)),
+        value,
         se,
         num,
         "smc",

@@ -17,7 +17,10 @@ with ``A`` the accurate estimates so far, ``g = max_k (A_k - B_k)`` the
 largest gap measured on them (doubled: gaps grow with size) and ``m`` the
 margin ``contention_margin``. The two candidates with the best bounds are
 estimated first; each round estimates every candidate that the rule then
-admits, until none is left. The others keep their bound as their evidence:
+admits, until none is left, and a candidate's budget stops doubling once its
+estimate plus 3 standard errors lies below ``A_best - z se_best - m`` (its
+posterior probability is then at most about ``exp(-m)`` of the best's, whatever
+a tighter estimate would say). The others keep their bound as their evidence:
 their posterior probability is then at most ``exp(-m)`` of the best's if the
 rule's gap allowance holds.
 """
@@ -42,12 +45,13 @@ def _contention_pass(run, kept, state, names, evidence, margin, z, bar=None) -> 
     order = sorted(kept, key=lambda k: -bounds[k][0])
     done: dict = {}
     todo = order[:2]
-    rule = ""
+    rule, stop_below = "", None
     while todo:
         payloads = [
-            {"index": i, "restart": r, "task": "smc", "params": state[(i, r)].checkpoint["params"]}
+            {"index": i, "restart": r, "task": "smc", "params": state[(i, r)].checkpoint["params"],
+             "stop_below": stop_below}
             for i, r in todo
-        ]
+        ]  # fmt: skip
 
         def tick(payload, out):
             if bar is not None:
@@ -67,6 +71,7 @@ def _contention_pass(run, kept, state, names, evidence, margin, z, bar=None) -> 
         gap = max(0.0, max(state[k].smc - bounds[k][0] for k in ok))
         se = state[best].smc_se if math.isfinite(state[best].smc_se) else 0.0
         threshold = state[best].smc - z * se - (2 * gap + margin)
+        stop_below = state[best].smc - z * se - margin
         rule = (
             f"not in contention: bound below {threshold:.1f} = best SMC estimate "
             f"{state[best].smc:.1f} - {z:g} se - (2 x largest measured gap {gap:.1f} + "

@@ -102,7 +102,7 @@ def _smc(ctx: _Context, model, mpn: int) -> dict:
             "smc_evaluations": est.evaluations}  # fmt: skip
 
 
-def _smc_guide(ctx: _Context, model, guide, mpn: int) -> dict:
+def _smc_guide(ctx: _Context, model, guide, mpn: int, stop_below: float | None = None) -> dict:
     """The guide-started SMC estimate of a fitted candidate still in contention.
 
     :func:`~pyrostruct.infer.smc.smc_estimate` with ``start=guide`` (the
@@ -110,8 +110,10 @@ def _smc_guide(ctx: _Context, model, guide, mpn: int) -> dict:
     symmetrized over label permutations when the model is invariant under
     them (:class:`~pyrostruct.selection.symmetry.SymmetrizedStart`), 4 runs of
     ``ctx.smc_guide_particles`` particles doubled up to ``4 * ctx.smc_particles``
-    until the standard error is at most ``ctx.smc_target_se``. An estimator
-    that fails leaves the candidate ranked by its bound, with the reason.
+    until the standard error is at most ``ctx.smc_target_se``, or until the
+    estimate plus 3 standard errors is below ``stop_below`` (a candidate clearly
+    below the best one so far needs no tighter estimate). An estimator that fails
+    leaves the candidate ranked by its bound, with the reason.
     """
     from pyrostruct.selection.symmetry import SymmetrizedStart
 
@@ -135,6 +137,7 @@ def _smc_guide(ctx: _Context, model, guide, mpn: int) -> dict:
                 num_moves=10,
                 target_se=ctx.smc_target_se,
                 max_particles=max(ctx.smc_guide_particles, 4 * ctx.smc_particles),
+                stop_below=stop_below,
                 max_plate_nesting=mpn,
                 start_wrapper=wrapper,
                 **ctx.kwargs,

@@ -72,7 +72,7 @@ def _run_smc(ctx: _Context, payload: dict) -> dict:
             with poutine.block(), torch.no_grad():
                 guide(*ctx.args, **ctx.kwargs)  # set up against the fitted parameters
             out = {"index": index, "restart": payload["restart"],
-                   **_smc_guide(ctx, model, guide, mpn)}  # fmt: skip
+                   **_smc_guide(ctx, model, guide, mpn, payload.get("stop_below"))}  # fmt: skip
     out["seconds"] = time.perf_counter() - tic
     return out
 

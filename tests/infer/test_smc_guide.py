@@ -10,6 +10,7 @@ from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO, config_enumerate
 from pyro.infer.autoguide import AutoNormal
 from pyro.optim import Adam
 
+from pyrostruct.errors import InputError
 from pyrostruct.infer.evidence import elbo_estimate
 from pyrostruct.infer.smc import smc_estimate
 from pyrostruct.infer.smc_start import GaussianStart
@@ -72,6 +73,35 @@ def test_adaptive_budget_doubles_particles_until_the_target_se(correlated_regres
                        laplace=False, target_se=0.05, max_particles=640)  # fmt: skip
     assert est.num_particles > 20 and est.target_met == (est.se <= 0.05)
     assert est.evaluations > est.num_particles * est.num_repeats
+
+
+def test_doubling_stops_once_the_estimate_is_known_to_lie_below_stop_below(
+    correlated_regression,
+):
+    """Issue 23: select's contention pass doubles the budget of every candidate in
+    contention; one whose evidence is clearly below the best's needs no more particles."""
+    X, y, guide, exact = correlated_regression
+    kwargs = dict(start=guide, num_particles=20, num_moves=5, laplace=False, target_se=1e-4,
+                  max_particles=640)  # fmt: skip
+    pyro.set_rng_seed(2)
+    full = smc_estimate(regression, X, y, **kwargs)
+    pyro.set_rng_seed(2)
+    stopped = smc_estimate(regression, X, y, stop_below=exact + 50.0, **kwargs)
+    assert full.num_particles == 640 and not full.target_met
+    assert stopped.num_particles == 20 and not stopped.target_met
+    assert stopped.value + 3 * stopped.se < exact + 50.0
+    pyro.set_rng_seed(2)  # a level the estimate is not known to lie below: no change
+    same = smc_estimate(regression, X, y, stop_below=exact - 50.0, **kwargs)
+    assert same.num_particles == 640 and same.value == full.value
+
+
+@pytest.mark.parametrize(
+    "kwargs", [dict(stop_below=1.0), dict(stop_below=math.nan, target_se=0.1),
+               dict(stop_below="0", target_se=0.1), dict(stop_below=True, target_se=0.1)],
+)  # fmt: skip
+def test_stop_below_needs_a_target_and_a_finite_level(kwargs):
+    with pytest.raises(InputError, match="stop_below must be a finite number and needs target_se"):
+        smc_estimate(regression, torch.ones(3, 2), torch.ones(3), **kwargs)
 
 
 X_MIX = torch.cat([torch.randn(15, generator=torch.Generator().manual_seed(3)) - 3.0,
