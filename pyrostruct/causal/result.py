@@ -37,6 +37,9 @@ __all__ = ["CausalResult", "load_result", "consensus_adjacency"]
 
 _FORMAT = "pyrostruct.causal.CausalResult/1"
 
+#: Entries (draws x d x d) of the DAG draws formed at once: 1000 draws up to d = 64.
+DRAW_ENTRIES = 1 << 22
+
 
 def _layered_layout(graph: nx.DiGraph) -> dict:
     """Positions by topological generation, roots on top, each row sorted by name.
@@ -196,28 +199,44 @@ class CausalResult:
     def _average_draws(self, n: int, seed: int | None, tick=None) -> None:
         """Set ``edge_probs`` to the mean of ``n`` draws of :meth:`_draw` (spread over their
         equivalence classes) and ``edge_probs_stderr`` to its Monte Carlo error (0/1 draws:
-        the standard deviation is ``sqrt(p (1 - p))``)."""
-        p = self._draw(n, seed, tick).mean(0)
+        the standard deviation is ``sqrt(p (1 - p))``). The draws are summed chunk by
+        chunk (:meth:`_draw_chunks`), so memory does not grow with ``n``."""
+        d = len(self.names)
+        total = np.zeros((d, d))
+        for chunk in self._draw_chunks(n, seed, tick):
+            total += chunk.sum(0)
+        p = total / n
         self.edge_probs, self.edge_probs_stderr = p, np.sqrt(p * (1.0 - p) / n)
 
     def _draw(self, n: int, seed: int | None, tick=None) -> np.ndarray:
         """:meth:`sample_dags` as booleans ``(n, d, d)`` (``tick``: see ``_equivalent_members``)."""
+        return np.concatenate(list(self._draw_chunks(n, seed, tick)))
+
+    def _draw_chunks(self, n: int, seed: int | None, tick=None):
+        """:meth:`_draw` as chunks of at most :data:`DRAW_ENTRIES` ``/ d^2`` draws (all ``n``
+        in one up to 64 nodes; at d = 1000 the 1000 draws of ``discover``'s edge
+        probabilities took 12 GB at once)."""
+        size = max(1, DRAW_ENTRIES // len(self.names) ** 2)
         with torch.random.fork_rng():
             if seed is not None:
                 torch.manual_seed(seed)
-            if self.exact is not None:  # exact draws, which obey the knowledge already
-                rng_seed = int(torch.randint(2**32, ())) if seed is None else seed
-                samples = self.exact.sample_dags(n, seed=rng_seed) != 0
-            elif self.knowledge is None:
-                samples = self._distribution().sample((n,)).numpy() != 0
-            else:
-                samples = self.knowledge.sample_dags(self.scores, self.edge_logits, n)
-            if self.equivalence_class:
-                rng = np.random.default_rng(int(torch.randint(2**62, ())))
-                samples = _equivalent_members(
-                    samples, rng, tick, self.intervention_targets, self.knowledge
-                )
-        return samples
+            rng = None
+            for start in range(0, n, size):
+                m = min(size, n - start)
+                if self.exact is not None:  # exact draws, which obey the knowledge already
+                    rng_seed = int(torch.randint(2**32, ())) if seed is None or start else seed
+                    samples = self.exact.sample_dags(m, seed=rng_seed) != 0
+                elif self.knowledge is None:
+                    samples = self._distribution().sample((m,)).numpy() != 0
+                else:
+                    samples = self.knowledge.sample_dags(self.scores, self.edge_logits, m)
+                if self.equivalence_class:
+                    if rng is None:
+                        rng = np.random.default_rng(int(torch.randint(2**62, ())))
+                    samples = _equivalent_members(
+                        samples, rng, tick, self.intervention_targets, self.knowledge
+                    )
+                yield samples
 
     def to_inference_data(self, num_samples: int = 500, *, seed: int | None = 0):
         """ArviZ ``InferenceData``: posterior ``adjacency`` draws (dims ``source``,

@@ -174,6 +174,38 @@ def test_interventions_orient_edges_observational_data_cannot():
     assert sym[0, 1] > 0.9 and sym[1, 2] > 0.9
 
 
+def test_edge_probabilities_form_their_draws_in_bounded_chunks(monkeypatch):
+    """Issue 19: the 1000 draws behind edge_probs were formed at once, (1000, d, d): 12 GB
+    of peak memory at d = 1000. They are summed in chunks of at most DRAW_ENTRIES / d^2;
+    chunked draws follow the same posterior (here chunks of 7 on the chain's class)."""
+    from pyrostruct.causal import result as result_module
+
+    x, _ = _chain(seed=1)
+    result = discover(x, steps=200, seed=0)
+    sizes = []
+    distribution = result._distribution
+
+    def recording():
+        dist = distribution()
+        sample = dist.sample
+
+        def sample_recorded(shape=()):
+            sizes.append(shape[0])
+            return sample(shape)
+
+        dist.sample = sample_recorded
+        return dist
+
+    monkeypatch.setattr(result, "_distribution", recording)
+    monkeypatch.setattr(result_module, "DRAW_ENTRIES", 7 * 3 * 3)
+    whole = result.edge_probs
+    result._average_draws(1000, seed=5)
+    assert max(sizes) == 7 and sum(sizes) == 1000
+    np.testing.assert_allclose(result.edge_probs, whole, atol=4 * 0.5 / np.sqrt(1000))
+    draws = result.sample_dags(30, seed=1)
+    assert draws.shape == (30, 3, 3) and np.array_equal(draws, result.sample_dags(30, seed=1))
+
+
 def test_edge_probabilities_average_over_the_equivalence_class(tmp_path):
     """Linear SEM, unequal noise, observational data: only the class {0->1->2, 0<-1<-2,
     0<-1->2} is identified, so the result spreads every draw over it; equal noise,
