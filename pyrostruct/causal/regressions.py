@@ -42,11 +42,15 @@ def _position_regressions(cov: torch.Tensor, orders: torch.Tensor):
 
     Everything here and in the order search is float64 torch (no gradients):
     one backend, whose thread count :func:`~pyrostruct.causal.discover` sets
-    once for the whole call. It gives the same factorizations as the former
-    numpy/torch mix (so the same orders, bit for bit); numpy alone rounds the
-    factorizations differently (its LAPACK is not torch's), which flips
-    near-ties of the greedy search. The measurements behind this choice are in
-    ``benchmarks/results/discover_scale.md`` ("Notes moved from docstrings").
+    once for the whole call (measured against numpy in
+    ``benchmarks/results/discover_scale.md``, "Notes moved from docstrings"). The
+    exception is the inverse factor of a single order (the order search's case):
+    LAPACK's ``dtrtri`` through scipy, a third of the work of torch's triangular
+    solve against the identity (7.8 against 23.6 ms at d = 1000, one thread). Its
+    rounding differs from torch's in the last bits; with the order search's
+    rank-one updates (issue 19) the orders found were those of the former all-torch
+    search on 19 of 20 standardized problems (d = 20-200), the other an
+    equal-score tie.
     """
     s, d = orders.shape
     eye, forward = _triangles(d)
@@ -54,7 +58,7 @@ def _position_regressions(cov: torch.Tensor, orders: torch.Tensor):
     chol = torch.linalg.cholesky(c)
     diag = torch.diagonal(chol, dim1=-2, dim2=-1)
     unit = chol / diag[:, None, :]
-    if s == 1:  # LAPACK's triangular inverse, d^3 / 3 flops: a third of the solve's
+    if s == 1:  # LAPACK's triangular inverse: d^3 / 3 flops, a third of the solve's
         inverse, _ = lapack.dtrtri(unit[0].numpy().T, lower=0, unitdiag=1)
         l_inv = torch.from_numpy(np.ascontiguousarray(inverse.T))[None]
     else:
