@@ -56,7 +56,10 @@ edges adapt to it. The initial order is the equal-variance top-down order
 orders for the sparsest least-squares DAG by its approximate evidence (the
 sparsest-permutation principle, Raskutti & Uhler 2018) from a bottom-up
 sparse-sinks start (linear, but on NOTEARS-MLP data at d = 10 it lowered the MLP
-SEM's SHD from 3 to 2 on both seeds tried).
+SEM's SHD from 3 to 2 on both seeds tried). The search scores a node's insertions in
+``O(d^2)`` and a sweep scores every node, ``O(d^3)`` a sweep, up to 10 sweeps in each
+of its two stages (:func:`~pyrostruct.causal.orders.improve_order`): most of the time
+of a call at d >= 400 (``benchmarks/results/discover_scale.md``).
 
 Layout: ``discover`` is a pipeline, checked data (:mod:`pyrostruct.causal.data`,
 :mod:`pyrostruct.causal.interventions`) and settings
