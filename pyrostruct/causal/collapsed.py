@@ -47,7 +47,9 @@ memory (the Gram matrix itself is ``O(d^2)``; with interventions it is one per n
 ``(d, d + 1, d + 1)``: ``O(d^3)``, 4 GB in float32 at d = 1000). Time per step: d = 100
 2.9 ms (float32) / 4.0 ms (float64); d = 200 42 ms (float32); d = 1000 1.08 s and a peak
 of 899 MiB for the whole call (float32) against 2.06 s and 1721 MiB (float64), so 500
-steps take about 9 minutes there. The steps run in torch's default dtype (float32
+steps took about 9 minutes there; in ``benchmarks/discover_scale.py``'s d = 1000 run of
+2026-12-06 (a normal process, one thread, the other core busy) the 500 steps took 192 s,
+0.38 s a step. The steps run in torch's default dtype (float32
 unless the caller changes it). Switching them to float64 on d = 100 ER2 from the true
 order changed the consensus graph in 2 pairs (SHD 4 vs 3, CPDAG-SHD 0 both; largest
 edge-probability change 0.035) and the reported ELBO by 0.29 nats a row: float32 is not
