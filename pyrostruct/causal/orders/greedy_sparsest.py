@@ -80,7 +80,8 @@ class _Regressions(NamedTuple):
     """A batch of least-squares regressions, one a row: ``coef`` ``(k, w)`` on the columns
     marked by ``inside`` (those of row ``i`` all below ``widths[i]``, non-decreasing),
     ``inv`` the diagonal of the inverse Gram matrix of its inputs, ``resid`` ``(k,)`` the
-    residual variance, ``c`` the covariance of the columns."""
+    residual variance, ``c`` the covariance of the current positions and ``columns`` the
+    position of each column (``None``: column ``a`` is position ``a``)."""
 
     coef: torch.Tensor
     inv: torch.Tensor
@@ -88,6 +89,7 @@ class _Regressions(NamedTuple):
     inside: torch.Tensor
     widths: list[int]
     c: torch.Tensor
+    columns: torch.Tensor | None = None
 
     def rows(self, rows: slice) -> _Regressions:
         return self._replace(coef=self.coef[rows], inv=self.inv[rows], resid=self.resid[rows],
@@ -149,8 +151,7 @@ def _moved_regressions(factors, q: int) -> tuple[_Regressions, _Regressions, _Re
         torch.cat([kappa[:, None], coef[:q, :q].T - kappa[:, None] * gamma[:q, :q]], 1),
         torch.cat([1.0 / e[:q, None], inv_prev[:q, :q].T + gamma[:q, :q] ** 2 / e[:q, None]], 1),
         resid[:q] - kappa * ell * resid[:q],
-        (pos[: q + 1] <= pos[:q, None]).to(c.dtype), list(range(1, q + 1)),
-        c[first[:, None], first[None, :]],
+        (pos[: q + 1] <= pos[:q, None]).to(c.dtype), list(range(1, q + 1)), c, first,
     )  # fmt: skip
     return dropped, added, own
 
@@ -166,7 +167,9 @@ def _regression_scores(regressions: _Regressions, n, prior_logit, tau2, refit) -
     alpha) coef`` (the least-squares normal equations remove the cross terms). Formed in
     blocks of rows, each on the columns its rows use, of about ``_BLOCK_ENTRIES`` entries:
     the elementwise terms are most of the order search's time and stay in cache."""
-    coef, inv, resid, inside, widths, c = regressions
+    coef, inv, resid, inside, widths, c, columns = regressions
+    if not refit and columns is not None:  # only the mean-field quadratic forms use c
+        c = c[columns[:, None], columns[None, :]]
     out, k, start = resid.new_empty(len(widths)), len(widths), 0
     while start < k:
         stop = start + 1
