@@ -6,7 +6,8 @@ and SF2 graphs. Every method runs in a fresh process with one thread and a time 
 
 - pyrostruct: ``discover(x, seed=seed)`` (defaults), and with ``restarts=4`` on the
   process executor (2 workers) where ``d <= 200``;
-- PC: ``causallearn.search.ConstraintBased.PC.pc``, Fisher z, ``alpha = 0.01``;
+- PC: ``causallearn.search.ConstraintBased.PC.pc``, Fisher z, ``alpha = 0.01``
+  (``causal_real_tables.run_pc``);
 - BOSS: ``causallearn.search.PermutationBased.BOSS.boss``, ``local_score_BIC_from_cov``
   (Andrews et al., NeurIPS 2023);
 - DAGMA: ``dagma.linear.DagmaLinear``, ``lambda1 = 0.02``, ``w_threshold = 0.3``.
@@ -32,9 +33,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from causal_real_tables import general_graph_to_cpdag, run_pc  # noqa: E402
 from harness import Report, in_fresh_process, parse_args, peak_memory  # noqa: E402
 
-ALPHA = 0.01
 METHODS = ("pyrostruct", "pyrostruct restarts 4", "PC", "BOSS", "DAGMA")
 
 
@@ -47,15 +48,6 @@ def make_case(d: int, graph: str, seed: int):
     return (x - x.mean(0)) / x.std(0), np.asarray(ds.adjacency)
 
 
-def _from_general_graph(graph) -> np.ndarray:
-    """causal-learn's endpoint matrix as a 0/1 CPDAG (an undirected edge both ways)."""
-    g = graph.graph
-    tail, head = g == -1, g == 1
-    directed = tail & head.T  # g[i, j] = -1 and g[j, i] = 1: i -> j
-    undirected = tail & tail.T
-    return (directed | undirected).astype(np.int64)
-
-
 def fit(method: str, x: np.ndarray, seed: int) -> dict:
     """One method on the table ``x``: ``{"dag" or "cpdag": 0/1 matrix, "scores": edge scores}``."""
     if method.startswith("pyrostruct"):
@@ -66,15 +58,13 @@ def fit(method: str, x: np.ndarray, seed: int) -> dict:
             kwargs = {"restarts": 4, "executor": "process", "workers": 2}
         result = discover(x, seed=seed, progress=False, **kwargs)
         return {"dag": result.adjacency, "scores": result.edge_probs}
-    if method in ("PC", "BOSS"):
-        from causallearn.search.ConstraintBased.PC import pc
+    if method == "PC":
+        cp, scores = run_pc(x)
+        return {"cpdag": cp, "scores": scores}
+    if method == "BOSS":
         from causallearn.search.PermutationBased.BOSS import boss
 
-        if method == "PC":
-            graph = pc(x, ALPHA, "fisherz", show_progress=False).G
-        else:
-            graph = boss(x, "local_score_BIC_from_cov", verbose=False)
-        cp = _from_general_graph(graph)
+        cp = general_graph_to_cpdag(boss(x, "local_score_BIC_from_cov", verbose=False))
         return {"cpdag": cp, "scores": cp * np.where(cp.T == 1, 0.5, 1.0)}
     from dagma.linear import DagmaLinear
 
