@@ -228,14 +228,21 @@ def _insertion_scores(factors, n, order, q, local, prior_logit, tau2, refit=Fals
     return before + own + after, (without, own, with_v)
 
 
-def _keep_positions(scores: torch.Tensor, order: list[int], q: int, precedes) -> torch.Tensor:
-    """``scores`` of :func:`_insertion_scores` with ``-inf`` where moving ``order[q]`` to that
-    position would break ``precedes``: with ``rest`` the order without it, it must go after
-    its last required predecessor and before its first required successor in ``rest``."""
+def _allowed_positions(order: list[int], q: int, precedes) -> tuple[int, int]:
+    """The positions ``first..last`` of ``rest`` (``order`` without ``v = order[q]``) that
+    ``v`` may move to and keep ``precedes``: after its last required predecessor and before
+    its first required successor in ``rest``."""
     v, rest = order[q], order[:q] + order[q + 1 :]
     pre = np.asarray(precedes, dtype=bool)
     first = max((k + 1 for k, u in enumerate(rest) if pre[u, v]), default=0)
     last = min((k for k, u in enumerate(rest) if pre[v, u]), default=len(rest))
+    return first, last
+
+
+def _keep_positions(scores: torch.Tensor, order: list[int], q: int, precedes) -> torch.Tensor:
+    """``scores`` of :func:`_insertion_scores` with ``-inf`` where moving ``order[q]`` to that
+    position would break ``precedes`` (:func:`_allowed_positions`)."""
+    first, last = _allowed_positions(order, q, precedes)
     allowed = torch.zeros_like(scores, dtype=torch.bool)
     allowed[first : last + 1] = True
     return torch.where(allowed, scores, -torch.inf)
