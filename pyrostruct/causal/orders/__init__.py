@@ -131,4 +131,3 @@ def initial_order(
             start=search_start, precedes=precedes,
         )  # fmt: skip
     return None
-

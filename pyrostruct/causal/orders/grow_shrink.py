@@ -41,6 +41,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from pyrostruct.causal.orders.precedence import allowed_positions
+
 __all__ = ["bic_order_search", "grow_shrink_parents", "default_penalty"]
 
 
@@ -238,8 +240,6 @@ def bic_order_search(
     those, as in :func:`~pyrostruct.causal.regressions.regime_covariances`); ``bar``: a
     tqdm bar to update once per node scored.
     """
-    from pyrostruct.causal.orders.greedy_sparsest import _allowed_positions
-
     cov = np.asarray(cov, dtype=np.float64)
     problem = _problem(cov, n, penalty, regimes)
     best = [int(i) for i in order]
@@ -256,7 +256,7 @@ def bic_order_search(
             q = best.index(v)
             scores, parts = _insertion(problem, best, locals_, q)
             if precedes is not None:
-                first, last = _allowed_positions(best, q, precedes)
+                first, last = allowed_positions(best, q, precedes)
                 scores[:first], scores[last + 1 :] = -np.inf, -np.inf
             k = int(np.argmax(scores))
             if scores[k] > score + 1e-9 * abs(score):

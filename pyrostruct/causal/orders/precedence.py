@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["keep_precedence"]
+__all__ = ["allowed_positions", "keep_precedence"]
 
 
 def keep_precedence(order: list[int], precedes=None) -> list[int]:
@@ -23,3 +23,14 @@ def keep_precedence(order: list[int], precedes=None) -> list[int]:
         placed[v] = True
         out.append(v)
     return out
+
+
+def allowed_positions(order: list[int], q: int, precedes) -> tuple[int, int]:
+    """The positions ``first..last`` of ``rest`` (``order`` without ``v = order[q]``) that
+    ``v`` may move to and keep ``precedes``: after its last required predecessor and before
+    its first required successor in ``rest``."""
+    v, rest = order[q], order[:q] + order[q + 1 :]
+    pre = np.asarray(precedes, dtype=bool)
+    first = max((k + 1 for k, u in enumerate(rest) if pre[u, v]), default=0)
+    last = min((k for k, u in enumerate(rest) if pre[v, u]), default=len(rest))
+    return first, last
