@@ -25,6 +25,13 @@ __all__ = ["AnalyticEstimator"]
 #: order, which must stay easy to leave.
 SPACING = {"equal-variance": 5.0, "other": 2.0}
 
+#: Learning rate of the edges and the SEM's parameters, as a fraction of ``lr`` (the order
+#: scores'). At the full rate, Adam's steps on the weights of a nearly determined node (SF2
+#: d = 100 standardized: R^2 0.9999 on 20 parents) inflate its residual until its
+#: small-effect parents are dropped, a local optimum 2,165 nats below keeping them
+#: (CPDAG-SHD 12 from the true order; 1 at a third of the rate).
+EDGE_LR_FRACTION = 0.3
+
 
 class AnalyticEstimator(Estimator):
     """The collapsed ELBO of :class:`~pyrostruct.causal.collapsed.CollapsedOrderVI`.
@@ -52,7 +59,8 @@ class AnalyticEstimator(Estimator):
         )
         others = [self.guide.edge_logits, *sem.parameters()]
         lr = settings.lr
-        self.optim = adam([{"params": [self.guide.scores], "lr": lr}, {"params": others, "lr": lr}])
+        self.optim = adam([{"params": [self.guide.scores], "lr": lr},
+                           {"params": others, "lr": EDGE_LR_FRACTION * lr}])  # fmt: skip
 
     def loss(self):
         return self.guide.loss(self.settings.num_particles)
