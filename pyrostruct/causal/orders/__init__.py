@@ -8,8 +8,9 @@ package only dispatches on the name:
 - ``"sparse-sinks"`` (:mod:`.sparse_sinks`): a bottom-up heuristic from the
   concentration graph;
 - ``"greedy-sparsest"`` (:mod:`.greedy_sparsest`): a greedy insertion search
-  from the sparse-sinks start for the order whose least-squares DAG is sparsest
-  by its approximate evidence (:mod:`.scores`; Raskutti & Uhler 2018);
+  from the sparse-sinks start for the order whose DAG is sparsest by its fit (the
+  approximate evidence of :mod:`.scores`, then the grow-shrink BIC of
+  :mod:`.grow_shrink`; Raskutti & Uhler 2018, Andrews et al. 2023);
 - ``"greedy-random"``: the same search from a uniformly random order (the
   restarts of :func:`~pyrostruct.causal.discover` after the first);
 - ``"random"``: none; the estimator draws one;
@@ -19,7 +20,8 @@ The order search computes in float64 torch tensors (one numeric backend, no
 conversions back and forth; tables may come in as numpy arrays), so torch's
 thread setting is the only one that matters: :func:`~pyrostruct.causal.discover`
 sets it once, around the whole call. Only :mod:`.equal_variance`, a few lines of
-numpy with no factorization, stays in numpy (its module says why).
+numpy with no factorization, and :mod:`.grow_shrink`, whose many short vector steps
+torch's per-operation cost would dominate, stay in numpy (their modules say why).
 """
 
 from __future__ import annotations
