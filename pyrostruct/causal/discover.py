@@ -53,13 +53,13 @@ The variational estimators: standardized columns by default, ``expected_edges = 
 at its initial value for the first 20% of the steps while the mechanisms and
 edges adapt to it. The initial order is the equal-variance top-down order
 (Chen, Drton, Wang 2019) for ``noise="equal"``; otherwise a greedy search over
-orders for the sparsest least-squares DAG by its approximate evidence (the
-sparsest-permutation principle, Raskutti & Uhler 2018) from a bottom-up
-sparse-sinks start (linear, but on NOTEARS-MLP data at d = 10 it lowered the MLP
-SEM's SHD from 3 to 2 on both seeds tried). The search scores a node's insertions in
-``O(d^2)`` and a sweep scores every node, ``O(d^3)`` a sweep, up to 10 sweeps in each
-of its two stages (:func:`~pyrostruct.causal.orders.improve_order`): most of the time
-of a call at d >= 400 (``benchmarks/results/discover_scale.md``).
+orders for the sparsest DAG by its fit (the sparsest-permutation principle, Raskutti &
+Uhler 2018) from a bottom-up sparse-sinks start (linear, but on NOTEARS-MLP data at
+d = 10 it lowered the MLP SEM's SHD from 3 to 2 on both seeds tried): up to 3 sweeps
+on the approximate evidence of the least-squares DAG, each scoring a node's insertions
+in ``O(d^2)``, then BOSS-style moves on the grow-shrink BIC (Andrews et al. 2023;
+:func:`~pyrostruct.causal.orders.improve_order` says when and why). The search is most
+of the time of a call at d >= 400 (``benchmarks/results/discover_scale.md``).
 
 Layout: ``discover`` is a pipeline, checked data (:mod:`pyrostruct.causal.data`,
 :mod:`pyrostruct.causal.interventions`) and settings
