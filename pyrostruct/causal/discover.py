@@ -384,7 +384,9 @@ def discover(
         raise InputError("callback runs in this process only: use executor='serial' with it")
     # workers' progress bars would interleave: other executors show one bar over restarts
     inner = progress and executor == "serial"
-    run = _Run(x, names, mask, checkpoint, inner, callback, restarts)
+    # the order search's BIC stage is for continuous columns (improve_order says why)
+    continuous = all(kind == "none" for kind in table.transform.values())
+    run = _Run(x, names, mask, checkpoint, inner, callback, restarts, continuous)
     if restarts == 1:
         return _report_table(_fit(run, (0, settings)), table)
     plan = restart_plan(settings, restarts)
@@ -425,6 +427,7 @@ class _Run:
     progress: bool
     callback: Callable[[int, float], bool | None] | None
     restarts: int
+    continuous: bool = True
 
 
 def _fit(run: _Run, task: tuple[int, Settings]) -> CausalResult:
@@ -470,6 +473,8 @@ def _fit(run: _Run, task: tuple[int, Settings]) -> CausalResult:
                 weight_prior_scale=getattr(model, "weight_prior_scale", None) or 1.0,
                 mask=problem.mask_np, progress=progress, search_start=settings.search_start,
                 precedes=None if settings.knowledge is None else settings.knowledge.precedes,
+                forbidden=None if settings.knowledge is None else settings.knowledge.forbidden,
+                bic=run.continuous,
             )  # fmt: skip
         phases["order_search"] = time.perf_counter() - started
         started = time.perf_counter()

@@ -241,7 +241,10 @@ def test_edge_probabilities_average_over_the_equivalence_class(tmp_path):
     assert load_result(path).equivalence_class
     raw = discover(x, steps=200, seed=0, average_equivalent=False)
     assert not raw.equivalence_class
-    assert raw.edge_probs[1, 2] > 0.95  # the variational posterior settled on one direction
+    # the variational posterior's own draws, not spread over the class: here every draw
+    # has 1 -> 0 (two of the class's three members do)
+    assert raw.edge_probs.max() > 0.95 and result.edge_probs.max() < 0.8
+    assert np.abs(raw.edge_probs - result.edge_probs).max() > 0.25
     assert not discover(x, steps=50, noise="equal").equivalence_class
     mask = np.zeros(x.shape, dtype=bool)
     mask[:100, 0] = True

@@ -170,3 +170,16 @@ def test_a_node_with_a_regime_is_scored_on_its_own_rows():
         assert list(np.flatnonzero(adjacency[:, w])) == parents
     assert score == pytest.approx(expected, rel=1e-10)
     assert problem.ns[2] == n  # the problem without regimes scores every node on all rows
+
+
+def test_forbidden_parents_are_never_taken():
+    d, n = 8, 2000
+    _, truth, cov = linear_sem(d, n, 11)
+    order, _ = bic_order_search(cov, n, list(range(d)))
+    adjacency, _ = grow_shrink_parents(cov, n, order)
+    forbidden = adjacency.astype(bool)  # forbid every edge the free search takes
+    constrained, _ = bic_order_search(cov, n, order, forbidden=forbidden)
+    problem = _problem(cov, n, None, None, forbidden)
+    for w, local in _order_locals(problem, constrained).items():
+        assert not forbidden[list(local.parents), w].any()
+        assert not (local.changer & forbidden[:, w]).any()

@@ -90,6 +90,8 @@ def initial_order(
     progress: bool = False,
     search_start=None,
     precedes=None,
+    forbidden=None,
+    bic: bool = True,
 ) -> list[int] | None:
     """The initial order named by ``spec`` (checked by :func:`check_init_order`) for the
     table ``x`` ``(n, d)``, or ``None`` for ``"random"``. ``"greedy-random"`` draws its
@@ -107,6 +109,10 @@ def initial_order(
         Heuristic starts are moved to the nearest order that keeps it
         (:func:`keep_precedence`), the search moves only within such orders, and a
         given order that breaks it is refused.
+    :param forbidden: ``(d, d)`` boolean, edges ``i -> j`` the search's BIC stage never
+        takes (background knowledge).
+    :param bic: whether the search ends with its BIC stage
+        (:func:`~pyrostruct.causal.orders.greedy_sparsest.improve_order`).
     """
     if precedes is not None and not np.asarray(precedes).any():
         precedes = None
@@ -123,13 +129,13 @@ def initial_order(
         start = keep_precedence(torch.randperm(x.shape[1]).tolist(), precedes)
         return improve_order(
             x, start, prior_logit, weight_prior_scale=weight_prior_scale, progress=progress,
-            mask=mask, precedes=precedes,
+            mask=mask, precedes=precedes, bic=bic, forbidden=forbidden,
         )  # fmt: skip
     if spec == "greedy-sparsest":
         if search_start is not None:
             search_start = keep_precedence(list(search_start), precedes)
         return greedy_sparsest.greedy_sparsest_order(
             x, prior_logit, weight_prior_scale=weight_prior_scale, progress=progress, mask=mask,
-            start=search_start, precedes=precedes,
+            start=search_start, precedes=precedes, bic=bic, forbidden=forbidden,
         )  # fmt: skip
     return None

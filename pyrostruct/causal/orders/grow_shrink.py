@@ -62,8 +62,10 @@ class _Local(NamedTuple):
     changer: np.ndarray
 
 
-def _grow_shrink(cov: np.ndarray, n: int, w: int, candidates: np.ndarray, penalty: float):
-    """Grow-shrink of node ``w`` on the boolean ``candidates`` ``(d,)``: a :class:`_Local`."""
+def _grow_shrink(cov: np.ndarray, n: int, w: int, candidates: np.ndarray, penalty: float,
+                 allowed: np.ndarray | None = None):  # fmt: skip
+    """Grow-shrink of node ``w`` on the boolean ``candidates`` ``(d,)``: a :class:`_Local`.
+    ``allowed`` ``(d,)``: the nodes that may be ``w``'s parents at all (default: every one)."""
     d = cov.shape[0]
     half_n = 0.5 * n
     pcov = cov[:, w].copy()  # partial covariances with w given the parents so far
@@ -73,6 +75,8 @@ def _grow_shrink(cov: np.ndarray, n: int, w: int, candidates: np.ndarray, penalt
     rows = np.empty((0, d))
     blocked = np.zeros(d, dtype=bool)
     blocked[w] = True
+    if allowed is not None:
+        blocked |= ~allowed
     changer = np.zeros(d, dtype=bool)
     chosen = []
     while var_w > 1e-12 * cov[w, w]:
@@ -126,18 +130,21 @@ class _Problem(NamedTuple):
     covs: list
     ns: list
     penalties: list
+    allowed: np.ndarray | None = None  # allowed[i, j]: i may be a parent of j
 
     def local(self, w: int, candidates: np.ndarray) -> _Local:
-        return _grow_shrink(self.covs[w], self.ns[w], w, candidates, self.penalties[w])
+        allowed = None if self.allowed is None else self.allowed[:, w]
+        return _grow_shrink(self.covs[w], self.ns[w], w, candidates, self.penalties[w], allowed)
 
 
-def _problem(cov, n, penalty, regimes) -> _Problem:
+def _problem(cov, n, penalty, regimes, forbidden=None) -> _Problem:
     d = cov.shape[0]
     covs, ns = [cov] * d, [n] * d
     for j, (cov_j, n_j) in (regimes or {}).items():
         covs[j], ns[j] = np.asarray(cov_j, dtype=np.float64), int(n_j)
     penalties = [default_penalty(m) if penalty is None else float(penalty) for m in ns]
-    return _Problem(covs, ns, penalties)
+    allowed = None if forbidden is None else ~np.asarray(forbidden, dtype=bool)
+    return _Problem(covs, ns, penalties, allowed)
 
 
 def _order_locals(problem: _Problem, order) -> dict[int, _Local]:
@@ -226,7 +233,7 @@ def _moved(locals_: dict, v: int, parts, p: int) -> list[int]:
 
 def bic_order_search(
     cov, n: int, order, *, penalty: float | None = None, max_sweeps: int = 20, precedes=None,
-    regimes=None, bar=None,
+    regimes=None, forbidden=None, bar=None,
 ) -> tuple[list[int], float]:  # fmt: skip
     """Greedy insertion search over orders on the grow-shrink BIC score, from ``order``:
     ``(order, score)``.
@@ -237,11 +244,12 @@ def bic_order_search(
     last found at its best position. ``cov`` ``(d, d)``: covariance of ``n`` rows;
     ``penalty``: nats an edge (default :func:`default_penalty`); ``regimes`` maps a node
     intervened on in some rows to ``(cov, n)`` of the rows where it is not (it is scored on
-    those, as in :func:`~pyrostruct.causal.regressions.regime_covariances`); ``bar``: a
-    tqdm bar to update once per node scored.
+    those, as in :func:`~pyrostruct.causal.regressions.regime_covariances`);
+    ``forbidden`` ``(d, d)``: ``i`` is never a parent of ``j`` where ``forbidden[i, j]``
+    (background knowledge); ``bar``: a tqdm bar to update once per node scored.
     """
     cov = np.asarray(cov, dtype=np.float64)
-    problem = _problem(cov, n, penalty, regimes)
+    problem = _problem(cov, n, penalty, regimes, forbidden)
     best = [int(i) for i in order]
     locals_ = _order_locals(problem, best)
     score = sum(local.score for local in locals_.values())
