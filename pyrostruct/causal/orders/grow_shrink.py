@@ -84,9 +84,9 @@ def _grow_shrink(cov: np.ndarray, n: int, w: int, candidates: np.ndarray, penalt
             r2 = pcov * pcov / (pvar * var_w)
         gain = -half_n * np.log1p(-np.clip(r2, 0.0, 1.0 - 1e-15)) - penalty
         gain[blocked | (pvar <= tiny)] = -np.inf  # parents, w, and inputs they determine
-        allowed = np.where(candidates, gain, -np.inf)
-        u = int(np.argmax(allowed))
-        best = allowed[u]
+        eligible = np.where(candidates, gain, -np.inf)
+        u = int(np.argmax(eligible))
+        best = eligible[u]
         changer |= gain > max(best, 0.0)
         if not best > 0.0:
             break
