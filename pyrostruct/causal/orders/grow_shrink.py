@@ -176,7 +176,7 @@ def _own_scores(problem: _Problem, v: int, rest: np.ndarray):
     m = len(rest)
     own = np.empty(m + 1)
     segments = []
-    candidates = np.zeros(len(rest) + 1, dtype=bool)
+    candidates = np.zeros(m + 1, dtype=bool)
     p = 0
     while True:
         local = problem.local(v, candidates)
@@ -204,8 +204,7 @@ def _insertion(problem: _Problem, order: list[int], locals_: dict, q: int):
     for i, w in enumerate(rest):
         local = locals_[w]
         if i >= q and local.grown[v]:  # w was after v and grew on it
-            c = candidates.copy()
-            changed_without[w] = problem.local(w, c)
+            changed_without[w] = problem.local(w, candidates)  # read, not kept
             without[i] = changed_without[w].score
         elif i < q and local.changer[v]:  # w was before v and would change with it
             c = candidates.copy()
