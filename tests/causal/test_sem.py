@@ -203,3 +203,34 @@ def test_expected_log_prob_with_a_mask_equals_the_masked_probabilities(intervent
     torch.testing.assert_close(masked, dense)
     for g, h in zip(grads, torch.autograd.grad(masked.sum(), [logits, sem.weight, sem.log_weight_sd])):
         torch.testing.assert_close(g, h)
+
+
+@pytest.mark.parametrize("spacing", [3.0, 0.0])
+def test_gram_products_of_agreeing_masks_equal_the_batched_product(spacing):
+    """G C_s from the majority mask plus sparse differences == the product per mask, values
+    and gradients: concentrated orders take the sparse path (at most d differences a mask),
+    uniform ones the batched product."""
+    from pyrostruct.causal.sem.linear import _gram_times_masked
+    from pyrostruct.distributions.permutation import PlackettLuce
+
+    d, num = 12, 6
+    torch.manual_seed(1)
+    x1 = torch.randn(50, d + 1, dtype=torch.float64)
+    gram = x1.T @ x1
+    b = torch.randn(d, d, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(d, dtype=torch.float64, requires_grad=True)
+    orders = PlackettLuce(spacing * torch.arange(d, 0, -1.0, dtype=torch.float64)).sample_order((num,))
+    rank = torch.argsort(orders, -1)
+    masks = (rank[:, :, None] < rank[:, None, :]).double().reshape(2, 3, d, d)
+    differences = (masks - (masks.reshape(-1, d, d).mean(0) > 0.5).double()).abs().sum()
+    assert (differences <= num * d) == (spacing > 0)
+    coef = torch.eye(d + 1, d, dtype=torch.float64) - torch.cat(
+        [masks * b, bias.expand(2, 3, 1, d)], dim=-2
+    )
+    want = gram @ coef
+    got = _gram_times_masked(gram, b, bias, masks)
+    torch.testing.assert_close(got, want)
+    weights = torch.randn_like(want)
+    for g, h in zip(torch.autograd.grad((want * weights).sum(), [b, bias]),
+                    torch.autograd.grad((got * weights).sum(), [b, bias])):  # fmt: skip
+        torch.testing.assert_close(h, g)
