@@ -219,7 +219,8 @@ def test_gram_products_of_agreeing_masks_equal_the_batched_product(spacing):
     gram = x1.T @ x1
     b = torch.randn(d, d, dtype=torch.float64, requires_grad=True)
     bias = torch.randn(d, dtype=torch.float64, requires_grad=True)
-    orders = PlackettLuce(spacing * torch.arange(d, 0, -1.0, dtype=torch.float64)).sample_order((num,))
+    scores = spacing * torch.arange(d, 0, -1.0, dtype=torch.float64)
+    orders = PlackettLuce(scores).sample_order((num,))
     rank = torch.argsort(orders, -1)
     masks = (rank[:, :, None] < rank[:, None, :]).double().reshape(2, 3, d, d)
     differences = (masks - (masks.reshape(-1, d, d).mean(0) > 0.5).double()).abs().sum()
