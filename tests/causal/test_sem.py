@@ -206,11 +206,11 @@ def test_expected_log_prob_with_a_mask_equals_the_masked_probabilities(intervent
 
 
 @pytest.mark.parametrize("spacing", [3.0, 0.0])
-def test_gram_products_of_agreeing_masks_equal_the_batched_product(spacing):
-    """G C_s from the majority mask plus sparse differences == the product per mask, values
-    and gradients: concentrated orders take the sparse path (at most d differences a mask),
-    uniform ones the batched product."""
-    from pyrostruct.causal.sem.linear import _gram_times_masked
+def test_agreeing_masks_give_the_dense_residual_sums_and_contractions(spacing):
+    """The majority mask plus sparse differences gives each mask's residual sums of squares
+    c^T G c and its column sums, values and gradients: concentrated orders take the sparse
+    form (at most d differences a mask), uniform ones do not."""
+    from pyrostruct.causal.sem.linear import _AgreeingMasks
     from pyrostruct.distributions.permutation import PlackettLuce
 
     d, num = 12, 6
@@ -219,19 +219,25 @@ def test_gram_products_of_agreeing_masks_equal_the_batched_product(spacing):
     gram = x1.T @ x1
     b = torch.randn(d, d, dtype=torch.float64, requires_grad=True)
     bias = torch.randn(d, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(d, d, dtype=torch.float64, requires_grad=True)
     scores = spacing * torch.arange(d, 0, -1.0, dtype=torch.float64)
     orders = PlackettLuce(scores).sample_order((num,))
     rank = torch.argsort(orders, -1)
     masks = (rank[:, :, None] < rank[:, None, :]).double().reshape(2, 3, d, d)
-    differences = (masks - (masks.reshape(-1, d, d).mean(0) > 0.5).double()).abs().sum()
-    assert (differences <= num * d) == (spacing > 0)
+    agreeing = _AgreeingMasks(masks)
+    assert agreeing.sparse == (spacing > 0)
     coef = torch.eye(d + 1, d, dtype=torch.float64) - torch.cat(
         [masks * b, bias.expand(2, 3, 1, d)], dim=-2
     )
-    want = gram @ coef
-    got = _gram_times_masked(gram, b, bias, masks)
-    torch.testing.assert_close(got, want)
-    weights = torch.randn_like(want)
-    for g, h in zip(torch.autograd.grad((want * weights).sum(), [b, bias]),
-                    torch.autograd.grad((got * weights).sum(), [b, bias])):  # fmt: skip
-        torch.testing.assert_close(h, g)
+    want = [(coef * (gram @ coef)).sum(-2), (masks * x).sum(-2)]
+    got = [agreeing.residual_sums(gram, b, bias), agreeing.column_sums(x)]
+    for w, g in zip(want, got):
+        assert g.shape == w.shape
+        torch.testing.assert_close(g, w)
+        weights = torch.randn_like(w)
+        for h, k in zip(torch.autograd.grad((w * weights).sum(), [b, bias, x], allow_unused=True),
+                        torch.autograd.grad((g * weights).sum(), [b, bias, x], allow_unused=True)):  # fmt: skip
+            if h is None:
+                assert k is None or not k.any()
+            else:
+                torch.testing.assert_close(k, h)
