@@ -19,6 +19,14 @@ from scipy.linalg import lapack
 __all__ = ["regime_covariances", "regressions_in_order"]
 
 
+def float64_tensor(x) -> torch.Tensor:
+    """The table ``x`` as a float64 tensor, sharing its memory where numpy allows; a
+    read-only array (pandas' copy-on-write ``to_numpy()``, a memory map) is copied, which
+    torch would otherwise share with a warning."""
+    a = np.asarray(x, dtype=np.float64)
+    return torch.from_numpy(a if a.flags.writeable else a.copy())
+
+
 @functools.lru_cache(maxsize=16)
 def _triangles(d: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(eye, forward)``: the ``(d, d)`` float64 identity and strict upper triangle of ones
@@ -98,7 +106,7 @@ def regime_covariances(x, mask) -> dict:
     """
     if mask is None:
         return {}
-    x = torch.as_tensor(np.asarray(x), dtype=torch.float64)
+    x = float64_tensor(x)
     mask = np.asarray(mask, dtype=bool)
     out = {}
     d = x.shape[1]

@@ -437,3 +437,29 @@ def test_greedy_search_with_interventions_also_starts_from_the_observational_row
         assert result.edge_probs[parent, 2] > 0.9
     for child in np.nonzero(ds.adjacency[2])[0]:
         assert result.edge_probs[2, child] > 0.9
+
+
+def test_order_searches_take_read_only_tables_without_warnings():
+    """A read-only table (pandas' copy-on-write ``to_numpy()``, a memory map) is copied, not
+    shared with torch: torch warns on non-writable arrays. Run in a fresh interpreter,
+    since torch warns only once a process."""
+    import subprocess
+    import sys
+
+    code = """
+import warnings
+warnings.simplefilter("error")
+import math
+import numpy as np
+from pyrostruct.causal import datasets
+from pyrostruct.causal.orders import initial_order
+x = datasets.make_dataset(d=6, n=200, seed=0).data.to_numpy().copy()
+x.flags.writeable = False
+mask = np.zeros(x.shape, dtype=bool)
+mask[:20, 1] = True
+for spec in ("sparse-sinks", "equal-variance", "greedy-sparsest", "greedy-random"):
+    initial_order(spec, x, math.log(0.3))
+    initial_order(spec, x, math.log(0.3), mask=mask)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -23,7 +23,11 @@ from pyrostruct.causal.orders.scores import (
 )
 from pyrostruct.causal.orders.screened import screen_candidates, screened_search
 from pyrostruct.causal.orders.sparse_sinks import sparse_sinks_order
-from pyrostruct.causal.regressions import _position_regressions, regime_covariances
+from pyrostruct.causal.regressions import (
+    _position_regressions,
+    float64_tensor,
+    regime_covariances,
+)
 
 __all__ = ["greedy_sparsest_order", "improve_order"]
 
@@ -378,7 +382,7 @@ def _bic_stage(x, order, precedes, bar, max_sweeps, forbidden) -> tuple[list[int
     it), with the intervened node's edges reversed: a penalty of ``2 log n`` an edge
     favours sparse orders where the graph is dense.
     """
-    xt = torch.as_tensor(np.asarray(x), dtype=torch.float64)
+    xt = float64_tensor(x)
     cov = torch.cov(xt.T, correction=0).reshape(xt.shape[1], -1)
     if bar is not None:
         bar.set_postfix(stage=3)
@@ -389,7 +393,7 @@ def _bic_stage(x, order, precedes, bar, max_sweeps, forbidden) -> tuple[list[int
 @torch.inference_mode()  # no gradients: skips autograd's per-operation bookkeeping
 def _improve_order(x, order, prior_logit, weight_prior_scale, max_sweeps, bar, mask, precedes,
                    candidates="auto", stages=_STAGES):  # fmt: skip
-    xt = torch.as_tensor(np.asarray(x), dtype=torch.float64)
+    xt = float64_tensor(x)
     n, d = xt.shape
     cov = torch.cov(xt.T, correction=0).reshape(d, d) + 1e-9 * torch.eye(d, dtype=xt.dtype)
     regimes = regime_covariances(xt, mask)

@@ -17,7 +17,7 @@ import math
 import numpy as np
 import torch
 
-from pyrostruct.causal.regressions import _position_regressions, _triangles
+from pyrostruct.causal.regressions import _position_regressions, _triangles, float64_tensor
 
 __all__ = ["order_scores", "local_scores"]
 
@@ -113,7 +113,7 @@ def order_scores(
     (the sparsest-permutation principle, Raskutti & Uhler 2018); ``O(S d^3)``.
     """
     tau2 = weight_prior_scale**2
-    cov = torch.as_tensor(np.asarray(cov), dtype=torch.float64)
+    cov = float64_tensor(cov)
     orders = torch.as_tensor(np.asarray(orders), dtype=torch.long)
     with torch.inference_mode():  # no gradients: skips autograd's per-operation bookkeeping
         rss, penalty, _ = _order_terms(cov, n, orders, prior_logit, tau2, equal_noise, refit)

@@ -7,6 +7,8 @@ import math
 import numpy as np
 import torch
 
+from pyrostruct.causal.regressions import float64_tensor
+
 __all__ = ["sparse_sinks_order"]
 
 
@@ -24,7 +26,7 @@ def sparse_sinks_order(x: np.ndarray, z_threshold: float = 3.0) -> list[int]:
     (then the order is identified only through sparsity), not a consistent
     estimator.
     """
-    x = torch.as_tensor(np.asarray(x), dtype=torch.float64)
+    x = float64_tensor(x)
     n, d = x.shape
     precision = torch.linalg.pinv(torch.cov(x.T).reshape(d, d))
     remaining = list(range(d))
