@@ -61,8 +61,11 @@ def _position_regressions(cov: torch.Tensor, orders: torch.Tensor):
     equal-score tie.
     """
     s, d = orders.shape
-    eye, forward = _triangles(d)
-    c = cov[orders[:, :, None], orders[:, None, :]]
+    eye, _ = _triangles(d)
+    if s == 1:  # two contiguous gathers: a third of the time of one 2-d gather
+        c = cov.index_select(0, orders[0]).index_select(1, orders[0])[None]
+    else:
+        c = cov[orders[:, :, None], orders[:, None, :]]
     chol = torch.linalg.cholesky(c)
     diag = torch.diagonal(chol, dim1=-2, dim2=-1)
     unit = chol / diag[:, None, :]
@@ -72,9 +75,10 @@ def _position_regressions(cov: torch.Tensor, orders: torch.Tensor):
     else:
         l_inv = torch.linalg.solve_triangular(unit, eye, upper=False, unitriangular=True)
     resid = diag**2
-    coef = (eye - l_inv).transpose(-1, -2) * forward
+    # L^{-1} is unit lower triangular, so both are zero on and below the diagonal as they are
+    coef = (eye - l_inv).transpose(-1, -2)
     inv_diag = torch.cumsum(l_inv**2 / resid[:, :, None], 1).transpose(-1, -2)  # block 0..k
-    inv_prev = F.pad(inv_diag[:, :, :-1], (1, 0)) * forward
+    inv_prev = F.pad(inv_diag[:, :, :-1], (1, 0))
     return c, coef, inv_prev, resid, l_inv, unit
 
 
