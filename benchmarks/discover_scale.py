@@ -13,6 +13,9 @@ method on these data does at least once).
     python benchmarks/discover_scale.py --threads 1                  # d = 200, 400, 1000
     python benchmarks/discover_scale.py --threads 1 --sizes 200 400
     python benchmarks/discover_scale.py --threads 1 --quick          # d = 50, 100
+    python benchmarks/discover_scale.py --threads 2 --sizes 1000     # what a 2-core user gets
+
+A run with more than one thread writes ``results/discover_scale-threads<N>.md``.
 """
 
 from __future__ import annotations
@@ -62,9 +65,12 @@ def measure(d: int, seed: int) -> dict:
     total = time.perf_counter() - started
     result = out["result"]
     phases = result.metadata["phase_seconds"]
+    import torch
+
     return {
         "d": d,
         "n": 2000,
+        "threads": torch.get_num_threads(),
         "order search s": phases["order_search"],
         "node scorings": counts[greedy_sparsest],
         "BIC node scorings": counts[grow_shrink],
@@ -83,7 +89,10 @@ def measure(d: int, seed: int) -> dict:
 def main() -> None:
     args = parse_args("discover_scale", __doc__)
     sizes = args.sizes or ((50, 100) if args.quick else (200, 400, 1000))
-    report = Report("discover_scale", quick=args.quick, command=args.command)
+    name = "discover_scale"
+    if args.threads != 1:
+        name += f"-threads{args.threads or 'all'}"
+    report = Report(name, quick=args.quick, command=args.command)
     for d in sizes:
         report.add_row(in_fresh_process(measure, d, args.seed, threads=args.threads))
         print(report.rows[-1], flush=True)

@@ -40,18 +40,20 @@ inputs: :func:`order_regression_init` starts the weights at the least-squares
 fit of every node on all its predecessors in the initial order and the edge
 logits at the prior log-odds plus each coefficient's Bayes factor.
 
-Cost at scale (issue 19, part 2; measured with ``discover(init_order=<an order>)``, n =
-2000, standardized ER2 data, 8 particles, one thread on a loaded shared 2-core machine):
-a step forms ``gram @ coef`` for every sampled order, ``O(S d^3)`` time and ``O(S d^2)``
-memory (the Gram matrix itself is ``O(d^2)``; with interventions it is one per node,
-``(d, d + 1, d + 1)``: ``O(d^3)``, 4 GB in float32 at d = 1000). Time per step: d = 100
-2.9 ms (float32) / 4.0 ms (float64); d = 200 42 ms (float32); d = 1000 1.08 s and a peak
-of 899 MiB for the whole call (float32) against 2.06 s and 1721 MiB (float64), so 500
-steps took about 9 minutes there; in ``benchmarks/discover_scale.py``'s d = 1000 run of
-2026-12-06 (a normal process, one thread, the other core busy) the 500 steps took 192 s,
-0.38 s a step. The steps run in torch's default dtype (float32
-unless the caller changes it). Switching them to float64 on d = 100 ER2 from the true
-order changed the consensus graph in 2 pairs (SHD 4 vs 3, CPDAG-SHD 0 both; largest
+Cost at scale (issue 19, part 2; n = 2000, standardized ER2 data, 8 particles, one thread
+on a shared 2-core machine): the orders drawn in a step mostly agree, so the linear SEM
+writes their forward masks as the majority mask plus sparse differences
+(:class:`~pyrostruct.causal.sem.linear._AgreeingMasks`): one ``(d+1)^2 d`` product with
+the Gram matrix for the batch and ``O(S d^2 + nnz d)`` more, ``O(d^2)`` memory beyond the
+``(S, d, d)`` masks (with interventions the Gram matrix is one per node, ``(d, d + 1, d +
+1)``, ``O(d^3)``: 4 GB in float32 at d = 1000, and the batch is formed densely). Time per
+step from a fixed order at d = 1000: 0.15 s, against 0.49 s with one product per particle
+(``O(S d^3)``); 500 steps took 80 s in ``benchmarks/discover_scale.py``'s d = 1000 run
+(262 s before). Earlier measurements with one product per particle: d = 100 2.9 ms
+(float32) / 4.0 ms (float64); d = 1000 1.08 s and a peak of 899 MiB for the whole call
+(float32) against 2.06 s and 1721 MiB (float64). The steps run in torch's default dtype
+(float32 unless the caller changes it). Switching them to float64 on d = 100 ER2 from the
+true order changed the consensus graph in 2 pairs (SHD 4 vs 3, CPDAG-SHD 0 both; largest
 edge-probability change 0.035) and the reported ELBO by 0.29 nats a row: float32 is not
 exactly neutral, and which of the two is nearer the float64 optimum was not measured, so
 nothing was changed.
