@@ -241,3 +241,21 @@ def test_agreeing_masks_give_the_dense_residual_sums_and_contractions(spacing):
                 assert k is None or not k.any()
             else:
                 torch.testing.assert_close(k, h)
+
+
+def test_a_mask_that_needs_gradients_gets_them():
+    """Masks are sampled orders in discover, but a caller's relaxed mask that requires grad
+    is differentiated like the edge probabilities it multiplies."""
+    ds, x, a, m = _data(n=200, interventions=None)
+    sem = LinearGaussianSEM(5).double()
+    stats = sem.sufficient_statistics(x)
+    probs = torch.sigmoid(torch.randn(5, 5, dtype=torch.float64))
+    rank = torch.argsort(torch.stack([torch.arange(5)] * 3 + [torch.tensor([1, 0, 2, 3, 4])]), -1)
+    forward = (rank[:, :, None] < rank[:, None, :]).double().requires_grad_()
+    masked = sem.expected_log_prob_from_statistics(stats, probs, mask=forward)
+    (grad,) = torch.autograd.grad(masked.sum(), forward)
+    dense = forward.detach().requires_grad_()
+    want = sem.expected_log_prob_from_statistics(stats, dense * probs)
+    (expected,) = torch.autograd.grad(want.sum(), dense)
+    torch.testing.assert_close(masked, want)
+    torch.testing.assert_close(grad, expected)

@@ -31,7 +31,8 @@ class _AgreeingMasks:
     column, pairs of them). So a batch of ``S`` masks costs one ``O(d^3)`` product and
     ``O(S d^2 + nnz d)`` more, in place of ``O(S d^3)``. :attr:`sparse` is ``False`` when
     the masks disagree in more than ``d`` pairs each on average (a diffuse order
-    distribution), where the batched dense product is cheaper.
+    distribution), where the batched dense product is cheaper. The majority carries no
+    gradient: the masks are data (sampled orders), not parameters.
     """
 
     def __init__(self, mask: torch.Tensor):
@@ -61,7 +62,7 @@ class _AgreeingMasks:
         """``c_s^T G c_s`` per node for the coefficients ``c_s = e_j - [M_s * b; bias]`` of
         ``x1 = [x, 1]``: ``(*B, d)``. ``gram`` ``(d+1, d+1)``, ``b`` ``(d, d)``."""
         d = b.shape[-1]
-        eye = torch.eye(d + 1, d, dtype=b.dtype)
+        eye = torch.eye(d + 1, d, dtype=b.dtype, device=b.device)
         coef = eye - torch.cat([self.reference * b, bias.unsqueeze(0)], dim=-2)
         g_coef = gram @ coef
         value = self.sign * b[self.row, self.column]  # the entries of D_s * b
@@ -235,7 +236,7 @@ class LinearGaussianSEM(StructuralEquationModel):
         weights = weight * unit * off  # self.weights()
         b = adjacency * weights
         masks = None
-        if mask is not None and mask.dim() > 2 and gram.dim() == 2:
+        if mask is not None and mask.dim() > 2 and gram.dim() == 2 and not mask.requires_grad:
             masks = _AgreeingMasks(mask)  # adjacency: the (d, d) probabilities mask allows
             masks = masks if masks.sparse else None
         if masks is not None:
