@@ -474,6 +474,7 @@ def _fit(run: _Run, task: tuple[int, Settings]) -> CausalResult:
                 mask=problem.mask_np, progress=progress, search_start=settings.search_start,
                 precedes=None if settings.knowledge is None else settings.knowledge.precedes,
                 forbidden=None if settings.knowledge is None else settings.knowledge.forbidden,
+                required=None if settings.knowledge is None else settings.knowledge.required,
                 bic=run.continuous,
             )  # fmt: skip
         phases["order_search"] = time.perf_counter() - started

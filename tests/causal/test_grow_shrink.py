@@ -43,9 +43,10 @@ def bic(cov, n, w, parents, penalty):
     return -0.5 * n * math.log(resid) - penalty * len(parents)
 
 
-def reference_grow_shrink(cov, n, w, candidates, penalty):
-    """Grow-shrink written out: refit every candidate set by least squares."""
-    parents = []
+def reference_grow_shrink(cov, n, w, candidates, penalty, required=()):
+    """Grow-shrink written out: refit every candidate set by least squares; the ``required``
+    candidates are parents from the start and never dropped."""
+    parents = [u for u in candidates if u in required]
     while True:
         options = [u for u in candidates if u not in parents]
         if not options:
@@ -57,6 +58,7 @@ def reference_grow_shrink(cov, n, w, candidates, penalty):
         parents.append(options[k])
     while parents:
         scores = [bic(cov, n, w, [p for p in parents if p != u], penalty) for u in parents]
+        scores = [-np.inf if u in required else v for u, v in zip(parents, scores)]
         k = int(np.argmax(scores))
         if not scores[k] > bic(cov, n, w, parents, penalty):
             break
@@ -202,3 +204,87 @@ def test_improve_order_ends_at_a_local_optimum_of_the_bic_score():
 
     assert best_move_gain(improve_order(x, list(range(d)), math.log(0.1))) <= 1e-6
     assert best_move_gain(improve_order(x, list(range(d)), math.log(0.1), bic=False)) > 1.0
+
+
+def _required(d, seed):
+    """A random required-parents mask ``(d, d)``: about one pair in five."""
+    required = np.random.default_rng(seed + 7).random((d, d)) < 0.2
+    np.fill_diagonal(required, False)
+    return required
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10**6), penalty=st.sampled_from([2.0, 8.0, 15.0]))
+def test_required_parents_are_taken_first_and_kept(seed, penalty):
+    d, n = 7, 300
+    _, _, cov = linear_sem(d, n, seed)
+    rng = np.random.default_rng(seed)
+    w = int(rng.integers(d))
+    mask = rng.random(d) < 0.7
+    mask[w] = False
+    required = _required(d, seed)[:, w]
+    local = _grow_shrink(cov, n, w, mask, penalty, required=required)
+    candidates = list(np.flatnonzero(mask))
+    expected = reference_grow_shrink(cov, n, w, candidates, penalty, set(np.flatnonzero(required)))
+    assert list(local.parents) == expected[0]
+    assert set(np.flatnonzero(required & mask)) <= set(local.parents)
+    assert local.score == pytest.approx(expected[1], rel=1e-10, abs=1e-8)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10**6))
+def test_changer_and_grown_stay_exact_with_required_parents(seed):
+    d, n, penalty = 8, 400, default_penalty(400)
+    _, _, cov = linear_sem(d, n, seed, density=0.45)
+    rng = np.random.default_rng(seed + 1)
+    w = int(rng.integers(d))
+    mask = rng.random(d) < 0.5
+    mask[w] = False
+    required = _required(d, seed)[:, w]
+    local = _grow_shrink(cov, n, w, mask, penalty, required=required)
+    for u in range(d):
+        if u == w:
+            continue
+        other = mask.copy()
+        other[u] = not mask[u]
+        moved = _grow_shrink(cov, n, w, other, penalty, required=required)
+        same = moved.parents == local.parents and moved.score == pytest.approx(local.score)
+        if not (local.grown[u] if mask[u] else local.changer[u]):
+            assert same, (u, mask[u])
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10**6))
+def test_insertion_scores_with_required_parents_equal_those_from_scratch(seed):
+    d, n = 9, 500
+    _, _, cov = linear_sem(d, n, seed, density=0.4)
+    required = _required(d, seed)
+    problem = _problem(cov, n, None, None, required=required)
+    rng = np.random.default_rng(seed)
+    order = [int(i) for i in rng.permutation(d)]
+    locals_ = _order_locals(problem, order)
+    q = int(rng.integers(d))
+    scores, _ = _insertion(problem, order, locals_, q)
+    rest = order[:q] + order[q + 1 :]
+    for p in range(d):
+        moved = rest[:p] + [order[q]] + rest[p:]
+        expected = grow_shrink_parents(cov, n, moved, required=required)[1]
+        assert scores[p] == pytest.approx(expected, rel=1e-12)
+
+
+def test_the_search_keeps_a_weak_required_edge():
+    """A required edge the BIC would drop (its child does not depend on it) is in the
+    parents of every order the search returns, and the score counts its penalty."""
+    d, n = 8, 2000
+    _, _, cov = linear_sem(d, n, 11)
+    order, _ = bic_order_search(cov, n, list(range(d)))
+    adjacency, _ = grow_shrink_parents(cov, n, order)
+    i, j = next((order[a], order[b]) for a in range(d) for b in range(a + 1, d)
+                if not adjacency[order[a], order[b]])  # fmt: skip
+    required = np.zeros((d, d), dtype=bool)
+    required[i, j] = True
+    precedes = required.copy()
+    found, score = bic_order_search(cov, n, order, required=required, precedes=precedes)
+    kept, expected = grow_shrink_parents(cov, n, found, required=required)
+    assert kept[i, j] == 1
+    assert score == pytest.approx(expected, rel=1e-12)

@@ -316,3 +316,24 @@ def test_restarts_keep_the_knowledge():
     k = Knowledge(required=[(4, 0)], tiers=[[4, 3], [0, 1, 2]])
     r = discover(ds.data, knowledge=k, steps=40, restarts=2)
     _check_obeys(r, k.resolve(range(5)))
+
+
+def test_discover_hands_required_and_forbidden_edges_to_the_bic_stage(monkeypatch):
+    """The order search's BIC stage scores each order with the knowledge's parents: the
+    required ones in, the forbidden ones out (as the fit that follows enforces them)."""
+    from pyrostruct.causal.orders import greedy_sparsest
+
+    seen = {}
+    search = greedy_sparsest.bic_order_search
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return search(*args, **kwargs)
+
+    monkeypatch.setattr(greedy_sparsest, "bic_order_search", spy)
+    ds = datasets.make_dataset(d=5, n=300, seed=0)
+    knowledge = Knowledge(required=[(0, 3)], forbidden=[(1, 2)])
+    discover(ds.data.to_numpy(), knowledge=knowledge, steps=5, num_samples=20)
+    masks = knowledge.resolve(list(range(5)))
+    np.testing.assert_array_equal(seen["required"], masks.required)
+    np.testing.assert_array_equal(seen["forbidden"], masks.forbidden)

@@ -91,6 +91,7 @@ def initial_order(
     search_start=None,
     precedes=None,
     forbidden=None,
+    required=None,
     bic: bool = True,
 ) -> list[int] | None:
     """The initial order named by ``spec`` (checked by :func:`check_init_order`) for the
@@ -111,6 +112,8 @@ def initial_order(
         given order that breaks it is refused.
     :param forbidden: ``(d, d)`` boolean, edges ``i -> j`` the search's BIC stage never
         takes (background knowledge).
+    :param required: ``(d, d)`` boolean, edges ``i -> j`` the search's BIC stage always
+        takes (background knowledge; ``precedes`` holds them).
     :param bic: whether the search ends with its BIC stage
         (:func:`~pyrostruct.causal.orders.greedy_sparsest.improve_order`).
     """
@@ -129,7 +132,7 @@ def initial_order(
         start = keep_precedence(torch.randperm(x.shape[1]).tolist(), precedes)
         return improve_order(
             x, start, prior_logit, weight_prior_scale=weight_prior_scale, progress=progress,
-            mask=mask, precedes=precedes, bic=bic, forbidden=forbidden,
+            mask=mask, precedes=precedes, bic=bic, forbidden=forbidden, required=required,
         )  # fmt: skip
     if spec == "greedy-sparsest":
         if search_start is not None:
@@ -137,5 +140,6 @@ def initial_order(
         return greedy_sparsest.greedy_sparsest_order(
             x, prior_logit, weight_prior_scale=weight_prior_scale, progress=progress, mask=mask,
             start=search_start, precedes=precedes, bic=bic, forbidden=forbidden,
+            required=required,
         )  # fmt: skip
     return None

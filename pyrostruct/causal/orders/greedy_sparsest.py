@@ -35,6 +35,7 @@ __all__ = ["greedy_sparsest_order", "improve_order"]
 def greedy_sparsest_order(
     x: np.ndarray, prior_logit: float, *, weight_prior_scale: float = 1.0, progress=False,
     mask=None, start=None, precedes=None, candidates="auto", bic=True, forbidden=None,
+    required=None,
 ) -> list[int]:  # fmt: skip
     """:func:`improve_order` started from :func:`sparse_sinks_order` of ``x`` ``(n, d)``.
 
@@ -47,12 +48,13 @@ def greedy_sparsest_order(
     the observational start reached. ``start`` replaces these starts by one order (a warm
     start: the previous fit's order when rows were added). ``precedes``: see
     :func:`improve_order` (the starts are moved to orders that keep it). ``candidates``,
-    ``bic``, ``forbidden``: see :func:`improve_order`.
+    ``bic``, ``forbidden``, ``required``: see :func:`improve_order`.
     """
     if start is not None:
         return improve_order(x, start, prior_logit, weight_prior_scale=weight_prior_scale,
                              progress=progress, mask=mask, precedes=precedes,
-                             candidates=candidates, bic=bic, forbidden=forbidden)  # fmt: skip
+                             candidates=candidates, bic=bic, forbidden=forbidden,
+                             required=required)  # fmt: skip
     starts = [keep_precedence(sparse_sinks_order(x), precedes)]
     if mask is not None:
         observational = ~np.asarray(mask).any(1)
@@ -62,7 +64,7 @@ def greedy_sparsest_order(
     best, best_score = None, -float("inf")
     for start in starts:
         order, score = _search(x, start, prior_logit, weight_prior_scale, 10, progress, mask,
-                               precedes, candidates, bic, forbidden)  # fmt: skip
+                               precedes, candidates, bic, forbidden, required)  # fmt: skip
         if score > best_score:
             best, best_score = order, score
     return best
@@ -272,6 +274,7 @@ def improve_order(
     candidates="auto",
     bic: bool = True,
     forbidden=None,
+    required=None,
 ) -> list[int]:
     """Greedy insertion search over orders, in stages.
 
@@ -317,7 +320,8 @@ def improve_order(
     (nodes scored, stage, sweep and score).
     ``precedes`` ``(d, d)`` (background knowledge: ``i`` before ``j``): ``order`` must keep
     it, and a node moves only to the positions that keep it. ``forbidden`` ``(d, d)``
-    (``i -> j`` never) keeps those parents out of the BIC stage's grow-shrink; the soft
+    (``i -> j`` never) keeps those parents out of the BIC stage's grow-shrink and
+    ``required`` (``i -> j`` always; ``precedes`` should hold it) puts them in; the soft
     scores ignore forbidden and required edges (the variational fit that follows
     enforces them). ``bic=False`` runs the two soft stages in place of the BIC stage
     (``discover`` does for copula-transformed columns: on 8-node ER2 tables with a third
@@ -335,7 +339,7 @@ def improve_order(
     """
     return _search(
         x, order, prior_logit, weight_prior_scale, max_sweeps, progress, mask, precedes,
-        candidates, bic, forbidden,
+        candidates, bic, forbidden, required,
     )[0]  # fmt: skip
 
 
@@ -344,7 +348,7 @@ DENSE_MAX_NODES = 10**9
 
 
 def _search(x, order, prior_logit, weight_prior_scale, max_sweeps, progress, mask, precedes=None,
-            candidates="auto", bic=True, forbidden=None):  # fmt: skip
+            candidates="auto", bic=True, forbidden=None, required=None):  # fmt: skip
     """:func:`improve_order`'s search: ``(order, its score)``."""
     bar = None
     if progress:
@@ -359,13 +363,13 @@ def _search(x, order, prior_logit, weight_prior_scale, max_sweeps, progress, mas
             x, order, prior_logit, weight_prior_scale, min(max_sweeps, _GUIDE_MAX_SWEEPS), bar,
             mask, precedes, candidates, _STAGES[:1],
         )  # fmt: skip
-        return _bic_stage(x, order, precedes, bar, max_sweeps, forbidden)
+        return _bic_stage(x, order, precedes, bar, max_sweeps, forbidden, required)
     finally:
         if bar is not None:
             bar.close()
 
 
-def _bic_stage(x, order, precedes, bar, max_sweeps, forbidden) -> tuple[list[int], float]:
+def _bic_stage(x, order, precedes, bar, max_sweeps, forbidden, required=None):
     """The last stage on observational data: :func:`~.grow_shrink.bic_order_search` from
     ``order``: ``(order, its BIC score)``.
 
@@ -387,7 +391,8 @@ def _bic_stage(x, order, precedes, bar, max_sweeps, forbidden) -> tuple[list[int
     if bar is not None:
         bar.set_postfix(stage=3)
     return bic_order_search(cov.numpy(), xt.shape[0], order, precedes=precedes, bar=bar,
-                            max_sweeps=max_sweeps, forbidden=forbidden)  # fmt: skip
+                            max_sweeps=max_sweeps, forbidden=forbidden,
+                            required=required)  # fmt: skip
 
 
 @torch.inference_mode()  # no gradients: skips autograd's per-operation bookkeeping

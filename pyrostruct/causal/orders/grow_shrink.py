@@ -63,9 +63,12 @@ class _Local(NamedTuple):
 
 
 def _grow_shrink(cov: np.ndarray, n: int, w: int, candidates: np.ndarray, penalty: float,
-                 allowed: np.ndarray | None = None):  # fmt: skip
+                 allowed=None, required=None):  # fmt: skip
     """Grow-shrink of node ``w`` on the boolean ``candidates`` ``(d,)``: a :class:`_Local`.
-    ``allowed`` ``(d,)``: the nodes that may be ``w``'s parents at all (default: every one)."""
+    ``allowed`` ``(d,)``: the nodes that may be ``w``'s parents at all (default: every one);
+    ``required`` ``(d,)``: the nodes that are ``w``'s parents whenever they are candidates
+    (taken before grow starts and never shrunk away, unless the ones before determine one
+    exactly; in ``grown``, and in ``changer`` while not candidates)."""
     d = cov.shape[0]
     half_n = 0.5 * n
     pcov = cov[:, w].copy()  # partial covariances with w given the parents so far
@@ -77,8 +80,18 @@ def _grow_shrink(cov: np.ndarray, n: int, w: int, candidates: np.ndarray, penalt
     blocked[w] = True
     if allowed is not None:
         blocked |= ~allowed
-    changer = np.zeros(d, dtype=bool)
+    changer = np.zeros(d, dtype=bool) if required is None else required.copy()
     chosen = []
+
+    def take(u, rows, pcov, pvar, var_w):
+        row = (cov[u] - rows[:, u] @ rows) / math.sqrt(pvar[u])
+        blocked[u] = True
+        chosen.append(u)
+        return np.vstack([rows, row]), pcov - row * row[w], pvar - row * row, var_w - row[w] ** 2
+
+    for u in [] if required is None else np.flatnonzero(required & candidates & ~blocked):
+        if pvar[u] > tiny[u]:  # else determined by the required parents before it
+            rows, pcov, pvar, var_w = take(u, rows, pcov, pvar, var_w)
     while var_w > 1e-12 * cov[w, w]:
         with np.errstate(divide="ignore", invalid="ignore"):
             r2 = pcov * pcov / (pvar * var_w)
@@ -90,24 +103,19 @@ def _grow_shrink(cov: np.ndarray, n: int, w: int, candidates: np.ndarray, penalt
         changer |= gain > max(best, 0.0)
         if not best > 0.0:
             break
-        row = (cov[u] - rows[:, u] @ rows) / math.sqrt(pvar[u])
-        rows = np.vstack([rows, row])
-        pcov -= row * row[w]
-        pvar -= row * row
-        var_w -= row[w] * row[w]
-        blocked[u] = True
-        chosen.append(u)
+        rows, pcov, pvar, var_w = take(u, rows, pcov, pvar, var_w)
     grown = np.zeros(d, dtype=bool)
     grown[chosen] = True
-    parents, resid = _shrink(cov, n, w, chosen, penalty)
+    keep = np.zeros(d, dtype=bool) if required is None else required
+    parents, resid = _shrink(cov, n, w, chosen, penalty, keep)
     return _Local(tuple(sorted(parents)), -half_n * math.log(resid) - penalty * len(parents),
                   grown, changer & ~candidates)  # fmt: skip
 
 
-def _shrink(cov, n, w, parents, penalty):
-    """Drop, one at a time, the parent whose removal gains most while one gains:
-    ``(parents, residual variance)``. Removing ``p`` from ``P`` adds ``beta_p^2 /
-    [Sigma_PP^{-1}]_pp`` to the residual variance."""
+def _shrink(cov, n, w, parents, penalty, keep):
+    """Drop, one at a time, the parent whose removal gains most while one gains, never one
+    that ``keep`` ``(d,)`` marks: ``(parents, residual variance)``. Removing ``p`` from
+    ``P`` adds ``beta_p^2 / [Sigma_PP^{-1}]_pp`` to the residual variance."""
     parents = list(parents)
     while True:
         if not parents:
@@ -117,6 +125,7 @@ def _shrink(cov, n, w, parents, penalty):
         beta = inv @ cov[idx, w]
         resid = max(cov[w, w] - cov[idx, w] @ beta, 1e-300)
         gain = 0.5 * n * (math.log(resid) - np.log(resid + beta**2 / np.diag(inv))) + penalty
+        gain[keep[idx]] = -np.inf
         k = int(np.argmax(gain))
         if not gain[k] > 0.0:
             return parents, resid
@@ -131,20 +140,26 @@ class _Problem(NamedTuple):
     ns: list
     penalties: list
     allowed: np.ndarray | None = None  # allowed[i, j]: i may be a parent of j
+    required: np.ndarray | None = None  # required[i, j]: i is a parent of j when before it
 
     def local(self, w: int, candidates: np.ndarray) -> _Local:
         allowed = None if self.allowed is None else self.allowed[:, w]
-        return _grow_shrink(self.covs[w], self.ns[w], w, candidates, self.penalties[w], allowed)
+        required = None if self.required is None else self.required[:, w]
+        return _grow_shrink(self.covs[w], self.ns[w], w, candidates, self.penalties[w], allowed,
+                            required)  # fmt: skip
 
 
-def _problem(cov, n, penalty, regimes, forbidden=None) -> _Problem:
+def _problem(cov, n, penalty, regimes, forbidden=None, required=None) -> _Problem:
     d = cov.shape[0]
     covs, ns = [cov] * d, [n] * d
     for j, (cov_j, n_j) in (regimes or {}).items():
         covs[j], ns[j] = np.asarray(cov_j, dtype=np.float64), int(n_j)
     penalties = [default_penalty(m) if penalty is None else float(penalty) for m in ns]
     allowed = None if forbidden is None else ~np.asarray(forbidden, dtype=bool)
-    return _Problem(covs, ns, penalties, allowed)
+    if required is not None:
+        required = np.asarray(required, dtype=bool)
+        required = required if required.any() else None
+    return _Problem(covs, ns, penalties, allowed, required)
 
 
 def _order_locals(problem: _Problem, order) -> dict[int, _Local]:
@@ -156,13 +171,16 @@ def _order_locals(problem: _Problem, order) -> dict[int, _Local]:
     return out
 
 
-def grow_shrink_parents(cov, n: int, order, *, penalty: float | None = None, regimes=None):
+def grow_shrink_parents(cov, n: int, order, *, penalty: float | None = None, regimes=None,
+                        forbidden=None, required=None):  # fmt: skip
     """Grow-shrink parents of every node among its predecessors in ``order``: a ``(d, d)``
     0/1 adjacency (``[i, j] = 1``: ``i -> j``) and the order's BIC score. ``cov`` ``(d,
     d)`` is the covariance of ``n`` rows; ``penalty`` per edge in nats (default
-    :func:`default_penalty`); ``regimes``: see :func:`bic_order_search`."""
+    :func:`default_penalty`); ``regimes``, ``forbidden``, ``required``: see
+    :func:`bic_order_search`."""
     cov = np.asarray(cov, dtype=np.float64)
-    locals_ = _order_locals(_problem(cov, n, penalty, regimes), list(order))
+    problem = _problem(cov, n, penalty, regimes, forbidden, required)
+    locals_ = _order_locals(problem, list(order))
     adjacency = np.zeros(cov.shape, dtype=np.int64)
     for w, local in locals_.items():
         adjacency[list(local.parents), w] = 1
@@ -232,7 +250,7 @@ def _moved(locals_: dict, v: int, parts, p: int) -> list[int]:
 
 def bic_order_search(
     cov, n: int, order, *, penalty: float | None = None, max_sweeps: int = 20, precedes=None,
-    regimes=None, forbidden=None, bar=None,
+    regimes=None, forbidden=None, required=None, bar=None,
 ) -> tuple[list[int], float]:  # fmt: skip
     """Greedy insertion search over orders on the grow-shrink BIC score, from ``order``:
     ``(order, score)``.
@@ -245,10 +263,12 @@ def bic_order_search(
     intervened on in some rows to ``(cov, n)`` of the rows where it is not (it is scored on
     those, as in :func:`~pyrostruct.causal.regressions.regime_covariances`);
     ``forbidden`` ``(d, d)``: ``i`` is never a parent of ``j`` where ``forbidden[i, j]``
-    (background knowledge); ``bar``: a tqdm bar to update once per node scored.
+    (background knowledge); ``required`` ``(d, d)``: ``i`` is a parent of ``j`` in every
+    order that puts it before ``j`` (with ``precedes`` holding ``required``, every order
+    the search visits); ``bar``: a tqdm bar to update once per node scored.
     """
     cov = np.asarray(cov, dtype=np.float64)
-    problem = _problem(cov, n, penalty, regimes, forbidden)
+    problem = _problem(cov, n, penalty, regimes, forbidden, required)
     best = [int(i) for i in order]
     locals_ = _order_locals(problem, best)
     score = sum(local.score for local in locals_.values())
