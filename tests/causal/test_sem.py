@@ -259,3 +259,28 @@ def test_a_mask_that_needs_gradients_gets_them():
     (expected,) = torch.autograd.grad(want.sum(), dense)
     torch.testing.assert_close(masked, want)
     torch.testing.assert_close(grad, expected)
+
+
+@pytest.mark.parametrize("per_node", [False, True])
+def test_quadratic_forms_reuse_the_product_for_the_exact_gradient(per_node):
+    """c^T G c with G c formed outside autograd: the value and gradient of plain autograd,
+    for one Gram matrix and for one per node; a Gram matrix that needs a gradient gets it."""
+    from pyrostruct.causal.sem.linear import _quadratic_forms
+
+    d = 6
+    torch.manual_seed(3)
+    x1 = torch.randn(40, d + 1, dtype=torch.float64)
+    weights = torch.rand(40, d, dtype=torch.float64)
+    gram = torch.einsum("nj,na,nb->jab", weights, x1, x1) if per_node else x1.T @ x1
+    coef = torch.randn(3, d + 1, d, dtype=torch.float64, requires_grad=True)
+    times = gram @ coef if not per_node else torch.einsum("jab,...bj->...aj", gram, coef)
+    want = (coef * times).sum(-2)
+    got = _quadratic_forms(gram, coef)
+    torch.testing.assert_close(got, want)
+    upstream = torch.randn_like(want)
+    (g_want,) = torch.autograd.grad((want * upstream).sum(), coef)
+    (g_got,) = torch.autograd.grad((got * upstream).sum(), coef)
+    torch.testing.assert_close(g_got, g_want)
+    gram = gram.clone().requires_grad_()
+    (g_gram,) = torch.autograd.grad((_quadratic_forms(gram, coef) * upstream).sum(), gram)
+    assert g_gram.abs().sum() > 0
