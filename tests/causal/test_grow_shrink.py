@@ -66,51 +66,69 @@ def reference_grow_shrink(cov, n, w, candidates, penalty, required=()):
     return sorted(parents), bic(cov, n, w, parents, penalty)
 
 
+def _required(d, seed):
+    """A random required-parents mask ``(d, d)``: about one pair in five."""
+    required = np.random.default_rng(seed + 7).random((d, d)) < 0.2
+    np.fill_diagonal(required, False)
+    return required
+
+
+@pytest.mark.parametrize("with_required", [False, True])
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 10**6), penalty=st.sampled_from([2.0, 8.0, 15.0]))
-def test_grow_shrink_is_the_least_squares_grow_shrink(seed, penalty):
+def test_grow_shrink_is_the_least_squares_grow_shrink(with_required, seed, penalty):
+    """Also with required parents: taken first, kept whatever the penalty."""
     d, n = 7, 300
     _, _, cov = linear_sem(d, n, seed)
     rng = np.random.default_rng(seed)
     w = int(rng.integers(d))
     mask = rng.random(d) < 0.7
     mask[w] = False
-    local = _grow_shrink(cov, n, w, mask, penalty)
-    parents, score = reference_grow_shrink(cov, n, w, list(np.flatnonzero(mask)), penalty)
+    required = _required(d, seed)[:, w] if with_required else None
+    local = _grow_shrink(cov, n, w, mask, penalty, required=required)
+    forced = set() if required is None else set(np.flatnonzero(required))
+    parents, score = reference_grow_shrink(cov, n, w, list(np.flatnonzero(mask)), penalty, forced)
     assert list(local.parents) == parents
+    assert forced & set(np.flatnonzero(mask)) <= set(local.parents)
     assert local.score == pytest.approx(score, rel=1e-10, abs=1e-8)
 
 
+@pytest.mark.parametrize("with_required", [False, True])
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10**6))
-def test_changer_and_grown_predict_exactly_when_a_candidate_changes_the_result(seed):
+def test_changer_and_grown_predict_exactly_when_a_candidate_changes_the_result(with_required,
+                                                                               seed):  # fmt: skip
     """The filters are exact: the result on C + {u} differs from that on C only if
-    ``changer[u]``, and the result on C - {u} only if ``grown[u]``."""
+    ``changer[u]``, and the result on C - {u} only if ``grown[u]`` (with required parents
+    too)."""
     d, n, penalty = 8, 400, default_penalty(400)
     _, _, cov = linear_sem(d, n, seed, density=0.45)
     rng = np.random.default_rng(seed + 1)
     w = int(rng.integers(d))
     mask = rng.random(d) < 0.5
     mask[w] = False
-    local = _grow_shrink(cov, n, w, mask, penalty)
+    required = _required(d, seed)[:, w] if with_required else None
+    local = _grow_shrink(cov, n, w, mask, penalty, required=required)
     for u in range(d):
         if u == w:
             continue
         other = mask.copy()
         other[u] = not mask[u]
-        moved = _grow_shrink(cov, n, w, other, penalty)
+        moved = _grow_shrink(cov, n, w, other, penalty, required=required)
         same = moved.parents == local.parents and moved.score == pytest.approx(local.score)
         flagged = local.grown[u] if mask[u] else local.changer[u]
         if not flagged:
             assert same, (u, mask[u])
 
 
+@pytest.mark.parametrize("with_required", [False, True])
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 10**6))
-def test_insertion_scores_equal_grow_shrink_of_every_moved_order(seed):
+def test_insertion_scores_equal_grow_shrink_of_every_moved_order(with_required, seed):
     d, n = 9, 500
     _, _, cov = linear_sem(d, n, seed, density=0.4)
-    problem = _problem(cov, n, None, None)
+    required = _required(d, seed) if with_required else None
+    problem = _problem(cov, n, None, None, required=required)
     rng = np.random.default_rng(seed)
     order = [int(i) for i in rng.permutation(d)]
     locals_ = _order_locals(problem, order)
@@ -119,7 +137,8 @@ def test_insertion_scores_equal_grow_shrink_of_every_moved_order(seed):
     rest = order[:q] + order[q + 1 :]
     for p in range(d):
         moved = rest[:p] + [order[q]] + rest[p:]
-        assert scores[p] == pytest.approx(grow_shrink_parents(cov, n, moved)[1], rel=1e-12)
+        expected = grow_shrink_parents(cov, n, moved, required=required)[1]
+        assert scores[p] == pytest.approx(expected, rel=1e-12)
 
 
 def test_the_search_reports_the_score_of_the_order_it_returns_and_climbs():
@@ -204,72 +223,6 @@ def test_improve_order_ends_at_a_local_optimum_of_the_bic_score():
 
     assert best_move_gain(improve_order(x, list(range(d)), math.log(0.1))) <= 1e-6
     assert best_move_gain(improve_order(x, list(range(d)), math.log(0.1), bic=False)) > 1.0
-
-
-def _required(d, seed):
-    """A random required-parents mask ``(d, d)``: about one pair in five."""
-    required = np.random.default_rng(seed + 7).random((d, d)) < 0.2
-    np.fill_diagonal(required, False)
-    return required
-
-
-@settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 10**6), penalty=st.sampled_from([2.0, 8.0, 15.0]))
-def test_required_parents_are_taken_first_and_kept(seed, penalty):
-    d, n = 7, 300
-    _, _, cov = linear_sem(d, n, seed)
-    rng = np.random.default_rng(seed)
-    w = int(rng.integers(d))
-    mask = rng.random(d) < 0.7
-    mask[w] = False
-    required = _required(d, seed)[:, w]
-    local = _grow_shrink(cov, n, w, mask, penalty, required=required)
-    candidates = list(np.flatnonzero(mask))
-    expected = reference_grow_shrink(cov, n, w, candidates, penalty, set(np.flatnonzero(required)))
-    assert list(local.parents) == expected[0]
-    assert set(np.flatnonzero(required & mask)) <= set(local.parents)
-    assert local.score == pytest.approx(expected[1], rel=1e-10, abs=1e-8)
-
-
-@settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10**6))
-def test_changer_and_grown_stay_exact_with_required_parents(seed):
-    d, n, penalty = 8, 400, default_penalty(400)
-    _, _, cov = linear_sem(d, n, seed, density=0.45)
-    rng = np.random.default_rng(seed + 1)
-    w = int(rng.integers(d))
-    mask = rng.random(d) < 0.5
-    mask[w] = False
-    required = _required(d, seed)[:, w]
-    local = _grow_shrink(cov, n, w, mask, penalty, required=required)
-    for u in range(d):
-        if u == w:
-            continue
-        other = mask.copy()
-        other[u] = not mask[u]
-        moved = _grow_shrink(cov, n, w, other, penalty, required=required)
-        same = moved.parents == local.parents and moved.score == pytest.approx(local.score)
-        if not (local.grown[u] if mask[u] else local.changer[u]):
-            assert same, (u, mask[u])
-
-
-@settings(max_examples=15, deadline=None)
-@given(seed=st.integers(0, 10**6))
-def test_insertion_scores_with_required_parents_equal_those_from_scratch(seed):
-    d, n = 9, 500
-    _, _, cov = linear_sem(d, n, seed, density=0.4)
-    required = _required(d, seed)
-    problem = _problem(cov, n, None, None, required=required)
-    rng = np.random.default_rng(seed)
-    order = [int(i) for i in rng.permutation(d)]
-    locals_ = _order_locals(problem, order)
-    q = int(rng.integers(d))
-    scores, _ = _insertion(problem, order, locals_, q)
-    rest = order[:q] + order[q + 1 :]
-    for p in range(d):
-        moved = rest[:p] + [order[q]] + rest[p:]
-        expected = grow_shrink_parents(cov, n, moved, required=required)[1]
-        assert scores[p] == pytest.approx(expected, rel=1e-12)
 
 
 def test_the_search_keeps_a_weak_required_edge():
