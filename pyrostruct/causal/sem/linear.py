@@ -27,7 +27,8 @@ def _quadratic_forms(gram: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
     autograd would form ``G (c * grad)`` again in the backward pass, a second product as
     costly as the first (measured, 8 masks, one thread: 21-23% off the expected
     log-likelihood's forward and backward at d = 300 and at d = 20 with interventions, 4-5%
-    at d = 50-100). Where ``gram`` itself needs a gradient, plain autograd is used.
+    at d = 50-100). First derivatives only: a second derivative would see ``G c`` as a
+    constant. Where ``gram`` itself needs a gradient, plain autograd is used.
     """
 
     def times(c):
