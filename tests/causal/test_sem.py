@@ -263,8 +263,9 @@ def test_a_mask_that_needs_gradients_gets_them():
 
 @pytest.mark.parametrize("per_node", [False, True])
 def test_quadratic_forms_reuse_the_product_for_the_exact_gradient(per_node):
-    """c^T G c with G c formed outside autograd: the value and gradient of plain autograd,
-    for one Gram matrix and for one per node; a Gram matrix that needs a gradient gets it."""
+    """c^T G c with the gradient from the forward product: the value, gradient and second
+    derivatives of plain autograd, for one Gram matrix and for one per node; a Gram matrix
+    that needs a gradient gets it."""
     from pyrostruct.causal.sem.linear import _quadratic_forms
 
     d = 6
@@ -281,6 +282,8 @@ def test_quadratic_forms_reuse_the_product_for_the_exact_gradient(per_node):
     (g_want,) = torch.autograd.grad((want * upstream).sum(), coef)
     (g_got,) = torch.autograd.grad((got * upstream).sum(), coef)
     torch.testing.assert_close(g_got, g_want)
+    # second derivatives (a Laplace approximation's Hessian) are those of plain autograd
+    torch.autograd.gradgradcheck(lambda c: _quadratic_forms(gram, c), (coef,))
     gram = gram.clone().requires_grad_()
     (g_gram,) = torch.autograd.grad((_quadratic_forms(gram, coef) * upstream).sum(), gram)
     assert g_gram.abs().sum() > 0
