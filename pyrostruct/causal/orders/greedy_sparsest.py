@@ -369,7 +369,7 @@ def _search(x, order, prior_logit, weight_prior_scale, max_sweeps, progress, mas
             bar.close()
 
 
-def _bic_stage(x, order, precedes, bar, max_sweeps, forbidden, required=None):
+def _bic_stage(x, order, precedes, bar, max_sweeps, forbidden, required):
     """The last stage on observational data: :func:`~.grow_shrink.bic_order_search` from
     ``order``: ``(order, its BIC score)``.
 

@@ -97,11 +97,11 @@ class _AgreeingMasks:
         base = (self.reference * x).sum(0)
         return base + self._scatter(self.sign * x[self.row, self.column])
 
-    def residual_sums(self, gram: torch.Tensor, b: torch.Tensor, bias: torch.Tensor):
+    def residual_sums(self, gram, b, bias, eye):
         """``c_s^T G c_s`` per node for the coefficients ``c_s = e_j - [M_s * b; bias]`` of
-        ``x1 = [x, 1]``: ``(*B, d)``. ``gram`` ``(d+1, d+1)``, ``b`` ``(d, d)``."""
+        ``x1 = [x, 1]``: ``(*B, d)``. ``gram`` ``(d+1, d+1)``, ``b`` ``(d, d)``, ``eye`` the
+        ``(d+1, d)`` identity."""
         d = b.shape[-1]
-        eye = torch.eye(d + 1, d, dtype=b.dtype, device=b.device)
         coef = eye - torch.cat([self.reference * b, bias.unsqueeze(0)], dim=-2)
         g_coef = gram @ coef
         value = self.sign * b[self.row, self.column]  # the entries of D_s * b
@@ -279,7 +279,7 @@ class LinearGaussianSEM(StructuralEquationModel):
             masks = _AgreeingMasks(mask)  # adjacency: the (d, d) probabilities mask allows
             masks = masks if masks.sparse else None
         if masks is not None:
-            rss = masks.residual_sums(gram, b, self.bias)
+            rss = masks.residual_sums(gram, b, self.bias, eye)
             column_sums = masks.column_sums
         else:
             w = b if mask is None else mask * b  # (*B, d, d)
