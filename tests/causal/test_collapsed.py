@@ -5,6 +5,7 @@ import math
 
 import networkx as nx
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -409,7 +410,9 @@ def test_greedy_search_with_interventions_also_starts_from_the_observational_row
     is cut from its parents in some rows). On this 6-node graph with 13 edges and do(X2) the
     search from the pooled start alone stopped 277 nats below the true order's score, and
     discover reversed the edges at the intervened node; from the observational rows' start
-    it reaches the true order."""
+    it reaches an order at least as good as the true one by the mean-field score that
+    chooses the search's ending (the true order up to where X0 stands among its parents
+    X4, X5: 1.2 nats below it by the refitted score)."""
     from pyrostruct.causal.data import Problem, prepare_columns
     from pyrostruct.causal.orders.greedy_sparsest import greedy_sparsest_order
     from pyrostruct.causal.regressions import regime_covariances
@@ -428,7 +431,7 @@ def test_greedy_search_with_interventions_also_starts_from_the_observational_row
     regimes = regime_covariances(xs, mask)
 
     def score(order):
-        return float(local_scores(cov, len(xs), order, prior, 1.0, True, regimes=regimes)[0].sum())
+        return float(local_scores(cov, len(xs), order, prior, 1.0, regimes=regimes)[0].sum())
 
     truth = topological_order(torch.as_tensor(ds.adjacency)).tolist()
     assert score(found) >= score(truth) - 1.0
@@ -463,3 +466,35 @@ for spec in ("sparse-sinks", "equal-variance", "greedy-sparsest", "greedy-random
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_greedy_search_with_interventions_takes_the_bic_ending_where_the_refitted_one_errs():
+    """Issue 18: after the first round of active design on a 20-node ER1 graph (50
+    observational rows, then do(X9) and do(X14), 10 rows each: the experiments
+    ``benchmarks/active_design.py`` chose for seed 2), the refitted ending alone gave an
+    order whose grow-shrink DAG is 20 edges from the truth, and discover's posterior an
+    expected SHD of 18 (ELBO -21.16 a row); the BIC ending, chosen by its mean-field
+    score, gives 12 edges and an expected SHD of 11.5 (ELBO -20.82). The true order's
+    DAG is 3 edges away: the search is still far from it, but no longer as far."""
+    from pyrostruct.causal.data import Problem, prepare_columns
+    from pyrostruct.causal.datasets import LinearSEMEnvironment
+    from pyrostruct.causal.orders.greedy_sparsest import greedy_sparsest_order
+    from pyrostruct.causal.orders.grow_shrink import grow_shrink_parents
+    from pyrostruct.causal.regressions import regime_covariances
+
+    lab = LinearSEMEnvironment.random(20, edges_per_node=1.0, seed=2)
+    env = LinearSEMEnvironment(lab.weights, lab.noise_scales, lab.names, seed=1002)
+    table = pd.concat([lab.observe(50), env.intervene({"X9": 1.7420820722059354}, 10),
+                       env.intervene({"X14": 3.0320551858960485}, 10)], ignore_index=True)  # fmt: skip
+    mask = np.zeros((len(table), 20), dtype=bool)
+    mask[50:60, 9] = mask[60:, 14] = True
+    x = table[lab.names].to_numpy()
+    columns = prepare_columns(x, standardize=True, mask=mask, names=lab.names)
+    xs = Problem.create(columns, lab.names, mask).x.double()
+    order = greedy_sparsest_order(xs.numpy(), math.log(2 / 17), mask=mask)
+    regimes = {j: (c.numpy(), m) for j, (c, m) in regime_covariances(xs, mask).items()}
+    cov = torch.cov(xs.T, correction=0).numpy()
+    found, _ = grow_shrink_parents(cov, len(xs), order, regimes=regimes)
+    assert np.abs(found - lab.adjacency).sum() <= 14
+    result = discover(x, interventions=mask, seed=0)
+    assert metrics.expected_shd(lab.adjacency, result.sample_dags(300, seed=1)) < 15
