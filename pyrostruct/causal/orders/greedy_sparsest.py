@@ -412,13 +412,14 @@ def _two_endings(x, order, prior_logit, weight_prior_scale, max_sweeps, bar, mas
     bic, _ = _bic_stage(xt, order, precedes, bar, max_sweeps, forbidden, required, regimes)
     d = xt.shape[1]  # the first stage's covariance
     cov = torch.cov(xt.T, correction=0).reshape(d, d) + 1e-9 * torch.eye(d, dtype=xt.dtype)
-    scored = [
-        (float(local_scores(cov, xt.shape[0], o, prior_logit, weight_prior_scale**2,
-                            regimes=regimes)[0].sum()), i, o)
-        for i, o in enumerate([refitted, bic])
-    ]  # fmt: skip
-    score, _, best = max(scored)  # the refitted ending on a tie
-    return best, score
+    refitted_score, bic_score = (
+        float(local_scores(cov, xt.shape[0], o, prior_logit, weight_prior_scale**2,
+                           regimes=regimes)[0].sum())
+        for o in (refitted, bic)
+    )  # fmt: skip
+    if bic_score > refitted_score:
+        return bic, bic_score
+    return refitted, refitted_score
 
 
 def _bic_stage(x, order, precedes, bar, max_sweeps, forbidden, required, regimes=None):
