@@ -230,7 +230,8 @@ def test_agreeing_masks_give_the_dense_residual_sums_and_contractions(spacing):
         [masks * b, bias.expand(2, 3, 1, d)], dim=-2
     )
     want = [(coef * (gram @ coef)).sum(-2), (masks * x).sum(-2)]
-    got = [agreeing.residual_sums(gram, b, bias, torch.eye(d + 1, d, dtype=torch.float64)), agreeing.column_sums(x)]
+    eye = torch.eye(d + 1, d, dtype=torch.float64)
+    got = [agreeing.residual_sums(gram, b, bias, eye), agreeing.column_sums(x)]
     for w, g in zip(want, got):
         assert g.shape == w.shape
         torch.testing.assert_close(g, w)
