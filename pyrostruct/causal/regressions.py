@@ -36,7 +36,8 @@ def _triangles(d: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _position_regressions(cov: torch.Tensor, orders: torch.Tensor):
-    """Least squares of every node on all its predecessors, for a batch of orders ``(S, d)``.
+    """Least squares of every node on all its predecessors, for a batch of orders ``(S, d)``
+    and the covariance ``cov`` ``(d, d)`` (or one for each order, ``(S, d, d)``).
 
     Through the Cholesky factor of the permuted covariance ``Sigma_pi = L D L^T``:
     the coefficients are ``I - L^{-1}`` (transposed), the residual variances
@@ -62,7 +63,9 @@ def _position_regressions(cov: torch.Tensor, orders: torch.Tensor):
     """
     s, d = orders.shape
     eye, _ = _triangles(d)
-    if s == 1:  # two contiguous gathers: a third of the time of one 2-d gather
+    if cov.dim() == 3:  # one covariance per order
+        c = cov[torch.arange(s)[:, None, None], orders[:, :, None], orders[:, None, :]]
+    elif s == 1:  # two contiguous gathers: a third of the time of one 2-d gather
         c = cov.index_select(0, orders[0]).index_select(1, orders[0])[None]
     else:
         c = cov[orders[:, :, None], orders[:, None, :]]

@@ -359,24 +359,26 @@ def _term(cov, n, prefix, refit):
 
 @pytest.mark.parametrize("refit", [False, True])
 @pytest.mark.parametrize("q", [0, 2, 5])
-def test_insertion_scores_with_interventions_score_each_node_on_its_own_rows(refit, q):
+@pytest.mark.parametrize("targets", [(2, 4), (0, 1, 2, 3, 4, 5), (1, 3)])
+def test_insertion_scores_with_interventions_score_each_node_on_its_own_rows(refit, q, targets):
     """Issue 24: a node intervened on in some rows is scored on the others only; every
-    insertion score equals the sum of the node terms computed from scratch that way."""
+    insertion score equals the sum of the node terms computed from scratch that way
+    (the moved node intervened or not, intervened nodes before and after it)."""
     from pyrostruct.causal.regressions import regime_covariances
 
     _, x = _standardized(6, "ER", 1)
     mask = np.zeros(x.shape, dtype=bool)
-    mask[:150, 2] = True
-    mask[150:260, 4] = True
+    for k, j in enumerate(targets):
+        mask[k * 60 : (k + 1) * 60 + 20 * j, j] = True
     regimes = regime_covariances(x, mask)
-    assert set(regimes) == {2, 4} and regimes[2][1] == len(x) - 150
+    assert set(regimes) == set(targets) and regimes[targets[0]][1] == len(x) - 60 - 20 * targets[0]
     n, d = x.shape
     cov = torch.cov(torch.tensor(x).T, correction=0) + 1e-9 * torch.eye(d, dtype=torch.float64)
     order = [3, 1, 5, 0, 2, 4]
     order.insert(q, order.pop(order.index(2)))
     local, _ = local_scores(cov, n, order, -1.0, 1.0, refit, regimes=regimes)
     factors = _order_factors(cov, regimes, order)
-    fast, parts = _insertion_scores(factors, n, order, q, local, -1.0, 1.0, refit, regimes)
+    fast, parts = _insertion_scores(factors, n, order, q, local, -1.0, 1.0, refit)
     rest = [i for i in order if i != 2]
     for p in range(d):
         inserted = rest[:p] + [2] + rest[p:]

@@ -77,12 +77,27 @@ def _factors(cov, order) -> tuple:
     return tuple(f[0] for f in _position_regressions(cov, torch.as_tensor(order)[None]))
 
 
-def _order_factors(cov, regimes, order) -> dict:
-    """:func:`_factors` of ``order`` for ``cov`` (key ``None``) and each regime's covariance."""
-    out = {None: _factors(cov, order)}
-    for j, (cov_j, _) in (regimes or {}).items():
-        out[j] = _factors(cov_j, order)
-    return out
+def _order_factors(cov, regimes, order) -> tuple:
+    """:func:`_factors` of ``order`` for ``cov``, and :class:`_RegimeFactors` for the
+    covariances of :func:`~pyrostruct.causal.regressions.regime_covariances` (``None``
+    without interventions), all regimes in one batched factorization."""
+    if not regimes:
+        return _factors(cov, order), None
+    covs = torch.stack([c for c, _ in regimes.values()])
+    counts = torch.tensor([float(m) for _, m in regimes.values()], dtype=torch.float64)
+    orders = torch.as_tensor(order).expand(len(regimes), -1)
+    stacked = _position_regressions(covs, orders)
+    return _factors(cov, order), _RegimeFactors(list(regimes), counts, stacked)
+
+
+class _RegimeFactors(NamedTuple):
+    """The factors of an order (as :func:`_factors`, each ``(R, ...)``) for the covariance
+    of the rows where each of the ``R`` intervened ``nodes`` is not intervened, and the
+    number of those rows ``n`` ``(R,)``."""
+
+    nodes: list[int]
+    n: torch.Tensor
+    factors: tuple
 
 
 class _Regressions(NamedTuple):
@@ -171,11 +186,9 @@ _BLOCK_ENTRIES = 1 << 15
 
 def _regression_scores(regressions: _Regressions, n, prior_logit, tau2, refit) -> torch.Tensor:
     """Local scores ``(k,)`` of ``regressions`` (``n`` rows of data), as
-    :func:`~pyrostruct.causal.orders.scores.local_scores` forms them. For the mean-field
-    score ``E[RSS]/n = resid + delta^T C delta + sum_a var_a C_aa`` with ``delta = (1 -
-    alpha) coef`` (the least-squares normal equations remove the cross terms). Formed in
-    blocks of rows, each on the columns its rows use, of about ``_BLOCK_ENTRIES`` entries:
-    the elementwise terms are most of the order search's time and stay in cache."""
+    :func:`~pyrostruct.causal.orders.scores.local_scores` forms them (:func:`_row_scores`),
+    in blocks of rows, each on the columns its rows use, of about ``_BLOCK_ENTRIES``
+    entries: the elementwise terms are most of the order search's time and stay in cache."""
     coef, inv, resid, inside, widths, c, columns = regressions
     if not refit and columns is not None:  # only the mean-field quadratic forms use c
         c = c[columns[:, None], columns[None, :]]
@@ -185,23 +198,80 @@ def _regression_scores(regressions: _Regressions, n, prior_logit, tau2, refit) -
         while stop < k and (stop + 1 - start) * widths[stop] <= _BLOCK_ENTRIES:
             stop += 1
         w, rows = widths[stop - 1], slice(start, stop)
-        b, r, v, i = coef[rows, :w], resid[rows], inv[rows, :w], inside[rows, :w]
-        se2 = (v * (r[:, None] / n)).clamp_min(1e-12)
-        alpha, penalty = _coefficient_terms(b, se2, i, prior_logit, tau2)
-        if refit:
-            rss = r + _shrinkage_cost(b, se2, v, alpha, i).sum(-1)
-        else:
-            kept = alpha * b
-            delta = b - kept
-            var = alpha * (b * b + se2) - kept * kept
-            cw = c[:w, :w]
-            rss = r + ((delta @ cw) * delta).sum(-1) + var @ torch.diagonal(cw)
-        out[start:stop] = _node_score(rss.clamp_min(1e-12), penalty.sum(-1), n)
+        out[rows] = _row_scores(coef[rows, :w], inv[rows, :w], resid[rows], inside[rows, :w],
+                                c[:w, :w], n, prior_logit, tau2, refit)  # fmt: skip
         start = stop
     return out
 
 
-def _insertion_scores(factors, n, order, q, local, prior_logit, tau2, refit=False, regimes=None):
+def _row_scores(coef, inv, resid, inside, c, n, prior_logit, tau2, refit) -> torch.Tensor:
+    """Local scores ``(k,)`` of least-squares regressions, one a row: coefficients ``coef``
+    ``(k, w)`` on the columns marked by ``inside``, ``inv`` the diagonal of their inverse
+    Gram matrix, residual variances ``resid`` ``(k,)``, the covariance ``c`` of the
+    columns ``(w, w)`` (or one a row, ``(k, w, w)``) and the row count ``n`` (or one a
+    row, ``(k,)``). For the mean-field score ``E[RSS]/n = resid + delta^T C delta +
+    sum_a var_a C_aa`` with ``delta = (1 - alpha) coef`` (the least-squares normal
+    equations remove the cross terms)."""
+    se2 = (inv * (resid / n)[:, None]).clamp_min(1e-12)
+    alpha, penalty = _coefficient_terms(coef, se2, inside, prior_logit, tau2)
+    if refit:
+        rss = resid + _shrinkage_cost(coef, se2, inv, alpha, inside).sum(-1)
+    else:
+        kept = alpha * coef
+        delta = coef - kept
+        var = alpha * (coef * coef + se2) - kept * kept
+        if c.dim() == 2:
+            quad, spread = delta @ c, var @ torch.diagonal(c)
+        else:  # one covariance a row
+            quad = (delta[:, None] @ c)[:, 0]
+            spread = (var * torch.diagonal(c, dim1=1, dim2=2)).sum(-1)
+        rss = resid + (quad * delta).sum(-1) + spread
+    return _node_score(rss.clamp_min(1e-12), penalty.sum(-1), n)
+
+
+def _regime_rows(by_regime: _RegimeFactors, order, q: int) -> tuple:
+    """The regressions that moving ``v = order[q]`` changes for every intervened node
+    ``j`` other than ``v``, each on its own regime's factors (:func:`_order_factors`):
+    the one row of :func:`_moved_regressions`' ``dropped`` block (``j`` after ``v``) or
+    ``added`` block (``j`` before ``v``) that is ``j``'s, all regimes at once (``O(R
+    d^2)``, where a block per regime is ``O(R d^2)`` too but ``R`` times the calls).
+    Columns are the current positions (``v``'s coefficient in column ``q``). Returns
+    ``(coef, inv, resid, inside, c, n)`` ``(R, ...)`` for :func:`_row_scores`, the
+    positions ``(R,)`` and whether each row is ``v``'s (not scored here)."""
+    c, coef, inv_prev, resid, l_inv, unit = by_regime.factors
+    r, d = resid.shape
+    pos, rows = torch.arange(d), torch.arange(r)
+    where = torch.empty(d, dtype=torch.long)
+    where[torch.as_tensor(order)] = pos
+    b = where[torch.as_tensor(by_regime.nodes)]  # each intervened node's position
+    after = (b > q)[:, None]
+    before = pos < b[:, None]  # the inputs of node b in the current order
+    beta, inv_b, resid_b = coef[rows, :, b], inv_prev[rows, :, b], resid[rows, b]
+    # after v: column q of Sigma_{<b}^{-1}, a sum over the rows q..b-1 of L^{-1}
+    weight = (pos >= q) & before
+    col = torch.einsum("rm,rma->ra", weight * l_inv[:, :, q] / resid, l_inv)
+    s = torch.where(after[:, 0], col[:, q], 1.0)
+    ratio = col / s[:, None]
+    drop = (beta - beta[:, q : q + 1] * ratio) * (before & (pos != q))
+    drop_inv, drop_resid = inv_b - col * ratio, resid_b + beta[:, q] ** 2 / s
+    # before v: v's regression on the first b positions (gamma, residual e) added
+    ell = unit[:, q, :] * (before & (pos < q))
+    gamma = torch.einsum("rm,rma->ra", ell, l_inv)
+    e = (c[:, q, q] - (ell * ell * resid).sum(-1)).clamp_min(1e-12)
+    kappa = unit[rows, q, b] * resid_b / e  # partial covariance of v and node b, over e
+    at_q = (pos == q).to(c.dtype)
+    add = (beta - kappa[:, None] * gamma) * before + kappa[:, None] * at_q
+    add_inv = (inv_b + gamma**2 / e[:, None]) * before + at_q / e[:, None]
+    add_resid = resid_b - kappa * unit[rows, q, b] * resid_b
+    inside = torch.where(after, before & (pos != q), before | (pos == q))
+    regressions = (
+        torch.where(after, drop, add), torch.where(after, drop_inv, add_inv),
+        torch.where(after[:, 0], drop_resid, add_resid), inside.to(c.dtype), c, by_regime.n,
+    )  # fmt: skip
+    return regressions, b, b == q
+
+
+def _insertion_scores(factors, n, order, q, local, prior_logit, tau2, refit=False):
     """Scores of moving ``v = order[q]`` to every position ``p = 0..d-1`` of the others.
 
     With ``rest`` the order without ``v``, ``scores[p]`` ``(d,)`` is the score of
@@ -213,20 +283,25 @@ def _insertion_scores(factors, n, order, q, local, prior_logit, tau2, refit=Fals
     regressions are rank-one changes of the current order's (:func:`_moved_regressions`
     from ``factors``, :func:`_order_factors` of ``order``), so a node is scored in
     ``O(d^2)`` with no factorization (the mean-field score's quadratic forms add two
-    ``(d, d)`` matrix products). Also returns the parts from which :func:`_moved_local`
-    forms the local terms of the order chosen. ``regimes``: see :func:`local_scores`
-    (``factors`` then holds each regime's too).
+    ``(d, d)`` matrix products). An intervened node is scored on the rows where it is
+    not (:func:`~.scores.local_scores`' ``regimes``; ``factors`` holds each regime's
+    factors, :func:`_regime_rows`). Also returns the parts from which
+    :func:`_moved_local` forms the local terms of the order chosen.
     """
+    pooled, by_regime = factors
     terms = [
         _regression_scores(block, n, prior_logit, tau2, refit)
-        for block in _moved_regressions(factors[None], q)
+        for block in _moved_regressions(pooled, q)
     ]
-    for j, (_, n_j) in (regimes or {}).items():  # scored on the rows where j is not intervened
-        k = order.index(j)
-        block = 2 if k == q else 0 if k > q else 1
-        rows = slice(None) if k == q else slice(k - q - 1, k - q) if k > q else slice(k, k + 1)
-        regressions = _moved_regressions(factors[j], q)[block].rows(rows)
-        terms[block][rows] = _regression_scores(regressions, n_j, prior_logit, tau2, refit)
+    if by_regime is not None:
+        regressions, b, moved = _regime_rows(by_regime, order, q)
+        scores = _row_scores(*regressions, prior_logit, tau2, refit)
+        after, before = b > q, b < q
+        terms[0][b[after] - q - 1] = scores[after]
+        terms[1][b[before]] = scores[before]
+        for i in moved.nonzero()[:, 0].tolist():  # v itself is intervened: its own rows
+            own = _moved_regressions(tuple(f[i] for f in by_regime.factors), q)[2]
+            terms[2] = _regression_scores(own, by_regime.n[i], prior_logit, tau2, refit)
     dropped, added, own = terms
     without = torch.cat([local[:q], dropped])  # rest's terms, v not a predecessor
     with_v = torch.cat([added, local[q + 1 :]])  # rest's terms with v a predecessor
@@ -497,7 +572,7 @@ def _improve_order(moments, order, prior_logit, weight_prior_scale, max_sweeps, 
                     bar.update(1)
                 q = best.index(node)
                 scores, parts = _insertion_scores(
-                    factors, n, best, q, local, prior_logit, tau2, refit, regimes
+                    factors, n, best, q, local, prior_logit, tau2, refit
                 )
                 if precedes is not None:
                     scores = _keep_positions(scores, best, q, precedes)
