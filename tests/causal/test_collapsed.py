@@ -390,6 +390,22 @@ def test_insertion_scores_with_interventions_score_each_node_on_its_own_rows(ref
         np.testing.assert_allclose(_moved_local(parts, p), terms, rtol=1e-9, atol=1e-6)
 
 
+def test_position_regressions_with_one_covariance_per_order_equal_one_call_each():
+    """The regimes' factors come from one batched call with a covariance per order; each
+    equals the single-order call on that covariance (whose inverse factor is LAPACK's)."""
+    from pyrostruct.causal.regressions import _position_regressions
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(3, 6, 40, generator=gen, dtype=torch.float64)
+    covs = a @ a.transpose(-1, -2) / 40
+    orders = torch.stack([torch.randperm(6, generator=gen) for _ in range(3)])
+    batched = _position_regressions(covs, orders)
+    for k in range(3):
+        single = _position_regressions(covs[k], orders[k : k + 1])
+        for got, want in zip(batched, single):
+            torch.testing.assert_close(got[k], want[0], rtol=1e-10, atol=1e-12)
+
+
 def test_least_squares_start_regresses_an_intervened_node_on_its_own_rows():
     """Issue 24: do(X1) rows say nothing about X1's mechanism: its start is the least
     squares of the other rows, and the other nodes use every row."""
