@@ -101,7 +101,8 @@ def read_csv(
     :param path: the CSV file.
     :type path: str or os.PathLike
     :param exclude: columns that must exist (for example an intervention
-        column): they are read as text and not checked.
+        column): they are read as text, verbatim (only an empty cell is empty: ``NA``
+        or ``null`` there is text, a node's name), and not checked.
     :type exclude: sequence of str
     :param str sep: the field separator, one character (default ``,``).
     :param str decimal: the decimal mark, ``"."`` (default) or ``","``.
@@ -177,6 +178,11 @@ def read_csv(
             "fields); check its quoting"
         )
     frame.columns = header  # pandas would rename duplicates / strip nothing; keep the real names
+    if exclude:  # their text verbatim: a node named NA is a name there, only '' is empty
+        raw = pd.read_csv(io.StringIO(text), sep=sep, index_col=False, dtype=str,
+                          keep_default_na=False, usecols=list(exclude))  # fmt: skip
+        for col in exclude:
+            frame[col] = raw[col].to_numpy()
     frame.attrs[SOURCE_ATTR] = {"path": path, "lines": lines}
     for col in header:
         if col in text_columns or pd.api.types.is_numeric_dtype(frame[col]):

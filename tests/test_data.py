@@ -90,6 +90,17 @@ def test_read_csv_missing_file_and_missing_column(tmp_path):
         read_csv(path, exclude=["regime"])
 
 
+def test_read_csv_keeps_the_text_of_an_excluded_column_verbatim(tmp_path):
+    """An intervention column holds node names: a node named NA, None or null is a name
+    there, not pandas' missing value (its rows were read as observational); only an empty
+    cell is empty. The data columns keep pandas' missing markers."""
+    path = tmp_path / "d.csv"
+    path.write_text("NA,null,regime\n1,2,NA\n3,NA,null\n5,6,\n7,8,NA;null\n")
+    frame = read_csv(path, exclude=["regime"])
+    assert frame["regime"].tolist() == ["NA", "null", "", "NA;null"]
+    assert np.isnan(frame["null"].iloc[1])
+
+
 def test_odd_but_numeric_frames_are_read_exactly():
     """Found beyond issue 15's list: numbers held as objects were refused; nullable types."""
     frame = pd.DataFrame(

@@ -10,7 +10,6 @@ distinct intervened node sets (the regimes) of a mask.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -36,8 +35,8 @@ def _targets(entry, row: int, names: Sequence[str], source: str) -> list[int]:
     def refuse(what: str):
         raise InputError(f"{where}: {what}; {_FORMS}")
 
-    if entry is None or (isinstance(entry, (float, np.floating)) and math.isnan(entry)):
-        return []
+    if not isinstance(entry, (str, list, tuple, set, frozenset, np.ndarray)) and pd.isna(entry):
+        return []  # None, NaN, pd.NA, NaT
     if isinstance(entry, str):
         out = []
         for part in entry.split(";"):
@@ -76,7 +75,8 @@ def parse_interventions(
     """Turn an intervention spec into an ``(n, d)`` boolean mask (``None`` if there is none).
 
     Accepted: an ``(n, d)`` boolean array (``True`` = node intervened in that
-    row); or one entry per row, each ``None`` / ``""`` / NaN (observational),
+    row; also nested lists of booleans, or a DataFrame with a column per node name); or
+    one entry per row, each ``None`` / ``""`` / NaN / ``pd.NA`` (observational),
     a string of node names separated by ``;`` (``"X1;X3"``), or a list of node
     names or indices. Anything else is ambiguous and refused: a bare number or
     boolean per row (``0``/``1``, ``True``/``False``: a flag or an index?), a
@@ -88,6 +88,10 @@ def parse_interventions(
     d = len(names)
     if hasattr(interventions, "detach"):
         interventions = interventions.detach().cpu().numpy()
+    if isinstance(interventions, pd.DataFrame):
+        interventions = _frame_mask(interventions, names, source)
+    elif isinstance(interventions, (list, tuple)) and len(interventions):
+        interventions = _nested_mask(interventions, num_rows, d, source)
     if isinstance(interventions, np.ndarray) and interventions.ndim == 2:
         if interventions.shape != (num_rows, d):
             raise InputError(
@@ -119,12 +123,59 @@ def parse_interventions(
     return mask if mask.any() else None
 
 
+def _frame_mask(frame: pd.DataFrame, names: Sequence[str], source: str) -> np.ndarray:
+    """A DataFrame mask as an array, its columns put in the order of ``names``."""
+    columns = [str(c) for c in frame.columns]
+    if sorted(columns) != sorted(str(name) for name in names):
+        raise InputError(
+            f"{source}: a DataFrame mask needs one column per node, named as the data's "
+            f"columns {list(names)[:20]}; got {columns[:20]}"
+        )
+    return frame.set_axis(columns, axis=1)[[str(name) for name in names]].to_numpy()
+
+
+def _nested_mask(rows, num_rows: int, d: int, source: str):
+    """Nested lists of ``True``/``False`` as a mask array; nested ``0``/``1`` lists of mask
+    shape refused (read per row, they would be lists of node indices); else ``rows``."""
+    try:
+        array = np.asarray(rows)
+    except ValueError:  # ragged: one entry per row
+        return rows
+    if array.shape != (num_rows, d) or array.dtype == object:
+        return rows
+    if array.dtype == bool:
+        return array
+    if d > 2 and np.isin(array, (0, 1)).all():
+        raise InputError(
+            f"{source}: nested lists of 0/1 of shape ({num_rows}, {d}) look like a mask, but "
+            "per row they would be read as node indices; pass the mask as a boolean array "
+            "(np.asarray(mask, dtype=bool)) or, per row, the names of the intervened nodes"
+        )
+    return rows
+
+
+def _aligned(spec, data: pd.DataFrame, source: str):
+    """A pandas spec (Series or DataFrame) on the rows of ``data``: reindexed to its index
+    (pandas aligns by labels), or refused when the labels differ."""
+    if spec.index.equals(data.index):
+        return spec
+    if not (spec.index.is_unique and data.index.is_unique) or set(spec.index) != set(data.index):
+        raise InputError(
+            f"{source}: its index does not match the data's rows (labels "
+            f"{list(spec.index[:5])} against {list(data.index[:5])}); give it the data's index, "
+            "or pass a list or array in the data's row order"
+        )
+    return spec.reindex(data.index)
+
+
 def resolve_interventions(data, interventions):
     """Split an intervention column off ``data``: ``(data, spec, source)``.
 
     ``interventions`` given as a string names a column of the DataFrame
     ``data``; it is removed from the data and returned as the spec, with
-    ``source`` naming it for messages. Any other spec passes through.
+    ``source`` naming it for messages. A pandas Series or DataFrame spec with a DataFrame
+    ``data`` is aligned on the data's index (refused when the labels differ); any other
+    spec passes through.
     """
     if isinstance(interventions, str):
         if not isinstance(data, pd.DataFrame):
@@ -138,6 +189,8 @@ def resolve_interventions(data, interventions):
         column = data[interventions].copy()
         column.attrs = dict(data.attrs)  # where the rows came from, for messages
         return data.drop(columns=[interventions]), column, f"intervention column {interventions!r}"
+    if isinstance(interventions, (pd.Series, pd.DataFrame)) and isinstance(data, pd.DataFrame):
+        interventions = _aligned(interventions, data, "interventions")
     return data, interventions, "interventions"
 
 

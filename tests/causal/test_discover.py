@@ -321,6 +321,46 @@ def test_intervention_column_and_entries():
         parse_interventions(3, 2, names)
 
 
+def test_an_intervention_series_is_aligned_on_the_data_index():
+    """A pandas Series of interventions follows the data's row labels, as pandas aligns
+    (it was read by position: shuffled rows got other rows' targets, silently)."""
+    from pyrostruct.causal.interventions import resolve_interventions
+
+    frame = pd.DataFrame({"a": [1.0, 2, 3, 4], "b": [0.0, 1, 0, 1]}, index=[10, 11, 12, 13])
+    spec = pd.Series(["a", "", "", "b"], index=[10, 11, 12, 13]).sample(frac=1, random_state=1)
+    data, aligned, _ = resolve_interventions(frame, spec)
+    mask = parse_interventions(aligned, 4, ["a", "b"])
+    assert mask.tolist() == [[True, False], [False, False], [False, False], [False, True]]
+    other = pd.Series(["a", "", "", "b"], index=[0, 1, 2, 3])
+    with pytest.raises(InputError, match="index"):
+        resolve_interventions(frame, other)
+
+
+def test_missing_markers_of_pandas_are_observational_entries():
+    """pd.NA (nullable string columns, convert_dtypes()) and NaT mean no intervention."""
+    mask = parse_interventions(["a", pd.NA, None, pd.NaT, float("nan")], 5, ["a", "b"])
+    assert mask.tolist() == [[True, False]] + [[False, False]] * 4
+    column = pd.Series(["a", None, "b", None], dtype="string")
+    assert parse_interventions(column, 4, ["a", "b"]).tolist() == [
+        [True, False], [False, False], [False, True], [False, False]
+    ]  # fmt: skip
+
+
+def test_a_boolean_mask_as_a_frame_or_nested_lists():
+    """A DataFrame mask is read by its column names (in any order); nested lists of
+    booleans are a mask; nested 0/1 lists are refused with the way to pass a mask (each
+    row was read as a list of node indices: '0' meant the first node)."""
+    names = ["a", "b", "c"]
+    want = [[True, False, False], [False, False, False], [False, False, True]]
+    frame = pd.DataFrame(want, columns=names)[["c", "a", "b"]]
+    assert parse_interventions(frame, 3, names).tolist() == want
+    assert parse_interventions(want, 3, names).tolist() == want
+    with pytest.raises(InputError, match="column"):
+        parse_interventions(frame.rename(columns={"c": "z"}), 3, names)
+    with pytest.raises(InputError, match="np.asarray"):
+        parse_interventions([[1, 0, 0], [0, 0, 0], [0, 0, 1]], 3, names)
+
+
 def test_discover_takes_intervention_column_of_a_frame():
     ds = datasets.make_dataset(d=4, n=200, seed=3, interventions=[[1]])
     frame = ds.data.assign(regime=ds.intervention_column())
