@@ -101,8 +101,10 @@ class DesignResult:
         """The ranked table (a copy), with ``batch``: each chosen experiment's place in the
         batch (1, 2, ...; 0 for the others)."""
         frame = self.table.copy()
-        place = {e: k + 1 for k, e in enumerate(self.batch["experiment"])}
-        frame["batch"] = [place.get(e, 0) for e in frame["experiment"]]
+        place: dict = {}
+        for k, key in enumerate(_keys(self.batch)):  # by value: texts are rounded
+            place.setdefault(key, k + 1)
+        frame["batch"] = [place.get(key, 0) for key in _keys(frame)]
         return frame
 
     def to_csv(self, path: str | os.PathLike) -> None:
@@ -168,7 +170,7 @@ def suggest_interventions(
     :param values: the values targets are set to: ``"auto"`` (2 standard deviations above
         the node's mean), a number or a list of numbers of standard deviations for all,
         or ``{node: value or [values]}`` in the data's units (candidates: every
-        combination).
+        combination; a value given twice counts once).
     :param int samples_per_experiment: rows each experiment yields.
     :param str strategy: ``"eig"``, ``"ait"`` or ``"random"`` (see the module's text).
     :param int num_dag_samples: posterior DAG draws (the Monte Carlo size).
@@ -407,6 +409,11 @@ def _target_nodes(targets, names: list, what: str = "targets") -> list[int]:
     return sorted(set(out))
 
 
+def _keys(frame: pd.DataFrame) -> list[tuple]:
+    """The experiment of every row of a table or batch: ``(targets, values, samples)``."""
+    return list(zip(frame["targets"], frame["values"], frame["samples"]))
+
+
 def _values(values, names, nodes, mean, sd) -> dict[int, list[float]]:
     """Candidate values of every target node, in standardized units."""
     if isinstance(values, str):
@@ -422,7 +429,7 @@ def _values(values, names, nodes, mean, sd) -> dict[int, list[float]]:
                 f"values must be finite numbers of standard deviations, at most {MAX_VALUE_SD:g} "
                 f"in size, got {values!r}"
             )
-        return {t: [float(v) for v in values] for t in nodes}
+        return {t: list(dict.fromkeys(float(v) for v in values)) for t in nodes}  # each once
     if not isinstance(values, Mapping):
         raise InputError(f"values must be 'auto', a number or a dict, got {values!r}")
     out = {t: [AUTO_VALUE_SD] for t in nodes}
@@ -433,7 +440,7 @@ def _values(values, names, nodes, mean, sd) -> dict[int, list[float]]:
         given = [given] if np.isscalar(given) else list(given)
         if not given or not all(is_real_number(v, finite=True) for v in given):
             raise InputError(f"values of {key!r} must be finite numbers, got {given!r}")
-        out[t] = [(float(v) - mean[t]) / sd[t] for v in given]
+        out[t] = [(float(v) - mean[t]) / sd[t] for v in dict.fromkeys(float(v) for v in given)]
         if not all(abs(v) <= MAX_VALUE_SD for v in out[t]):
             raise InputError(
                 f"values of {key!r} lie more than {MAX_VALUE_SD:g} standard deviations from "

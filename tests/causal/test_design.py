@@ -133,6 +133,22 @@ def test_multi_target_candidates_and_given_values(fitted):
     assert design.table["experiment"].str.startswith("do(").all()
 
 
+def test_repeated_values_are_one_candidate_and_the_batch_column_follows_the_batch(fitted):
+    """Hostile sweep: values given twice made two copies of one candidate (picked twice in a
+    batch), and to_frame marked the batch by the experiment's text, rounded to 4 digits,
+    so two near-equal values were both marked as chosen."""
+    ds, result = fitted
+    design = suggest_interventions(result, ds.data, targets=["X1"], values=[1.0, 1.0], seed=0)
+    assert len(design.table) == 1
+    design = suggest_interventions(result, ds.data, targets=["X1"], values={"X1": [3.0, 3.0]},
+                                   seed=0)  # fmt: skip
+    assert len(design.table) == 1
+    near = suggest_interventions(result, ds.data, targets=["X1"], values=[1.0, 1.00001], seed=0)
+    frame = near.to_frame()
+    assert len(frame) == 2 and frame["experiment"].nunique() == 1  # the same text
+    assert sorted(frame["batch"]) == [0, 1]
+
+
 def test_sets_of_targets_are_formed_from_the_best_single_targets(fitted):
     ds, result = fitted
     design = suggest_interventions(result, ds.data, max_targets_per_experiment=2, prescreen=2,
