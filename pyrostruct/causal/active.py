@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 
 from pyrostruct.causal import metrics
-from pyrostruct.causal.design import suggest_interventions
+from pyrostruct.causal.design import _target_nodes, check_design_settings, suggest_interventions
 from pyrostruct.causal.discover import discover
 from pyrostruct.causal.exact import ExactPosterior, exact_posterior
 from pyrostruct.causal.interventions import parse_interventions
@@ -135,6 +135,19 @@ class ActiveLearner:
         _check_keys(self.design, suggest_interventions,
                     {"result", "data", "interventions", "batch_size", "samples_per_experiment",
                      "strategy", "seed"}, "design")  # fmt: skip
+        # what the design step would refuse, before a fit is spent on it
+        self.batch_size, self.samples_per_experiment = check_design_settings(
+            self.strategy, self.batch_size, self.samples_per_experiment
+        )
+        nodes = _target_nodes(self.design.get("targets"), self.names)
+        most = self.design.get("max_targets_per_experiment", 1)
+        if check_count(most, "max_targets_per_experiment") > len(nodes):
+            raise InputError(f"max_targets_per_experiment is {most} but only {len(nodes)} targets")
+        if self.fit.get("missing", "error") != "error":
+            raise InputError(
+                "fit: missing= is not for the learner: its design step needs complete rows; "
+                "drop the incomplete rows from data first (data.dropna())"
+            )
         if self.truth is not None:
             self.truth = np.asarray(self.truth)
             d = len(self.names)
@@ -174,8 +187,8 @@ class ActiveLearner:
         started = time.perf_counter()
         seed = (self.seed + r) % 2**32  # a seed per round, in numpy's range
         x = self.data[self.names]
-        column = self.data[self.intervention_column].fillna("").astype(str).tolist()
-        interventions = column if any(column) else None
+        column = _entries(self.data[self.intervention_column])
+        interventions = column if any(len(e) for e in column) else None
         if self.posterior == "exact":
             result = exact_posterior(x, interventions=interventions, **self.fit)
         else:
@@ -225,9 +238,9 @@ class ActiveLearner:
         if len(new) == 0:
             raise InputError("acquire returned no rows")
         check_table(new[self.names], min_rows=1, allow_constant=True, name="acquire's rows")
-        column = pd.concat([self.data[self.intervention_column], new[self.intervention_column]])
-        column = column.fillna("").astype(str).tolist()  # checked with the rows so far
-        parse_interventions(column, len(column), self.names,
+        column = _entries(pd.concat([self.data[self.intervention_column],
+                                     new[self.intervention_column]]))  # fmt: skip
+        parse_interventions(column, len(column), self.names,  # checked with the rows so far
                             source="acquire's intervention column")  # fmt: skip
         self.data = pd.concat([self.data, new[self.data.columns]], ignore_index=True)
 
@@ -237,6 +250,15 @@ class ActiveLearner:
         if "expected_shd" in last:
             out["E-SHD"] = f"{last['expected_shd']:.3g}"
         return out
+
+
+def _entries(column: pd.Series) -> list:
+    """An intervention column's entries for :func:`parse_interventions`: lists as they
+    are, missing cells ``""`` (whatever the column's dtype), anything else as text."""
+    sequences = (list, tuple, set, frozenset, np.ndarray)
+    return [
+        v if isinstance(v, sequences) else "" if pd.isna(v) else str(v) for v in column
+    ]  # fmt: skip
 
 
 def _check_keys(given: dict, function, reserved: set, name: str) -> None:

@@ -199,8 +199,7 @@ def suggest_interventions(
     """
     started = time.perf_counter()
     posteriors = _check_posteriors(result)
-    if strategy not in STRATEGIES:
-        raise InputError(f"strategy must be one of {list(STRATEGIES)}, got {strategy!r}")
+    batch_size, samples = check_design_settings(strategy, batch_size, samples_per_experiment)
     if search not in ("enumerate", "gradient"):
         raise InputError(f"search must be 'enumerate' or 'gradient', got {search!r}")
     if search == "gradient" and strategy != "eig":
@@ -210,11 +209,6 @@ def suggest_interventions(
             "search='gradient' chooses the values itself within a bound: give values as a "
             "number of standard deviations (or 'auto': 2), not per node"
         )
-    batch_size = check_count(batch_size, "batch_size")
-    samples = check_count(samples_per_experiment, "samples_per_experiment")
-    if strategy == "ait" and samples < 2:
-        raise InputError("strategy='ait' compares variances within experiments: it needs "
-                         f"samples_per_experiment >= 2, got {samples}")  # fmt: skip
     num_dag_samples = check_count(num_dag_samples, "num_dag_samples")
     if num_dag_samples < 2 * len(posteriors):
         raise InputError(
@@ -389,6 +383,23 @@ def _joint_gain(posterior, parameters, experiments, seed: int) -> tuple[float, f
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         return posterior.information_gain(experiments, parameters)
+
+
+def check_design_settings(strategy, batch_size, samples_per_experiment) -> tuple[int, int]:
+    """``(batch_size, samples_per_experiment)`` checked with ``strategy`` (as
+    :func:`suggest_interventions` and :class:`~pyrostruct.causal.ActiveLearner` take them).
+
+    :raises InputError: an unknown strategy, a count that is not a positive integer, or
+        ``"ait"`` with fewer than 2 samples per experiment.
+    """
+    if strategy not in STRATEGIES:
+        raise InputError(f"strategy must be one of {list(STRATEGIES)}, got {strategy!r}")
+    batch_size = check_count(batch_size, "batch_size")
+    samples = check_count(samples_per_experiment, "samples_per_experiment")
+    if strategy == "ait" and samples < 2:
+        raise InputError("strategy='ait' compares variances within experiments: it needs "
+                         f"samples_per_experiment >= 2, got {samples}")  # fmt: skip
+    return batch_size, samples
 
 
 def _target_nodes(targets, names: list, what: str = "targets") -> list[int]:

@@ -135,6 +135,43 @@ def test_bad_input(lab):
         ActiveLearner(data, lambda b: data[["X0"]], fit={"steps": 20}).run(1)
 
 
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(strategy="foo"), "strategy must be one of"),
+        (dict(batch_size=0), "batch_size must be"),
+        (dict(strategy="ait", samples_per_experiment=1), "samples_per_experiment >= 2"),
+        (dict(design={"targets": ["Q"]}), "unknown node 'Q'"),
+        (dict(design={"max_targets_per_experiment": 9}), "only 8 targets"),
+        (dict(fit={"missing": "drop"}), "complete rows"),
+    ],
+)
+def test_design_settings_are_checked_before_the_first_fit(lab, kwargs, match):
+    """Hostile sweep: these were refused only after round 0's fit had run."""
+
+    def acquire(batch):
+        raise AssertionError("not reached")
+
+    with pytest.raises(InputError, match=match):
+        ActiveLearner(lab.observe(30), acquire, **kwargs)
+
+
+def test_an_empty_intervention_column_read_from_a_file_needs_no_text_fill(lab, recwarn):
+    """A CSV's all-empty intervention column is float NaN; filling it with '' warned (an
+    error in pandas 4)."""
+    import io
+    import warnings
+
+    data = pd.read_csv(io.StringIO(lab.observe(40).to_csv(index=False)))
+    assert data["intervention"].dtype == float
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        warnings.filterwarnings("error", message=".*fill value.*")
+        learner = ActiveLearner(data, lab.acquire, fit={"steps": 20})
+        learner.run(0)
+    assert learner.history[0]["rows"] == 40
+
+
 def test_edge_entropy():
     assert edge_entropy(np.array([[0.3, 0.5], [0.0, 1.0]])) == pytest.approx(np.log(2))
 
