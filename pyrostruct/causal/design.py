@@ -35,6 +35,7 @@ import itertools
 import math
 import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -222,6 +223,7 @@ def suggest_interventions(
         raise InputError(f"data: {x.shape[1]} columns for a result over {len(result_names)} nodes")
     if isinstance(data, pd.DataFrame) and list(names) != result_names:
         raise InputError(f"data: columns {list(names)}, but the result is over {result_names}")
+    _check_fitted_rows(posteriors, len(x), mask)
     names = result_names
     d = len(names)
     nodes = _target_nodes(targets, names)
@@ -327,6 +329,27 @@ def _check_posteriors(result) -> list:
             raise InputError(f"result: posteriors over different nodes: {post.names} and "
                              f"{posteriors[0].names}")  # fmt: skip
     return posteriors
+
+
+def _check_fitted_rows(posteriors, num_rows: int, mask) -> None:
+    """Refuse data without interventions for a posterior fitted with some (its intervened
+    rows would be taken as observational); warn when a fit saw another number of rows
+    (allowed: the design then uses that posterior with these rows)."""
+    for post in posteriors:
+        if post.intervention_targets and mask is None:
+            raise InputError(
+                f"the result was fitted with interventions on {post.intervention_targets} "
+                "(node indices); pass the same interventions= with the data, or its intervened "
+                "rows are taken as observational"
+            )
+        fitted = post.metadata.get("num_rows") if isinstance(post, CausalResult) else None
+        if fitted is not None and fitted != num_rows:
+            warnings.warn(
+                f"the result was fitted on {fitted} rows; the data have {num_rows}: the "
+                "design uses that posterior with these rows",
+                UserWarning,
+                stacklevel=3,
+            )
 
 
 def _scores(posterior, parameters, candidates, strategy, progress) -> list[tuple[float, float]]:

@@ -97,7 +97,7 @@ class GraphPosterior:
     def entropy(self) -> float:
         """Entropy (nats) of the draws' distinct graphs: the most any experiment can gain."""
         w = self.log_weights
-        return float(-(w.exp() * w).sum())
+        return max(0.0, float(-(w.exp() * w).sum()))  # no -0.0 (or rounding below 0)
 
     # -- simulation ----------------------------------------------------------------
     def draw_parameters(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,7 +12,6 @@ scores. Outputs are written atomically at the end.
 from __future__ import annotations
 
 import argparse
-import warnings
 
 from pyrostruct.commands._types import add_csv_arguments, positive_int, seed
 
@@ -108,13 +107,6 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(
                 f"--result {args.result} was fitted on the columns {fitted.names}, "
                 f"not on those of {args.data}"
-            )
-        fitted_rows = fitted.metadata.get("num_rows")
-        if fitted_rows is not None and fitted_rows != len(frame):
-            warnings.warn(
-                f"--result {args.result} was fitted on {fitted_rows} rows; {args.data} has "
-                f"{len(frame)}: the design uses that posterior with these rows",
-                stacklevel=1,
             )
         result.insert(0, fitted)
     elif kind in ("fit", "both"):

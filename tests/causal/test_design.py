@@ -83,6 +83,7 @@ def test_a_posterior_of_one_graph_gains_nothing():
     torch.manual_seed(0)
     gain, se = post.information_gain([Experiment((0,), (2.0,), 10)], post.draw_parameters())
     assert gain == pytest.approx(0.0, abs=1e-9) and post.entropy == 0.0
+    assert math.copysign(1.0, post.entropy) == 1.0  # not -0.0 ("entropy -0 nats" in the CLI)
 
 
 @pytest.fixture(scope="module")
@@ -235,6 +236,19 @@ def test_a_result_without_closed_form_outcomes_or_other_data_is_refused(fitted):
         suggest_interventions(result, ds.data.iloc[:, :3])
     with pytest.raises(InputError, match="must be a CausalResult of discover or an ExactPosterior"):
         suggest_interventions(ds, ds.data)
+
+
+def test_data_that_do_not_match_the_result_are_refused_or_warned_about():
+    """Hostile sweep: a posterior fitted with interventions, designed on the same rows
+    without them, took the intervened rows as observational, silently; other rows than
+    the fit's were silently accepted (the CLI warned)."""
+    ds = datasets.make_dataset(d=4, n=120, seed=3, interventions=[[1]])
+    frame = ds.data.assign(regime=ds.intervention_column())
+    result = discover(frame, interventions="regime", steps=30, seed=0)
+    with pytest.raises(InputError, match="fitted with interventions"):
+        suggest_interventions(result, ds.data, seed=0)
+    with pytest.warns(UserWarning, match="fitted on 120 rows"):
+        suggest_interventions(result, frame.iloc[:100], interventions="regime", seed=0)
 
 
 def test_gradient_search_improves_on_its_random_start_and_finds_a_good_set(fitted):
