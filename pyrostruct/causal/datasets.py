@@ -140,16 +140,29 @@ def _intervention_mask(n: int, d: int, interventions, rng) -> np.ndarray:
     mask = np.zeros((n, d), dtype=bool)
     if interventions is None:
         return mask
-    regimes = [list(r) for r in interventions]
+    form = "interventions must be a list of regimes, each a list of node indices ([[0], [2, 3]])"
+    if isinstance(interventions, (str, bytes)) or not hasattr(interventions, "__iter__"):
+        raise InputError(f"{form}; got {interventions!r}")
+    regimes = list(interventions)
+    for r in regimes:
+        if isinstance(r, (str, bytes)) or not hasattr(r, "__iter__"):
+            raise InputError(f"{form}; got the regime {r!r}, not a list of node indices")
+        for j in r:
+            if isinstance(j, (bool, np.bool_)) or not isinstance(j, (int, np.integer)):
+                raise InputError(f"{form}: node indices 0..{d - 1}, got {j!r}")
+            if not 0 <= int(j) < d:
+                raise InputError(f"intervention on node {j} but there are {d} nodes")
     if not regimes:
         return mask
+    if n < len(regimes) + 1:
+        raise InputError(
+            f"{n} rows cannot hold an observational block and {len(regimes)} regimes: "
+            f"at least {len(regimes) + 1} rows are needed"
+        )
     # Equal blocks of rows: block 0 is observational, block k+1 is regime k.
     blocks = np.array_split(np.arange(n), len(regimes) + 1)
     for rows, nodes in zip(blocks[1:], regimes):
-        for j in nodes:
-            if not 0 <= int(j) < d:
-                raise InputError(f"intervention on node {j} but there are {d} nodes")
-            mask[rows, int(j)] = True
+        mask[np.ix_(rows, [int(j) for j in nodes])] = True
     return mask
 
 
@@ -376,6 +389,8 @@ class LinearSEMEnvironment:
             if (isinstance(j, (bool, np.bool_)) or not isinstance(j, (int, np.integer))
                     or not 0 <= j < d):  # fmt: skip
                 raise InputError(f"unknown node {key!r}; the nodes are {self.names}")
+            if int(j) in targets:
+                raise InputError(f"node {self.names[j]!r} is named twice in {values!r}")
             if not is_real_number(v, finite=True):
                 raise InputError(f"the value of {key!r} must be a finite number, got {v!r}")
             targets[int(j)] = float(v)
@@ -392,6 +407,15 @@ class LinearSEMEnvironment:
         """Run a batch of experiments (rows with ``targets``, ``values`` and ``samples``, as
         :attr:`DesignResult.batch <pyrostruct.causal.DesignResult>`) and return all their
         rows."""
+        missing = [c for c in ("targets", "values", "samples") if c not in experiments]
+        if missing:
+            raise InputError(f"experiments need the columns targets, values and samples; "
+                             f"missing {missing}")  # fmt: skip
         rows = zip(experiments["targets"], experiments["values"], experiments["samples"])
-        frames = [self.intervene(dict(zip(t, v)), int(k)) for t, v, k in rows]
+        frames = []
+        for t, v, k in rows:
+            if len(t) != len(v):
+                raise InputError(f"an experiment with {len(t)} targets and {len(v)} values: "
+                                 f"{tuple(t)} and {tuple(v)}")  # fmt: skip
+            frames.append(self.intervene(dict(zip(t, v)), int(k)))
         return pd.concat(frames, ignore_index=True)

@@ -204,6 +204,12 @@ def test_environment_refuses_bad_requests(lab):
         lab.intervene({"X0": 1.0}, -1)
     with pytest.raises(InputError, match="must be a finite number"):
         lab.intervene({"X0": "1"}, 2)
+    with pytest.raises(InputError, match="named twice"):  # the last value won, silently
+        lab.intervene({0: 1.0, "X0": 2.0}, 2)
+    with pytest.raises(InputError, match="2 targets and 1 values"):  # X1 was dropped
+        lab.acquire(pd.DataFrame({"targets": [("X0", "X1")], "values": [(1.0,)], "samples": [2]}))
+    with pytest.raises(InputError, match="samples"):  # a raw KeyError
+        lab.acquire(pd.DataFrame({"targets": [("X0",)], "values": [(1.0,)]}))
 
 
 def test_an_exact_fit_is_designed_on_alone(lab):

@@ -74,3 +74,25 @@ def test_bad_arguments_raise_input_error():
         datasets.make_dataset(d=3, n=10, sem="quadratic")
     with pytest.raises(InputError, match="node 7"):
         datasets.simulate_linear_sem(np.zeros((3, 3)), 10, interventions=[[7]])
+
+
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        (["12"], "list of node indices"),  # was split into nodes 1 and 2
+        ([["X0"]], "node indices"),  # a raw ValueError
+        ([0, 1], "list of regimes"),  # a raw TypeError
+        ([[1.7]], "node indices"),  # read as node 1
+        ([[True]], "node indices"),  # read as node 1
+    ],
+)
+def test_bad_intervention_regimes_are_refused(spec, match):
+    """Hostile sweep: these were misread silently or raised raw exceptions."""
+    with pytest.raises(InputError, match=match):
+        datasets.make_dataset(d=3, n=30, interventions=spec)
+
+
+def test_too_few_rows_for_the_regimes_are_refused():
+    with pytest.raises(InputError, match="rows"):
+        datasets.make_dataset(d=3, n=2, interventions=[[0], [1]])
+
