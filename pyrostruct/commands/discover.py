@@ -52,7 +52,8 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--sem", choices=["linear", "mlp"], default="linear",
                         help="structural equations (default: linear)")  # fmt: skip
     parser.add_argument("--dag", choices=["order", "smooth"], default="order",
-                        help="DAG family: order-then-edges or smooth orientations")  # fmt: skip
+                        help="DAG family: order-then-edges or smooth orientations (COSMO, "
+                             "shift 0: the same results as order)")  # fmt: skip
     parser.add_argument("--steps", type=positive_int, metavar="N",
                         help="steps (500 analytic, 2000 straight-through)")  # fmt: skip
     parser.add_argument("--estimator", choices=["analytic", "straight-through", "exact"],
