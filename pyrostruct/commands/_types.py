@@ -59,6 +59,13 @@ def _one_char(text: str) -> str:
     return text
 
 
+def column_name(text: str) -> str:
+    """A column's name: not empty (an empty ``--intervention-column`` meant none, silently)."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a column name, got an empty one")
+    return text
+
+
 def add_csv_arguments(parser: argparse.ArgumentParser) -> None:
     """``DATA.csv``, ``--sep`` and ``--decimal``: how every subcommand reads its table."""
     parser.add_argument("data", metavar="DATA.csv",

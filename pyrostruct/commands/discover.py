@@ -19,6 +19,7 @@ import argparse
 from pyrostruct.commands._types import (
     add_csv_arguments,
     column_list,
+    column_name,
     positive_float,
     positive_int,
     seed,
@@ -62,7 +63,7 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
                         "order; exact: the exact BGe posterior, up to 16 columns, no "
                         "training)")  # fmt: skip
     parser.add_argument("--seed", type=seed, default=0, help="random seed, 0 .. 2**32-1 (0)")
-    parser.add_argument("--intervention-column", metavar="COL",
+    parser.add_argument("--intervention-column", metavar="COL", type=column_name,
                         help="column naming the nodes intervened on in each row "
                         "(node names separated by ';', an empty cell for an observational "
                         "row)")  # fmt: skip

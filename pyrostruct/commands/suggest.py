@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from pyrostruct.commands._types import add_csv_arguments, positive_int, seed
+from pyrostruct.commands._types import add_csv_arguments, column_name, positive_int, seed
 
 __all__ = ["add_subparser", "run"]
 
@@ -31,7 +31,7 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--result", metavar="graph.json",
                         help="the posterior of `pyrostruct discover` on the same data (default: "
                         "fit it now)")  # fmt: skip
-    parser.add_argument("--intervention-column", metavar="COL",
+    parser.add_argument("--intervention-column", metavar="COL", type=column_name,
                         help="column naming, per row, the nodes an experiment set (';'-joined; "
                         "empty: observational)")  # fmt: skip
     parser.add_argument("--posterior", choices=["auto", "fit", "exact", "both"],

@@ -338,6 +338,7 @@ def test_output_paths_that_would_lose_data_are_refused_before_any_work(
         (["--seed", str(2**32)], "argument --seed: expected an integer from 0"),
         (["--threshold", "inf"], "argument --threshold: expected a positive number"),
         (["--sep", ";;"], "argument --sep: expected one character"),
+        (["--intervention-column", ""], "argument --intervention-column: expected a column"),
     ],
 )
 def test_bad_flag_values_name_the_flag(tmp_path, capsys, flag, message):
