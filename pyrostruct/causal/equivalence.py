@@ -144,12 +144,17 @@ def _components(u: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def _meek_closure(directed: np.ndarray, undirected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Apply Meek's rules R1-R3 (Meek, UAI 1995) until nothing changes."""
+def _meek_closure(
+    directed: np.ndarray, undirected: np.ndarray, rule4: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Apply Meek's rules R1-R3 (Meek, UAI 1995) until nothing changes; with ``rule4``
+    R4 too, which background knowledge needs (R1-R3 are complete without it)."""
     d, u = directed.copy(), undirected.copy()
     adjacent = d | d.T | u
     nonadj = ~adjacent & ~np.eye(len(u), dtype=bool)
     while True:
+        if rule4:
+            d, u = _meek_rule4(d, u, adjacent, nonadj)
         di = d.astype(np.int64)
         r1 = (di.T @ nonadj.astype(np.int64)) > 0  # a -> b - c, a !~ c  =>  b -> c
         r2 = (di @ di) > 0  # a -> b -> c, a - c  =>  a -> c
@@ -161,6 +166,21 @@ def _meek_closure(directed: np.ndarray, undirected: np.ndarray) -> tuple[np.ndar
             return d, u
         d |= new
         u &= ~(new | new.T)
+
+
+def _meek_rule4(d, u, adjacent, nonadj):
+    """Meek's R4 once over every undirected ``a - b``: ``a -> b`` when some ``c`` with ``a -
+    c`` and ``c`` not adjacent to ``b`` has ``c -> x -> b`` for an ``x`` adjacent to ``a``
+    (``b -> a`` would make ``c -> a <- b`` a new v-structure, or a cycle)."""
+    d, u = d.copy(), u.copy()
+    for a, b in np.argwhere(u):
+        if not u[a, b]:
+            continue
+        cs = np.flatnonzero(u[a] & nonadj[:, b])
+        xs = np.flatnonzero(d[:, b] & adjacent[a])
+        if len(cs) and len(xs) and d[np.ix_(cs, xs)].any():
+            d[a, b], u[a, b], u[b, a] = True, False, False
+    return d, u
 
 
 class EquivalenceSampler:
