@@ -482,7 +482,9 @@ def select(
                 from tqdm.auto import tqdm
 
                 smc_bar = tqdm(total=len(kept), desc="SMC evidence", unit="model")
-            smc_tasks = [{"index": i, "restart": r, "task": "smc"} for i, r in kept]
+            smc_tasks = [{"index": i, "restart": r, "task": "smc",
+                          "model_params": state[(i, r)].checkpoint["params"]}
+                         for i, r in kept]  # fmt: skip
 
             def smc_tick(payload, out):
                 if smc_bar is not None:

@@ -56,15 +56,20 @@ def _run_task(ctx: _Context, payload: dict) -> dict:
 
 
 def _run_smc(ctx: _Context, payload: dict) -> dict:
-    """The SMC estimate of one candidate's evidence: guide-free, or (with ``payload["params"]``,
-    the kept restart's fitted parameters) started from its fitted guide."""
+    """The SMC estimate of one candidate's evidence: guide-free (the model's own
+    ``pyro.param`` sites at the kept restart's fitted values, ``payload["model_params"]``),
+    or (with ``payload["params"]``, the kept restart's fitted parameters) started from
+    its fitted guide."""
     index = payload["index"]
     _, cand = ctx.candidates[index]
     tic = time.perf_counter()
     pyro.set_rng_seed(_derived_seed(ctx.seed, index, _SMC_STREAM))
     if payload.get("params") is None:  # prior-started: no guide needed
-        model, _, _, _, mpn = _build(cand, ctx.args, ctx.kwargs, None, 0)
-        out = {"index": index, "restart": payload["restart"], **_smc(ctx, model, mpn)}
+        with param_scope():  # a model's own parameters at their fitted values, not their init
+            if payload.get("model_params") is not None:
+                pyro.get_param_store().set_state(payload["model_params"])
+            model, _, _, _, mpn = _build(cand, ctx.args, ctx.kwargs, None, 0)
+            out = {"index": index, "restart": payload["restart"], **_smc(ctx, model, mpn)}
     else:  # started from the fitted guide of the kept restart
         with param_scope():
             model, guide, _, _, mpn = _build(cand, ctx.args, ctx.kwargs, None, payload["restart"])
