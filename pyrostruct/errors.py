@@ -9,11 +9,22 @@ into one line on stderr and exit code 2. A training run that diverges raises
 
 import numbers
 
-__all__ = ["InputError", "NonFiniteLossError", "check_count"]
+__all__ = ["InputError", "NonFiniteLossError", "check_count", "check_seed"]
 
 
 class InputError(ValueError):
     """Bad user input: the message names the problem and the fix."""
+
+
+def check_seed(seed) -> int:
+    """``seed`` as an ``int`` in numpy's range ``0 .. 2**32 - 1`` (Python or numpy integers;
+    bools, floats and text refused).
+
+    :raises InputError: "seed must be an integer from 0 to 2**32 - 1, got ...".
+    """
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
+        raise InputError(f"seed must be an integer from 0 to 2**32 - 1, got {seed!r}")
+    return int(seed)
 
 
 def check_count(value, name: str, minimum: int = 1) -> int:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from pyrostruct import errors
 from pyrostruct.causal.knowledge import KnowledgeMasks
 from pyrostruct.causal.orders import check_init_order
 from pyrostruct.causal.priors import WEIGHT_PRIORS
@@ -97,14 +98,11 @@ def _differs(value, default) -> bool:
 
 
 def check_seed(seed) -> int:
-    """``seed`` as an int in numpy's range; ``None`` draws a fresh one."""
+    """``seed`` as an int in numpy's range (:func:`pyrostruct.errors.check_seed`); ``None``
+    draws a fresh one."""
     if seed is None:
         return int(np.random.SeedSequence().entropy % 2**32)
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
-        raise InputError(f"seed must be an integer from 0 to 2**32 - 1 or None, got {seed!r}")
-    if not 0 <= int(seed) < 2**32:
-        raise InputError(f"seed must be an integer from 0 to 2**32 - 1, got {seed}")
-    return int(seed)
+    return errors.check_seed(seed)
 
 
 def _is_linear(sem) -> bool:

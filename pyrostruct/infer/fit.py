@@ -25,7 +25,7 @@ from pyro.infer.autoguide.initialization import init_to_feasible, init_to_value
 from pyro.optim import ClippedAdam
 
 from pyrostruct.distributions.temperature import TemperatureSchedule
-from pyrostruct.errors import InputError
+from pyrostruct.errors import InputError, check_seed
 from pyrostruct.infer._score_sites import (
     dag_only_model,
     score_dag_params,
@@ -396,7 +396,7 @@ def fit(
         )
     _check_policy(discrete)
     if seed is not None:
-        pyro.set_rng_seed(seed)
+        pyro.set_rng_seed(check_seed(seed))
     from pyrostruct.infer.autoguide.structural import auto_guide
 
     dag_default = guide is None and num_restarts is None and dag_only_model(model, args, kwargs)

@@ -84,7 +84,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from pyrostruct.errors import InputError
+from pyrostruct.errors import InputError, check_seed
 from pyrostruct.executors import check_executor, executor_session
 from pyrostruct.infer.evidence import LowESSWarning
 from pyrostruct.infer.init import mixture_init
@@ -355,7 +355,7 @@ def select(
         kwargs,
         steps,
         float(lr),
-        int(seed),
+        check_seed(seed),
         elbo_particles,
         iwae_particles,
         iwae_repeats,

@@ -139,6 +139,9 @@ def test_fit_refuses_what_would_silently_go_wrong():
         fit(gmm, DATA, discrete=True, steps=2)
     with pytest.raises(InputError, match="max_plate_nesting"):
         fit(gmm, DATA, max_plate_nesting=-1, steps=2)
+    for seed in (-1, 1.5, "7", True):  # numpy's own errors before
+        with pytest.raises(InputError, match="seed must be an integer"):
+            fit(gmm, DATA, seed=seed, steps=2)
 
 
 def test_fit_with_a_given_guide_on_an_enumerated_model():

@@ -417,6 +417,9 @@ def test_family_with_grid(conjugate, normal_data):
         (dict(lr=float("nan")), "lr must be a finite number"),
         (dict(lr="0.1"), "lr"),
         (dict(on_error="ignore"), "on_error"),
+        (dict(seed=-1), "seed must be an integer from 0 to 2\\*\\*32 - 1"),  # every fit failed
+        (dict(seed=1.5), "seed must be an integer"),  # cut to 1, silently
+        (dict(seed="7"), "seed must be an integer"),
     ],
 )
 def test_bad_options_raise_input_error(kwargs, match, conjugate, normal_data):
