@@ -33,6 +33,9 @@ class NoRelaxationError(NotImplementedError, ValueError):
 
 #: Distributions that :func:`relax` produces (a site holding one is already relaxed).
 RELAXED_TYPES = (ConcreteBernoulli, ConcreteOneHotCategorical, ConcreteCategorical)
+#: The discrete distributions :func:`relax_distribution` relaxes.
+RELAXABLE = (torch.distributions.Bernoulli, torch.distributions.OneHotCategorical,
+             torch.distributions.Categorical)  # fmt: skip
 
 
 def relax_distribution(
@@ -94,6 +97,14 @@ def relax_distribution(
     if not _is_discrete(fn):
         return fn
     where = f"sample site '{site}'" if site is not None else "this distribution"
+    if not getattr(fn, "has_enumerate_support", False):
+        raise NoRelaxationError(
+            f"relax: {where} has distribution {type(fn).__name__}, which can be neither "
+            "enumerated nor relaxed (its support is not finite; Gumbel-softmax relaxes "
+            f"Bernoulli, Categorical and OneHotCategorical): exclude it with relax(..., "
+            f"exclude=['{site}']) or infer={{'relax': False}} and give it a guide of its own "
+            f"(auto_guide(model, overrides={{'{site}': GuideClass}})), or sum it out in the model"
+        )
     raise NoRelaxationError(
         f"relax: {where} has distribution {type(fn).__name__}, which has no Gumbel-softmax "
         "relaxation (supported: Bernoulli, Categorical, OneHotCategorical). Exclude the site "

@@ -75,7 +75,7 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
 from pyrostruct._pyro_compat import enumerate_dim, get_rng_state, set_rng_state
-from pyrostruct.distributions.relaxation import _is_discrete
+from pyrostruct.distributions.relaxation import RELAXABLE, _is_discrete
 from pyrostruct.distributions.util import base_distribution, is_structural
 from pyrostruct.errors import InputError
 
@@ -336,11 +336,21 @@ def enumerate_policy(
         if choice is None and _is_marked(site):
             choice = ENUMERATE
         if choice == ENUMERATE and not _is_marked(site) and support_size(site["fn"]) is None:
+            base = base_distribution(site["fn"])
+            event = site["fn"].event_dim > 0
+            what = f"{type(base).__name__}{'.to_event()' if event else ''}"
+            if not isinstance(base, RELAXABLE):
+                raise InputError(
+                    f"discrete site {name!r} ({what}) can be neither enumerated nor relaxed "
+                    "(its support is not finite; Gumbel-softmax relaxes Bernoulli, Categorical "
+                    f"and OneHotCategorical): give it a guide of its own, auto_guide(model, "
+                    f"overrides={{{name!r}: GuideClass}}), or sum it out in the model"
+                )
             raise InputError(
-                f"discrete site {name!r} ({type(base_distribution(site['fn'])).__name__}"
-                f"{'.to_event()' if site['fn'].event_dim else ''}) cannot be enumerated: its "
-                "support is not finite and enumerable in parallel. Relax it (discrete='auto' "
-                f"or discrete={{{name!r}: 'relax'}}), or write it without .to_event()."
+                f"discrete site {name!r} ({what}) cannot be enumerated: its support is not "
+                f"finite and enumerable in parallel. Relax it (discrete='auto' or "
+                f"discrete={{{name!r}: 'relax'}})"
+                + (", or write it without .to_event()." if event else ".")
             )
         if choice is None:
             size = support_size(site["fn"])

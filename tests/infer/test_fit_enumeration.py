@@ -171,3 +171,22 @@ def test_fit_names_a_discrete_site_it_can_neither_enumerate_nor_relax():
 
     with pytest.raises(ValueError, match="'n'"):
         fit(model, torch.tensor(2.0), steps=1)
+
+
+def test_a_site_that_can_be_neither_enumerated_nor_relaxed_says_so():
+    """Hostile sweep: for a Poisson latent the enumeration error advised relaxing it and the
+    relaxation error advised enumerating it; neither can be done."""
+    from pyrostruct.distributions.relaxation import NoRelaxationError
+
+    def model(y):
+        n = pyro.sample("n", dist.Poisson(3.0))
+        pyro.sample("obs", dist.Normal(n, 1.0), obs=y)
+
+    for discrete, error in [("enumerate", InputError), ({"n": "relax"}, NoRelaxationError)]:
+        with pytest.raises(error) as info:
+            fit(model, torch.tensor(2.0), steps=2, discrete=discrete)
+        message = str(info.value)
+        assert "neither enumerated nor relaxed" in message and "overrides" in message, message
+        assert "Relax it" not in message and "and enumerate it" not in message
+        assert ".to_event()" not in message
+
