@@ -13,6 +13,7 @@ latents afterwards (:meth:`FitResult.infer_discrete`).
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -241,7 +242,31 @@ class FitResult(_FitResultFields):
             fixed, temperature=temperature, first_available_dim=-1 - nesting
         )
         trace = poutine.trace(inferred).get_trace(*args, **kwargs)
+        partial = _subsampled_plates(trace, names)
+        if partial:
+            warnings.warn(
+                "infer_discrete: the model subsamples "
+                + ", ".join(f"plate {p!r} ({k} of {n} points)" for p, (k, n) in partial.items())
+                + ": the values are for this call's random subsample, without its indices "
+                "(for every point, run pyro.infer.infer_discrete on a copy of the model "
+                "without subsample_size, with this fit's guide)",
+                UserWarning,
+                stacklevel=3,
+            )
         return {name: trace.nodes[name]["value"] for name in names if name in trace.nodes}
+
+
+def _subsampled_plates(trace, names) -> dict[str, tuple[int, int]]:
+    """``{plate: (subsample size, size)}`` of the plates around the sites ``names`` of
+    ``trace`` that hold fewer points than their size."""
+    out = {}
+    for name in names:
+        for frame in trace.nodes.get(name, {}).get("cond_indep_stack", ()):
+            indices = trace.nodes.get(frame.name, {}).get("value")
+            size = frame.full_size if frame.full_size is not None else frame.size
+            if indices is not None and len(indices) < size:
+                out[frame.name] = (len(indices), int(size))
+    return out
 
 
 def fit(

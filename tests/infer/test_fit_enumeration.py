@@ -5,6 +5,7 @@ Before issue 16 both raised ``ValueError: cannot guide site 'k'`` on a
 """
 
 import math
+import warnings
 
 import pyro
 import pyro.distributions as dist
@@ -189,4 +190,24 @@ def test_a_site_that_can_be_neither_enumerated_nor_relaxed_says_so():
         assert "neither enumerated nor relaxed" in message and "overrides" in message, message
         assert "Relax it" not in message and "and enumerate it" not in message
         assert ".to_event()" not in message
+
+
+def test_infer_discrete_warns_that_a_subsampled_plate_gives_a_random_subset():
+    """Hostile sweep: each call returned 4 values for another random 4 of the 20 points,
+    without saying so (Pyro's infer_discrete does the same)."""
+
+    def model(y):
+        p = pyro.sample("p", dist.Beta(1.0, 1.0))
+        with pyro.plate("data", len(y), subsample_size=4) as idx:
+            z = pyro.sample("z", dist.Bernoulli(p))
+            pyro.sample("obs", dist.Normal(3 * z, 1.0), obs=y[idx])
+
+    y = torch.cat([torch.randn(10), torch.randn(10) + 3])
+    result = fit(model, y, steps=5)
+    with pytest.warns(UserWarning, match=r"plate 'data' \(4 of 20 points\)"):
+        values = result.infer_discrete()
+    assert values["z"].shape == (4,)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning where every point is kept
+        fit(gmm, DATA, steps=2).infer_discrete()
 
