@@ -214,8 +214,10 @@ def discover(
         graph; the order search moves only between allowed orders, and the averaging over
         equivalence classes keeps only the members that obey the knowledge. With
         ``estimator="exact"`` the sums over orders and parent sets leave out what the
-        knowledge forbids (the prior restricted to it). Needs ``estimator="analytic"`` or
-        ``"exact"``; contradictory knowledge is refused, naming the conflict.
+        knowledge forbids (the prior restricted to it). Required edges and tiers need
+        ``estimator="analytic"`` or ``"exact"``; forbidden edges alone work with every
+        estimator (``"straight-through"``, the MLP SEM: the prior and the guide give them
+        logit ``-inf``). Contradictory knowledge is refused, naming the conflict.
     :type knowledge: ~pyrostruct.causal.knowledge.Knowledge, dict or path
     :param str missing: missing cells (NaN, ``None``, empty CSV cells;
         :mod:`pyrostruct.causal.tables`): ``"error"`` (default) refuses them;

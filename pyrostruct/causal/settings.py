@@ -209,11 +209,13 @@ class Settings:
             knowledge.forbidden.any() or knowledge.required.any() or knowledge.precedes.any()
         ):
             knowledge = None
-        if knowledge is not None and estimator not in ("analytic", "exact"):
+        if (knowledge is not None and estimator not in ("analytic", "exact")
+                and (knowledge.required.any() or knowledge.precedes.any())):  # fmt: skip
             raise InputError(
-                "background knowledge is enforced by estimator='analytic' (the linear SEM with "
-                f"dag='order' and no batch_size) and 'exact'; estimator={estimator!r} does not "
-                "support it yet"
+                f"estimator={estimator!r} enforces forbidden edges only: required edges and "
+                "tiers constrain the order, which its relaxed order sampler cannot keep; "
+                "they are enforced by estimator='analytic' (the linear SEM with dag='order' "
+                "and no batch_size) and 'exact'"
             )
         if weight_prior is None:
             weight_prior = "pmom"

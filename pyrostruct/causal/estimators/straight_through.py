@@ -11,12 +11,14 @@ first 60% of the steps. Row-wise likelihoods are mini-batched (1000 rows when
 
 from __future__ import annotations
 
+import math
+
 import pyro
 import torch
 from pyro.infer import Trace_ELBO
 
 from pyrostruct.causal.estimators.base import Estimator, adam
-from pyrostruct.distributions import ErdosRenyiDAG, SmoothOrientationDAG
+from pyrostruct.distributions import ErdosRenyiDAG, OrderedDAG, SmoothOrientationDAG
 from pyrostruct.infer.autoguide.dag import AutoDAG
 
 __all__ = ["StraightThroughEstimator"]
@@ -41,9 +43,14 @@ class StraightThroughEstimator(Estimator):
             self.batch = batch if batch is not None else (n if n <= 2000 else 1000)
         else:
             self.batch = None
-        if settings.dag == "smooth":
+        forbidden = None if settings.knowledge is None else settings.knowledge.forbidden
+        if settings.dag == "smooth" or forbidden is not None:
+            # the Erdős–Rényi prior, forbidden edges at -inf (the guide then never draws them)
             logits = torch.full((d, d), self.prior_logit)
-            self.prior = SmoothOrientationDAG(torch.zeros(d), logits)
+            if forbidden is not None:
+                logits = logits.masked_fill(torch.as_tensor(forbidden), -math.inf)
+            family = SmoothOrientationDAG if settings.dag == "smooth" else OrderedDAG
+            self.prior = family(torch.zeros(d), logits)
         else:
             self.prior = ErdosRenyiDAG(d, expected_edges=settings.expected_edges)
         self.guide = AutoDAG(
@@ -98,4 +105,5 @@ class StraightThroughEstimator(Estimator):
         return {**super().progress_info(elbo), "tau": f"{self.schedule.temperature:.2f}"}
 
     def dag_parameters(self):
-        return self.guide._params("G")
+        # the raw parameters (forbidden edges are the result's knowledge, not -inf logits)
+        return self.guide.scores.G, self.guide.edge_logits.G

@@ -214,6 +214,7 @@ class AutoDAG(SiteFamilyGuide):
         self.edge_logits = PyroModule()
         self._families = {}
         self._prior_logits = {}
+        self._ruled_out = {}
         self.estimators = {}
         self.num_components = {}
         self.mixture_logits = PyroModule()
@@ -241,6 +242,8 @@ class AutoDAG(SiteFamilyGuide):
             prior_logits = fn.edge_logits.detach()
             while prior_logits.dim() > 2:
                 prior_logits = prior_logits[0]
+            # an edge the prior rules out (logit -inf: forbidden) the guide rules out too
+            self._ruled_out[name] = torch.isneginf(prior_logits)
             self._prior_logits[name] = prior_logits.clamp(-30.0, 30.0)
             init_logits = self._initial_edge_logits(name, prior_logits)
             init_scores = self._initial_scores(name, d, prior_logits.dtype)
@@ -342,7 +345,13 @@ class AutoDAG(SiteFamilyGuide):
 
     # -- the guide ------------------------------------------------------------
     def _params(self, name):
-        return attrgetter(name)(self.scores), attrgetter(name)(self.edge_logits)
+        """The node scores and edge logits of DAG site ``name``, the logits of the edges
+        its prior rules out at ``-inf`` (never drawn)."""
+        logits = attrgetter(name)(self.edge_logits)
+        ruled_out = self._ruled_out.get(name)
+        if ruled_out is not None and bool(ruled_out.any()):
+            logits = logits.masked_fill(ruled_out, -math.inf)
+        return attrgetter(name)(self.scores), logits
 
     def get_distribution(self, name: str, temperature=None):
         """The variational distribution of site ``name``: the family of its prior, or a
@@ -379,8 +388,9 @@ class AutoDAG(SiteFamilyGuide):
         if order is None:
             raise ValueError(f"site {name!r}: the sampled value lost its order")
         rank = torch.argsort(order, dim=-1)
-        forward = (rank.unsqueeze(-1) < rank.unsqueeze(-2)).to(logits.dtype)
+        forward = (rank.unsqueeze(-1) < rank.unsqueeze(-2)) & ~self._ruled_out[name]
         prior = self._prior_logits[name].to(logits.dtype)
+        logits = torch.where(forward, logits, 0.0)  # ruled-out pairs add nothing (no -inf)
         return (forward * (torch.sigmoid(logits) - value) * (logits - prior)).sum((-1, -2))
 
     # -- posterior summaries -------------------------------------------------

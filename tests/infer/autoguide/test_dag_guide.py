@@ -337,3 +337,28 @@ def test_declared_edge_weights_are_checked():
 
     with pytest.raises(ValueError, match="sampled before it"):
         AutoDAG(before)()
+
+
+def test_an_edge_the_prior_rules_out_is_never_drawn_by_the_guide():
+    """A prior logit of -inf (a forbidden edge) rules the edge out of AutoDAG's guide too,
+    in every estimator and in a mixture: never drawn, probability exactly 0, finite loss
+    (before, the guide drew it at its initial 0.5 and the prior's log density was -inf)."""
+    from pyrostruct.infer import fit
+
+    logits = torch.zeros(3, 3)
+    logits[0, 1] = -math.inf
+
+    def model():
+        graph = pyro.sample("G", OrderedDAG(torch.zeros(3), logits))
+        pyro.factor("lik", 2.0 * graph[..., 0, 2] + graph[..., 1, 0])
+
+    guide = AutoDAG(model)
+    guide()  # untrained: the other edges at the initial 0.5
+    draws = guide.sample_dags(400)
+    assert not draws[:, 0, 1].any() and draws[:, 1, 0].any()
+    assert guide.edge_probs("G").mean[0, 1] == 0.0
+    result = fit(model, steps=40, seed=0)
+    assert all(math.isfinite(loss) for loss in result.losses)
+    probs = result.edge_probs("G")
+    assert probs.mean[0, 1] == 0.0 and probs.mean[0, 2] > 0.5
+    assert not result.guide.part("G").sample_dags(400)[:, 0, 1].any()
