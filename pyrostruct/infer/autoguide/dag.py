@@ -97,6 +97,28 @@ def _check_estimator(value, what: str, *, allow_auto: bool) -> str:
     return value
 
 
+def _check_one_prior(name: str, site_fn, fn: OrderedDAG) -> None:
+    """Refuse what one set of guide parameters per DAG site cannot guide: a batch of DAGs
+    declared an event (``.to_event``: Pyro then sees the guide's event shape differ), or
+    a batch of differing priors (the guide would follow the first one's: draws another
+    member's prior forbids, an ELBO of 3.4e38)."""
+    if site_fn.event_dim > 2:
+        raise ValueError(
+            f"AutoDAG: site {name!r} declares a batch of DAGs an event (.to_event()); put "
+            "the batch in a pyro.plate instead"
+        )
+    for value in (fn.edge_logits, getattr(fn, "scores", None)):
+        if value is None or value.dim() <= (2 if value is fn.edge_logits else 1):
+            continue
+        first = value.reshape(-1, *value.shape[-2 if value is fn.edge_logits else -1 :])[0]
+        if not bool(((value == first) | (value.isnan() & first.isnan())).all()):
+            raise ValueError(
+                f"AutoDAG: site {name!r} has a batch of different priors (its parameters "
+                "differ along the batch); its guide has one set of parameters per site: "
+                "give every member the same prior, or each distinct prior its own site"
+            )
+
+
 class AutoDAG(SiteFamilyGuide):
     """Autoguide for the DAG sample sites of a model (order-then-edges family).
 
@@ -235,6 +257,7 @@ class AutoDAG(SiteFamilyGuide):
                     f"with poutine.block(model, hide=[{name!r}]) and guide it with another "
                     "autoguide in an AutoGuideList."
                 )
+            _check_one_prior(name, site["fn"], fn)
             found = True
             self.estimators[name] = self._site_estimator(site)
             K = self.num_components[name] = self._site_components(name)

@@ -362,3 +362,28 @@ def test_an_edge_the_prior_rules_out_is_never_drawn_by_the_guide():
     probs = result.edge_probs("G")
     assert probs.mean[0, 1] == 0.0 and probs.mean[0, 2] > 0.5
     assert not result.guide.part("G").sample_dags(400)[:, 0, 1].any()
+
+
+def test_what_one_set_of_guide_parameters_cannot_guide_is_refused_at_set_up():
+    """Hostile sweep: a plate of DAGs with different priors was guided by the first one's
+    (draws the second forbids: ELBO 3.4e38 half the time), and a batch of DAGs declared
+    an event failed at the first ELBO with Pyro's shape error."""
+    logits = torch.zeros(2, 3, 3)
+    logits[1, 0, 1] = -math.inf
+
+    def differing():
+        with pyro.plate("groups", 2):
+            pyro.sample("G", OrderedDAG(torch.zeros(3), logits))
+
+    def as_event():
+        pyro.sample("G", OrderedDAG(torch.zeros(2, 3), torch.zeros(3, 3)).to_event(1))
+
+    def same():
+        with pyro.plate("groups", 2):
+            pyro.sample("G", OrderedDAG(torch.zeros(3), torch.zeros(2, 3, 3)))
+
+    with pytest.raises(ValueError, match="batch of different priors"):
+        AutoDAG(differing)()
+    with pytest.raises(ValueError, match="put the batch in a pyro.plate"):
+        AutoDAG(as_event)()
+    assert math.isfinite(Trace_ELBO().loss(same, AutoDAG(same)))
