@@ -65,7 +65,7 @@ from ._dag_ops import (
     ranks_from_order,
     relaxed_order_edges,
 )
-from .permutation import _validating, relaxed_permutation_matrix
+from .permutation import _validating, check_order, relaxed_permutation_matrix
 from .temperature import current_temperature
 
 __all__ = [
@@ -362,6 +362,8 @@ class OrderedDAG(TorchDistribution):
             )
         if self._validate_args:
             self._check_value_shape(value)
+            if order is not None:
+                check_order(order, self.num_nodes)
         if order is None:
             order = get_order(value)
         if order is not None:

@@ -225,6 +225,8 @@ class PlackettLuce(TorchDistribution):
     # -- densities --------------------------------------------------------
     def log_prob_order(self, order: torch.Tensor) -> torch.Tensor:
         """Exact ``log p(order)`` for order vectors (``order[..., k]`` = item at position k)."""
+        if self._validate_args:
+            check_order(order, self.num_items)
         scores = self.scores
         shape = torch.broadcast_shapes(scores.shape, order.shape)
         return plackett_luce_log_prob(scores.expand(shape), order.expand(shape))
@@ -263,6 +265,17 @@ class PlackettLuce(TorchDistribution):
     def mode(self):
         """The most probable permutation: items by descending score."""
         return permutation_matrix(order_from_scores(self.scores), dtype=self.scores.dtype)
+
+
+def check_order(order: torch.Tensor, d: int) -> None:
+    """Refuse an ``order`` ``(..., d)`` that is not a permutation of ``0 .. d-1`` along its
+    last dim (it would be scored as if it were one)."""
+    if not isinstance(order, torch.Tensor) or order.dtype not in (torch.int32, torch.int64):
+        raise ValueError(f"order must be an integer tensor (..., {d}), got {order!r}")
+    if order.shape[-1:] != (d,) or not bool(
+        (order.sort(-1).values == torch.arange(d, device=order.device)).all()
+    ):
+        raise ValueError(f"order must be a permutation of 0..{d - 1} along its last dim: {order}")
 
 
 def _validating(validate_args) -> bool:

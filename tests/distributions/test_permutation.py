@@ -179,3 +179,20 @@ def test_log_prob_is_the_same_quantity_with_or_without_the_attached_order():
         for copy in (p.clone(), p.detach() + 0, p.expand(2, 4, 5, 5)):
             assert get_order(copy) is None
             torch.testing.assert_close(d.log_prob(copy), d.log_prob(p).expand(copy.shape[:-2]))
+
+
+@pytest.mark.parametrize("order", [[0, 0, 1], [0, 1, 5], [0.0, 1.0, 2.0], [0, 1]])
+def test_an_order_that_is_not_a_permutation_is_refused_when_validating(order):
+    """Hostile sweep: [0, 0, 1] was scored as a permutation (the 27 index triples summed to
+    4.5), [0, 1, 5] raised an index error and a float order a gather error."""
+    from pyrostruct.distributions import OrderedDAG
+
+    order = torch.tensor(order)
+    with pytest.raises(ValueError, match="order must be"):
+        PlackettLuce(torch.tensor([2.0, 0.0, -2.0]), validate_args=True).log_prob_order(order)
+    dag = OrderedDAG(torch.zeros(3), torch.zeros(3, 3), validate_args=True)
+    with pytest.raises(ValueError, match="order must be"):
+        dag.log_prob(torch.zeros(3, 3), order=order)
+    valid = PlackettLuce(torch.tensor([2.0, 0.0, -2.0]), validate_args=True)
+    total = sum(valid.log_prob_order(torch.tensor(p)).exp() for p in itertools.permutations(range(3)))
+    assert float(total) == pytest.approx(1.0)
