@@ -232,12 +232,24 @@ class ConcreteOneHotCategorical(dist.RelaxedOneHotCategorical):
 
 
 def _concrete_log_density(logits, tau, log_y):
-    """Concrete log density at the log-space point ``log_y`` (see the class docstring)."""
-    num_events = logits.size(-1)
-    score = logits - tau * log_y
+    """Concrete log density at the log-space point ``log_y`` (see the class docstring).
+
+    A category of logit ``-inf`` is never drawn (``y = 0`` there): the density lives on
+    the face of the simplex of the others, a Concrete distribution over those (its
+    terms there were ``-inf + inf``, NaN)."""
     tau_batch = tau.squeeze(-1) if tau.dim() else tau
-    log_norm = math.lgamma(num_events) + (num_events - 1) * tau_batch.log()
-    return log_norm + (score - score.logsumexp(-1, keepdim=True)).sum(-1) - log_y.sum(-1)
+    possible = ~torch.isneginf(logits)
+    if bool(possible.all()):
+        num_events = logits.size(-1)
+        score = logits - tau * log_y
+        log_norm = math.lgamma(num_events) + (num_events - 1) * tau_batch.log()
+        return log_norm + (score - score.logsumexp(-1, keepdim=True)).sum(-1) - log_y.sum(-1)
+    num_events = possible.sum(-1).to(log_y.dtype)
+    score = torch.where(possible, logits - tau * log_y, -math.inf)
+    terms = torch.where(possible, score - score.logsumexp(-1, keepdim=True) - log_y, 0.0)
+    log_norm = torch.lgamma(num_events) + (num_events - 1) * tau_batch.log()
+    off_face = (~possible & (log_y > -math.inf)).any(-1)  # mass where none can be
+    return torch.where(off_face, -math.inf, log_norm + terms.sum(-1))
 
 
 class ConcreteBernoulli(dist.RelaxedBernoulli):

@@ -379,3 +379,42 @@ def test_categorical_log_prob_through_pyros_expanded_distribution():
         z = d.rsample()
         grads.append(torch.autograd.grad(d.log_prob(z).sum(), logits)[0])
     torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_a_masked_category_gives_the_concrete_density_of_the_others():
+    """Hostile sweep: a category of logit -inf (a standard way to forbid it) made log_prob
+    NaN (-inf + inf). The density lives on the face of the other categories: it equals
+    the Concrete density over them, and a point with mass on the masked one has -inf."""
+    from pyrostruct.distributions import ConcreteOneHotCategorical
+
+    torch.manual_seed(0)
+    masked = ConcreteOneHotCategorical(0.5, logits=torch.tensor([0.3, -math.inf, 1.0]))
+    y = masked.rsample((200,))
+    assert (y[:, 1] == 0).all()
+    face = ConcreteOneHotCategorical(0.5, logits=torch.tensor([0.3, 1.0]))
+    want = face.log_prob(y[:, [0, 2]].clone())  # the same points, scored from their values
+    got = masked.log_prob(y.clone())
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    assert torch.isfinite(masked.log_prob(y)).all()
+    off = torch.tensor([0.5, 0.2, 0.3])
+    assert masked.log_prob(off) == -math.inf
+
+
+def test_the_relaxed_guide_rules_out_the_categories_its_prior_rules_out():
+    """With relax and auto_guide a masked OneHotCategorical site gave an infinite ELBO:
+    the guide put mass on the category the prior forbids."""
+    from pyro.infer import Trace_ELBO
+
+    from pyrostruct import auto_guide, relax
+
+    def model():
+        with pyro.plate("n", 5):
+            pyro.sample("z", dist.OneHotCategorical(logits=torch.tensor([0.0, -math.inf, 1.0])))
+
+    relaxed = relax(model)
+    guide = auto_guide(relaxed)
+    losses = [Trace_ELBO().loss(relaxed, guide) for _ in range(20)]
+    assert all(math.isfinite(loss) for loss in losses)
+    with pyro.poutine.trace() as tr:
+        guide()
+    assert (tr.trace.nodes["z"]["value"][..., 1] == 0).all()

@@ -9,6 +9,7 @@ Train with ``SVI(relax(model), guide, optim, Trace_ELBO())``.
 
 from __future__ import annotations
 
+import math
 from operator import attrgetter
 from typing import Any
 
@@ -154,6 +155,7 @@ class AutoGumbelSoftmax(SiteFamilyGuide):
         super()._setup_prototype(*args, **kwargs)
         self.logits = PyroModule()
         self._kinds: dict[str, tuple[str, int, int]] = {}
+        self._ruled_out: dict[str, torch.Tensor] = {}
         for name, site in self.prototype_trace.iter_stochastic_nodes():
             kind, num_categories = _site_kind(site)
             value = site["value"].detach()
@@ -170,11 +172,21 @@ class AutoGumbelSoftmax(SiteFamilyGuide):
             init = init.contiguous()
             deep_setattr(self.logits, name, PyroParam(init, constraints.real, param_event_dim))
             self._kinds[name] = (kind, num_categories, extra_event_dim)
+            # categories the prior rules out (logit -inf) the guide rules out too
+            if kind != _BERNOULLI:
+                ruled_out = torch.isneginf(base_distribution(site["fn"]).logits.detach())
+                if bool(ruled_out.any()):
+                    try:
+                        self._ruled_out[name] = ruled_out.expand(init.shape)
+                    except RuntimeError:  # prior logits per subsampled point: left alone
+                        pass
 
     def get_distribution(self, name: str):
         """The relaxed guide distribution of site ``name`` at the current temperature."""
         temperature = current_temperature(self.temperature, name="AutoGumbelSoftmax: temperature")
         logits = attrgetter(name)(self.logits)
+        if name in self._ruled_out:
+            logits = logits.masked_fill(self._ruled_out[name], -math.inf)
         kind, _, extra_event_dim = self._kinds[name]
         kw = {"estimator": self.estimator, "num_rao_samples": self.num_rao_samples}
         if kind == _BERNOULLI:
