@@ -268,7 +268,9 @@ class ConcreteBernoulli(dist.RelaxedBernoulli):
     What this adds to :class:`pyro.distributions.RelaxedBernoulli` (which it
     subclasses): finite ``log_prob`` of its own samples at any temperature
     (Pyro's inverts ``sigmoid`` of a float32 sample that has saturated to
-    exactly 0 or 1, and its ``log1p(exp(.))`` overflows); noise built from
+    exactly 0 or 1, and its ``log1p(exp(.))`` overflows; a value of exactly 0 or
+    1 without its logit, such as a detached hard sample, gets the density's limit:
+    ``+inf`` for ``tau < 1``, ``-inf`` for ``tau > 1``); noise built from
     ``logits`` rather than clamped ``probs``; hard samples (forward: exactly
     ``1[l > 0]``, a draw from ``Bernoulli(logits)``) with a choice of gradient
     estimator (``estimator=``: ``"straight-through"``, the gradient of the relaxed
@@ -357,5 +359,15 @@ class ConcreteBernoulli(dist.RelaxedBernoulli):
                 self._validate_sample(value)
             logit = value.log() - (-value).log1p()
         tau = self.temperature
+        edge = torch.isinf(logit)  # y exactly 0 or 1 (a detached hard sample): the limit
+        if bool(edge.any()):
+            safe = torch.where(edge, 0.0, logit)
+            limit = torch.where(  # +inf (tau < 1), -inf (tau > 1); -+logits at tau = 1
+                tau < 1, math.inf, torch.where(tau > 1, -math.inf, torch.sign(logit) * self.logits)
+            )
+            return torch.where(edge, limit, self._log_density(safe, tau))
+        return self._log_density(logit, tau)
+
+    def _log_density(self, logit, tau):
         diff = self.logits - tau * logit
         return tau.log() + diff - 2 * F.softplus(diff) + F.softplus(logit) + F.softplus(-logit)

@@ -418,3 +418,21 @@ def test_the_relaxed_guide_rules_out_the_categories_its_prior_rules_out():
     with pyro.poutine.trace() as tr:
         guide()
     assert (tr.trace.nodes["z"]["value"][..., 1] == 0).all()
+
+
+def test_binary_concrete_density_at_exact_zero_and_one_is_its_limit():
+    """Hostile sweep: log_prob(0.0) and log_prob(1.0), values the support admits (a detached
+    hard sample), were NaN. The density's limit there: +inf for tau < 1, -inf for tau > 1,
+    and at tau = 1 the finite values -logit (y = 0) and +logit (y = 1)."""
+    from pyrostruct.distributions import ConcreteBernoulli
+
+    edges = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    logit = torch.tensor(0.7, dtype=torch.float64)
+    low = ConcreteBernoulli(torch.tensor(0.5, dtype=torch.float64), logits=logit)
+    high = ConcreteBernoulli(torch.tensor(2.0, dtype=torch.float64), logits=logit)
+    one = ConcreteBernoulli(torch.tensor(1.0, dtype=torch.float64), logits=logit)
+    assert low.log_prob(edges).tolist() == [math.inf, math.inf]
+    assert high.log_prob(edges).tolist() == [-math.inf, -math.inf]
+    near = one.log_prob(torch.tensor([1e-12, 1 - 1e-12], dtype=torch.float64))
+    torch.testing.assert_close(one.log_prob(edges), near, rtol=0, atol=1e-6)
+    torch.testing.assert_close(one.log_prob(edges), torch.stack([-logit, logit]))
