@@ -14,6 +14,13 @@ __all__ = ["ErdosRenyiDAG", "SparsityPenalty"]
 _EMPTY = torch.Size()
 
 
+def _float_tensor(value) -> torch.Tensor:
+    """``value`` as a tensor of its own floating dtype, else of torch's default one."""
+    if isinstance(value, torch.Tensor) and value.is_floating_point():
+        return value
+    return torch.as_tensor(value, dtype=torch.get_default_dtype())
+
+
 class ErdosRenyiDAG(OrderedDAG):
     r"""Erdős–Rényi prior over DAGs: a uniform order, then i.i.d. forward edges.
 
@@ -64,7 +71,7 @@ class ErdosRenyiDAG(OrderedDAG):
         if (expected_edges is None) == (edge_prob is None):
             raise ValueError("ErdosRenyiDAG: pass exactly one of expected_edges or edge_prob.")
         if expected_edges is not None:
-            m = torch.as_tensor(expected_edges, dtype=torch.get_default_dtype())
+            m = _float_tensor(expected_edges)
             if bool(torch.isnan(m).any()) or bool((m < 0).any()) or bool((m > n_pairs).any()):
                 raise ValueError(
                     f"ErdosRenyiDAG: expected_edges must lie in [0, d(d-1)/2] = [0, {n_pairs}] "
@@ -72,7 +79,7 @@ class ErdosRenyiDAG(OrderedDAG):
                 )
             p = m / n_pairs if n_pairs else torch.zeros_like(m)
         else:
-            p = torch.as_tensor(edge_prob, dtype=torch.get_default_dtype())
+            p = _float_tensor(edge_prob)
             if bool(torch.isnan(p).any()) or bool((p < 0).any()) or bool((p > 1).any()):
                 raise ValueError(f"ErdosRenyiDAG: edge_prob must lie in [0, 1], got {edge_prob}.")
         self.edge_prob = p

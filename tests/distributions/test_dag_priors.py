@@ -185,3 +185,11 @@ def test_sparsity_penalty_as_a_latent_site_with_autonormal():
     w = guide()["W"]
     assert w.shape == (3, 3) and (w.diagonal() == 0).all()
     assert pyro.param("AutoNormal.locs.W").shape == (6,)
+
+
+def test_a_float64_expected_edge_count_gives_float64_draws():
+    """Hostile sweep: the parameter was cast to the default float32 (OrderedDAG keeps it)."""
+    m = torch.tensor(1.0, dtype=torch.float64)
+    assert ErdosRenyiDAG(3, expected_edges=m).sample().dtype == torch.float64
+    assert ErdosRenyiDAG(3, edge_prob=m / 3).edge_logits.dtype == torch.float64
+    assert ErdosRenyiDAG(3, expected_edges=1.0).sample().dtype == torch.get_default_dtype()
