@@ -153,8 +153,9 @@ def _meek_closure(
     adjacent = d | d.T | u
     nonadj = ~adjacent & ~np.eye(len(u), dtype=bool)
     while True:
+        oriented = False
         if rule4:
-            d, u = _meek_rule4(d, u, adjacent, nonadj)
+            d, u, oriented = _meek_rule4(d, u, adjacent, nonadj)
         di = d.astype(np.int64)
         r1 = (di.T @ nonadj.astype(np.int64)) > 0  # a -> b - c, a !~ c  =>  b -> c
         r2 = (di @ di) > 0  # a -> b -> c, a - c  =>  a -> c
@@ -163,6 +164,8 @@ def _meek_closure(
         new = u & (r1 | r2 | r3)
         new &= ~new.T  # never orient both ways in one round
         if not new.any():
+            if oriented:  # R4 may enable itself again
+                continue
             return d, u
         d |= new
         u &= ~(new | new.T)
@@ -171,16 +174,17 @@ def _meek_closure(
 def _meek_rule4(d, u, adjacent, nonadj):
     """Meek's R4 once over every undirected ``a - b``: ``a -> b`` when some ``c`` with ``a -
     c`` and ``c`` not adjacent to ``b`` has ``c -> x -> b`` for an ``x`` adjacent to ``a``
-    (``b -> a`` would make ``c -> a <- b`` a new v-structure, or a cycle)."""
-    d, u = d.copy(), u.copy()
+    (``b -> a`` would make ``c -> a <- b`` a new v-structure, or a cycle). Returns
+    ``(directed, undirected, whether it oriented an edge)``."""
+    d, u, oriented = d.copy(), u.copy(), False
     for a, b in np.argwhere(u):
         if not u[a, b]:
             continue
         cs = np.flatnonzero(u[a] & nonadj[:, b])
         xs = np.flatnonzero(d[:, b] & adjacent[a])
         if len(cs) and len(xs) and d[np.ix_(cs, xs)].any():
-            d[a, b], u[a, b], u[b, a] = True, False, False
-    return d, u
+            d[a, b], u[a, b], u[b, a], oriented = True, False, False, True
+    return d, u, oriented
 
 
 class EquivalenceSampler:
