@@ -107,10 +107,10 @@ def _check_one_prior(name: str, site_fn, fn: OrderedDAG) -> None:
             f"AutoDAG: site {name!r} declares a batch of DAGs an event (.to_event()); put "
             "the batch in a pyro.plate instead"
         )
-    for value in (fn.edge_logits, getattr(fn, "scores", None)):
-        if value is None or value.dim() <= (2 if value is fn.edge_logits else 1):
+    for value, event_dim in ((fn.edge_logits, 2), (getattr(fn, "scores", None), 1)):
+        if value is None or value.dim() <= event_dim:
             continue
-        first = value.reshape(-1, *value.shape[-2 if value is fn.edge_logits else -1 :])[0]
+        first = value.reshape(-1, *value.shape[value.dim() - event_dim :])[0]
         if not bool(((value == first) | (value.isnan() & first.isnan())).all()):
             raise ValueError(
                 f"AutoDAG: site {name!r} has a batch of different priors (its parameters "
