@@ -341,10 +341,11 @@ def enumerate_policy(
             what = f"{type(base).__name__}{'.to_event()' if event else ''}"
             if not isinstance(base, RELAXABLE):
                 raise InputError(
-                    f"discrete site {name!r} ({what}) can be neither enumerated nor relaxed "
-                    "(its support is not finite; Gumbel-softmax relaxes Bernoulli, Categorical "
-                    f"and OneHotCategorical): give it a guide of its own, auto_guide(model, "
-                    f"overrides={{{name!r}: GuideClass}}), or sum it out in the model"
+                    f"discrete site {name!r} ({what}) can be neither enumerated (its support "
+                    "is not finite and enumerable in parallel) nor relaxed (Gumbel-softmax "
+                    "relaxes Bernoulli, Categorical and OneHotCategorical): give it a guide of "
+                    f"its own, auto_guide(model, overrides={{{name!r}: GuideClass}}), or sum it "
+                    "out in the model"
                 )
             raise InputError(
                 f"discrete site {name!r} ({what}) cannot be enumerated: its support is not "
