@@ -299,6 +299,9 @@ pd.DataFrame(
 # and the CPDAG obey it too. Contradictions (a required edge against the tiers, a
 # cycle of required edges) are refused with a message that names them. The CLI reads
 # Tetrad's knowledge files or a `cause,effect,kind` CSV: `--knowledge prior.txt`.
+# With the MLP SEM (`estimator="straight-through"`) forbidden edges are enforced the
+# same way; required edges and tiers need the linear SEM's analytic estimator (they
+# constrain the order, which the straight-through estimator's relaxed sampler cannot keep).
 #
 # The data: Sachs et al.'s protein-signalling measurements (Science 2005; 7466 cells,
 # 11 phosphoproteins and phospholipids, log scale) with the consensus network of 18
