@@ -169,7 +169,9 @@ def suggest_interventions(
     :param int max_targets_per_experiment: nodes set together in one experiment
         (candidates: every set of up to this many targets).
     :param values: the values targets are set to: ``"auto"`` (2 standard deviations above
-        the node's mean), a number or a list of numbers of standard deviations for all,
+        the node's mean; mean and standard deviation of the rows without interventions, as
+        the fit centres the columns, once there are 2 of them: with very few such rows
+        they are rough), a number or a list of numbers of standard deviations for all,
         or ``{node: value or [values]}`` in the data's units (candidates: every
         combination; a value given twice counts once).
     :param int samples_per_experiment: rows each experiment yields.
