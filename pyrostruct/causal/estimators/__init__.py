@@ -10,12 +10,15 @@
   (:mod:`pyrostruct.causal.exact`) as a :class:`~pyrostruct.causal.CausalResult`.
 
 Each variational estimator owns its guide, model and optimizer; :class:`~.base.Estimator`
-holds the shared step; training runs in :func:`pyrostruct.infer.engine.train`.
+holds the shared step; training runs in :func:`pyrostruct.infer.engine.train`;
+:func:`~.result.variational_result` turns a trained one into a
+:class:`~pyrostruct.causal.CausalResult`.
 """
 
 from pyrostruct.causal.estimators.analytic import AnalyticEstimator
 from pyrostruct.causal.estimators.base import Estimator
 from pyrostruct.causal.estimators.exact import exact_result
+from pyrostruct.causal.estimators.result import variational_result
 from pyrostruct.causal.estimators.straight_through import StraightThroughEstimator
 
 __all__ = [
@@ -24,6 +27,7 @@ __all__ = [
     "Estimator",
     "StraightThroughEstimator",
     "exact_result",
+    "variational_result",
 ]
 
 #: Variational estimator classes by the name ``discover(estimator=...)`` takes (the other
