@@ -48,9 +48,13 @@ def row_label(data, row: int) -> str:
     return f"row {row}"
 
 
-def _scan(text: str, path: str, sep: str) -> tuple[list[str], list[int]]:
-    """The header and the file line of every data row; refuses ragged rows."""
-    lines = []
+def _scan(
+    text: str, path: str, sep: str, keep: Sequence[str] = ()
+) -> tuple[list[str], list[int], dict[str, list[str]]]:
+    """The header, the file line of every data row and the verbatim text of the columns
+    ``keep`` (those of them in the header); refuses ragged rows."""
+    lines: list[int] = []
+    kept: dict[str, list[str]] = {}
     with io.StringIO(text, newline="") as f:
         reader = csv.reader(f, delimiter=sep, strict=True)
         header = None
@@ -60,6 +64,8 @@ def _scan(text: str, path: str, sep: str) -> tuple[list[str], list[int]]:
                     continue  # an empty line (pandas skips it too)
                 if header is None:
                     header = fields
+                    kept = {c: [] for c in keep if c in header}
+                    where = {c: header.index(c) for c in kept}
                     continue
                 if len(fields) != len(header):
                     raise InputError(
@@ -68,13 +74,15 @@ def _scan(text: str, path: str, sep: str) -> tuple[list[str], list[int]]:
                         + _delimiter_hint(fields, sep)
                     )
                 lines.append(reader.line_num)
+                for c, j in where.items():
+                    kept[c].append(fields[j])
         except csv.Error as e:
             raise InputError(
                 f"{path}: not a readable CSV file (line {reader.line_num}: {e})"
             ) from None
     if header is None:
         raise InputError(f"{path}: the file has no columns; expected a CSV with a header row")
-    return header, lines
+    return header, lines, kept
 
 
 def _delimiter_hint(fields: Sequence[str], sep: str) -> str:
@@ -140,7 +148,7 @@ def read_csv(
         raise InputError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
     if not text:
         raise InputError(f"{path}: the file is empty; expected a CSV with a header row")
-    header, lines = _scan(text, path, sep)
+    header, lines, verbatim = _scan(text, path, sep, keep=exclude)
     for j, name in enumerate(header):
         if not name.strip():
             raise InputError(f"{path}: column {j + 1} of the header has no name; name every column")
@@ -178,11 +186,8 @@ def read_csv(
             "fields); check its quoting"
         )
     frame.columns = header  # pandas would rename duplicates / strip nothing; keep the real names
-    if exclude:  # their text verbatim: a node named NA is a name there, only '' is empty
-        raw = pd.read_csv(io.StringIO(text), sep=sep, index_col=False, dtype=str,
-                          keep_default_na=False, usecols=list(exclude))  # fmt: skip
-        for col in exclude:
-            frame[col] = raw[col].to_numpy()
+    for col, cells in verbatim.items():  # a node named NA is a name there, only '' is empty
+        frame[col] = np.asarray(cells, dtype=object)
     frame.attrs[SOURCE_ATTR] = {"path": path, "lines": lines}
     for col in header:
         if col in text_columns or pd.api.types.is_numeric_dtype(frame[col]):
