@@ -187,8 +187,7 @@ class ActiveLearner:
         started = time.perf_counter()
         seed = (self.seed + r) % 2**32  # a seed per round, in numpy's range
         x = self.data[self.names]
-        column = _entries(self.data[self.intervention_column])
-        interventions = column if any(len(e) for e in column) else None
+        interventions = self.data[self.intervention_column].tolist()  # empty cells: none
         if self.posterior == "exact":
             result = exact_posterior(x, interventions=interventions, **self.fit)
         else:
@@ -238,9 +237,8 @@ class ActiveLearner:
         if len(new) == 0:
             raise InputError("acquire returned no rows")
         check_table(new[self.names], min_rows=1, allow_constant=True, name="acquire's rows")
-        column = _entries(pd.concat([self.data[self.intervention_column],
-                                     new[self.intervention_column]]))  # fmt: skip
-        parse_interventions(column, len(column), self.names,  # checked with the rows so far
+        column = pd.concat([self.data[self.intervention_column], new[self.intervention_column]])
+        parse_interventions(column.tolist(), len(column), self.names,  # with the rows so far
                             source="acquire's intervention column")  # fmt: skip
         self.data = pd.concat([self.data, new[self.data.columns]], ignore_index=True)
 
@@ -250,15 +248,6 @@ class ActiveLearner:
         if "expected_shd" in last:
             out["E-SHD"] = f"{last['expected_shd']:.3g}"
         return out
-
-
-def _entries(column: pd.Series) -> list:
-    """An intervention column's entries for :func:`parse_interventions`: lists as they
-    are, missing cells ``""`` (whatever the column's dtype), anything else as text."""
-    sequences = (list, tuple, set, frozenset, np.ndarray)
-    return [
-        v if isinstance(v, sequences) else "" if pd.isna(v) else str(v) for v in column
-    ]  # fmt: skip
 
 
 def _check_keys(given: dict, function, reserved: set, name: str) -> None:
