@@ -266,7 +266,9 @@ class AutoDAG(SiteFamilyGuide):
             while prior_logits.dim() > 2:
                 prior_logits = prior_logits[0]
             # an edge the prior rules out (logit -inf: forbidden) the guide rules out too
-            self._ruled_out[name] = torch.isneginf(prior_logits)
+            ruled_out = torch.isneginf(prior_logits)
+            if bool(ruled_out.any()):
+                self._ruled_out[name] = ruled_out
             self._prior_logits[name] = prior_logits.clamp(-30.0, 30.0)
             init_logits = self._initial_edge_logits(name, prior_logits)
             init_scores = self._initial_scores(name, d, prior_logits.dtype)
@@ -371,9 +373,8 @@ class AutoDAG(SiteFamilyGuide):
         """The node scores and edge logits of DAG site ``name``, the logits of the edges
         its prior rules out at ``-inf`` (never drawn)."""
         logits = attrgetter(name)(self.edge_logits)
-        ruled_out = self._ruled_out.get(name)
-        if ruled_out is not None and bool(ruled_out.any()):
-            logits = logits.masked_fill(ruled_out, -math.inf)
+        if name in self._ruled_out:
+            logits = logits.masked_fill(self._ruled_out[name], -math.inf)
         return attrgetter(name)(self.scores), logits
 
     def get_distribution(self, name: str, temperature=None):
@@ -411,9 +412,12 @@ class AutoDAG(SiteFamilyGuide):
         if order is None:
             raise ValueError(f"site {name!r}: the sampled value lost its order")
         rank = torch.argsort(order, dim=-1)
-        forward = (rank.unsqueeze(-1) < rank.unsqueeze(-2)) & ~self._ruled_out[name]
+        forward = rank.unsqueeze(-1) < rank.unsqueeze(-2)
         prior = self._prior_logits[name].to(logits.dtype)
-        logits = torch.where(forward, logits, 0.0)  # ruled-out pairs add nothing (no -inf)
+        if name in self._ruled_out:  # ruled-out pairs add nothing (their logits are -inf)
+            forward = forward & ~self._ruled_out[name]
+            logits = torch.where(forward, logits, 0.0)
+        forward = forward.to(logits.dtype)
         return (forward * (torch.sigmoid(logits) - value) * (logits - prior)).sum((-1, -2))
 
     # -- posterior summaries -------------------------------------------------
