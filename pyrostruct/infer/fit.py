@@ -28,7 +28,7 @@ from pyro.optim import ClippedAdam
 from pyrostruct.distributions.temperature import TemperatureSchedule
 from pyrostruct.errors import InputError, check_seed
 from pyrostruct.infer._score_sites import (
-    dag_only_model,
+    dag_restarts_model,
     score_dag_params,
     score_elbo,
     score_function_sites,
@@ -71,10 +71,11 @@ STEPS = 1000
 #: pooled by :meth:`FitResult.edge_probs` (the union proposal). Measured on the d = 5
 #: problems of ``benchmarks/posterior_accuracy.py`` (logistic, n = 200, seed 3, the
 #: worst): one restart 0.11 from the exact edge marginals, 4 x 1000 steps pooled 0.05,
-#: 8 x 250 pooled 0.02. With continuous latents beside the DAG (latent edge weights)
-#: pooled restarts did not help (the weights collapse; 8 x 250: 0.63 at n = 200), so such
-#: a model keeps one restart of 1000 steps, as does a DAG of more than 6 nodes
-#: (``_score_sites.dag_only_model``).
+#: 8 x 250 pooled 0.02. A model with the DAG's edge weights beside it (declared
+#: ``edge_weights_of``, integrated out of the marginals' weights) gets them too (the
+#: nonlinear family, d = 4-5: worst 0.115 of 20 problems with one restart, 0.016 with
+#: 8 x 250); other continuous latents, or a DAG of more than 6 nodes, keep one restart of
+#: 1000 steps (``_score_sites.dag_restarts_model``).
 DAG_RESTARTS = 8
 DAG_RESTART_STEPS = 250
 
@@ -325,13 +326,15 @@ def fit(
     at ``10 * lr`` (Adam normalizes their noisy gradients; at ``lr`` alone 1000
     steps leave the edge marginals of a 3-node collider 0.17 from exact, at
     ``10 * lr`` within 0.02). Otherwise ``Trace_ELBO``. A model whose latents are all
-    DAGs of at most 6 nodes (the guide built here) trains 8 restarts of 250 steps by
-    default (one guide can miss a posterior mode, and which it misses changes between
-    restarts; larger DAGs keep one restart, see :mod:`pyrostruct.infer._score_sites`), and the
-    posterior edge marginals :meth:`FitResult.edge_probs` weigh the draws of all
-    their guides by the model against their equal mixture, the union proposal
-    (:func:`~pyrostruct.infer.dag_marginals.union_edge_probs`). The rules and the size budget are in
-    :mod:`pyrostruct.infer.enum`. After the fit,
+    DAGs of at most 6 nodes and their declared edge weights (the guide built here)
+    trains 8 restarts of 250 steps by default (one guide can miss a posterior mode, and
+    which it misses changes between restarts; larger DAGs keep one restart, see
+    :mod:`pyrostruct.infer._score_sites`), and the posterior edge marginals
+    :meth:`FitResult.edge_probs` weigh the DAGs drawn by all their guides by the model
+    against their equal mixture, the union proposal
+    (:func:`~pyrostruct.infer.dag_marginals.union_edge_probs`), the edge weights
+    integrated out per distinct DAG (:mod:`pyrostruct.infer.edge_weight_laplace`). The
+    rules and the size budget are in :mod:`pyrostruct.infer.enum`. After the fit,
     :meth:`FitResult.infer_discrete` recovers the enumerated local latents (MAP
     or posterior samples).
 
@@ -369,7 +372,7 @@ def fit(
         then stay ``"auto"``).
     :param discrete: the discrete policy (see above).
     :param steps: SVI steps of each restart (>= 1); default 1000, or 250 for each
-        of the default restarts of a DAG-only model (see above).
+        of the default restarts of a DAG model (see above).
     :param float lr: Adam learning rate (> 0).
     :param num_particles: ELBO particles per step; default 1, or 16 with
         ``TraceRWS_ELBO`` (see above).
@@ -379,7 +382,7 @@ def fit(
         enumeration (``TraceEnum_ELBO``, ``JitTraceEnum_ELBO``, ``TraceTMC_ELBO``).
     :param max_plate_nesting: for ``TraceEnum_ELBO``; default: from a trace.
     :param num_restarts: independent fits, the best by final ELBO returned (>= 1);
-        default 1, or 8 for a DAG-only model (see above).
+        default 1, or 8 for a DAG model (see above).
     :param init: ``"auto"`` (data-aware start of mixture-like models, see above) or
         ``None`` (the guide's default start).
     :param seed: passed to ``pyro.set_rng_seed`` (``None``: leave the RNG alone).
@@ -424,7 +427,7 @@ def fit(
         pyro.set_rng_seed(check_seed(seed))
     from pyrostruct.infer.autoguide.structural import auto_guide
 
-    dag_default = guide is None and num_restarts is None and dag_only_model(model, args, kwargs)
+    dag_default = guide is None and num_restarts is None and dag_restarts_model(model, args, kwargs)
     if num_restarts is None:
         num_restarts = DAG_RESTARTS if dag_default else 1
     if steps is None:
