@@ -21,7 +21,7 @@ only latent the weights are bounded (a finite set of DAGs), and many draws of on
 share one weight (Pareto smoothing of such tied weights distorts them: 0.045 from exact
 against 0.018 raw, logistic d = 5). The mean then comes from the distinct DAGs drawn,
 each weighted by ``p(x, A) / pi(A)`` with ``pi(A)`` its probability of being drawn at
-all (:func:`_distinct_weights`, the Horvitz-Thompson estimator): exact once every DAG of
+all (:mod:`pyrostruct.infer.distinct_dags`, the Horvitz-Thompson estimator): exact once every DAG of
 posterior mass has been drawn, where the draws' own weights keep the noise of the draw
 counts. The same holds with the DAG's declared edge weights beside it
 (``infer={"edge_weights_of": ...}``), which are integrated out of ``p(x, A)`` per
@@ -63,7 +63,8 @@ from pyrostruct.distributions._dag_ops import attach_order, get_order
 from pyrostruct.distributions.dag import _UNORDERED_ATTR, OrderedDAG, OrderLostWarning
 from pyrostruct.distributions.dag_mixture import DAGMixture
 from pyrostruct.infer.autoguide.dag import EdgeProbs
-from pyrostruct.infer.edge_weight_laplace import integrable_weight_site, laplace_log_marginal
+from pyrostruct.infer.distinct_dags import distinct_dag_weights, integrated_log_joint
+from pyrostruct.infer.edge_weight_laplace import integrable_weight_site
 from pyrostruct.infer.engine import param_scope
 from pyrostruct.infer.evidence import LowESSWarning
 from pyrostruct.infer.importance import _guess_max_plate_nesting, log_importance_weights
@@ -220,7 +221,8 @@ def posterior_edge_probs(
     Measured on ``models/dag_posterior.py`` (d = 4): latent weights guided beside the
     DAG by their own mean-field guide gave ``khat`` 0.65-0.97 and weighted marginals up
     to 0.45 from exact against the guide's 0.05. Without continuous latents, or with
-    the DAG's declared edge weights (integrated out, :func:`_integrated_log_joint`), the
+    the DAG's declared edge weights (integrated out,
+    :func:`~pyrostruct.infer.distinct_dags.integrated_log_joint`), the
     weights live on a finite set of DAGs and are always used (``khat`` is then only a
     warning sign: one of 4 BGe fits at n = 200 had ``khat > 0.7``, its weighted
     marginals 0.01 from exact, the guide's 0.10).
@@ -280,10 +282,11 @@ def _weighted_marginals(
     """Weighted mean of ``adj`` over the draws of finite log weight, its delta-method
     standard error, ESS and ``khat`` (a :class:`LowESSWarning` when ``khat > 0.7``).
     ``smooth``: Pareto-smoothed weights; else the raw self-normalized ones (``khat``
-    still computed, as a diagnostic). ``per_dag``: ``(log weights, DAGs)`` of the distinct
-    DAGs (:func:`_distinct_weights`) and the probability that each was not drawn, which
-    then give the mean and its error, ``sqrt(sum_A (1 - pi_A) w_A^2 (A - mean)^2)`` (the
-    Horvitz-Thompson variance with the inclusions taken as independent)."""
+    still computed, as a diagnostic). ``per_dag``: the log weights and values of the
+    distinct DAGs (:func:`~pyrostruct.infer.distinct_dags.distinct_dag_weights`) and the
+    probability that each was not drawn, which then give the mean and its error,
+    ``sqrt(sum_A (1 - pi_A) w_A^2 (A - mean)^2)`` (the Horvitz-Thompson variance with the
+    inclusions taken as independent)."""
     finite = torch.isfinite(log_w)
     if not bool(finite.any()):
         raise ValueError(f"{who}: every importance weight is zero or NaN")
@@ -465,9 +468,9 @@ def _mixture_edge_probs(
     """Mean, standard error, ESS and ``khat`` of the edge marginals of ``site`` from
     ``counts[r]`` draws of each guide ``r`` (see :func:`union_edge_probs`; one guide:
     :func:`importance_edge_probs`). Where the model's latents are the DAG alone or the DAG
-    and its integrable weights (:func:`_integrated_log_joint`), the mean and its error come
-    from the distinct DAGs (:func:`_distinct_weights`); ``ess`` and ``khat`` always from the
-    draws' own weights."""
+    and its integrable weights, the mean and its error come
+    from the distinct DAGs (:func:`~pyrostruct.infer.distinct_dags.distinct_dag_weights`);
+    ``ess`` and ``khat`` always from the draws' own weights."""
     if marginalize_orders is None:
         with _scope(states[0]):
             marginalize_orders = orders_marginalizable(guides[0], *args, **kwargs)
@@ -515,73 +518,18 @@ def _mixture_edge_probs(
         log_joint = log_w + log_q[torch.tensor(source), torch.arange(total)]
     else:
         with _quiet_orders(marginalize_orders):
-            log_joint = _integrated_log_joint(
+            log_joint = integrated_log_joint(
                 model, draws, site, weights, args, kwargs, max_plate_nesting
             )  # fmt: skip
     log_w = log_joint - torch.logsumexp(log_alpha[:, None] + log_q, 0)  # p / q_u
     per_dag = None
     if distinct:
-        per_dag = _distinct_weights(log_joint, log_q, counts, draws[site])
+        with _quiet_orders(marginalize_orders):
+            per_dag = distinct_dag_weights(
+                model, draws[site], log_joint, log_q, counts, torch.tensor(source), args,
+                kwargs, site=site, weight_site=weights, max_plate_nesting=max_plate_nesting,
+            )  # fmt: skip
     return _weighted_marginals(log_w, draws[site], total, who, not distinct, per_dag)
-
-
-def _distinct_weights(log_joint, log_q, counts, adj):
-    """Log weights, values and probabilities ``1 - pi(A)`` of not being drawn of the distinct
-    DAGs among the draws, for the self-normalized Horvitz-Thompson estimator (Horvitz &
-    Thompson, JASA 1952):
-
-    .. math::
-
-        P(i \\to j \\mid x) \\approx \\frac{\\sum_{A \\in U} \\hat p(x, A) A_{ij} / \\pi(A)}
-        {\\sum_{A \\in U} \\hat p(x, A) / \\pi(A)}, \\qquad
-        \\pi(A) = 1 - \\prod_r (1 - q_r(A))^{n_r},
-
-    ``U`` the distinct DAGs drawn, ``pi(A)`` the probability that ``A`` is among ``n_r``
-    draws of each guide ``q_r``. Where the proposal covers the posterior (``pi`` near 1 on
-    its mass) the weights are the DAGs' own posterior masses, free of the draw counts'
-    noise; where it is diffuse (``pi(A) ≈ sum_r n_r q_r(A)``) they are the usual
-    importance weights with duplicates merged. Measured on the nonlinear family of
-    ``models/dag_posterior.py`` (d = 4, n = 200, seed 4): the drawn DAGs held 0.993 of the
-    posterior, but one of mass 0.012 drawn once gave the draws' weights an error of 0.090;
-    these, 0.006."""
-    _, first = _distinct(adj)
-    lq = log_q[:, first].clamp_max(0.0)
-    n = torch.tensor(counts, dtype=torch.float64).unsqueeze(-1)
-    log_missed = (n * torch.log1p(-lq.exp())).sum(0)  # log (1 - pi)
-    small = torch.logsumexp(n.log() + lq, 0)  # log pi to first order, where pi is tiny
-    log_pi = torch.where(log_missed > -1e-8, small, torch.log(-torch.expm1(log_missed)))
-    return log_joint[first] - log_pi, adj[first], log_missed.exp()
-
-
-def _distinct(adj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """For DAG draws ``(S, d, d)`` (with their orders, where attached): the index of each
-    draw's distinct value ``(S,)`` and the first draw of each distinct value ``(U,)``."""
-    key = adj.reshape(len(adj), -1).double()
-    order = get_order(adj)
-    if order is not None:
-        key = torch.cat([key, order.double()], -1)
-    _, inverse = torch.unique(key, dim=0, return_inverse=True)
-    first = torch.full((int(inverse.max()) + 1,), len(adj)).scatter_reduce(
-        0, inverse, torch.arange(len(adj)), "amin"
-    )
-    return inverse, first
-
-
-def _integrated_log_joint(model, draws, site, weight_site, args, kwargs, max_plate_nesting):
-    """``log p̂(x, A_s)`` of every draw, the weights of ``weight_site`` integrated out once
-    per distinct DAG (with its order, where the draws keep one) by
-    :func:`~pyrostruct.infer.edge_weight_laplace.laplace_log_marginal`, from the draw's
-    weights; a :class:`LowESSWarning` when the inner estimates of the DAGs that carry
-    most of the posterior rest on few draws."""
-    adj = draws[site]
-    inverse, first = _distinct(adj)
-    order = get_order(adj)
-    dags = adj[first] if order is None else attach_order(adj[first], order[first])
-    log_p, ess = laplace_log_marginal(
-        model, dags, draws[weight_site][first], *args, site=site,
-        weight_site=weight_site, max_plate_nesting=max_plate_nesting, **kwargs,
-    )  # fmt: skip
-    return log_p[inverse]
 
 
 def _cat_draws(values: list) -> torch.Tensor:

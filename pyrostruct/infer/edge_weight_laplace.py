@@ -51,7 +51,7 @@ from pyrostruct.infer.autoguide.edge_weights import (
 from pyrostruct.infer.enum import _trace
 from pyrostruct.infer.importance import _log_weights_once, vectorization_method
 
-__all__ = ["integrable_weight_site", "laplace_log_marginal"]
+__all__ = ["ModelRun", "integrable_weight_site", "laplace_log_marginal"]
 
 _EMPTY = torch.Size()
 #: Importance draws of the weights per distinct DAG.
@@ -111,7 +111,11 @@ def laplace_log_marginal(
     """
     d = dags.shape[-1]
     prior = edge_weight_prior(_trace(model, *args, **kwargs).nodes[weight_site], d)
-    run = _ModelRun(model, args, kwargs, site, weight_site, max_plate_nesting)
+    model_run = ModelRun(model, args, kwargs, max_plate_nesting)
+
+    def run(dags, w):
+        return model_run({site: dags, weight_site: w.reshape(w.shape[0], d, d)})
+
     log_p, ess = [], []
     coords = int(d * d)
     size = max(1, min(PARTICLE_BUDGET, HESSIAN_BUDGET // coords**2))
@@ -130,26 +134,29 @@ def _chunk(dags: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
     return part if order is None else attach_order(part, order[lo:hi])
 
 
-class _ModelRun:
-    """``log p(x, A_k, W_k)`` of a batch of DAGs and weights, the model run once under a
-    particle plate with both sites given (Delta guide), differentiable in ``W``."""
+class ModelRun:
+    """``log p(x, z_k)`` of a batch of ``K`` given values of some latent sites (the others
+    the model enumerates or has none), the model run once under a particle plate with
+    those sites given (a Delta guide), differentiable in the values. A DAG's attached
+    order is kept (the model's prior scores the pair)."""
 
-    def __init__(self, model, args, kwargs, site, weight_site, max_plate_nesting):
-        self.model, self.args, self.kwargs = model, args, kwargs
-        self.site, self.weight_site, self.nesting = site, weight_site, max_plate_nesting
+    def __init__(self, model, args, kwargs, max_plate_nesting):
+        self.model, self.args, self.kwargs, self.nesting = model, args, kwargs, max_plate_nesting
 
-    def __call__(self, dags: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        num, d = dags.shape[0], dags.shape[-1]
+    def __call__(self, values: dict) -> torch.Tensor:
+        num = len(next(iter(values.values())))
         lead = (num,) + (1,) * self.nesting
-        adj = dags.reshape(lead + (d, d))
-        order = get_order(dags)
-        if order is not None:
-            adj = attach_order(adj, order.reshape(lead + (d,)))
-        w = weights.reshape(lead + (d, d))
+        given_values = {}
+        for name, value in values.items():
+            shaped = value.reshape(lead + value.shape[1:])
+            order = get_order(value)
+            if order is not None:
+                shaped = attach_order(shaped, order.reshape(lead + order.shape[1:]))
+            given_values[name] = shaped
 
         def given(*args, **kwargs):
-            pyro.sample(self.site, _Given(adj, event_dim=2))
-            pyro.sample(self.weight_site, _Given(w, event_dim=2))
+            for name, value in given_values.items():
+                pyro.sample(name, _Given(value, event_dim=value.dim() - len(lead)))
 
         lw = _log_weights_once(
             self.model, given, self.args, self.kwargs, self.nesting, num, detach=False
@@ -164,7 +171,7 @@ class _Given(dist.Delta):
         return self.v if not sample_shape else super().rsample(sample_shape)
 
 
-def _laplace(run: _ModelRun, dags: torch.Tensor, weights: torch.Tensor):
+def _laplace(run, dags: torch.Tensor, weights: torch.Tensor):
     """Newton's method for the mode of ``log p(x, A_k, W)`` in the present edges' weights
     of every DAG; returns the mode ``(K, d * d)`` and the precision ``(K, C, C)`` over the
     off-diagonal coordinates ``C`` (identity where an edge is absent)."""

@@ -11,7 +11,7 @@ import torch
 from pyrostruct.distributions import ErdosRenyiDAG
 from pyrostruct.infer import fit, importance_edge_probs
 from pyrostruct.infer.autoguide import AutoDAG
-from pyrostruct.infer.dag_marginals import _distinct_weights
+from pyrostruct.infer.distinct_dags import _horvitz_thompson
 from pyrostruct.infer.edge_weight_laplace import integrable_weight_site, laplace_log_marginal
 from tests.reference_models import load_model
 
@@ -90,8 +90,8 @@ def test_distinct_dags_get_horvitz_thompson_weights():
     draws = dags[torch.tensor([0, 1, 0, 0, 2])]  # DAG 0 drawn three times
     log_joint = torch.tensor([-1.0, -2.0, -1.0, -1.0, -3.0], dtype=torch.float64)
     q = torch.tensor([[0.7, 0.2, 0.7, 0.7, 1e-30], [0.1, 0.1, 0.1, 0.1, 0.8]], dtype=torch.float64)
-    counts = [3, 2]
-    log_u, values, missed = _distinct_weights(log_joint, q.log(), counts, draws)
+    counts = torch.tensor([3, 2])
+    log_u, values, missed = _horvitz_thompson(log_joint, q.log(), counts, draws)
     assert values.shape == (3, 2, 2)
     which = [next(k for k in range(3) if torch.equal(v, dags[k])) for v in values]
     assert sorted(which) == [0, 1, 2]
@@ -105,8 +105,8 @@ def test_distinct_dags_get_horvitz_thompson_weights():
     assert torch.allclose(missed, expect_missed)
     expected = torch.tensor([-1.0, -2.0, -3.0], dtype=torch.float64) - (1 - expect_missed).log()
     assert torch.allclose(log_u, expected)
-    tiny, _, _ = _distinct_weights(
-        log_joint[:1], torch.tensor([[1e-300]], dtype=torch.float64).log(), [5], draws[:1]
+    tiny, _, _ = _horvitz_thompson(
+        log_joint[:1], torch.tensor([[1e-300]], dtype=torch.float64).log(), torch.tensor([5]), draws[:1]
     )
     assert tiny.item() == pytest.approx(-1.0 - math.log(5e-300))
 
@@ -137,3 +137,30 @@ def test_declared_edge_weights_are_within_005_of_exact_by_default(d, n, seed):
     marginals = result.edge_probs("G")
     assert marginals.method == "importance-union"
     assert (marginals.mean - exact).abs().max().item() < 0.05, marginals
+
+
+def test_the_neighbourhood_is_every_dag_one_edge_away():
+    """Added, removed or reversed edges of the seeds that hold the mass, acyclic ones only,
+    against brute force over the 25 DAGs on 3 nodes."""
+    from pyrostruct.infer.distinct_dags import _neighbourhood, distinct_draws
+
+    every = ErdosRenyiDAG(3, edge_prob=0.5).enumerate_support(expand=False)
+    chain = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
+    empty = torch.zeros(3, 3)
+    seeds = torch.stack([chain, empty])
+    got = _neighbourhood(seeds, torch.tensor([0.0, -50.0]))  # the empty graph: no mass
+    _, first = distinct_draws(got)
+    got = {tuple(a.flatten().tolist()) for a in got[first]}
+
+    def reversed_edge(a, i, j):
+        out = a.clone()
+        out[i, j], out[j, i] = 0.0, 1.0
+        return out
+
+    def one_edge_away(a, b):
+        edges = torch.nonzero(a).tolist()
+        reversal = any(torch.equal(b, reversed_edge(a, i, j)) for i, j in edges)
+        return (a != b).sum().item() == 1 or reversal
+
+    expected = {tuple(b.flatten().tolist()) for b in every if one_edge_away(chain, b)}
+    assert got == expected and len(expected) == 5  # 2 removals, 2 reversals, 0 -> 2
