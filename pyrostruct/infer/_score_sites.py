@@ -65,16 +65,19 @@ def score_function_sites(guide, args, kwargs) -> list[str]:
     ]  # fmt: skip
 
 
-def score_elbo(model, guide, args, kwargs, num_particles: int) -> TraceRWS_ELBO:
+def score_elbo(model, guide, args, kwargs, num_particles: int, max_plate_nesting: int):
     """``TraceRWS_ELBO`` with ``max(num_particles, 2)`` particles: vectorized when the
     model gives the same log weight with and without a particle plate
     (:func:`~pyrostruct.infer.importance.vectorization_method`: a model that merely runs
     under the plate may compute the wrong thing), drawn one by one with a warning
-    otherwise."""
+    otherwise. ``max_plate_nesting`` is given, so that Pyro need not guess it (and log
+    that it did, at every restart)."""
     num_particles = max(num_particles, 2)
-    method, reason = vectorization_method(model, guide, *args, **kwargs)
+    method, reason = vectorization_method(
+        model, guide, *args, max_plate_nesting=max_plate_nesting, **kwargs
+    )
     if method == "plate":
-        return TraceRWS_ELBO(num_particles=num_particles)
+        return TraceRWS_ELBO(num_particles=num_particles, max_plate_nesting=max_plate_nesting)
     warnings.warn(
         f"fit: drawing the {num_particles} particles one by one, which is slower: {reason}",
         VectorizationWarning,

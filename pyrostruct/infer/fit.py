@@ -99,8 +99,8 @@ class FitResult(_FitResultFields):
     - ``score_function_sites``: the guide's sites trained by score-function
       gradients (for example DAG sites under
       :class:`~pyrostruct.infer.autoguide.AutoDAG`'s default estimator);
-    - ``max_plate_nesting``: the value given to ``TraceEnum_ELBO`` (``None``
-      when nothing was enumerated);
+    - ``max_plate_nesting``: the value given to ``TraceEnum_ELBO`` or to the
+      score-function sites' ``TraceRWS_ELBO`` (``None`` otherwise);
     - ``args``, ``kwargs``: the data the model was fitted to;
     - ``restart_elbos``: the final ELBO of every restart (the best was kept),
       ``restart_guides`` and ``restart_states`` (every restart's guide and its
@@ -480,18 +480,19 @@ def _fit_once(
         model = guide.model  # the marked and relaxed model the guide was built on
     enumerated = enumerated_sites(model, *args, **kwargs)
     nesting = None
-    if enumerated:
+    score_sites = score_function_sites(guide, args, kwargs)
+    if enumerated or (elbo is None and score_sites):
         nesting = (
             max_plate_nesting
             if max_plate_nesting is not None
             else infer_max_plate_nesting(model, *args, **kwargs)
         )
-    score_sites = score_function_sites(guide, args, kwargs)
     if elbo is None:
         if enumerated:
             elbo = TraceEnum_ELBO(max_plate_nesting=nesting, num_particles=num_particles or 1)
         elif score_sites:
-            elbo = score_elbo(model, guide, args, kwargs, num_particles or SCORE_PARTICLES)
+            particles = num_particles or SCORE_PARTICLES
+            elbo = score_elbo(model, guide, args, kwargs, particles, nesting)
         else:
             elbo = Trace_ELBO(num_particles=num_particles or 1)
     elif enumerated and not isinstance(elbo, (TraceEnum_ELBO, TraceTMC_ELBO)):

@@ -353,3 +353,13 @@ def test_fit_trains_several_restarts_of_a_dag_model_by_default():
         pyro.sample("G", ErdosRenyiDAG(7, expected_edges=3.0))
 
     assert len(fit(seven_nodes, steps=2).restart_guides) == 1
+
+
+def test_fit_gives_the_score_elbo_its_plate_nesting(caplog):
+    """Pyro logged "Guessed max_plate_nesting" at every restart of a DAG model's fit (8
+    INFO lines a call): the nesting read off the model's trace is passed instead."""
+    problem = ref.make_problem("nonlinear", 3, 20, seed=0)
+    with caplog.at_level("INFO", logger="pyro"):
+        result = fit(problem.model, problem.data, steps=2, seed=0)
+    assert result.max_plate_nesting == 1  # (the ELBO adds its particle plate to it)
+    assert not [r for r in caplog.records if "Guessed max_plate_nesting" in r.getMessage()]
