@@ -70,8 +70,9 @@ PARTICLE_BUDGET = 4096
 def integrable_weight_site(model, guide, args, kwargs, site: str, max_plate_nesting: int):
     """The name of the weight site of DAG site ``site`` when its weights can be integrated
     out here, else ``None``: the guide's latent sites are exactly the DAG and one weight
-    site declaring ``edge_weights_of=site`` (both outside every plate), and the model and
-    guide broadcast over a particle plate (the Laplace step runs the model batched)."""
+    site declaring ``edge_weights_of=site`` (both outside every plate), no plate of the
+    model subsamples its rows, and the model and guide broadcast over a particle plate
+    (the Laplace step runs the model batched)."""
     model_trace = _trace(model, *args, **kwargs)
     guide_trace = _trace(guide, *args, **kwargs)
     latent = [
@@ -85,6 +86,8 @@ def integrable_weight_site(model, guide, args, kwargs, site: str, max_plate_nest
     ]  # fmt: skip
     if sorted(latent) != sorted([site, *weights]) or len(weights) != 1:
         return None
+    if any(_subsampled(s) for s in model_trace.nodes.values()):
+        return None  # each run would see other rows: Newton needs one log joint
     for name in latent:
         value = model_trace.nodes[name]["value"]
         if value.dim() != 2 or guide_trace.nodes[name]["value"].shape != value.shape:
@@ -93,6 +96,14 @@ def integrable_weight_site(model, guide, args, kwargs, site: str, max_plate_nest
         model, guide, *args, max_plate_nesting=max_plate_nesting, **kwargs
     )
     return weights[0] if method == "plate" else None
+
+
+def _subsampled(site) -> bool:
+    """Whether a trace site is a plate's subsample of fewer indices than its size."""
+    if not site_is_subsample(site):
+        return False
+    fn = site["fn"]
+    return getattr(fn, "subsample_size", None) is not None and fn.subsample_size < fn.size
 
 
 def laplace_log_marginal(

@@ -76,6 +76,17 @@ def test_which_weight_sites_are_integrated():
     guide = AutoDAG(problem.model)
     assert integrable_weight_site(problem.model, guide, (problem.data,), {}, "G", 1) == "W"
     assert integrable_weight_site(problem.model, guide, (problem.data,), {}, "H", 1) is None
+
+    def subsampled(data):
+        G = pyro.sample("G", ErdosRenyiDAG(3, edge_prob=0.5))
+        W = pyro.sample("W", dist.Normal(0.0, 1.0).expand([3, 3]).to_event(2),
+                        infer={"edge_weights_of": "G"})  # fmt: skip
+        with pyro.plate("rows", data.shape[0], subsample_size=5) as rows:
+            mean = (data[rows].unsqueeze(-2) @ (G * W).to(data.dtype)).squeeze(-2)
+            pyro.sample("X", dist.Normal(mean, 1.0).to_event(1), obs=data[rows])
+
+    guide = AutoDAG(subsampled)
+    assert integrable_weight_site(subsampled, guide, (problem.data,), {}, "G", 1) is None
     plain = ref.make_problem("nonlinear", 3, 20, seed=0, edge_weights=False)
     result = fit(plain.model, plain.data, steps=2, seed=0)  # W guided by AutoNormal
     args = (plain.data,)
