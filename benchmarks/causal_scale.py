@@ -21,6 +21,8 @@ way for an undirected one), seconds, peak MiB. A method past its time limit is s
     python benchmarks/causal_scale.py --threads 1              # d = 100, 200, 500, 1000
     python benchmarks/causal_scale.py --threads 1 --sizes 100 200
     python benchmarks/causal_scale.py --threads 1 --sizes 500 --graphs ER  # causal_scale_large.md
+    python benchmarks/causal_scale.py --threads 1 --sizes 1000 --methods pyrostruct
+        # causal_scale_d1000.md (the peers ran past 30 minutes at d = 500)
     python benchmarks/causal_scale.py --threads 1 --quick      # d = 50; 1 seed
 """
 
@@ -105,19 +107,22 @@ def score(truth: np.ndarray, out: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--graphs", nargs="+", choices=("ER", "SF"), default=("ER", "SF"))
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=METHODS)
     extra, rest = parser.parse_known_args()
     args = parse_args("causal_scale", __doc__, rest)
     args.command = " ".join(["python benchmarks/causal_scale.py", *sys.argv[1:]])
     sizes = args.sizes or ((50,) if args.quick else (100, 200, 500, 1000))
     limit = 600 if args.quick else 1800
-    # the one-seed sizes (hours of peers) have their own table
+    # the one-seed sizes (hours of peers) have their own tables
     name = "causal_scale" if min(sizes) < 500 else "causal_scale_large"
+    if min(sizes) >= 1000:
+        name = "causal_scale_d1000"
     report = Report(name, quick=args.quick, command=args.command)
     for graph in extra.graphs:
         timed_out: set = set()
         for d in sizes:
             seeds = 1 if args.quick or d >= 500 else 3
-            for method in METHODS:
+            for method in extra.methods:
                 if method in timed_out or ("restarts" in method and d > 200):
                     continue
                 rows = []
