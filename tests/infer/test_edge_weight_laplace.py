@@ -37,6 +37,34 @@ def test_the_laplace_estimate_is_exact_for_weights_that_enter_linearly():
     assert torch.allclose(ess, torch.full_like(ess, 8.0), rtol=1e-6)
 
 
+def test_the_laplace_estimate_follows_the_models_own_weight_prior_and_noise():
+    """A user's SEM with weights ``N(0, 2^2)`` and noise sd 0.5 (not the reference's unit
+    scales), in float32 as models are by default: exact for every DAG on 3 nodes."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(30, 3, generator=g)
+    x[:, 2] += 1.5 * x[:, 0]
+    prior = ErdosRenyiDAG(3, edge_prob=0.5)
+
+    def sem(data):
+        G = pyro.sample("G", prior)
+        W = pyro.sample("W", dist.Normal(0.0, 2.0).expand([3, 3]).to_event(2),
+                        infer={"edge_weights_of": "G"})  # fmt: skip
+        with pyro.plate("rows", data.shape[0]):
+            mean = (data.unsqueeze(-2) @ (G * W)).squeeze(-2)
+            pyro.sample("X", dist.Normal(mean, 0.5).to_event(1), obs=data)
+
+    dags = prior.enumerate_support(expand=False)
+    xd = x.double()
+    exact = prior.marginal_log_prob(dags).double() + ref.gaussian_columns_log_lik(
+        xd, xd, dags.double(), noise=0.5, weight_scale=2.0
+    )  # fmt: skip
+    pyro.set_rng_seed(0)
+    got, _ = laplace_log_marginal(
+        sem, dags, torch.zeros(25, 3, 3), x, site="G", weight_site="W", max_plate_nesting=1,
+    )  # fmt: skip
+    assert torch.allclose(got, exact, atol=2e-3), (got - exact).abs().max()  # float32 model
+
+
 def _logistic_model(data):
     """x0 a fair coin; x1 given x0 logistic with weight W[0, 1] where the DAG has 0 -> 1."""
     G = pyro.sample("G", ErdosRenyiDAG(2, expected_edges=0.5))
