@@ -15,28 +15,39 @@ from pyrostruct.infer.enum import _trace
 from pyrostruct.infer.importance import VectorizationWarning, vectorization_method
 from pyrostruct.infer.rloo import TraceRWS_ELBO
 
-__all__ = ["dag_restarts_model", "score_dag_params", "score_elbo", "score_function_sites"]
+__all__ = ["dag_restarts", "score_dag_params", "score_elbo", "score_function_sites"]
 
 
-#: Largest DAG whose model gets the default pooled restarts (see :func:`dag_restarts_model`).
+#: Default restarts and steps of each for a DAG model (:func:`dag_restarts`): many short
+#: ones up to this many nodes, fewer and longer ones above.
 RESTARTS_MAX_NODES = 6
+SMALL_DAG_RESTARTS = (8, 250)
+LARGE_DAG_RESTARTS = (4, 1500)
 
 
-def dag_restarts_model(model, args, kwargs) -> bool:
-    """Whether the model gets :func:`~pyrostruct.infer.fit`'s default DAG restarts: every
-    latent site is a DAG site of at most ``RESTARTS_MAX_NODES`` nodes or the edge weights
-    of one (``infer={"edge_weights_of": ...}``, integrated out of the edge marginals'
-    weights, :mod:`pyrostruct.infer.edge_weight_laplace`), a DAG trained by
+def dag_restarts(model, args, kwargs) -> tuple[int, int] | None:
+    """``(restarts, steps)`` of :func:`~pyrostruct.infer.fit`'s default for a DAG model, or
+    ``None`` (one restart of 1000 steps): every latent site is a DAG site or the edge
+    weights of one (``infer={"edge_weights_of": ...}``, integrated out of the edge
+    marginals' weights, :mod:`pyrostruct.infer.edge_weight_laplace`), a DAG trained by
     score-function gradients (:class:`~pyrostruct.infer.autoguide.AutoDAG`'s default)
-    among them. With edge weights, measured on the nonlinear family of
-    ``models/dag_posterior.py`` (d = 4, 5; n = 50, 200; 5 seeds each), the weights
-    integrated out: one restart of 1000 steps left 6 of the 20 problems more than 0.05
-    from the exact edge marginals (worst 0.085), 8 of 250 none (worst 0.016; about 10 s a
-    fit against 5). Larger DAGs keep one restart of 1000 steps: measured on BGe problems
-    at d = 10 (n = 200, seeds 0-2), 8 pooled restarts of 250 steps gave mean
-    edge-marginal errors 0.233, 0.031, 0.014 against 0.155, 0.011, 0.016 from one (the
-    weights of a 10-node DAG concentrate on a few draws whatever the proposal, ESS 1-10,
-    and a longer fit matters more)."""
+    among them. The restarts' guides are pooled by ``FitResult.edge_probs`` (the union
+    proposal).
+
+    DAGs of at most ``RESTARTS_MAX_NODES`` nodes: 8 restarts of 250 steps. With edge
+    weights, measured on the nonlinear family of ``models/dag_posterior.py`` (d = 4, 5;
+    n = 50, 200; 5 seeds each), the weights integrated out: one restart of 1000 steps left
+    6 of the 20 problems more than 0.05 from the exact edge marginals (worst 0.085), 8 of
+    250 none (worst 0.016; about 10 s a fit against 5).
+
+    Larger DAGs: 4 restarts of 1500 steps. Measured on BGe problems (n = 200, seeds 0-2,
+    ``benchmarks/posterior_accuracy.py``'s large rows): AUROC of the edge marginals at
+    d = 20 0.83 (0.84, 0.99, 0.68) against 0.64 from one restart of 1000 steps, 0.71 from
+    one of 4000, 0.78 from 4 of 1000; at d = 10 0.99 against 0.88, mean error against the
+    exact posterior 0.083, 0.013, 0.010 against 0.168, 0.010, 0.016 (seed 0's fits sit in
+    a wrong mode either way); 8 restarts of 250 steps were worse than one of 1000 at d =
+    10 (mean errors 0.233, 0.031, 0.014 against 0.155, 0.011, 0.016): at that size a
+    longer fit matters more than more of them."""
     from pyrostruct.distributions.util import base_distribution
     from pyrostruct.infer.autoguide.dag import is_dag_site
     from pyrostruct.infer.autoguide.edge_weights import is_edge_weight_site
@@ -46,12 +57,13 @@ def dag_restarts_model(model, args, kwargs) -> bool:
         site for site in trace.nodes.values()
         if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
     ]  # fmt: skip
-    small = all(
-        is_edge_weight_site(site)
-        or (is_dag_site(site) and base_distribution(site["fn"]).num_nodes <= RESTARTS_MAX_NODES)
-        for site in latent
-    )
-    return small and any(site["infer"].get("dag_estimator", "score") == "score" for site in latent)
+    dags = [site for site in latent if is_dag_site(site)]
+    if not dags or not all(is_dag_site(s) or is_edge_weight_site(s) for s in latent):
+        return None
+    if not any(site["infer"].get("dag_estimator", "score") == "score" for site in dags):
+        return None
+    largest = max(base_distribution(site["fn"]).num_nodes for site in dags)
+    return SMALL_DAG_RESTARTS if largest <= RESTARTS_MAX_NODES else LARGE_DAG_RESTARTS
 
 
 def score_function_sites(guide, args, kwargs) -> list[str]:

@@ -28,7 +28,7 @@ from pyro.optim import ClippedAdam
 from pyrostruct.distributions.temperature import TemperatureSchedule
 from pyrostruct.errors import InputError, check_seed
 from pyrostruct.infer._score_sites import (
-    dag_restarts_model,
+    dag_restarts,
     score_dag_params,
     score_elbo,
     score_function_sites,
@@ -66,18 +66,6 @@ SCORE_PARTICLES = 16
 SCORE_DAG_LR = 10.0
 #: SVI steps by default.
 STEPS = 1000
-#: Restarts by default when every latent site of the model is a DAG site, one trained by
-#: score-function gradients (AutoDAG's default), and SVI steps of each: their guides are
-#: pooled by :meth:`FitResult.edge_probs` (the union proposal). Measured on the d = 5
-#: problems of ``benchmarks/posterior_accuracy.py`` (logistic, n = 200, seed 3, the
-#: worst): one restart 0.11 from the exact edge marginals, 4 x 1000 steps pooled 0.05,
-#: 8 x 250 pooled 0.02. A model with the DAG's edge weights beside it (declared
-#: ``edge_weights_of``, integrated out of the marginals' weights) gets them too (the
-#: nonlinear family, d = 4-5: worst 0.115 of 20 problems with one restart, 0.016 with
-#: 8 x 250); other continuous latents, or a DAG of more than 6 nodes, keep one restart of
-#: 1000 steps (``_score_sites.dag_restarts_model``).
-DAG_RESTARTS = 8
-DAG_RESTART_STEPS = 250
 
 
 class _FitResultFields(NamedTuple):
@@ -326,9 +314,9 @@ def fit(
     at ``10 * lr`` (Adam normalizes their noisy gradients; at ``lr`` alone 1000
     steps leave the edge marginals of a 3-node collider 0.17 from exact, at
     ``10 * lr`` within 0.02). Otherwise ``Trace_ELBO``. A model whose latents are all
-    DAGs of at most 6 nodes and their declared edge weights (the guide built here)
-    trains 8 restarts of 250 steps by default (one guide can miss a posterior mode, and
-    which it misses changes between restarts; larger DAGs keep one restart, see
+    DAGs and their declared edge weights (the guide built here) trains 8 restarts of 250
+    steps by default, or 4 of 1500 where a DAG has more than 6 nodes (one guide can miss
+    a posterior mode, and which it misses changes between restarts; the measurements are in
     :mod:`pyrostruct.infer._score_sites`), and the posterior edge marginals
     :meth:`FitResult.edge_probs` weigh the DAGs drawn by all their guides by the model
     against their equal mixture, the union proposal
@@ -371,7 +359,7 @@ def fit(
         is passed; with another guide, on ``model`` as it is (``discrete`` must
         then stay ``"auto"``).
     :param discrete: the discrete policy (see above).
-    :param steps: SVI steps of each restart (>= 1); default 1000, or 250 for each
+    :param steps: SVI steps of each restart (>= 1); default 1000, or 250 (1500) for each
         of the default restarts of a DAG model (see above).
     :param float lr: Adam learning rate (> 0).
     :param num_particles: ELBO particles per step; default 1, or 16 with
@@ -382,7 +370,7 @@ def fit(
         enumeration (``TraceEnum_ELBO``, ``JitTraceEnum_ELBO``, ``TraceTMC_ELBO``).
     :param max_plate_nesting: for ``TraceEnum_ELBO``; default: from a trace.
     :param num_restarts: independent fits, the best by final ELBO returned (>= 1);
-        default 1, or 8 for a DAG model (see above).
+        default 1, or 8 (4) for a DAG model (see above).
     :param init: ``"auto"`` (data-aware start of mixture-like models, see above) or
         ``None`` (the guide's default start).
     :param seed: passed to ``pyro.set_rng_seed`` (``None``: leave the RNG alone).
@@ -427,11 +415,13 @@ def fit(
         pyro.set_rng_seed(check_seed(seed))
     from pyrostruct.infer.autoguide.structural import auto_guide
 
-    dag_default = guide is None and num_restarts is None and dag_restarts_model(model, args, kwargs)
+    dag_default = None
+    if guide is None and num_restarts is None:
+        dag_default = dag_restarts(model, args, kwargs)
     if num_restarts is None:
-        num_restarts = DAG_RESTARTS if dag_default else 1
+        num_restarts = dag_default[0] if dag_default else 1
     if steps is None:
-        steps = DAG_RESTART_STEPS if dag_default else STEPS
+        steps = dag_default[1] if dag_default else STEPS
     options = (steps, lr, num_particles, temperature, elbo, max_plate_nesting, progress, callback)
     if guide is not None:
         if discrete != "auto":

@@ -330,12 +330,13 @@ def test_fit_with_restarts_pools_them_in_edge_probs():
 
 
 def test_fit_trains_several_restarts_of_a_dag_model_by_default():
-    from pyrostruct.infer.fit import DAG_RESTART_STEPS, DAG_RESTARTS, STEPS
+    from pyrostruct.infer._score_sites import LARGE_DAG_RESTARTS, SMALL_DAG_RESTARTS
+    from pyrostruct.infer.fit import STEPS
 
     problem = ref.make_problem("logistic", 3, 30, seed=0)
     result = fit(problem.model, problem.data, seed=0)
-    assert len(result.restart_guides) == len(result.restart_elbos) == DAG_RESTARTS > 1
-    assert len(result.losses) == DAG_RESTART_STEPS
+    assert len(result.restart_guides) == len(result.restart_elbos) == SMALL_DAG_RESTARTS[0] > 1
+    assert len(result.losses) == SMALL_DAG_RESTARTS[1]
     assert result.edge_probs().method == "importance-union"
     declared = fit(problem.model, problem.data, seed=0, num_restarts=1)
     assert len(declared.restart_guides) == 1 and len(declared.losses) == STEPS
@@ -349,10 +350,18 @@ def test_fit_trains_several_restarts_of_a_dag_model_by_default():
     other = fit(straight_through, steps=3)
     assert len(other.restart_guides) == 1 and len(other.losses) == 3
 
-    def seven_nodes():  # larger DAGs keep one restart (RESTARTS_MAX_NODES = 6)
+    def seven_nodes():  # larger DAGs: fewer, longer restarts (RESTARTS_MAX_NODES = 6)
         pyro.sample("G", ErdosRenyiDAG(7, expected_edges=3.0))
 
-    assert len(fit(seven_nodes, steps=2).restart_guides) == 1
+    large = fit(seven_nodes, steps=2)
+    assert len(large.restart_guides) == LARGE_DAG_RESTARTS[0] < SMALL_DAG_RESTARTS[0]
+    assert LARGE_DAG_RESTARTS[1] > STEPS
+
+    def with_other_latents():  # a noise scale beside the DAG: one restart
+        pyro.sample("G", ErdosRenyiDAG(3, expected_edges=1.0))
+        pyro.sample("s", dist.LogNormal(0.0, 1.0))
+
+    assert len(fit(with_other_latents, steps=2).restart_guides) == 1
 
 
 def test_fit_gives_the_score_elbo_its_plate_nesting(caplog):
