@@ -337,9 +337,10 @@ fig.savefig("ranking_position_probs.png", dpi=80)
 # * `guide.site_parts` says which part guides which site; `overrides={"W": AutoDelta}`
 #   swaps the guide of one site.
 # * DAG sites get the unbiased score-function estimator by default, with a mixture
-#   guide and mass-covering updates; a model whose only latents are DAGs trains
-#   8 restarts, and `result.edge_probs()` gives the posterior edge marginals
-#   importance-weighted against the union of their guides. A model whose likelihood changes
+#   guide and mass-covering updates; a model whose only latents are DAGs (and
+#   their declared edge weights) trains 8 restarts (4 longer ones above 6 nodes),
+#   and `result.edge_probs()` gives the posterior edge marginals importance-weighted
+#   against the union of their guides, the edge weights integrated out. A model whose likelihood changes
 #   smoothly with each edge may declare `infer={"dag_estimator": "straight-through"}`.
 # * The DAG and permutation parts score the sampled structure with their exact
 #   `log_prob`, so the ELBO is the real one, and comparing ELBOs across restarts
