@@ -266,12 +266,15 @@ def posterior_edge_probs(
 
 def _continuous_latents(guide, args, kwargs) -> list[str]:
     """The guide's sites whose values are not discrete (DAG sites are)."""
+    return [name for name, fn in _latents(guide, args, kwargs) if not fn.support.is_discrete]
+
+
+def _latents(guide, args, kwargs) -> list:
+    """``(name, distribution)`` of the guide's latent sites."""
     trace = poutine.trace(guide).get_trace(*args, **kwargs)
     return [
-        name
-        for name, s in trace.nodes.items()
+        (name, s["fn"]) for name, s in trace.nodes.items()
         if s["type"] == "sample" and not s["is_observed"] and not site_is_subsample(s)
-        and not s["fn"].support.is_discrete
     ]  # fmt: skip
 
 
@@ -479,13 +482,11 @@ def _mixture_edge_probs(
     with _scope(states[0]), _quiet_orders(marginalize_orders):
         if max_plate_nesting is None:
             max_plate_nesting = _guess_max_plate_nesting(model, guides[0], args, kwargs)
-        continuous = bool(_continuous_latents(guides[0], args, kwargs))
-        weights = None
-        if continuous:
-            weights = integrable_weight_site(
-                model, guides[0], args, kwargs, site, max_plate_nesting
-            )
-    distinct = not continuous or weights is not None
+        latents = _latents(guides[0], args, kwargs)
+        continuous = any(not fn.support.is_discrete for _, fn in latents)
+        weights = integrable_weight_site(model, guides[0], args, kwargs, site, max_plate_nesting)
+    # one p(x, A) per distinct DAG: no other latent beside it, or only its integrated weights
+    distinct = weights is not None or [name for name, _ in latents] == [site]
     total = sum(counts)  # num_samples, or a few more where a small weight got one draw
     log_alpha = torch.tensor(counts, dtype=torch.float64).div(total).log()
     log_w, draws, source = [], [], []
