@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import torch
 
-from pyrostruct.distributions._dag_ops import attach_order, get_order
+from pyrostruct.distributions._dag_ops import get_order
 from pyrostruct.graph import is_acyclic
-from pyrostruct.infer.edge_weight_laplace import ModelRun, laplace_log_marginal
+from pyrostruct.infer.edge_weight_laplace import ModelRun, laplace_log_marginal, take_draws
 
 __all__ = ["distinct_dag_weights", "integrated_log_joint"]
 
@@ -173,10 +173,8 @@ def integrated_log_joint(model, draws, site, weight_site, args, kwargs, max_plat
     weights."""
     adj = draws[site]
     inverse, first = distinct_draws(adj)
-    order = get_order(adj)
-    dags = adj[first] if order is None else attach_order(adj[first], order[first])
     log_p, _ = laplace_log_marginal(
-        model, dags, draws[weight_site][first], *args, site=site,
+        model, take_draws(adj, first), draws[weight_site][first], *args, site=site,
         weight_site=weight_site, max_plate_nesting=max_plate_nesting, **kwargs,
     )  # fmt: skip
     return log_p[inverse]

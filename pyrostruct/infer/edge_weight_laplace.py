@@ -37,9 +37,9 @@ from __future__ import annotations
 
 import math
 
-import pyro
 import pyro.distributions as dist
 import torch
+from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
 from pyrostruct.distributions._dag_ops import attach_order, get_order
@@ -50,10 +50,10 @@ from pyrostruct.infer.autoguide.edge_weights import (
 )
 from pyrostruct.infer.enum import _trace
 from pyrostruct.infer.importance import _log_weights_once, vectorization_method
+from pyrostruct.infer.smc_target import _no_guide
 
-__all__ = ["ModelRun", "integrable_weight_site", "laplace_log_marginal"]
+__all__ = ["ModelRun", "integrable_weight_site", "laplace_log_marginal", "take_draws"]
 
-_EMPTY = torch.Size()
 #: Importance draws of the weights per distinct DAG.
 INNER_DRAWS = 32
 #: Most Newton steps; each ends with its backtracking line search.
@@ -131,7 +131,7 @@ def laplace_log_marginal(
     coords = int(d * d)
     size = max(1, min(PARTICLE_BUDGET, HESSIAN_BUDGET // coords**2))
     for lo in range(0, len(dags), size):
-        chunk = _chunk(dags, lo, lo + size)
+        chunk = take_draws(dags, slice(lo, lo + size))
         mode, precision = _laplace(run, chunk, start[lo : lo + size].detach().clone())
         lp, e = _inner_estimate(run, chunk, mode, precision, prior, num_draws)
         log_p.append(lp)
@@ -139,17 +139,18 @@ def laplace_log_marginal(
     return torch.cat(log_p), torch.cat(ess)
 
 
-def _chunk(dags: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+def take_draws(dags: torch.Tensor, index) -> torch.Tensor:
+    """``dags[index]`` (an index or a slice of the first dim), an attached order kept."""
     order = get_order(dags)
-    part = dags[lo:hi]
-    return part if order is None else attach_order(part, order[lo:hi])
+    part = dags[index]
+    return part if order is None else attach_order(part, order[index])
 
 
 class ModelRun:
     """``log p(x, z_k)`` of a batch of ``K`` given values of some latent sites (the others
-    the model enumerates or has none), the model run once under a particle plate with
-    those sites given (a Delta guide), differentiable in the values. A DAG's attached
-    order is kept (the model's prior scores the pair)."""
+    the model enumerates or has none), the model conditioned on them under a particle
+    plate (the idiom of :mod:`pyrostruct.infer.smc_target`), differentiable in the
+    values. A DAG's attached order is kept (the model's prior scores the pair)."""
 
     def __init__(self, model, args, kwargs, max_plate_nesting):
         self.model, self.args, self.kwargs, self.nesting = model, args, kwargs, max_plate_nesting
@@ -157,29 +158,18 @@ class ModelRun:
     def __call__(self, values: dict) -> torch.Tensor:
         num = len(next(iter(values.values())))
         lead = (num,) + (1,) * self.nesting
-        given_values = {}
+        data = {}
         for name, value in values.items():
             shaped = value.reshape(lead + value.shape[1:])
             order = get_order(value)
             if order is not None:
                 shaped = attach_order(shaped, order.reshape(lead + order.shape[1:]))
-            given_values[name] = shaped
-
-        def given(*args, **kwargs):
-            for name, value in given_values.items():
-                pyro.sample(name, _Given(value, event_dim=value.dim() - len(lead)))
-
+            data[name] = shaped
+        conditioned = poutine.condition(self.model, data=data)
         lw = _log_weights_once(
-            self.model, given, self.args, self.kwargs, self.nesting, num, detach=False
+            conditioned, _no_guide, self.args, self.kwargs, self.nesting, num, detach=False
         )
         return lw.reshape(num)
-
-
-class _Given(dist.Delta):
-    """A point mass whose draw is its value itself (a DAG's attached order kept)."""
-
-    def rsample(self, sample_shape=_EMPTY):
-        return self.v if not sample_shape else super().rsample(sample_shape)
 
 
 def _laplace(run, dags: torch.Tensor, weights: torch.Tensor):
@@ -273,7 +263,7 @@ def _inner_estimate(run, dags, mode, precision, prior, num_draws):
     size = PARTICLE_BUDGET
     with torch.no_grad():
         log_joint = torch.cat([
-            run(_chunk(flat_dags, lo, lo + size), flat_w[lo : lo + size])
+            run(take_draws(flat_dags, slice(lo, lo + size)), flat_w[lo : lo + size])
             for lo in range(0, len(flat_w), size)
         ]).reshape(num_draws, num)  # fmt: skip
     log_w = (log_joint - log_r).double()
