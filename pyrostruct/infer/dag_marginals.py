@@ -484,7 +484,11 @@ def _mixture_edge_probs(
             max_plate_nesting = _guess_max_plate_nesting(model, guides[0], args, kwargs)
         latents = _latents(guides[0], args, kwargs)
         continuous = any(not fn.support.is_discrete for _, fn in latents)
-        weights = integrable_weight_site(model, guides[0], args, kwargs, site, max_plate_nesting)
+        weights = None  # edge weights are continuous: no model traces for a DAG-only guide
+        if continuous:
+            weights = integrable_weight_site(
+                model, guides[0], args, kwargs, site, max_plate_nesting
+            )
     # one p(x, A) per distinct DAG: no other latent beside it, or only its integrated weights
     distinct = weights is not None or [name for name, _ in latents] == [site]
     total = sum(counts)  # num_samples, or a few more where a small weight got one draw
