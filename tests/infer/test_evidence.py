@@ -256,6 +256,24 @@ def test_plain_indexing_model_is_vectorized_by_vmap_and_matches_vindex():
     assert torch.allclose(got, expected, atol=1e-4)
 
 
+@config_enumerate
+def one_component_plain_index(x):  # locs[z] with z in {0}: particle 0 alone looks right
+    with pyro.plate("components", 1):
+        locs = pyro.sample("locs", dist.Normal(0.0, 3.0))
+    with pyro.plate("data", len(x)):
+        z = pyro.sample("z", dist.Categorical(torch.ones(1)))
+        pyro.sample("x", dist.Normal(locs[z], 1.0), obs=x)
+
+
+def test_one_component_plain_indexing_is_not_vectorized_by_plate():
+    """``locs[z]`` with one component gets particle 0 right and every other particle wrong
+    (each gets particle 0's locs): the check must not pass on particle 0 alone."""
+    pyro.clear_param_store()
+    guide = AutoNormal(pyro.poutine.block(one_component_plain_index, hide=["z"]), init_scale=1.0)
+    guide(DATA)
+    assert vectorization_method(one_component_plain_index, guide, DATA)[0] == "vmap"
+
+
 def test_vmap_log_weights_equal_one_by_one_runs():
     guide = _mixture_guide(mixture_plain_index)
     pyro.set_rng_seed(1)
