@@ -15,10 +15,11 @@ a candidate is in contention when
 
 with ``A`` the accurate estimates so far, ``g = max_k (A_k - B_k)`` the
 largest gap measured on them (doubled: gaps grow with size) and ``m`` the
-margin ``contention_margin``. The two candidates with the best bounds are
-estimated first; each round estimates every candidate that the rule then
-admits, until none is left, and a candidate's budget stops doubling once its
-estimate plus 3 standard errors lies below ``A_best - z se_best - m`` (its
+margin ``contention_margin``. The candidate with the best bound is estimated
+first, alone (the next in line if its estimator fails); each round then
+estimates every candidate that the rule admits, until none is left, and a
+candidate's budget stops doubling once its estimate plus 3 standard errors
+lies below ``A_best - z se_best - m`` (its
 posterior probability is then at most about ``exp(-m)`` of the best's, whatever
 a tighter estimate would say). The others keep their bound as their evidence:
 their posterior probability is then at most ``exp(-m)`` of the best's if the
@@ -44,7 +45,7 @@ def _contention_pass(run, kept, state, names, evidence, margin, z, bar=None) -> 
     bounds = {key: _bound(state[key], evidence) for key in kept}
     order = sorted(kept, key=lambda k: -bounds[k][0])
     done: dict = {}
-    todo = order[:2]
+    todo = order[:1]  # alone: the others' estimates can then stop below it
     rule, stop_below = "", None
     while todo:
         payloads = [
@@ -66,7 +67,8 @@ def _contention_pass(run, kept, state, names, evidence, margin, z, bar=None) -> 
             done[key] = math.isfinite(st.smc) and st.smc_failed is None
         ok = [k for k, good in done.items() if good]
         if not ok:
-            break
+            todo = [k for k in order if k not in done][:1]
+            continue
         best = max(ok, key=lambda k: state[k].smc)
         gap = max(0.0, max(state[k].smc - bounds[k][0] for k in ok))
         se = state[best].smc_se if math.isfinite(state[best].smc_se) else 0.0
