@@ -18,23 +18,24 @@ from pyrostruct.infer.rloo import TraceRWS_ELBO
 __all__ = ["dag_restarts", "score_dag_params", "score_elbo", "score_function_sites"]
 
 
-#: Default restarts and steps of each for a DAG model (:func:`dag_restarts`): many short
-#: ones up to this many nodes, fewer and longer ones above.
+#: Default restarts, steps of each and particles of a step for a DAG model
+#: (:func:`dag_restarts`): many short ones up to this many nodes, fewer and longer ones above.
 RESTARTS_MAX_NODES = 6
-SMALL_DAG_RESTARTS = (8, 250)
-LARGE_DAG_RESTARTS = (4, 1500)
+SMALL_DAG_RESTARTS = (8, 250, 16)
+LARGE_DAG_RESTARTS = (4, 750, 32)
 
 
-def dag_restarts(model, args, kwargs) -> tuple[int, int] | None:
-    """``(restarts, steps)`` of :func:`~pyrostruct.infer.fit`'s default for a DAG model, or
-    ``None`` (one restart of 1000 steps): every latent site is a DAG site or the edge
+def dag_restarts(model, args, kwargs) -> tuple[int, int, int] | None:
+    """``(restarts, steps, particles)`` of :func:`~pyrostruct.infer.fit`'s default for a DAG
+    model, or ``None`` (one restart of 1000 steps): every latent site is a DAG site or the edge
     weights of one (``infer={"edge_weights_of": ...}``, integrated out of the edge
     marginals' weights, :mod:`pyrostruct.infer.edge_weight_laplace`), a DAG trained by
     score-function gradients (:class:`~pyrostruct.infer.autoguide.AutoDAG`'s default)
     among them. The restarts' guides are pooled by ``FitResult.edge_probs`` (the union
     proposal).
 
-    DAGs of at most ``RESTARTS_MAX_NODES`` nodes: 8 restarts of 250 steps. Measured on
+    DAGs of at most ``RESTARTS_MAX_NODES`` nodes: 8 restarts of 250 steps of 16 particles
+    (:data:`~pyrostruct.infer.fit.SCORE_PARTICLES`). Measured on
     the d = 5 problems of ``benchmarks/posterior_accuracy.py`` (logistic, n = 200, seed
     3, the worst): one restart 0.11 from the exact edge marginals, 4 x 1000 steps pooled
     0.05, 8 x 250 pooled 0.02 (with the draws' own importance weights). With edge
@@ -43,8 +44,16 @@ def dag_restarts(model, args, kwargs) -> tuple[int, int] | None:
     6 of the 20 problems more than 0.05 from the exact edge marginals (worst 0.085), 8 of
     250 none (worst 0.016; about 10 s a fit against 5).
 
-    Larger DAGs: 4 restarts of 1500 steps. Measured on BGe problems (n = 200, seeds 0-2,
-    ``benchmarks/posterior_accuracy.py``'s large rows): AUROC of the edge marginals at
+    Larger DAGs: 4 restarts of 750 steps of 32 particles. A step's cost is mostly fixed
+    (Pyro's traces, the guide's sampler): a step of 32 particles took 1.3 times one of 16,
+    so half the steps of twice the particles take about 0.65 of the time. Measured on BGe
+    problems (n = 200, d = 20, seeds 3-5 of ``benchmarks/posterior_accuracy.py``'s large
+    rows, one run): AUROC 0.83, 0.82, 0.71 in 17-19 s a fit against 0.82, 0.79, 0.81 in
+    26-29 s from 4 restarts of 1500 steps of 16 particles; at d = 10 (seeds 0-2) mean
+    errors against the exact posterior 0.163, 0.011, 0.007 (4 x 1500 x 16, another day:
+    0.083, 0.013, 0.010; seed 0's fits sit in a wrong mode either way). Before that, 4
+    restarts of 1500 steps of 16 particles on seeds 0-2 (n = 200): AUROC of the edge
+    marginals at
     d = 20 0.83 (0.84, 0.99, 0.68) against 0.64 from one restart of 1000 steps, 0.71 from
     one of 4000, 0.78 from 4 of 1000; at d = 10 0.99 against 0.88, mean error against the
     exact posterior 0.083, 0.013, 0.010 against 0.168, 0.010, 0.016 (seed 0's fits sit in

@@ -315,7 +315,8 @@ def fit(
     steps leave the edge marginals of a 3-node collider 0.17 from exact, at
     ``10 * lr`` within 0.02). Otherwise ``Trace_ELBO``. A model whose latents are all
     DAGs and their declared edge weights (the guide built here) trains 8 restarts of 250
-    steps by default, or 4 of 1500 where a DAG has more than 6 nodes (one guide can miss
+    steps by default, or 4 of 750 steps of 32 particles where a DAG has more than 6 nodes
+    (one guide can miss
     a posterior mode, and which it misses changes between restarts; the measurements are in
     :mod:`pyrostruct.infer._score_sites`), and the posterior edge marginals
     :meth:`FitResult.edge_probs` weigh the DAGs drawn by all their guides by the model
@@ -359,11 +360,12 @@ def fit(
         is passed; with another guide, on ``model`` as it is (``discrete`` must
         then stay ``"auto"``).
     :param discrete: the discrete policy (see above).
-    :param steps: SVI steps of each restart (>= 1); default 1000, or 250 (1500) for each
+    :param steps: SVI steps of each restart (>= 1); default 1000, or 250 (750) for each
         of the default restarts of a DAG model (see above).
     :param float lr: Adam learning rate (> 0).
     :param num_particles: ELBO particles per step; default 1, or 16 with
-        ``TraceRWS_ELBO`` (see above).
+        ``TraceRWS_ELBO`` (32 for the default restarts of a DAG of more than 6 nodes; see
+        above).
     :param temperature: Gumbel-softmax temperature of the relaxed sites.
     :param elbo: an ELBO instance (default: ``TraceEnum_ELBO`` or ``Trace_ELBO``
         with ``num_particles``, see above); with enumerated sites it must handle
@@ -422,6 +424,8 @@ def fit(
         num_restarts = dag_default[0] if dag_default else 1
     if steps is None:
         steps = dag_default[1] if dag_default else STEPS
+    if num_particles is None and dag_default:
+        num_particles = dag_default[2]
     options = (steps, lr, num_particles, temperature, elbo, max_plate_nesting, progress, callback)
     if guide is not None:
         if discrete != "auto":

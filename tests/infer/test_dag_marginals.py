@@ -355,7 +355,9 @@ def test_fit_trains_several_restarts_of_a_dag_model_by_default():
 
     large = fit(seven_nodes, steps=2)
     assert len(large.restart_guides) == LARGE_DAG_RESTARTS[0] < SMALL_DAG_RESTARTS[0]
-    assert LARGE_DAG_RESTARTS[1] > STEPS
+    assert large.elbo.num_particles == LARGE_DAG_RESTARTS[2] > SMALL_DAG_RESTARTS[2]
+    assert LARGE_DAG_RESTARTS[1] * LARGE_DAG_RESTARTS[2] > STEPS * SMALL_DAG_RESTARTS[2]
+    assert fit(seven_nodes, steps=2, num_particles=3).elbo.num_particles == 3
 
     def with_other_latents():  # a noise scale beside the DAG: one restart
         pyro.sample("G", ErdosRenyiDAG(3, expected_edges=1.0))
