@@ -29,10 +29,18 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
 from pyrostruct.errors import InputError
 
-__all__ = ["read_csv", "check_table", "column_exponents", "parses_as_number", "is_real_number"]
+__all__ = [
+    "read_csv",
+    "check_table",
+    "column_exponents",
+    "parses_as_number",
+    "is_real_number",
+    "model_arguments",
+]
 
 #: DataFrame ``attrs`` key under which :func:`read_csv` keeps where the table
 #: came from: ``{"path": str, "lines": list of the file line of each row}``.
@@ -399,3 +407,29 @@ def is_real_number(value, *, finite: bool = False) -> bool:
         value, (bool, np.bool_)
     )
     return real and (not finite or math.isfinite(value))
+
+
+def model_arguments(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """A user model's arguments with NumPy arrays and numeric pandas objects made tensors.
+
+    Pyro's distributions take tensors only: a NumPy array passed to ``fit`` or
+    ``select`` failed inside the model ("'numpy.ndarray' object has no attribute
+    'dim'", once per candidate). Floating arrays become tensors of torch's default
+    dtype (the dtype of the model's parameters), integer and boolean ones keep
+    their type; everything else is passed on as it is.
+    """
+
+    def convert(value):
+        if isinstance(value, (pd.DataFrame, pd.Series)):
+            array = value.to_numpy()
+            if array.dtype.kind not in "fiub":
+                return value
+            value = array
+        if not isinstance(value, np.ndarray) or value.dtype.kind not in "fiub":
+            return value
+        if value.dtype.kind == "f":
+            return torch.as_tensor(value, dtype=torch.get_default_dtype())
+        return torch.as_tensor(value)
+
+    return tuple(convert(a) for a in args), {k: convert(v) for k, v in kwargs.items()}
+

@@ -173,3 +173,20 @@ def test_a_file_without_header_is_refused_not_read_one_row_short(tmp_path):
     path.write_text("1,2,3.5\n4,5,6.5\n7,8,9\n")
     with pytest.raises(InputError, match="no header row"):
         read_csv(path)
+
+
+def test_model_arguments_make_numpy_and_numeric_pandas_tensors():
+    import torch
+
+    from pyrostruct.data import model_arguments
+
+    x = np.arange(6.0).reshape(3, 2)
+    args, kwargs = model_arguments(
+        (x, np.array([1, 2]), pd.Series([True, False]), "text", None),
+        {"y": pd.DataFrame({"a": [0.5, 1.5]}), "names": pd.Series(["a", "b"]), "k": 3},
+    )
+    assert args[0].dtype == torch.get_default_dtype() and torch.equal(args[0], torch.tensor(x).float())
+    assert args[1].dtype == torch.int64 and args[2].dtype == torch.bool
+    assert args[3:] == ("text", None)
+    assert kwargs["y"].shape == (2, 1) and kwargs["y"].dtype == torch.get_default_dtype()
+    assert isinstance(kwargs["names"], pd.Series) and kwargs["k"] == 3

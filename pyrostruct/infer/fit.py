@@ -25,6 +25,7 @@ from pyro.infer.autoguide import AutoGuideList
 from pyro.infer.autoguide.initialization import init_to_feasible, init_to_value
 from pyro.optim import ClippedAdam
 
+from pyrostruct.data import model_arguments
 from pyrostruct.distributions.temperature import TemperatureSchedule
 from pyrostruct.errors import InputError, check_seed
 from pyrostruct.infer._score_sites import (
@@ -353,7 +354,8 @@ def fit(
     ``SVI`` run leaves); with ``seed`` set, the same call gives the same result.
 
     :param model: a Pyro model.
-    :param args, kwargs: the model's arguments (data).
+    :param args, kwargs: the model's arguments (data); NumPy arrays and numeric pandas
+        objects among them are passed on as tensors (:func:`pyrostruct.data.model_arguments`).
     :param guide: a guide; default ``auto_guide(model, discrete=policy, temperature=temperature)``.
         With a guide from :func:`~pyrostruct.infer.autoguide.auto_guide`, training
         runs on ``guide.model`` (the marked and relaxed model), whatever ``model``
@@ -413,6 +415,7 @@ def fit(
             f"max_plate_nesting must be a non-negative integer or None, got {max_plate_nesting!r}"
         )
     _check_policy(discrete)
+    args, kwargs = model_arguments(args, kwargs)
     if seed is not None:
         pyro.set_rng_seed(check_seed(seed))
     from pyrostruct.infer.autoguide.structural import auto_guide

@@ -35,7 +35,8 @@ from pyro.infer import SVI, Trace_ELBO
 from pyro.infer.autoguide import AutoNormal
 from pyro.optim import ClippedAdam
 
-from pyrostruct.errors import InputError
+from pyrostruct.data import model_arguments
+from pyrostruct.errors import InputError, check_seed
 from pyrostruct.infer.engine import CallbackHook, param_scope, train
 from pyrostruct.infer.evidence import EvidenceEstimate, elbo_estimate
 from pyrostruct.selection.select import Candidate
@@ -132,6 +133,8 @@ def type2_maximum_likelihood(
         raise InputError(f"steps must be a positive integer, got {steps!r}")
     if isinstance(model, Candidate):
         model = model.model
+    seed = check_seed(seed)
+    args, kwargs = model_arguments(args, kwargs)
     tic = time.perf_counter()
     with param_scope():
         pyro.set_rng_seed(seed)

@@ -84,6 +84,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from pyrostruct.data import model_arguments
 from pyrostruct.errors import InputError, check_seed
 from pyrostruct.executors import check_executor, executor_session
 from pyrostruct.infer.evidence import LowESSWarning
@@ -144,7 +145,8 @@ def select(
         ``{name: Candidate}``, or a family ``lambda g: model`` together with
         ``grid``.
     :type candidates: mapping or callable
-    :param args, kwargs: passed to every model and guide (typically the data).
+    :param args, kwargs: passed to every model and guide (typically the data); NumPy
+        arrays and numeric pandas objects as tensors (:func:`pyrostruct.data.model_arguments`).
     :param grid: the values ``g`` of a family ``candidates``; they are the
         candidates' names.
     :type grid: iterable, optional
@@ -272,6 +274,7 @@ def select(
     from pyrostruct.selection.result import CandidateFailedWarning, SelectionResult
 
     cands = _normalize_candidates(candidates, grid)
+    args, kwargs = model_arguments(args, kwargs)
     names = [n for n, _ in cands]
     if len(set(map(repr, names))) != len(names):
         raise InputError("candidate names must be unique")

@@ -178,3 +178,24 @@ def test_subspace_hook_runs_the_step_through_the_scheduler():
 
     assert train(lambda: 1.5, 2, hooks=[SubspaceHook(Scheduler())]) == [1.5, 1.5]
     assert seen == ["scheduler", "scheduler"]
+
+
+def test_fit_and_select_take_numpy_data():
+    """A NumPy array failed inside the model ("The value argument to log_prob must be a
+    Tensor"; select: "every candidate failed: ... has no attribute 'dim'")."""
+    import numpy as np
+
+    from pyrostruct.infer import fit
+    from pyrostruct.selection import ppca, select
+
+    x = np.random.default_rng(0).normal(size=(40, 3)) + 2.0
+
+    def model(data):
+        mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
+        with pyro.plate("n", len(data)):
+            pyro.sample("obs", dist.Normal(mu, 1.0), obs=data)
+
+    result = fit(model, x[:, 0], steps=300, lr=0.05)
+    assert abs(float(result.guide.median()["mu"]) - x[:, 0].mean()) < 0.2
+    chosen = select({1: ppca(1), 2: ppca(2)}, x - x.mean(0), steps=30, evidence="elbo")
+    assert set(chosen.table.status) == {"fitted"}

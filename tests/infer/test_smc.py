@@ -11,7 +11,7 @@ from pyro.infer import config_enumerate
 from pyrostruct.errors import InputError
 from pyrostruct.infer.evidence import EvidenceEstimate
 from pyrostruct.infer.smc import smc_estimate
-from pyrostruct.infer.smc_target import _close, _choose_method, _Latents
+from pyrostruct.infer.smc_target import _choose_method, _close, _Latents
 from pyrostruct.selection.datasets import (
     TUTORIAL_GMM_DATA,
     tutorial_gmm,

@@ -70,5 +70,13 @@ def test_type2_needs_hyperparameters(regression):
         type2_maximum_likelihood(bayesian_regression(1.0), X, y, steps=5)
     with pytest.raises(InputError, match="steps"):
         type2_maximum_likelihood(bayesian_regression(None), X, y, steps=0)
+    with pytest.raises(InputError, match="seed"):  # was a RuntimeError from numpy's seeding
+        type2_maximum_likelihood(bayesian_regression(None), X, y, steps=5, seed=-1)
+
+
+def test_type2_takes_numpy_data(regression):
+    X, y, _ = regression
+    result = type2_maximum_likelihood(bayesian_regression(None), X.numpy(), y.numpy(), steps=5)
+    assert result.values["prior_scale"].dtype == torch.get_default_dtype()
     with pytest.raises(InputError, match="prior_scale"):
         bayesian_regression(-1.0)
