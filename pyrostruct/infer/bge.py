@@ -159,9 +159,12 @@ class BGeScore:
         parents = adjacency.detach().reshape(-1, d, d) > 0.5
         weights = 2 ** torch.arange(d)
         keys = (parents.long() * weights[:, None]).sum(-2)  # (B, d): parent bitmask per node
-        total = torch.zeros(keys.shape[0], dtype=torch.float64)
-        for j in range(d):
-            unique, inverse = torch.unique(keys[:, j], return_inverse=True)
-            values = self._local_scores(j, unique.tolist())
-            total += torch.tensor(values, dtype=torch.float64)[inverse]
-        return total.reshape(adjacency.shape[:-2])
+        # one lookup for every (node, parent set) of the batch: code = key * d + node
+        unique, inverse = torch.unique(keys * d + torch.arange(d), return_inverse=True)
+        codes = unique.tolist()
+        by_node: dict[int, list[int]] = {}
+        for code in codes:
+            by_node.setdefault(code % d, []).append(code // d)
+        scores = {j: dict(zip(k, self._local_scores(j, k))) for j, k in by_node.items()}
+        values = torch.tensor([scores[c % d][c // d] for c in codes], dtype=torch.float64)
+        return values[inverse].sum(-1).reshape(adjacency.shape[:-2])

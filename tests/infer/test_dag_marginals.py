@@ -190,6 +190,9 @@ def test_bge_score_matches_dag_log_evidence_and_is_score_equivalent():
     assert values.shape == (20,) and torch.allclose(values, values[0].expand(20))
     batch = torch.stack([chain, torch.zeros(4, 4, dtype=torch.float64)]).reshape(2, 1, 4, 4)
     assert score(batch).shape == (2, 1)
+    many = ErdosRenyiDAG(4, expected_edges=3.0).sample((50,))  # one lookup for the batch
+    one_by_one = torch.stack([BGeScore(x)(g) for g in many])
+    assert torch.allclose(score(many), one_by_one, rtol=0, atol=1e-9)
     with pytest.raises(InputError, match="expected adjacency matrices"):
         score(torch.zeros(3, 3))
     with pytest.raises(InputError, match="NaN or infinite"):
