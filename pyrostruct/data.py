@@ -432,4 +432,3 @@ def model_arguments(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         return torch.as_tensor(value)
 
     return tuple(convert(a) for a in args), {k: convert(v) for k, v in kwargs.items()}
-

@@ -53,13 +53,12 @@ def dag_restarts(model, args, kwargs) -> tuple[int, int, int] | None:
     errors against the exact posterior 0.163, 0.011, 0.007 (4 x 1500 x 16, another day:
     0.083, 0.013, 0.010; seed 0's fits sit in a wrong mode either way). Before that, 4
     restarts of 1500 steps of 16 particles on seeds 0-2 (n = 200): AUROC of the edge
-    marginals at
-    d = 20 0.83 (0.84, 0.99, 0.68) against 0.64 from one restart of 1000 steps, 0.71 from
-    one of 4000, 0.78 from 4 of 1000; at d = 10 0.99 against 0.88, mean error against the
-    exact posterior 0.083, 0.013, 0.010 against 0.168, 0.010, 0.016 (seed 0's fits sit in
-    a wrong mode either way); 8 restarts of 250 steps were worse than one of 1000 at d =
-    10 (mean errors 0.233, 0.031, 0.014 against 0.155, 0.011, 0.016): at that size a
-    longer fit matters more than more of them."""
+    marginals at d = 20 0.83 (0.84, 0.99, 0.68) against 0.64 from one restart of 1000
+    steps, 0.71 from one of 4000, 0.78 from 4 of 1000; at d = 10 0.99 against 0.88, mean
+    error against the exact posterior 0.083, 0.013, 0.010 against 0.168, 0.010, 0.016;
+    8 restarts of 250 steps were worse than one of 1000 at d = 10 (mean errors 0.233,
+    0.031, 0.014 against 0.155, 0.011, 0.016): at that size a longer fit matters more
+    than more of them."""
     from pyrostruct.distributions.util import base_distribution
     from pyrostruct.infer.autoguide.dag import is_dag_site
     from pyrostruct.infer.autoguide.edge_weights import is_edge_weight_site

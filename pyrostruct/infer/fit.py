@@ -317,11 +317,10 @@ def fit(
     ``10 * lr`` within 0.02). Otherwise ``Trace_ELBO``. A model whose latents are all
     DAGs and their declared edge weights (the guide built here) trains 8 restarts of 250
     steps by default, or 4 of 750 steps of 32 particles where a DAG has more than 6 nodes
-    (one guide can miss
-    a posterior mode, and which it misses changes between restarts; the measurements are in
-    :mod:`pyrostruct.infer._score_sites`), and the posterior edge marginals
-    :meth:`FitResult.edge_probs` weigh the DAGs drawn by all their guides by the model
-    against their equal mixture, the union proposal
+    (one guide can miss a posterior mode, and which it misses changes between restarts;
+    the measurements are in :mod:`pyrostruct.infer._score_sites`), and the posterior edge
+    marginals :meth:`FitResult.edge_probs` weigh the DAGs drawn by all their guides by the
+    model against their equal mixture, the union proposal
     (:func:`~pyrostruct.infer.dag_marginals.union_edge_probs`), the edge weights
     integrated out per distinct DAG (:mod:`pyrostruct.infer.edge_weight_laplace`). The
     rules and the size budget are in :mod:`pyrostruct.infer.enum`. After the fit,
