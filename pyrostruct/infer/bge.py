@@ -165,6 +165,7 @@ class BGeScore:
         by_node: dict[int, list[int]] = {}
         for code in codes:
             by_node.setdefault(code % d, []).append(code // d)
-        scores = {j: dict(zip(k, self._local_scores(j, k))) for j, k in by_node.items()}
-        values = torch.tensor([scores[c % d][c // d] for c in codes], dtype=torch.float64)
+        for j, keys_j in by_node.items():
+            self._local_scores(j, keys_j)  # computes the missing ones into the cache
+        values = torch.tensor([self._cache[c % d][c // d] for c in codes], dtype=torch.float64)
         return values[inverse].sum(-1).reshape(adjacency.shape[:-2])
