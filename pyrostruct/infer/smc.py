@@ -200,9 +200,9 @@ def smc_estimate(
     :param stop_below: optional, with ``target_se``: a level (nats) below which the
         estimate need not reach ``target_se`` (see above).
     :param laplace: with a guide as ``start``, start from the Gaussian at the
-        guide's mean with the Laplace covariance there
-        (:func:`~pyrostruct.infer.smc_start.laplace_start`; the guide's own
-        Gaussian where the Hessian is not negative definite) instead of the
+        posterior mode nearest the guide's mean with the Laplace covariance
+        there (:func:`~pyrostruct.infer.smc_start.laplace_start`; the guide's
+        own Gaussian where the Hessian is not negative definite) instead of the
         guide itself: a mean-field guide is too narrow where the posterior is
         correlated.
     :param inflation: the Laplace start's scale, in Laplace standard deviations.
@@ -214,7 +214,8 @@ def smc_estimate(
         1.5, -6924 +- 2 at 2 (the former default); D = 12, n = 60, rank 3 low
         SNR, 500 particles: -1025.3 at 1 and 1.25, -1025.3 +- 0.3 at 1.5 and
         -1025.2 +- 0.9 at 2, against -1024.6 from a run three widths wide with
-        30 moves per temperature (its heavier tail is worth half a nat).
+        30 moves per temperature (its heavier tail is worth half a nat);
+        measured with the start at the guide's mean, before the mode search.
     :param start_wrapper: optional, ``(start, latents) -> StartDistribution``
         applied to the start built from a guide (:mod:`pyrostruct.selection`
         symmetrizes it over the label permutations of a mixture).

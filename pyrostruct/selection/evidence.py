@@ -106,7 +106,8 @@ def _smc_guide(ctx: _Context, model, guide, mpn: int, stop_below: float | None =
     """The guide-started SMC estimate of a fitted candidate still in contention.
 
     :func:`~pyrostruct.infer.smc.smc_estimate` with ``start=guide`` (the
-    Laplace Gaussian at the guide's mean, :func:`~pyrostruct.infer.smc_start.laplace_start`),
+    Laplace Gaussian at the posterior mode nearest the guide's mean,
+    :func:`~pyrostruct.infer.smc_start.laplace_start`),
     symmetrized over label permutations when the model is invariant under
     them (:class:`~pyrostruct.selection.symmetry.SymmetrizedStart`), 4 runs of
     ``ctx.smc_guide_particles`` particles doubled up to ``4 * ctx.smc_particles``

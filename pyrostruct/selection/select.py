@@ -170,7 +170,7 @@ def select(
         why it did not run). Otherwise the candidates still in contention
         after the bounds (:mod:`~pyrostruct.selection.contention`) get the SMC
         estimate started from their fitted guide (annealed from the Laplace
-        Gaussian at the guide's mean, symmetrized over label permutations;
+        Gaussian at the mode nearest the guide's mean, symmetrized over label permutations;
         :func:`~pyrostruct.selection.evidence._smc_guide`), and the others keep
         their bound; ``result.table.evidence_method`` says which ranked each
         candidate, ``smc_start`` how its SMC started. A bound's effective

@@ -44,26 +44,38 @@ def correlated_regression():
     return X, y, guide, regression_log_evidence(X, y, 1.0)
 
 
-@pytest.mark.parametrize(
-    "laplace", [True, pytest.param(False, marks=pytest.mark.slow)], ids=["laplace", "guide"]
-)
-def test_error_shrinks_with_budget_and_lies_within_the_standard_error(
-    correlated_regression, laplace
+def test_laplace_start_at_the_mode_is_the_exact_posterior_of_a_gaussian_model(
+    correlated_regression,
 ):
+    """The posterior of a linear regression is Gaussian: the Laplace start at its mode is the
+    posterior itself, so every SMC weight is equal and the estimate exact at any budget, even
+    from a guide fitted too briefly to sit at the mode (the Laplace start used to be centred
+    at the guide's mean; this guide's is off the posterior mean by up to 0.76, and the
+    estimate was 0.26 nats off at 50 particles)."""
     X, y, guide, exact = correlated_regression
     assert exact - elbo_estimate(regression, guide, X, y, num_particles=500).value > 5
+    early = fit(regression, X, y, steps=100)
+    post_mean = torch.linalg.solve(X.T @ X + torch.eye(X.shape[1]), X.T @ y)
+    assert (early.median()["beta"] - post_mean).abs().max() > 0.1
+    for g in (guide, early):
+        pyro.set_rng_seed(1)
+        est = smc_estimate(regression, X, y, start=g, num_particles=50, num_moves=10)
+        assert est.start == "guide" and est.evaluations > 0
+        assert abs(est.value - exact) < 1e-3
+
+
+@pytest.mark.slow
+def test_error_shrinks_with_budget_from_a_mean_field_start(correlated_regression):
+    """Without the Laplace step the start is the mean-field guide, far too narrow here."""
+    X, y, guide, exact = correlated_regression
     errors = []
-    for num in (50, 800 if laplace else 1600):
+    for num in (50, 1600):
         pyro.set_rng_seed(1)
         est = smc_estimate(regression, X, y, start=guide, num_particles=num, num_moves=10,
-                           laplace=laplace)  # fmt: skip
+                           laplace=False)  # fmt: skip
         errors.append(abs(est.value - exact))
-        assert est.start == "guide" and est.evaluations > 0
     assert errors[1] < errors[0]
-    if laplace:  # the Laplace start is the exact posterior here
-        assert errors[1] <= 4 * est.se + 0.05
-    else:  # a mean-field start: right with enough particles, its se too small before
-        assert errors[1] < 1.0
+    assert errors[1] < 1.0  # right with enough particles, its se too small before
 
 
 def test_adaptive_budget_doubles_particles_until_the_target_se(correlated_regression):
