@@ -13,7 +13,7 @@ from pyro.optim import Adam
 from pyrostruct.errors import InputError
 from pyrostruct.infer.evidence import elbo_estimate
 from pyrostruct.infer.smc import smc_estimate
-from pyrostruct.infer.smc_start import GaussianStart
+from pyrostruct.infer.smc_start import GaussianStart, laplace_start
 from pyrostruct.selection.hyper import regression_log_evidence
 from pyrostruct.selection.symmetry import SymmetrizedStart, _find_label_symmetry
 
@@ -184,3 +184,19 @@ def test_symmetrized_start_density_matches_its_sampler():
     assert float((draws[:, 0] > draws[:, 1]).double().mean()) == pytest.approx(0.5, abs=0.01)
     by_quadrature = float((start.log_prob(u).exp() * u[:, 0]).sum() * (grid[1] - grid[0]) ** 2)
     assert float(draws[:, 0].mean()) == pytest.approx(by_quadrature, abs=0.02)
+
+
+def test_laplace_start_moves_from_the_guide_mean_to_the_nearest_mode():
+    """A double well ``-(u^2 - 1)^2``: from a mean at 0.1, where the curvature is positive (no
+    Laplace Gaussian there), to the mode at 1 with variance ``1 / 8``."""
+    start = GaussianStart(torch.tensor([0.1], dtype=torch.float64),
+                          scale=torch.tensor([0.5], dtype=torch.float64))  # fmt: skip
+    out = laplace_start(start, lambda u: -((u**2 - 1) ** 2).sum(), inflation=2.0)
+    assert out.loc.item() == pytest.approx(1.0, abs=1e-6)
+    assert out.scale_tril.item() == pytest.approx(2.0 / math.sqrt(8.0), abs=1e-6)
+
+
+def test_laplace_start_keeps_the_start_where_the_log_joint_has_no_mode():
+    start = GaussianStart(torch.tensor([0.3, -0.2], dtype=torch.float64),
+                          scale=torch.tensor([0.5, 0.5], dtype=torch.float64))  # fmt: skip
+    assert laplace_start(start, lambda u: (u**2).sum()) is start
