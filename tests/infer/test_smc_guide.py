@@ -1,6 +1,7 @@
 """Guide-started SMC (smc_estimate(start=guide)) against models whose log evidence is exact."""
 
 import math
+import warnings
 
 import pyro
 import pyro.distributions as dist
@@ -200,3 +201,39 @@ def test_laplace_start_keeps_the_start_where_the_log_joint_has_no_mode():
     start = GaussianStart(torch.tensor([0.3, -0.2], dtype=torch.float64),
                           scale=torch.tensor([0.5, 0.5], dtype=torch.float64))  # fmt: skip
     assert laplace_start(start, lambda u: (u**2).sum()) is start
+
+
+def test_laplace_start_refuses_a_mode_the_guide_mean_is_implausible_under():
+    """A narrow peak at 5 seen from a guide mean at 0: the Laplace Gaussian at the peak (sd
+    0.01) puts the guide's mean 500 sd away, so the start stays at the mean (as in a funnel's
+    neck, :func:`test_guide_started_smc_of_eight_schools_warns_of_nothing`)."""
+    start = GaussianStart(torch.tensor([0.0], dtype=torch.float64),
+                          scale=torch.tensor([1.0], dtype=torch.float64))  # fmt: skip
+    out = laplace_start(start, lambda u: -0.5e4 * ((u - 5.0) ** 2).sum())
+    assert out.loc.item() == 0.0 and out.scale_tril.item() == pytest.approx(0.01)
+
+
+def eight_schools(sigma, y=None):
+    # the centred eight-schools model of Pyro's examples (a funnel in tau)
+    mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
+    tau = pyro.sample("tau", dist.HalfCauchy(5.0))
+    with pyro.plate("J", 8):
+        theta = pyro.sample("theta", dist.Normal(mu, tau))
+        pyro.sample("obs", dist.Normal(theta, sigma), obs=y)
+
+
+def test_guide_started_smc_of_eight_schools_warns_of_nothing():
+    """The mode search climbs the funnel towards tau = 0, where Pyro's log densities turn NaN
+    (it used to print "Encountered NaN: log_prob_sum at site 'theta'" to the user); the start
+    stays at the guide and the estimate agrees with the prior-started one."""
+    y = torch.tensor([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
+    sigma = torch.tensor([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
+    guide = fit(eight_schools, sigma, y, steps=800)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pyro.set_rng_seed(1)
+        est = smc_estimate(eight_schools, sigma, y, start=guide, num_particles=500)
+    assert not [w for w in caught if "NaN" in str(w.message)]
+    pyro.set_rng_seed(3)
+    ref = smc_estimate(eight_schools, sigma, y, num_particles=1000)
+    assert abs(est.value - ref.value) < 4 * math.hypot(est.se, ref.se) + 0.3, (est, ref)
