@@ -341,8 +341,9 @@ print(pd.DataFrame({"exact": probs(exact), "by ELBO": probs(t.elbo), "by IWAE": 
 # Larger candidates get the same sampler started from their fitted guide: annealed
 # importance sampling (Neal, "Annealed importance sampling", 2001) with resampling and
 # adaptive temperatures (Del Moral, Doucet & Jasra, "Sequential Monte Carlo samplers",
-# 2006) along $q^{1-\beta} p(x, \cdot)^\beta$, from the Laplace Gaussian at the guide's
-# mean (a mean-field guide is too narrow where the posterior is correlated) and, for a
+# 2006) along $q^{1-\beta} p(x, \cdot)^\beta$, from the Laplace Gaussian at the posterior
+# mode nearest the guide's mean (a mean-field guide is too narrow where the posterior is
+# correlated, and its mean is not the mode) and, for a
 # mixture, averaged over its label permutations. The ELBO and the IWAE bound sandwich
 # nothing from above (Grosse, Ghahramani & Adams, "Sandwiching the marginal likelihood
 # using bidirectional Monte Carlo", 2015): their gap to the evidence grows with the model,
