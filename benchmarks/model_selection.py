@@ -36,6 +36,7 @@ import torch  # noqa: E402
 from harness import Report, parse_args  # noqa: E402
 
 from pyrostruct.selection import (  # noqa: E402
+    AmbiguousSelectionWarning,
     make_gmm_data,
     make_ppca_data,
     select_components,
@@ -85,12 +86,10 @@ def gmm_baselines(x, max_k, seed):
             n_components=max_k, weight_concentration_prior_type="dirichlet_process",
             covariance_type="diag", max_iter=500, random_state=seed,
         ).fit(x)  # fmt: skip
-    return {
-        "BIC": int(np.argmin([f.bic(x) for f in fits])) + 1,
-        "AIC": int(np.argmin([f.aic(x) for f in fits])) + 1,
-        "CV": _cv_gmm(x, max_k, seed),
-        "peer": int((dp.weights_ > 0.01).sum()),
-    }
+    bic, aic = np.array([f.bic(x) for f in fits]), np.array([f.aic(x) for f in fits])
+    picks = {"BIC": int(np.argmin(bic)) + 1, "AIC": int(np.argmin(aic)) + 1,
+             "CV": _cv_gmm(x, max_k, seed), "peer": int((dp.weights_ > 0.01).sum())}  # fmt: skip
+    return picks, {"BIC": bic, "AIC": aic}
 
 
 def ppca_baselines(x, max_k, seed):
@@ -103,19 +102,41 @@ def ppca_baselines(x, max_k, seed):
     cv = [np.mean([PCA(k).fit(x[tr]).score(x[te])
                    for tr, te in KFold(3, shuffle=True, random_state=seed).split(x)])
           for k in range(1, max_k + 1)]  # fmt: skip
-    return {
-        "BIC": int(np.argmin(-2 * loglik + np.log(n) * params)) + 1,
-        "AIC": int(np.argmin(-2 * loglik + 2 * params)) + 1,
-        "CV": int(np.argmax(cv)) + 1,
-        "peer": int(PCA(n_components="mle").fit(x).n_components_),
-    }
+    bic, aic = -2 * loglik + np.log(n) * params, -2 * loglik + 2 * params
+    picks = {"BIC": int(np.argmin(bic)) + 1, "AIC": int(np.argmin(aic)) + 1,
+             "CV": int(np.argmax(cv)) + 1,
+             "peer": int(PCA(n_components="mle").fit(x).n_components_)}  # fmt: skip
+    return picks, {"BIC": bic, "AIC": aic}
 
 
-def _record(report, stats, family, cell, true, ours, ours_s, base):
-    picks = {**ours, **base}
+def _probability_of_truth(result, true, criteria) -> tuple[dict, bool]:
+    """Probability each method gives the true count (select's posterior model probabilities;
+    the BIC and AIC weights ``softmax(-IC / 2)`` of the classical fits), and whether select
+    flagged its top two as tied (:class:`AmbiguousSelectionWarning`)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        probs = result.posterior_probs
+    tied = any(issubclass(w.category, AmbiguousSelectionWarning) for w in caught)
+    out = {"select": float(probs.get(true, 0.0))}
+    for name, ic in criteria.items():
+        w = np.exp(-(ic - ic.min()) / 2)
+        out[name] = float(w[true - 1] / w.sum())
+    return out, tied
+
+
+def _record(report, stats, family, cell, true, result, ours_s, base):
+    ours = _choices(result)
+    picks, criteria = base
+    picks = {**ours, **picks}
     for m, k in picks.items():
         stats.setdefault(m, []).append((k == true, abs(k - true), cell))
-    report.add_row({"family": family, **cell, "true": true, **picks, "sweep s": ours_s})
+    probs, tied = _probability_of_truth(result, true, criteria)
+    for m, p in probs.items():
+        stats.setdefault(f"P {m}", []).append((p, 0, cell))
+    stats.setdefault("tied", []).append((tied, ours["accurate"] == true, cell))
+    report.add_row({"family": family, **cell, "true": true, **picks,
+                    "P(true)": probs["select"], "tie": "yes" if tied else "",
+                    "sweep s": ours_s})  # fmt: skip
 
 
 def run_gmm(report, quick, seed, steps):
@@ -137,7 +158,7 @@ def run_gmm(report, quick, seed, steps):
                         result = select_components(x, "gmm", 8, steps=steps, seed=seed)
                     ours_s = time.perf_counter() - tic
                     cell = {"dim": d, "n": n, "setting": sep}
-                    _record(report, stats, "gmm", cell, k, _choices(result), ours_s,
+                    _record(report, stats, "gmm", cell, k, result, ours_s,
                             gmm_baselines(x, 8, seed))  # fmt: skip
     return stats
 
@@ -164,7 +185,7 @@ def run_ppca(report, quick, seed, steps):
                         result = select_components(x, "ppca", 8, steps=steps, seed=seed)
                     ours_s = time.perf_counter() - tic
                     cell = {"dim": 20, "n": n, "setting": f"noise {noise}, {snr}"}
-                    _record(report, stats, "ppca", cell, r, _choices(result), ours_s,
+                    _record(report, stats, "ppca", cell, r, result, ours_s,
                             ppca_baselines(x, 8, seed))  # fmt: skip
     return stats
 
@@ -176,6 +197,16 @@ def _summary(stats, where=lambda cell: True) -> str:
         if rows:
             acc = 100 * np.mean([h for h, _ in rows])
             parts.append(f"{m} {acc:.0f}% (MAE {np.mean([e for _, e in rows]):.2f})")
+    probs = {m: [p for p, _, cell in stats.get(f"P {m}", []) if where(cell)]
+             for m in ("select", "BIC", "AIC")}  # fmt: skip
+    if probs["select"]:
+        parts.append("mean probability of the true count: " + ", ".join(
+            f"{m} {np.mean(p):.2f}" for m, p in probs.items()))  # fmt: skip
+    ties = [(tied, hit) for tied, hit, cell in stats.get("tied", []) if where(cell)]
+    if ties:
+        clear = [hit for tied, hit in ties if not tied]
+        parts.append(f"select flagged {sum(t for t, _ in ties)} of {len(ties)} as tied, "
+                     f"right on {sum(clear)} of the {len(clear)} others")  # fmt: skip
     return ", ".join(parts)
 
 
@@ -226,7 +257,10 @@ def main() -> int:
         "the same select_components run; accurate = select's pick (guide-started SMC on the "
         "candidates in contention); BIC / AIC / CV (3-fold held-out likelihood) of sklearn's "
         "maximum-likelihood fits; peer = BayesianGaussianMixture (GMM, weights > 0.01) or "
-        "Minka's PCA MLE (PPCA); sweep s = wall seconds of the whole select_components sweep"
+        "Minka's PCA MLE (PPCA); P(true) = select's posterior probability of the true count; "
+        "tie = select warned that its top two are within Monte Carlo error "
+        "(AmbiguousSelectionWarning); BIC / AIC weights = softmax(-IC / 2); sweep s = wall "
+        "seconds of the whole select_components sweep"
     )
     report.add_note(
         f"total benchmark wall time {time.perf_counter() - tic:.0f} s; timings measured under "
