@@ -183,11 +183,12 @@ def _plausible(mean: torch.Tensor, loc: torch.Tensor, tril: torch.Tensor) -> boo
     """Whether the guide's ``mean`` is a plausible draw of ``N(loc, tril tril^T)``: its squared
     Mahalanobis distance at most ``D + 5 sqrt(2 D)`` (the chi-square's mean plus 5 sd).
 
-    A search that climbed into a spike the guide never saw (the neck of a hierarchical
-    model's funnel, where the density of the unconstrained scale grows without bound) ends
-    at a mode whose Laplace Gaussian is far narrower than the distance it travelled. On the
-    fitted PPCA candidates of :func:`laplace_start`'s docstring (D = 96-154) the distance
-    was 7-17.
+    A search that climbed into a spike the guide never saw (towards the neck of a
+    hierarchical model's funnel, where the density of the unconstrained scale grows without
+    bound) can end at a finite point whose Laplace Gaussian is far narrower than the distance
+    travelled; one that reaches a non-finite density is dropped by :func:`_local_mode`
+    already (the centred eight-schools model). On the fitted PPCA candidates of
+    :func:`laplace_start`'s docstring (D = 96-154) the distance was 7-17.
     """
     dim = len(mean)
     z = torch.linalg.solve_triangular(tril, (mean - loc).to(tril.dtype)[:, None], upper=False)

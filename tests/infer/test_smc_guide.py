@@ -205,8 +205,7 @@ def test_laplace_start_keeps_the_start_where_the_log_joint_has_no_mode():
 
 def test_laplace_start_refuses_a_mode_the_guide_mean_is_implausible_under():
     """A narrow peak at 5 seen from a guide mean at 0: the Laplace Gaussian at the peak (sd
-    0.01) puts the guide's mean 500 sd away, so the start stays at the mean (as in a funnel's
-    neck, :func:`test_guide_started_smc_of_eight_schools_warns_of_nothing`)."""
+    0.01) puts the guide's mean 500 sd away, so the start stays at the mean."""
     start = GaussianStart(torch.tensor([0.0], dtype=torch.float64),
                           scale=torch.tensor([1.0], dtype=torch.float64))  # fmt: skip
     out = laplace_start(start, lambda u: -0.5e4 * ((u - 5.0) ** 2).sum())
@@ -224,8 +223,9 @@ def eight_schools(sigma, y=None):
 
 def test_guide_started_smc_of_eight_schools_warns_of_nothing():
     """The mode search climbs the funnel towards tau = 0, where Pyro's log densities turn NaN
-    (it used to print "Encountered NaN: log_prob_sum at site 'theta'" to the user); the start
-    stays at the guide and the estimate agrees with the prior-started one."""
+    (it used to print "Encountered NaN: log_prob_sum at site 'theta'" to the user); the
+    search's end is then dropped, the start is the Laplace Gaussian at the guide's mean as
+    before, and the estimate agrees with the prior-started one."""
     y = torch.tensor([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
     sigma = torch.tensor([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
     guide = fit(eight_schools, sigma, y, steps=800)
