@@ -34,9 +34,10 @@ Two estimators of the same ELBO:
   and the order's scores get the leave-one-out score-function gradient. The
   weights and edges start from least squares of every node on its
   predecessors in the initial order (edge logits = prior log-odds + Bayes
-  factor), the noise scales are profiled per sampled order. 500 steps, Adam
-  with learning rate 0.1, 8 orders per step; a step costs ``O(d^3)`` whatever
-  ``n``.
+  factor), and restart from least squares given the parent sets found halfway
+  (:data:`~pyrostruct.causal.estimators.analytic.REFIT_AT`); the noise scales are
+  profiled per sampled order. 750 steps, Adam with learning rate 0.1, 8 orders per
+  step; a step costs ``O(d^3)`` whatever ``n``.
 - ``estimator="straight-through"`` (any SEM, either DAG family): order and
   edges are sampled by :class:`~pyrostruct.infer.autoguide.AutoDAG` with
   straight-through gradients and trained with ``Trace_ELBO``; 2000 steps, Adam
@@ -162,7 +163,7 @@ def discover(
         makes it the same distribution with the same pairwise relaxation as ``"order"``:
         the two give identical results (found by a hostile-user sweep); they differ only
         with a shift ``> 0``, which the class takes in your own model.
-    :param int steps: optimization steps (default 500 with
+    :param int steps: optimization steps (default 750 with
         ``estimator="analytic"``, 2000 otherwise).
     :param str estimator: the estimator (optional), ``"exact"``, ``"analytic"`` or
         ``"straight-through"``.
@@ -170,7 +171,8 @@ def discover(
         ``batch_size``): only the order is sampled; the edges and weights are
         integrated exactly given it (:mod:`pyrostruct.causal.collapsed`), the
         order's gradient is the leave-one-out score-function estimator, and
-        the weights and edges start from least squares in the initial order.
+        the weights and edges start from least squares in the initial order and
+        again, halfway, given the parent sets found by then.
         ``"straight-through"``: order and edges are sampled by
         :class:`~pyrostruct.infer.autoguide.AutoDAG` and trained with
         ``Trace_ELBO`` (any SEM, either DAG family).

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from scipy.linalg import lapack
 
-__all__ = ["regime_covariances", "regressions_in_order"]
+__all__ = ["regime_covariances", "regressions_given_parents", "regressions_in_order"]
 
 
 def float64_tensor(x) -> torch.Tensor:
@@ -122,3 +122,41 @@ def regime_covariances(x, mask) -> dict:
         cov = torch.cov(rows.T, correction=0).reshape(d, d)
         out[int(j)] = (cov + 1e-9 * torch.eye(d, dtype=torch.float64), len(rows))
     return out
+
+
+def regressions_given_parents(cov: torch.Tensor, n: int, order, parents, regimes=None):
+    """Least squares of every node on a parent set, and of each other predecessor given that
+    set: ``(coef, se2, noise_var)`` as :func:`regressions_in_order` returns them.
+
+    For node ``j`` with parents ``S`` (``parents[:, j]``, all before ``j`` in ``order``),
+    ``coef[i, j]`` of ``i`` in ``S`` is its coefficient in the regression of ``j`` on ``S``
+    (squared standard error ``sigma^2 [C_SS^{-1}]_ii / n``), and that of a predecessor
+    ``i`` outside ``S`` its coefficient in the regression on ``S + {i}``, read off the
+    covariance given ``S``, ``C_{.|S} = C - C_{.S} C_SS^{-1} C_{S.}``: ``b_i = C_{ij|S} /
+    C_{ii|S}``, squared standard error ``(C_{jj|S} - b_i C_{ij|S}) / (n C_{ii|S})``.
+    ``noise_var[j]`` is the residual variance on ``S``. ``regimes``: as
+    :func:`regime_covariances` returns them (an intervened node's covariance and count).
+    """
+    d = cov.shape[0]
+    coef, se2 = torch.zeros(d, d, dtype=torch.float64), torch.zeros(d, d, dtype=torch.float64)
+    noise_var = torch.zeros(d, dtype=torch.float64)
+    parents = torch.as_tensor(np.asarray(parents, dtype=bool))
+    for k, j in enumerate(order):
+        c, m = (regimes or {}).get(j, (cov, n))
+        preds = torch.as_tensor(list(order[:k]), dtype=torch.long)
+        inside = parents[preds, j]
+        s, rest = preds[inside], preds[~inside]
+        cij, cii, resid = c[rest, j], c[rest, rest], c[j, j]
+        if len(s):
+            factor = torch.linalg.cholesky(c[s][:, s])
+            solved = torch.cholesky_solve(c[s][:, torch.cat([rest, torch.tensor([j])])], factor)
+            b = solved[:, -1]  # C_SS^{-1} C_Sj: the regression on S
+            resid = resid - c[j, s] @ b
+            cij = cij - c[rest][:, s] @ b
+            cii = cii - (c[rest][:, s] * solved[:, :-1].T).sum(-1)
+            coef[s, j] = b
+            se2[s, j] = resid * torch.diagonal(torch.cholesky_inverse(factor)) / m
+        noise_var[j] = resid
+        coef[rest, j] = cij / cii
+        se2[rest, j] = (resid - cij * cij / cii) / (m * cii)
+    return coef, se2, noise_var

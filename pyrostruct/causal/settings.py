@@ -220,7 +220,7 @@ class Settings:
         if weight_prior is None:
             weight_prior = "pmom"
         if steps is None:
-            steps = 500 if estimator == "analytic" else 2000
+            steps = 750 if estimator == "analytic" else 2000
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
             raise InputError(f"steps must be a positive integer, got {steps!r}")
         m = expected_edge_count(expected_edges, d)

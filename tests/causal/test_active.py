@@ -98,9 +98,6 @@ def test_a_warm_started_refit_gives_the_cold_posterior(lab):
     assert np.abs(warm.edge_probs - cold.edge_probs).max() < 0.1
     assert warm.metadata["elbo"] == pytest.approx(cold.metadata["elbo"], abs=0.02)
     assert learner.results[1].metadata["search_start"] == start
-    # the fit started at that order without the search lands in a worse basin here
-    stuck = discover(x, interventions=interventions, steps=300, seed=1, init_order=start)
-    assert stuck.metadata["elbo"] < cold.metadata["elbo"] - 0.1
 
 
 def test_the_exact_posterior_drives_the_loop_too(lab):

@@ -191,6 +191,75 @@ def test_order_regression_init_is_least_squares_in_the_order():
     assert (logits.numpy()[strong] > 0).all()
 
 
+def test_regressions_given_parents_are_least_squares_given_the_parents():
+    """A parent's coefficient is its coefficient in the regression on the parent set, another
+    predecessor's that in the regression on the set plus itself; the squared standard error
+    is ``sigma^2 [Sigma^{-1}]_ii / n`` of that regression, the noise the set's residual."""
+    from pyrostruct.causal.regressions import regressions_given_parents
+
+    rng = np.random.default_rng(0)
+    d, n = 6, 300
+    x = rng.normal(size=(n, d)) @ rng.normal(size=(d, d))
+    cov = torch.cov(torch.tensor(x).T, correction=0)
+    order = [3, 1, 0, 5, 2, 4]
+    parents = np.zeros((d, d), dtype=bool)
+    parents[[3, 1, 0, 5, 3], [0, 0, 2, 4, 4]] = True
+    coef, se2, noise_var = regressions_given_parents(cov, n, order, parents)
+    for k, j in enumerate(order):
+        chosen = [i for i in order[:k] if parents[i, j]]
+        for i in order[:k]:
+            inputs = chosen if i in chosen else [*chosen, i]
+            design = np.column_stack([x[:, inputs], np.ones(n)])
+            beta, *_ = np.linalg.lstsq(design, x[:, j], rcond=None)
+            resid = x[:, j] - design @ beta
+            inv = np.linalg.inv(np.atleast_2d(np.cov(x[:, inputs].T, bias=True)))
+            where = inputs.index(i)
+            assert float(coef[i, j]) == pytest.approx(beta[where], abs=1e-8)
+            assert float(se2[i, j]) == pytest.approx(resid @ resid / n * inv[where, where] / n,
+                                                     rel=1e-8)  # fmt: skip
+        design = np.column_stack([x[:, chosen], np.ones(n)])
+        beta, *_ = np.linalg.lstsq(design, x[:, j], rcond=None)
+        resid = x[:, j] - design @ beta
+        assert float(noise_var[j]) == pytest.approx(resid @ resid / n, rel=1e-8)
+    position = {v: k for k, v in enumerate(order)}
+    later = np.array([[position[i] >= position[j] for j in range(d)] for i in range(d)])
+    assert (coef.numpy()[later] == 0).all() and (se2.numpy()[later] == 0).all()
+
+
+def test_a_parent_its_children_share_starts_off_and_the_refit_start_has_it():
+    """The least-squares start regresses a node on all its predecessors: ``A``'s two children,
+    near copies of it, take its share of ``Y``, and ``A -> Y`` starts off (the trap
+    :data:`~pyrostruct.causal.estimators.analytic.REFIT_AT` is about). Given the parent
+    set ``{B}`` the refit's start has it, with its coefficient."""
+    rng = np.random.default_rng(0)
+    n = 300
+    a, b = rng.normal(size=n), rng.normal(size=n)
+    c1, c2 = a + 0.05 * rng.normal(size=n), a + 0.05 * rng.normal(size=n)
+    y = 0.2 * a + b + 0.1 * rng.normal(size=n)
+    x = torch.tensor(np.c_[a, c1, c2, b, y], dtype=torch.float32)
+    parents = np.zeros((5, 5), dtype=bool)
+    parents[0, [1, 2]] = parents[3, 4] = True
+    starts = {}
+    for given in (None, parents):
+        sem = LinearGaussianSEM(5, weight_prior="pmom")
+        sem.initialize(x)
+        logits = order_regression_init(x, list(range(5)), sem, prior_logit=-1.0, parents=given)
+        starts[given is None] = (float(logits[0, 4]), float(sem.weights()[0, 4]))
+    assert starts[True][0] < 0 < starts[False][0]
+    assert starts[False][1] == pytest.approx(0.2, abs=0.03)
+
+
+def test_the_refit_recovers_the_structure_the_start_misses():
+    """SF2, d = 100, n = 500, standardized (seed 1 of the grid in ``REFIT_AT``'s text):
+    CPDAG-SHD 24 after 750 steps without the refit (27 after 500), 11 with it."""
+    ds = datasets.make_dataset(d=100, n=500, graph="SF", edges_per_node=2, noise="nonequal",
+                               seed=1)  # fmt: skip
+    x = ds.data.to_numpy()
+    x = (x - x.mean(0)) / x.std(0)
+    result = discover(x, seed=1)
+    assert metrics.shd_cpdag(ds.adjacency, result.adjacency) <= 15
+
+
 def test_sparse_sinks_order_puts_sinks_last():
     # A -> C <- B, C -> D, C -> E: D and E have one neighbour in the moral graph
     w = np.zeros((5, 5))

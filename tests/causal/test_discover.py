@@ -37,7 +37,7 @@ def test_recovers_linear_er2_d10(er2_d10):
     # the analytic estimator's defaults; the ELBO went up from its least-squares start
     assert result.metadata["estimator"] == "analytic"
     trace = result.elbo_trace
-    assert len(trace) == 500 and trace[-50:].mean() > trace[:20].mean()
+    assert len(trace) == 750 and trace[-50:].mean() > trace[:20].mean()
 
 
 def test_a_nearly_determined_node_keeps_its_small_effect_parents():
@@ -652,7 +652,7 @@ def test_settings_are_checked_once_and_frozen():
         checkpoint_every=50,
     )  # fmt: skip
     settings = Settings.create(**args)
-    assert (settings.estimator, settings.steps, settings.lr) == ("analytic", 500, 0.1)
+    assert (settings.estimator, settings.steps, settings.lr) == ("analytic", 750, 0.1)
     assert settings.init_order == "greedy-sparsest" and settings.expected_edges == 5.0
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.steps = 3

@@ -145,7 +145,8 @@ def test_interventional_rows_almost_never_make_the_exact_posterior_confidently_w
 _VARIATIONAL_REVERSES = (
     "issue 24, not met by the default (variational) posterior: on 60 random cases (d = 6-8, "
     "1-2 targets, 300 rows per regime; drawn as in the exact-posterior test) discover "
-    "confidently reversed a true edge it had right in 12 (2026-12-07, the order search "
+    "confidently reversed a true edge it had right in 10 (2026-12-07, with the analytic "
+    "estimator's refit halfway through training; 12 without it, the order search "
     "choosing between its refitted and BIC endings; 17 with the refitted ending alone the "
     "day before, 11 when first measured, with weight_prior='normal' 11 too), "
     "estimator='exact' (the BGe posterior) in 1. No single cause: the exact posterior of "
@@ -173,7 +174,7 @@ def test_interventional_rows_never_make_a_correct_edge_confidently_wrong(estimat
     it confidently reversed (P > 0.9 the wrong way). Measured on the 60 cases of the
     exact-posterior test above (``benchmarks/causal_exact_vs_vi.py``): ``estimator="exact"``
     fails in 1 (d = 8, seed 8213, a finite-sample event of the posterior itself), the
-    default variational ``"analytic"`` in 12 (see the xfail's reason)."""
+    default variational ``"analytic"`` in 10 (see the xfail's reason)."""
     from pyrostruct.causal import discover
 
     ds, x, mask, observational = _interventional_case(d, seed, k)
