@@ -246,24 +246,23 @@ def order_regression_init(
     mean = xd.mean(0)
     cov = torch.cov(xd.T, correction=0).reshape(d, d) + 1e-9 * torch.eye(d, dtype=xd.dtype)
     equal = sem.noise == "equal"
-    coef, se2, noise_var = regressions_in_order(cov, order, n, equal)
     coef_rev, se2_rev, _ = regressions_in_order(cov, list(order)[::-1], n, equal)
     regimes = regime_covariances(xd, mask)
-    for j, (cov_j, n_j) in regimes.items():
-        fit = regressions_in_order(cov_j, order, n_j, equal)
-        fit_rev = regressions_in_order(cov_j, list(order)[::-1], n_j, equal)
-        coef[:, j], se2[:, j], coef_rev[:, j], se2_rev[:, j] = (
-            fit[0][:, j],
-            fit[1][:, j],
-            fit_rev[0][:, j],
-            fit_rev[1][:, j],
-        )
-        if not equal:
-            noise_var[j] = fit[2][j]
-    if parents is not None:
+    if parents is None:
+        coef, se2, noise_var = regressions_in_order(cov, order, n, equal)
+    else:
+        parents = torch.as_tensor(np.asarray(parents, dtype=bool))
         coef, se2, noise_var = regressions_given_parents(cov, n, list(order), parents, regimes)
         if equal:
             noise_var = torch.full_like(noise_var, float(noise_var.mean()))
+    for j, (cov_j, n_j) in regimes.items():
+        fit_rev = regressions_in_order(cov_j, list(order)[::-1], n_j, equal)
+        coef_rev[:, j], se2_rev[:, j] = fit_rev[0][:, j], fit_rev[1][:, j]
+        if parents is None:
+            fit = regressions_in_order(cov_j, order, n_j, equal)
+            coef[:, j], se2[:, j] = fit[0][:, j], fit[1][:, j]
+            if not equal:
+                noise_var[j] = fit[2][j]
     se2 = (se2 + se2_rev).clamp_min(1e-12)  # each pair is set by exactly one of the two
     tau2 = (sem.weight_prior_scale or 1.0) ** 2
     unit = sem.weight_unit.double()
@@ -278,10 +277,11 @@ def order_regression_init(
     logits = off * (prior_logit + log_bf).clamp(-10.0, 10.0)
     with torch.no_grad():
         sem.weight.copy_((coef + coef_rev) * off / unit)
-        bias = mean - coef.T @ mean
+        fitted = coef if parents is None else coef * parents  # the regression of each node
+        bias = mean - fitted.T @ mean
         for j in regimes:  # the means of the rows where j is not intervened
             m = xd[~torch.as_tensor(np.asarray(mask, dtype=bool))[:, j]].mean(0)
-            bias[j] = m[j] - coef[:, j] @ m
+            bias[j] = m[j] - fitted[:, j] @ m
         sem.bias.copy_(bias)
         log_noise = 0.5 * torch.log(noise_var)
         sem.log_scale.copy_(log_noise if sem.noise == "nonequal" else log_noise[:1])
