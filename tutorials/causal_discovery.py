@@ -55,7 +55,7 @@ from pyrostruct.causal import datasets, discover, metrics
 
 SMOKE = os.environ.get("PYROSTRUCT_SMOKE") == "1"
 D = 5 if SMOKE else 12
-STEPS = 100 if SMOKE else None  # None: the estimator's default (500 analytic)
+STEPS = 100 if SMOKE else None  # None: the estimator's default (750 analytic)
 
 # %% [markdown]
 # ## Data with a known causal graph
