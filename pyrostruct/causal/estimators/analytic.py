@@ -33,8 +33,8 @@ SPACING = {"equal-variance": 5.0, "other": 2.0}
 #: (CPDAG-SHD 12 from the true order; 1 at a third of the rate).
 EDGE_LR_FRACTION = 0.3
 
-#: Fraction of the steps after which the edges, weights and noise restart from least squares
-#: given the parent sets found so far (:meth:`AnalyticEstimator.refit`): each parent's
+#: Fraction of the steps after which the edges, weights, intercepts and noise restart from
+#: least squares given the parent sets found so far (:meth:`AnalyticEstimator.refit`): each parent's
 #: coefficient given the other parents, each other predecessor's given the parents, in
 #: the order of the highest scores. The start regresses every node on *all* its
 #: predecessors, where a true parent's effect can be shared with its own children among
@@ -93,7 +93,7 @@ class AnalyticEstimator(Estimator):
 
     @torch.no_grad()
     def refit(self) -> None:
-        """Restart the edges, weights and noise from least squares given the parent sets
+        """Restart the edges, weights, intercepts and noise from least squares given the parent sets
         found so far (see :data:`REFIT_AT`); the order's scores are kept."""
         d = self.problem.d
         order = torch.argsort(self.guide.scores, descending=True)
