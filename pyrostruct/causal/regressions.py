@@ -152,8 +152,9 @@ def regressions_given_parents(cov: torch.Tensor, n: int, order, parents, regimes
             solved = torch.cholesky_solve(c[s][:, torch.cat([rest, torch.tensor([j])])], factor)
             b = solved[:, -1]  # C_SS^{-1} C_Sj: the regression on S
             resid = resid - c[j, s] @ b
-            cij = cij - c[rest][:, s] @ b
-            cii = cii - (c[rest][:, s] * solved[:, :-1].T).sum(-1)
+            c_rs = c[rest][:, s]
+            cij = cij - c_rs @ b
+            cii = cii - (c_rs * solved[:, :-1].T).sum(-1)
             coef[s, j] = b
             se2[s, j] = resid * torch.diagonal(torch.cholesky_inverse(factor)) / m
         noise_var[j] = resid

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from pyrostruct.causal.collapsed import CollapsedOrderVI, order_regression_init
+from pyrostruct.causal.collapsed import CollapsedOrderVI, _forward_mask, order_regression_init
 from pyrostruct.causal.estimators.base import Estimator, adam
 from pyrostruct.causal.orders.precedence import keep_precedence
 
@@ -95,15 +95,13 @@ class AnalyticEstimator(Estimator):
     def refit(self) -> None:
         """Restart the edges, weights, intercepts and noise from least squares given the parent sets
         found so far (see :data:`REFIT_AT`); the order's scores are kept."""
-        d = self.problem.d
         order = torch.argsort(self.guide.scores, descending=True)
-        position = torch.empty(d, dtype=torch.long)
-        position[order] = torch.arange(d)
-        parents = (self.guide.edge_logits > 0).numpy()
+        parents = self.guide.edge_logits > 0
         knowledge = self.settings.knowledge
         if knowledge is not None:
-            parents = (parents | knowledge.required) & ~knowledge.forbidden
-        parents &= (position[:, None] < position[None, :]).numpy()
+            required = torch.as_tensor(knowledge.required)
+            parents = (parents | required) & ~torch.as_tensor(knowledge.forbidden)
+        parents &= _forward_mask(order, torch.bool)
         logits = order_regression_init(self.problem.x, order.tolist(), self.sem, self.prior_logit,
                                        self.problem.mask_np, parents=parents)  # fmt: skip
         self.guide.edge_logits.copy_(logits)
