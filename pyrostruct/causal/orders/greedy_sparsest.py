@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from pyrostruct.causal.orders.grow_shrink import bic_order_search
-from pyrostruct.causal.orders.precedence import allowed_positions, keep_precedence
+from pyrostruct.causal.orders.precedence import allowed_positions, best_position, keep_precedence
 from pyrostruct.causal.orders.scores import (
     _coefficient_terms,
     _node_score,
@@ -578,7 +578,7 @@ def _improve_order(moments, order, prior_logit, weight_prior_scale, max_sweeps, 
                 )
                 if precedes is not None:
                     scores = _keep_positions(scores, best, q, precedes)
-                k = int(torch.argmax(scores))
+                k = best_position(scores)
                 if float(scores[k]) > best_score + 1e-6 * abs(best_score):
                     rest = best[:q] + best[q + 1 :]
                     best, local = rest[:k] + [node] + rest[k:], _moved_local(parts, k)

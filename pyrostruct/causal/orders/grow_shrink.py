@@ -41,7 +41,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pyrostruct.causal.orders.precedence import allowed_positions
+from pyrostruct.causal.orders.precedence import allowed_positions, best_position
 
 __all__ = ["bic_order_search", "grow_shrink_parents", "default_penalty"]
 
@@ -285,7 +285,7 @@ def bic_order_search(
             if precedes is not None:
                 first, last = allowed_positions(best, q, precedes)
                 scores[:first], scores[last + 1 :] = -np.inf, -np.inf
-            k = int(np.argmax(scores))
+            k = best_position(scores)
             if scores[k] > score + 1e-9 * abs(score):
                 best = _moved(locals_, v, parts, k)
                 score, moved, moves = float(scores[k]), True, moves + 1

@@ -76,6 +76,7 @@ import math
 import numpy as np
 import torch
 
+from pyrostruct.causal.orders.precedence import best_position
 from pyrostruct.causal.orders.scores import _coefficient_terms, _node_score, _shrinkage_cost
 from pyrostruct.causal.regressions import regressions_in_order
 
@@ -360,7 +361,7 @@ def _sweeps(prob, best, pos, score, refit, tolerance, max_sweeps, bar, state):
             if bar is not None:
                 bar.update(1)
             gains, where = prob.gains(best, pos, node, refit)
-            k = int(np.argmax(gains))
+            k = best_position(gains, tol=1e-9 * abs(score))  # steps in position order
             if gains[k] > 1e-6 * abs(score):
                 q, p = int(pos[node]), int(where[k])
                 best.pop(q)

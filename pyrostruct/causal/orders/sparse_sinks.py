@@ -38,7 +38,10 @@ def sparse_sinks_order(x: np.ndarray, z_threshold: float = 3.0) -> list[int]:
         z = torch.atanh(partial.clamp(-0.999999, 0.999999)).abs()
         z *= math.sqrt(max(n - len(remaining) - 1, 1))
         strength = (z > z_threshold).sum(1) + 1e-3 * z.clamp_max(z_threshold).sum(1)
-        k = int(torch.argmin(strength))
+        # mathematically equal strengths (two nodes whose only weak partial correlation is
+        # with each other) differ in the last bits by the platform's rounding: rounded, the
+        # first of them is taken on every machine
+        k = int(torch.argmin(torch.round(strength, decimals=9)))
         sinks.append(remaining.pop(k))
         keep = torch.arange(len(precision)) != k
         precision = precision[keep][:, keep] - torch.outer(
