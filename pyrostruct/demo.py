@@ -187,6 +187,7 @@ def model_selection(out: Path, smoke: bool) -> None:
     result = select_components(
         x, "gmm", 5, steps=20 if smoke else 250, num_restarts=1, seed=0,
         elbo_particles=300, iwae_particles=50, iwae_repeats=6,
+        **({"smc_particles": 50} if smoke else {}),
     )  # fmt: skip
     table = result.table[["candidate", "elbo", "elbo_se", "iwae", "iwae_se", "ess",
                           "posterior_prob", "status"]]  # fmt: skip

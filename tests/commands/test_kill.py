@@ -18,7 +18,7 @@ from pyrostruct.causal import datasets, load_result
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, delay_seed):
     data = tmp_path / "data.csv"
     datasets.make_dataset(d=5, n=200, seed=4).data.to_csv(data, index=False)
-    steps = "1200"
+    steps = "600"  # the kill lands after the first checkpoint (step 200), before the refit (300)
 
     def command(out, ckpt=None):
         argv = [sys.executable, "-m", "pyrostruct", "discover", str(data), "--out", str(out),
