@@ -196,6 +196,13 @@ def _writable_location(path: Path) -> str | None:
         return f"cannot be created: {os.fspath(parent)} is not a directory"
     if not os.access(parent, os.W_OK | os.X_OK):
         return f"cannot be created: no permission to write in {os.fspath(parent)}"
+    try:  # what atomic_open will do; access() says yes to root, and in /proc or /sys
+        fd, probe = tempfile.mkstemp(prefix=".pyrostruct-probe.", suffix=".tmp", dir=parent)
+    except OSError as e:
+        return (f"cannot be created: {os.fspath(parent)} takes no files ({e.strerror}); name a "
+                "file in a folder you can write to")
+    os.close(fd)
+    os.unlink(probe)
     return None
 
 

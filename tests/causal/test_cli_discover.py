@@ -1,6 +1,7 @@
 """`pyrostruct discover`: round trip, one-line errors with exit 2 and no output, resume."""
 
 import json
+import os
 
 import networkx as nx
 import numpy as np
@@ -517,6 +518,23 @@ def test_bad_knowledge_files_are_one_line_and_write_nothing(csv, tmp_path, capsy
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
     assert _outputs(tmp_path) == ["k.txt"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc")
+def test_an_output_in_a_folder_that_takes_no_files_is_refused_before_training(
+    csv, capsys, monkeypatch
+):
+    """/proc and /sys take no new files even for root, whom access() tells they can: the
+    run trained to the end, then failed to write (hostile-user sweep, 2026-12-07)."""
+    import importlib
+
+    module = importlib.import_module("pyrostruct.causal.discover")
+    monkeypatch.setattr(module, "discover", lambda *a, **k: pytest.fail("it trained"))
+    for out in ["/proc/graph.json", "/sys/graph.json"]:
+        argv = ["discover", str(csv), "--intervention-column", "regime", "--quiet", "--out", out]
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"--out {out} cannot be created" in err, err
 
 
 def test_knowledge_file_as_output_is_refused(csv, tmp_path, capsys):
