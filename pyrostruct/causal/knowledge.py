@@ -514,8 +514,9 @@ def _read_tetrad(lines: list[str], path: str) -> Knowledge:
 
 
 def _read_csv(text: str, path: str) -> Knowledge:
-    rows = list(csv.reader(text.splitlines()))
-    rows = [r for r in rows if any(c.strip() for c in r)]
+    reader = csv.reader(text.splitlines())
+    numbered = [(reader.line_num, r) for r in reader if any(c.strip() for c in r)]  # blank: skip
+    rows = [r for _, r in numbered]
     if not rows:
         raise InputError(f"{path}: the knowledge file is empty")
     header = [c.strip().lower() for c in rows[0]]
@@ -525,7 +526,7 @@ def _read_csv(text: str, path: str) -> Knowledge:
             "(or use Tetrad's format, starting with /knowledge)"
         )
     forbidden, required = [], []
-    for number, row in enumerate(rows[1:], 2):
+    for number, row in numbered[1:]:  # the file's own line numbers
         if len(row) != 3:
             raise InputError(f"{path}, line {number}: expected cause,effect,kind, got {row!r}")
         cause, effect, kind = (c.strip() for c in row)

@@ -135,6 +135,11 @@ def run(args: argparse.Namespace) -> int:
     knowledge = read_knowledge(args.knowledge) if args.knowledge else None
     exclude = [args.intervention_column] if args.intervention_column else []
     categorical = [c for group in args.categorical for c in group]
+    if args.intervention_column in categorical:
+        raise InputError(
+            f"--categorical {args.intervention_column}: that is the --intervention-column, "
+            "which names the nodes intervened on in each row, not a variable"
+        )
     frame = read_csv(
         args.data, exclude=exclude, sep=args.sep, decimal=args.decimal, categorical=categorical
     )

@@ -91,7 +91,10 @@ def run(args: argparse.Namespace) -> int:
     exclude = [args.intervention_column] if args.intervention_column else []
     frame = read_csv(args.data, exclude=exclude, sep=args.sep, decimal=args.decimal)
     columns = [c for c in frame.columns if c not in exclude]
-    targets = None if args.targets is None else [t.strip() for t in args.targets.split(",")]
+    # a name as written when a column has it (headers keep their spaces), else stripped
+    targets = None if args.targets is None else [
+        t if t in columns else t.strip() for t in args.targets.split(",")
+    ]
     unknown = [t for t in targets or () if t not in columns]
     if unknown:  # before any fit
         raise InputError(f"--targets: unknown node(s) {unknown}; the columns are {columns}")

@@ -103,3 +103,18 @@ def test_an_intervention_column_without_its_flag_gets_a_hint(csv, tmp_path, caps
     assert cli.main(["suggest", str(csv), "--out", str(tmp_path / "d.csv"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "pass --intervention-column intervention" in err and err.count("\n") == 1
+
+
+def test_a_target_named_with_spaces_as_the_header_has_it(tmp_path):
+    """Headers keep their spaces; --targets stripped its names, so a column ' X1 ' could not
+    be targeted (hostile-user sweep, 2026-12-07)."""
+    env = LinearSEMEnvironment.random(3, seed=2)
+    path = tmp_path / "data.csv"
+    env.observe(60).drop(columns="intervention").rename(columns={"X1": " X1 "}).to_csv(
+        path, index=False
+    )
+    out = tmp_path / "d.csv"
+    argv = ["suggest", str(path), "--targets", " X1 ,X2", "--strategy", "random", "--steps",
+            "20", "--out", str(out), "--quiet"]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert set(pd.read_csv(out)["targets"]) == {" X1 ", "X2"}

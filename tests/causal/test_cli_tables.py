@@ -119,3 +119,11 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(frame, case, tmp_path, 
     assert err.count("\n") == 1 and err.startswith("pyrostruct: error: "), err
     assert message in err and hint in err, err
     assert _outputs(tmp_path) == []
+
+
+def test_the_intervention_column_declared_categorical_is_named_as_such(frame, tmp_path, capsys):
+    path = tmp_path / "data.csv"
+    frame.assign(I=["", "X1"] * 60).to_csv(path, index=False)
+    rc, _ = _run(path, tmp_path, "--intervention-column", "I", "--categorical", "I")
+    err = capsys.readouterr().err
+    assert rc == 2 and "--categorical I: that is the --intervention-column" in err, err

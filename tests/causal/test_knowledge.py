@@ -139,6 +139,7 @@ def test_reads_the_csv_format(tmp_path):
         ("a,b,c\nx,y,required\n", "header cause,effect,kind"),
         ("cause,effect,kind\nx,y,maybe\n", "line 2: kind must be"),
         ("cause,effect,kind\nx,y\n", "line 2: expected"),
+        ("cause,effect,kind\n\nx,y,forbidden\n\nx,y\n", "line 5: expected"),  # blank lines count
         ("/knowledge\nforbiddirect\nx y z\n", "line 3: an edge line"),
         ("/knowledge\naddtemporal\nfirst x y\n", "line 3: a tier line"),
         ("/knowledge\naddtemporal\n1 x\n1 y\n", "tier 1 is listed twice"),
