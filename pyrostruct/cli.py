@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import re
+import shlex
 import sys
 import warnings
 from collections.abc import Sequence
@@ -111,12 +112,18 @@ def _in_flags(message: str, args) -> str:
         if action.option_strings:
             for name in [action.dest] + [k for k, v in api_names.items() if v == action.dest]:
                 flags[name] = action.option_strings[-1]
-    for name, flag in flags.items():
-        message = re.sub(rf"\b{re.escape(name)}='([^']*)'", rf"{flag} \1", message)
+    for name, flag in flags.items():  # quoted where a shell would read the value otherwise
+        message = re.sub(rf"\b{re.escape(name)}='([^']*)'",
+                         lambda m, flag=flag: f"{flag} {_shell_word(m.group(1))}", message)
     first, _, rest = message.partition(" ")
     colon = ":" if first.endswith(":") else ""
     flag = flags.get(first.rstrip(":"))
     return message if flag is None else f"{flag}{colon} {rest}"
+
+
+def _shell_word(value: str) -> str:
+    """``value`` as typed in a shell: bare when it is a plain word, else single-quoted."""
+    return value if re.fullmatch(r"[\w.,:/+=@%-]+", value) else shlex.quote(value)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -95,9 +95,9 @@ def _scan(
 
 def _delimiter_hint(fields: Sequence[str], sep: str) -> str:
     text = sep.join(fields)
-    for other, flag in ((";", "';'"), ("\t", "'\\t'")):
+    for other, flag in ((";", "';'"), ("\t", "'\\t'"), (",", "','")):
         if other != sep and other in text:
-            return f" (the file looks {flag}-separated: pass --sep {flag} / sep={flag})"
+            return f" (the file looks {flag}-separated: pass sep={flag})"
     return ""
 
 
@@ -136,8 +136,11 @@ def read_csv(
         that is not a number (naming its line).
     """
     path = os.fspath(path)
-    if not isinstance(sep, str) or len(sep) != 1 or sep in '\r\n"':
+    if not isinstance(sep, str) or len(sep) != 1:
         raise InputError(f"sep must be one character (',', ';', '\\t', ...), got {sep!r}")
+    if sep in '\r\n"':
+        raise InputError(f"sep cannot be {sep!r}: CSV quotes fields with '\"' and ends rows with "
+                         "line breaks; use ',', ';' or '\\t'")  # fmt: skip
     if decimal not in (".", ","):
         raise InputError(f"decimal must be '.' or ',', got {decimal!r}")
     if decimal == sep:
@@ -205,13 +208,15 @@ def read_csv(
         if row is None:
             row = next(i for i, v in enumerate(frame[col]) if isinstance(v, str))
         value = frame[col].iloc[row]
-        decimal_hint = hint
-        if isinstance(value, str) and decimal == "." and sep != ",":
+        decimal_hint = hint  # a one-column header: the separator's hint says it all
+        if hint:
+            pass
+        elif isinstance(value, str) and decimal == "." and sep != ",":
             if parses_as_number(value.replace(",", ".")):
-                decimal_hint = " (decimal commas? pass --decimal ',' / decimal=',')"
+                decimal_hint = " (decimal commas? pass decimal=',')"
         elif isinstance(value, str) and decimal == "," and parses_as_number(value):
             decimal_hint = " (the numbers use '.' as decimal mark: drop --decimal ',')"
-        if categorical is not None and not parses_as_number(value):
+        if categorical is not None and not parses_as_number(value) and not hint:
             decimal_hint = (
                 f" (if it holds categories, declare it: --categorical {col}){decimal_hint}"
             )
@@ -320,7 +325,9 @@ def check_table(
                 row = next((i for i, v in enumerate(column) if not is_real_number(v)), None)
                 found = ""
                 if row is not None:
-                    found = f" (found {column.iloc[row]!r}, {row_label(data, row)})"
+                    value = column.iloc[row]  # a numpy scalar shown as Python writes it
+                    value = value.item() if isinstance(value, np.generic) else value
+                    found = f" (found {value!r}, {row_label(data, row)})"
                 raise InputError(
                     f"{name}: column {str(col)!r} is not numeric{found}; "
                     f"encode it as numbers or drop it{text_hint}"

@@ -156,6 +156,29 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, capsys)
 
 
 @pytest.mark.parametrize(
+    "text, sep, message",
+    [
+        ("a;b\n" + "1;2\n2;5\n" * 10, ",", "is not numeric: '1;2' at line 2; encode it as "
+         "numbers or drop it (the file looks ';'-separated: pass --sep ';')\n"),
+        ("a,b\n" + "1,2\n2,5\n" * 10, "tab", "(the file looks ','-separated: pass --sep ,)\n"),
+        ("a,b\n" + "1,2\n2,5\n" * 10, '"', "--sep cannot be '\"': CSV quotes fields"),
+        ("a,b\n" + "1,True\n2,False\n" * 10, ",", "(found True, line 2 of"),
+        ("a;b\n" + "1,5;2\n2;5\n" * 10, ";", "(decimal commas? pass --decimal ,)\n"),
+    ],
+)
+def test_separator_and_value_hints_speak_the_command_line(text, sep, message, tmp_path, capsys):
+    """The hostile-user sweep of 2026-12-07: a semicolon file's hint read "pass --sep ';' /
+    --sep ;" after an advice to declare the column categorical; a comma file read with
+    --sep tab got no hint; --sep '"' was refused as "not one character"; a yes/no column
+    showed numpy's np.True_."""
+    path = tmp_path / "data.csv"
+    path.write_text(text)
+    assert cli.main(["discover", str(path), "--sep", sep, "--out", str(tmp_path / "g.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+
+
+@pytest.mark.parametrize(
     "extra, message",
     [
         (["--steps", "0"], "argument --steps: expected a positive integer"),
