@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["positive_int", "positive_float", "seed", "column_list", "add_csv_arguments"]
+__all__ = [
+    "positive_int",
+    "positive_float",
+    "seed",
+    "column_list",
+    "add_csv_arguments",
+    "check_workers",
+]
 
 
 def _positive(text: str, cast, what: str):
@@ -75,3 +82,12 @@ def add_csv_arguments(parser: argparse.ArgumentParser) -> None:
                         help="field separator (default ',')")  # fmt: skip
     parser.add_argument("--decimal", choices=[".", ","], default=".",
                         help="decimal mark of the numbers (default '.')")  # fmt: skip
+
+
+def check_workers(args: argparse.Namespace) -> None:
+    """Refuse ``--workers`` with the serial executor, where it would be ignored."""
+    from pyrostruct.errors import InputError
+
+    if args.workers is not None and args.executor == "serial":
+        raise InputError(f"--workers {args.workers} applies to --executor process or ray; the "
+                         "serial executor runs one fit at a time")  # fmt: skip

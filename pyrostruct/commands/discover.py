@@ -18,6 +18,7 @@ import argparse
 
 from pyrostruct.commands._types import (
     add_csv_arguments,
+    check_workers,
     column_list,
     column_name,
     positive_float,
@@ -127,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         outputs[f"--checkpoint of restart {r}"] = restart_checkpoint(args.checkpoint, r)
     check_output_paths({"DATA.csv": args.data, "--knowledge": args.knowledge}, outputs)
     fmt = output_format(args.out, args.format, path_name="--out", format_name="--format")
+    check_workers(args)
     if args.all_pairs and fmt != "csv":
         raise InputError(f"--all-pairs applies to the CSV edge list only; --out {args.out} "
                          f"is written as {fmt} (name it .csv or add --format csv)")  # fmt: skip

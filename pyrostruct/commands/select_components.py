@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from pyrostruct.commands._types import add_csv_arguments, positive_int, seed
+from pyrostruct.commands._types import add_csv_arguments, check_workers, positive_int, seed
 
 __all__ = ["add_subparser", "run"]
 
@@ -59,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
     if args.min > args.max:
         raise InputError(f"--min {args.min} is larger than --max {args.max}")
     check_output_paths({"DATA.csv": args.data}, {"--out": args.out, "--plot": args.plot})
+    if not str(args.out).lower().endswith((".csv", ".txt")):
+        raise InputError(f"--out {args.out}: the evidence table is written as CSV; name it .csv")
+    check_workers(args)
     if args.plot:
         figure_format(args.plot, flag="--plot")
     frame = read_csv(args.data, sep=args.sep, decimal=args.decimal)

@@ -185,6 +185,7 @@ def test_separator_and_value_hints_speak_the_command_line(text, sep, message, tm
         (["--sem", "gp"], "argument --sem: invalid choice"),
         (["--dag", "x"], "argument --dag: invalid choice"),
         (["--weight-prior", "flat"], "argument --weight-prior: invalid choice"),
+        (["--workers", "2"], "--workers 2 applies to --executor process or ray"),
     ],
 )
 def test_bad_arguments(csv, tmp_path, capsys, extra, message):

@@ -40,6 +40,9 @@ def _run_fails(argv, capsys, message, tmp_path, data):
         (["--out", "data.csv/t.csv"], "is not a directory"),
         (["--out", "t.csv", "--min", "4"], "--min 4 is larger than --max 2"),
         (["--out", "t.csv", "--seed", "-1"], "argument --seed: expected an integer from 0"),
+        # the hostile-user sweep of 2026-12-07: a CSV written into t.json, --workers ignored
+        (["--out", "t.json"], "--out t.json: the evidence table is written as CSV"),
+        (["--out", "t.csv", "--workers", "3"], "--workers 3 applies to --executor process or ray"),
     ],
 )
 def test_bad_outputs_and_flags(data, tmp_path, capsys, extra, message):
