@@ -88,9 +88,11 @@ def run(args: argparse.Namespace) -> int:
     result.to_csv(args.out)
     saved = 100 * result.savings["fraction_saved"]
     what = "components" if args.family == "gmm" else "rank"
+    table = result.table.set_index("candidate")
+    method = table.loc[result.best, "evidence_method"]  # the best's own: SMC can fail for one
     print(
         f"best {what}: {result.best} (posterior probability "
-        f"{result.table['posterior_prob'].max():.3f}, ranked by {result.evidence_method}); "
+        f"{table.loc[result.best, 'posterior_prob']:.3f}, ranked by {method}); "
         f"successive halving saved {saved:.0f}% "
         f"of SVI steps; wrote {args.out}" + (f" and {args.plot}" if args.plot else "")
     )

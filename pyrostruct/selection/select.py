@@ -563,6 +563,15 @@ def select(
                 LowESSWarning,
                 stacklevel=2,
             )
+    if result.smc_failed:  # the table mixes estimates then: say so
+        name, why = next(iter(result.smc_failed.items()))
+        warnings.warn(
+            f"the SMC evidence estimate failed for candidates {list(result.smc_failed)} "
+            f"({name!r}: {why}); they are ranked by their IWAE bound (result.smc_failed; the "
+            "table's evidence_method names each candidate's estimate)",
+            UserWarning,
+            stacklevel=2,
+        )
     return result
 
 

@@ -116,7 +116,8 @@ def test_a_failing_smc_estimate_leaves_the_candidates_fitted_and_ranked_by_iwae(
         raise ValueError("no temperature schedule within 1000 steps")
 
     monkeypatch.setattr(final_evidence, "smc_estimate", fails)
-    r = select({"a": _folded, "b": _folded}, FOLDED_DATA, steps=100, num_restarts=1, **FAST)
+    with pytest.warns(UserWarning, match=r"SMC evidence estimate failed for candidates \['a', 'b'\]"):
+        r = select({"a": _folded, "b": _folded}, FOLDED_DATA, steps=100, num_restarts=1, **FAST)
     assert (r.table.status == "fitted").all()
     assert r.evidence_method == "iwae"
     assert r.smc_failed == {
