@@ -101,7 +101,8 @@ def _in_flags(message: str, args) -> str:
     """An API error message in the command line's words: a message that starts with a
     parameter name (``expected_edges must ...``) starts with its flag instead, and a
     keyword written as in Python (``use estimator='analytic'``) becomes the flag and its
-    value (``use --estimator analytic``)."""
+    value (``use --estimator analytic``), and so do the parameters after "drop" (``drop
+    steps`` -> ``drop --steps``)."""
     sub = getattr(args, "subparser", None)
     if sub is None:
         return message
@@ -115,6 +116,11 @@ def _in_flags(message: str, args) -> str:
     for name, flag in flags.items():  # quoted where a shell would read the value otherwise
         message = re.sub(rf"\b{re.escape(name)}='([^']*)'",
                          lambda m, flag=flag: f"{flag} {_shell_word(m.group(1))}", message)
+    message = re.sub(  # "drop steps, lr" names parameters too
+        r"\bdrop (\w+(?:, \w+)*)",
+        lambda m: "drop " + ", ".join(flags.get(w, w) for w in m.group(1).split(", ")),
+        message,
+    )
     first, _, rest = message.partition(" ")
     colon = ":" if first.endswith(":") else ""
     flag = flags.get(first.rstrip(":"))

@@ -214,8 +214,8 @@ class Settings:
             raise InputError(
                 f"estimator={estimator!r} enforces forbidden edges only: required edges and "
                 "tiers constrain the order, which its relaxed order sampler cannot keep; "
-                "they are enforced by estimator='analytic' (the linear SEM with dag='order' "
-                "and no batch_size) and 'exact'"
+                "they are enforced by estimator='analytic' (the linear SEM with dag='order', "
+                "on the full data) and 'exact'"
             )
         if weight_prior is None:
             weight_prior = "pmom"

@@ -186,6 +186,8 @@ def test_separator_and_value_hints_speak_the_command_line(text, sep, message, tm
         (["--dag", "x"], "argument --dag: invalid choice"),
         (["--weight-prior", "flat"], "argument --weight-prior: invalid choice"),
         (["--workers", "2"], "--workers 2 applies to --executor process or ray"),
+        (["--intervention-column", "regime", "--estimator", "exact", "--steps", "50"],
+         "drop --steps, or use --estimator analytic"),  # was "drop steps"
     ],
 )
 def test_bad_arguments(csv, tmp_path, capsys, extra, message):
