@@ -157,6 +157,8 @@ def read_csv(
             text = f.read()
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
+    except OSError as e:  # no permission to read, a device that refuses
+        raise InputError(f"{path}: cannot be read ({e.strerror or type(e).__name__})") from None
     if not text:
         raise InputError(f"{path}: the file is empty; expected a CSV with a header row")
     header, lines, verbatim = _scan(text, path, sep, keep=exclude)

@@ -90,6 +90,22 @@ def test_read_csv_missing_file_and_missing_column(tmp_path):
         read_csv(path, exclude=["regime"])
 
 
+def test_read_csv_of_a_file_it_may_not_read_says_so(tmp_path, monkeypatch):
+    """A file without read permission gave the bare "[Errno 13] Permission denied: ..."
+    (hostile-user sweep; monkeypatched: root reads a chmod 000 file)."""
+    import builtins
+
+    path = tmp_path / "d.csv"
+    path.write_text("x,y\n1,2\n")
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(builtins, "open", refuse)
+    with pytest.raises(InputError, match=r"d.csv: cannot be read \(Permission denied\)"):
+        read_csv(path)
+
+
 def test_read_csv_keeps_the_text_of_an_excluded_column_verbatim(tmp_path):
     """An intervention column holds node names: a node named NA, None or null is a name
     there, not pandas' missing value (its rows were read as observational); only an empty

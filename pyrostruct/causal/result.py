@@ -388,7 +388,11 @@ class CausalResult:
 def load_result(path: str | os.PathLike) -> CausalResult:
     """Read a :class:`CausalResult` written by :meth:`CausalResult.save` (or the CLI)."""
     try:
-        with open(path, encoding="utf-8") as f:
+        f = open(path, encoding="utf-8")
+    except OSError as e:  # missing, unreadable, a directory: not a statement about the file
+        raise InputError(f"{path}: cannot be read ({e.strerror or type(e).__name__})") from None
+    try:
+        with f:
             data = json.load(f)
         payload = data["graph"]["pyrostruct"]
     except (OSError, ValueError, KeyError, TypeError) as e:  # ValueError: JSON, UTF-8

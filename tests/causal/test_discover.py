@@ -102,6 +102,11 @@ def test_load_rejects_foreign_json(tmp_path):
     path.write_text(json.dumps({"nodes": []}))
     with pytest.raises(InputError, match="not a pyrostruct"):
         load_result(path)
+    # a file that cannot be opened is not called "not a result" (hostile-user sweep)
+    with pytest.raises(InputError, match=r"missing.json: cannot be read \(No such file"):
+        load_result(tmp_path / "missing.json")
+    with pytest.raises(InputError, match=r": cannot be read \(Is a directory\)"):
+        load_result(tmp_path)
 
 
 @given(st.integers(2, 12), st.integers(0, 10_000), st.floats(0.05, 1.0))
