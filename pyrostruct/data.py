@@ -25,6 +25,7 @@ import io
 import math
 import os
 import re
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -392,7 +393,26 @@ def check_table(
                 f"{name}: column {names[constant[0]]!r} is constant; "
                 "drop it (it carries no information)"
             )
+        _warn_identical_columns(array, names, name)
     return array, names
+
+
+def _warn_identical_columns(array: np.ndarray, names: list[str], name: str) -> None:
+    """Warn of the first column that is an exact copy of an earlier one: it carries no
+    information of its own, and a model of both is degenerate (a noiseless edge between
+    them, a singular covariance: select_components spent minutes in SMC on such a table)."""
+    seen: dict[int, int] = {}
+    for j in range(array.shape[1]):
+        key = hash(array[:, j].tobytes())
+        k = seen.setdefault(key, j)
+        if k != j and np.array_equal(array[:, k], array[:, j], equal_nan=True):
+            warnings.warn(
+                f"{name}: columns {names[k]!r} and {names[j]!r} are identical; drop one of them "
+                "(a copy carries no information of its own and makes the model degenerate)",
+                UserWarning,
+                stacklevel=3,
+            )
+            return
 
 
 def column_exponents(x: np.ndarray) -> np.ndarray:
