@@ -94,10 +94,11 @@ def _scan(
     return header, lines, kept
 
 
-def _delimiter_hint(fields: Sequence[str], sep: str) -> str:
+def _delimiter_hint(fields: Sequence[str], sep: str, others: str = ";\t") -> str:
+    """A hint that the file uses one of ``others`` as separator, where ``fields`` hold it."""
     text = sep.join(fields)
     for other, flag in ((";", "';'"), ("\t", "'\\t'"), (",", "','")):
-        if other != sep and other in text:
+        if other in others and other != sep and other in text:
             return f" (the file looks {flag}-separated: pass sep={flag})"
     return ""
 
@@ -175,7 +176,9 @@ def read_csv(
             f"{', ...' if len(header) > 4 else ''}): the file seems to have no header row, and "
             "its first row would be lost; add a header line of column names"
         )
-    hint = _delimiter_hint(header, sep) if len(header) == 1 else ""
+    # one column: a comma in its name means a comma file too (not so in a ragged row,
+    # where it can be a decimal comma)
+    hint = _delimiter_hint(header, sep, others=";\t,") if len(header) == 1 else ""
     text_columns = list(exclude) + list(categorical or ())
     missing = [c for c in text_columns if c not in header]
     if missing:

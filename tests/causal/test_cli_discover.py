@@ -121,7 +121,7 @@ BAD_TABLES = {
     "fewer rows than columns": (
         ",".join(f"v{j}" for j in range(20))
         + "\n"
-        + "".join(",".join(str((i * 7 + j * j) % 11) for j in range(20)) + "\n" for i in range(12)),
+        + "".join(",".join(str((i * 7 + j * 3) % 11 + j) for j in range(20)) + "\n" for i in range(12)),
         "12 rows for 20 columns",
     ),
     "semicolon-separated": ("a;b\n" + "1;2\n2;5\n" * 10, "the file looks ';'-separated"),
