@@ -151,7 +151,7 @@ def test_consensus_decides_adjacency_before_direction():
 
 def test_nonlinear_mlp_recovers_d5():
     ds = datasets.make_dataset(d=5, n=1000, graph="ER", edges_per_node=1, sem="mlp", seed=1)
-    result = discover(ds.data, sem="mlp", steps=1500, seed=0)
+    result = discover(ds.data, sem="mlp", steps=800, seed=0)
     est = nx.to_numpy_array(result.graph, nodelist=ds.names, weight=None)
     assert metrics.shd(ds.adjacency, est) <= 2
     assert metrics.auroc(ds.adjacency, result.edge_probs) > 0.85
