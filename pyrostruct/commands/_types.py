@@ -11,6 +11,7 @@ __all__ = [
     "column_list",
     "add_csv_arguments",
     "check_workers",
+    "step_count",
 ]
 
 
@@ -27,6 +28,18 @@ def _positive(text: str, cast, what: str):
 def positive_int(text: str) -> int:
     """An integer >= 1."""
     return _positive(text, int, "integer")
+
+
+#: The most training steps a command takes: a typo such as 1e20 steps would run for ever.
+MAX_STEPS = 10_000_000
+
+
+def step_count(text: str) -> int:
+    """A number of training steps: an integer from 1 to :data:`MAX_STEPS`."""
+    value = positive_int(text)
+    if value > MAX_STEPS:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_STEPS:_} steps, got {text!r}")
+    return value
 
 
 def positive_float(text: str) -> float:

@@ -24,6 +24,7 @@ from pyrostruct.commands._types import (
     positive_float,
     positive_int,
     seed,
+    step_count,
 )
 
 __all__ = ["add_subparser", "run"]
@@ -56,7 +57,7 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--dag", choices=["order", "smooth"], default="order",
                         help="DAG family: order-then-edges or smooth orientations (COSMO, "
                              "shift 0: the same results as order)")  # fmt: skip
-    parser.add_argument("--steps", type=positive_int, metavar="N",
+    parser.add_argument("--steps", type=step_count, metavar="N",
                         help="steps (500 analytic, 2000 straight-through)")  # fmt: skip
     parser.add_argument("--estimator", choices=["analytic", "straight-through", "exact"],
                         help="estimator (default: see discover's estimator; analytic for the "

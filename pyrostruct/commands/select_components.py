@@ -12,7 +12,13 @@ from __future__ import annotations
 
 import argparse
 
-from pyrostruct.commands._types import add_csv_arguments, check_workers, positive_int, seed
+from pyrostruct.commands._types import (
+    add_csv_arguments,
+    check_workers,
+    positive_int,
+    seed,
+    step_count,
+)
 
 __all__ = ["add_subparser", "run"]
 
@@ -36,7 +42,7 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--executor", choices=["serial", "process", "ray"], default="serial",
                         help="where the fits run (serial)")  # fmt: skip
     parser.add_argument("--workers", type=positive_int, help="workers for process/ray")
-    parser.add_argument("--steps", type=positive_int, default=1000, help="SVI steps (1000)")
+    parser.add_argument("--steps", type=step_count, default=1000, help="SVI steps (1000)")
     parser.add_argument("--restarts", type=positive_int, default=2,
                         help="initializations per count (2)")  # fmt: skip
     parser.add_argument("--no-halving", action="store_true",

@@ -13,7 +13,13 @@ from __future__ import annotations
 
 import argparse
 
-from pyrostruct.commands._types import add_csv_arguments, column_name, positive_int, seed
+from pyrostruct.commands._types import (
+    add_csv_arguments,
+    column_name,
+    positive_int,
+    seed,
+    step_count,
+)
 
 __all__ = ["add_subparser", "run"]
 
@@ -51,7 +57,7 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
                         help="rows each experiment yields (10)")  # fmt: skip
     parser.add_argument("--dag-samples", type=positive_int, default=256, metavar="M",
                         help="posterior DAG draws (256)")  # fmt: skip
-    parser.add_argument("--steps", type=positive_int, metavar="N",
+    parser.add_argument("--steps", type=step_count, metavar="N",
                         help="optimization steps of the fit (default: discover's)")  # fmt: skip
     parser.add_argument("--seed", type=seed, default=0, help="random seed, 0 .. 2**32-1 (0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

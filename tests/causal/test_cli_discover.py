@@ -182,6 +182,7 @@ def test_separator_and_value_hints_speak_the_command_line(text, sep, message, tm
     "extra, message",
     [
         (["--steps", "0"], "argument --steps: expected a positive integer"),
+        (["--steps", "99999999999999999999"], "--steps: expected at most 10_000_000 steps"),
         (["--sem", "gp"], "argument --sem: invalid choice"),
         (["--dag", "x"], "argument --dag: invalid choice"),
         (["--weight-prior", "flat"], "argument --weight-prior: invalid choice"),

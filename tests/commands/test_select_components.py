@@ -43,6 +43,8 @@ def _run_fails(argv, capsys, message, tmp_path, data):
         # the hostile-user sweep of 2026-12-07: a CSV written into t.json, --workers ignored
         (["--out", "t.json"], "--out t.json: the evidence table is written as CSV"),
         (["--out", "t.csv", "--workers", "3"], "--workers 3 applies to --executor process or ray"),
+        (["--out", "t.csv", "--steps", "1e20"], "argument --steps: expected a positive integer"),
+        (["--out", "t.csv", "--steps", "20000000"], "--steps: expected at most 10_000_000"),
     ],
 )
 def test_bad_outputs_and_flags(data, tmp_path, capsys, extra, message):
