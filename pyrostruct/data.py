@@ -215,13 +215,12 @@ def read_csv(
             row = next(i for i, v in enumerate(frame[col]) if isinstance(v, str))
         value = frame[col].iloc[row]
         decimal_hint = hint  # a one-column header: the separator's hint says it all
-        if hint:
-            pass
-        elif isinstance(value, str) and decimal == "." and sep != ",":
-            if parses_as_number(value.replace(",", ".")):
-                decimal_hint = " (decimal commas? pass decimal=',')"
-        elif isinstance(value, str) and decimal == "," and parses_as_number(value):
-            decimal_hint = " (the numbers use '.' as decimal mark: drop --decimal ',')"
+        if not hint and isinstance(value, str):
+            if decimal == "." and sep != ",":
+                if parses_as_number(value.replace(",", ".")):
+                    decimal_hint = " (decimal commas? pass decimal=',')"
+            elif decimal == "," and parses_as_number(value):
+                decimal_hint = " (the numbers use '.' as decimal mark: drop --decimal ',')"
         if categorical is not None and not parses_as_number(value) and not hint:
             decimal_hint = (
                 f" (if it holds categories, declare it: --categorical {col}){decimal_hint}"

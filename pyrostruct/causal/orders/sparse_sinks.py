@@ -7,6 +7,7 @@ import math
 import numpy as np
 import torch
 
+from pyrostruct.causal.orders.precedence import best_position
 from pyrostruct.causal.regressions import float64_tensor
 
 __all__ = ["sparse_sinks_order"]
@@ -39,9 +40,9 @@ def sparse_sinks_order(x: np.ndarray, z_threshold: float = 3.0) -> list[int]:
         z *= math.sqrt(max(n - len(remaining) - 1, 1))
         strength = (z > z_threshold).sum(1) + 1e-3 * z.clamp_max(z_threshold).sum(1)
         # mathematically equal strengths (two nodes whose only weak partial correlation is
-        # with each other) differ in the last bits by the platform's rounding: rounded, the
-        # first of them is taken on every machine
-        k = int(torch.argmin(torch.round(strength, decimals=9)))
+        # with each other) differ in the last bits by the platform's rounding: the first of
+        # them is taken on every machine
+        k = best_position(-strength, tol=1e-9)
         sinks.append(remaining.pop(k))
         keep = torch.arange(len(precision)) != k
         precision = precision[keep][:, keep] - torch.outer(
